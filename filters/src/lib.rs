@@ -1,0 +1,17 @@
+//! Pure, I/O-free request and response logic of Cortex Gateway.
+//!
+//! Everything that *decides* lives here as plain functions over plain data: parsing and
+//! validating JSON-RPC, negotiating a protocol version, matching scopes, merging and filtering
+//! the catalog, naming tools, mapping contract replies, checking an Origin, sealing session ids.
+//! The gateway crate (`src/`) moves the bytes and calls into these functions; nothing here
+//! touches a socket, a clock it did not receive, or an async runtime.
+
+pub mod catalog;
+pub mod contract;
+pub mod jsonrpc;
+pub mod naming;
+pub mod origin;
+pub mod scope;
+pub mod session;
+pub mod sse;
+pub mod version;

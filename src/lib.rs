@@ -1,0 +1,2 @@
+//! Cortex Gateway: a federated MCP gateway on Pingora.
+pub mod config;
