@@ -1,1 +1,113 @@
-fn main(){}
+//! The `cortex-gateway` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cortex_gateway::config::{self, EnvSource, LogFormat, ProcessEnv};
+use cortex_gateway::{demo, server};
+
+#[derive(Parser)]
+#[command(name = "cortex-gateway", version, about = "A federated MCP gateway: one OAuth 2.1-protected MCP endpoint in front of N apps.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the gateway.
+    Serve {
+        /// YAML configuration (optional: a Cortex env file or the environment alone also work).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// A Cortex-style env file (KEY=VALUE lines); the process environment wins over it.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+    /// Runs the gateway with a built-in demo backend on loopback, no authentication.
+    Demo {
+        /// Listen address of the gateway.
+        #[arg(long, default_value = "127.0.0.1:3213")]
+        listen: SocketAddr,
+    },
+    /// Validates a configuration and prints a summary (exit 0) or every problem (exit 2).
+    CheckConfig {
+        /// YAML configuration.
+        file: Option<PathBuf>,
+        /// A Cortex-style env file.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, env_file } => serve(config, env_file),
+        Command::Demo { listen } => match demo::run(listen) {
+            Ok(never) => match never {},
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::CheckConfig { file, env_file } => check_config(file, env_file),
+    }
+}
+
+fn environment(env_file: Option<&PathBuf>) -> Result<Box<dyn EnvSource>, ExitCode> {
+    match env_file {
+        None => Ok(Box::new(ProcessEnv)),
+        Some(path) => match config::read_env_file(path) {
+            Ok(file) => Ok(Box::new(config::LayeredEnv::new(ProcessEnv, file))),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Err(ExitCode::from(2))
+            }
+        },
+    }
+}
+
+fn check_config(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
+    let env = match environment(env_file.as_ref()) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    match config::load(file.as_deref(), env.as_ref()) {
+        Ok(loaded) => {
+            println!("{}", config::render_check_report(&loaded));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("configuration is invalid:\n{errors}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
+    let env = match environment(env_file.as_ref()) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let loaded = match config::load(file.as_deref(), env.as_ref()) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!("configuration is invalid, not starting:\n{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    cortex_gateway::logging::init(&loaded.config.logging.level, loaded.config.logging.format == LogFormat::Json);
+    for w in &loaded.warnings {
+        tracing::warn!("config: {w}");
+    }
+    match server::build(loaded.config) {
+        Ok((server, _state)) => server.run_forever(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -9,6 +9,26 @@
 //!
 //! The subject binding is the first 16 bytes of SHA-256(sub), compared in constant time, so a
 //! session id presented by another caller is treated exactly like an unknown one.
+//!
+//! Wire layout (format version 1):
+//!
+//! ```text
+//! id        = base64url-no-pad( gcm_nonce[12] || ciphertext[51] || tag[16] )   -> 106 chars
+//! plaintext = format(1) || nonce[16] || subject[16] || version(1) || caps(1)
+//!             || issued_at(u64 BE) || expires_at(u64 BE)
+//! AAD       = format(1)
+//! ```
+//!
+//! The id has a fixed length, so anything else is rejected as malformed before any
+//! cryptography runs; decoding and decryption work in stack buffers (the only allocation of a
+//! seal is the returned string, and `open` allocates nothing).
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 use crate::version::ProtocolVersion;
 
@@ -21,6 +41,30 @@ pub mod caps {
     /// Client declared `elicitation`.
     pub const ELICITATION: u8 = 4;
 }
+
+/// The payload format written by this build; also bound as AAD so a future format cannot be
+/// confused with this one.
+const FORMAT_VERSION: u8 = 1;
+/// The AAD of every seal: the format version.
+const AAD: [u8; 1] = [FORMAT_VERSION];
+/// Plaintext length: format + nonce + subject + version code + caps + issued_at + expires_at.
+const PAYLOAD_LEN: usize = 1 + 16 + 16 + 1 + 1 + 8 + 8;
+/// AES-GCM nonce length (96 bits).
+const GCM_NONCE_LEN: usize = 12;
+/// AES-GCM tag length.
+const TAG_LEN: usize = 16;
+/// Decoded id length.
+const SEALED_LEN: usize = GCM_NONCE_LEN + PAYLOAD_LEN + TAG_LEN;
+/// Encoded id length (base64 without padding).
+const ID_LEN: usize = (SEALED_LEN * 4).div_ceil(3);
+
+/// Offsets of the plaintext fields.
+const OFF_NONCE: usize = 1;
+const OFF_SUBJECT: usize = OFF_NONCE + 16;
+const OFF_VERSION: usize = OFF_SUBJECT + 16;
+const OFF_CAPS: usize = OFF_VERSION + 1;
+const OFF_ISSUED: usize = OFF_CAPS + 1;
+const OFF_EXPIRES: usize = OFF_ISSUED + 8;
 
 /// What a session id carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,18 +86,70 @@ pub struct SessionClaims {
 impl SessionClaims {
     /// The subject binding of `sub`.
     pub fn bind_subject(sub: &str) -> [u8; 16] {
-        todo!("{sub}")
+        let digest = Sha256::digest(sub.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
     }
 
     /// Whether this session belongs to `sub` (constant-time comparison).
     pub fn belongs_to(&self, sub: &str) -> bool {
-        todo!("{sub}")
+        ct_eq(&self.subject, &Self::bind_subject(sub))
     }
 
     /// The nonce as 32 lowercase hex characters (log- and map-friendly session key).
     pub fn key(&self) -> String {
-        todo!()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(32);
+        for b in self.nonce {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        out
     }
+
+    /// Serialises the claims into the fixed plaintext layout.
+    fn encode(&self) -> [u8; PAYLOAD_LEN] {
+        let mut p = [0u8; PAYLOAD_LEN];
+        p[0] = FORMAT_VERSION;
+        p[OFF_NONCE..OFF_SUBJECT].copy_from_slice(&self.nonce);
+        p[OFF_SUBJECT..OFF_VERSION].copy_from_slice(&self.subject);
+        p[OFF_VERSION] = self.version.code();
+        p[OFF_CAPS] = self.client_caps;
+        p[OFF_ISSUED..OFF_EXPIRES].copy_from_slice(&self.issued_at.to_be_bytes());
+        p[OFF_EXPIRES..].copy_from_slice(&self.expires_at.to_be_bytes());
+        p
+    }
+
+    /// Parses an authenticated plaintext; an unknown format or version code is malformed.
+    fn decode(p: &[u8; PAYLOAD_LEN]) -> Result<Self, SessionError> {
+        if p[0] != FORMAT_VERSION {
+            return Err(SessionError::Malformed);
+        }
+        let version = ProtocolVersion::from_code(p[OFF_VERSION]).ok_or(SessionError::Malformed)?;
+        Ok(SessionClaims {
+            nonce: array_at(p, OFF_NONCE),
+            subject: array_at(p, OFF_SUBJECT),
+            version,
+            client_caps: p[OFF_CAPS],
+            issued_at: u64::from_be_bytes(array_at(p, OFF_ISSUED)),
+            expires_at: u64::from_be_bytes(array_at(p, OFF_EXPIRES)),
+        })
+    }
+}
+
+/// Copies `N` bytes at `at` out of the plaintext (offsets are compile-time constants).
+fn array_at<const N: usize>(p: &[u8; PAYLOAD_LEN], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&p[at..at + N]);
+    out
+}
+
+/// Constant-time equality of two subject bindings: the time taken does not depend on where
+/// the first differing byte is, so a caller cannot probe another subject's binding.
+fn ct_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 /// Why a presented session id is not usable (all map to HTTP 404 for the client).
@@ -73,7 +169,8 @@ pub enum SessionError {
 /// Seals and opens session ids under one 32-byte key.
 #[derive(Clone)]
 pub struct SessionSealer {
-    _priv: (),
+    /// The expanded AES-256-GCM key, built once so a seal or open is one AEAD operation.
+    cipher: Aes256Gcm,
 }
 
 impl std::fmt::Debug for SessionSealer {
@@ -85,17 +182,375 @@ impl std::fmt::Debug for SessionSealer {
 impl SessionSealer {
     /// A sealer for `key` (32 bytes; callers derive it from configuration).
     pub fn new(key: &[u8; 32]) -> Self {
-        let _ = key;
-        todo!()
+        SessionSealer {
+            cipher: Aes256Gcm::new(key.into()),
+        }
     }
 
     /// Seals `claims` into a session id (random 96-bit AES-GCM nonce per id).
     pub fn seal(&self, claims: &SessionClaims) -> String {
-        todo!("{claims:?}")
+        self.seal_payload(&claims.encode())
+    }
+
+    /// Encrypts an already encoded plaintext into an id.
+    fn seal_payload(&self, payload: &[u8; PAYLOAD_LEN]) -> String {
+        let mut buf = [0u8; SEALED_LEN];
+        let (gcm_nonce, rest) = buf.split_at_mut(GCM_NONCE_LEN);
+        // ThreadRng is a CSPRNG (ChaCha12) seeded and periodically reseeded from the OS, and
+        // avoids a syscall per id.
+        rand::thread_rng().fill_bytes(gcm_nonce);
+        let (body, tag_out) = rest.split_at_mut(PAYLOAD_LEN);
+        body.copy_from_slice(payload);
+        match self
+            .cipher
+            .encrypt_in_place_detached(Nonce::from_slice(gcm_nonce), &AAD, body)
+        {
+            Ok(tag) => tag_out.copy_from_slice(&tag),
+            // AES-GCM only refuses plaintexts beyond 2^36 bytes; ours is a fixed 51 bytes.
+            Err(_) => unreachable!("AES-GCM rejected a {PAYLOAD_LEN}-byte plaintext"),
+        }
+        URL_SAFE_NO_PAD.encode(buf)
     }
 
     /// Opens a session id; `now` is seconds since the Unix epoch.
     pub fn open(&self, id: &str, now: u64) -> Result<SessionClaims, SessionError> {
-        todo!("{id} {now}")
+        if id.len() != ID_LEN {
+            return Err(SessionError::Malformed);
+        }
+        let mut buf = [0u8; SEALED_LEN];
+        let decoded = URL_SAFE_NO_PAD
+            .decode_slice(id.as_bytes(), &mut buf)
+            .map_err(|_| SessionError::Malformed)?;
+        if decoded != SEALED_LEN {
+            return Err(SessionError::Malformed);
+        }
+        let (gcm_nonce, rest) = buf.split_at_mut(GCM_NONCE_LEN);
+        let (body, tag) = rest.split_at_mut(PAYLOAD_LEN);
+        self.cipher
+            .decrypt_in_place_detached(
+                Nonce::from_slice(gcm_nonce),
+                &AAD,
+                body,
+                Tag::from_slice(tag),
+            )
+            .map_err(|_| SessionError::Tampered)?;
+        let plain: &[u8; PAYLOAD_LEN] = (&*body).try_into().map_err(|_| SessionError::Malformed)?;
+        let claims = SessionClaims::decode(plain)?;
+        if now >= claims.expires_at {
+            return Err(SessionError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 32] = [7u8; 32];
+    const NOW: u64 = 1_700_000_000;
+
+    fn claims() -> SessionClaims {
+        SessionClaims {
+            nonce: [
+                0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0xfc, 0xfd,
+                0xfe, 0xff,
+            ],
+            subject: SessionClaims::bind_subject("alice"),
+            version: ProtocolVersion::V2025_06_18,
+            client_caps: caps::ROOTS | caps::ELICITATION,
+            issued_at: NOW,
+            expires_at: NOW + 3600,
+        }
+    }
+
+    fn decode(id: &str) -> Vec<u8> {
+        URL_SAFE_NO_PAD.decode(id).unwrap()
+    }
+
+    #[test]
+    fn layout_constants_match_the_documented_format() {
+        assert_eq!(PAYLOAD_LEN, 51);
+        assert_eq!(SEALED_LEN, 79);
+        assert_eq!(ID_LEN, 106);
+        assert_eq!(OFF_EXPIRES + 8, PAYLOAD_LEN);
+    }
+
+    #[test]
+    fn round_trip_preserves_every_field() {
+        let sealer = SessionSealer::new(&KEY);
+        for version in crate::version::SUPPORTED {
+            for caps_bits in [0, caps::ROOTS, caps::SAMPLING, 0xff] {
+                let c = SessionClaims {
+                    version,
+                    client_caps: caps_bits,
+                    issued_at: u64::MAX - 1,
+                    expires_at: u64::MAX,
+                    ..claims()
+                };
+                let id = sealer.seal(&c);
+                assert_eq!(id.len(), ID_LEN);
+                assert_eq!(sealer.open(&id, NOW).unwrap(), c);
+            }
+        }
+    }
+
+    #[test]
+    fn a_clone_and_a_second_sealer_with_the_same_key_open_the_id() {
+        let id = SessionSealer::new(&KEY).seal(&claims());
+        let replica = SessionSealer::new(&KEY);
+        assert_eq!(replica.open(&id, NOW).unwrap(), claims());
+        assert_eq!(replica.clone().open(&id, NOW).unwrap(), claims());
+    }
+
+    #[test]
+    fn plaintext_layout_is_the_documented_one() {
+        let p = claims().encode();
+        assert_eq!(p[0], 1);
+        assert_eq!(&p[1..17], &claims().nonce);
+        assert_eq!(&p[17..33], &claims().subject);
+        assert_eq!(p[33], ProtocolVersion::V2025_06_18.code());
+        assert_eq!(p[34], caps::ROOTS | caps::ELICITATION);
+        assert_eq!(&p[35..43], &NOW.to_be_bytes());
+        assert_eq!(&p[43..51], &(NOW + 3600).to_be_bytes());
+        assert_eq!(SessionClaims::decode(&p).unwrap(), claims());
+    }
+
+    #[test]
+    fn flipping_any_bit_of_the_sealed_bytes_is_tampered() {
+        let sealer = SessionSealer::new(&KEY);
+        let raw = decode(&sealer.seal(&claims()));
+        assert_eq!(raw.len(), SEALED_LEN);
+        for i in 0..raw.len() {
+            for bit in 0..8 {
+                let mut bad = raw.clone();
+                bad[i] ^= 1 << bit;
+                let id = URL_SAFE_NO_PAD.encode(&bad);
+                assert_eq!(
+                    sealer.open(&id, NOW),
+                    Err(SessionError::Tampered),
+                    "byte {i} bit {bit}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn changing_any_character_of_the_id_never_opens() {
+        let sealer = SessionSealer::new(&KEY);
+        let id = sealer.seal(&claims());
+        for i in 0..id.len() {
+            let mut bytes = id.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let bad = String::from_utf8(bytes).unwrap();
+            let got = sealer.open(&bad, NOW);
+            // The last character also carries padding bits, which base64 rejects outright.
+            assert!(
+                matches!(got, Err(SessionError::Tampered | SessionError::Malformed)),
+                "position {i}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_key_is_tampered() {
+        let id = SessionSealer::new(&KEY).seal(&claims());
+        let mut other = KEY;
+        other[31] ^= 1;
+        assert_eq!(
+            SessionSealer::new(&other).open(&id, NOW),
+            Err(SessionError::Tampered)
+        );
+    }
+
+    #[test]
+    fn wrong_length_or_non_base64_is_malformed() {
+        let sealer = SessionSealer::new(&KEY);
+        let id = sealer.seal(&claims());
+        let malformed = [
+            String::new(),
+            id[..ID_LEN - 1].to_owned(),
+            id[..ID_LEN - 4].to_owned(),
+            format!("{id}A"),
+            format!("{id}=="),
+            "!".repeat(ID_LEN),
+            "é".repeat(ID_LEN / 2),
+            // Standard-alphabet characters are not base64url.
+            format!("+{}", &id[1..]),
+            format!("{}/", &id[..ID_LEN - 1]),
+            format!(" {}", &id[1..]),
+            "not a session id".to_owned(),
+            "00000000-0000-0000-0000-000000000000".to_owned(),
+        ];
+        for bad in &malformed {
+            assert_eq!(
+                sealer.open(bad, NOW),
+                Err(SessionError::Malformed),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_canonical_trailing_bits_are_malformed() {
+        let sealer = SessionSealer::new(&KEY);
+        let id = sealer.seal(&claims());
+        // 79 bytes end in one byte = 2 characters; the second keeps only 2 significant bits.
+        let last = id.as_bytes()[ID_LEN - 1];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let pos = alphabet.iter().position(|&c| c == last).unwrap();
+        let twin = alphabet[pos ^ 1];
+        let bad = format!("{}{}", &id[..ID_LEN - 1], char::from(twin));
+        assert_eq!(sealer.open(&bad, NOW), Err(SessionError::Malformed));
+    }
+
+    #[test]
+    fn right_length_random_bytes_fail_authentication() {
+        let sealer = SessionSealer::new(&KEY);
+        let garbage = URL_SAFE_NO_PAD.encode([0x5au8; SEALED_LEN]);
+        assert_eq!(garbage.len(), ID_LEN);
+        assert_eq!(sealer.open(&garbage, NOW), Err(SessionError::Tampered));
+        let zeros = "A".repeat(ID_LEN);
+        assert_eq!(sealer.open(&zeros, NOW), Err(SessionError::Tampered));
+    }
+
+    #[test]
+    fn unknown_format_or_version_code_inside_a_valid_seal_is_malformed() {
+        let sealer = SessionSealer::new(&KEY);
+        let mut p = claims().encode();
+        p[0] = 2;
+        assert_eq!(
+            sealer.open(&sealer.seal_payload(&p), NOW),
+            Err(SessionError::Malformed)
+        );
+        let mut p = claims().encode();
+        p[OFF_VERSION] = 0;
+        assert_eq!(
+            sealer.open(&sealer.seal_payload(&p), NOW),
+            Err(SessionError::Malformed)
+        );
+        let p = claims().encode();
+        assert_eq!(sealer.open(&sealer.seal_payload(&p), NOW), Ok(claims()));
+    }
+
+    #[test]
+    fn expiry_is_exclusive_and_checked_after_authentication() {
+        let sealer = SessionSealer::new(&KEY);
+        let c = claims();
+        let id = sealer.seal(&c);
+        assert_eq!(sealer.open(&id, c.expires_at - 1), Ok(c.clone()));
+        assert_eq!(sealer.open(&id, c.expires_at), Err(SessionError::Expired));
+        assert_eq!(sealer.open(&id, u64::MAX), Err(SessionError::Expired));
+        let mut other = KEY;
+        other[0] ^= 0x80;
+        assert_eq!(
+            SessionSealer::new(&other).open(&id, u64::MAX),
+            Err(SessionError::Tampered)
+        );
+        let already = SessionClaims {
+            expires_at: 0,
+            ..claims()
+        };
+        assert_eq!(
+            sealer.open(&sealer.seal(&already), 0),
+            Err(SessionError::Expired)
+        );
+    }
+
+    #[test]
+    fn subject_binding() {
+        let c = claims();
+        assert!(c.belongs_to("alice"));
+        assert!(!c.belongs_to("bob"));
+        assert!(!c.belongs_to("Alice"));
+        assert!(!c.belongs_to(""));
+        assert!(!c.belongs_to("alice "));
+        let expected = Sha256::digest(b"alice");
+        assert_eq!(SessionClaims::bind_subject("alice"), expected[..16]);
+        assert_ne!(
+            SessionClaims::bind_subject("alice"),
+            SessionClaims::bind_subject("bob")
+        );
+        let opened = SessionSealer::new(&KEY)
+            .open(&SessionSealer::new(&KEY).seal(&c), NOW)
+            .unwrap();
+        assert!(opened.belongs_to("alice"));
+        assert!(!opened.belongs_to("mallory"));
+    }
+
+    #[test]
+    fn constant_time_eq_compares_every_byte() {
+        let a = [3u8; 16];
+        assert!(ct_eq(&a, &a));
+        for i in 0..16 {
+            let mut b = a;
+            b[i] ^= 0x01;
+            assert!(!ct_eq(&a, &b), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn ids_are_visible_ascii_and_unique() {
+        let sealer = SessionSealer::new(&KEY);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..500u64 {
+            let c = SessionClaims {
+                issued_at: i,
+                ..claims()
+            };
+            let id = sealer.seal(&c);
+            assert!(
+                id.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+                "non-visible character in {id}"
+            );
+            assert!(seen.insert(id));
+        }
+    }
+
+    #[test]
+    fn two_seals_of_the_same_claims_differ() {
+        let sealer = SessionSealer::new(&KEY);
+        let a = sealer.seal(&claims());
+        let b = sealer.seal(&claims());
+        assert_ne!(a, b);
+        assert_ne!(decode(&a)[..GCM_NONCE_LEN], decode(&b)[..GCM_NONCE_LEN]);
+        assert_eq!(sealer.open(&a, NOW), sealer.open(&b, NOW));
+    }
+
+    #[test]
+    fn key_is_lowercase_hex_of_the_nonce() {
+        assert_eq!(claims().key(), "000102030405060708090a0bfcfdfeff");
+        let zero = SessionClaims {
+            nonce: [0; 16],
+            ..claims()
+        };
+        assert_eq!(zero.key(), "0".repeat(32));
+    }
+
+    #[test]
+    fn debug_does_not_leak_the_key() {
+        let s = format!("{:?}", SessionSealer::new(&KEY));
+        assert_eq!(s, "SessionSealer(..)");
+    }
+
+    /// Rough cost check; run with `cargo test --release -- --ignored seal_open_cost`.
+    #[test]
+    #[ignore]
+    fn seal_open_cost() {
+        let sealer = SessionSealer::new(&KEY);
+        let c = claims();
+        let n = 200_000u32;
+        let start = std::time::Instant::now();
+        let mut last = String::new();
+        for _ in 0..n {
+            last = sealer.seal(std::hint::black_box(&c));
+        }
+        let seal = start.elapsed() / n;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(sealer.open(std::hint::black_box(&last), NOW).unwrap());
+        }
+        let open = start.elapsed() / n;
+        println!("seal {seal:?}/op, open {open:?}/op");
     }
 }

@@ -216,6 +216,9 @@ pub struct PrincipalConfig {
     pub pool: Option<String>,
     /// Granted scopes; `*` grants everything.
     pub scopes: Vec<String>,
+    /// Bearer token sent to backends on this principal's calls (contract backends usually
+    /// require one). Absent: no `Authorization` header is sent.
+    pub token: Option<String>,
 }
 
 impl Default for PrincipalConfig {
@@ -226,6 +229,7 @@ impl Default for PrincipalConfig {
             role: Some("admin".into()),
             pool: None,
             scopes: vec!["*".into()],
+            token: None,
         }
     }
 }

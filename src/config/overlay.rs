@@ -1,0 +1,537 @@
+//! The Cortex environment overlay: every `CORTEX_*` / `OAUTH_*` variable (plus `PORT`,
+//! `HOSTNAME`, `NODE_ENV`) that Cortex Gateway honours overrides the file and keeps its
+//! Cortex meaning, so a Cortex deployment moves over by keeping its env file.
+//!
+//! The overlay writes into the [`Node`] tree (marking each value with the variable it came
+//! from) before the typed configuration is built, so a bad value is reported with the name
+//! of the variable that set it, and the usual parsing (durations, URLs) applies to it.
+
+use std::net::IpAddr;
+
+use super::env::EnvSource;
+use super::error::ConfigIssue;
+use super::tree::{Entry, Kind, Node, Origin};
+
+/// Default listener parts when `PORT`/`HOSTNAME` are used and the file has no listener.
+const DEFAULT_HOST: &str = "127.0.0.1";
+const DEFAULT_PORT: u16 = 3213;
+
+/// Cortex variables this version does not act on. They are named in a warning so that a
+/// migrated env file does not silently lose a setting.
+const NOT_HONOURED: &[&str] = &[
+    "CORTEX_SERVER_CARD_NAME",
+    "OAUTH_INTROSPECT_URL",
+    "OAUTH_INTROSPECT_CLIENT_ID",
+    "OAUTH_INTROSPECT_CLIENT_SECRET",
+    "OAUTH_INTROSPECT_CACHE_TTL_SECONDS",
+    "CORTEX_RATE_LIMIT_PER_MINUTE",
+    "RATE_LIMIT_DISABLED",
+    "CORTEX_TICKET_BACKENDS",
+    "CORTEX_TICKET_WEBHOOK_URL",
+    "CORTEX_TOOL_INTEGRITY_MODE",
+    "CORTEX_TOOL_BASELINE_FILE",
+    "CORTEX_BASELINE_PRIVATE_KEY",
+    "CORTEX_BASELINE_PUBLIC_KEY",
+    "CORTEX_ADMIN_SECRET",
+    "CORTEX_DATABASE_URL",
+    "CORTEX_AUDIT_RETENTION_DAYS",
+    "CRON_SECRET",
+    "CORTEX_MCP_SERVERS",
+    "CORTEX_VAULT_KEY",
+];
+
+/// What the overlay did.
+#[derive(Debug, Default)]
+pub(crate) struct Overlay {
+    /// Variables applied, in order.
+    pub overrides: Vec<String>,
+    /// Things the operator should know.
+    pub warnings: Vec<String>,
+    /// Invalid values, each naming its variable.
+    pub errors: Vec<ConfigIssue>,
+}
+
+impl Overlay {
+    fn applied(&mut self, var: &str) {
+        if !self.overrides.iter().any(|v| v == var) {
+            self.overrides.push(var.to_string());
+        }
+    }
+}
+
+/// A variable's value, trimmed; empty counts as unset (as `process.env.X || default` does in
+/// Cortex).
+fn var(env: &dyn EnvSource, name: &str) -> Option<String> {
+    env.get(name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Splits a comma-separated list (Cortex CSV variables).
+pub(crate) fn split_csv(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Splits a list separated by spaces and/or commas (scope lists).
+pub(crate) fn split_scopes(value: &str) -> Vec<String> {
+    value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `CORTEX_BACKEND_<ID>_…`: the id uppercased with `-` as `_`.
+pub(crate) fn backend_var(id: &str, suffix: &str) -> String {
+    format!(
+        "CORTEX_BACKEND_{}_{suffix}",
+        id.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// Applies every variable to the tree.
+pub(crate) fn apply(tree: &mut Node, env: &dyn EnvSource) -> Overlay {
+    let mut out = Overlay::default();
+    apply_strings(tree, env, &mut out);
+    apply_lists(tree, env, &mut out);
+    apply_insecure(tree, env, &mut out);
+    apply_listener(tree, env, &mut out);
+    apply_dev_bypass(tree, env, &mut out);
+    apply_backends(tree, env, &mut out);
+    for name in NOT_HONOURED {
+        if var(env, name).is_some() {
+            out.warnings.push(format!(
+                "{name} is set but not supported by this version of cortex-gateway; it is ignored"
+            ));
+        }
+    }
+    out
+}
+
+fn set(tree: &mut Node, path: &[&str], value: Node, var: &str, out: &mut Overlay) {
+    if tree.set(path, value) {
+        out.applied(var);
+    } else {
+        out.warnings.push(format!(
+            "{var} could not be applied: `{}` in the file is not a mapping",
+            path[..path.len() - 1].join(".")
+        ));
+    }
+}
+
+fn apply_strings(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    let targets: &[(&str, &[&str])] = &[
+        ("CORTEX_TECHNICAL_TOKEN", &["technical_token"]),
+        ("CORTEX_CANONICAL_URI", &["server", "canonical_uri"]),
+        ("CORTEX_SERVER_NAME", &["server", "name"]),
+        ("CORTEX_WEBSITE_URL", &["server", "website_url"]),
+        ("OAUTH_ISSUER", &["auth", "oauth", "issuer"]),
+        ("OAUTH_AUDIENCE", &["auth", "oauth", "audience"]),
+        ("OAUTH_JWKS_URL", &["auth", "oauth", "jwks_url"]),
+        ("CORTEX_REQUIRED_POOL", &["auth", "oauth", "required_pool"]),
+    ];
+    for (name, path) in targets {
+        if let Some(value) = var(env, name) {
+            set(tree, path, Node::env_str(value, name), name, out);
+        }
+    }
+}
+
+fn apply_lists(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    if let Some(value) = var(env, "CORTEX_ALLOWED_ORIGINS") {
+        let list = Node::env_list(split_csv(&value), "CORTEX_ALLOWED_ORIGINS");
+        set(tree, &["server", "allowed_origins"], list, "CORTEX_ALLOWED_ORIGINS", out);
+    }
+    if let Some(value) = var(env, "OAUTH_REQUIRED_SCOPES") {
+        let list = Node::env_list(split_scopes(&value), "OAUTH_REQUIRED_SCOPES");
+        set(tree, &["auth", "oauth", "required_scopes"], list, "OAUTH_REQUIRED_SCOPES", out);
+    }
+}
+
+fn apply_insecure(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    const NAME: &str = "CORTEX_ALLOW_INSECURE_BACKENDS";
+    let Some(value) = var(env, NAME) else { return };
+    let flag = match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => true,
+        "false" | "0" => false,
+        _ => {
+            out.errors.push(ConfigIssue::new(format!(
+                "{NAME} must be true, false, 1 or 0, got `{value}`"
+            )));
+            return;
+        }
+    };
+    let node = Node::new(Kind::Bool(flag), Origin::Env(NAME.into()));
+    set(tree, &["allow_insecure_backends"], node, NAME, out);
+}
+
+/// `PORT` and `HOSTNAME` replace `server.listen` with one listener. A missing part comes
+/// from the first listener of the file, else 127.0.0.1 / 3213.
+fn apply_listener(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    let port = match var(env, "PORT") {
+        Some(text) => match text.parse::<u16>() {
+            Ok(port) => Some(port),
+            Err(_) => {
+                out.errors.push(ConfigIssue::new(format!(
+                    "PORT must be a port number (0-65535), got `{text}`"
+                )));
+                None
+            }
+        },
+        None => None,
+    };
+    let host = var(env, "HOSTNAME").and_then(|text| match listen_host(&text) {
+        Some(host) => Some(host),
+        None => {
+            // Container runtimes set HOSTNAME to the machine name; Cortex (Next.js) then
+            // binds to whatever that resolves to. We never resolve names at load time.
+            out.warnings.push(format!(
+                "HOSTNAME=`{text}` is not an IP address or `localhost` (container runtimes set it to the machine name); it is ignored. Set HOSTNAME=0.0.0.0 to listen on every interface"
+            ));
+            None
+        }
+    });
+    if port.is_none() && host.is_none() {
+        return;
+    }
+    let (file_host, file_port) = first_file_listener(tree);
+    let host_text = host.clone().unwrap_or(file_host);
+    let port = port.or(file_port).unwrap_or(DEFAULT_PORT);
+    let address = if host_text.contains(':') {
+        format!("[{host_text}]:{port}")
+    } else {
+        format!("{host_text}:{port}")
+    };
+    let var_name = match (host.is_some(), var(env, "PORT").is_some()) {
+        (true, true) => "PORT/HOSTNAME",
+        (true, false) => "HOSTNAME",
+        _ => "PORT",
+    };
+    let list = Node::new(
+        Kind::Seq(vec![Node::env_str(address, var_name)]),
+        Origin::Env(var_name.into()),
+    );
+    if tree.set(&["server", "listen"], list) {
+        if host.is_some() {
+            out.applied("HOSTNAME");
+        }
+        if port_was_set(env) {
+            out.applied("PORT");
+        }
+    }
+}
+
+fn port_was_set(env: &dyn EnvSource) -> bool {
+    var(env, "PORT").is_some_and(|p| p.parse::<u16>().is_ok())
+}
+
+/// An IP literal (IPv6 with or without brackets) or `localhost`, normalised.
+fn listen_host(text: &str) -> Option<String> {
+    if text.eq_ignore_ascii_case("localhost") {
+        return Some(DEFAULT_HOST.into());
+    }
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse::<IpAddr>().ok().map(|ip| ip.to_string())
+}
+
+/// Host and port of the file's first listener, when it parses.
+fn first_file_listener(tree: &Node) -> (String, Option<u16>) {
+    let first = tree
+        .get("server")
+        .and_then(|s| s.get("listen"))
+        .and_then(|l| match &l.kind {
+            Kind::Seq(items) => items.first().and_then(Node::as_str),
+            _ => None,
+        })
+        .and_then(|s| super::parse_listen(s).ok());
+    match first {
+        Some(addr) => (addr.ip().to_string(), Some(addr.port())),
+        None => (DEFAULT_HOST.into(), None),
+    }
+}
+
+fn apply_dev_bypass(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    if let Some(token) = var(env, "CORTEX_DEV_BYPASS_TOKEN") {
+        let node = Node::env_str(token, "CORTEX_DEV_BYPASS_TOKEN");
+        set(tree, &["auth", "dev_bypass", "token"], node, "CORTEX_DEV_BYPASS_TOKEN", out);
+    }
+    let has_bypass = tree
+        .get("auth")
+        .and_then(|a| a.get("dev_bypass"))
+        .is_some_and(|b| matches!(b.kind, Kind::Map(_)));
+    for (name, key) in [
+        ("CORTEX_DEV_BYPASS_SCOPES", "scopes"),
+        ("CORTEX_DEV_BYPASS_ROLE", "role"),
+    ] {
+        let Some(value) = var(env, name) else { continue };
+        if !has_bypass {
+            out.warnings.push(format!(
+                "{name} is set but no dev bypass token is configured (CORTEX_DEV_BYPASS_TOKEN or auth.dev_bypass.token); it is ignored"
+            ));
+            continue;
+        }
+        let node = if key == "scopes" {
+            Node::env_list(split_scopes(&value), name)
+        } else {
+            Node::env_str(value, name)
+        };
+        set(tree, &["auth", "dev_bypass", key], node, name, out);
+    }
+    let production = var(env, "NODE_ENV").is_some_and(|v| v == "production");
+    if production && has_bypass_now(tree) {
+        if let Some(auth) = tree.at_mut(&super::tree::keys(&["auth"])) {
+            auth.remove_at(&super::tree::keys(&["dev_bypass"]));
+        }
+        out.applied("NODE_ENV");
+        out.warnings.push(
+            "NODE_ENV=production: the dev bypass (X-Dev-Mode) is disabled, as in Cortex".into(),
+        );
+    }
+}
+
+fn has_bypass_now(tree: &Node) -> bool {
+    tree.get("auth")
+        .and_then(|a| a.get("dev_bypass"))
+        .is_some_and(|b| !matches!(b.kind, Kind::Null))
+}
+
+/// The id of a backend entry of the file, lowercased.
+fn entry_id(node: &Node) -> Option<String> {
+    node.get("id")
+        .and_then(Node::as_str)
+        .map(|id| id.trim().to_ascii_lowercase())
+}
+
+/// `CORTEX_BACKEND_<ID>_URL/_PATH/_TIMEOUT_MS` onto one backend entry.
+fn apply_backend_vars(backend: &mut Node, id: &str, env: &dyn EnvSource, out: &mut Overlay) {
+    let url_var = backend_var(id, "URL");
+    if let Some(url) = var(env, &url_var) {
+        set(backend, &["url"], Node::env_str(url, &url_var), &url_var, out);
+    }
+    let path_var = backend_var(id, "PATH");
+    if let Some(path) = var(env, &path_var) {
+        set(backend, &["path"], Node::env_str(path, &path_var), &path_var, out);
+    }
+    let timeout_var = backend_var(id, "TIMEOUT_MS");
+    if let Some(text) = var(env, &timeout_var) {
+        match text.parse::<u64>() {
+            Ok(ms) => {
+                let node = Node::env_str(format!("{ms}ms"), &timeout_var);
+                set(backend, &["timeout"], node, &timeout_var, out);
+            }
+            Err(_) => out.errors.push(ConfigIssue::new(format!(
+                "{timeout_var} must be a whole number of milliseconds, got `{text}`"
+            ))),
+        }
+    }
+}
+
+fn has_url(backend: &Node) -> bool {
+    backend
+        .get("url")
+        .is_some_and(|u| !matches!(&u.kind, Kind::Null) && u.as_str() != Some(""))
+}
+
+fn apply_backends(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    let Some(csv) = var(env, "CORTEX_BACKENDS") else {
+        // Per-backend variables still apply to the file's backends.
+        if let Some(Node {
+            kind: Kind::Seq(items),
+            ..
+        }) = tree.at_mut(&super::tree::keys(&["backends"]))
+        {
+            for item in items.iter_mut() {
+                if let Some(id) = entry_id(item) {
+                    apply_backend_vars(item, &id, env, out);
+                }
+            }
+        }
+        return;
+    };
+    out.applied("CORTEX_BACKENDS");
+    let mut ids: Vec<String> = Vec::new();
+    for id in split_csv(&csv) {
+        let id = id.to_ascii_lowercase();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let mut from_file: Vec<Node> = match tree.get("backends").map(|b| &b.kind) {
+        Some(Kind::Seq(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    let origin = Origin::Env("CORTEX_BACKENDS".into());
+    let mut backends = Vec::new();
+    for id in &ids {
+        let mut backend = match from_file
+            .iter()
+            .position(|n| entry_id(n).as_deref() == Some(id.as_str()))
+        {
+            Some(index) => from_file.remove(index),
+            None => Node::new(
+                Kind::Map(vec![Entry {
+                    key: "id".into(),
+                    key_origin: origin.clone(),
+                    value: Node::env_str(id.clone(), "CORTEX_BACKENDS"),
+                }]),
+                origin.clone(),
+            ),
+        };
+        apply_backend_vars(&mut backend, id, env, out);
+        if has_url(&backend) {
+            backends.push(backend);
+        } else {
+            out.warnings.push(format!(
+                "CORTEX_BACKENDS lists `{id}` but it has no URL ({} is not set and the file gives none); it is skipped, as in Cortex",
+                backend_var(id, "URL")
+            ));
+        }
+    }
+    for left in from_file {
+        let id = entry_id(&left).unwrap_or_else(|| "(without id)".into());
+        out.warnings.push(format!(
+            "backend `{id}` of the file is not listed in CORTEX_BACKENDS, which sets the backend list; it is disabled"
+        ));
+    }
+    tree.set(&["backends"], Node::new(Kind::Seq(backends), origin));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::env::MapEnv;
+    use crate::config::tree::parse_yaml;
+
+    fn run(yaml: &str, pairs: &[(&str, &str)]) -> (Node, Overlay) {
+        let mut tree = parse_yaml(yaml, "t").unwrap();
+        let out = apply(&mut tree, &MapEnv::from_pairs(pairs.iter().copied()));
+        (tree, out)
+    }
+
+    fn backend_ids(tree: &Node) -> Vec<String> {
+        match &tree.get("backends").unwrap().kind {
+            Kind::Seq(items) => items.iter().filter_map(entry_id).collect(),
+            _ => panic!("backends is not a list"),
+        }
+    }
+
+    #[test]
+    fn helpers_split_lists_and_name_variables() {
+        assert_eq!(split_csv(" a, b ,,c "), vec!["a", "b", "c"]);
+        assert_eq!(split_scopes("a b,c  d"), vec!["a", "b", "c", "d"]);
+        assert_eq!(backend_var("my-crm", "URL"), "CORTEX_BACKEND_MY_CRM_URL");
+        assert_eq!(listen_host("[::1]").as_deref(), Some("::1"));
+        assert_eq!(listen_host("LOCALHOST").as_deref(), Some("127.0.0.1"));
+        assert_eq!(listen_host("a1b2c3d4"), None);
+    }
+
+    #[test]
+    fn cortex_backends_sets_the_list_in_order_and_dedups() {
+        let (tree, out) = run(
+            "backends:\n  - id: crm\n    url: https://crm.example.com\n    naming: none\n  - id: old\n    url: https://old.example.com\n",
+            &[
+                ("CORTEX_BACKENDS", " Demo, crm ,demo,ghost"),
+                ("CORTEX_BACKEND_DEMO_URL", "http://127.0.0.1:4820"),
+            ],
+        );
+        assert_eq!(backend_ids(&tree), vec!["demo", "crm"]);
+        let crm = tree.at(&[crate::config::tree::Seg::Key("backends".into()), crate::config::tree::Seg::Index(1)]).unwrap();
+        assert_eq!(crm.get("naming").unwrap().as_str(), Some("none"));
+        assert!(out.warnings.iter().any(|w| w.contains("`ghost`") && w.contains("CORTEX_BACKEND_GHOST_URL")), "{:?}", out.warnings);
+        assert!(out.warnings.iter().any(|w| w.contains("`old`") && w.contains("disabled")), "{:?}", out.warnings);
+        assert_eq!(out.overrides, vec!["CORTEX_BACKENDS", "CORTEX_BACKEND_DEMO_URL"]);
+    }
+
+    #[test]
+    fn backend_variables_apply_to_file_backends_without_cortex_backends() {
+        let (tree, out) = run(
+            "backends:\n  - id: my-crm\n    url: https://crm.example.com\n",
+            &[
+                ("CORTEX_BACKEND_MY_CRM_URL", "https://crm2.example.com"),
+                ("CORTEX_BACKEND_MY_CRM_PATH", "/cortex"),
+                ("CORTEX_BACKEND_MY_CRM_TIMEOUT_MS", "2500"),
+            ],
+        );
+        let b = tree.at(&[crate::config::tree::Seg::Key("backends".into()), crate::config::tree::Seg::Index(0)]).unwrap();
+        assert_eq!(b.get("url").unwrap().as_str(), Some("https://crm2.example.com"));
+        assert_eq!(b.get("path").unwrap().as_str(), Some("/cortex"));
+        assert_eq!(b.get("timeout").unwrap().as_str(), Some("2500ms"));
+        assert_eq!(b.get("timeout").unwrap().origin.env_var(), Some("CORTEX_BACKEND_MY_CRM_TIMEOUT_MS"));
+        assert_eq!(out.overrides.len(), 3);
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let (_, out) = run(
+            "backends:\n  - id: a\n    url: http://127.0.0.1:1\n",
+            &[
+                ("PORT", "abc"),
+                ("CORTEX_BACKEND_A_TIMEOUT_MS", "-1"),
+                ("CORTEX_ALLOW_INSECURE_BACKENDS", "maybe"),
+            ],
+        );
+        let messages: Vec<_> = out.errors.iter().map(|e| e.message.as_str()).collect();
+        assert!(messages.iter().any(|m| m.starts_with("PORT must be a port number") && m.contains("`abc`")), "{messages:?}");
+        assert!(messages.iter().any(|m| m.starts_with("CORTEX_BACKEND_A_TIMEOUT_MS") && m.contains("`-1`")), "{messages:?}");
+        assert!(messages.iter().any(|m| m.starts_with("CORTEX_ALLOW_INSECURE_BACKENDS")), "{messages:?}");
+    }
+
+    #[test]
+    fn port_and_hostname_make_one_listener() {
+        let listen = |tree: &Node| -> Vec<String> {
+            match &tree.get("server").unwrap().get("listen").unwrap().kind {
+                Kind::Seq(items) => items.iter().filter_map(|n| n.as_str().map(str::to_string)).collect(),
+                _ => panic!(),
+            }
+        };
+        let (tree, out) = run("", &[("PORT", "4000")]);
+        assert_eq!(listen(&tree), vec!["127.0.0.1:4000"]);
+        assert_eq!(out.overrides, vec!["PORT"]);
+        let (tree, _) = run("", &[("PORT", "4000"), ("HOSTNAME", "0.0.0.0")]);
+        assert_eq!(listen(&tree), vec!["0.0.0.0:4000"]);
+        let (tree, _) = run("server:\n  listen: ['127.0.0.1:8080', '[::1]:8080']\n", &[("HOSTNAME", "::")]);
+        assert_eq!(listen(&tree), vec!["[::]:8080"]);
+        let (tree, out) = run("server:\n  listen: ['127.0.0.1:8080']\n", &[("HOSTNAME", "3f2a9c1b7d")]);
+        assert_eq!(listen(&tree), vec!["127.0.0.1:8080"]);
+        assert!(out.warnings[0].contains("HOSTNAME"), "{:?}", out.warnings);
+        assert!(out.overrides.is_empty());
+    }
+
+    #[test]
+    fn dev_bypass_from_env_and_node_env_production() {
+        let (tree, out) = run(
+            "",
+            &[
+                ("CORTEX_DEV_BYPASS_TOKEN", "dev-secret"),
+                ("CORTEX_DEV_BYPASS_SCOPES", "mcp:demo:read, mcp:demo:write"),
+            ],
+        );
+        let bypass = tree.get("auth").unwrap().get("dev_bypass").unwrap();
+        assert_eq!(bypass.get("token").unwrap().as_str(), Some("dev-secret"));
+        assert_eq!(out.overrides, vec!["CORTEX_DEV_BYPASS_TOKEN", "CORTEX_DEV_BYPASS_SCOPES"]);
+
+        let (_, out) = run("", &[("CORTEX_DEV_BYPASS_ROLE", "viewer")]);
+        assert!(out.warnings[0].contains("no dev bypass token"), "{:?}", out.warnings);
+
+        let (tree, out) = run(
+            "",
+            &[("CORTEX_DEV_BYPASS_TOKEN", "dev-secret"), ("NODE_ENV", "production")],
+        );
+        assert!(tree.get("auth").unwrap().get("dev_bypass").is_none());
+        assert!(out.warnings.iter().any(|w| w.contains("NODE_ENV=production")));
+    }
+
+    #[test]
+    fn unsupported_cortex_variables_are_named() {
+        let (_, out) = run("", &[("CORTEX_RATE_LIMIT_PER_MINUTE", "100")]);
+        assert!(out.warnings[0].starts_with("CORTEX_RATE_LIMIT_PER_MINUTE is set but not supported"));
+    }
+}

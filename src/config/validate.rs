@@ -1,0 +1,501 @@
+//! Checks that need the whole typed configuration: ranges, URLs, and contradictions between
+//! keys. Every problem is collected (errors refuse the start, warnings are printed).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use url::{Host, Url};
+
+use super::overlay::backend_var;
+use super::schema::{AuthMode, BackendConfig, Config, Naming};
+use super::tree::Seg;
+use super::units::{format_duration, format_size};
+
+/// Problems found, each with its path in the typed configuration.
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    pub errors: Vec<(Vec<Seg>, String)>,
+    pub warnings: Vec<(Vec<Seg>, String)>,
+}
+
+impl Findings {
+    fn error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+        self.errors.push((path, message.into()));
+    }
+    fn warn(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+        self.warnings.push((path, message.into()));
+    }
+}
+
+fn p(keys: &[&str]) -> Vec<Seg> {
+    super::tree::keys(keys)
+}
+
+fn pi(keys: &[&str], index: usize) -> Vec<Seg> {
+    let mut path = p(keys);
+    path.push(Seg::Index(index));
+    path
+}
+
+fn pik(keys: &[&str], index: usize, key: &str) -> Vec<Seg> {
+    let mut path = pi(keys, index);
+    path.push(Seg::Key(key.into()));
+    path
+}
+
+/// Runs every check.
+pub(crate) fn validate(config: &Config) -> Findings {
+    let mut f = Findings::default();
+    let listeners = check_listeners(config, &mut f);
+    check_server(config, &mut f);
+    check_sessions(config, &mut f);
+    check_catalog(config, &mut f);
+    check_auth(config, &listeners, &mut f);
+    check_backends(config, &mut f);
+    check_scopes(config, &mut f);
+    if config.logging.level.trim().is_empty() {
+        f.error(p(&["logging", "level"]), "must not be empty (e.g. `info`)");
+    }
+    f
+}
+
+fn check_listeners(config: &Config, f: &mut Findings) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    if config.server.listen.is_empty() {
+        f.error(
+            p(&["server", "listen"]),
+            "at least one listen address is required (e.g. 127.0.0.1:3213)",
+        );
+    }
+    for (i, text) in config.server.listen.iter().enumerate() {
+        match super::parse_listen(text) {
+            Ok(addr) if addrs.contains(&addr) => {
+                f.error(pi(&["server", "listen"], i), format!("`{text}` is listed twice"));
+            }
+            Ok(addr) => addrs.push(addr),
+            Err(message) => f.error(pi(&["server", "listen"], i), message),
+        }
+    }
+    addrs
+}
+
+/// Why `text` is not an absolute http(s) URL, if it is not.
+fn http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim()).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{text}` must be an http:// or https:// URL"));
+    }
+    if url.host().is_none() {
+        return Err(format!("`{text}` has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "`{text}` must not carry credentials; use the token settings instead"
+        ));
+    }
+    Ok(url)
+}
+
+/// Loopback: `localhost`, 127.0.0.0/8, ::1.
+fn is_loopback_host(host: Option<Host<&str>>) -> bool {
+    match host {
+        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn check_server(config: &Config, f: &mut Findings) {
+    let server = &config.server;
+    if server.name.trim().is_empty() {
+        f.error(p(&["server", "name"]), "must not be empty");
+    }
+    if let Some(uri) = &server.canonical_uri {
+        let path = p(&["server", "canonical_uri"]);
+        match http_url(uri) {
+            Err(message) => f.error(path, message),
+            Ok(url) => {
+                if url.query().is_some() || url.fragment().is_some() {
+                    f.error(path, format!("`{uri}` must not have a query or fragment"));
+                } else if url.path() == "/" {
+                    f.error(
+                        path,
+                        format!("`{uri}` must include the endpoint path, e.g. {}mcp", url),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(website) = &server.website_url {
+        if let Err(message) = http_url(website) {
+            f.error(p(&["server", "website_url"]), message);
+        }
+    }
+    for (i, origin) in server.allowed_origins.iter().enumerate() {
+        if let Err(message) = check_origin(origin) {
+            f.error(pi(&["server", "allowed_origins"], i), message);
+        }
+    }
+    for (i, host) in server.allowed_hosts.iter().enumerate() {
+        let host = host.trim();
+        if host.is_empty() || host.contains("://") || host.contains('/') || host.contains(' ') {
+            f.error(
+                pi(&["server", "allowed_hosts"], i),
+                format!("`{host}` must be a host name, optionally with :port (e.g. mcp.example.com or gateway.internal:3213)"),
+            );
+        }
+    }
+    const KIB: u64 = 1024;
+    const MAX_BODY: u64 = 256 * 1024 * 1024;
+    if !(KIB..=MAX_BODY).contains(&server.max_body_bytes) {
+        f.error(
+            p(&["server", "max_body_bytes"]),
+            format!(
+                "{} is out of range: between 1KiB and 256MiB",
+                format_size(server.max_body_bytes)
+            ),
+        );
+    }
+    if !(1..=256).contains(&server.threads) {
+        f.error(
+            p(&["server", "threads"]),
+            format!("{} is out of range: between 1 and 256", server.threads),
+        );
+    }
+}
+
+/// An allowed origin: `scheme://host[:port]`, `*.suffix`, `*` or `null`.
+fn check_origin(entry: &str) -> Result<(), String> {
+    let entry = entry.trim();
+    if entry == "*" || entry == "null" {
+        return Ok(());
+    }
+    let help = "an origin is scheme://host[:port] (e.g. https://app.example.com), *.example.com, * or null";
+    if let Some(suffix) = entry.strip_prefix("*.") {
+        let valid = !suffix.is_empty()
+            && suffix
+                .split('.')
+                .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        return if valid {
+            Ok(())
+        } else {
+            Err(format!("`{entry}` is not a valid origin pattern; {help}"))
+        };
+    }
+    let url = Url::parse(entry).map_err(|_| format!("`{entry}` is not an origin; {help}"))?;
+    let bare = url.host().is_some()
+        && matches!(url.path(), "" | "/")
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if bare {
+        Ok(())
+    } else {
+        Err(format!("`{entry}` is not an origin (no path, query or credentials); {help}"))
+    }
+}
+
+fn check_sessions(config: &Config, f: &mut Findings) {
+    let s = &config.sessions;
+    if let Some(secret) = &s.secret {
+        if secret.chars().count() < 32 {
+            f.error(
+                p(&["sessions", "secret"]),
+                format!(
+                    "must be at least 32 characters (it has {}); generate one with `openssl rand -base64 48`",
+                    secret.chars().count()
+                ),
+            );
+        }
+    }
+    if s.idle_timeout.is_zero() {
+        f.error(p(&["sessions", "idle_timeout"]), "must be more than 0");
+    }
+    if s.idle_timeout > s.absolute_timeout {
+        f.error(
+            p(&["sessions", "idle_timeout"]),
+            format!(
+                "{} is longer than sessions.absolute_timeout ({}); the idle timeout must not exceed the absolute one",
+                format_duration(s.idle_timeout),
+                format_duration(s.absolute_timeout)
+            ),
+        );
+    }
+    if !(1..=100_000).contains(&s.replay_buffer) {
+        f.error(
+            p(&["sessions", "replay_buffer"]),
+            format!("{} is out of range: between 1 and 100000", s.replay_buffer),
+        );
+    }
+    if s.keepalive_interval < Duration::from_secs(1) {
+        f.error(
+            p(&["sessions", "keepalive_interval"]),
+            "must be at least 1s",
+        );
+    }
+    if s.max_streams_per_session == 0 {
+        f.error(p(&["sessions", "max_streams_per_session"]), "must be at least 1");
+    }
+}
+
+fn check_catalog(config: &Config, f: &mut Findings) {
+    let c = &config.catalog;
+    if c.refresh < Duration::from_secs(1) {
+        f.error(
+            p(&["catalog", "refresh"]),
+            format!("{} is too short: at least 1s", format_duration(c.refresh)),
+        );
+    }
+    if c.max_backoff < Duration::from_secs(1) {
+        f.error(p(&["catalog", "max_backoff"]), "must be at least 1s");
+    }
+    if !(1..=10_000).contains(&c.page_size) {
+        f.error(
+            p(&["catalog", "page_size"]),
+            format!("{} is out of range: between 1 and 10000", c.page_size),
+        );
+    }
+}
+
+fn check_auth(config: &Config, listeners: &[SocketAddr], f: &mut Findings) {
+    let auth = &config.auth;
+    let off_loopback: Vec<String> = listeners
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(ToString::to_string)
+        .collect();
+    match auth.mode {
+        AuthMode::None => {
+            if let Some(first) = off_loopback.first() {
+                f.error(
+                    p(&["auth", "mode"]),
+                    format!(
+                        "`none` serves every caller as the configured principal without any credential, so it is only allowed when every listener is on loopback; {first} is not. Listen on 127.0.0.1 (or [::1]), or use `mode: oauth`"
+                    ),
+                );
+            }
+            if auth.principal.sub.trim().is_empty() {
+                f.error(p(&["auth", "principal", "sub"]), "must not be empty");
+            }
+            if auth.dev_bypass.is_some() {
+                f.warn(
+                    p(&["auth", "dev_bypass"]),
+                    "has no effect with auth.mode `none` (every request is already the configured principal)",
+                );
+            }
+        }
+        AuthMode::Oauth => match (&auth.oauth.issuer, &auth.dev_bypass) {
+            (None, Some(_)) => f.warn(
+                p(&["auth", "oauth", "issuer"]),
+                "no OAuth issuer (auth.oauth.issuer or OAUTH_ISSUER): only dev-bypass requests (X-Dev-Mode from loopback) will be served",
+            ),
+            (None, None) => f.error(
+                p(&["auth", "oauth", "issuer"]),
+                "auth.mode is `oauth` but no issuer is configured: set auth.oauth.issuer or OAUTH_ISSUER (or, for local development, use `mode: none` or a dev bypass)",
+            ),
+            (Some(_), _) => {}
+        },
+    }
+    for (key, value) in [
+        ("issuer", &auth.oauth.issuer),
+        ("jwks_url", &auth.oauth.jwks_url),
+    ] {
+        if let Some(url) = value {
+            if let Err(message) = http_url(url) {
+                f.error(p(&["auth", "oauth", key]), message);
+            }
+        }
+    }
+    if let Some(bypass) = &auth.dev_bypass {
+        let token_len = bypass.token.trim().chars().count();
+        if token_len == 0 {
+            f.error(p(&["auth", "dev_bypass", "token"]), "must not be empty");
+        } else if token_len < 8 {
+            f.error(
+                p(&["auth", "dev_bypass", "token"]),
+                format!("is too short ({token_len} characters): at least 8"),
+            );
+        }
+        if let Some(first) = off_loopback.first() {
+            f.warn(
+                p(&["auth", "dev_bypass"]),
+                format!(
+                    "the dev bypass is honoured only for loopback peers; the listener {first} is reachable from other hosts, whose X-Dev-Mode headers are ignored"
+                ),
+            );
+        }
+        if bypass.role.trim().is_empty() {
+            f.error(p(&["auth", "dev_bypass", "role"]), "must not be empty");
+        }
+    }
+}
+
+/// `[a-z0-9][a-z0-9_-]{0,63}`.
+fn valid_backend_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    id.len() <= 64
+        && matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn check_backends(config: &Config, f: &mut Findings) {
+    if config.backends.is_empty() {
+        f.warn(
+            p(&["backends"]),
+            "no backends: only builtins will be listed (add `backends:` or set CORTEX_BACKENDS)",
+        );
+        return;
+    }
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, backend) in config.backends.iter().enumerate() {
+        if let Some(first) = seen.get(backend.id.as_str()) {
+            f.error(
+                pik(&["backends"], i, "id"),
+                format!("backend id `{}` is already used by backends[{first}]", backend.id),
+            );
+        } else {
+            seen.insert(&backend.id, i);
+        }
+        check_backend(config, i, backend, f);
+    }
+    let unprefixed: Vec<&str> = config
+        .backends
+        .iter()
+        .filter(|b| b.naming == Naming::None)
+        .map(|b| b.id.as_str())
+        .collect();
+    if unprefixed.len() >= 2 {
+        f.warn(
+            p(&["backends"]),
+            format!(
+                "backends {} use `naming: none`: their tool, prompt and template names must not collide (a collision is refused at runtime)",
+                unprefixed.iter().map(|id| format!("`{id}`")).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    let has_token = config.technical_token.is_some();
+    let without: Vec<&str> = config
+        .backends
+        .iter()
+        .filter(|b| !has_token && b.technical_token.is_none())
+        .map(|b| b.id.as_str())
+        .collect();
+    if !without.is_empty() {
+        f.warn(
+            p(&["technical_token"]),
+            format!(
+                "no technical token (technical_token or CORTEX_TECHNICAL_TOKEN): catalog discovery of {} is sent without Authorization, which most backends refuse",
+                without.iter().map(|id| format!("`{id}`")).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+}
+
+fn check_backend(config: &Config, i: usize, backend: &BackendConfig, f: &mut Findings) {
+    if !valid_backend_id(&backend.id) {
+        f.error(
+            pik(&["backends"], i, "id"),
+            format!(
+                "`{}` is not a valid backend id: 1 to 64 characters of a-z, 0-9, `_` and `-`, starting with a letter or digit",
+                backend.id
+            ),
+        );
+    }
+    let url_path = pik(&["backends"], i, "url");
+    match http_url(&backend.url) {
+        Err(message) => f.error(url_path, message),
+        Ok(url) => {
+            if url.query().is_some() || url.fragment().is_some() {
+                f.error(
+                    url_path,
+                    format!("`{}` must not have a query or fragment", backend.url),
+                );
+            } else if url.scheme() == "http"
+                && !is_loopback_host(url.host())
+                && !config.allow_insecure_backends
+            {
+                f.error(
+                    url_path,
+                    format!(
+                        "`{}` is plain HTTP to a host that is not loopback, so tokens and data would cross the network unencrypted; use https://, or set allow_insecure_backends: true or CORTEX_ALLOW_INSECURE_BACKENDS=true to allow plain HTTP",
+                        backend.url
+                    ),
+                );
+            }
+        }
+    }
+    if !backend.path.starts_with('/') {
+        f.error(
+            pik(&["backends"], i, "path"),
+            format!(
+                "`{}` must start with `/` (e.g. /api/cortex/backend; {} sets it from the environment)",
+                backend.path,
+                backend_var(&backend.id, "PATH")
+            ),
+        );
+    }
+    if backend.timeout < Duration::from_millis(1) || backend.timeout > Duration::from_secs(600) {
+        f.error(
+            pik(&["backends"], i, "timeout"),
+            format!(
+                "{} is out of range: between 1ms and 10m",
+                format_duration(backend.timeout)
+            ),
+        );
+    }
+}
+
+fn check_scopes(config: &Config, f: &mut Findings) {
+    let bad = |s: &str| s.trim().is_empty() || s.chars().any(char::is_whitespace);
+    for (granted, implied) in &config.scopes.implies {
+        let path = vec![
+            Seg::Key("scopes".into()),
+            Seg::Key("implies".into()),
+            Seg::Key(granted.clone()),
+        ];
+        if bad(granted) {
+            f.error(path.clone(), format!("`{granted}` is not a scope (no spaces, not empty)"));
+        }
+        for scope in implied.iter().filter(|s| bad(s)) {
+            f.error(path.clone(), format!("`{scope}` is not a scope (no spaces, not empty)"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        for ok in ["https://app.example.com", "http://localhost:5173", "https://a.example/", "vscode-webview://abc123", "*.example.com", "*", "null", "http://[::1]:8080"] {
+            assert!(check_origin(ok).is_ok(), "{ok}");
+        }
+        for bad in ["app.example.com", "https://a.example/path", "https://a.example?x", "*.", "*.exa mple.com", "ftp//x", "https://u:p@a.example"] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backend_ids() {
+        for ok in ["a", "crm", "my-crm_2", "0x", &"a".repeat(64)] {
+            assert!(valid_backend_id(ok), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "Crm", "a b", "é", &"a".repeat(65)] {
+            assert!(!valid_backend_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        let host = |u: &str| Url::parse(u).unwrap();
+        assert!(is_loopback_host(host("http://localhost:1").host()));
+        assert!(is_loopback_host(host("http://127.9.0.1").host()));
+        assert!(is_loopback_host(host("http://[::1]:80").host()));
+        assert!(!is_loopback_host(host("http://10.0.0.1").host()));
+        assert!(!is_loopback_host(host("http://localhost.example.com").host()));
+    }
+}

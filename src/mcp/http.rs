@@ -1,0 +1,84 @@
+//! Writing gateway-made HTTP responses on a Pingora session.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+/// Headers a browser may send to the MCP endpoint (CORS preflight).
+pub const CORS_ALLOW_HEADERS: &str = "content-type, authorization, accept, mcp-session-id, \
+     mcp-protocol-version, last-event-id, x-dev-mode, x-cortex-backends, x-cortex-tool-mode";
+
+/// Headers a browser may read from MCP responses.
+pub const CORS_EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version, www-authenticate";
+
+/// A response built by the gateway itself.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Content type (None for an empty body).
+    pub content_type: Option<&'static str>,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// A JSON answer.
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
+        Answer {
+            status,
+            content_type: Some("application/json"),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// An empty answer (202, 204, 405…).
+    pub fn empty(status: u16) -> Self {
+        Answer {
+            status,
+            content_type: None,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// Writes `answer` (plus CORS headers for an allowed browser origin) and ends the response.
+pub async fn write_answer(session: &mut Session, answer: Answer, cors_origin: Option<&str>) -> Result<()> {
+    let mut h = ResponseHeader::build(answer.status, Some(answer.headers.len() + 5))?;
+    if let Some(ct) = answer.content_type {
+        h.insert_header("content-type", ct)?;
+    }
+    h.insert_header("content-length", answer.body.len().to_string())?;
+    h.insert_header("cache-control", "no-store")?;
+    for (name, value) in answer.headers {
+        h.append_header(name, value)?;
+    }
+    if let Some(origin) = cors_origin {
+        add_cors(&mut h, origin)?;
+    }
+    let empty = answer.body.is_empty();
+    session.write_response_header(Box::new(h), empty).await?;
+    if !empty {
+        session.write_response_body(Some(answer.body), true).await?;
+    }
+    Ok(())
+}
+
+/// CORS headers for an allowed origin on an actual (non-preflight) response.
+pub fn add_cors(h: &mut ResponseHeader, origin: &str) -> Result<()> {
+    h.insert_header("access-control-allow-origin", origin)?;
+    h.insert_header("access-control-expose-headers", CORS_EXPOSE_HEADERS)?;
+    h.append_header("vary", "origin")?;
+    Ok(())
+}
