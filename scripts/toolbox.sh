@@ -9,7 +9,7 @@
 #   python-mcp   a Python virtualenv with the official MCP SDK (`mcp`), at $DIR/venv
 #
 # To add a component (node 22, the MCP conformance suite, the inspector, oidc-provider), write an
-# `install_<name>` function and call it through `component <name> <version> install_<name>`
+# `install_<name>` function and call it through `component <name> <version> install_<name> check_<name>`
 # at the bottom; print its location in `summary`.
 set -euo pipefail
 
@@ -21,13 +21,17 @@ MCP_PY_VERSION="2.3.0"
 
 log() { printf 'toolbox: %s\n' "$*" >&2; }
 
-# component NAME VERSION INSTALLER: runs INSTALLER unless the stamp says VERSION is installed.
+# component NAME VERSION INSTALLER [CHECK]: runs INSTALLER unless the stamp says VERSION is
+# installed and CHECK (if given) confirms the install is still there and works.
 component() {
-    local name="$1" version="$2" installer="$3"
+    local name="$1" version="$2" installer="$3" check="${4:-true}"
     local stamp="$STAMPS/$name"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$version" ]]; then
-        log "$name $version already installed (stamp $stamp), nothing to do"
-        return 0
+        if "$check" "$version"; then
+            log "$name $version already installed (stamp $stamp), nothing to do"
+            return 0
+        fi
+        log "$name $version: stamp present but the install is broken; reinstalling"
     fi
     log "installing $name $version"
     "$installer" "$version"
@@ -57,11 +61,15 @@ install_python_mcp() {
     }
 }
 
+check_python_mcp() {
+    "$TOOLBOX_DIR/venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$1')" >/dev/null 2>&1
+}
+
 summary() {
     log "toolbox ready in $TOOLBOX_DIR"
     log "  python (with mcp==$MCP_PY_VERSION): $TOOLBOX_DIR/venv/bin/python"
 }
 
 mkdir -p "$TOOLBOX_DIR"
-component python-mcp "$MCP_PY_VERSION" install_python_mcp
+component python-mcp "$MCP_PY_VERSION" install_python_mcp check_python_mcp
 summary

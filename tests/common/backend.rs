@@ -163,7 +163,12 @@ impl TestBackend {
 
     /// Answers calls of `tool` with `status` and JSON `body`.
     pub fn respond(&self, tool: &str, status: u16, body: Value) {
-        self.respond_raw(tool, status, "application/json", body.to_string().as_bytes());
+        self.respond_raw(
+            tool,
+            status,
+            "application/json",
+            body.to_string().as_bytes(),
+        );
     }
 
     /// Answers calls of `tool` with `status`, `content_type` and raw `body`.
@@ -180,7 +185,13 @@ impl TestBackend {
     }
 
     /// Like [`respond`](Self::respond) with extra response headers.
-    pub fn respond_with_headers(&self, tool: &str, status: u16, body: Value, headers: &[(&str, &str)]) {
+    pub fn respond_with_headers(
+        &self,
+        tool: &str,
+        status: u16,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) {
         self.state().scripted.insert(
             tool.to_owned(),
             Scripted {
@@ -229,7 +240,10 @@ impl TestBackend {
                 return calls;
             }
             if Instant::now() >= deadline {
-                panic!("backend got {} `{method}` calls, wanted {n} within {timeout:?}", calls.len());
+                panic!(
+                    "backend got {} `{method}` calls, wanted {n} within {timeout:?}",
+                    calls.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -247,14 +261,19 @@ impl Drop for TestBackend {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<Mutex<State>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let for_connections = stop.clone();
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let state = Arc::clone(&state);
-                let mut conn_stop = stop.clone();
+                let mut conn_stop = for_connections.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let state = Arc::clone(&state);

@@ -233,8 +233,11 @@ impl McpClient {
 
     /// `tools/call` → the `CallToolResult` (panics on a JSON-RPC error).
     pub async fn call_tool(&self, name: &str, arguments: Value) -> Value {
-        self.result("tools/call", json!({ "name": name, "arguments": arguments }))
-            .await
+        self.result(
+            "tools/call",
+            json!({ "name": name, "arguments": arguments }),
+        )
+        .await
     }
 
     /// Sends a notification; asserts 202 with an empty body.

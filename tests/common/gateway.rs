@@ -62,7 +62,11 @@ impl Gateway {
             "test YAML must listen on {{PORT}} (server.listen: [\"127.0.0.1:{{PORT}}\"])"
         );
         Gateway::launch(Launch {
-            args: vec!["serve".into(), "--config".into(), "{DIR}/gateway.yaml".into()],
+            args: vec![
+                "serve".into(),
+                "--config".into(),
+                "{DIR}/gateway.yaml".into(),
+            ],
             env: Vec::new(),
             files: vec![("gateway.yaml".into(), yaml.into())],
         })
@@ -87,7 +91,11 @@ impl Gateway {
     /// substituted) and no YAML.
     pub async fn start_env_file(contents: &str) -> Gateway {
         Gateway::launch(Launch {
-            args: vec!["serve".into(), "--env-file".into(), "{DIR}/cortex.env".into()],
+            args: vec![
+                "serve".into(),
+                "--env-file".into(),
+                "{DIR}/cortex.env".into(),
+            ],
             env: Vec::new(),
             files: vec![("cortex.env".into(), contents.into())],
         })
@@ -119,7 +127,10 @@ impl Gateway {
     async fn try_launch(launch: &Launch, port: u16) -> Result<Gateway, StartError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let dir_str = dir.path().display().to_string();
-        let subst = |s: &str| s.replace("{PORT}", &port.to_string()).replace("{DIR}", &dir_str);
+        let subst = |s: &str| {
+            s.replace("{PORT}", &port.to_string())
+                .replace("{DIR}", &dir_str)
+        };
         for (name, contents) in &launch.files {
             std::fs::write(dir.path().join(name), subst(contents)).expect("write test file");
         }
@@ -250,7 +261,10 @@ impl Gateway {
             .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.logs()));
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// `GET /readyz` → (status, body).

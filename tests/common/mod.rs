@@ -4,15 +4,19 @@
 //!
 //! Each `tests/*.rs` file is its own crate and uses a different part of this module, hence the
 //! crate-wide `dead_code` allowance.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod backend;
 pub mod client;
+pub mod config;
+pub mod demo;
 pub mod gateway;
 pub mod sse;
 
 pub use backend::{tool, BackendSpec, Discovery, Recorded, TestBackend};
 pub use client::{HttpReply, McpClient};
+pub use config::TestConfig;
+pub use demo::DemoBackend;
 pub use gateway::{free_port, unused_port, Gateway};
 pub use sse::{SseEvent, SseStream};
 
