@@ -68,10 +68,9 @@ fn rules() -> ScopeRules {
     let mut rules = ScopeRules::default();
     for b in 0..20 {
         let id = fixtures::backend_id(b);
-        rules.implies.insert(
-            format!("mcp:{id}:write"),
-            vec![format!("mcp:{id}:read")],
-        );
+        rules
+            .implies
+            .insert(format!("mcp:{id}:write"), vec![format!("mcp:{id}:read")]);
     }
     rules
 }
@@ -202,10 +201,22 @@ fn bench_catalog(c: &mut Criterion) {
 fn bench_naming(c: &mut Criterion) {
     let mut g = c.benchmark_group("naming");
     g.bench_function("exposed_name/prefix", |b| {
-        b.iter(|| naming::exposed_name(black_box("crm"), black_box("get_account"), NamingMode::Prefix))
+        b.iter(|| {
+            naming::exposed_name(
+                black_box("crm"),
+                black_box("get_account"),
+                NamingMode::Prefix,
+            )
+        })
     });
     g.bench_function("exposed_name/sanitized", |b| {
-        b.iter(|| naming::exposed_name(black_box("crm"), black_box("get account/v2"), NamingMode::Prefix))
+        b.iter(|| {
+            naming::exposed_name(
+                black_box("crm"),
+                black_box("get account/v2"),
+                NamingMode::Prefix,
+            )
+        })
     });
     let long = "x".repeat(200);
     g.bench_function("exposed_name/over_128_hashed", |b| {
@@ -259,7 +270,8 @@ fn bench_contract(c: &mut Criterion) {
             )
         })
     });
-    let big_reply = serde_json::to_vec(&json!({ "rows": fixtures::records(200) })).unwrap_or_default();
+    let big_reply =
+        serde_json::to_vec(&json!({ "rows": fixtures::records(200) })).unwrap_or_default();
     g.throughput(Throughput::Bytes(big_reply.len() as u64));
     g.bench_function("map_tool_reply/2xx_30KB_object", |b| {
         b.iter(|| {
@@ -332,9 +344,11 @@ fn bench_scope(c: &mut Criterion) {
     let mut g = c.benchmark_group("scope");
     let rules = rules();
     for (label, set) in scope_sets() {
-        g.bench_with_input(BenchmarkId::new("GrantedScopes::new", label), &set, |b, set| {
-            b.iter(|| GrantedScopes::new(black_box(set), &rules))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("GrantedScopes::new", label),
+            &set,
+            |b, set| b.iter(|| GrantedScopes::new(black_box(set), &rules)),
+        );
     }
     let twenty: Vec<String> = (0..20)
         .map(|b| format!("mcp:{}:read", fixtures::backend_id(b)))
@@ -382,17 +396,21 @@ fn alloc_report() {
     r.measure("contract::request_body small", 10_000, || {
         contract::request_body("echo", Some(&args))
     });
-    r.measure("contract::map_tool_reply 2xx {\"echoed\":…}", 10_000, || {
-        contract::map_tool_reply(
-            Reply {
-                status: 200,
-                content_type: Some("application/json"),
-                reply_kind: None,
-                body: br#"{"echoed":"hello"}"#,
-            },
-            tool_ctx(),
-        )
-    });
+    r.measure(
+        "contract::map_tool_reply 2xx {\"echoed\":…}",
+        10_000,
+        || {
+            contract::map_tool_reply(
+                Reply {
+                    status: 200,
+                    content_type: Some("application/json"),
+                    reply_kind: None,
+                    body: br#"{"echoed":"hello"}"#,
+                },
+                tool_ctx(),
+            )
+        },
+    );
     let result: Value = json!({"content":[{"type":"text","text":"{\"echoed\":\"hello\"}"}],"structuredContent":{"echoed":"hello"}});
     r.measure("jsonrpc::success small result", 10_000, || {
         jsonrpc::success(&json!(42), &result)
@@ -401,7 +419,9 @@ fn alloc_report() {
     let claims = claims();
     let id = sealer.seal(&claims);
     r.measure("SessionSealer::seal", 10_000, || sealer.seal(&claims));
-    r.measure("SessionSealer::open", 10_000, || sealer.open(&id, 1_700_000_100));
+    r.measure("SessionSealer::open", 10_000, || {
+        sealer.open(&id, 1_700_000_100)
+    });
     let rules = rules();
     r.measure("GrantedScopes::new two writers (implied)", 10_000, || {
         GrantedScopes::new(["mcp:b00:write", "mcp:b01:write"], &rules)
@@ -417,12 +437,16 @@ fn alloc_report() {
     for n in [1_000, 10_000] {
         let snaps = snapshots(n);
         let cat = catalog::merge(&snaps, &RESERVED);
-        r.measure(&format!("MergedCatalog::tool lookup ({n} tools)"), 10_000, || {
-            cat.tool("b00_op_00001").is_some()
-        });
-        r.measure(&format!("tools/list cold, universal ({n} tools, page {PAGE_SIZE})"), 20, || {
-            list_cold(&cat, &universal)
-        });
+        r.measure(
+            &format!("MergedCatalog::tool lookup ({n} tools)"),
+            10_000,
+            || cat.tool("b00_op_00001").is_some(),
+        );
+        r.measure(
+            &format!("tools/list cold, universal ({n} tools, page {PAGE_SIZE})"),
+            20,
+            || list_cold(&cat, &universal),
+        );
         r.measure(&format!("catalog::merge ({n} tools)"), 5, || {
             catalog::merge(&snaps, &RESERVED)
         });

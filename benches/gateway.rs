@@ -24,13 +24,13 @@ use cortex_filters::catalog::{self, BackendSnapshot};
 use cortex_filters::contract::{self, Reply, ReplyContext};
 use cortex_filters::jsonrpc::{self, Incoming, Message};
 use cortex_filters::naming::NamingMode;
+use cortex_filters::version::ProtocolVersion;
 use cortex_gateway::auth::{AuthOutcome, AuthRequest, Principal};
 use cortex_gateway::config::{self, MapEnv};
 use cortex_gateway::federation::ListKind;
 use cortex_gateway::mcp::dispatch::{self, CallContext, Dispatched};
 use cortex_gateway::server::RESERVED_NAMES;
 use cortex_gateway::state::AppState;
-use cortex_filters::version::ProtocolVersion;
 
 use support::fixtures;
 
@@ -162,9 +162,11 @@ fn bench_catalog_cache(c: &mut Criterion) {
                 || {
                     build_count.set(build_count.get() + 1);
                     let vis = catalog::visible_tools(&current.merged, &p.grants);
-                    let (range, next) =
-                        catalog::page(&vis, |t| t.exposed.as_str(), None, 1_000)?;
-                    Ok(Bytes::from(catalog::tools_list_result(&vis[range], next.as_deref())))
+                    let (range, next) = catalog::page(&vis, |t| t.exposed.as_str(), None, 1_000)?;
+                    Ok(Bytes::from(catalog::tools_list_result(
+                        &vis[range],
+                        next.as_deref(),
+                    )))
                 },
             )
         };
@@ -172,12 +174,17 @@ fn bench_catalog_cache(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("CatalogStore::view/hit", n), |b| {
             b.iter(|| view().map(|b| b.len()))
         });
-        assert_eq!(build_count.get(), 1, "the view must be served from the cache");
+        assert_eq!(
+            build_count.get(),
+            1,
+            "the view must be served from the cache"
+        );
         let cx = CallContext {
             state: &state,
             principal: &p,
             session: None,
             version: ProtocolVersion::V2025_06_18,
+            presentation: Default::default(),
         };
         let Some(list) = message(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#) else {
             return;
@@ -192,25 +199,35 @@ fn bench_catalog_cache(c: &mut Criterion) {
 
 fn bench_call_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("gateway_call");
-    let Some(state) = state(1_000, 500) else { return };
+    let Some(state) = state(1_000, 500) else {
+        return;
+    };
     let Some(p) = principal(&state) else { return };
     let cx = CallContext {
         state: &state,
         principal: &p,
         session: None,
         version: ProtocolVersion::V2025_06_18,
+        presentation: Default::default(),
     };
     g.bench_function("authenticate/mode_none", |b| {
-        b.iter(|| match state.auth.authenticate(black_box(loopback_request())) {
-            AuthOutcome::Ok(p) => p.sub.len(),
-            _ => 0,
-        })
+        b.iter(
+            || match state.auth.authenticate(black_box(loopback_request())) {
+                AuthOutcome::Ok(p) => p.sub.len(),
+                _ => 0,
+            },
+        )
     });
     let body = fixtures::small_tools_call();
-    assert!(call_logic(&cx, &body) > 0, "tools/call must route to a backend");
+    assert!(
+        call_logic(&cx, &body) > 0,
+        "tools/call must route to a backend"
+    );
     g.bench_function("tools_call/route", |b| {
         b.iter(|| {
-            let Some(msg) = message(black_box(&body)) else { return 0 };
+            let Some(msg) = message(black_box(&body)) else {
+                return 0;
+            };
             match block_on(dispatch::dispatch(&cx, msg)) {
                 Dispatched::Forward(f) => f.body.len(),
                 _ => 0,
@@ -223,55 +240,72 @@ fn bench_call_path(c: &mut Criterion) {
     let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
     g.bench_function("initialize/dispatch", |b| {
         b.iter(|| {
-            let Some(msg) = message(black_box(init)) else { return 0 };
+            let Some(msg) = message(black_box(init)) else {
+                return 0;
+            };
             match block_on(dispatch::dispatch(&cx, msg)) {
                 Dispatched::Initialized { body, session_id } => body.len() + session_id.len(),
                 _ => 0,
             }
         })
     });
-    let id = state.sessions.create(
-        &p.sub,
-        ProtocolVersion::V2025_06_18,
-        0,
-        p.grants.clone(),
-    );
+    let id = state
+        .sessions
+        .create(&p.sub, ProtocolVersion::V2025_06_18, 0, p.grants.clone());
     g.bench_function("session/validate", |b| {
-        b.iter(|| state.sessions.validate(black_box(&id), &p.sub, &p.grants).is_ok())
+        b.iter(|| {
+            state
+                .sessions
+                .validate(black_box(&id), &p.sub, &p.grants)
+                .is_ok()
+        })
     });
     g.finish();
 }
 
 fn alloc_report() {
     let mut r = support::AllocReport::default();
-    let Some(state) = state(1_000, 1_000) else { return };
+    let Some(state) = state(1_000, 1_000) else {
+        return;
+    };
     let Some(p) = principal(&state) else { return };
     let cx = CallContext {
         state: &state,
         principal: &p,
         session: None,
         version: ProtocolVersion::V2025_06_18,
+        presentation: Default::default(),
     };
-    r.measure("authenticate (auth.mode none: principal clone)", 10_000, || {
-        state.auth.authenticate(loopback_request())
-    });
+    r.measure(
+        "authenticate (auth.mode none: principal clone)",
+        10_000,
+        || state.auth.authenticate(loopback_request()),
+    );
     let body = fixtures::small_tools_call();
-    r.measure("tools/call MCP logic (parse → route → map reply → answer)", 10_000, || {
-        call_logic(&cx, &body)
-    });
+    r.measure(
+        "tools/call MCP logic (parse → route → map reply → answer)",
+        10_000,
+        || call_logic(&cx, &body),
+    );
     r.measure("dispatch::identity_headers", 10_000, || {
         dispatch::identity_headers(&p)
     });
     if let Some(list) = message(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#) {
-        r.measure("tools/list cached, 1,000 tools (view hit + success_raw copy)", 1_000, || {
-            list_once(&cx, &list)
-        });
+        r.measure(
+            "tools/list cached, 1,000 tools (view hit + success_raw copy)",
+            1_000,
+            || list_once(&cx, &list),
+        );
     }
     let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
-    r.measure("initialize dispatch (seal + session insert + answer)", 2_000, || {
-        message(init).map(|m| block_on(dispatch::dispatch(&cx, m)))
-    });
-    let id = state.sessions.create(&p.sub, ProtocolVersion::V2025_06_18, 0, p.grants.clone());
+    r.measure(
+        "initialize dispatch (seal + session insert + answer)",
+        2_000,
+        || message(init).map(|m| block_on(dispatch::dispatch(&cx, m))),
+    );
+    let id = state
+        .sessions
+        .create(&p.sub, ProtocolVersion::V2025_06_18, 0, p.grants.clone());
     r.measure("SessionManager::validate", 10_000, || {
         state.sessions.validate(&id, &p.sub, &p.grants).is_ok()
     });

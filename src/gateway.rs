@@ -23,12 +23,23 @@ use crate::state::AppState;
 /// The gateway service.
 pub struct Gateway {
     state: Arc<AppState>,
+    dev_as: Option<Arc<crate::dev_as::DevAuthServer>>,
 }
 
 impl Gateway {
     /// Wraps the shared state.
     pub fn new(state: Arc<AppState>) -> Self {
-        Gateway { state }
+        Gateway {
+            state,
+            dev_as: None,
+        }
+    }
+
+    /// Also serves the built-in development authorization server (its metadata and
+    /// `/oauth/*` endpoints) on this gateway's listeners.
+    pub fn with_dev_authorization_server(mut self, dev_as: Arc<crate::dev_as::DevAuthServer>) -> Self {
+        self.dev_as = Some(dev_as);
+        self
     }
 }
 
@@ -45,6 +56,8 @@ pub struct RequestCtx {
     reply_overflow: bool,
     response_started: bool,
     started: Instant,
+    /// What the audit record of this request needs (see `audit::ctx`).
+    pub audit: crate::audit::AuditCtx,
 }
 
 #[async_trait]
@@ -62,6 +75,7 @@ impl ProxyHttp for Gateway {
             reply_overflow: false,
             response_started: false,
             started: Instant::now(),
+            audit: crate::audit::AuditCtx::default(),
         }
     }
 
@@ -71,6 +85,24 @@ impl ProxyHttp for Gateway {
         let path = session.req_header().uri.path().to_string();
         if path == self.state.mcp_path {
             return transport::handle(&self.state, session, ctx).await;
+        }
+        if path.starts_with("/.well-known/") {
+            let req = session.req_header();
+            let preflight = req
+                .headers
+                .get("access-control-request-headers")
+                .and_then(|v| v.to_str().ok());
+            if let Some(answer) = crate::auth::metadata::well_known(&self.state, &req.method, &path, preflight) {
+                write_answer(session, answer, None).await?;
+                return Ok(true);
+            }
+        }
+        if let Some(dev_as) = self
+            .dev_as
+            .as_ref()
+            .filter(|_| crate::dev_as::DevAuthServer::owns_path(&path))
+        {
+            return dev_as.serve(&self.state, session).await;
         }
         let answer = match path.as_str() {
             "/healthz" => Answer::json(200, &b"{\"status\":\"ok\"}"[..]),
@@ -204,6 +236,7 @@ impl ProxyHttp for Gateway {
                     rctx,
                 )
             };
+            ctx.audit.outcome(&outcome);
             *body = Some(Bytes::from(outcome_bytes(&f.rpc_id, outcome)));
         }
         Ok(None)
@@ -225,7 +258,9 @@ impl ProxyHttp for Gateway {
             backend_id: &f.backend.id,
             method: &f.method,
         };
-        let body = outcome_bytes(&f.rpc_id, contract::map_transport_failure(&failure, rctx));
+        let outcome = contract::map_transport_failure(&failure, rctx);
+        ctx.audit.outcome(&outcome);
+        let body = outcome_bytes(&f.rpc_id, outcome);
         let cors = ctx.cors_origin.clone();
         match write_answer(session, Answer::json(200, body), cors.as_deref()).await {
             Ok(()) => FailToProxy {
@@ -250,6 +285,8 @@ impl ProxyHttp for Gateway {
             error = e.map(|e| e.to_string()),
             "request"
         );
+        let elapsed = ctx.started.elapsed();
+        crate::audit::ctx::finish(&self.state, session, e, ctx, elapsed);
     }
 }
 
@@ -283,6 +320,8 @@ fn readiness(state: &AppState) -> Answer {
         .iter()
         .map(|p| format!("{p:?}"))
         .collect();
-    let body = json!({"ready": ready, "backends": backends, "problems": problems});
+    let (auth_ready, auth) = crate::auth::metadata::readiness(state);
+    let ready = ready && auth_ready;
+    let body = json!({"ready": ready, "backends": backends, "problems": problems, "auth": auth});
     Answer::json(if ready { 200 } else { 503 }, serde_json::to_vec(&body).unwrap_or_default())
 }

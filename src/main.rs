@@ -31,6 +31,10 @@ enum Command {
         /// Listen address of the gateway.
         #[arg(long, default_value = "127.0.0.1:3213")]
         listen: SocketAddr,
+        /// Real OAuth: a built-in development authorization server with a one-click user
+        /// picker (`reader`, `writer`) issues the tokens.
+        #[arg(long)]
+        oauth: bool,
     },
     /// Validates a configuration and prints a summary (exit 0) or every problem (exit 2).
     CheckConfig {
@@ -46,7 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, env_file } => serve(config, env_file),
-        Command::Demo { listen } => match demo::run(listen) {
+        Command::Demo { listen, oauth } => match demo::run_with(listen, demo::DemoOptions { oauth }) {
             Ok(never) => match never {},
             Err(e) => {
                 eprintln!("error: {e}");
@@ -77,6 +81,10 @@ fn check_config(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
     };
     match config::load(file.as_deref(), env.as_ref()) {
         Ok(loaded) => {
+            if let Some(problems) = dev_authorization_server_problems(&loaded.config) {
+                eprintln!("configuration is invalid:\n{problems}");
+                return ExitCode::from(2);
+            }
             println!("{}", config::render_check_report(&loaded));
             ExitCode::SUCCESS
         }
@@ -99,6 +107,10 @@ fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(problems) = dev_authorization_server_problems(&loaded.config) {
+        eprintln!("configuration is invalid, not starting:\n{problems}");
+        return ExitCode::from(2);
+    }
     cortex_gateway::logging::init(&loaded.config.logging.level, loaded.config.logging.format == LogFormat::Json);
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
@@ -110,4 +122,16 @@ fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// What refuses `dev_authorization_server` (loopback only, issuer must match), one per line.
+fn dev_authorization_server_problems(config: &config::Config) -> Option<String> {
+    let problems = cortex_gateway::dev_as::config_problems(config);
+    (!problems.is_empty()).then(|| {
+        problems
+            .iter()
+            .map(|p| format!("  - {p}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }

@@ -19,6 +19,15 @@ pub enum StartError {
     /// A backend could not be prepared.
     #[error(transparent)]
     Backend(#[from] crate::federation::backend::BackendError),
+    /// The shared state (backends, authentication, identity) could not be built.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The development authorization server is refused or its key is unusable.
+    #[error(transparent)]
+    DevAuthServer(#[from] crate::dev_as::DevAsError),
+    /// The store or the audit trail cannot be set up.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// Names the gateway reserves for its own tools; a backend entry can never take one.
@@ -30,6 +39,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     "triage_cortex_ticket",
     "list_cortex_resources",
     "read_cortex_resource",
+    crate::builtins::ARCHITECTURE_URI,
 ];
 
 /// Builds the server for `config`. Returns the server ready to run and the shared state.
@@ -59,7 +69,32 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
     if config.sessions.secret.is_none() {
         info!("sessions.secret not set: session ids are sealed with a random per-process key (they end with a restart; replicas of a fleet need a shared secret)");
     }
-    let state = Arc::new(AppState::new(config)?);
+    let dev_as = if config.dev_authorization_server.enabled {
+        let dev_as = crate::dev_as::DevAuthServer::from_config(&config)?;
+        warn!(
+            issuer = dev_as.issuer(),
+            key_file = %dev_as.key_file().display(),
+            "DEVELOPMENT AUTHORIZATION SERVER ON (dev_authorization_server.enabled): {}{} hands a token for any of its users to anyone on this machine, with one click and no password. For trying things out only; production points auth.oauth.issuer at a real authorization server",
+            dev_as.issuer(),
+            crate::dev_as::AUTHORIZE_PATH,
+        );
+        Some(Arc::new(dev_as))
+    } else {
+        None
+    };
+    let mut state = AppState::new(config)?;
+    crate::audit::install(&mut state)?;
+    let state = Arc::new(state);
+    if let Some(store) = state.store.clone() {
+        server.add_service(background_service(
+            "ticket webhook",
+            crate::builtins::webhook::DeliveryService::new(store, &state.config.tickets, state.builtins.webhook_wake()),
+        ));
+    }
+    server.add_service(background_service(
+        "audit flush",
+        crate::audit::FlushOnShutdown::new(state.audit.clone()),
+    ));
 
     let sessions = state.sessions.clone();
     let refresher = Arc::new(Refresher::new(
@@ -78,10 +113,21 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
         "catalog refresh",
         RefreshService::new(refresher),
     ));
+    let auth_service = crate::auth::service::AuthService::new(
+        state.auth.issuer().cloned(),
+        state.config.auth.oauth.jwks_refresh,
+        state.identity.minter().cloned(),
+    );
+    if auth_service.is_needed() {
+        server.add_service(background_service("auth keys", auth_service));
+    }
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(state.clone()),
+        match dev_as {
+            Some(dev_as) => Gateway::new(state.clone()).with_dev_authorization_server(dev_as),
+            None => Gateway::new(state.clone()),
+        },
         "cortex-gateway",
     );
     for addr in &listen {

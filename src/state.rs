@@ -6,7 +6,8 @@ use std::sync::Arc;
 use cortex_filters::origin::{HostPolicy, OriginPolicy};
 use cortex_filters::scope::ScopeRules;
 
-use crate::auth::Authenticator;
+use crate::auth::identity::IdentityService;
+use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::Config;
 use crate::federation::backend::BackendError;
 use crate::federation::{Backend, CatalogStore, ContractClient};
@@ -14,6 +15,17 @@ use crate::mcp::sessions::SessionManager;
 
 /// The version the gateway reports in `serverInfo`.
 pub const GATEWAY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the shared state cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A backend could not be prepared.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Authentication or identity propagation could not be set up.
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+}
 
 /// Shared state of one gateway process.
 pub struct AppState {
@@ -35,6 +47,8 @@ pub struct AppState {
     pub host: HostPolicy,
     /// Caller authentication.
     pub auth: Authenticator,
+    /// The credential each backend receives (passthrough, mint, exchange).
+    pub identity: IdentityService,
     /// Scope implication rules.
     pub scope_rules: ScopeRules,
     /// Backends in configuration order.
@@ -46,11 +60,18 @@ pub struct AppState {
     pub catalog: Arc<CatalogStore>,
     /// Sessions and their streams.
     pub sessions: Arc<SessionManager>,
+    /// Tickets, webhook outbox and audit trail; `None` until `audit::install` opens it
+    /// (`server::build` does; a bare state, e.g. in benches, has none).
+    pub store: Option<Arc<dyn crate::store::Store>>,
+    /// The audit trail's request-path handle (disabled until `audit::install`).
+    pub audit: crate::audit::AuditSink,
+    /// The gateway's own tools (whoami, find_tools, tickets, resources).
+    pub builtins: Arc<crate::builtins::Builtins>,
 }
 
 impl AppState {
     /// Builds the state from a validated configuration.
-    pub fn new(config: Config) -> Result<Self, BackendError> {
+    pub fn new(config: Config) -> Result<Self, StateError> {
         let canonical_uri = config.canonical_uri();
         let mcp_path = config.mcp_path();
         let public_origin = match url::Url::parse(&canonical_uri) {
@@ -71,7 +92,8 @@ impl AppState {
         let scope_rules = ScopeRules {
             implies: config.scopes.implies.clone(),
         };
-        let auth = Authenticator::new(&config.auth, &scope_rules);
+        let auth = Authenticator::new(&config, &canonical_uri, &scope_rules)?;
+        let identity = IdentityService::new(&config, &public_origin, auth.issuer().cloned())?;
         let origin = OriginPolicy::new(&config.server.allowed_origins, auth.dev_modes_active());
         let mut allowed_hosts: Vec<String> = config
             .server
@@ -106,12 +128,16 @@ impl AppState {
             origin,
             host,
             auth,
+            identity,
             scope_rules,
             backends,
             backend_index,
             client: Arc::new(ContractClient::new()),
             catalog: Arc::new(CatalogStore::new(&ids)),
             sessions,
+            store: None,
+            audit: crate::audit::AuditSink::disabled(),
+            builtins: Arc::new(crate::builtins::Builtins::new(&config)),
             config,
         })
     }

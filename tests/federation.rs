@@ -47,6 +47,20 @@ async fn calls_are_forwarded_with_the_contract_body_and_identity_headers() {
     assert!(names.contains(&"alpha_echo".to_owned()), "{names:?}");
     assert!(names.contains(&"beta_ping_me".to_owned()), "{names:?}");
 
+    // Discovery carries the technical token (per-backend override) and no user identity.
+    let discovery = alpha.calls("list_tools").pop().expect("discovery");
+    assert_eq!(
+        discovery.header("authorization"),
+        Some("Bearer tech-secret")
+    );
+    assert!(discovery.header("x-cortex-user-id").is_none());
+    assert_eq!(discovery.json()["params"], json!({}));
+    let discovery = beta.calls("list_tools").pop().expect("discovery");
+    assert_eq!(
+        discovery.header("authorization"),
+        Some("Bearer beta-discovery")
+    );
+
     alpha.clear_requests();
     let result = client
         .call_tool("alpha_echo", json!({"message": "hi"}))
@@ -97,20 +111,6 @@ async fn calls_are_forwarded_with_the_contract_body_and_identity_headers() {
         .await;
     let call = beta.calls("ping_me").pop().expect("call reached beta");
     assert_eq!(call.json(), json!({"method":"ping_me","params":{}}));
-
-    // Discovery carries the technical token (per-backend override) and no user identity.
-    let discovery = alpha.calls("list_tools").pop().expect("discovery");
-    assert_eq!(
-        discovery.header("authorization"),
-        Some("Bearer tech-secret")
-    );
-    assert!(discovery.header("x-cortex-user-id").is_none());
-    assert_eq!(discovery.json()["params"], json!({}));
-    let discovery = beta.calls("list_tools").pop().expect("discovery");
-    assert_eq!(
-        discovery.header("authorization"),
-        Some("Bearer beta-discovery")
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,8 @@ async fn health_ready_and_unknown_paths() {
     assert!(demo["lastError"].is_null(), "{body}");
 
     let (status, body) = gateway.get_json("/nope").await;
-    assert_eq!((status, body), (404, json!({"error":"not_found"})));
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not_found", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,7 +529,7 @@ async fn host_rules_on_loopback() {
     ] {
         let reply = client.post(&ping, &[("host", host)]).await;
         assert_eq!(reply.status, 403, "Host {host}: {}", reply.text());
-        assert_eq!(reply.json(), json!({"error":"forbidden_host"}));
+        assert_eq!(reply.json()["error"], "forbidden_host");
     }
 }
 

@@ -42,7 +42,10 @@ unsafe impl GlobalAlloc for CountingAlloc {
         if ENABLED.load(Ordering::Relaxed) {
             // A growth is a new allocation as far as the cost model goes.
             ALLOCS.fetch_add(1, Ordering::Relaxed);
-            BYTES.fetch_add(new_size.saturating_sub(layout.size()) as u64, Ordering::Relaxed);
+            BYTES.fetch_add(
+                new_size.saturating_sub(layout.size()) as u64,
+                Ordering::Relaxed,
+            );
         }
         System.realloc(ptr, layout, new_size)
     }

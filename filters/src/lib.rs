@@ -12,6 +12,7 @@ pub mod jsonrpc;
 pub mod naming;
 pub mod origin;
 pub mod scope;
+pub mod search;
 pub mod session;
 pub mod sse;
 pub mod version;

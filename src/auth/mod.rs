@@ -1,15 +1,63 @@
 //! Caller authentication: who is calling, with which scopes, and what credential to forward.
 //!
 //! Modes: `none` (a fixed principal; loopback only), the Cortex dev bypass (`X-Dev-Mode`
-//! from a loopback peer), and `oauth` (bearer JWTs). This module is the seam every mode
-//! plugs into; the gateway only sees [`AuthOutcome`].
+//! from a loopback peer), and `oauth` (bearer JWTs validated as an OAuth 2.1 resource server).
+//! This module is the seam every mode plugs into; the gateway only sees [`AuthOutcome`].
+//!
+//! Submodules:
+//! - [`jwt`], [`jwk`], [`claims`]: parsing, signature verification (ring) and claim checks;
+//! - [`discovery`], [`issuer`], [`http`]: the authorization server's metadata and keys;
+//! - [`validator`], [`cache`], [`introspect`]: the per-request validation pipeline;
+//! - [`metadata`]: RFC 9728 metadata, `WWW-Authenticate` challenges, the well-known routes;
+//! - [`identity`], [`mint`], [`exchange`]: the credential each backend receives;
+//! - [`service`]: the background refresh of keys and the rotation of minting keys.
+//!
+//! See docs/authentication.md.
+
+pub mod cache;
+pub mod claims;
+pub mod discovery;
+pub mod exchange;
+pub mod http;
+pub mod identity;
+pub mod introspect;
+pub mod issuer;
+pub mod jwk;
+pub mod jwt;
+pub mod metadata;
+pub mod mint;
+pub mod service;
+pub mod validator;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use cortex_filters::scope::{GrantedScopes, ScopeRules};
 
-use crate::config::{AuthConfig, AuthMode, DevBypassConfig, PrincipalConfig};
+use crate::config::{AuthMode, Config, DevBypassConfig, PrincipalConfig};
+
+use self::issuer::Issuer;
+use self::jwt::Alg;
+use self::validator::{Validator, ValidatorSettings, Verdict};
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Why the authentication setup cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// A setting is invalid.
+    #[error("auth: {0}")]
+    Invalid(String),
+    /// The minting keys cannot be loaded or created.
+    #[error(transparent)]
+    Mint(#[from] mint::MintError),
+}
 
 /// How the principal was established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +91,8 @@ pub struct Principal {
     pub credential: Option<String>,
     /// How it was established.
     pub kind: PrincipalKind,
+    /// `exp` of the validated token (seconds since the epoch), for tokens.
+    pub expires_at: Option<u64>,
 }
 
 impl Principal {
@@ -63,6 +113,15 @@ pub enum AuthOutcome {
         reason: String,
         /// Whether a bearer token was presented.
         token_presented: bool,
+    },
+    /// 403: authenticated, but refused (scope floor, pool).
+    Forbidden {
+        /// OAuth error code: `insufficient_scope` or `invalid_audience`.
+        error: &'static str,
+        /// A reason a person can act on.
+        reason: String,
+        /// For `insufficient_scope`: the scopes needed (the step-up challenge's `scope`).
+        scope: Option<String>,
     },
     /// 503: authentication cannot be decided right now (e.g. issuer keys not yet known).
     Unavailable {
@@ -87,21 +146,42 @@ pub struct Authenticator {
     mode: AuthMode,
     anonymous: Principal,
     dev_bypass: Option<(DevBypassConfig, Arc<GrantedScopes>)>,
-    issuer_configured: bool,
+    oauth: Option<Validator>,
 }
 
 impl Authenticator {
-    /// Builds the authenticator.
-    pub fn new(cfg: &AuthConfig, rules: &ScopeRules) -> Self {
-        Authenticator {
+    /// Builds the authenticator. `canonical_uri` is the default audience. Nothing is fetched
+    /// here: the issuer's keys are loaded by the background service ([`service`]).
+    pub fn new(config: &Config, canonical_uri: &str, rules: &ScopeRules) -> Result<Self, AuthSetupError> {
+        let cfg = &config.auth;
+        let oauth = match (cfg.mode, &cfg.oauth.issuer) {
+            (AuthMode::Oauth, Some(issuer)) => Some(build_validator(config, issuer, canonical_uri, rules)?),
+            _ => None,
+        };
+        Ok(Authenticator {
             mode: cfg.mode,
             anonymous: anonymous_principal(&cfg.principal, rules),
             dev_bypass: cfg
                 .dev_bypass
                 .as_ref()
                 .map(|d| (d.clone(), Arc::new(GrantedScopes::new(&d.scopes, rules)))),
-            issuer_configured: cfg.oauth.issuer.is_some(),
-        }
+            oauth,
+        })
+    }
+
+    /// The trusted issuer, in `oauth` mode with an issuer configured.
+    pub fn issuer(&self) -> Option<&Arc<Issuer>> {
+        self.oauth.as_ref().map(Validator::issuer)
+    }
+
+    /// The token validator, in `oauth` mode with an issuer configured.
+    pub fn validator(&self) -> Option<&Validator> {
+        self.oauth.as_ref()
+    }
+
+    /// Whether the dev bypass is configured.
+    pub fn dev_bypass_configured(&self) -> bool {
+        self.dev_bypass.is_some()
     }
 
     /// Whether localhost origins are acceptable (the dev modes).
@@ -114,8 +194,9 @@ impl Authenticator {
         self.mode
     }
 
-    /// Authenticates one request.
-    pub fn authenticate(&self, req: AuthRequest<'_>) -> AuthOutcome {
+    /// Authenticates one request. Awaits only on a cache miss that needs the network (an
+    /// unknown `kid`, introspection).
+    pub async fn authenticate(&self, req: AuthRequest<'_>) -> AuthOutcome {
         if let (Some((cfg, grants)), Some(presented)) = (&self.dev_bypass, req.dev_mode) {
             let loopback = req.peer.is_some_and(|ip| ip.is_loopback());
             if loopback && constant_time_eq(presented.as_bytes(), cfg.token.as_bytes()) {
@@ -129,6 +210,7 @@ impl Authenticator {
                     grants: grants.clone(),
                     credential: Some(cfg.token.clone()),
                     kind: PrincipalKind::DevBypass,
+                    expires_at: None,
                 });
             }
         }
@@ -139,16 +221,81 @@ impl Authenticator {
                     reason: "this endpoint requires an OAuth 2.1 bearer token (Authorization: Bearer <token>)".into(),
                     token_presented: false,
                 },
-                Some(_token) if !self.issuer_configured => AuthOutcome::Unauthorized {
-                    reason: "no authorization server is configured, so no token can be accepted".into(),
-                    token_presented: true,
-                },
-                Some(_token) => AuthOutcome::Unavailable {
-                    reason: "token validation is not available yet: the issuer's keys are unknown".into(),
+                Some(token) => match &self.oauth {
+                    None => AuthOutcome::Unauthorized {
+                        reason: "no authorization server is configured, so no token can be accepted".into(),
+                        token_presented: true,
+                    },
+                    Some(v) => match v.validate(token).await {
+                        Verdict::Ok(p) => AuthOutcome::Ok(p),
+                        Verdict::Invalid(reason) => AuthOutcome::Unauthorized {
+                            reason,
+                            token_presented: true,
+                        },
+                        Verdict::Forbidden { error, reason, scope } => AuthOutcome::Forbidden { error, reason, scope },
+                        Verdict::Unavailable(reason) => AuthOutcome::Unavailable { reason },
+                    },
                 },
             },
         }
     }
+}
+
+/// The validator for `issuer`, from configuration.
+fn build_validator(config: &Config, issuer: &str, canonical_uri: &str, rules: &ScopeRules) -> Result<Validator, AuthSetupError> {
+    let o = &config.auth.oauth;
+    let mut algorithms = Vec::with_capacity(o.algorithms.len());
+    for name in &o.algorithms {
+        match Alg::parse(name.trim()) {
+            Some(a) => algorithms.push(a),
+            None => {
+                return Err(AuthSetupError::Invalid(format!(
+                    "auth.oauth.algorithms: {name:?} is not accepted; choose among {} (never none or HMAC)",
+                    Alg::ALL.map(Alg::as_str).join(", ")
+                )))
+            }
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(AuthSetupError::Invalid("auth.oauth.algorithms must name at least one algorithm".into()));
+    }
+    let client = http::AsClient::new(o.http_timeout).map_err(AuthSetupError::Invalid)?;
+    let issuer = Arc::new(Issuer::new(
+        issuer.to_string(),
+        o.jwks_url.clone(),
+        client.clone(),
+        o.jwks_min_refetch,
+    ));
+    let audience = o.audience.clone().unwrap_or_else(|| canonical_uri.to_string());
+    let introspector = introspect::Introspector::new(&o.introspection, client, o.token_cache_size);
+    // With introspection on, a revoked token must not outlive the introspection cache in the
+    // validated-token cache.
+    let cache_ttl = match &introspector {
+        Some(_) => o.token_cache_ttl.min(o.introspection.cache_ttl),
+        None => o.token_cache_ttl,
+    };
+    Ok(Validator::new(
+        issuer,
+        ValidatorSettings {
+            rules: claims::ClaimRules {
+                issuer: issuer_string(config),
+                audiences: vec![audience],
+                leeway: o.leeway.as_secs(),
+            },
+            algorithms,
+            required_scopes: o.required_scopes.clone(),
+            required_pool: o.required_pool.clone().filter(|p| !p.is_empty()),
+            scope_rules: rules.clone(),
+            cache_ttl,
+            cache_size: o.token_cache_size,
+        },
+        introspector,
+    ))
+}
+
+/// The configured issuer, exactly as written (it is compared byte for byte).
+fn issuer_string(config: &Config) -> String {
+    config.auth.oauth.issuer.clone().unwrap_or_default()
 }
 
 fn anonymous_principal(p: &PrincipalConfig, rules: &ScopeRules) -> Principal {
@@ -163,6 +310,7 @@ fn anonymous_principal(p: &PrincipalConfig, rules: &ScopeRules) -> Principal {
         grants: Arc::new(grants),
         credential: p.token.clone(),
         kind: PrincipalKind::Anonymous,
+        expires_at: None,
     }
 }
 

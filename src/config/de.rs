@@ -73,11 +73,17 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError::msg(format!("expected {exp}, found {}", describe_unexpected(&unexp)))
+        DeError::msg(format!(
+            "expected {exp}, found {}",
+            describe_unexpected(&unexp)
+        ))
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError::msg(format!("expected {exp}, found {}", describe_unexpected(&unexp)))
+        DeError::msg(format!(
+            "expected {exp}, found {}",
+            describe_unexpected(&unexp)
+        ))
     }
 
     fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
@@ -125,9 +131,7 @@ pub(crate) fn suggest<'c>(input: &str, candidates: &[&'c str]) -> Option<&'c str
             let similarity = strsim::jaro_winkler(&needle, c);
             (c, distance, similarity)
         })
-        .filter(|(c, distance, similarity)| {
-            *distance <= 2.max(c.len() / 3) || *similarity >= 0.85
-        })
+        .filter(|(c, distance, similarity)| *distance <= 2.max(c.len() / 3) || *similarity >= 0.85)
         .min_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)))
         .map(|(c, _, _)| *c)
 }
@@ -152,7 +156,9 @@ fn unknown_value_message(value: &str, expected: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     match suggest(value, expected) {
-        Some(best) => format!("unknown value `{value}` (expected one of {list}); did you mean `{best}`?"),
+        Some(best) => {
+            format!("unknown value `{value}` (expected one of {list}); did you mean `{best}`?")
+        }
         None => format!("unknown value `{value}`; expected one of {list}"),
     }
 }
@@ -188,7 +194,10 @@ impl<'a> NodeDe<'a> {
     }
 
     fn mismatch(&self, expected: &str) -> DeError {
-        DeError::msg(format!("expected {expected}, found {}", describe(self.node)))
+        DeError::msg(format!(
+            "expected {expected}, found {}",
+            describe(self.node)
+        ))
     }
 
     fn finish<T>(&self, result: Result<T, DeError>) -> Result<T, DeError> {
@@ -214,9 +223,11 @@ impl<'a> NodeDe<'a> {
                 .ok()
                 .filter(|n| *n <= max)
                 .ok_or_else(|| {
-                    DeError::msg(format!(
-                        "expected a whole number between 0 and {max}, found `{n}`"
-                    ))
+                    DeError::msg(if n < 0 {
+                        format!("expected a whole number (0 or more), found `{n}`")
+                    } else {
+                        format!("expected a whole number between 0 and {max}, found `{n}`")
+                    })
                 })
                 .and_then(|n| visitor.visit_u64(n))
         });
@@ -384,10 +395,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        // An empty value, or an empty string (`${VAR:-}`), means "not set".
+        // An empty value means "not set". A literal `""` is kept: for some keys an empty
+        // string means something (`builtins.scopes.*: ""` = any caller). Expansion turns a
+        // reference that comes out empty (`${VAR:-}`) into an empty value.
         let result = match &self.node.kind {
             Kind::Null | Kind::Removed => visitor.visit_none(),
-            Kind::Str(s) if s.is_empty() => visitor.visit_none(),
             _ => {
                 let again = NodeDe {
                     node: self.node,
@@ -436,7 +448,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         self.finish(result)
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -507,7 +523,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                 visitor.visit_enum(s.as_str().into_deserializer())
             }
             Kind::Str(s) => Err(DeError::msg(unknown_value_message(s, variants))),
-            Kind::Bool(b) => Err(DeError::msg(unknown_value_message(&b.to_string(), variants))),
+            Kind::Bool(b) => Err(DeError::msg(unknown_value_message(
+                &b.to_string(),
+                variants,
+            ))),
             _ => Err(self.mismatch(&format!("one of {}", variants.join(", ")))),
         };
         self.finish(result)
@@ -531,7 +550,10 @@ struct MapAcc<'p, 'a> {
 impl<'de> de::MapAccess<'de> for MapAcc<'_, '_> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         let Some(entry) = self.entries.next() else {
             return Ok(None);
         };
@@ -564,7 +586,10 @@ struct SeqAcc<'p, 'a> {
 impl<'de> de::SeqAccess<'de> for SeqAcc<'_, '_> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         for (index, item) in self.items.by_ref() {
             if item.kind == Kind::Removed {
                 continue;
@@ -632,14 +657,18 @@ mod tests {
                 "unknown top-level key `zzz`; valid keys: catalog, list, map, name",
             ]
         );
-        let refrsh = issues.iter().find(|i| i.message.contains("refrsh")).unwrap();
+        let refrsh = issues
+            .iter()
+            .find(|i| i.message.contains("refrsh"))
+            .unwrap();
         assert_eq!(refrsh.origin, Some(Origin::File { line: 2, column: 3 }));
         assert_eq!(path_string(&refrsh.path), "catalog.refrsh");
     }
 
     #[test]
     fn strings_coerce_to_numbers_and_booleans() {
-        let (result, _) = de("catalog:\n  page_size: '42'\n  on: 'true'\nname: 8080\nlist: [1, true]\n");
+        let (result, _) =
+            de("catalog:\n  page_size: '42'\n  on: 'true'\nname: 8080\nlist: [1, true]\n");
         let outer = result.unwrap();
         assert_eq!(outer.catalog.page_size, 42);
         assert!(outer.catalog.on);
@@ -651,12 +680,30 @@ mod tests {
     fn errors_carry_path_and_position() {
         let (result, _) = de("catalog:\n  page_size: 70000\n");
         let err = result.unwrap_err();
-        assert_eq!(err.message, "expected a whole number between 0 and 65535, found `70000`");
+        assert_eq!(
+            err.message,
+            "expected a whole number between 0 and 65535, found `70000`"
+        );
         assert_eq!(path_string(err.path.as_ref().unwrap()), "catalog.page_size");
-        assert_eq!(err.origin, Some(Origin::File { line: 2, column: 14 }));
+        assert_eq!(
+            err.origin,
+            Some(Origin::File {
+                line: 2,
+                column: 14
+            })
+        );
+
+        let (result, _) = de("catalog:\n  page_size: -3\n");
+        assert_eq!(
+            result.unwrap_err().message,
+            "expected a whole number (0 or more), found `-3`"
+        );
 
         let (result, _) = de("catalog:\n  on: maybe\n");
-        assert_eq!(result.unwrap_err().message, "expected `true` or `false`, found the text `maybe`");
+        assert_eq!(
+            result.unwrap_err().message,
+            "expected `true` or `false`, found the text `maybe`"
+        );
 
         let (result, _) = de("list: one\n");
         assert!(result.unwrap_err().message.contains("expected a list"));
@@ -684,12 +731,15 @@ mod tests {
         assert_eq!(result.unwrap(), Outer::default());
         assert!(issues.is_empty());
         let (result, _) = de("catalog:\n  refresh: ''\n");
-        assert_eq!(result.unwrap().catalog.refresh, None);
+        assert_eq!(result.unwrap().catalog.refresh.as_deref(), Some(""));
     }
 
     #[test]
     fn suggestions_need_a_plausible_typo() {
-        assert_eq!(suggest("refrsh", &["refresh", "page_size"]), Some("refresh"));
+        assert_eq!(
+            suggest("refrsh", &["refresh", "page_size"]),
+            Some("refresh")
+        );
         assert_eq!(suggest("timeout_ms", &["timeout", "url"]), Some("timeout"));
         assert_eq!(suggest("banana", &["refresh", "page_size"]), None);
     }

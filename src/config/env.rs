@@ -66,9 +66,7 @@ impl<P: EnvSource, F: EnvSource> LayeredEnv<P, F> {
 
 impl<P: EnvSource, F: EnvSource> EnvSource for LayeredEnv<P, F> {
     fn get(&self, key: &str) -> Option<String> {
-        self.primary
-            .get(key)
-            .or_else(|| self.fallback.get(key))
+        self.primary.get(key).or_else(|| self.fallback.get(key))
     }
 }
 
@@ -217,11 +215,23 @@ EMPTY=
 HASH=a#b
 ";
         let env = parse_env_str(text).unwrap();
-        assert_eq!(env.get("OAUTH_ISSUER").as_deref(), Some("https://auth.example.com"));
+        assert_eq!(
+            env.get("OAUTH_ISSUER").as_deref(),
+            Some("https://auth.example.com")
+        );
         assert_eq!(env.get("CORTEX_BACKENDS").as_deref(), Some("demo"));
-        assert_eq!(env.get("CORTEX_BACKEND_DEMO_URL").as_deref(), Some("http://127.0.0.1:4820"));
-        assert_eq!(env.get("CORTEX_TECHNICAL_TOKEN").as_deref(), Some("demo-technical-token"));
-        assert_eq!(env.get("CORTEX_DEV_BYPASS_TOKEN").as_deref(), Some("dev-secret"));
+        assert_eq!(
+            env.get("CORTEX_BACKEND_DEMO_URL").as_deref(),
+            Some("http://127.0.0.1:4820")
+        );
+        assert_eq!(
+            env.get("CORTEX_TECHNICAL_TOKEN").as_deref(),
+            Some("demo-technical-token")
+        );
+        assert_eq!(
+            env.get("CORTEX_DEV_BYPASS_TOKEN").as_deref(),
+            Some("dev-secret")
+        );
         assert_eq!(
             env.get("CORTEX_DEV_BYPASS_SCOPES").as_deref(),
             Some("mcp:demo:read mcp:demo:write")
@@ -233,8 +243,8 @@ HASH=a#b
 
     #[test]
     fn double_quotes_escape_and_span_lines() {
-        let env = parse_env_str("A=\"x\\ny \\\"q\\\"\"\nB=\"line1\nline2\" # c\nC='$NOT \\n'\n")
-            .unwrap();
+        let env =
+            parse_env_str("A=\"x\\ny \\\"q\\\"\"\nB=\"line1\nline2\" # c\nC='$NOT \\n'\n").unwrap();
         assert_eq!(env.get("A").as_deref(), Some("x\ny \"q\""));
         assert_eq!(env.get("B").as_deref(), Some("line1\nline2"));
         assert_eq!(env.get("C").as_deref(), Some("$NOT \\n"));
@@ -270,13 +280,23 @@ HASH=a#b
     #[test]
     fn read_env_file_reports_missing_files() {
         let err = read_env_file(Path::new("/nonexistent/cortex.env")).unwrap_err();
-        assert!(err.to_string().contains("cannot read /nonexistent/cortex.env"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("cannot read /nonexistent/cortex.env"),
+            "{err}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env");
         std::fs::write(&path, "PORT=4001\noops\n").unwrap();
         let err = read_env_file(&path).unwrap_err().to_string();
-        assert!(err.ends_with(":2: expected KEY=VALUE, found `oops`"), "{err}");
+        assert!(
+            err.ends_with(":2: expected KEY=VALUE, found `oops`"),
+            "{err}"
+        );
         std::fs::write(&path, "PORT=4001\n").unwrap();
-        assert_eq!(read_env_file(&path).unwrap().get("PORT").as_deref(), Some("4001"));
+        assert_eq!(
+            read_env_file(&path).unwrap().get("PORT").as_deref(),
+            Some("4001")
+        );
     }
 }

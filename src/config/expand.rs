@@ -49,6 +49,8 @@ fn walk(
 ) {
     match &mut node.kind {
         Kind::Str(text) if text.contains('$') => match expand(text, env) {
+            // A value that comes out empty (`${VAR:-}`) is an empty value: the key is unset.
+            Ok(expanded) if expanded.is_empty() => node.kind = Kind::Null,
             Ok(expanded) => *text = expanded,
             Err(errors) => problems.extend(errors.into_iter().map(|e| (path.clone(), e))),
         },
@@ -206,7 +208,10 @@ mod tests {
         assert_eq!(expand("${EMPTY}", &env).unwrap(), "");
         assert_eq!(expand("${NOPE:-}", &env).unwrap(), "");
         assert_eq!(expand("${NOPE:-${PORT}}", &env).unwrap(), "4000");
-        assert_eq!(expand("127.0.0.1:${NOPE:-3213}", &env).unwrap(), "127.0.0.1:3213");
+        assert_eq!(
+            expand("127.0.0.1:${NOPE:-3213}", &env).unwrap(),
+            "127.0.0.1:3213"
+        );
         assert_eq!(expand("${TOKEN:-x}", &env).unwrap(), "s3cr3t");
     }
 
@@ -223,7 +228,10 @@ mod tests {
         let errors = expand("${A}-${TOKEN}-${B}", &env()).unwrap_err();
         assert_eq!(
             errors,
-            vec![ExpandError::Missing("A".into()), ExpandError::Missing("B".into())]
+            vec![
+                ExpandError::Missing("A".into()),
+                ExpandError::Missing("B".into())
+            ]
         );
         let message = errors[0].message();
         assert!(message.contains("`A` is not set"), "{message}");
@@ -254,5 +262,9 @@ mod tests {
             tree.get("a").unwrap().get("b").unwrap().as_str(),
             Some("s3cr3t")
         );
+        let mut tree = crate::config::tree::parse_yaml("a: ${NOPE:-}\nb: ''\n", "t").unwrap();
+        assert!(expand_tree(&mut tree, &env()).is_empty());
+        assert_eq!(tree.get("a").unwrap().kind, Kind::Null);
+        assert_eq!(tree.get("b").unwrap().kind, Kind::Str(String::new()));
     }
 }

@@ -120,9 +120,16 @@ fn load_tree(
     }
     let mut errors: Vec<Located> = Vec::new();
 
+    // A value whose expansion failed is removed, so it is reported once (not again as an
+    // invalid duration, say); a required key it leaves missing is not reported either.
+    let mut unexpanded: Vec<Vec<Seg>> = Vec::new();
     for (path, problem) in expand::expand_tree(&mut tree, env) {
         let origin = tree.at(&path).map(|n| n.origin.clone());
         errors.push(located(name, &path, origin.as_ref(), problem.message()));
+        unexpanded.push(path);
+    }
+    for path in &unexpanded {
+        tree.remove_at(path);
     }
 
     let overlay = overlay::apply(&mut tree, env);
@@ -132,8 +139,14 @@ fn load_tree(
     }));
 
     let (config, de_issues) = deserialize(&mut tree);
-    for issue in de_issues {
-        errors.push(located(name, &issue.path, issue.origin.as_ref(), issue.message));
+    let config = config.map(unset_blank_text);
+    for issue in de_issues.into_iter().filter(|i| !caused_by(i, &unexpanded)) {
+        errors.push(located(
+            name,
+            &issue.path,
+            issue.origin.as_ref(),
+            issue.message,
+        ));
     }
 
     let mut warnings: Vec<String> = overlay.warnings;
@@ -145,7 +158,11 @@ fn load_tree(
         }
         for (path, message) in findings.warnings {
             let (file_path, origin) = tree.locate(&path);
-            warnings.push(located(name, &file_path, origin.as_ref(), message).issue.to_string());
+            warnings.push(
+                located(name, &file_path, origin.as_ref(), message)
+                    .issue
+                    .to_string(),
+            );
         }
     }
 
@@ -202,6 +219,67 @@ fn deserialize(tree: &mut Node) -> (Option<Config>, Vec<DeIssue>) {
     (None, issues)
 }
 
+/// `key: ""` on an optional text setting means the same as leaving the key out: an empty
+/// token, URL or secret is never meant literally. Keys where `""` has a meaning of its own
+/// (`builtins.scopes.*`: any caller) are deliberately not listed.
+fn unset_blank_text(mut config: Config) -> Config {
+    fn blank(value: &mut Option<String>) {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            *value = None;
+        }
+    }
+    let server = &mut config.server;
+    for value in [
+        &mut server.canonical_uri,
+        &mut server.website_url,
+        &mut server.instructions,
+    ] {
+        blank(value);
+    }
+    blank(&mut config.sessions.secret);
+    blank(&mut config.technical_token);
+    let principal = &mut config.auth.principal;
+    for value in [
+        &mut principal.email,
+        &mut principal.role,
+        &mut principal.pool,
+        &mut principal.token,
+    ] {
+        blank(value);
+    }
+    let oauth = &mut config.auth.oauth;
+    for value in [
+        &mut oauth.issuer,
+        &mut oauth.audience,
+        &mut oauth.jwks_url,
+        &mut oauth.required_pool,
+    ] {
+        blank(value);
+    }
+    for backend in &mut config.backends {
+        blank(&mut backend.technical_token);
+    }
+    config
+}
+
+/// Whether a deserialization issue only repeats a failed `${VAR}` expansion.
+fn caused_by(issue: &DeIssue, unexpanded: &[Vec<Seg>]) -> bool {
+    unexpanded.iter().any(|path| {
+        if *path == issue.path {
+            return true;
+        }
+        match path.split_last() {
+            Some((Seg::Key(key), parent)) => {
+                parent == issue.path.as_slice()
+                    && issue
+                        .message
+                        .starts_with(&format!("missing required key `{key}`"))
+            }
+            _ => false,
+        }
+    })
+}
+
 /// Adds the environment variable that could supply a missing required key.
 fn with_hint(tree: &Node, issue: &DeIssue) -> String {
     let message = issue.message.clone();
@@ -214,16 +292,13 @@ fn with_hint(tree: &Node, issue: &DeIssue) -> String {
         _ => None,
     };
     match (message.as_str(), id) {
-        ("missing required key `url`", Some(id)) => format!(
-            "{message} (or set {})",
-            overlay::backend_var(&id, "URL")
-        ),
+        ("missing required key `url`", Some(id)) => {
+            format!("{message} (or set {})", overlay::backend_var(&id, "URL"))
+        }
         ("missing required key `id`", _) => {
             format!("{message}: every backend needs an id (e.g. `id: crm`)")
         }
-        ("missing required key `token`", None)
-            if path_string(&issue.path) == "auth.dev_bypass" =>
-        {
+        ("missing required key `token`", None) if path_string(&issue.path) == "auth.dev_bypass" => {
             format!("{message} (or set CORTEX_DEV_BYPASS_TOKEN)")
         }
         _ => message,

@@ -20,21 +20,13 @@ const DEFAULT_PORT: u16 = 3213;
 /// migrated env file does not silently lose a setting.
 const NOT_HONOURED: &[&str] = &[
     "CORTEX_SERVER_CARD_NAME",
-    "OAUTH_INTROSPECT_URL",
-    "OAUTH_INTROSPECT_CLIENT_ID",
-    "OAUTH_INTROSPECT_CLIENT_SECRET",
-    "OAUTH_INTROSPECT_CACHE_TTL_SECONDS",
     "CORTEX_RATE_LIMIT_PER_MINUTE",
     "RATE_LIMIT_DISABLED",
-    "CORTEX_TICKET_BACKENDS",
-    "CORTEX_TICKET_WEBHOOK_URL",
     "CORTEX_TOOL_INTEGRITY_MODE",
     "CORTEX_TOOL_BASELINE_FILE",
     "CORTEX_BASELINE_PRIVATE_KEY",
     "CORTEX_BASELINE_PUBLIC_KEY",
     "CORTEX_ADMIN_SECRET",
-    "CORTEX_DATABASE_URL",
-    "CORTEX_AUDIT_RETENTION_DAYS",
     "CRON_SECRET",
     "CORTEX_MCP_SERVERS",
     "CORTEX_VAULT_KEY",
@@ -100,9 +92,11 @@ pub(crate) fn apply(tree: &mut Node, env: &dyn EnvSource) -> Overlay {
     apply_strings(tree, env, &mut out);
     apply_lists(tree, env, &mut out);
     apply_insecure(tree, env, &mut out);
+    apply_introspection_ttl(tree, env, &mut out);
     apply_listener(tree, env, &mut out);
     apply_dev_bypass(tree, env, &mut out);
     apply_backends(tree, env, &mut out);
+    apply_builtins(tree, env, &mut out);
     for name in NOT_HONOURED {
         if var(env, name).is_some() {
             out.warnings.push(format!(
@@ -113,13 +107,37 @@ pub(crate) fn apply(tree: &mut Node, env: &dyn EnvSource) -> Overlay {
     out
 }
 
+/// Tickets and the catalog presentation: `CORTEX_TICKET_BACKENDS` (CSV of backend ids,
+/// lowercased as Cortex does), `CORTEX_TICKET_WEBHOOK_URL`, `CORTEX_TICKET_WEBHOOK_SECRET`
+/// and `CORTEX_TOOL_MODE` (`full` | `search`; the last two are ours, not Cortex's).
+fn apply_builtins(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    const BACKENDS: &str = "CORTEX_TICKET_BACKENDS";
+    if let Some(value) = var(env, BACKENDS) {
+        let ids = split_csv(&value.to_ascii_lowercase());
+        set(tree, &["tickets", "backends"], Node::env_list(ids, BACKENDS), BACKENDS, out);
+    }
+    let strings: &[(&str, &[&str])] = &[
+        ("CORTEX_TICKET_WEBHOOK_URL", &["tickets", "webhook_url"]),
+        ("CORTEX_TICKET_WEBHOOK_SECRET", &["tickets", "webhook_secret"]),
+        ("CORTEX_TOOL_MODE", &["catalog", "tool_mode"]),
+    ];
+    for (name, path) in strings {
+        if let Some(value) = var(env, name) {
+            set(tree, path, Node::env_str(value, name), name, out);
+        }
+    }
+}
+
 fn set(tree: &mut Node, path: &[&str], value: Node, var: &str, out: &mut Overlay) {
     if tree.set(path, value) {
         out.applied(var);
     } else {
+        let parent = path
+            .split_last()
+            .map(|(_, parent)| parent.join("."))
+            .unwrap_or_default();
         out.warnings.push(format!(
-            "{var} could not be applied: `{}` in the file is not a mapping",
-            path[..path.len() - 1].join(".")
+            "{var} could not be applied: `{parent}` in the file is not a mapping"
         ));
     }
 }
@@ -134,6 +152,11 @@ fn apply_strings(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         ("OAUTH_AUDIENCE", &["auth", "oauth", "audience"]),
         ("OAUTH_JWKS_URL", &["auth", "oauth", "jwks_url"]),
         ("CORTEX_REQUIRED_POOL", &["auth", "oauth", "required_pool"]),
+        ("CORTEX_DATABASE_URL", &["storage", "database_url"]),
+        ("CORTEX_AUDIT_RETENTION_DAYS", &["audit", "retention_days"]),
+        ("OAUTH_INTROSPECT_URL", &["auth", "oauth", "introspection", "url"]),
+        ("OAUTH_INTROSPECT_CLIENT_ID", &["auth", "oauth", "introspection", "client_id"]),
+        ("OAUTH_INTROSPECT_CLIENT_SECRET", &["auth", "oauth", "introspection", "client_secret"]),
     ];
     for (name, path) in targets {
         if let Some(value) = var(env, name) {
@@ -145,11 +168,38 @@ fn apply_strings(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
 fn apply_lists(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
     if let Some(value) = var(env, "CORTEX_ALLOWED_ORIGINS") {
         let list = Node::env_list(split_csv(&value), "CORTEX_ALLOWED_ORIGINS");
-        set(tree, &["server", "allowed_origins"], list, "CORTEX_ALLOWED_ORIGINS", out);
+        set(
+            tree,
+            &["server", "allowed_origins"],
+            list,
+            "CORTEX_ALLOWED_ORIGINS",
+            out,
+        );
     }
     if let Some(value) = var(env, "OAUTH_REQUIRED_SCOPES") {
         let list = Node::env_list(split_scopes(&value), "OAUTH_REQUIRED_SCOPES");
-        set(tree, &["auth", "oauth", "required_scopes"], list, "OAUTH_REQUIRED_SCOPES", out);
+        set(
+            tree,
+            &["auth", "oauth", "required_scopes"],
+            list,
+            "OAUTH_REQUIRED_SCOPES",
+            out,
+        );
+    }
+}
+
+/// `OAUTH_INTROSPECT_CACHE_TTL_SECONDS`: whole seconds (Cortex) → `introspection.cache_ttl`.
+fn apply_introspection_ttl(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    const NAME: &str = "OAUTH_INTROSPECT_CACHE_TTL_SECONDS";
+    let Some(text) = var(env, NAME) else { return };
+    match text.parse::<u64>() {
+        Ok(secs) => {
+            let node = Node::env_str(format!("{secs}s"), NAME);
+            set(tree, &["auth", "oauth", "introspection", "cache_ttl"], node, NAME, out);
+        }
+        Err(_) => out.errors.push(ConfigIssue::new(format!(
+            "{NAME} must be a whole number of seconds, got `{text}`"
+        ))),
     }
 }
 
@@ -201,13 +251,14 @@ fn apply_listener(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
     }
     let (file_host, file_port) = first_file_listener(tree);
     let host_text = host.clone().unwrap_or(file_host);
+    let port_from_env = port;
     let port = port.or(file_port).unwrap_or(DEFAULT_PORT);
     let address = if host_text.contains(':') {
         format!("[{host_text}]:{port}")
     } else {
         format!("{host_text}:{port}")
     };
-    let var_name = match (host.is_some(), var(env, "PORT").is_some()) {
+    let var_name = match (host.is_some(), port_from_env.is_some()) {
         (true, true) => "PORT/HOSTNAME",
         (true, false) => "HOSTNAME",
         _ => "PORT",
@@ -220,14 +271,10 @@ fn apply_listener(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         if host.is_some() {
             out.applied("HOSTNAME");
         }
-        if port_was_set(env) {
+        if port_from_env.is_some() {
             out.applied("PORT");
         }
     }
-}
-
-fn port_was_set(env: &dyn EnvSource) -> bool {
-    var(env, "PORT").is_some_and(|p| p.parse::<u16>().is_ok())
 }
 
 /// An IP literal (IPv6 with or without brackets) or `localhost`, normalised.
@@ -261,7 +308,13 @@ fn first_file_listener(tree: &Node) -> (String, Option<u16>) {
 fn apply_dev_bypass(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
     if let Some(token) = var(env, "CORTEX_DEV_BYPASS_TOKEN") {
         let node = Node::env_str(token, "CORTEX_DEV_BYPASS_TOKEN");
-        set(tree, &["auth", "dev_bypass", "token"], node, "CORTEX_DEV_BYPASS_TOKEN", out);
+        set(
+            tree,
+            &["auth", "dev_bypass", "token"],
+            node,
+            "CORTEX_DEV_BYPASS_TOKEN",
+            out,
+        );
     }
     let has_bypass = tree
         .get("auth")
@@ -271,7 +324,9 @@ fn apply_dev_bypass(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         ("CORTEX_DEV_BYPASS_SCOPES", "scopes"),
         ("CORTEX_DEV_BYPASS_ROLE", "role"),
     ] {
-        let Some(value) = var(env, name) else { continue };
+        let Some(value) = var(env, name) else {
+            continue;
+        };
         if !has_bypass {
             out.warnings.push(format!(
                 "{name} is set but no dev bypass token is configured (CORTEX_DEV_BYPASS_TOKEN or auth.dev_bypass.token); it is ignored"
@@ -314,11 +369,23 @@ fn entry_id(node: &Node) -> Option<String> {
 fn apply_backend_vars(backend: &mut Node, id: &str, env: &dyn EnvSource, out: &mut Overlay) {
     let url_var = backend_var(id, "URL");
     if let Some(url) = var(env, &url_var) {
-        set(backend, &["url"], Node::env_str(url, &url_var), &url_var, out);
+        set(
+            backend,
+            &["url"],
+            Node::env_str(url, &url_var),
+            &url_var,
+            out,
+        );
     }
     let path_var = backend_var(id, "PATH");
     if let Some(path) = var(env, &path_var) {
-        set(backend, &["path"], Node::env_str(path, &path_var), &path_var, out);
+        set(
+            backend,
+            &["path"],
+            Node::env_str(path, &path_var),
+            &path_var,
+            out,
+        );
     }
     let timeout_var = backend_var(id, "TIMEOUT_MS");
     if let Some(text) = var(env, &timeout_var) {
@@ -443,11 +510,31 @@ mod tests {
             ],
         );
         assert_eq!(backend_ids(&tree), vec!["demo", "crm"]);
-        let crm = tree.at(&[crate::config::tree::Seg::Key("backends".into()), crate::config::tree::Seg::Index(1)]).unwrap();
+        let crm = tree
+            .at(&[
+                crate::config::tree::Seg::Key("backends".into()),
+                crate::config::tree::Seg::Index(1),
+            ])
+            .unwrap();
         assert_eq!(crm.get("naming").unwrap().as_str(), Some("none"));
-        assert!(out.warnings.iter().any(|w| w.contains("`ghost`") && w.contains("CORTEX_BACKEND_GHOST_URL")), "{:?}", out.warnings);
-        assert!(out.warnings.iter().any(|w| w.contains("`old`") && w.contains("disabled")), "{:?}", out.warnings);
-        assert_eq!(out.overrides, vec!["CORTEX_BACKENDS", "CORTEX_BACKEND_DEMO_URL"]);
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains("`ghost`") && w.contains("CORTEX_BACKEND_GHOST_URL")),
+            "{:?}",
+            out.warnings
+        );
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains("`old`") && w.contains("disabled")),
+            "{:?}",
+            out.warnings
+        );
+        assert_eq!(
+            out.overrides,
+            vec!["CORTEX_BACKENDS", "CORTEX_BACKEND_DEMO_URL"]
+        );
     }
 
     #[test]
@@ -460,11 +547,22 @@ mod tests {
                 ("CORTEX_BACKEND_MY_CRM_TIMEOUT_MS", "2500"),
             ],
         );
-        let b = tree.at(&[crate::config::tree::Seg::Key("backends".into()), crate::config::tree::Seg::Index(0)]).unwrap();
-        assert_eq!(b.get("url").unwrap().as_str(), Some("https://crm2.example.com"));
+        let b = tree
+            .at(&[
+                crate::config::tree::Seg::Key("backends".into()),
+                crate::config::tree::Seg::Index(0),
+            ])
+            .unwrap();
+        assert_eq!(
+            b.get("url").unwrap().as_str(),
+            Some("https://crm2.example.com")
+        );
         assert_eq!(b.get("path").unwrap().as_str(), Some("/cortex"));
         assert_eq!(b.get("timeout").unwrap().as_str(), Some("2500ms"));
-        assert_eq!(b.get("timeout").unwrap().origin.env_var(), Some("CORTEX_BACKEND_MY_CRM_TIMEOUT_MS"));
+        assert_eq!(
+            b.get("timeout").unwrap().origin.env_var(),
+            Some("CORTEX_BACKEND_MY_CRM_TIMEOUT_MS")
+        );
         assert_eq!(out.overrides.len(), 3);
     }
 
@@ -479,16 +577,34 @@ mod tests {
             ],
         );
         let messages: Vec<_> = out.errors.iter().map(|e| e.message.as_str()).collect();
-        assert!(messages.iter().any(|m| m.starts_with("PORT must be a port number") && m.contains("`abc`")), "{messages:?}");
-        assert!(messages.iter().any(|m| m.starts_with("CORTEX_BACKEND_A_TIMEOUT_MS") && m.contains("`-1`")), "{messages:?}");
-        assert!(messages.iter().any(|m| m.starts_with("CORTEX_ALLOW_INSECURE_BACKENDS")), "{messages:?}");
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("PORT must be a port number") && m.contains("`abc`")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("CORTEX_BACKEND_A_TIMEOUT_MS") && m.contains("`-1`")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("CORTEX_ALLOW_INSECURE_BACKENDS")),
+            "{messages:?}"
+        );
     }
 
     #[test]
     fn port_and_hostname_make_one_listener() {
         let listen = |tree: &Node| -> Vec<String> {
             match &tree.get("server").unwrap().get("listen").unwrap().kind {
-                Kind::Seq(items) => items.iter().filter_map(|n| n.as_str().map(str::to_string)).collect(),
+                Kind::Seq(items) => items
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect(),
                 _ => panic!(),
             }
         };
@@ -497,9 +613,15 @@ mod tests {
         assert_eq!(out.overrides, vec!["PORT"]);
         let (tree, _) = run("", &[("PORT", "4000"), ("HOSTNAME", "0.0.0.0")]);
         assert_eq!(listen(&tree), vec!["0.0.0.0:4000"]);
-        let (tree, _) = run("server:\n  listen: ['127.0.0.1:8080', '[::1]:8080']\n", &[("HOSTNAME", "::")]);
+        let (tree, _) = run(
+            "server:\n  listen: ['127.0.0.1:8080', '[::1]:8080']\n",
+            &[("HOSTNAME", "::")],
+        );
         assert_eq!(listen(&tree), vec!["[::]:8080"]);
-        let (tree, out) = run("server:\n  listen: ['127.0.0.1:8080']\n", &[("HOSTNAME", "3f2a9c1b7d")]);
+        let (tree, out) = run(
+            "server:\n  listen: ['127.0.0.1:8080']\n",
+            &[("HOSTNAME", "3f2a9c1b7d")],
+        );
         assert_eq!(listen(&tree), vec!["127.0.0.1:8080"]);
         assert!(out.warnings[0].contains("HOSTNAME"), "{:?}", out.warnings);
         assert!(out.overrides.is_empty());
@@ -516,22 +638,37 @@ mod tests {
         );
         let bypass = tree.get("auth").unwrap().get("dev_bypass").unwrap();
         assert_eq!(bypass.get("token").unwrap().as_str(), Some("dev-secret"));
-        assert_eq!(out.overrides, vec!["CORTEX_DEV_BYPASS_TOKEN", "CORTEX_DEV_BYPASS_SCOPES"]);
+        assert_eq!(
+            out.overrides,
+            vec!["CORTEX_DEV_BYPASS_TOKEN", "CORTEX_DEV_BYPASS_SCOPES"]
+        );
 
         let (_, out) = run("", &[("CORTEX_DEV_BYPASS_ROLE", "viewer")]);
-        assert!(out.warnings[0].contains("no dev bypass token"), "{:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains("no dev bypass token"),
+            "{:?}",
+            out.warnings
+        );
 
         let (tree, out) = run(
             "",
-            &[("CORTEX_DEV_BYPASS_TOKEN", "dev-secret"), ("NODE_ENV", "production")],
+            &[
+                ("CORTEX_DEV_BYPASS_TOKEN", "dev-secret"),
+                ("NODE_ENV", "production"),
+            ],
         );
         assert!(tree.get("auth").unwrap().get("dev_bypass").is_none());
-        assert!(out.warnings.iter().any(|w| w.contains("NODE_ENV=production")));
+        assert!(out
+            .warnings
+            .iter()
+            .any(|w| w.contains("NODE_ENV=production")));
     }
 
     #[test]
     fn unsupported_cortex_variables_are_named() {
         let (_, out) = run("", &[("CORTEX_RATE_LIMIT_PER_MINUTE", "100")]);
-        assert!(out.warnings[0].starts_with("CORTEX_RATE_LIMIT_PER_MINUTE is set but not supported"));
+        assert!(
+            out.warnings[0].starts_with("CORTEX_RATE_LIMIT_PER_MINUTE is set but not supported")
+        );
     }
 }

@@ -17,7 +17,11 @@ pub fn render_check_report(loaded: &LoadedConfig) -> String {
     };
     let _ = writeln!(out, "configuration OK: {source}");
 
-    let listeners: Vec<String> = config.listen_addrs().iter().map(ToString::to_string).collect();
+    let listeners: Vec<String> = config
+        .listen_addrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let scope = if config.all_listeners_loopback() {
         "loopback only"
     } else {
@@ -33,11 +37,15 @@ pub fn render_check_report(loaded: &LoadedConfig) -> String {
     let _ = writeln!(out, "  auth:          {}", describe_auth(loaded));
     let _ = writeln!(
         out,
-        "  sessions:      {:?}, idle {}, absolute {}, secret {}",
-        config.sessions.mode,
+        "  sessions:      {}, idle {}, absolute {}, secret {}",
+        format!("{:?}", config.sessions.mode).to_lowercase(),
         format_duration(config.sessions.idle_timeout),
         format_duration(config.sessions.absolute_timeout),
-        if config.sessions.secret.is_some() { "set" } else { "random per process" }
+        if config.sessions.secret.is_some() {
+            "set"
+        } else {
+            "random per process"
+        }
     );
     let _ = writeln!(
         out,
@@ -49,14 +57,23 @@ pub fn render_check_report(loaded: &LoadedConfig) -> String {
     let _ = writeln!(
         out,
         "  technical token: {}",
-        if config.technical_token.is_some() { "set" } else { "not set" }
+        if config.technical_token.is_some() {
+            "set"
+        } else {
+            "not set"
+        }
     );
 
     let _ = writeln!(out, "  backends ({}):", config.backends.len());
     if config.backends.is_empty() {
         let _ = writeln!(out, "    (none)");
     }
-    let width = config.backends.iter().map(|b| b.id.len()).max().unwrap_or(0);
+    let width = config
+        .backends
+        .iter()
+        .map(|b| b.id.len())
+        .max()
+        .unwrap_or(0);
     for backend in &config.backends {
         let _ = writeln!(
             out,
@@ -73,7 +90,11 @@ pub fn render_check_report(loaded: &LoadedConfig) -> String {
     }
 
     if !loaded.overrides.is_empty() {
-        let _ = writeln!(out, "  environment overrides: {}", loaded.overrides.join(", "));
+        let _ = writeln!(
+            out,
+            "  environment overrides: {}",
+            loaded.overrides.join(", ")
+        );
     }
     if loaded.warnings.is_empty() {
         let _ = writeln!(out, "  warnings:      none");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The whole gateway configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Listeners, identity, limits.
@@ -30,22 +30,21 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     /// Log output.
     pub logging: LoggingConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            sessions: SessionsConfig::default(),
-            catalog: CatalogConfig::default(),
-            auth: AuthConfig::default(),
-            scopes: ScopesConfig::default(),
-            technical_token: None,
-            allow_insecure_backends: false,
-            backends: Vec::new(),
-            logging: LoggingConfig::default(),
-        }
-    }
+    /// The gateway's own tools (builtins): the scope each requires and the admin scope.
+    pub builtins: BuiltinsConfig,
+    /// Missing-capability tickets: ticket-owning backends and the blocking-ticket webhook.
+    pub tickets: TicketsConfig,
+    /// The built-in development authorization server (off by default; loopback only).
+    pub dev_authorization_server: DevAuthServerConfig,
+    /// Where the gateway keeps what it persists (generated signing keys, …). Default
+    /// `$XDG_DATA_HOME/cortex-gateway` (or `~/.local/share/cortex-gateway`, else `./data`).
+    /// Created when first needed.
+    pub data_dir: Option<String>,
+    /// Persistence of tickets, the webhook outbox and the audit trail: SQLite under a data
+    /// directory, or PostgreSQL.
+    pub storage: StorageConfig,
+    /// The audit trail.
+    pub audit: AuditConfig,
 }
 
 /// Listeners, public identity and request limits.
@@ -164,6 +163,10 @@ pub struct CatalogConfig {
     pub max_backoff: Duration,
     /// Entries per `*/list` page.
     pub page_size: usize,
+    /// Default presentation of `tools/list` (`CORTEX_TOOL_MODE`): `full`, or `search`
+    /// (one-sentence descriptions, bare schemas, `find_tools` listed). A request's
+    /// `X-Cortex-Tool-Mode` header wins.
+    pub tool_mode: ToolMode,
 }
 
 impl Default for CatalogConfig {
@@ -173,6 +176,7 @@ impl Default for CatalogConfig {
             stale_grace: Duration::from_secs(600),
             max_backoff: Duration::from_secs(60),
             page_size: 500,
+            tool_mode: ToolMode::Full,
         }
     }
 }
@@ -200,6 +204,8 @@ pub struct AuthConfig {
     pub dev_bypass: Option<DevBypassConfig>,
     /// OAuth settings (`OAUTH_*`).
     pub oauth: OAuthConfig,
+    /// Tokens minted by the gateway for `identity: mint` backends.
+    pub mint: MintConfig,
 }
 
 /// A fixed identity (auth mode `none`).
@@ -252,8 +258,8 @@ fn default_admin() -> String {
     "admin".into()
 }
 
-/// OAuth resource-server settings. Issue-3 territory; the keys exist so Cortex env files load.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+/// OAuth 2.1 resource-server settings (`auth.mode: oauth`); see docs/authentication.md.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OAuthConfig {
     /// Issuer (`OAUTH_ISSUER`).
@@ -266,6 +272,151 @@ pub struct OAuthConfig {
     pub required_scopes: Vec<String>,
     /// Required `pool` claim (`CORTEX_REQUIRED_POOL`).
     pub required_pool: Option<String>,
+    /// Accepted JWS algorithms (RS/PS 256/384/512, ES256, ES384, EdDSA). `none` and HMAC
+    /// algorithms are never accepted, whatever this says.
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[serde(with = "crate::config::units::duration")]
+    pub leeway: Duration,
+    /// How often the issuer's metadata and JWKS are refreshed in the background.
+    #[serde(with = "crate::config::units::duration")]
+    pub jwks_refresh: Duration,
+    /// Shortest interval between two JWKS fetches triggered by an unknown `kid`.
+    #[serde(with = "crate::config::units::duration")]
+    pub jwks_min_refetch: Duration,
+    /// How long a validated token is remembered (never beyond its `exp`); `0s` disables.
+    #[serde(with = "crate::config::units::duration")]
+    pub token_cache_ttl: Duration,
+    /// Most validated tokens remembered.
+    pub token_cache_size: u64,
+    /// Timeout of each call to the authorization server.
+    #[serde(with = "crate::config::units::duration")]
+    pub http_timeout: Duration,
+    /// `resource_name` of the protected-resource metadata; default `server.name`.
+    pub resource_name: Option<String>,
+    /// `resource_documentation` of the protected-resource metadata; default `server.website_url`.
+    pub resource_documentation: Option<String>,
+    /// RFC 7662 token introspection (`OAUTH_INTROSPECT_*`), for revocation.
+    pub introspection: IntrospectionConfig,
+    /// The gateway's own client at the authorization server, for RFC 8693 token exchange.
+    pub token_exchange: TokenExchangeConfig,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        OAuthConfig {
+            issuer: None,
+            audience: None,
+            jwks_url: None,
+            required_scopes: Vec::new(),
+            required_pool: None,
+            algorithms: [
+                "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+            leeway: Duration::from_secs(60),
+            jwks_refresh: Duration::from_secs(300),
+            jwks_min_refetch: Duration::from_secs(10),
+            token_cache_ttl: Duration::from_secs(30),
+            token_cache_size: 10_000,
+            http_timeout: Duration::from_secs(10),
+            resource_name: None,
+            resource_documentation: None,
+            introspection: IntrospectionConfig::default(),
+            token_exchange: TokenExchangeConfig::default(),
+        }
+    }
+}
+
+/// RFC 7662 token introspection: every token is also checked at the authorization server
+/// (cached), so revoked tokens stop working before they expire.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntrospectionConfig {
+    /// Introspection endpoint (`OAUTH_INTROSPECT_URL`); absent: no introspection.
+    pub url: Option<String>,
+    /// Client id for Basic auth (`OAUTH_INTROSPECT_CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// Client secret (`OAUTH_INTROSPECT_CLIENT_SECRET`).
+    pub client_secret: Option<String>,
+    /// How long an answer is cached (`OAUTH_INTROSPECT_CACHE_TTL_SECONDS`), never beyond `exp`.
+    #[serde(with = "crate::config::units::duration")]
+    pub cache_ttl: Duration,
+    /// Accept a signature-valid token when the endpoint fails (5xx, network). Default false:
+    /// fail closed (503), unlike Cortex, which failed open.
+    pub fail_open: bool,
+}
+
+impl Default for IntrospectionConfig {
+    fn default() -> Self {
+        IntrospectionConfig {
+            url: None,
+            client_id: None,
+            client_secret: None,
+            cache_ttl: Duration::from_secs(60),
+            fail_open: false,
+        }
+    }
+}
+
+/// How the gateway authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// HTTP Basic (`client_secret_basic`).
+    #[default]
+    ClientSecretBasic,
+    /// Form fields (`client_secret_post`).
+    ClientSecretPost,
+}
+
+/// The gateway's client credentials for RFC 8693 token exchange (backends with
+/// `identity: exchange`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenExchangeConfig {
+    /// Client id.
+    pub client_id: Option<String>,
+    /// Client secret.
+    pub client_secret: Option<String>,
+    /// Token endpoint; default the issuer metadata's `token_endpoint`.
+    pub token_endpoint: Option<String>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    pub auth_method: ClientAuthMethod,
+}
+
+/// Tokens the gateway signs itself for backends with `identity: mint`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MintConfig {
+    /// `iss` of minted tokens; default the canonical URI's origin.
+    pub issuer: Option<String>,
+    /// Lifetime of a minted token.
+    #[serde(with = "crate::config::units::duration")]
+    pub ttl: Duration,
+    /// `ES256` (default) or `EdDSA`.
+    pub algorithm: String,
+    /// A PKCS#8 PEM private key file to sign with; default a key generated and persisted under
+    /// `<data_dir>/keys/`.
+    pub key_file: Option<String>,
+    /// Generated keys are replaced after this long; the previous key stays published in the
+    /// JWKS until the tokens it signed have expired.
+    #[serde(with = "crate::config::units::duration")]
+    pub rotate_after: Duration,
+}
+
+impl Default for MintConfig {
+    fn default() -> Self {
+        MintConfig {
+            issuer: None,
+            ttl: Duration::from_secs(300),
+            algorithm: "ES256".into(),
+            key_file: None,
+            rotate_after: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
 }
 
 /// Scope implications.
@@ -299,7 +450,10 @@ pub struct BackendConfig {
     #[serde(default = "default_contract_path")]
     pub path: String,
     /// Per-call timeout (`CORTEX_BACKEND_<ID>_TIMEOUT_MS`), default 10 s.
-    #[serde(default = "default_backend_timeout", with = "crate::config::units::duration")]
+    #[serde(
+        default = "default_backend_timeout",
+        with = "crate::config::units::duration"
+    )]
     pub timeout: Duration,
     /// Naming of its entries.
     #[serde(default)]
@@ -307,6 +461,28 @@ pub struct BackendConfig {
     /// Discovery token for this backend; default the global `technical_token`.
     #[serde(default)]
     pub technical_token: Option<String>,
+    /// The credential sent on user calls: `passthrough` (default, Cortex), `mint` or `exchange`.
+    #[serde(default)]
+    pub identity: IdentityMode,
+    /// The backend's audience for `mint` and `exchange`; default its base URL.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// RFC 8707 `resource` sent on `exchange`; default none (only `audience`).
+    #[serde(default)]
+    pub resource: Option<String>,
+}
+
+/// Which credential a backend receives with user calls (see docs/authentication.md).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityMode {
+    /// The caller's own bearer token plus the `X-Cortex-*` headers (Cortex-compatible).
+    #[default]
+    Passthrough,
+    /// A short-lived JWT signed by the gateway for this backend's audience.
+    Mint,
+    /// An RFC 8693 token exchanged at the authorization server for this backend's audience.
+    Exchange,
 }
 
 fn default_contract_path() -> String {
@@ -343,6 +519,233 @@ impl Default for LoggingConfig {
         LoggingConfig {
             level: "info".into(),
             format: LogFormat::Text,
+        }
+    }
+}
+
+/// The built-in development OAuth 2.1 authorization server (`cortex-gateway demo --oauth`).
+///
+/// A convenience for seeing scopes live with real OAuth clients: a one-click user picker, no
+/// passwords. It is refused unless every listener and the canonical URI are on loopback;
+/// production points `auth.oauth.issuer` at a real authorization server.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevAuthServerConfig {
+    /// Serve it on the gateway's own listeners. Default false.
+    pub enabled: bool,
+    /// The ES256 signing key (PKCS#8 PEM), created on first start. Default
+    /// `<data_dir>/keys/dev-authorization-server.pem`.
+    pub key_file: Option<String>,
+    /// Lifetime of access tokens. Default 15 minutes.
+    #[serde(with = "crate::config::units::duration")]
+    pub access_token_ttl: Duration,
+    /// The users offered by the picker page. Default: `reader` (`mcp:demo:read`) and
+    /// `writer` (`mcp:demo:read mcp:demo:write`).
+    pub users: Vec<DevUserConfig>,
+    /// Pre-registered clients (e.g. a confidential client for `client_credentials`).
+    pub clients: Vec<DevClientConfig>,
+}
+
+impl Default for DevAuthServerConfig {
+    fn default() -> Self {
+        DevAuthServerConfig {
+            enabled: false,
+            key_file: None,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            users: vec![
+                DevUserConfig {
+                    name: "reader".into(),
+                    email: Some("reader@localhost".into()),
+                    scopes: vec!["mcp:demo:read".into()],
+                },
+                DevUserConfig {
+                    name: "writer".into(),
+                    email: Some("writer@localhost".into()),
+                    scopes: vec!["mcp:demo:read".into(), "mcp:demo:write".into()],
+                },
+            ],
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// A user of the development authorization server's picker page.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DevUserConfig {
+    /// Login name, also the token's `sub`.
+    pub name: String,
+    /// The token's `email` claim. Default `<name>@localhost`.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The scopes this user may be granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// A client pre-registered with the development authorization server.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DevClientConfig {
+    /// `client_id`.
+    pub id: String,
+    /// `client_secret`; absent for a public client (authorization code only).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Scopes the client may obtain. Default: every scope of the users.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Redirect URIs for the authorization code flow (loopback http or https).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+}
+
+/// How `tools/list` presents backend tools (Cortex `X-Cortex-Tool-Mode`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolMode {
+    /// Full descriptions and input schemas.
+    #[default]
+    Full,
+    /// One-sentence descriptions, `{"type":"object"}` schemas, `find_tools` listed: a
+    /// fraction of the tokens; agents fetch full definitions with `find_tools`.
+    Search,
+}
+
+/// The gateway's own tools.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuiltinsConfig {
+    /// The scope of administrators: they triage tickets, see every ticket, the backends'
+    /// internal URLs and the names of tools hidden from others. `*` grants it too.
+    pub admin_scope: String,
+    /// How long `whoami` waits for each backend's own `whoami`.
+    #[serde(with = "crate::config::units::duration")]
+    pub whoami_timeout: Duration,
+    /// The scope each builtin requires; unset keeps the default, `""` means any
+    /// authenticated caller.
+    pub scopes: BuiltinScopes,
+}
+
+impl Default for BuiltinsConfig {
+    fn default() -> Self {
+        BuiltinsConfig {
+            admin_scope: "cortex:admin".into(),
+            whoami_timeout: Duration::from_secs(3),
+            scopes: BuiltinScopes::default(),
+        }
+    }
+}
+
+/// Per-builtin scope overrides. Defaults: every builtin is open to any authenticated caller
+/// (as in Cortex) except `triage_cortex_ticket`, which requires `builtins.admin_scope`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuiltinScopes {
+    /// `whoami`.
+    pub whoami: Option<String>,
+    /// `find_tools`.
+    pub find_tools: Option<String>,
+    /// `report_missing_capability`.
+    pub report_missing_capability: Option<String>,
+    /// `list_cortex_tickets`.
+    pub list_cortex_tickets: Option<String>,
+    /// `triage_cortex_ticket`.
+    pub triage_cortex_ticket: Option<String>,
+    /// `list_cortex_resources`.
+    pub list_cortex_resources: Option<String>,
+    /// `read_cortex_resource` (and `resources/read` of `cortex://architecture`).
+    pub read_cortex_resource: Option<String>,
+}
+
+/// Missing-capability tickets.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TicketsConfig {
+    /// Backends that own their tickets (`CORTEX_TICKET_BACKENDS`): a report whose
+    /// `contextApp` is one of them is forwarded to it, and their `list_tickets` are merged
+    /// into `list_cortex_tickets`. Others are stored by the gateway.
+    pub backends: Vec<String>,
+    /// Where a new blocking ticket is POSTed (`CORTEX_TICKET_WEBHOOK_URL`).
+    pub webhook_url: Option<String>,
+    /// HMAC-SHA256 key of the `X-Cortex-Signature` header (`CORTEX_TICKET_WEBHOOK_SECRET`).
+    /// Without it deliveries are unsigned (a warning at start).
+    pub webhook_secret: Option<String>,
+    /// Timeout of one webhook delivery attempt.
+    #[serde(with = "crate::config::units::duration")]
+    pub webhook_timeout: Duration,
+    /// Longest wait between delivery attempts (exponential backoff from 1 s).
+    #[serde(with = "crate::config::units::duration")]
+    pub webhook_max_backoff: Duration,
+    /// A repeat of the same report by the same caller within this window is merged.
+    #[serde(with = "crate::config::units::duration")]
+    pub dedup_window: Duration,
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        TicketsConfig {
+            backends: Vec::new(),
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_timeout: Duration::from_secs(5),
+            webhook_max_backoff: Duration::from_secs(300),
+            dedup_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Where the gateway keeps tickets, the webhook outbox and the audit trail.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory of the embedded SQLite database (`cortex-gateway.db`) and of the generated
+    /// audit secret (`audit.key`); created if missing, relative to the working directory.
+    /// Default: the top-level `data_dir` when set, else `./data`.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// PostgreSQL URL (`CORTEX_DATABASE_URL`); when set, it replaces SQLite.
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// The directory of the SQLite store and of the generated audit secret.
+    pub fn storage_dir(&self) -> std::path::PathBuf {
+        match (&self.storage.data_dir, &self.data_dir) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) if !d.trim().is_empty() => std::path::PathBuf::from(d),
+            _ => std::path::PathBuf::from("./data"),
+        }
+    }
+}
+
+/// The audit trail: one record per request reaching the MCP endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Key of the HMAC pseudonyms and of the hash chain (at least 32 characters; every
+    /// replica of a fleet needs the same one). Absent: a random secret generated once and
+    /// kept in `<storage dir>/audit.key`, with a warning.
+    pub secret: Option<String>,
+    /// Record the caller's subject in clear instead of its pseudonym.
+    pub subject_in_clear: bool,
+    /// Also write each record as a JSON line on stdout (Cortex's `cortex_audit` line).
+    pub stdout: bool,
+    /// Records older than this many days are purged (`CORTEX_AUDIT_RETENTION_DAYS`);
+    /// 0 keeps them forever.
+    pub retention_days: u32,
+    /// Records held in memory while the store is slow or down; past that they are dropped
+    /// (counted and logged), never the request.
+    pub queue: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            secret: None,
+            subject_in_clear: false,
+            stdout: true,
+            retention_days: 365,
+            queue: 10_000,
         }
     }
 }

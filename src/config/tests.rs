@@ -30,7 +30,12 @@ fn find<'a>(issues: &'a [ConfigIssue], needle: &str) -> &'a ConfigIssue {
     issues
         .iter()
         .find(|i| i.to_string().contains(needle))
-        .unwrap_or_else(|| panic!("no issue containing {needle:?} in:\n{}", ConfigErrors(issues.to_vec())))
+        .unwrap_or_else(|| {
+            panic!(
+                "no issue containing {needle:?} in:\n{}",
+                ConfigErrors(issues.to_vec())
+            )
+        })
 }
 
 fn has_warning(loaded: &LoadedConfig, needle: &str) -> bool {
@@ -52,7 +57,10 @@ fn cortex_quick_start_env_file_alone_is_a_valid_config() {
     let c = &loaded.config;
     assert_eq!(loaded.source, None);
     assert_eq!(c.auth.mode, AuthMode::Oauth);
-    assert_eq!(c.auth.oauth.issuer.as_deref(), Some("https://auth.example.com"));
+    assert_eq!(
+        c.auth.oauth.issuer.as_deref(),
+        Some("https://auth.example.com")
+    );
     assert_eq!(c.backends.len(), 1);
     assert_eq!(c.backends[0].id, "demo");
     assert_eq!(c.backends[0].url, "http://127.0.0.1:4820");
@@ -63,7 +71,10 @@ fn cortex_quick_start_env_file_alone_is_a_valid_config() {
     assert_eq!(bypass.token, "dev-secret");
     assert_eq!(bypass.scopes, vec!["mcp:demo:read"]);
     assert_eq!(bypass.role, "admin");
-    assert_eq!(c.listen_addrs(), vec!["127.0.0.1:3213".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(
+        c.listen_addrs(),
+        vec!["127.0.0.1:3213".parse::<SocketAddr>().unwrap()]
+    );
     assert_eq!(c.canonical_uri(), "http://127.0.0.1:3213/mcp");
     assert_eq!(
         loaded.overrides,
@@ -97,15 +108,27 @@ fn unknown_keys_have_position_and_suggestion() {
     let issue = &issues[0];
     assert_eq!(issue.location.as_deref(), Some("gw.yaml:4:3"));
     assert_eq!(issue.path.as_deref(), Some("catalog.refrsh"));
-    assert_eq!(issue.message, "unknown key `refrsh` in `catalog`; did you mean `refresh`?");
+    assert_eq!(
+        issue.message,
+        "unknown key `refrsh` in `catalog`; did you mean `refresh`?"
+    );
     assert_eq!(
         issue.to_string(),
         "gw.yaml:4:3: catalog.refrsh: unknown key `refrsh` in `catalog`; did you mean `refresh`?"
     );
 
-    let issues = errs("servr:\n  listen: []\nbackends:\n  - id: a\n    url: http://127.0.0.1:1\n    timout: 5s\n", &[]);
-    find(&issues, "unknown top-level key `servr`; did you mean `server`?");
-    let issue = find(&issues, "unknown key `timout` in `backends[0]`; did you mean `timeout`?");
+    let issues = errs(
+        "servr:\n  listen: []\nbackends:\n  - id: a\n    url: http://127.0.0.1:1\n    timout: 5s\n",
+        &[],
+    );
+    find(
+        &issues,
+        "unknown top-level key `servr`; did you mean `server`?",
+    );
+    let issue = find(
+        &issues,
+        "unknown key `timout` in `backends[0]`; did you mean `timeout`?",
+    );
     assert_eq!(issue.location.as_deref(), Some("gw.yaml:6:5"));
 }
 
@@ -130,14 +153,34 @@ backends:
     let text = ConfigErrors(issues.clone()).to_string();
     let expected = [
         ("gw.yaml:2:12", "server.threads", "expected a whole number"),
-        ("gw.yaml:3:19", "server.max_body_bytes", "invalid size `4 megs`"),
-        ("gw.yaml:5:12", "catalog.refresh", "500ms is too short: at least 1s"),
+        (
+            "gw.yaml:3:19",
+            "server.max_body_bytes",
+            "invalid size `4 megs`",
+        ),
+        (
+            "gw.yaml:5:12",
+            "catalog.refresh",
+            "500ms is too short: at least 1s",
+        ),
         ("gw.yaml:6:14", "catalog.page_size", "between 1 and 10000"),
-        ("gw.yaml:7:3", "catalog.pagesize", "did you mean `page_size`?"),
+        (
+            "gw.yaml:7:3",
+            "catalog.pagesize",
+            "did you mean `page_size`?",
+        ),
         ("gw.yaml:9:9", "auth.mode", "did you mean"),
-        ("gw.yaml:11:5", "backends[0]", "missing required key `url` (or set CORTEX_BACKEND_CRM_URL)"),
+        (
+            "gw.yaml:11:5",
+            "backends[0]",
+            "missing required key `url` (or set CORTEX_BACKEND_CRM_URL)",
+        ),
         ("gw.yaml:12:9", "backends[1].id", "not a valid backend id"),
-        ("gw.yaml:13:10", "backends[1].url", "must be an http:// or https:// URL"),
+        (
+            "gw.yaml:13:10",
+            "backends[1].url",
+            "must be an http:// or https:// URL",
+        ),
     ];
     for (location, path, needle) in expected {
         let issue = issues
@@ -162,10 +205,26 @@ backends:
 fn yaml_syntax_errors_have_line_and_column() {
     let issues = errs("server:\n  listen: [127.0.0.1:3213\nauth: {}\n", &[]);
     assert_eq!(issues.len(), 1);
-    assert!(issues[0].location.as_deref().unwrap().starts_with("gw.yaml:"), "{}", issues[0]);
-    assert!(issues[0].message.starts_with("invalid YAML"), "{}", issues[0]);
+    assert!(
+        issues[0]
+            .location
+            .as_deref()
+            .unwrap()
+            .starts_with("gw.yaml:"),
+        "{}",
+        issues[0]
+    );
+    assert!(
+        issues[0].message.starts_with("invalid YAML"),
+        "{}",
+        issues[0]
+    );
     let issues = errs("- a\n- b\n", &[]);
-    assert!(issues[0].message.contains("must be a mapping"), "{}", issues[0]);
+    assert!(
+        issues[0].message.contains("must be a mapping"),
+        "{}",
+        issues[0]
+    );
 }
 
 #[test]
@@ -184,7 +243,10 @@ backends:
   - id: a
     url: http://${HOST:-127.0.0.1}:${APORT}
 ";
-    let loaded = ok(yaml, &[("TECH", "t0ken"), ("APORT", "4820"), ("INSECURE", "true")]);
+    let loaded = ok(
+        yaml,
+        &[("TECH", "t0ken"), ("APORT", "4820"), ("INSECURE", "true")],
+    );
     let c = &loaded.config;
     assert_eq!(c.technical_token.as_deref(), Some("t0ken"));
     assert!(c.allow_insecure_backends);
@@ -197,12 +259,26 @@ backends:
 
 #[test]
 fn missing_variables_name_the_variable_and_the_key() {
-    let issues = errs("auth:\n  mode: none\ntechnical_token: ${CORTEX_TOKEN}\n", &[]);
+    let issues = errs(
+        "auth:\n  mode: none\ntechnical_token: ${CORTEX_TOKEN}\n",
+        &[],
+    );
     assert_eq!(issues.len(), 1);
     let issue = &issues[0];
     assert_eq!(issue.location.as_deref(), Some("gw.yaml:3:18"));
     assert_eq!(issue.path.as_deref(), Some("technical_token"));
-    assert!(issue.message.contains("`CORTEX_TOKEN` is not set"), "{issue}");
+    assert!(
+        issue.message.contains("`CORTEX_TOKEN` is not set"),
+        "{issue}"
+    );
+    // Reported once: not again as a bad duration, nor as a missing required key.
+    let issues = errs(
+        "auth: {mode: none}\nbackends:\n  - id: a\n    url: ${A_URL}\n    timeout: ${A_TIMEOUT}\n",
+        &[],
+    );
+    assert_eq!(issues.len(), 2, "{}", ConfigErrors(issues.clone()));
+    assert_eq!(issues[0].path.as_deref(), Some("backends[0].url"));
+    assert_eq!(issues[1].path.as_deref(), Some("backends[0].timeout"));
 }
 
 #[test]
@@ -217,7 +293,10 @@ fn units_in_yaml() {
     assert_eq!(c.server.max_body_bytes, 65_536);
     assert_eq!(c.backends[0].timeout, Duration::from_millis(1500));
 
-    let issues = errs("auth: {mode: none}\nserver: {max_body_bytes: 512, grace_period: 10 mins}\n", &[]);
+    let issues = errs(
+        "auth: {mode: none}\nserver: {max_body_bytes: 512, grace_period: 10 mins}\n",
+        &[],
+    );
     find(&issues, "512B is out of range: between 1KiB and 256MiB");
     find(&issues, "invalid duration `10 mins`");
     let issues = errs("auth: {mode: none}\nserver: {max_body_bytes: 1GB}\n", &[]);
@@ -245,7 +324,10 @@ backends:
         &[
             ("CORTEX_SERVER_NAME", "from-env"),
             ("PORT", "9000"),
-            ("CORTEX_ALLOWED_ORIGINS", "https://a.example.com, *.example.org"),
+            (
+                "CORTEX_ALLOWED_ORIGINS",
+                "https://a.example.com, *.example.org",
+            ),
             ("CORTEX_BACKEND_CRM_TIMEOUT_MS", "2500"),
             ("CORTEX_WEBSITE_URL", "https://www.example.com"),
             ("CORTEX_CANONICAL_URI", "https://mcp.example.com/gw/mcp"),
@@ -254,13 +336,21 @@ backends:
     let c = &loaded.config;
     assert_eq!(c.server.name, "from-env");
     assert_eq!(c.server.listen, vec!["127.0.0.1:9000"]);
-    assert_eq!(c.server.allowed_origins, vec!["https://a.example.com", "*.example.org"]);
+    assert_eq!(
+        c.server.allowed_origins,
+        vec!["https://a.example.com", "*.example.org"]
+    );
     assert_eq!(c.backends[0].timeout, Duration::from_millis(2500));
-    assert_eq!(c.server.website_url.as_deref(), Some("https://www.example.com"));
+    assert_eq!(
+        c.server.website_url.as_deref(),
+        Some("https://www.example.com")
+    );
     assert_eq!(c.canonical_uri(), "https://mcp.example.com/gw/mcp");
     assert_eq!(c.mcp_path(), "/gw/mcp");
     assert!(loaded.overrides.contains(&"PORT".to_string()));
-    assert!(loaded.overrides.contains(&"CORTEX_BACKEND_CRM_TIMEOUT_MS".to_string()));
+    assert!(loaded
+        .overrides
+        .contains(&"CORTEX_BACKEND_CRM_TIMEOUT_MS".to_string()));
 }
 
 #[test]
@@ -280,7 +370,10 @@ fn oauth_variables_fill_auth_oauth() {
     assert_eq!(o.jwks_url.as_deref(), Some("https://auth.example.com/jwks"));
     assert_eq!(o.required_scopes, vec!["mcp:use", "openid"]);
     assert_eq!(o.required_pool.as_deref(), Some("staff"));
-    assert!(has_warning(&loaded, "no backends: only builtins will be listed"));
+    assert!(has_warning(
+        &loaded,
+        "no backends: only builtins will be listed"
+    ));
 }
 
 #[test]
@@ -294,7 +387,10 @@ fn invalid_environment_values_name_the_variable() {
         ],
     );
     find(&issues, "PORT must be a port number (0-65535), got `abc`");
-    find(&issues, "CORTEX_BACKEND_A_TIMEOUT_MS must be a whole number of milliseconds, got `-1`");
+    find(
+        &issues,
+        "CORTEX_BACKEND_A_TIMEOUT_MS must be a whole number of milliseconds, got `-1`",
+    );
     let issue = find(&issues, "(set by CORTEX_CANONICAL_URI)");
     assert_eq!(issue.path.as_deref(), Some("server.canonical_uri"));
     assert_eq!(issue.location, None);
@@ -304,17 +400,29 @@ fn invalid_environment_values_name_the_variable() {
         &[("CORTEX_BACKEND_A_TIMEOUT_MS", "0")],
     );
     let issue = find(&issues, "between 1ms and 10m");
-    assert!(issue.message.ends_with("(set by CORTEX_BACKEND_A_TIMEOUT_MS)"), "{issue}");
+    assert!(
+        issue
+            .message
+            .ends_with("(set by CORTEX_BACKEND_A_TIMEOUT_MS)"),
+        "{issue}"
+    );
 }
 
 #[test]
 fn backend_url_can_come_from_the_environment() {
-    let yaml = "auth: {mode: none}\ntechnical_token: t\nbackends:\n  - id: my-crm\n    naming: none\n";
-    let loaded = ok(yaml, &[("CORTEX_BACKEND_MY_CRM_URL", "https://crm.example.com")]);
+    let yaml =
+        "auth: {mode: none}\ntechnical_token: t\nbackends:\n  - id: my-crm\n    naming: none\n";
+    let loaded = ok(
+        yaml,
+        &[("CORTEX_BACKEND_MY_CRM_URL", "https://crm.example.com")],
+    );
     assert_eq!(loaded.config.backends[0].url, "https://crm.example.com");
     assert_eq!(loaded.config.backends[0].naming, Naming::None);
     let issues = errs(yaml, &[]);
-    let issue = find(&issues, "missing required key `url` (or set CORTEX_BACKEND_MY_CRM_URL)");
+    let issue = find(
+        &issues,
+        "missing required key `url` (or set CORTEX_BACKEND_MY_CRM_URL)",
+    );
     assert_eq!(issue.location.as_deref(), Some("gw.yaml:4:5"));
 }
 
@@ -367,7 +475,10 @@ backends:
 fn backend_indices_stay_file_indices_after_a_bad_entry() {
     let yaml = "auth: {mode: none}\nbackends:\n  - {id: a, url: 'https://a.example.com', timeout: soon}\n  - {id: b, url: 'ftp://b'}\n";
     let issues = errs(yaml, &[]);
-    assert_eq!(find(&issues, "invalid duration").path.as_deref(), Some("backends[0].timeout"));
+    assert_eq!(
+        find(&issues, "invalid duration").path.as_deref(),
+        Some("backends[0].timeout")
+    );
     let issue = find(&issues, "must be an http:// or https:// URL");
     assert_eq!(issue.path.as_deref(), Some("backends[1].url"));
     assert_eq!(issue.location.as_deref(), Some("gw.yaml:4:18"));
@@ -379,25 +490,45 @@ fn naming_none_twice_warns() {
         "auth: {mode: none}\ntechnical_token: t\nbackends:\n  - {id: a, url: 'http://127.0.0.1:1', naming: none}\n  - {id: b, url: 'http://127.0.0.1:2', naming: none}\n",
         &[],
     );
-    assert!(has_warning(&loaded, "`a`, `b` use `naming: none`"), "{:?}", loaded.warnings);
+    assert!(
+        has_warning(&loaded, "`a`, `b` use `naming: none`"),
+        "{:?}",
+        loaded.warnings
+    );
     assert!(!has_warning(&loaded, "technical token"));
 }
 
 #[test]
 fn missing_technical_token_warns() {
-    let loaded = ok("auth: {mode: none}\nbackends:\n  - {id: a, url: 'http://127.0.0.1:1'}\n", &[]);
-    assert!(has_warning(&loaded, "no technical token"), "{:?}", loaded.warnings);
+    let loaded = ok(
+        "auth: {mode: none}\nbackends:\n  - {id: a, url: 'http://127.0.0.1:1'}\n",
+        &[],
+    );
+    assert!(
+        has_warning(&loaded, "no technical token"),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]
 fn auth_none_only_on_loopback() {
-    let issues = errs("server: {listen: ['127.0.0.1:3213', '0.0.0.0:3214']}\nauth: {mode: none}\n", &[]);
-    let issue = find(&issues, "only allowed when every listener is on loopback; 0.0.0.0:3214 is not");
+    let issues = errs(
+        "server: {listen: ['127.0.0.1:3213', '0.0.0.0:3214']}\nauth: {mode: none}\n",
+        &[],
+    );
+    let issue = find(
+        &issues,
+        "only allowed when every listener is on loopback; 0.0.0.0:3214 is not",
+    );
     assert_eq!(issue.path.as_deref(), Some("auth.mode"));
     assert_eq!(issue.location.as_deref(), Some("gw.yaml:2:14"));
     let issues = errs(BASE, &[("HOSTNAME", "0.0.0.0")]);
     find(&issues, "0.0.0.0:3213 is not");
-    ok("server: {listen: ['localhost:3213', '[::1]:3213']}\nauth: {mode: none}\n", &[]);
+    ok(
+        "server: {listen: ['localhost:3213', '[::1]:3213']}\nauth: {mode: none}\n",
+        &[],
+    );
 }
 
 #[test]
@@ -405,7 +536,11 @@ fn oauth_without_issuer_needs_a_dev_bypass() {
     let issues = errs("auth: {mode: oauth}\n", &[]);
     find(&issues, "no issuer is configured");
     let loaded = ok("auth:\n  dev_bypass: {token: long-enough}\n", &[]);
-    assert!(has_warning(&loaded, "only dev-bypass requests"), "{:?}", loaded.warnings);
+    assert!(
+        has_warning(&loaded, "only dev-bypass requests"),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]
@@ -414,12 +549,19 @@ fn dev_bypass_checks() {
     let issue = find(&issues, "too short (5 characters): at least 8");
     assert_eq!(issue.path.as_deref(), Some("auth.dev_bypass.token"));
     let issues = errs("auth:\n  dev_bypass: {scopes: [a]}\n", &[]);
-    find(&issues, "missing required key `token` (or set CORTEX_DEV_BYPASS_TOKEN)");
+    find(
+        &issues,
+        "missing required key `token` (or set CORTEX_DEV_BYPASS_TOKEN)",
+    );
     let loaded = ok(
         "server: {listen: ['0.0.0.0:3213']}\nauth:\n  oauth: {issuer: 'https://auth.example.com'}\n  dev_bypass: {token: long-enough}\n",
         &[],
     );
-    assert!(has_warning(&loaded, "honoured only for loopback peers"), "{:?}", loaded.warnings);
+    assert!(
+        has_warning(&loaded, "honoured only for loopback peers"),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]
@@ -432,7 +574,13 @@ fn node_env_production_disables_the_dev_bypass() {
     assert!(loaded.overrides.contains(&"NODE_ENV".to_string()));
     assert!(has_warning(&loaded, "dev bypass (X-Dev-Mode) is disabled"));
     // Without an issuer, production leaves nothing to serve: refused.
-    let issues = errs("", &[("CORTEX_DEV_BYPASS_TOKEN", "dev-secret"), ("NODE_ENV", "production")]);
+    let issues = errs(
+        "",
+        &[
+            ("CORTEX_DEV_BYPASS_TOKEN", "dev-secret"),
+            ("NODE_ENV", "production"),
+        ],
+    );
     find(&issues, "no issuer is configured");
 }
 
@@ -451,10 +599,19 @@ catalog: {page_size: 10001}
     let issues = errs(yaml, &[]);
     find(&issues, "at least 32 characters (it has 9)");
     find(&issues, "2d is longer than sessions.absolute_timeout (1d)");
-    find(&issues, "server.threads: 0 is out of range: between 1 and 256");
-    find(&issues, "sessions.replay_buffer: 0 is out of range: between 1 and 100000");
+    find(
+        &issues,
+        "server.threads: 0 is out of range: between 1 and 256",
+    );
+    find(
+        &issues,
+        "sessions.replay_buffer: 0 is out of range: between 1 and 100000",
+    );
     find(&issues, "catalog.page_size: 10001 is out of range");
-    ok("auth: {mode: none}\nsessions: {secret: '0123456789abcdef0123456789abcdef'}\n", &[]);
+    ok(
+        "auth: {mode: none}\nsessions: {secret: '0123456789abcdef0123456789abcdef'}\n",
+        &[],
+    );
 }
 
 #[test]
@@ -467,21 +624,35 @@ server:
 ";
     let issues = errs(yaml, &[]);
     assert_eq!(
-        find(&issues, "`app.example.com` is not an origin").path.as_deref(),
+        find(&issues, "`app.example.com` is not an origin")
+            .path
+            .as_deref(),
         Some("server.allowed_origins[4]")
     );
     find(&issues, "`https://x.example.com/path` is not an origin");
     find(&issues, "must include the endpoint path");
-    let issues = errs("auth: {mode: none}\nserver: {canonical_uri: 'ftp://x/mcp'}\n", &[]);
+    let issues = errs(
+        "auth: {mode: none}\nserver: {canonical_uri: 'ftp://x/mcp'}\n",
+        &[],
+    );
     find(&issues, "must be an http:// or https:// URL");
-    let issues = errs("auth: {mode: none}\nserver: {canonical_uri: 'https://x/mcp#frag'}\n", &[]);
+    let issues = errs(
+        "auth: {mode: none}\nserver: {canonical_uri: 'https://x/mcp#frag'}\n",
+        &[],
+    );
     find(&issues, "must not have a query or fragment");
 }
 
 #[test]
 fn listeners_and_derived_uris() {
-    let loaded = ok("server: {listen: ['localhost:4000']}\nauth: {mode: none}\n", &[]);
-    assert_eq!(loaded.config.listen_addrs(), vec!["127.0.0.1:4000".parse::<SocketAddr>().unwrap()]);
+    let loaded = ok(
+        "server: {listen: ['localhost:4000']}\nauth: {mode: none}\n",
+        &[],
+    );
+    assert_eq!(
+        loaded.config.listen_addrs(),
+        vec!["127.0.0.1:4000".parse::<SocketAddr>().unwrap()]
+    );
     assert!(loaded.config.all_listeners_loopback());
     assert_eq!(loaded.config.canonical_uri(), "http://127.0.0.1:4000/mcp");
     assert_eq!(loaded.config.mcp_path(), "/mcp");
@@ -493,16 +664,25 @@ fn listeners_and_derived_uris() {
     );
     assert_eq!(loaded.config.canonical_uri(), "http://127.0.0.1:8080/mcp");
     assert!(!loaded.config.all_listeners_loopback());
-    let loaded = ok("server: {listen: ['[::1]:9000']}\nauth: {mode: none}\n", &[]);
+    let loaded = ok(
+        "server: {listen: ['[::1]:9000']}\nauth: {mode: none}\n",
+        &[],
+    );
     assert_eq!(loaded.config.canonical_uri(), "http://[::1]:9000/mcp");
-    let loaded = ok("server: {listen: ['10.1.2.3:9000']}\nauth: {oauth: {issuer: 'https://a.example.com'}}\n", &[]);
+    let loaded = ok(
+        "server: {listen: ['10.1.2.3:9000']}\nauth: {oauth: {issuer: 'https://a.example.com'}}\n",
+        &[],
+    );
     assert_eq!(loaded.config.canonical_uri(), "http://10.1.2.3:9000/mcp");
 
     let issues = errs("server: {listen: ['gateway.internal:80', '127.0.0.1', '127.0.0.1:99999', '127.0.0.1:1', '127.0.0.1:1']}\nauth: {mode: none}\n", &[]);
     find(&issues, "host names other than localhost are not resolved");
     find(&issues, "`127.0.0.1` has no port");
     find(&issues, "`127.0.0.1:99999` has an invalid port");
-    assert_eq!(find(&issues, "listed twice").path.as_deref(), Some("server.listen[4]"));
+    assert_eq!(
+        find(&issues, "listed twice").path.as_deref(),
+        Some("server.listen[4]")
+    );
     let issues = errs("server: {listen: []}\nauth: {mode: none}\n", &[]);
     find(&issues, "at least one listen address is required");
 }
@@ -532,7 +712,13 @@ fn files_are_read_and_named_in_messages() {
     assert_eq!(loaded.source.as_deref(), Some(path.as_path()));
     let missing = dir.path().join("missing.yaml");
     let issues = load(Some(&missing), &env(&[])).unwrap_err().0;
-    assert!(issues[0].message.starts_with("cannot read the configuration file"), "{}", issues[0]);
+    assert!(
+        issues[0]
+            .message
+            .starts_with("cannot read the configuration file"),
+        "{}",
+        issues[0]
+    );
 }
 
 #[test]
@@ -558,9 +744,16 @@ fn check_report_summarises_without_secrets() {
         "CORTEX_RATE_LIMIT_PER_MINUTE is set but not supported",
         "technical token: set",
     ] {
-        assert!(report.contains(needle), "{needle:?} missing from:\n{report}");
+        assert!(
+            report.contains(needle),
+            "{needle:?} missing from:\n{report}"
+        );
     }
-    for secret in ["super-secret-token", "tech-secret-token", "0123456789abcdef"] {
+    for secret in [
+        "super-secret-token",
+        "tech-secret-token",
+        "0123456789abcdef",
+    ] {
         assert!(!report.contains(secret), "{secret} leaked:\n{report}");
     }
 }
@@ -573,18 +766,29 @@ fn reference_file_loads_cleanly() {
     let c = &loaded.config;
     // The reference spells out the defaults; spot-check that they are the real ones.
     let defaults = Config::default();
-    assert_eq!(c.sessions, SessionsConfig { secret: c.sessions.secret.clone(), ..defaults.sessions.clone() });
+    assert_eq!(
+        c.sessions,
+        SessionsConfig {
+            secret: c.sessions.secret.clone(),
+            ..defaults.sessions.clone()
+        }
+    );
     assert_eq!(c.catalog, defaults.catalog);
     assert_eq!(c.server.max_body_bytes, defaults.server.max_body_bytes);
     assert_eq!(c.server.threads, defaults.server.threads);
     assert_eq!(c.server.grace_period, defaults.server.grace_period);
-    assert_eq!(c.server.keepalive_timeout, defaults.server.keepalive_timeout);
+    assert_eq!(
+        c.server.keepalive_timeout,
+        defaults.server.keepalive_timeout
+    );
     assert_eq!(c.logging, defaults.logging);
     assert!(!c.backends.is_empty());
     // The only warning: the reference leaves the technical token to the environment.
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     assert!(has_warning(&loaded, "no technical token"));
-    assert!(ok(REFERENCE, &[("CORTEX_TECHNICAL_TOKEN", "t")]).warnings.is_empty());
+    assert!(ok(REFERENCE, &[("CORTEX_TECHNICAL_TOKEN", "t")])
+        .warnings
+        .is_empty());
 }
 
 #[test]
@@ -600,15 +804,35 @@ fn reference_file_documents_every_key() {
                 line.starts_with(&format!("{field}:"))
             });
             if !documented {
-                missing.push(format!("{path}.{field}"));
+                missing.push(if path.is_empty() {
+                    (*field).to_string()
+                } else {
+                    format!("{path}.{field}")
+                });
             }
         }
     }
     assert!(missing.is_empty(), "undocumented keys: {missing:?}");
     // The structs only reached through optional values are covered too.
-    let paths: Vec<String> = schema_fields(REFERENCE).into_iter().map(|(p, _)| p).collect();
-    for expected in ["server", "sessions", "catalog", "auth", "auth.principal", "auth.oauth", "scopes", "logging", "backends[0]"] {
-        assert!(paths.iter().any(|p| p == expected), "{expected} not reached: {paths:?}");
+    let paths: Vec<String> = schema_fields(REFERENCE)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    for expected in [
+        "server",
+        "sessions",
+        "catalog",
+        "auth",
+        "auth.principal",
+        "auth.oauth",
+        "scopes",
+        "logging",
+        "backends[0]",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == expected),
+            "{expected} not reached: {paths:?}"
+        );
     }
 }
 
@@ -616,20 +840,45 @@ fn reference_file_documents_every_key() {
 fn reference_file_documents_every_environment_variable() {
     let docs = include_str!("../../docs/configuration.md");
     for var in [
-        "CORTEX_BACKENDS", "CORTEX_BACKEND_<ID>_URL", "CORTEX_BACKEND_<ID>_PATH", "CORTEX_BACKEND_<ID>_TIMEOUT_MS",
-        "CORTEX_TECHNICAL_TOKEN", "CORTEX_CANONICAL_URI", "CORTEX_ALLOWED_ORIGINS", "CORTEX_DEV_BYPASS_TOKEN",
-        "CORTEX_DEV_BYPASS_SCOPES", "CORTEX_DEV_BYPASS_ROLE", "CORTEX_SERVER_NAME", "CORTEX_WEBSITE_URL",
-        "CORTEX_ALLOW_INSECURE_BACKENDS", "PORT", "HOSTNAME", "OAUTH_ISSUER", "OAUTH_AUDIENCE", "OAUTH_JWKS_URL",
-        "OAUTH_REQUIRED_SCOPES", "CORTEX_REQUIRED_POOL", "NODE_ENV",
+        "CORTEX_BACKENDS",
+        "CORTEX_BACKEND_<ID>_URL",
+        "CORTEX_BACKEND_<ID>_PATH",
+        "CORTEX_BACKEND_<ID>_TIMEOUT_MS",
+        "CORTEX_TECHNICAL_TOKEN",
+        "CORTEX_CANONICAL_URI",
+        "CORTEX_ALLOWED_ORIGINS",
+        "CORTEX_DEV_BYPASS_TOKEN",
+        "CORTEX_DEV_BYPASS_SCOPES",
+        "CORTEX_DEV_BYPASS_ROLE",
+        "CORTEX_SERVER_NAME",
+        "CORTEX_WEBSITE_URL",
+        "CORTEX_ALLOW_INSECURE_BACKENDS",
+        "PORT",
+        "HOSTNAME",
+        "OAUTH_ISSUER",
+        "OAUTH_AUDIENCE",
+        "OAUTH_JWKS_URL",
+        "OAUTH_REQUIRED_SCOPES",
+        "CORTEX_REQUIRED_POOL",
+        "NODE_ENV",
     ] {
-        assert!(docs.contains(var), "docs/configuration.md does not mention {var}");
+        assert!(
+            docs.contains(var),
+            "docs/configuration.md does not mention {var}"
+        );
         if !matches!(var, "NODE_ENV" | "PORT" | "HOSTNAME") {
-            assert!(REFERENCE.contains(var) || var.contains("<ID>"), "conf/gateway.yaml does not mention {var}");
+            assert!(
+                REFERENCE.contains(var) || var.contains("<ID>"),
+                "conf/gateway.yaml does not mention {var}"
+            );
         }
     }
     for (path, fields) in schema_fields(REFERENCE) {
         for field in fields {
-            assert!(docs.contains(&format!("`{field}`")), "docs/configuration.md does not mention `{field}` ({path})");
+            assert!(
+                docs.contains(&format!("`{field}`")),
+                "docs/configuration.md does not mention `{field}` ({path})"
+            );
         }
     }
 }
@@ -642,7 +891,10 @@ fn examples_load() {
 
     let production = include_str!("../../conf/examples/production.yaml");
     let secrets = [
-        ("CORTEX_TECHNICAL_TOKEN", "technical-token-from-a-secret-store"),
+        (
+            "CORTEX_TECHNICAL_TOKEN",
+            "technical-token-from-a-secret-store",
+        ),
         ("SESSION_SECRET", "0123456789abcdef0123456789abcdef0123"),
     ];
     let loaded = ok(production, &secrets);
@@ -667,4 +919,50 @@ fn examples_load() {
     assert_eq!(loaded.config.backends[0].timeout, Duration::from_secs(5));
     assert_eq!(loaded.config.catalog.page_size, 200);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn dev_bypass_role_and_boolean_spellings_from_the_environment() {
+    let loaded = ok(
+        "auth:\n  oauth: {issuer: 'https://auth.example.com'}\nbackends:\n  - {id: a, url: 'http://10.0.0.1:1'}\n",
+        &[
+            ("CORTEX_DEV_BYPASS_TOKEN", "dev-secret"),
+            ("CORTEX_DEV_BYPASS_ROLE", "viewer"),
+            ("CORTEX_ALLOW_INSECURE_BACKENDS", "1"),
+            ("CORTEX_TECHNICAL_TOKEN", "t"),
+        ],
+    );
+    let bypass = loaded.config.auth.dev_bypass.as_ref().unwrap();
+    assert_eq!(bypass.role, "viewer");
+    assert!(bypass.scopes.is_empty());
+    assert!(loaded.config.allow_insecure_backends);
+    let issues = errs(
+        "auth: {mode: none}\nallow_insecure_backends: true\nbackends:\n  - {id: a, url: 'http://10.0.0.1:1'}\n",
+        &[("CORTEX_ALLOW_INSECURE_BACKENDS", "0")],
+    );
+    find(&issues, "plain HTTP");
+}
+
+#[test]
+fn blank_optional_text_is_unset_but_empty_scopes_are_kept() {
+    let loaded = ok(
+        "auth: {mode: none}\ntechnical_token: ''\nserver: {canonical_uri: '', instructions: '${NOPE:-}'}\n",
+        &[],
+    );
+    assert_eq!(loaded.config.technical_token, None);
+    assert_eq!(loaded.config.server.canonical_uri, None);
+    assert_eq!(loaded.config.server.instructions, None);
+    assert_eq!(loaded.config.canonical_uri(), "http://127.0.0.1:3213/mcp");
+    let loaded = ok("auth: {mode: none}\nbuiltins:\n  scopes: {whoami: ''}\n", &[]);
+    assert_eq!(loaded.config.builtins.scopes.whoami.as_deref(), Some(""));
+    assert_eq!(loaded.config.builtins.scopes.find_tools, None);
+}
+
+#[test]
+fn empty_dev_bypass_token_is_refused() {
+    let issues = errs("auth:\n  dev_bypass: {token: ''}\n", &[]);
+    assert_eq!(
+        find(&issues, "must not be empty").path.as_deref(),
+        Some("auth.dev_bypass.token")
+    );
 }

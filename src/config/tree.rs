@@ -415,7 +415,11 @@ mod tests {
 
     #[test]
     fn keeps_positions_and_types() {
-        let tree = parse_yaml("a:\n  b: 1\n  c: 'x'\n  d: yes\nlist: [true, -2, 1.5, ~]\n", "t").unwrap();
+        let tree = parse_yaml(
+            "a:\n  b: 1\n  c: 'x'\n  d: yes\nlist: [true, -2, 1.5, ~]\n",
+            "t",
+        )
+        .unwrap();
         let a = tree.get("a").unwrap();
         assert_eq!(a.get("b").unwrap().kind, Kind::UInt(1));
         assert_eq!(a.get("b").unwrap().origin, origin_at(2, 6));
@@ -425,7 +429,15 @@ mod tests {
             panic!("not a list")
         };
         let kinds: Vec<_> = items.iter().map(|n| n.kind.clone()).collect();
-        assert_eq!(kinds, vec![Kind::Bool(true), Kind::Int(-2), Kind::Float(1.5), Kind::Null]);
+        assert_eq!(
+            kinds,
+            vec![
+                Kind::Bool(true),
+                Kind::Int(-2),
+                Kind::Float(1.5),
+                Kind::Null
+            ]
+        );
     }
 
     #[test]
@@ -472,9 +484,21 @@ mod tests {
     #[test]
     fn set_creates_mappings_but_respects_scalars() {
         let mut tree = parse_yaml("auth:\nserver: 5\n", "t").unwrap();
-        assert!(tree.set(&["auth", "oauth", "issuer"], Node::env_str("https://i", "OAUTH_ISSUER")));
-        let issuer = tree.get("auth").unwrap().get("oauth").unwrap().get("issuer").unwrap();
+        assert!(tree.set(
+            &["auth", "oauth", "issuer"],
+            Node::env_str("https://i", "OAUTH_ISSUER")
+        ));
+        let issuer = tree
+            .get("auth")
+            .unwrap()
+            .get("oauth")
+            .unwrap()
+            .get("issuer")
+            .unwrap();
         assert_eq!(issuer.origin.env_var(), Some("OAUTH_ISSUER"));
-        assert!(!tree.set(&["server", "name"], Node::env_str("x", "CORTEX_SERVER_NAME")));
+        assert!(!tree.set(
+            &["server", "name"],
+            Node::env_str("x", "CORTEX_SERVER_NAME")
+        ));
     }
 }

@@ -224,7 +224,10 @@ mod tests {
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert_eq!(parse_duration(" 10 s "), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("1m 500ms"), Ok(Duration::from_millis(60_500)));
+        assert_eq!(
+            parse_duration("1m 500ms"),
+            Ok(Duration::from_millis(60_500))
+        );
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
     }
 
@@ -235,7 +238,10 @@ mod tests {
         assert!(err.contains("ms, s, m, h or d"), "{err}");
         let err = parse_duration("1.5s").unwrap_err().to_string();
         assert!(err.contains("fractions"), "{err}");
-        assert!(parse_duration("-5s").unwrap_err().to_string().contains("negative"));
+        assert!(parse_duration("-5s")
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("10").is_ok());
@@ -265,8 +271,14 @@ mod tests {
         let err = parse_size("4 megs").unwrap_err().to_string();
         assert!(err.contains("invalid size `4 megs`"), "{err}");
         assert!(err.contains("KiB"), "{err}");
-        assert!(parse_size("1.5MiB").unwrap_err().to_string().contains("fractions"));
-        assert!(parse_size("-1").unwrap_err().to_string().contains("negative"));
+        assert!(parse_size("1.5MiB")
+            .unwrap_err()
+            .to_string()
+            .contains("fractions"));
+        assert!(parse_size("-1")
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("99999999999GiB")
             .unwrap_err()

@@ -54,6 +54,7 @@ pub(crate) fn validate(config: &Config) -> Findings {
     check_auth(config, &listeners, &mut f);
     check_backends(config, &mut f);
     check_scopes(config, &mut f);
+    check_tickets(config, &mut f);
     if config.logging.level.trim().is_empty() {
         f.error(p(&["logging", "level"]), "must not be empty (e.g. `info`)");
     }
@@ -71,7 +72,10 @@ fn check_listeners(config: &Config, f: &mut Findings) -> Vec<SocketAddr> {
     for (i, text) in config.server.listen.iter().enumerate() {
         match super::parse_listen(text) {
             Ok(addr) if addrs.contains(&addr) => {
-                f.error(pi(&["server", "listen"], i), format!("`{text}` is listed twice"));
+                f.error(
+                    pi(&["server", "listen"], i),
+                    format!("`{text}` is listed twice"),
+                );
             }
             Ok(addr) => addrs.push(addr),
             Err(message) => f.error(pi(&["server", "listen"], i), message),
@@ -175,9 +179,9 @@ fn check_origin(entry: &str) -> Result<(), String> {
     let help = "an origin is scheme://host[:port] (e.g. https://app.example.com), *.example.com, * or null";
     if let Some(suffix) = entry.strip_prefix("*.") {
         let valid = !suffix.is_empty()
-            && suffix
-                .split('.')
-                .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+            && suffix.split('.').all(|label| {
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
         return if valid {
             Ok(())
         } else {
@@ -194,7 +198,9 @@ fn check_origin(entry: &str) -> Result<(), String> {
     if bare {
         Ok(())
     } else {
-        Err(format!("`{entry}` is not an origin (no path, query or credentials); {help}"))
+        Err(format!(
+            "`{entry}` is not an origin (no path, query or credentials); {help}"
+        ))
     }
 }
 
@@ -237,7 +243,44 @@ fn check_sessions(config: &Config, f: &mut Findings) {
         );
     }
     if s.max_streams_per_session == 0 {
-        f.error(p(&["sessions", "max_streams_per_session"]), "must be at least 1");
+        f.error(
+            p(&["sessions", "max_streams_per_session"]),
+            "must be at least 1",
+        );
+    }
+}
+
+/// Builtins and tickets: a usable webhook URL, ticket backends that exist, an admin scope.
+fn check_tickets(config: &Config, f: &mut Findings) {
+    if config.builtins.admin_scope.trim().is_empty() {
+        f.error(p(&["builtins", "admin_scope"]), "must not be empty (e.g. `cortex:admin`)");
+    }
+    let t = &config.tickets;
+    if let Some(url) = &t.webhook_url {
+        if let Err(message) = http_url(url) {
+            f.error(p(&["tickets", "webhook_url"]), message);
+        } else if t.webhook_secret.is_none() {
+            f.warn(
+                p(&["tickets", "webhook_secret"]),
+                "not set: blocking-ticket webhooks are sent unsigned (set CORTEX_TICKET_WEBHOOK_SECRET)",
+            );
+        }
+    }
+    if t.webhook_secret.as_ref().is_some_and(|s| s.len() < 16) {
+        f.error(p(&["tickets", "webhook_secret"]), "is too short: at least 16 characters");
+    }
+    for (i, id) in t.backends.iter().enumerate() {
+        if !config.backends.iter().any(|b| &b.id == id) {
+            f.warn(
+                pi(&["tickets", "backends"], i),
+                format!("`{id}` is not a configured backend; reports naming it are stored locally"),
+            );
+        }
+    }
+    for (key, d) in [("webhook_timeout", t.webhook_timeout), ("webhook_max_backoff", t.webhook_max_backoff)] {
+        if d < Duration::from_millis(100) {
+            f.error(p(&["tickets", key]), "must be at least 100ms");
+        }
     }
 }
 
@@ -354,7 +397,10 @@ fn check_backends(config: &Config, f: &mut Findings) {
         if let Some(first) = seen.get(backend.id.as_str()) {
             f.error(
                 pik(&["backends"], i, "id"),
-                format!("backend id `{}` is already used by backends[{first}]", backend.id),
+                format!(
+                    "backend id `{}` is already used by backends[{first}]",
+                    backend.id
+                ),
             );
         } else {
             seen.insert(&backend.id, i);
@@ -457,10 +503,16 @@ fn check_scopes(config: &Config, f: &mut Findings) {
             Seg::Key(granted.clone()),
         ];
         if bad(granted) {
-            f.error(path.clone(), format!("`{granted}` is not a scope (no spaces, not empty)"));
+            f.error(
+                path.clone(),
+                format!("`{granted}` is not a scope (no spaces, not empty)"),
+            );
         }
         for scope in implied.iter().filter(|s| bad(s)) {
-            f.error(path.clone(), format!("`{scope}` is not a scope (no spaces, not empty)"));
+            f.error(
+                path.clone(),
+                format!("`{scope}` is not a scope (no spaces, not empty)"),
+            );
         }
     }
 }
@@ -471,10 +523,27 @@ mod tests {
 
     #[test]
     fn origins() {
-        for ok in ["https://app.example.com", "http://localhost:5173", "https://a.example/", "vscode-webview://abc123", "*.example.com", "*", "null", "http://[::1]:8080"] {
+        for ok in [
+            "https://app.example.com",
+            "http://localhost:5173",
+            "https://a.example/",
+            "vscode-webview://abc123",
+            "*.example.com",
+            "*",
+            "null",
+            "http://[::1]:8080",
+        ] {
             assert!(check_origin(ok).is_ok(), "{ok}");
         }
-        for bad in ["app.example.com", "https://a.example/path", "https://a.example?x", "*.", "*.exa mple.com", "ftp//x", "https://u:p@a.example"] {
+        for bad in [
+            "app.example.com",
+            "https://a.example/path",
+            "https://a.example?x",
+            "*.",
+            "*.exa mple.com",
+            "ftp//x",
+            "https://u:p@a.example",
+        ] {
             assert!(check_origin(bad).is_err(), "{bad}");
         }
     }
@@ -496,6 +565,8 @@ mod tests {
         assert!(is_loopback_host(host("http://127.9.0.1").host()));
         assert!(is_loopback_host(host("http://[::1]:80").host()));
         assert!(!is_loopback_host(host("http://10.0.0.1").host()));
-        assert!(!is_loopback_host(host("http://localhost.example.com").host()));
+        assert!(!is_loopback_host(
+            host("http://localhost.example.com").host()
+        ));
     }
 }

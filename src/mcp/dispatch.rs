@@ -62,6 +62,8 @@ pub struct CallContext<'a> {
     pub session: Option<&'a Arc<SessionState>>,
     /// The version in force (session's, or header's).
     pub version: ProtocolVersion,
+    /// How `tools/list` is presented (`X-Cortex-Tool-Mode`, `X-Cortex-Backends`).
+    pub presentation: crate::builtins::Presentation,
 }
 
 /// Dispatches one message. Calls that must reach a backend outside the proxy path
@@ -79,16 +81,25 @@ pub async fn dispatch(cx: &CallContext<'_>, message: Message) -> Dispatched {
     match method.as_str() {
         "initialize" => initialize(cx, &id, &params),
         "ping" => Dispatched::Answer(jsonrpc::success(&id, &json!({}))),
-        "tools/list" => list(cx, &id, &params, ListKind::Tools),
+        "tools/list" => crate::builtins::catalog::tools_list(cx, &id, &params),
         "prompts/list" => list(cx, &id, &params, ListKind::Prompts),
-        "resources/list" => list(cx, &id, &params, ListKind::Resources),
+        "resources/list" => crate::builtins::catalog::resources_list(cx, &id, &params),
         "resources/templates/list" => list(cx, &id, &params, ListKind::Templates),
+        "tools/call" if crate::builtins::is_builtin_call(cx, &params) => {
+            crate::builtins::call(cx, &id, &params).await
+        }
         "tools/call" => match route_tool_call(cx, &id, &params) {
-            Ok(f) => Dispatched::Forward(f),
+            Ok(mut f) => match backend_headers(cx, &f.backend.id).await {
+                Ok(h) => {
+                    f.headers = h;
+                    Dispatched::Forward(f)
+                }
+                Err(e) => answer(Err(e)),
+            },
             Err(e) => answer(Err(e)),
         },
         "prompts/get" => answer(get_prompt(cx, &params).await),
-        "resources/read" => answer(read_resource(cx, &params).await),
+        "resources/read" => answer(crate::builtins::resources::read(cx, &params).await),
         "completion/complete" => answer(complete(cx, &params).await),
         "logging/setLevel" => answer(set_level(&params)),
         _ => answer(Err((
@@ -298,6 +309,17 @@ pub fn identity_headers(p: &Principal) -> Vec<(&'static str, String)> {
     h
 }
 
+/// The headers of a user call to `backend_id`: `X-Cortex-*` plus the `Authorization` its
+/// identity mode calls for (passthrough, minted or exchanged token; see `auth::identity`).
+pub(crate) async fn backend_headers(cx: &CallContext<'_>, backend_id: &str) -> Result<Vec<(&'static str, String)>, (i64, String, Option<Value>)> {
+    let current = cx.state.catalog.current();
+    cx.state
+        .identity
+        .headers_for(&current.merged, backend_id, cx.principal)
+        .await
+        .map_err(|e| e.rpc())
+}
+
 /// Header values must be visible ASCII or spaces: anything else becomes `?`.
 fn header_safe(s: &str) -> String {
     s.chars()
@@ -328,7 +350,8 @@ fn route_tool_call(cx: &CallContext<'_>, id: &Id, params: &Value) -> Result<Forw
         .clone();
     Ok(Forward {
         body: Bytes::from(contract::request_body(&tool.original, arguments)),
-        headers: identity_headers(cx.principal),
+        // Filled by the caller with the backend's identity mode (may need the network).
+        headers: Vec::new(),
         rpc_id: id.clone(),
         method: tool.original.clone(),
         tool: tool.exposed.clone(),
@@ -380,7 +403,7 @@ async fn call_backend(
         method,
     };
     let body = Bytes::from(contract::request_body(method, Some(&params)));
-    let headers = identity_headers(cx.principal);
+    let headers = backend_headers(cx, backend_id).await?;
     let outcome = match cx.state.client.post(backend, body, &headers).await {
         Ok(reply) => map(reply.as_reply(), ctx),
         Err(f) => contract::map_transport_failure(&f, ctx),
@@ -417,7 +440,7 @@ async fn get_prompt(cx: &CallContext<'_>, params: &Value) -> RpcResult {
     .await
 }
 
-async fn read_resource(cx: &CallContext<'_>, params: &Value) -> RpcResult {
+pub(crate) async fn read_resource(cx: &CallContext<'_>, params: &Value) -> RpcResult {
     let uri = params
         .get("uri")
         .and_then(Value::as_str)

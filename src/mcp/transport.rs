@@ -15,6 +15,7 @@ use pingora::Result;
 use serde_json::json;
 use tracing::debug;
 
+use crate::auth::metadata as auth_metadata;
 use crate::auth::{AuthOutcome, AuthRequest, Principal};
 use crate::config::SessionMode;
 use crate::gateway::RequestCtx;
@@ -78,32 +79,33 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
-    let outcome = state.auth.authenticate(AuthRequest {
-        authorization: header(session, "authorization"),
-        dev_mode: header(session, "x-dev-mode"),
-        peer,
-    });
-    let principal = match outcome {
-        AuthOutcome::Ok(p) => p,
+    // Owned copies: the validation may await (unknown kid, introspection).
+    let authorization = header(session, "authorization").map(str::to_string);
+    let dev_mode = header(session, "x-dev-mode").map(str::to_string);
+    let outcome = state
+        .auth
+        .authenticate(AuthRequest {
+            authorization: authorization.as_deref(),
+            dev_mode: dev_mode.as_deref(),
+            peer,
+        })
+        .await;
+    drop(authorization);
+    let refusal = match outcome {
+        AuthOutcome::Ok(p) => Ok(p),
         AuthOutcome::Unauthorized {
             reason,
             token_presented,
-        } => {
-            let mut challenge = format!("Bearer resource_metadata=\"{}\"", state.resource_metadata_url);
-            if token_presented {
-                challenge.push_str(", error=\"invalid_token\"");
-            }
-            let body = json!({"error": if token_presented {"invalid_token"} else {"unauthorized"}, "error_description": reason});
-            let a = Answer::json(401, serde_json::to_vec(&body).unwrap_or_default())
-                .with_header("www-authenticate", challenge);
-            write_answer(session, a, ctx.cors_origin.as_deref()).await?;
-            return Ok(true);
+        } => Err(auth_metadata::unauthorized(state, token_presented, &reason)),
+        AuthOutcome::Forbidden { error, reason, scope } => {
+            Err(auth_metadata::forbidden(state, error, &reason, scope.as_deref()))
         }
-        AuthOutcome::Unavailable { reason } => {
-            let body = json!({"error": "temporarily_unavailable", "error_description": reason});
-            let a = Answer::json(503, serde_json::to_vec(&body).unwrap_or_default())
-                .with_header("retry-after", "5");
-            write_answer(session, a, ctx.cors_origin.as_deref()).await?;
+        AuthOutcome::Unavailable { reason } => Err(auth_metadata::unavailable(&reason)),
+    };
+    let principal = match refusal {
+        Ok(p) => p,
+        Err(answer) => {
+            write_answer(session, answer, ctx.cors_origin.as_deref()).await?;
             return Ok(true);
         }
     };
@@ -212,6 +214,11 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
         principal,
         session: mcp_session.as_ref(),
         version: in_force,
+        presentation: crate::builtins::Presentation::from_headers(
+            header(session, "x-cortex-tool-mode"),
+            header(session, "x-cortex-backends"),
+            state.config.catalog.tool_mode,
+        ),
     };
 
     let message = match incoming {

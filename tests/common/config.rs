@@ -5,7 +5,7 @@ use super::SECRET_A;
 /// Builds a gateway YAML listening on `127.0.0.1:{PORT}` (substituted by
 /// [`Gateway::start`](super::Gateway::start)). Defaults: `auth.mode: none` (principal with
 /// scopes `*` and token `user-token`), `sessions.secret` = [`SECRET_A`], `catalog.refresh: 1s`,
-/// `technical_token: tech-secret`.
+/// `technical_token: tech-secret`, `server.grace_period: 0s`.
 #[derive(Debug, Clone)]
 pub struct TestConfig {
     server: Vec<String>,
@@ -19,7 +19,11 @@ pub struct TestConfig {
 impl Default for TestConfig {
     fn default() -> Self {
         TestConfig {
-            server: vec!["listen: [\"127.0.0.1:{PORT}\"]".into()],
+            // grace_period 0s: a test gateway stops at once on SIGTERM.
+            server: vec![
+                "listen: [\"127.0.0.1:{PORT}\"]".into(),
+                "grace_period: 0s".into(),
+            ],
             sessions: vec![format!("secret: \"{SECRET_A}\"")],
             catalog: vec!["refresh: 1s".into()],
             auth: vec![

@@ -10,13 +10,17 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod fixture_backend;
 pub mod gateway;
+pub mod oidc;
+pub mod interop;
 pub mod sse;
 
 pub use backend::{tool, BackendSpec, Discovery, Recorded, TestBackend};
 pub use client::{HttpReply, McpClient};
 pub use config::TestConfig;
 pub use demo::DemoBackend;
+pub use fixture_backend::FixtureBackend;
 pub use gateway::{free_port, unused_port, Gateway};
 pub use sse::{SseEvent, SseStream};
 

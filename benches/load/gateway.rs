@@ -1,0 +1,184 @@
+//! The real `cortex-gateway` binary as a child process on 127.0.0.1, with a generated YAML
+//! configuration. Stopped by PID (SIGTERM, then SIGKILL) when the guard is dropped, which
+//! also happens while a panic unwinds.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client::{self, Conn};
+use crate::procfs;
+
+/// Where the binary is: Cargo sets `CARGO_BIN_EXE_<name>` for benchmarks.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_cortex-gateway");
+
+/// Environment variables that would change the gateway's configuration behind the YAML's back.
+const SCRUBBED_PREFIXES: [&str; 2] = ["CORTEX_", "OAUTH_"];
+const SCRUBBED_NAMES: [&str; 3] = ["PORT", "HOSTNAME", "RUST_LOG"];
+
+/// How long SIGTERM may take before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A running gateway.
+pub struct GatewayProc {
+    child: Option<Child>,
+    /// Its listen address.
+    pub addr: SocketAddr,
+    /// Its PID.
+    pub pid: u32,
+    /// When it was spawned.
+    pub spawned: Instant,
+    dir: tempfile::TempDir,
+}
+
+/// A free 127.0.0.1 port (bound, then released for the child).
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl GatewayProc {
+    /// Spawns `serve --config <file>` with the YAML `config(port)`.
+    pub fn spawn(config: impl Fn(u16) -> String) -> Result<GatewayProc, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let port = free_port().map_err(|e| format!("free port: {e}"))?;
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(&path, config(port)).map_err(|e| format!("write config: {e}"))?;
+        let stderr = File::create(dir.path().join("stderr.log")).map_err(|e| e.to_string())?;
+        let stdout = File::create(dir.path().join("stdout.log")).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(BINARY);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        for (key, _) in std::env::vars() {
+            if SCRUBBED_PREFIXES.iter().any(|p| key.starts_with(p))
+                || SCRUBBED_NAMES.contains(&key.as_str())
+            {
+                cmd.env_remove(&key);
+            }
+        }
+        let spawned = Instant::now();
+        let child = cmd.spawn().map_err(|e| format!("spawn {BINARY}: {e}"))?;
+        Ok(GatewayProc {
+            pid: child.id(),
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            spawned,
+            dir,
+        })
+    }
+
+    /// The `Host` header value.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Everything it wrote to stderr (its logs).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Whether the process is still running (reaps it if not).
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// `GET <path>` on a fresh connection → (status, JSON body or Null).
+    pub async fn get_json(&self, path: &str) -> Option<(u16, Value)> {
+        let mut conn = Conn::connect(self.addr).await.ok()?;
+        let req = client::request("GET", &self.host(), path, &[], b"");
+        let resp = conn.request(&req).await.ok()?;
+        Some((
+            resp.status,
+            serde_json::from_slice(resp.body).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// Polls `/readyz` until `accept(body)` holds, the process exits, or `timeout`. Returns
+    /// the time since spawn and the last body.
+    pub async fn wait_until(
+        &mut self,
+        timeout: Duration,
+        poll: Duration,
+        accept: impl Fn(u16, &Value) -> bool,
+    ) -> Result<(Duration, Value), String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        loop {
+            if !self.alive() {
+                return Err(format!(
+                    "the gateway exited before becoming ready\n--- its log ---\n{}",
+                    self.logs()
+                ));
+            }
+            if let Some((status, body)) = self.get_json("/readyz").await {
+                if accept(status, &body) {
+                    return Ok((self.spawned.elapsed(), body));
+                }
+                last = body;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "not ready after {timeout:?}; last /readyz: {last}\n--- its log ---\n{}",
+                    self.logs()
+                ));
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        procfs::rss_kib(self.pid)
+    }
+
+    /// Peak resident memory in KiB.
+    pub fn hwm_kib(&self) -> Option<u64> {
+        procfs::hwm_kib(self.pid)
+    }
+
+    /// CPU time used so far, in ticks.
+    pub fn cpu_ticks(&self) -> Option<u64> {
+        procfs::cpu_ticks(self.pid)
+    }
+
+    /// Stops the process (SIGTERM, SIGKILL after the grace) and returns how it ended.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+            let _ = child.kill();
+            return child.wait().ok();
+        };
+        // SAFETY: a plain signal to the PID of a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

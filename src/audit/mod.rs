@@ -1,0 +1,282 @@
+//! The audit trail: one record per request that reaches the MCP endpoint, rejected ones
+//! included, with the decision and its reason and the Cortex fields (reference §7).
+//!
+//! - [`ctx`]: what the request path notes ([`AuditCtx`], a field of the request context)
+//!   and the hand-off in the `logging` phase ([`ctx::finish`]).
+//! - [`keys`]: the audit secret, HMAC pseudonyms for subject, email, session id and params.
+//! - [`record`]: the record, its stdout line and canonical form.
+//! - [`writer`]: the audit thread (bounded queue, batches, stdout, store, drops counted).
+//! - [`chain`] and [`verify`]: the hash chain and `cortex-gateway audit verify`.
+//! - [`retention`]: the purge of old records that keeps the chain verifiable.
+//!
+//! Writing the audit never blocks or fails a request: the request path does a `try_send`
+//! of data it already has; the rest happens on the audit thread.
+
+pub mod chain;
+pub mod ctx;
+pub mod keys;
+pub mod record;
+pub mod retention;
+pub mod verify;
+pub mod writer;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::config::{AuditConfig, Config};
+use crate::federation::CatalogStore;
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+
+pub use ctx::{AuditCtx, RpcOutcome, Stage};
+pub use keys::AuditKeys;
+pub use writer::{AuditStats, StatsSnapshot};
+
+use ctx::AuditEvent;
+use writer::{Builder, Control, Writer};
+
+/// Why the audit trail cannot start or be verified.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// A setting is unusable.
+    #[error("audit: {0}")]
+    Config(String),
+    /// The store cannot be set up.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The audit thread cannot start.
+    #[error("audit: cannot start the audit thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// How long shutdown waits for the last records to reach the store.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The request path's handle on the audit trail. Cheap to clone; a disabled sink (the
+/// default of a bare [`AppState`]) records nothing and costs nothing.
+#[derive(Clone, Default)]
+pub struct AuditSink {
+    inner: Option<Arc<Shared>>,
+}
+
+struct Shared {
+    events: mpsc::Sender<AuditEvent>,
+    control: mpsc::UnboundedSender<Control>,
+    keys: Arc<AuditKeys>,
+    stats: Arc<AuditStats>,
+    closed: AtomicBool,
+    last_full_warning_ms: AtomicI64,
+}
+
+impl std::fmt::Debug for AuditSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSink")
+            .field("enabled", &self.is_enabled())
+            .finish()
+    }
+}
+
+impl AuditSink {
+    /// A sink that records nothing.
+    pub fn disabled() -> Self {
+        AuditSink::default()
+    }
+
+    /// Starts the audit thread: records go to stdout (if `config.stdout`) and to `store`
+    /// (if any), and old records are purged after `config.retention_days`.
+    pub fn start(
+        config: &AuditConfig,
+        keys: Arc<AuditKeys>,
+        store: Option<Arc<dyn Store>>,
+        catalog: Option<Arc<CatalogStore>>,
+    ) -> Result<AuditSink, AuditError> {
+        let capacity = config.queue.max(16);
+        let (events, events_rx) = mpsc::channel(capacity);
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(AuditStats::default());
+        let writer = Writer::new(
+            Builder {
+                keys: keys.clone(),
+                subject_in_clear: config.subject_in_clear,
+                catalog,
+                reserved: crate::server::RESERVED_NAMES,
+            },
+            store.clone(),
+            config.stdout,
+            capacity,
+            stats.clone(),
+        );
+        let retention_days = config.retention_days;
+        let chain_key = keys.chain().clone();
+        std::thread::Builder::new()
+            .name("cortex-audit".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("audit: cannot build the audit runtime: {e}; records go nowhere");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    if let Some(store) = store {
+                        tokio::spawn(retention::run(store, chain_key, retention_days));
+                    }
+                    writer.run(events_rx, control_rx).await;
+                });
+            })
+            .map_err(AuditError::Thread)?;
+        Ok(AuditSink {
+            inner: Some(Arc::new(Shared {
+                events,
+                control,
+                keys,
+                stats,
+                closed: AtomicBool::new(false),
+                last_full_warning_ms: AtomicI64::new(0),
+            })),
+        })
+    }
+
+    /// Whether records are being kept.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The pseudonym keys (for the one HMAC the request path computes).
+    pub fn keys(&self) -> Option<&AuditKeys> {
+        self.inner.as_deref().map(|s| s.keys.as_ref())
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner
+            .as_deref()
+            .map(|s| s.stats.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// Hands an event to the audit thread without waiting; a full queue drops it (counted,
+    /// logged at most every 10 s).
+    pub(crate) fn submit(&self, event: AuditEvent) {
+        let Some(s) = self.inner.as_deref() else {
+            return;
+        };
+        match s.events.try_send(event) {
+            Ok(()) => {
+                s.stats.submitted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                let total = s.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed) + 1;
+                let now = record::now_ms();
+                let last = s.last_full_warning_ms.load(Ordering::Relaxed);
+                if now - last >= 10_000
+                    && s
+                        .last_full_warning_ms
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    warn!(dropped_total = total, "audit: the audit queue is full (audit.queue); records are being dropped");
+                }
+            }
+        }
+    }
+
+    /// Stops the audit thread after it has drained the queue and flushed to the store, for
+    /// at most `timeout`. Blocking; idempotent. Returns whether it finished in time.
+    pub fn close(&self, timeout: Duration) -> bool {
+        let Some(s) = self.inner.as_deref() else {
+            return true;
+        };
+        if s.closed.swap(true, Ordering::SeqCst) {
+            return true;
+        }
+        let (done, finished) = std::sync::mpsc::channel();
+        let deadline = Instant::now() + timeout;
+        if s.control.send(Control::Close { deadline, done }).is_err() {
+            return true;
+        }
+        finished
+            .recv_timeout(timeout + Duration::from_millis(500))
+            .is_ok()
+    }
+}
+
+/// Opens the configured store, loads the audit keys and starts the audit thread, into a
+/// state being built. Warnings (generated secret, PostgreSQL without a shared secret) are
+/// logged.
+pub fn install(state: &mut AppState) -> Result<(), AuditError> {
+    let store = crate::store::open(&state.config)?;
+    let (keys, warning) = AuditKeys::load(&state.config, true)?;
+    if let Some(w) = warning {
+        warn!("{w}");
+    }
+    if matches!(store.kind(), crate::store::StoreKind::Postgres(_)) && state.config.audit.secret.is_none() {
+        warn!("storage is PostgreSQL but audit.secret is not set: every replica sharing this database needs the same audit.secret, or pseudonyms differ between replicas and `audit verify` cannot check the records of the others");
+    }
+    let sink = AuditSink::start(
+        &state.config.audit,
+        Arc::new(keys),
+        Some(store.clone()),
+        Some(state.catalog.clone()),
+    )?;
+    info!(
+        store = %store.kind(),
+        stdout = state.config.audit.stdout,
+        retention_days = state.config.audit.retention_days,
+        "audit trail on"
+    );
+    state.store = Some(store);
+    state.audit = sink;
+    Ok(())
+}
+
+/// The keys and store of `config` for offline tools (`audit verify`): never creates a
+/// secret.
+pub fn open_for_verify(config: &Config) -> Result<(AuditKeys, Arc<dyn Store>), AuditError> {
+    let (keys, _) = AuditKeys::load(config, false)?;
+    let store = crate::store::open(config)?;
+    Ok((keys, store))
+}
+
+/// A Pingora background service whose only job is to flush the audit trail when the
+/// server shuts its runtimes down (after the grace period, so requests still in flight
+/// during it are audited): its future is dropped then, and the drop closes the sink.
+pub struct FlushOnShutdown {
+    sink: AuditSink,
+}
+
+impl FlushOnShutdown {
+    /// For `sink`.
+    pub fn new(sink: AuditSink) -> Self {
+        FlushOnShutdown { sink }
+    }
+}
+
+struct CloseOnDrop(AuditSink);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if !self.0.close(CLOSE_TIMEOUT) {
+            warn!("audit: not every record reached the store before shutdown");
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for FlushOnShutdown {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let _guard = CloseOnDrop(self.sink.clone());
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,504 @@
+//! The audit thread: turns events into records, writes stdout lines, and appends batches
+//! to the store's hash chain.
+//!
+//! It runs on a thread and single-thread runtime of its own, so its fate is independent of
+//! Pingora's runtimes: at shutdown it drains what is queued and flushes it within a
+//! deadline ([`AuditSink::close`](super::AuditSink::close)).
+//!
+//! Flow control, in order of preference:
+//! 1. Batching is natural: while one append is in flight, new records accumulate and go in
+//!    the next one (up to [`BATCH`]); no timer delays a record.
+//! 2. While the store is down, records wait in a backlog bounded by `audit.queue`, and the
+//!    append is retried with exponential backoff (100 ms to 30 s). Stdout lines are written
+//!    as records arrive, so that sink is not held back by the store.
+//! 3. Only when the backlog is full are new records dropped: counted, and logged at most
+//!    every 10 s. The request path never waits for any of this.
+//! 4. A batch that keeps failing while the store answers `ping` is not an outage but a
+//!    record the store refuses: it is retried one record at a time and the refused record
+//!    is dropped (counted, logged), so one bad record cannot stall the trail.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::ctx::{AuditEvent, RpcOutcome, Stage};
+use super::keys::{hex_id, AuditKeys, Domain};
+use super::record::{clean, clean_opt, decision, AuditRecord, MAX_IDENT, MAX_TEXT};
+use crate::auth::PrincipalKind;
+use crate::federation::CatalogStore;
+use crate::store::{ChainHead, Store, StoreError};
+
+/// Most records per append.
+pub const BATCH: usize = 500;
+/// First retry delay after a failed append.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest retry delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Failed attempts of one batch before asking whether the store is up at all.
+const POISON_ATTEMPTS: u32 = 3;
+/// Least time between two "dropped" warnings.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Counters of the audit pipeline (for logs, tests and metrics).
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    /// Records handed to the audit thread.
+    pub submitted: AtomicU64,
+    /// Dropped because the hand-off queue was full (the audit thread fell behind).
+    pub dropped_queue_full: AtomicU64,
+    /// Dropped because the store stayed down longer than the backlog could hold.
+    pub dropped_store_down: AtomicU64,
+    /// Dropped because the store refused the record itself while being up.
+    pub refused_by_store: AtomicU64,
+    /// Records appended to the store.
+    pub stored: AtomicU64,
+    /// Failed append attempts.
+    pub store_failures: AtomicU64,
+    /// Records waiting for the store right now.
+    pub backlog: AtomicU64,
+}
+
+/// A copy of the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    /// See [`AuditStats::submitted`].
+    pub submitted: u64,
+    /// See [`AuditStats::dropped_queue_full`].
+    pub dropped_queue_full: u64,
+    /// See [`AuditStats::dropped_store_down`].
+    pub dropped_store_down: u64,
+    /// See [`AuditStats::refused_by_store`].
+    pub refused_by_store: u64,
+    /// See [`AuditStats::stored`].
+    pub stored: u64,
+    /// See [`AuditStats::store_failures`].
+    pub store_failures: u64,
+    /// See [`AuditStats::backlog`].
+    pub backlog: u64,
+}
+
+impl AuditStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            submitted: g(&self.submitted),
+            dropped_queue_full: g(&self.dropped_queue_full),
+            dropped_store_down: g(&self.dropped_store_down),
+            refused_by_store: g(&self.refused_by_store),
+            stored: g(&self.stored),
+            store_failures: g(&self.store_failures),
+            backlog: g(&self.backlog),
+        }
+    }
+
+    /// Records dropped for any reason.
+    pub fn dropped(&self) -> u64 {
+        let s = self.snapshot();
+        s.dropped_queue_full + s.dropped_store_down + s.refused_by_store
+    }
+}
+
+/// What the record builder needs besides the event.
+pub(crate) struct Builder {
+    pub keys: Arc<AuditKeys>,
+    pub subject_in_clear: bool,
+    pub catalog: Option<Arc<CatalogStore>>,
+    pub reserved: &'static [&'static str],
+}
+
+impl Builder {
+    /// The record of one event: pseudonyms, catalog facts (target app, scope, a scope
+    /// refusal), tools/list figures.
+    pub fn build(&self, ev: AuditEvent) -> AuditRecord {
+        let mut r = AuditRecord::new(ev.ts_ms, ev.http_method.as_str());
+        r.http_status = i32::from(ev.http_status);
+        r.response_size = i64::try_from(ev.response_size).unwrap_or(i64::MAX);
+        r.latency_ms = (ev.latency.as_micros() as f64) / 1000.0;
+        r.method = ev.method.map(|m| m.into_owned());
+        r.params_hash = ev.params_mac.map(|m| hex_id(&m));
+        r.protocol_version = ev.version.map(|v| v.as_str().to_string());
+        r.origin = clean_opt(ev.origin.as_deref(), MAX_IDENT);
+        r.session_id = ev
+            .session_id
+            .as_deref()
+            .map(|s| self.keys.pseudonym(Domain::Session, s));
+        r.backends_filter = ev.backends_filter;
+        r.tool_mode = ev.tool_mode;
+        if let Some(p) = &ev.principal {
+            r.caller_sub = Some(if self.subject_in_clear {
+                clean(&p.sub, MAX_IDENT)
+            } else {
+                self.keys.pseudonym(Domain::Subject, &p.sub)
+            });
+            r.caller_email_hash = p.email.as_deref().map(|e| self.keys.email_pseudonym(e));
+            r.caller_role = clean_opt(p.role.as_deref(), MAX_IDENT);
+            r.caller_pool = clean_opt(p.pool.as_deref(), MAX_IDENT);
+            r.client_id = clean_opt(p.client_id.as_deref(), MAX_IDENT);
+            r.dev_bypass = p.kind == PrincipalKind::DevBypass;
+        }
+        let mut rejection = ev.rejection.map(|(s, reason)| (s, reason.into_owned()));
+        if let Some(tool) = &ev.tool {
+            self.tool_facts(&mut r, tool, ev.backend.as_deref().map(|b| b.id.as_str()));
+            let refused = matches!(ev.rpc, Some(RpcOutcome::Error(_)));
+            if refused && rejection.is_none() {
+                rejection = self.scope_refusal(tool, ev.principal.as_ref());
+            }
+            r.tool = Some(clean(tool, MAX_IDENT));
+        }
+        if let Some(body) = &ev.list_body {
+            r.tools_listed = count_tools(body);
+            r.tokens_estimate = Some(i64::try_from(body.len() / 4).unwrap_or(i64::MAX));
+        }
+        r.error_code = match ev.rpc {
+            Some(RpcOutcome::Error(code)) => Some(code),
+            _ => None,
+        };
+        let http_ok = (200..400).contains(&ev.http_status);
+        r.success = rejection.is_none() && ev.proxy_error.is_none() && http_ok && r.error_code.is_none();
+        match rejection {
+            Some((stage, reason)) => {
+                r.decision = decision::REJECTED.into();
+                r.stage = Some(stage.as_str().into());
+                r.reason = Some(clean(&reason, MAX_TEXT));
+            }
+            None => {
+                r.reason = ev.proxy_error.as_deref().map(|e| clean(e, MAX_TEXT));
+            }
+        }
+        r
+    }
+
+    /// `target_app` and `scope_used` of a tool.
+    fn tool_facts(&self, r: &mut AuditRecord, tool: &str, forwarded_to: Option<&str>) {
+        if self.reserved.contains(&tool) {
+            r.target_app = Some("gateway".into());
+            return;
+        }
+        let current = self.catalog.as_ref().map(|c| c.current());
+        let entry = current.as_ref().and_then(|c| c.merged.tool(tool));
+        r.target_app = forwarded_to
+            .map(str::to_string)
+            .or_else(|| entry.map(|t| t.backend_id.clone()));
+        r.scope_used = entry.and_then(|t| t.scope.clone());
+    }
+
+    /// A tools/call answered with an error for a tool that exists but that the caller's
+    /// scopes do not allow: the gateway refused it for scope (it answers "unknown tool" so
+    /// as not to reveal the catalog; the audit says what really happened).
+    fn scope_refusal(&self, tool: &str, principal: Option<&crate::auth::Principal>) -> Option<(Stage, String)> {
+        let principal = principal?;
+        let current = self.catalog.as_ref()?.current();
+        let entry = current.merged.tool(tool)?;
+        if principal.grants.allows(entry.scope.as_deref()) {
+            return None;
+        }
+        Some((
+            Stage::Scope,
+            format!("tool {tool} requires scope {}", entry.scope.as_deref().unwrap_or("")),
+        ))
+    }
+}
+
+/// Tools in a `tools/list` answer (`result.tools`), without building them.
+fn count_tools(body: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Answer {
+        result: Option<Listing>,
+    }
+    #[derive(Deserialize)]
+    struct Listing {
+        tools: Vec<IgnoredAny>,
+    }
+    let a: Answer = serde_json::from_slice(body).ok()?;
+    a.result.map(|l| i64::try_from(l.tools.len()).unwrap_or(i64::MAX))
+}
+
+/// A message to the audit thread besides events.
+pub(crate) enum Control {
+    /// Drain, flush until the deadline, then stop; reply when done.
+    Close {
+        deadline: Instant,
+        done: std::sync::mpsc::Sender<()>,
+    },
+}
+
+type Inflight = Pin<Box<dyn Future<Output = (Arc<Vec<AuditRecord>>, Result<ChainHead, StoreError>)> + Send>>;
+
+/// The audit thread's state.
+pub(crate) struct Writer {
+    pub builder: Builder,
+    pub store: Option<Arc<dyn Store>>,
+    pub stdout: bool,
+    pub backlog_cap: usize,
+    pub stats: Arc<AuditStats>,
+    backlog: VecDeque<AuditRecord>,
+    last_drop_warning: Option<Instant>,
+    dropped_since_warning: u64,
+}
+
+impl Writer {
+    pub fn new(
+        builder: Builder,
+        store: Option<Arc<dyn Store>>,
+        stdout: bool,
+        backlog_cap: usize,
+        stats: Arc<AuditStats>,
+    ) -> Self {
+        Writer {
+            builder,
+            store,
+            stdout,
+            backlog_cap: backlog_cap.max(1),
+            stats,
+            backlog: VecDeque::new(),
+            last_drop_warning: None,
+            dropped_since_warning: 0,
+        }
+    }
+
+    /// Runs until closed (or every sender is gone).
+    pub async fn run(mut self, mut events: mpsc::Receiver<AuditEvent>, mut control: mpsc::UnboundedReceiver<Control>) {
+        let mut inflight: Option<Inflight> = None;
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut backoff = BACKOFF_START;
+        let mut failures: u32 = 0;
+        // Records still to write one at a time after a batch the live store refused.
+        let mut single: usize = 0;
+        let mut out = std::io::stdout();
+        let close = loop {
+            if inflight.is_none() && retry_at.is_none() {
+                inflight = self.start_append(single > 0);
+            }
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => {
+                        let mut lines = Vec::new();
+                        self.accept(ev, &mut lines);
+                        // Take whatever else is queued now: one stdout write, one batch.
+                        while let Ok(ev) = events.try_recv() {
+                            self.accept(ev, &mut lines);
+                            if lines.len() > 64 * 1024 {
+                                break;
+                            }
+                        }
+                        self.write_stdout(&mut out, &lines);
+                    }
+                    None => break None,
+                },
+                Some((batch, result)) = async { match inflight.as_mut() { Some(f) => Some(f.await), None => None } }, if inflight.is_some() => {
+                    inflight = None;
+                    match result {
+                        Ok(_) => {
+                            self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            if failures > 0 {
+                                info!(records = batch.len(), "audit: the store accepts records again");
+                            }
+                            failures = 0;
+                            backoff = BACKOFF_START;
+                            single = single.saturating_sub(1);
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            self.stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                            let refused = self.refused_record(&batch, &e, failures).await;
+                            if refused {
+                                // The lone record is refused by a live store: drop it.
+                                self.stats.refused_by_store.fetch_add(1, Ordering::Relaxed);
+                                error!(error = %e, "audit: the store refuses a record while up; it is dropped (stdout has it)");
+                                failures = 0;
+                                single = single.saturating_sub(1);
+                            } else {
+                                if failures >= POISON_ATTEMPTS && batch.len() > 1 && self.store_is_up().await {
+                                    // Not an outage: find the record the store refuses.
+                                    single = batch.len();
+                                    failures = 0;
+                                }
+                                if failures == 1 || failures % 10 == 0 {
+                                    warn!(error = %e, attempts = failures, backlog = self.backlog.len() + batch.len(), "audit: cannot write to the store; retrying");
+                                }
+                                self.requeue(batch);
+                                retry_at = Some(tokio::time::Instant::now() + backoff);
+                                backoff = (backoff * 2).min(BACKOFF_MAX);
+                            }
+                        }
+                    }
+                    self.stats.backlog.store(self.backlog.len() as u64, Ordering::Relaxed);
+                },
+                _ = async { if let Some(t) = retry_at { tokio::time::sleep_until(t).await } }, if retry_at.is_some() => {
+                    retry_at = None;
+                },
+                c = control.recv() => break c,
+            }
+        };
+        self.shutdown(events, inflight, close).await;
+    }
+
+    /// Builds the record of `ev`, appends its stdout line to `lines`, and queues it for the
+    /// store (or drops it, counted, when the backlog is full).
+    fn accept(&mut self, ev: AuditEvent, lines: &mut Vec<u8>) {
+        let record = self.builder.build(ev);
+        if self.stdout {
+            lines.extend_from_slice(&record.stdout_line());
+        }
+        if self.store.is_none() {
+            return;
+        }
+        if self.backlog.len() >= self.backlog_cap {
+            self.stats.dropped_store_down.fetch_add(1, Ordering::Relaxed);
+            self.dropped_since_warning += 1;
+            let due = self.last_drop_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY);
+            if due {
+                warn!(
+                    dropped = self.dropped_since_warning,
+                    dropped_total = self.stats.dropped(),
+                    backlog = self.backlog.len(),
+                    "audit: the store has been unavailable longer than the backlog holds (audit.queue); records are being dropped from the store (stdout still has them)"
+                );
+                self.last_drop_warning = Some(Instant::now());
+                self.dropped_since_warning = 0;
+            }
+            return;
+        }
+        self.backlog.push_back(record);
+        self.stats.backlog.store(self.backlog.len() as u64, Ordering::Relaxed);
+    }
+
+    fn write_stdout(&self, out: &mut std::io::Stdout, lines: &[u8]) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut lock = out.lock();
+        if lock.write_all(lines).and_then(|_| lock.flush()).is_err() {
+            // A closed stdout must not stop the trail; the store still gets the records.
+        }
+    }
+
+    /// Starts an append of the oldest backlog records (one at a time in `single` mode).
+    fn start_append(&mut self, single: bool) -> Option<Inflight> {
+        let store = self.store.clone()?;
+        if self.backlog.is_empty() {
+            return None;
+        }
+        let n = if single { 1 } else { self.backlog.len().min(BATCH) };
+        let batch: Arc<Vec<AuditRecord>> = Arc::new(self.backlog.drain(..n).collect());
+        let key = self.builder.keys.chain().clone();
+        Some(Box::pin(async move {
+            let result = store.append_audit(batch.clone(), key).await;
+            (batch, result)
+        }))
+    }
+
+    /// Puts a failed batch back in front of the backlog (dropping, counted, what no longer
+    /// fits).
+    fn requeue(&mut self, batch: Arc<Vec<AuditRecord>>) {
+        let records = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+        for r in records.into_iter().rev() {
+            if self.backlog.len() >= self.backlog_cap {
+                self.backlog.pop_back();
+                self.stats.dropped_store_down.fetch_add(1, Ordering::Relaxed);
+            }
+            self.backlog.push_front(r);
+        }
+    }
+
+    async fn store_is_up(&self) -> bool {
+        match &self.store {
+            Some(s) => s.ping().await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Whether a single record failed repeatedly against a store that is up.
+    async fn refused_record(
+        &self,
+        batch: &[AuditRecord],
+        e: &StoreError,
+        failures: u32,
+    ) -> bool {
+        batch.len() == 1
+            && failures >= POISON_ATTEMPTS
+            && !matches!(e, StoreError::Unavailable(_))
+            && self.store_is_up().await
+    }
+
+    /// Drains the queue and flushes the backlog until the deadline.
+    async fn shutdown(
+        mut self,
+        mut events: mpsc::Receiver<AuditEvent>,
+        inflight: Option<Inflight>,
+        close: Option<Control>,
+    ) {
+        let (deadline, done) = match close {
+            Some(Control::Close { deadline, done }) => (deadline, Some(done)),
+            None => (Instant::now() + Duration::from_secs(5), None),
+        };
+        events.close();
+        let mut lines = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            self.accept(ev, &mut lines);
+        }
+        let mut out = std::io::stdout();
+        self.write_stdout(&mut out, &lines);
+        let remaining = || deadline.saturating_duration_since(Instant::now());
+        if let Some(f) = inflight {
+            match tokio::time::timeout(remaining(), f).await {
+                Ok((batch, Ok(_))) => {
+                    self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                Ok((batch, Err(_))) => self.requeue(batch),
+                Err(_) => {}
+            }
+        }
+        while let Some(f) = self.start_append(false) {
+            match tokio::time::timeout(remaining(), f).await {
+                Ok((batch, Ok(_))) => {
+                    self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                Ok((batch, Err(e))) => {
+                    self.requeue(batch);
+                    warn!(error = %e, lost = self.backlog.len(), "audit: the store is unavailable at shutdown; records not stored (stdout has them)");
+                    break;
+                }
+                Err(_) => {
+                    warn!(lost = self.backlog.len(), "audit: shutdown deadline reached; records not stored (stdout has them)");
+                    break;
+                }
+            }
+        }
+        let lost = self.backlog.len() as u64;
+        self.stats.dropped_store_down.fetch_add(lost, Ordering::Relaxed);
+        self.stats.backlog.store(0, Ordering::Relaxed);
+        let s = self.stats.snapshot();
+        info!(
+            stored = s.stored,
+            dropped = s.dropped_queue_full + s.dropped_store_down + s.refused_by_store,
+            "audit: closed"
+        );
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_listed_tools() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","inputSchema":{"properties":{"tools":[1]}}},{"name":"b"}],"nextCursor":"x"}}"#;
+        assert_eq!(count_tools(body), Some(2));
+        assert_eq!(count_tools(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#), None);
+        assert_eq!(count_tools(b"not json"), None);
+    }
+}

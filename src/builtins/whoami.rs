@@ -1,0 +1,185 @@
+//! `whoami`: who the caller is to the gateway and to each app, and why it sees what it sees.
+//!
+//! The Cortex fields (`identity`, `session`, `scopes_granted`, `backends`, `discovered_at`)
+//! plus `visibility`: how many tools are hidden from the caller and which scopes would
+//! reveal them, so an agent (or its user) can ask for the right grant instead of guessing.
+//! Tool names of hidden tools, backend URLs and discovery errors are shown only to holders
+//! of the admin scope.
+//!
+//! Each live backend's own `whoami` is called in parallel with the caller's identity headers
+//! and a short timeout (`builtins.whoami_timeout`); a slow or failing backend gives an
+//! `error` for that backend only.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cortex_filters::contract;
+use cortex_filters::contract::TransportFailure;
+use serde_json::{json, Value};
+
+use crate::auth::PrincipalKind;
+use crate::federation::store::BackendHealth;
+use crate::federation::Backend;
+use crate::mcp::dispatch::{backend_headers, CallContext};
+
+/// The `whoami` builtin.
+pub async fn whoami(cx: &CallContext<'_>) -> Value {
+    let p = cx.principal;
+    let state = cx.state;
+    let admin = state.builtins.is_admin(p);
+    let health = state.catalog.health();
+    let calls = state.backends.iter().map(|b| {
+        let h = health.iter().find(|h| h.id == b.id);
+        backend_entry(cx, b, h, admin)
+    });
+    let backends: Vec<Value> = futures::future::join_all(calls).await;
+    let discovered_at = health.iter().filter_map(|h| h.last_ok).max().map(rfc3339_of);
+    let oauth = &state.config.auth.oauth;
+    let is_token = p.kind == PrincipalKind::Token;
+    json!({
+        "identity": {
+            "sub": p.sub,
+            "email": p.email,
+            "pool": p.pool,
+            "role": p.role,
+        },
+        "session": {
+            "client_id": p.client_id,
+            "audience": if is_token { Some(oauth.audience.clone().unwrap_or_else(|| state.canonical_uri.clone())) } else { None },
+            "issuer": if is_token { oauth.issuer.clone() } else { None },
+            "jti": Value::Null,
+            "is_dev_bypass": p.kind == PrincipalKind::DevBypass,
+            "auth": match p.kind {
+                PrincipalKind::Anonymous => "none",
+                PrincipalKind::DevBypass => "dev_bypass",
+                PrincipalKind::Token => "oauth",
+            },
+            "mcp_session": cx.session.is_some(),
+            "protocol_version": cx.version.as_str(),
+        },
+        "scopes_granted": p.grants.granted(),
+        "admin": admin,
+        "backends": backends,
+        "visibility": visibility(cx, admin),
+        "discovered_at": discovered_at,
+    })
+}
+
+/// One backend: health, tool count visible to the caller, and its own `whoami`.
+async fn backend_entry(cx: &CallContext<'_>, b: &Backend, h: Option<&BackendHealth>, admin: bool) -> Value {
+    let current = cx.state.catalog.current();
+    let visible = current
+        .merged
+        .tools()
+        .iter()
+        .filter(|t| t.backend_id == b.id && cx.principal.grants.allows(t.scope.as_deref()))
+        .count();
+    let mut out = json!({
+        "app_id": b.id,
+        "healthy": h.is_some_and(|h| h.healthy),
+        "stale": h.is_some_and(|h| h.stale),
+        "tools_visible": visible,
+        "discovered_at": h.and_then(|h| h.last_ok).map(rfc3339_of),
+    });
+    if admin {
+        out["url"] = json!(b.url);
+        out["last_error"] = json!(h.and_then(|h| h.last_error.clone()));
+    }
+    let serving = h.is_some_and(|h| h.snapshot.is_some());
+    if !serving {
+        out["error"] = json!("not reachable: no successful discovery yet");
+        return out;
+    }
+    let timeout = cx.state.config.builtins.whoami_timeout;
+    match call_whoami(cx, b, timeout).await {
+        Ok(v) => out["whoami"] = v,
+        Err(e) => out["error"] = json!(e),
+    }
+    out
+}
+
+async fn call_whoami(cx: &CallContext<'_>, b: &Backend, timeout: Duration) -> Result<Value, String> {
+    let body = Bytes::from(contract::request_body("whoami", None));
+    let headers = backend_headers(cx, &b.id).await.map_err(|(_, m, _)| m)?;
+    let call = cx.state.client.post(b, body, &headers);
+    let reply = match tokio::time::timeout(timeout, call).await {
+        Err(_) => return Err(format!("whoami timed out after {}ms", timeout.as_millis())),
+        Ok(Err(TransportFailure::Timeout { timeout_ms })) => {
+            return Err(format!("whoami timed out after {timeout_ms}ms"))
+        }
+        Ok(Err(TransportFailure::Unreachable { reason })) => {
+            return Err(format!("unreachable: {}", short(&reason)))
+        }
+        Ok(Ok(r)) => r,
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
+    if (200..300).contains(&reply.status) {
+        return parsed.ok_or_else(|| "whoami answered with a body that is not JSON".to_string());
+    }
+    let reason = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(Value::as_str)
+        .map(short)
+        .unwrap_or_default();
+    Err(format!("whoami answered HTTP {} {reason}", reply.status).trim_end().to_string())
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+/// How many tools the caller sees and does not see, and which scopes would reveal the
+/// hidden ones (with their names for administrators).
+fn visibility(cx: &CallContext<'_>, admin: bool) -> Value {
+    let grants = &cx.principal.grants;
+    let current = cx.state.catalog.current();
+    let mut visible = 0usize;
+    let mut hidden: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let builtins = cx.state.builtins.all().iter().map(|d| (d.name, d.scope.as_deref()));
+    let tools = current
+        .merged
+        .tools()
+        .iter()
+        .map(|t| (t.exposed.as_str(), t.scope.as_deref()));
+    for (name, scope) in builtins.chain(tools) {
+        match scope {
+            Some(s) if !grants.allows(Some(s)) => hidden.entry(s).or_default().push(name),
+            _ => visible += 1,
+        }
+    }
+    let hidden_count: usize = hidden.values().map(Vec::len).sum();
+    let mut reveal: Vec<Value> = hidden
+        .iter()
+        .map(|(scope, names)| {
+            let mut e = json!({"scope": scope, "tools": names.len()});
+            if admin {
+                e["names"] = json!(names);
+            }
+            e
+        })
+        .collect();
+    reveal.sort_by(|a, b| b["tools"].as_u64().cmp(&a["tools"].as_u64()));
+    let hint = if hidden_count == 0 {
+        "You can see every tool of this gateway.".to_string()
+    } else {
+        format!(
+            "{hidden_count} tool(s) are hidden because your token lacks their scope; ask for one of the scopes below to use them."
+        )
+    };
+    json!({
+        "tools_visible": visible,
+        "tools_hidden": hidden_count,
+        "scopes_to_reveal": reveal,
+        "hint": hint,
+    })
+}
+
+/// The wall-clock time of a past `Instant`, RFC 3339 in UTC.
+pub fn rfc3339_of(at: Instant) -> String {
+    let ago = Instant::now().saturating_duration_since(at);
+    let when = time::OffsetDateTime::now_utc() - ago;
+    when.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

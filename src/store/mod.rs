@@ -1,0 +1,312 @@
+//! Persistence: one [`Store`] trait, two implementations.
+//!
+//! - [`SqliteStore`]: an embedded SQLite file under `storage.data_dir` (default `./data`),
+//!   the zero-setup default. One dedicated thread owns the connection, so SQLite's single
+//!   writer never blocks a Tokio worker.
+//! - [`PostgresStore`]: PostgreSQL when `storage.database_url` / `CORTEX_DATABASE_URL` is
+//!   set, for fleets of replicas sharing tickets, outbox and one audit chain. Its connection
+//!   pool lives on a dedicated runtime thread, so it works from any caller (Pingora's
+//!   runtimes, the audit thread, a CLI) and outlives none of them by accident.
+//!
+//! Both connect lazily and apply the embedded, versioned migrations (`migrations/`) on
+//! first use, so a database that is down at start does not stop the gateway: calls fail
+//! with [`StoreError::Unavailable`] until it is back. The same test suite
+//! (`tests/store_suite.rs`) runs against both.
+//!
+//! All times are Unix milliseconds passed in by the caller (`now_ms`), so behaviour is
+//! deterministic in tests and one clock decides per call.
+
+mod model;
+pub mod postgres;
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::audit::chain::{ChainKey, ChainState};
+use crate::audit::record::{AuditRecord, StoredAudit};
+use crate::config::Config;
+
+pub use model::*;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or opened (retry later).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A statement failed.
+    #[error("store query failed: {0}")]
+    Query(String),
+    /// A stored value cannot be read back (edited by hand, or a bug).
+    #[error("stored data is invalid: {0}")]
+    Invalid(String),
+    /// A migration failed.
+    #[error("database migration {version} ({name}) failed: {message}")]
+    Migration {
+        /// Its version.
+        version: i64,
+        /// Its name.
+        name: &'static str,
+        /// The database's message.
+        message: String,
+    },
+    /// The database was migrated by a newer gateway.
+    #[error("the database schema is at version {found}, newer than this binary knows ({known}); upgrade the gateway")]
+    SchemaTooNew {
+        /// Version found.
+        found: i64,
+        /// Newest version this binary has.
+        known: i64,
+    },
+    /// The configuration cannot describe a store (bad URL, unusable data directory).
+    #[error("storage configuration: {0}")]
+    Config(String),
+}
+
+/// Which implementation a store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// SQLite at this path.
+    Sqlite(PathBuf),
+    /// PostgreSQL (a description without the password).
+    Postgres(String),
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreKind::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StoreKind::Postgres(d) => write!(f, "postgresql:{d}"),
+        }
+    }
+}
+
+/// One embedded migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Version, from 1, in order.
+    pub version: i64,
+    /// Short name.
+    pub name: &'static str,
+    /// SQL (several statements).
+    pub sql: &'static str,
+}
+
+/// Everything the gateway persists. Object-safe: the gateway holds an `Arc<dyn Store>`.
+///
+/// Contract shared by both implementations (and enforced by `tests/store_suite.rs`):
+/// every method is atomic (one transaction); methods that several replicas may race on
+/// (audit append, ticket deduplication, delivery claims) serialize correctly across
+/// processes sharing one database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which store this is (for logs).
+    fn kind(&self) -> StoreKind;
+
+    /// Connects (applying migrations if not done yet) and runs a trivial query. Tells an
+    /// outage ([`StoreError::Unavailable`]) from a bad statement.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The applied schema version.
+    async fn schema_version(&self) -> Result<i64, StoreError>;
+
+    // ----- audit trail -------------------------------------------------------------------
+
+    /// Appends `records` at the end of the hash chain, in order, in one transaction: each
+    /// gets the next `seq`, the previous record's hash as `prev_hash`, the key's id and its
+    /// own hash ([`ChainKey::link`]); the chain head is updated and sealed. Concurrent
+    /// appenders (other replicas) are serialized on the head row. All or nothing.
+    async fn append_audit(
+        &self,
+        records: Arc<Vec<AuditRecord>>,
+        key: Arc<ChainKey>,
+    ) -> Result<ChainHead, StoreError>;
+
+    /// The chain's bookkeeping row ([`ChainState::genesis`] for an empty chain).
+    async fn audit_chain(&self) -> Result<ChainState, StoreError>;
+
+    /// Up to `limit` stored records with `seq > after_seq`, in seq order, as stored (no
+    /// checking: that is `audit verify`'s job).
+    async fn read_audit(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredAudit>, StoreError>;
+
+    /// Deletes the oldest records whose `ts_ms` is before `before_ms`, at most `max_rows`,
+    /// stopping at the first record that is not old enough (so what remains is one
+    /// contiguous chain). The last deleted record becomes the anchor (seq and hash,
+    /// sealed with `key`), from which verification starts. Call again while it returns
+    /// `purged == max_rows`.
+    async fn purge_audit(
+        &self,
+        before_ms: i64,
+        max_rows: u32,
+        key: Arc<ChainKey>,
+    ) -> Result<PurgeOutcome, StoreError>;
+
+    // ----- tickets -----------------------------------------------------------------------
+
+    /// Creates a ticket, or folds the report into the owner's ticket with the same
+    /// fingerprint created within `dedup_window_ms` before `new.now_ms` (then its
+    /// `updated_at_ms` is bumped, `repeat_count` incremented, and nothing else changes).
+    /// When a new ticket is created and `on_create` is given, that delivery is enqueued in
+    /// the same transaction: a ticket and its webhook are never one without the other.
+    /// Deduplication is serialized per (owner, fingerprint) across replicas.
+    async fn create_ticket(
+        &self,
+        new: NewTicket,
+        dedup_window_ms: i64,
+        on_create: Option<NewDelivery>,
+    ) -> Result<CreatedTicket, StoreError>;
+
+    /// One ticket by id.
+    async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>, StoreError>;
+
+    /// Tickets matching `filter`, newest first (by creation, then id), at most
+    /// [`effective_limit`]`(filter.limit)`.
+    async fn list_tickets(&self, filter: TicketFilter) -> Result<Vec<Ticket>, StoreError>;
+
+    /// Changes status and/or severity and/or appends a note; bumps `updated_at_ms`.
+    /// `None` when there is no such ticket.
+    async fn update_ticket(&self, id: &str, update: TicketUpdate) -> Result<Option<Ticket>, StoreError>;
+
+    // ----- webhook outbox ----------------------------------------------------------------
+
+    /// Enqueues a delivery, due at `now_ms`. An id that already exists is left as it is
+    /// (enqueueing is idempotent).
+    async fn enqueue_delivery(&self, delivery: NewDelivery) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` pending deliveries due at `now_ms` whose previous claim (if
+    /// any) has expired, oldest due first. Each claim gets a fresh `lease_token`, holds
+    /// until `now_ms + lease_ms` and counts as an attempt. A delivery is claimed by one
+    /// caller at a time across replicas; one whose claimant died is claimable again when
+    /// its lease expires (so a delivery can be attempted twice, never concurrently:
+    /// receivers deduplicate on the delivery id).
+    async fn claim_deliveries(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Ends the attempt of the claim `lease_token`: delivered, rescheduled or dead. Returns
+    /// false (and changes nothing) when that claim is no longer current (it expired and
+    /// someone else claimed the delivery, or it was already finished).
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        lease_token: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<bool, StoreError>;
+
+    /// One delivery by id.
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
+
+    /// Deliveries in `state`, oldest first, at most [`effective_limit`]`(limit)`.
+    async fn list_deliveries(&self, state: DeliveryState, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+}
+
+/// The store the configuration asks for: PostgreSQL when `storage.database_url` is set,
+/// else SQLite at `<storage dir>/cortex-gateway.db` ([`Config::storage_dir`]). Nothing is
+/// opened yet (see the module doc).
+pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let url = config
+        .storage
+        .database_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    match url {
+        Some(url) => Ok(Arc::new(PostgresStore::new(url)?)),
+        None => Ok(Arc::new(SqliteStore::open(sqlite_path(&config.storage_dir())))),
+    }
+}
+
+/// The SQLite file inside a data directory.
+pub fn sqlite_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SQLITE_FILE)
+}
+
+/// The SQLite file name.
+pub const SQLITE_FILE: &str = "cortex-gateway.db";
+
+/// A random URL-safe id: `prefix` + 26 base32 characters (128 bits).
+pub fn random_id(prefix: &str) -> String {
+    use rand::RngCore;
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let mut acc: u128 = u128::from_be_bytes(bytes);
+    let mut out = String::with_capacity(prefix.len() + 26);
+    out.push_str(prefix);
+    for _ in 0..26 {
+        out.push(char::from(ALPHABET[(acc & 31) as usize]));
+        acc >>= 5;
+    }
+    out
+}
+
+/// Clamps a list limit to something both databases accept.
+pub(crate) fn sql_limit(limit: u32) -> i64 {
+    i64::from(effective_limit(limit))
+}
+
+/// Serializes notes for the `notes` column.
+pub(crate) fn notes_json(notes: &[TicketNote]) -> String {
+    serde_json::to_string(notes).unwrap_or_else(|_| "[]".into())
+}
+
+/// Reads the `notes` column.
+pub(crate) fn parse_notes(text: &str) -> Result<Vec<TicketNote>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Invalid(format!("ticket notes: {e}")))
+}
+
+/// Parses a stored severity.
+pub(crate) fn parse_severity(s: &str) -> Result<TicketSeverity, StoreError> {
+    TicketSeverity::parse(s).ok_or_else(|| StoreError::Invalid(format!("unknown ticket severity `{s}`")))
+}
+
+/// Parses a stored status.
+pub(crate) fn parse_status(s: &str) -> Result<TicketStatus, StoreError> {
+    TicketStatus::parse(s).ok_or_else(|| StoreError::Invalid(format!("unknown ticket status `{s}`")))
+}
+
+/// Parses a stored delivery state.
+pub(crate) fn parse_delivery_state(s: &str) -> Result<DeliveryState, StoreError> {
+    DeliveryState::parse(s).ok_or_else(|| StoreError::Invalid(format!("unknown delivery state `{s}`")))
+}
+
+/// Given the rows after the anchor as (seq, ts_ms, hash) in seq order, the longest prefix
+/// older than `before_ms`: its length and its last (seq, hash).
+pub(crate) fn purge_prefix(rows: &[(i64, i64, String)], before_ms: i64) -> Option<(usize, i64, String)> {
+    let n = rows.iter().take_while(|(_, ts, _)| *ts < before_ms).count();
+    let (seq, _, hash) = rows.get(n.checked_sub(1)?)?;
+    Some((n, *seq, hash.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_are_distinct_and_prefixed() {
+        let a = random_id("tkt_");
+        let b = random_id("tkt_");
+        assert!(a.starts_with("tkt_"));
+        assert_eq!(a.len(), 30);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn purge_prefix_stops_at_first_young_record() {
+        let rows = vec![(1, 10, "a".to_string()), (2, 20, "b".into()), (3, 5, "c".into())];
+        assert_eq!(purge_prefix(&rows, 15), Some((1, 1, "a".into())));
+        assert_eq!(purge_prefix(&rows, 25), Some((3, 3, "c".into())));
+        assert_eq!(purge_prefix(&rows, 1), None);
+        assert_eq!(purge_prefix(&[], 100), None);
+    }
+
+    #[test]
+    fn limits_are_capped() {
+        assert_eq!(effective_limit(0), MAX_LIST);
+        assert_eq!(effective_limit(5), 5);
+        assert_eq!(effective_limit(100_000), MAX_LIST);
+    }
+}
