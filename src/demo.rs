@@ -94,6 +94,8 @@ pub fn run_with(listen: SocketAddr, options: DemoOptions) -> Result<std::convert
     };
     config.technical_token = Some(DEMO_TECHNICAL_TOKEN.into());
     config.catalog.refresh = Duration::from_secs(30);
+    // A development process: stop promptly on Ctrl-C / SIGTERM.
+    config.server.grace_period = Duration::from_secs(1);
     config.backends = vec![BackendConfig {
         id: "demo".into(),
         url: format!("http://{backend_addr}"),

@@ -44,6 +44,25 @@ enum Command {
         #[arg(long)]
         env_file: Option<PathBuf>,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Checks the audit hash chain and names the first broken record (exit 0 intact,
+    /// 1 broken, 2 configuration or secret unusable, 3 store unreadable).
+    Verify {
+        /// YAML configuration (the same one the gateway serves with).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// A Cortex-style env file.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +77,23 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig { file, env_file } => check_config(file, env_file),
+        Command::Audit {
+            action: AuditCommand::Verify { config, env_file },
+        } => audit_verify(config, env_file),
+    }
+}
+
+fn audit_verify(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
+    let env = match environment(env_file.as_ref()) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    match config::load(file.as_deref(), env.as_ref()) {
+        Ok(loaded) => ExitCode::from(cortex_gateway::audit::verify::run_cli(&loaded.config)),
+        Err(errors) => {
+            eprintln!("configuration is invalid:\n{errors}");
+            ExitCode::from(2)
+        }
     }
 }
 

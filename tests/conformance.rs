@@ -332,13 +332,15 @@ async fn the_official_conformance_suite_passes_against_the_gateway() {
     )
     .await;
     gateway.wait_ready().await;
-    let list = gateway.client().result("tools/list", json!({})).await;
-    assert_eq!(
-        common::tool_names(&list).len(),
-        TOOL_NAMES.len(),
-        "the gateway must list the fixture's tools unprefixed before the suite runs: {list}\n{}",
-        gateway.logs()
-    );
+    let listed = gateway.client().tool_names().await;
+    for name in TOOL_NAMES {
+        assert!(
+            listed.iter().any(|n| n == name),
+            "the gateway must list the fixture's tools unprefixed before the suite runs: \
+             {name} not in {listed:?}\n{}",
+            gateway.logs()
+        );
+    }
 
     let out_dir = gateway.dir().join("conformance-results");
     std::fs::create_dir_all(&out_dir).expect("results dir");

@@ -20,7 +20,7 @@ async fn demo_serves_the_demo_tools_without_auth() {
 
     let mut client = gateway.client();
     client.initialize("2025-11-25").await;
-    let mut names = client.tool_names().await;
+    let mut names = client.backend_tool_names().await;
     names.sort();
     assert_eq!(
         names,

@@ -25,12 +25,21 @@ async fn metadata_and_jwks_describe_the_server() {
         let m = r.json();
         // Byte for byte the gateway's origin: no trailing slash.
         assert_eq!(m["issuer"], json!(issuer));
-        assert_eq!(m["authorization_endpoint"], json!(format!("{issuer}/oauth/authorize")));
+        assert_eq!(
+            m["authorization_endpoint"],
+            json!(format!("{issuer}/oauth/authorize"))
+        );
         assert_eq!(m["token_endpoint"], json!(format!("{issuer}/oauth/token")));
-        assert_eq!(m["registration_endpoint"], json!(format!("{issuer}/oauth/register")));
+        assert_eq!(
+            m["registration_endpoint"],
+            json!(format!("{issuer}/oauth/register"))
+        );
         assert_eq!(m["jwks_uri"], json!(format!("{issuer}/oauth/jwks")));
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
-        assert_eq!(m["authorization_response_iss_parameter_supported"], json!(true));
+        assert_eq!(
+            m["authorization_response_iss_parameter_supported"],
+            json!(true)
+        );
         assert_eq!(
             m["token_endpoint_auth_methods_supported"],
             json!(["none", "client_secret_basic", "client_secret_post"])
@@ -40,14 +49,20 @@ async fn metadata_and_jwks_describe_the_server() {
             json!(["authorization_code", "refresh_token", "client_credentials"])
         );
         assert_eq!(m["response_types_supported"], json!(["code"]));
-        assert_eq!(m["scopes_supported"], json!(["mcp:demo:read", "mcp:demo:write"]));
+        assert_eq!(
+            m["scopes_supported"],
+            json!(["mcp:demo:read", "mcp:demo:write"])
+        );
     }
     let jwks = a.get("/oauth/jwks").await;
     assert_eq!(jwks.status, 200);
     let keys = jwks.json()["keys"].as_array().cloned().unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["alg"], "ES256");
-    assert!(keys[0].get("d").is_none(), "the private part is never published");
+    assert!(
+        keys[0].get("d").is_none(),
+        "the private part is never published"
+    );
     // CORS preflight for browser clients; unknown paths and methods.
     let pre = Reply::from(
         a.http
@@ -64,10 +79,15 @@ async fn metadata_and_jwks_describe_the_server() {
     assert_eq!(a.get("/oauth/nope").await.status, 404);
     assert_eq!(a.get("/oauth/token").await.status, 405);
     // The key was created under the data directory.
-    let key_file = a.gw.dir().join("xdg/cortex-gateway/keys/dev-authorization-server.pem");
+    let key_file =
+        a.gw.dir()
+            .join("xdg/cortex-gateway/keys/dev-authorization-server.pem");
     let pem = std::fs::read_to_string(&key_file).expect("key file");
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-    assert!(a.gw.logs().contains("DEVELOPMENT AUTHORIZATION SERVER"), "loud warning at start");
+    assert!(
+        a.gw.logs().contains("DEVELOPMENT AUTHORIZATION SERVER"),
+        "loud warning at start"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +100,10 @@ async fn authorization_code_with_pkce_issues_verifiable_tokens_per_user() {
     let (verifier, challenge) = pkce("reader");
     let page = a.authorize(&client, &challenge, &[]).await;
     assert_eq!(page.status, 200, "{}", page.text);
-    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert!(page.text.contains("value=\"reader\"") && page.text.contains("value=\"writer\""));
     assert!(page.text.contains("test client"));
@@ -99,7 +122,10 @@ async fn authorization_code_with_pkce_issues_verifiable_tokens_per_user() {
     let t = r.json();
     assert_eq!(t["token_type"], "Bearer");
     assert_eq!(t["expires_in"], 900);
-    assert_eq!(t["scope"], "mcp:demo:read", "reader gets only what it holds");
+    assert_eq!(
+        t["scope"], "mcp:demo:read",
+        "reader gets only what it holds"
+    );
     assert!(t["refresh_token"].is_string());
 
     let (header, claims) = a.verify(t["access_token"].as_str().unwrap()).await;
@@ -108,11 +134,18 @@ async fn authorization_code_with_pkce_issues_verifiable_tokens_per_user() {
     assert_eq!(claims["iss"], json!(issuer));
     assert_eq!(claims["sub"], "reader");
     assert_eq!(claims["email"], "reader@localhost");
-    assert_eq!(claims["aud"], json!(a.gw.mcp_url()), "aud = the RFC 8707 resource");
+    assert_eq!(
+        claims["aud"],
+        json!(a.gw.mcp_url()),
+        "aud = the RFC 8707 resource"
+    );
     assert_eq!(claims["scope"], "mcp:demo:read");
     assert_eq!(claims["client_id"], json!(client));
     assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 32));
-    let (iat, exp) = (claims["iat"].as_u64().unwrap(), claims["exp"].as_u64().unwrap());
+    let (iat, exp) = (
+        claims["iat"].as_u64().unwrap(),
+        claims["exp"].as_u64().unwrap(),
+    );
     assert_eq!(exp - iat, 900);
 
     let writer = a.login(&client, "writer").await;
@@ -127,7 +160,9 @@ async fn authorization_code_with_pkce_issues_verifiable_tokens_per_user() {
     let t = a.redeem(&client, &params["code"], &verifier).await.json();
     assert_eq!(t["scope"], "mcp:demo:read mcp:demo:write");
     let (verifier, challenge) = pkce("readonly");
-    let page = a.authorize(&client, &challenge, &[("scope", "mcp:demo:read")]).await;
+    let page = a
+        .authorize(&client, &challenge, &[("scope", "mcp:demo:read")])
+        .await;
     let params = a.pick(&page, ("user", "writer")).await.location_params();
     let t = a.redeem(&client, &params["code"], &verifier).await.json();
     assert_eq!(t["scope"], "mcp:demo:read");
@@ -145,18 +180,33 @@ async fn token_requests_that_must_fail() {
     let code = a.code_for(&client, &challenge, "reader").await["code"].clone();
     let r = a
         .token(
-            &[("grant_type", "authorization_code"), ("client_id", &client), ("code", &code), ("redirect_uri", REDIRECT)],
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+            ],
             None,
         )
         .await;
-    assert_eq!((r.status, err(&r).as_str()), (400, "invalid_request"), "{}", r.text);
+    assert_eq!(
+        (r.status, err(&r).as_str()),
+        (400, "invalid_request"),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("code_verifier"));
 
     // Wrong verifier.
     let code = a.code_for(&client, &challenge, "reader").await["code"].clone();
     let (wrong, _) = pkce("other");
     let r = a.redeem(&client, &code, &wrong).await;
-    assert_eq!((r.status, err(&r).as_str()), (400, "invalid_grant"), "{}", r.text);
+    assert_eq!(
+        (r.status, err(&r).as_str()),
+        (400, "invalid_grant"),
+        "{}",
+        r.text
+    );
     // A code is good for one attempt: the right verifier now fails too.
     let r = a.redeem(&client, &code, &verifier).await;
     assert_eq!(err(&r), "invalid_grant");
@@ -175,7 +225,12 @@ async fn token_requests_that_must_fail() {
             None,
         )
         .await;
-    assert_eq!((r.status, err(&r).as_str()), (400, "invalid_grant"), "{}", r.text);
+    assert_eq!(
+        (r.status, err(&r).as_str()),
+        (400, "invalid_grant"),
+        "{}",
+        r.text
+    );
 
     // Another client's code; an unknown client.
     let code = a.code_for(&client, &challenge, "reader").await["code"].clone();
@@ -183,7 +238,12 @@ async fn token_requests_that_must_fail() {
     assert_eq!(err(&r), "invalid_grant", "{}", r.text);
     let code = a.code_for(&client, &challenge, "reader").await["code"].clone();
     let r = a.redeem("no-such-client", &code, &verifier).await;
-    assert_eq!((r.status, err(&r).as_str()), (401, "invalid_client"), "{}", r.text);
+    assert_eq!(
+        (r.status, err(&r).as_str()),
+        (401, "invalid_client"),
+        "{}",
+        r.text
+    );
     let forged = format!("{client}x");
     assert_eq!(a.redeem(&forged, &code, &verifier).await.status, 401);
 
@@ -209,15 +269,36 @@ async fn token_requests_that_must_fail() {
     let first = a.redeem(&client, &code, &verifier).await;
     assert_eq!(first.status, 200, "{}", first.text);
     let again = a.redeem(&client, &code, &verifier).await;
-    assert_eq!((again.status, err(&again).as_str()), (400, "invalid_grant"), "{}", again.text);
+    assert_eq!(
+        (again.status, err(&again).as_str()),
+        (400, "invalid_grant"),
+        "{}",
+        again.text
+    );
     let rt = first.json()["refresh_token"].as_str().unwrap().to_string();
     let r = a.refresh(&client, &rt).await;
-    assert_eq!(err(&r), "invalid_grant", "refresh token of a replayed code: {}", r.text);
+    assert_eq!(
+        err(&r),
+        "invalid_grant",
+        "refresh token of a replayed code: {}",
+        r.text
+    );
 
     // Unknown grant, malformed requests.
-    let r = a.token(&[("grant_type", "password"), ("client_id", &client)], None).await;
+    let r = a
+        .token(&[("grant_type", "password"), ("client_id", &client)], None)
+        .await;
     assert_eq!(err(&r), "unsupported_grant_type");
-    let r = a.token(&[("grant_type", "authorization_code"), ("client_id", &client), ("client_id", &client)], None).await;
+    let r = a
+        .token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client),
+                ("client_id", &client),
+            ],
+            None,
+        )
+        .await;
     assert_eq!(err(&r), "invalid_request", "repeated parameter: {}", r.text);
     let r = a.token(&[("grant_type", "authorization_code")], None).await;
     assert_eq!((r.status, err(&r).as_str()), (401, "invalid_client"));
@@ -233,8 +314,18 @@ async fn authorization_requests_that_must_fail() {
     // Errors about the client or redirect URI are shown, never redirected.
     for r in [
         a.authorize("no-such-client", &challenge, &[]).await,
-        a.authorize(&client, &challenge, &[("redirect_uri", "http://127.0.0.1:45871/other")]).await,
-        a.authorize(&client, &challenge, &[("redirect_uri", "https://evil.example/callback")]).await,
+        a.authorize(
+            &client,
+            &challenge,
+            &[("redirect_uri", "http://127.0.0.1:45871/other")],
+        )
+        .await,
+        a.authorize(
+            &client,
+            &challenge,
+            &[("redirect_uri", "https://evil.example/callback")],
+        )
+        .await,
     ] {
         assert_eq!(r.status, 400, "{}", r.text);
         assert!(r.header("location").is_none());
@@ -242,7 +333,11 @@ async fn authorization_requests_that_must_fail() {
     }
     // A loopback redirect URI may change port (RFC 8252).
     let r = a
-        .authorize(&client, &challenge, &[("redirect_uri", "http://127.0.0.1:50000/callback")])
+        .authorize(
+            &client,
+            &challenge,
+            &[("redirect_uri", "http://127.0.0.1:50000/callback")],
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
 
@@ -251,8 +346,14 @@ async fn authorization_requests_that_must_fail() {
         (vec![("code_challenge", "")], "invalid_request"),
         (vec![("code_challenge_method", "plain")], "invalid_request"),
         (vec![("code_challenge_method", "")], "invalid_request"),
-        (vec![("response_type", "token")], "unsupported_response_type"),
-        (vec![("resource", "http://127.0.0.1:1/mcp")], "invalid_target"),
+        (
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+        (
+            vec![("resource", "http://127.0.0.1:1/mcp")],
+            "invalid_target",
+        ),
     ] {
         let r = a.authorize(&client, &challenge, &extra).await;
         assert_eq!(r.status, 302, "{extra:?}: {}", r.text);
@@ -260,7 +361,7 @@ async fn authorization_requests_that_must_fail() {
         assert_eq!(p["error"], error, "{extra:?}");
         assert_eq!(p["state"], "st-123");
         assert_eq!(p["iss"], issuer);
-        assert!(p.get("code").is_none());
+        assert!(!p.contains_key("code"));
     }
 
     // The picker: cancel → access_denied; a used or unknown request id → error page.
@@ -272,7 +373,9 @@ async fn authorization_requests_that_must_fail() {
     assert_eq!(r.status, 400, "a request id is single use");
     assert!(r.header("location").is_none());
     // Reader asked only for write: nothing to grant.
-    let page = a.authorize(&client, &challenge, &[("scope", "mcp:demo:write")]).await;
+    let page = a
+        .authorize(&client, &challenge, &[("scope", "mcp:demo:write")])
+        .await;
     assert!(page.text.contains("holds none of the requested scopes"));
     let r = a.pick(&page, ("user", "reader")).await;
     assert_eq!(r.location_params()["error"], "access_denied");
@@ -282,15 +385,30 @@ async fn authorization_requests_that_must_fail() {
 async fn dynamic_registration_validates_metadata() {
     let a = As::start().await;
     for (metadata, error) in [
-        (json!({"redirect_uris": ["http://example.com/cb"]}), "invalid_redirect_uri"),
-        (json!({"redirect_uris": ["myapp://callback"]}), "invalid_redirect_uri"),
-        (json!({"redirect_uris": ["https://app.example/cb#frag"]}), "invalid_redirect_uri"),
-        (json!({"token_endpoint_auth_method": "none"}), "invalid_redirect_uri"),
+        (
+            json!({"redirect_uris": ["http://example.com/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["myapp://callback"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://app.example/cb#frag"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"token_endpoint_auth_method": "none"}),
+            "invalid_redirect_uri",
+        ),
         (
             json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
             "invalid_client_metadata",
         ),
-        (json!({"redirect_uris": [REDIRECT], "grant_types": ["implicit"]}), "invalid_client_metadata"),
+        (
+            json!({"redirect_uris": [REDIRECT], "grant_types": ["implicit"]}),
+            "invalid_client_metadata",
+        ),
         (json!("not an object"), "invalid_client_metadata"),
     ] {
         let r = a.register(metadata.clone()).await;
@@ -330,7 +448,14 @@ async fn client_credentials_for_configured_and_registered_clients() {
 
     // The demo's pre-registered client, Basic.
     let r = a
-        .token(&[("grant_type", "client_credentials"), ("scope", "mcp:demo:read"), ("resource", &resource)], Some(DEMO_CLIENT))
+        .token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "mcp:demo:read"),
+                ("resource", &resource),
+            ],
+            Some(DEMO_CLIENT),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let t = r.json();
@@ -345,22 +470,57 @@ async fn client_credentials_for_configured_and_registered_clients() {
     // client_secret_post; no scope → every scope it may have.
     let r = a
         .token(
-            &[("grant_type", "client_credentials"), ("client_id", DEMO_CLIENT.0), ("client_secret", DEMO_CLIENT.1)],
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEMO_CLIENT.0),
+                ("client_secret", DEMO_CLIENT.1),
+            ],
             None,
         )
         .await;
-    assert_eq!(r.json()["scope"], "mcp:demo:read mcp:demo:write", "{}", r.text);
+    assert_eq!(
+        r.json()["scope"],
+        "mcp:demo:read mcp:demo:write",
+        "{}",
+        r.text
+    );
 
     // Wrong secret (Basic → challenge), missing secret, unknown scope, wrong resource.
-    let r = a.token(&[("grant_type", "client_credentials")], Some(("demo-service", "nope"))).await;
+    let r = a
+        .token(
+            &[("grant_type", "client_credentials")],
+            Some(("demo-service", "nope")),
+        )
+        .await;
     assert_eq!((r.status, err(&r).as_str()), (401, "invalid_client"));
-    assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("Basic")));
-    let r = a.token(&[("grant_type", "client_credentials"), ("client_id", "demo-service")], None).await;
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|h| h.starts_with("Basic")));
+    let r = a
+        .token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "demo-service"),
+            ],
+            None,
+        )
+        .await;
     assert_eq!((r.status, err(&r).as_str()), (401, "invalid_client"));
-    let r = a.token(&[("grant_type", "client_credentials"), ("scope", "admin")], Some(DEMO_CLIENT)).await;
+    let r = a
+        .token(
+            &[("grant_type", "client_credentials"), ("scope", "admin")],
+            Some(DEMO_CLIENT),
+        )
+        .await;
     assert_eq!(err(&r), "invalid_scope");
     let r = a
-        .token(&[("grant_type", "client_credentials"), ("resource", "http://127.0.0.1:1/x")], Some(DEMO_CLIENT))
+        .token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("resource", "http://127.0.0.1:1/x"),
+            ],
+            Some(DEMO_CLIENT),
+        )
         .await;
     assert_eq!(err(&r), "invalid_target");
 
@@ -370,18 +530,41 @@ async fn client_credentials_for_configured_and_registered_clients() {
         .await;
     assert_eq!(reg.status, 201, "{}", reg.text);
     let reg = reg.json();
-    let (id, secret) = (reg["client_id"].as_str().unwrap(), reg["client_secret"].as_str().unwrap());
+    let (id, secret) = (
+        reg["client_id"].as_str().unwrap(),
+        reg["client_secret"].as_str().unwrap(),
+    );
     let r = a
-        .token(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)], None)
+        .token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+            ],
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["scope"], "mcp:demo:read");
-    let r = a.token(&[("grant_type", "client_credentials"), ("scope", "mcp:demo:write")], Some((id, secret))).await;
+    let r = a
+        .token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "mcp:demo:write"),
+            ],
+            Some((id, secret)),
+        )
+        .await;
     assert_eq!(err(&r), "invalid_scope");
 
     // A public client may not.
     let public = a.public_client().await;
-    let r = a.token(&[("grant_type", "client_credentials"), ("client_id", &public)], None).await;
+    let r = a
+        .token(
+            &[("grant_type", "client_credentials"), ("client_id", &public)],
+            None,
+        )
+        .await;
     assert_eq!(err(&r), "unauthorized_client");
 }
 
@@ -405,14 +588,24 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_chain() {
     // Narrowing on refresh is allowed, widening is not.
     let r = a
         .token(
-            &[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", &rt2), ("scope", "mcp:demo:admin")],
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client),
+                ("refresh_token", &rt2),
+                ("scope", "mcp:demo:admin"),
+            ],
             None,
         )
         .await;
     assert_eq!(r.json()["error"], "invalid_scope", "{}", r.text);
     let r = a
         .token(
-            &[("grant_type", "refresh_token"), ("client_id", &client), ("refresh_token", &rt2), ("scope", "mcp:demo:read")],
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client),
+                ("refresh_token", &rt2),
+                ("scope", "mcp:demo:read"),
+            ],
             None,
         )
         .await;
@@ -422,17 +615,30 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_chain() {
 
     // Another client cannot use it.
     let other = a.public_client().await;
-    assert_eq!(a.refresh(&other, &rt3).await.json()["error"], "invalid_grant");
+    assert_eq!(
+        a.refresh(&other, &rt3).await.json()["error"],
+        "invalid_grant"
+    );
 
     // Reusing rt1 (already rotated) revokes the whole chain, including the live rt3.
     let r = a.refresh(&client, &rt1).await;
-    assert_eq!((r.status, r.json()["error"].clone()), (400, json!("invalid_grant")));
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, json!("invalid_grant"))
+    );
     assert!(r.text.contains("reuse"), "{}", r.text);
     let r = a.refresh(&client, &rt3).await;
-    assert_eq!(r.json()["error"], "invalid_grant", "the chain is revoked: {}", r.text);
+    assert_eq!(
+        r.json()["error"],
+        "invalid_grant",
+        "the chain is revoked: {}",
+        r.text
+    );
     // A separate sign-in is unaffected.
     let fresh = a.login(&client, "reader").await;
-    let r = a.refresh(&client, fresh["refresh_token"].as_str().unwrap()).await;
+    let r = a
+        .refresh(&client, fresh["refresh_token"].as_str().unwrap())
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
 
     // RFC 7009 revocation ends a chain too.
@@ -447,7 +653,10 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_chain() {
     )
     .await;
     assert_eq!(rev.status, 200, "{}", rev.text);
-    assert_eq!(a.refresh(&client, &rt).await.json()["error"], "invalid_grant");
+    assert_eq!(
+        a.refresh(&client, &rt).await.json()["error"],
+        "invalid_grant"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,14 +670,23 @@ async fn the_key_and_registered_clients_survive_a_restart() {
         )
         .await
     };
-    let mut first = As { gw: start().await, http: http() };
+    let mut first = As {
+        gw: start().await,
+        http: http(),
+    };
     let kid = first.get("/oauth/jwks").await.json()["keys"][0]["kid"].clone();
     let client = first.public_client().await;
     let token = first.login(&client, "reader").await;
     first.gw.stop();
 
-    let second = As { gw: start().await, http: http() };
-    assert_eq!(second.get("/oauth/jwks").await.json()["keys"][0]["kid"], kid);
+    let second = As {
+        gw: start().await,
+        http: http(),
+    };
+    assert_eq!(
+        second.get("/oauth/jwks").await.json()["keys"][0]["kid"],
+        kid
+    );
     // The registration is sealed in the client id: still known after the restart.
     let (_, challenge) = pkce("again");
     let page = second.authorize(&client, &challenge, &[]).await;
@@ -477,7 +695,9 @@ async fn the_key_and_registered_clients_survive_a_restart() {
     // lived in memory and are gone.
     let (header, _) = second.verify(token["access_token"].as_str().unwrap()).await;
     assert_eq!(header["kid"], kid);
-    let r = second.refresh(&client, token["refresh_token"].as_str().unwrap()).await;
+    let r = second
+        .refresh(&client, token["refresh_token"].as_str().unwrap())
+        .await;
     assert_eq!(r.json()["error"], "invalid_grant");
 }
 
@@ -498,7 +718,10 @@ fn configuration_refuses_it_off_loopback_or_with_another_issuer() {
             .env_remove("HOSTNAME")
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let base = |listen: &str, issuer: &str| {
         format!(
@@ -512,5 +735,8 @@ fn configuration_refuses_it_off_loopback_or_with_another_issuer() {
     assert!(stderr.contains("loopback"), "{stderr}");
     let (code, stderr) = check(&base("127.0.0.1:4555", "http://127.0.0.1:4555/"));
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("exactly `http://127.0.0.1:4555`"), "{stderr}");
+    assert!(
+        stderr.contains("exactly `http://127.0.0.1:4555`"),
+        "{stderr}"
+    );
 }

@@ -5,11 +5,12 @@
 //! - the MCP Inspector v2 CLI: tools/list and tools/call, exit codes checked, `--header` used;
 //! - the TypeScript MCP SDK (tests/js/client.mjs): connect over Streamable HTTP, list, call.
 //!
-//! Authentication: the gateway runs `auth.mode: oauth` with the Cortex dev bypass, and every
-//! client sends `X-Dev-Mode: <token>` as a custom header; without it the gateway answers 401,
-//! so a client that dropped its headers on some request would fail here. Bearer tokens from
-//! oidc-provider replace the dev bypass once the gateway validates OAuth tokens (see
-//! docs/compatibility.md).
+//! Authentication: the gateway runs `auth.mode: oauth` trusting a real oidc-provider
+//! (tests/oidc/as.mjs), and every client sends `Authorization: Bearer <token>` with a
+//! client_credentials token that server issued for the gateway's canonical URI; without it the
+//! gateway answers 401, so a client that dropped its headers on some request would fail here.
+//! The Cortex dev bypass is configured too, and the inspector also lists tools with
+//! `X-Dev-Mode: <token>`.
 //!
 //! Needs the toolbox (scripts/toolbox.sh). A missing tool fails the test naming that script.
 
@@ -20,33 +21,114 @@ use std::time::{Duration, Instant};
 use common::fixture_backend::{
     self, ERROR_TEXT, PROMPT_NAMES, RESOURCE_URIS, SIMPLE_TEXT, TOOL_NAMES,
 };
-use common::{interop, FixtureBackend, Gateway, TestConfig};
+use common::oidc::OAuthSetup;
+use common::{interop, FixtureBackend, Gateway, McpClient, TestConfig};
 use serde_json::{json, Value};
 
 const DEV_TOKEN: &str = "interop-dev-bypass-token-0123456789";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+/// The scope of the clients' tokens (the fixture's entries need none; this is what a real
+/// deployment's clients ask for).
+const TOKEN_SCOPE: &str = "mcp:tools";
 
-/// The fixture backend behind a gateway that only lets dev-bypass requests in.
-async fn start() -> (FixtureBackend, Gateway) {
+/// The fixture backend, the gateway in front of it and the authorization server it trusts,
+/// with a bearer token for the clients.
+struct Setup {
+    backend: FixtureBackend,
+    oauth: OAuthSetup,
+    token: String,
+}
+
+impl Setup {
+    fn gateway(&self) -> &Gateway {
+        &self.oauth.gateway
+    }
+
+    /// `Authorization` header value.
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// Our own client, with the same token as the clients under test.
+    fn client(&self) -> McpClient {
+        self.oauth.client(&self.token)
+    }
+
+    /// `MCP_HEADERS` for the SDK scripts.
+    fn headers_env(&self) -> Vec<(String, String)> {
+        vec![(
+            "MCP_HEADERS".into(),
+            json!({ "Authorization": self.bearer() }).to_string(),
+        )]
+    }
+}
+
+/// What the gateway lists for `method` (every page, read with our own client): the names
+/// (`field`) of the `key` entries, in order. The gateway also lists its own built-in entries,
+/// so the real clients' listings are compared with this rather than with the fixture alone.
+async fn gateway_view(setup: &Setup, method: &str, key: &str, field: &str) -> Vec<String> {
+    let client = setup.client();
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let params = match &cursor {
+            Some(c) => json!({ "cursor": c }),
+            None => json!({}),
+        };
+        let page = client.result(method, params).await;
+        for entry in page[key].as_array().cloned().unwrap_or_default() {
+            names.push(entry[field].as_str().unwrap_or("").to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return names,
+        }
+    }
+    panic!("{method}: pagination did not end");
+}
+
+/// Asserts a client listed exactly what the gateway lists, page by page (page size 2), and
+/// that the fixture's entries are among them.
+fn assert_listing(
+    client_names: &Value,
+    pages: &Value,
+    truth: &[String],
+    fixture: &[&str],
+    what: &str,
+) {
+    assert_eq!(
+        strings(client_names),
+        truth.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{what}"
+    );
+    for name in fixture {
+        assert!(
+            truth.iter().any(|t| t == name),
+            "{what}: fixture entry {name} missing in {truth:?}"
+        );
+    }
+    assert!(truth.len() > 2, "{what}: more than one page expected");
+    assert_eq!(pages, &json!(pages_for(truth.len())), "{what}: pages");
+}
+
+/// The fixture backend behind a gateway in `auth.mode: oauth` (plus the dev bypass), and a
+/// real token for it.
+async fn start() -> Setup {
     let backend = FixtureBackend::start().await;
     let token_line = format!("  token: {DEV_TOKEN}");
-    let gateway = Gateway::start(
-        &TestConfig::new()
+    let oauth = OAuthSetup::start_with_auth(
+        TestConfig::new()
             .catalog("refresh: 60s")
             .catalog("page_size: 2")
-            .auth(&[
-                "mode: oauth",
-                "dev_bypass:",
-                &token_line,
-                "  scopes: [\"*\"]",
-            ])
-            .backend_with("fixture", &backend.url(), &["naming: none"])
-            .build(),
+            .backend_with("fixture", &backend.url(), &["naming: none"]),
+        &[],
+        &["dev_bypass:", &token_line, "  scopes: [\"*\"]"],
     )
     .await;
-    gateway.wait_ready().await;
-    // Without the header the gateway refuses: the clients below prove they send it.
-    let reply = gateway
+    oauth.gateway.wait_ready().await;
+    // Without credentials the gateway refuses: the clients below prove they send them.
+    let reply = oauth
+        .gateway
         .client()
         .post(
             &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
@@ -54,14 +136,12 @@ async fn start() -> (FixtureBackend, Gateway) {
         )
         .await;
     assert_eq!(reply.status, 401, "{}", reply.text());
-    (backend, gateway)
-}
-
-fn headers_env() -> Vec<(String, String)> {
-    vec![(
-        "MCP_HEADERS".into(),
-        json!({ "X-Dev-Mode": DEV_TOKEN }).to_string(),
-    )]
+    let token = oauth.token(TOKEN_SCOPE).await;
+    Setup {
+        backend,
+        oauth,
+        token,
+    }
 }
 
 fn parse_output(run: &interop::ToolRun, gateway: &Gateway) -> Value {
@@ -84,31 +164,53 @@ fn pages_for(n: usize) -> u64 {
 async fn python_sdk(mode: &str) {
     let started = Instant::now();
     let python = interop::python();
-    let (backend, gateway) = start().await;
+    let setup = start().await;
+    let (backend, gateway) = (&setup.backend, setup.gateway());
     let script = interop::repo_path("tests/python/sdk_fixture.py");
     let run = interop::run_tool_async(
         python,
         vec![script.display().to_string(), gateway.mcp_url(), mode.into()],
-        headers_env(),
+        setup.headers_env(),
         gateway.dir().to_owned(),
         "python-sdk",
         CLIENT_TIMEOUT,
     )
     .await;
-    let out = parse_output(&run, &gateway);
+    let out = parse_output(&run, gateway);
 
     assert_eq!(out["mode"], mode);
     assert_eq!(out["protocolVersion"], "2025-11-25", "{out}");
+    // The gateway speaks the handshake era only (no server/discover yet): auto mode must have
+    // fallen back to initialize. Update this when the gateway serves 2026-07-28 statelessly.
+    assert_eq!(out["handshake"], "initialize", "{out}");
     assert_eq!(out["serverName"], "cortex-gateway", "{out}");
-    assert_eq!(strings(&out["tools"]), TOOL_NAMES.to_vec(), "{out}");
-    assert_eq!(out["toolPages"], pages_for(TOOL_NAMES.len()), "{out}");
-    assert_eq!(strings(&out["prompts"]), PROMPT_NAMES.to_vec(), "{out}");
-    assert_eq!(out["promptPages"], pages_for(PROMPT_NAMES.len()), "{out}");
-    assert_eq!(strings(&out["resources"]), RESOURCE_URIS.to_vec(), "{out}");
-    assert_eq!(out["resourcePages"], 1, "{out}");
-    assert_eq!(
-        strings(&out["templates"]),
-        vec![fixture_backend::TEMPLATE_URI]
+    let tools = gateway_view(&setup, "tools/list", "tools", "name").await;
+    assert_listing(
+        &out["tools"],
+        &out["toolPages"],
+        &tools,
+        &TOOL_NAMES,
+        "tools",
+    );
+    let prompts = gateway_view(&setup, "prompts/list", "prompts", "name").await;
+    assert_listing(
+        &out["prompts"],
+        &out["promptPages"],
+        &prompts,
+        &PROMPT_NAMES,
+        "prompts",
+    );
+    let resources = gateway_view(&setup, "resources/list", "resources", "uri").await;
+    assert_listing(
+        &out["resources"],
+        &out["resourcePages"],
+        &resources,
+        &RESOURCE_URIS,
+        "resources",
+    );
+    assert!(
+        strings(&out["templates"]).contains(&fixture_backend::TEMPLATE_URI),
+        "{out}"
     );
 
     assert_eq!(
@@ -179,6 +281,26 @@ async fn the_python_sdk_in_auto_mode_falls_back_to_initialize_and_works() {
     python_sdk("auto").await;
 }
 
+/// What the auto-mode probe gets: a 400 whose JSON-RPC error lists the supported versions
+/// (not -32022 with a modern-only list, which would make the SDK give up instead of falling
+/// back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_discover_probe_is_refused_with_the_supported_versions() {
+    let setup = start().await;
+    let reply = setup
+        .client()
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}),
+            &[("mcp-protocol-version", "2026-07-28")],
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let body = reply.json();
+    assert_ne!(body["error"]["code"], -32022, "{body}");
+    let supported = strings(&body["error"]["data"]["supported"]);
+    assert!(supported.contains(&"2025-11-25"), "{body}");
+}
+
 /// Runs `mcp-inspector --cli <url> --transport http …` with Node 22.
 async fn inspector(gateway: &Gateway, args: &[&str], label: &'static str) -> interop::ToolRun {
     let mut full = vec![
@@ -212,13 +334,15 @@ fn inspector_json(run: &interop::ToolRun) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_mcp_inspector_cli_lists_and_calls_tools_with_a_custom_header() {
+async fn the_mcp_inspector_cli_lists_and_calls_tools_with_a_bearer_token_header() {
     let started = Instant::now();
-    let (backend, gateway) = start().await;
-    let header = format!("X-Dev-Mode: {DEV_TOKEN}");
+    let setup = start().await;
+    let (backend, gateway) = (&setup.backend, setup.gateway());
+    let header = format!("Authorization: {}", setup.bearer());
+    let dev_header = format!("X-Dev-Mode: {DEV_TOKEN}");
 
     let list = inspector(
-        &gateway,
+        gateway,
         &[
             "--method",
             "tools/list",
@@ -240,10 +364,14 @@ async fn the_mcp_inspector_cli_lists_and_calls_tools_with_a_custom_header() {
         .as_array()
         .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(names, TOOL_NAMES.to_vec(), "every page, in order: {listed}");
+    let truth = gateway_view(&setup, "tools/list", "tools", "name").await;
+    assert_eq!(names, truth, "every page, in order: {listed}");
+    for name in TOOL_NAMES {
+        assert!(names.contains(&name), "{name} missing: {names:?}");
+    }
 
     let call = inspector(
-        &gateway,
+        gateway,
         &[
             "--method",
             "tools/call",
@@ -269,7 +397,7 @@ async fn the_mcp_inspector_cli_lists_and_calls_tools_with_a_custom_header() {
     );
 
     let rich = inspector(
-        &gateway,
+        gateway,
         &[
             "--method",
             "tools/call",
@@ -293,7 +421,7 @@ async fn the_mcp_inspector_cli_lists_and_calls_tools_with_a_custom_header() {
 
     // A tool that reports isError: exit code 5 (tool error).
     let failing = inspector(
-        &gateway,
+        gateway,
         &[
             "--method",
             "tools/call",
@@ -316,7 +444,7 @@ async fn the_mcp_inspector_cli_lists_and_calls_tools_with_a_custom_header() {
 
     // Without the header the gateway answers 401: exit code 3 (auth required), no browser flow.
     let refused = inspector(
-        &gateway,
+        gateway,
         &[
             "--method",
             "tools/list",
@@ -329,6 +457,55 @@ async fn the_mcp_inspector_cli_lists_and_calls_tools_with_a_custom_header() {
     .await;
     assert_eq!(refused.code(), 3, "401 → exit 3\n{}", refused.describe());
 
+    // A token the gateway does not accept (not signed by its issuer): exit 3 as well.
+    let forged = format!("Authorization: Bearer {}x", setup.token);
+    let rejected = inspector(
+        gateway,
+        &[
+            "--method",
+            "tools/list",
+            "--stored-auth-only",
+            "--header",
+            &forged,
+            "--format",
+            "json",
+        ],
+        "inspector-bad-token",
+    )
+    .await;
+    assert_eq!(
+        rejected.code(),
+        3,
+        "invalid token → exit 3\n{}",
+        rejected.describe()
+    );
+
+    // The Cortex dev bypass header works through the inspector too.
+    let dev = inspector(
+        gateway,
+        &[
+            "--method",
+            "tools/list",
+            "--header",
+            &dev_header,
+            "--format",
+            "json",
+        ],
+        "inspector-dev-bypass",
+    )
+    .await;
+    assert_eq!(dev.code(), 0, "{}", dev.describe());
+    let dev_json = inspector_json(&dev);
+    let dev_tools = dev_json
+        .pointer("/result/tools")
+        .or_else(|| dev_json.get("tools"));
+    assert!(
+        dev_tools
+            .and_then(Value::as_array)
+            .is_some_and(|t| t.iter().any(|t| t["name"] == "echo")),
+        "{dev_json}"
+    );
+
     assert_eq!(backend.call_count("echo"), 1, "{:?}", backend.calls());
     assert_eq!(backend.call_count("test_simple_text"), 1);
     assert_eq!(backend.call_count("test_error_handling"), 1);
@@ -339,8 +516,9 @@ async fn the_mcp_inspector_cli_lists_and_calls_tools_with_a_custom_header() {
 async fn the_typescript_sdk_connects_lists_and_calls() {
     let started = Instant::now();
     let sdk = interop::ts_sdk_dir();
-    let (backend, gateway) = start().await;
-    let mut env = headers_env();
+    let setup = start().await;
+    let (backend, gateway) = (&setup.backend, setup.gateway());
+    let mut env = setup.headers_env();
     env.push(("CORTEX_TS_SDK_DIR".into(), sdk.display().to_string()));
     let run = interop::run_tool_async(
         interop::node(),
@@ -356,7 +534,7 @@ async fn the_typescript_sdk_connects_lists_and_calls() {
         CLIENT_TIMEOUT,
     )
     .await;
-    let out = parse_output(&run, &gateway);
+    let out = parse_output(&run, gateway);
 
     assert_eq!(out["protocolVersion"], "2025-11-25", "{out}");
     assert!(
@@ -364,8 +542,8 @@ async fn the_typescript_sdk_connects_lists_and_calls() {
         "{out}"
     );
     assert_eq!(out["serverName"], "cortex-gateway", "{out}");
-    assert_eq!(strings(&out["tools"]), TOOL_NAMES.to_vec(), "{out}");
-    assert_eq!(out["pages"], pages_for(TOOL_NAMES.len()), "{out}");
+    let tools = gateway_view(&setup, "tools/list", "tools", "name").await;
+    assert_listing(&out["tools"], &out["pages"], &tools, &TOOL_NAMES, "tools");
     assert_eq!(out["echo"]["isError"], false, "{out}");
     assert_eq!(
         out["echo"]["structured"],

@@ -170,6 +170,9 @@ pub struct CellOutcome {
     pub backend_cpu_us_per_req: Option<f64>,
     /// Load-driver thread CPU per request, µs.
     pub driver_cpu_us_per_req: f64,
+    /// How busy the whole machine was during the cell, % of all CPUs (idle and iowait
+    /// excluded): near 100 means CPU-bound, well below means latency-bound.
+    pub machine_busy_pct: f64,
 }
 
 #[derive(Default)]
@@ -386,6 +389,7 @@ pub async fn run(
     let gw0 = meters.gateway_pid.and_then(procfs::cpu_ticks);
     let be0 = meters.backend.cpu_ticks();
     let drv0 = procfs::self_thread_cpu_us();
+    let m0 = procfs::machine_cpu();
     let t0 = Instant::now();
     go.wait().await;
     let mut outs = Vec::with_capacity(c);
@@ -408,6 +412,7 @@ pub async fn run(
     let gw1 = meters.gateway_pid.and_then(procfs::cpu_ticks);
     let be1 = meters.backend.cpu_ticks();
     let drv1 = procfs::self_thread_cpu_us();
+    let m1 = procfs::machine_cpu();
 
     let mut result = CellOutcome::default();
     let mut lat = Vec::new();
@@ -435,6 +440,11 @@ pub async fn run(
     result.gateway_cpu_us_per_req = ticks_to_us(gw0.zip(gw1), requests);
     result.backend_cpu_us_per_req = ticks_to_us(be0.zip(be1), requests);
     result.driver_cpu_us_per_req = drv1.saturating_sub(drv0) as f64 / requests.max(1) as f64;
+    if let (Some((busy0, total0)), Some((busy1, total1))) = (m0, m1) {
+        result.machine_busy_pct = busy1.saturating_sub(busy0) as f64
+            / total1.saturating_sub(total0).max(1) as f64
+            * 100.0;
+    }
     result
 }
 

@@ -222,10 +222,12 @@ impl Conn {
                 }
             }
             Framing::None if head.status == 204 || head.status == 304 => start,
-            Framing::None => return Err(invalid(format!(
+            Framing::None => {
+                return Err(invalid(format!(
                 "status {} without Content-Length or chunked encoding on a keep-alive connection",
                 head.status
-            ))),
+            )))
+            }
         };
         self.consumed = end;
         let session_id = head

@@ -13,7 +13,13 @@ use crate::client::{self, Conn};
 use crate::procfs;
 
 /// Where the binary is: Cargo sets `CARGO_BIN_EXE_<name>` for benchmarks.
-pub const BINARY: &str = env!("CARGO_BIN_EXE_cortex-gateway");
+const BUILT_BINARY: &str = env!("CARGO_BIN_EXE_cortex-gateway");
+
+/// The binary to run: `LOAD_GATEWAY_BIN` (e.g. a build with symbols, for profiling) or the
+/// one Cargo built with this bench.
+pub fn binary() -> String {
+    std::env::var("LOAD_GATEWAY_BIN").unwrap_or_else(|_| BUILT_BINARY.to_string())
+}
 
 /// Environment variables that would change the gateway's configuration behind the YAML's back.
 const SCRUBBED_PREFIXES: [&str; 2] = ["CORTEX_", "OAUTH_"];
@@ -48,7 +54,8 @@ impl GatewayProc {
         std::fs::write(&path, config(port)).map_err(|e| format!("write config: {e}"))?;
         let stderr = File::create(dir.path().join("stderr.log")).map_err(|e| e.to_string())?;
         let stdout = File::create(dir.path().join("stdout.log")).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(BINARY);
+        let binary = binary();
+        let mut cmd = Command::new(&binary);
         cmd.arg("serve")
             .arg("--config")
             .arg(&path)
@@ -64,7 +71,7 @@ impl GatewayProc {
             }
         }
         let spawned = Instant::now();
-        let child = cmd.spawn().map_err(|e| format!("spawn {BINARY}: {e}"))?;
+        let child = cmd.spawn().map_err(|e| format!("spawn {binary}: {e}"))?;
         Ok(GatewayProc {
             pid: child.id(),
             child: Some(child),

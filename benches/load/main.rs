@@ -17,7 +17,9 @@
 //! JWT-authenticated calls are a reserved slot: `auth.mode: oauth` is not built yet.
 //!
 //! Environment: `LOAD_QUICK=1` (a ~30 s smoke run), `LOAD_OUT=<file>` (JSON results; default
-//! `$CARGO_TARGET_DIR/load-results.json`), `LOAD_ROUNDS`, `LOAD_STREAMS` (overrides).
+//! `$CARGO_TARGET_DIR/load-results.json`); overrides for investigations: `LOAD_ROUNDS`,
+//! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_PHASES=calls,sse,big,refresh`,
+//! `LOAD_GATEWAY_BIN` (run another build of the gateway, e.g. one with symbols for perf).
 //! Every process it starts is stopped by PID, also on panic (drop guards).
 
 mod backend;
@@ -70,6 +72,8 @@ struct Plan {
     init_cell_s: f64,
     streams: usize,
     refresh_rounds: usize,
+    /// Phases to run (`LOAD_PHASES=calls,sse,big,refresh`; default all).
+    phases: Vec<String>,
 }
 
 impl Plan {
@@ -89,6 +93,7 @@ impl Plan {
                 init_cell_s: 1.0,
                 streams: 1_000,
                 refresh_rounds: 1,
+                phases: Vec::new(),
             }
         } else {
             Plan {
@@ -104,6 +109,7 @@ impl Plan {
                 init_cell_s: 3.0,
                 streams: 10_000,
                 refresh_rounds: 3,
+                phases: Vec::new(),
             }
         };
         let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
@@ -113,7 +119,24 @@ impl Plan {
         if let Some(s) = env_num("LOAD_STREAMS") {
             plan.streams = s;
         }
+        if let Some(c) = std::env::var("LOAD_CELL_SECONDS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            plan.call_cell_s = c;
+        }
+        if let Ok(p) = std::env::var("LOAD_PHASES") {
+            plan.phases = p
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect();
+        }
         plan
+    }
+
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.is_empty() || self.phases.iter().any(|p| p == phase)
     }
 
     fn cell(&self, concurrency: usize, seconds: f64) -> CellSpec {
@@ -210,7 +233,7 @@ impl Results {
 
 fn progress(what: &str, o: &cells::CellOutcome) {
     eprintln!(
-        "  {what}: {:>8.0} req/s  p50 {:>7.1} µs  p99 {:>7.1} µs  errors {}{}  gw CPU {} µs/req",
+        "  {what}: {:>8.0} req/s  p50 {:>7.1} µs  p99 {:>7.1} µs  errors {}{}  gw CPU {} µs/req  busy {:.0} %",
         o.rps,
         o.latency.p50_us,
         o.latency.p99_us,
@@ -221,7 +244,8 @@ fn progress(what: &str, o: &cells::CellOutcome) {
             String::new()
         },
         o.gateway_cpu_us_per_req
-            .map_or_else(|| "—".into(), |v| format!("{v:.1}"))
+            .map_or_else(|| "—".into(), |v| format!("{v:.1}")),
+        o.machine_busy_pct
     );
     for e in &o.error_samples {
         eprintln!("    error: {e}");
@@ -479,6 +503,38 @@ async fn main_gateway_phase(
         mib(after).unwrap_or(0.0),
         mib(hwm).unwrap_or(0.0)
     );
+    results.memory = json!({
+        "idle_kib": idle,
+        "peak_under_load_kib": peak,
+        "after_load_kib": after,
+        "vm_hwm_kib": hwm,
+    });
+    results
+        .gateway_log_problems
+        .extend(log_problems(&gw.logs()));
+    let status = gw.stop();
+    results
+        .gateway_exit
+        .push(format!("10-tool gateway: {status:?}"));
+    Ok(())
+}
+
+/// Phase 1b: a fresh 10-tool gateway (so earlier load does not blur the baseline) holding
+/// N idle sessions, then one idle SSE stream per session.
+async fn sse_gateway_phase(
+    plan: &Plan,
+    be: &EchoBackend,
+    results: &mut Results,
+) -> Result<(), String> {
+    let echo = vec![("echo".to_string(), be.addr(ECHO))];
+    let mut gw = GatewayProc::spawn(|port| gateway_yaml(port, &echo, 1_000))?;
+    gw.wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        |s, b| s == 200 && scenarios::readyz_tools(b) == 10,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let streams = plan
         .streams
         .min(procfs::nofile().saturating_sub(512) as usize);
@@ -488,7 +544,10 @@ async fn main_gateway_phase(
             plan.streams
         );
     }
-    eprintln!("opening {streams} sessions and idle SSE streams…");
+    eprintln!(
+        "fresh gateway pid {}: opening {streams} sessions, then one idle SSE stream each…",
+        gw.pid
+    );
     let sse = scenarios::sse_phase(&gw, streams).await;
     eprintln!(
         "SSE: {} sessions (+{:.2} KiB each), {} streams open in {:.1} s (+{:.2} KiB each), idle CPU {:.2} %, errors {}",
@@ -497,12 +556,6 @@ async fn main_gateway_phase(
     for e in &sse.error_samples {
         eprintln!("    error: {e}");
     }
-    results.memory = json!({
-        "idle_kib": idle,
-        "peak_under_load_kib": peak,
-        "after_load_kib": after,
-        "vm_hwm_kib": hwm,
-    });
     results.sse = Some(sse);
     if !gw.alive() {
         return Err(format!(
@@ -516,7 +569,7 @@ async fn main_gateway_phase(
     let status = gw.stop();
     results
         .gateway_exit
-        .push(format!("10-tool gateway: {status:?}"));
+        .push(format!("SSE gateway: {status:?}"));
     Ok(())
 }
 
@@ -578,12 +631,14 @@ async fn refresh_phase(plan: &Plan, be: &EchoBackend, results: &mut Results) -> 
         let r =
             scenarios::refresh_round(|port| gateway_yaml(port, &backends, 10_000), expect).await?;
         eprintln!(
-            "  refresh round {}: listening after {:.1} ms, {} tools ready after {:.1} ms (CPU {:.0} ms), first tools/list {} tools in {:.1} ms, RSS {:.1} MiB",
+            "  refresh round {}: listening after {:.1} ms, /readyz ready with {} tools after {:.1} ms, tools/list complete after {} ms ({} short lists after ready), CPU {:.0} ms, first full tools/list {} tools in {:.1} ms, RSS {:.1} MiB",
             round + 1,
             r.listening_ms,
             r.tools,
             r.ready_ms,
-            r.cpu_to_ready_ms,
+            r.catalog_ms.map_or_else(|| "—".into(), |v| format!("{v:.1}")),
+            r.short_lists_after_ready,
+            r.cpu_to_catalog_ms,
             r.listed.unwrap_or(0),
             r.first_list_us.unwrap_or(0.0) / 1000.0,
             r.rss_ready_kib as f64 / 1024.0
@@ -591,6 +646,19 @@ async fn refresh_phase(plan: &Plan, be: &EchoBackend, results: &mut Results) -> 
         results.refresh.push(r);
     }
     Ok(())
+}
+
+/// How busy the machine is (all CPUs, %) over one second, before anything of ours runs:
+/// other processes on a shared machine make every figure noisier.
+async fn background_busy() -> f64 {
+    let a = procfs::machine_cpu();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    match (a, procfs::machine_cpu()) {
+        (Some((b0, t0)), Some((b1, t1))) => {
+            b1.saturating_sub(b0) as f64 / t1.saturating_sub(t0).max(1) as f64 * 100.0
+        }
+        _ => 0.0,
+    }
 }
 
 fn targets(results: &Results) -> Vec<report::Target> {
@@ -752,16 +820,19 @@ fn print_summary(plan: &Plan, results: &Results, targets: &[report::Target]) {
         );
     }
     println!("\n#### Catalog refresh: {REFRESH_BACKENDS} backends × {REFRESH_TOOLS} tools\n");
-    println!("| round | listening ms | ready with all tools ms | tools | gateway CPU to ready ms | RSS MiB | first tools/list (cold) ms | listed | bytes |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| round | listening ms | /readyz ready ms | tools (readyz) | tools/list complete ms | short lists after ready | gateway CPU to complete ms | RSS MiB | first full tools/list (cold) ms | listed | bytes |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (i, r) in results.refresh.iter().enumerate() {
         println!(
-            "| {} | {:.1} | {:.1} | {} | {:.0} | {:.1} | {} | {} | {} |",
+            "| {} | {:.1} | {:.1} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {} |",
             i + 1,
             r.listening_ms,
             r.ready_ms,
             r.tools,
-            r.cpu_to_ready_ms,
+            r.catalog_ms
+                .map_or_else(|| "—".into(), |v| format!("{v:.1}")),
+            r.short_lists_after_ready,
+            r.cpu_to_catalog_ms,
             r.rss_ready_kib as f64 / 1024.0,
             r.first_list_us
                 .map_or_else(|| "—".into(), |v| format!("{:.1}", v / 1000.0)),
@@ -788,7 +859,7 @@ async fn run(plan: &Plan) -> Result<(), String> {
         machine.cpu_model,
         machine.mem_mib,
         machine.kernel,
-        gateway::BINARY
+        gateway::binary()
     );
     let started = Instant::now();
     let mut specs = vec![
@@ -808,15 +879,31 @@ async fn run(plan: &Plan) -> Result<(), String> {
     let be = EchoBackend::start(&specs).map_err(|e| format!("echo backend: {e}"))?;
     let mut results = Results::default();
 
-    main_gateway_phase(plan, &be, &mut results).await?;
-    big_catalog_phase(plan, &be, &mut results).await?;
-    refresh_phase(plan, &be, &mut results).await?;
+    let background = background_busy().await;
+    if background > 15.0 {
+        eprintln!(
+            "WARNING: the machine was {background:.0} % busy before the run started (other processes); figures will be noisy"
+        );
+    }
+    if plan.runs("calls") {
+        main_gateway_phase(plan, &be, &mut results).await?;
+    }
+    if plan.runs("sse") {
+        sse_gateway_phase(plan, &be, &mut results).await?;
+    }
+    if plan.runs("big") {
+        big_catalog_phase(plan, &be, &mut results).await?;
+    }
+    if plan.runs("refresh") {
+        refresh_phase(plan, &be, &mut results).await?;
+    }
+    let background_after = background_busy().await;
 
     results.pairs = report::pairs(&results.series, "tools/call", "gateway", "direct");
     let targets = targets(&results);
     print_summary(plan, &results, &targets);
 
-    let binary_bytes = std::fs::metadata(gateway::BINARY).map(|m| m.len()).ok();
+    let binary_bytes = std::fs::metadata(gateway::binary()).map(|m| m.len()).ok();
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
@@ -830,9 +917,11 @@ async fn run(plan: &Plan) -> Result<(), String> {
         "commit": commit,
         "machine": machine,
         "rlimit_nofile": nofile,
-        "gateway_binary": gateway::BINARY,
+        "gateway_binary": gateway::binary(),
         "gateway_binary_bytes": binary_bytes,
         "plan": plan,
+        "background_busy_pct_before": background,
+        "background_busy_pct_after": background_after,
         "duration_s": started.elapsed().as_secs_f64(),
         "results": results,
         "targets": targets,

@@ -72,6 +72,21 @@ pub fn self_thread_cpu_us() -> u64 {
     us(ru.ru_utime) + us(ru.ru_stime)
 }
 
+/// Machine-wide CPU time from the `cpu` line of /proc/stat: (busy, total) in ticks, where
+/// busy excludes idle and iowait.
+pub fn machine_cpu() -> Option<(u64, u64)> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
 /// Raises `RLIMIT_NOFILE` (soft, and hard when permitted) towards `want`; children inherit it.
 /// Returns the soft limit in force afterwards.
 pub fn raise_nofile(want: u64) -> u64 {

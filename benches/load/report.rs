@@ -41,6 +41,8 @@ pub struct Median {
     pub backend_cpu_us: Option<f64>,
     /// Driver CPU per request, µs.
     pub driver_cpu_us: f64,
+    /// Machine busy %, all CPUs.
+    pub machine_busy_pct: f64,
 }
 
 /// The median of `values` (empty → None).
@@ -75,6 +77,7 @@ impl Series {
             gateway_cpu_us: mo(|c| c.gateway_cpu_us_per_req),
             backend_cpu_us: mo(|c| c.backend_cpu_us_per_req),
             driver_cpu_us: m(|c| c.driver_cpu_us_per_req),
+            machine_busy_pct: m(|c| c.machine_busy_pct),
         }
     }
 }
@@ -147,9 +150,11 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// Prints the per-system medians of one scenario.
 pub fn print_cells(series: &[Series], scenario: &str) {
     println!("\n#### {scenario} (medians over rounds)\n");
-    println!("| C | system | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | errors | gateway CPU µs/req | backend CPU µs/req | driver CPU µs/req |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for s in series.iter().filter(|s| s.scenario == scenario) {
+    println!("| C | system | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | errors | gateway CPU µs/req | backend CPU µs/req | driver CPU µs/req | machine busy % |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rows: Vec<&Series> = series.iter().filter(|s| s.scenario == scenario).collect();
+    rows.sort_by(|a, b| (a.concurrency, &a.system).cmp(&(b.concurrency, &b.system)));
+    for s in rows {
         let m = s.median();
         let errors = if m.setup_errors > 0 {
             format!("{} (+{} set-up)", m.errors, m.setup_errors)
@@ -157,7 +162,7 @@ pub fn print_cells(series: &[Series], scenario: &str) {
             m.errors.to_string()
         };
         println!(
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.1} |",
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.1} | {:.0} |",
             s.concurrency,
             s.system,
             m.rps,
@@ -168,7 +173,8 @@ pub fn print_cells(series: &[Series], scenario: &str) {
             errors,
             opt(m.gateway_cpu_us, 1),
             opt(m.backend_cpu_us, 1),
-            m.driver_cpu_us
+            m.driver_cpu_us,
+            m.machine_busy_pct
         );
     }
 }

@@ -349,17 +349,21 @@ pub struct RefreshRound {
     pub listening_ms: f64,
     /// Spawn → `/readyz` 200 with every backend's tools counted, ms.
     pub ready_ms: f64,
-    /// Tools in the merged catalog (sum over `/readyz`).
+    /// Tools counted by `/readyz` then.
     pub tools: u64,
-    /// Gateway CPU from spawn to ready, ms.
-    pub cpu_to_ready_ms: f64,
-    /// RSS once ready, KiB.
+    /// Spawn → the first `tools/list` that lists every tool (the merged catalog is served), ms.
+    pub catalog_ms: Option<f64>,
+    /// `tools/list` answers with fewer tools seen after `/readyz` said ready.
+    pub short_lists_after_ready: u64,
+    /// Gateway CPU from spawn to the complete catalog, ms.
+    pub cpu_to_catalog_ms: f64,
+    /// RSS then, KiB.
     pub rss_ready_kib: u64,
-    /// First `tools/list` of the whole catalog (cold: filter + serialize), µs.
+    /// That first complete `tools/list` (cold: filter + serialize + send), µs.
     pub first_list_us: Option<f64>,
-    /// Tools in that `tools/list` answer.
+    /// Tools in it.
     pub listed: Option<u64>,
-    /// Size of that answer, bytes.
+    /// Its size, bytes.
     pub list_bytes: Option<usize>,
 }
 
@@ -370,8 +374,8 @@ pub fn readyz_tools(body: &Value) -> u64 {
     })
 }
 
-/// Spawns a gateway over `backends` (id, address) and times it to a merged catalog of
-/// `expect_tools` tools.
+/// Spawns a gateway with `config` and times it to `/readyz` and to a `tools/list` that
+/// lists all `expect_tools` tools.
 pub async fn refresh_round(
     config: impl Fn(u16) -> String,
     expect_tools: u64,
@@ -387,34 +391,45 @@ pub async fn refresh_round(
             s == 200 && readyz_tools(b) == expect_tools
         })
         .await?;
-    let cpu = gw.cpu_ticks().unwrap_or(0) as f64 / procfs::clk_tck() * 1000.0;
     let mut round = RefreshRound {
         listening_ms: listening.as_secs_f64() * 1000.0,
         ready_ms: ready.as_secs_f64() * 1000.0,
         tools: readyz_tools(&body),
-        cpu_to_ready_ms: cpu,
-        rss_ready_kib: gw.rss_kib().unwrap_or(0),
         ..RefreshRound::default()
     };
-    // Time only the tools/list request, on a session opened beforehand.
     let host = gw.host();
-    if let Ok(mut conn) = Conn::connect(gw.addr).await {
-        if let Ok(sid) = open_session(&mut conn, &host).await {
-            let req = mcp_post(
-                &host,
-                &sid,
-                br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-            );
-            let t = Instant::now();
-            if let Ok(resp) = conn.request(&req).await {
-                round.first_list_us = Some(t.elapsed().as_secs_f64() * 1e6);
-                round.list_bytes = Some(resp.body.len());
-                round.listed = serde_json::from_slice::<Value>(resp.body)
-                    .ok()
-                    .and_then(|j| j["result"]["tools"].as_array().map(|a| a.len() as u64));
-            }
+    let mut conn = Conn::connect(gw.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let sid = open_session(&mut conn, &host).await?;
+    let req = mcp_post(
+        &host,
+        &sid,
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let resp = conn
+            .request(&req)
+            .await
+            .map_err(|e| format!("tools/list: {e}"))?;
+        let took = t.elapsed();
+        let listed = serde_json::from_slice::<Value>(resp.body)
+            .ok()
+            .and_then(|j| j["result"]["tools"].as_array().map(|a| a.len() as u64));
+        if listed == Some(expect_tools) {
+            round.catalog_ms = Some(gw.spawned.elapsed().as_secs_f64() * 1000.0);
+            round.first_list_us = Some(took.as_secs_f64() * 1e6);
+            round.listed = listed;
+            round.list_bytes = Some(resp.body.len());
+            break;
         }
+        round.short_lists_after_ready += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    round.cpu_to_catalog_ms = gw.cpu_ticks().unwrap_or(0) as f64 / procfs::clk_tck() * 1000.0;
+    round.rss_ready_kib = gw.rss_kib().unwrap_or(0);
     gw.stop();
     Ok(round)
 }

@@ -156,6 +156,11 @@ impl AuditCtx {
                         .and_then(Value::as_str)
                         .map(|s| super::record::clean(s, super::record::MAX_IDENT));
                 }
+                if m.method() == Some("initialize") {
+                    // The version this initialize negotiates, as dispatch will.
+                    let requested = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+                    self.version = Some(cortex_filters::version::negotiate(requested));
+                }
                 if let (Some(keys), Some(p)) = (state.audit.keys(), params) {
                     self.params_mac = Some(keys.params_mac(p));
                 }
@@ -163,9 +168,9 @@ impl AuditCtx {
         }
     }
 
-    /// The protocol version in force.
+    /// The protocol version in force (an `initialize` keeps the version it negotiates).
     pub fn version(&mut self, version: ProtocolVersion) {
-        self.version = Some(version);
+        self.version.get_or_insert(version);
     }
 
     /// A session id issued by `initialize`.

@@ -242,6 +242,8 @@ pub(crate) struct Writer {
     pub backlog_cap: usize,
     pub stats: Arc<AuditStats>,
     backlog: VecDeque<AuditRecord>,
+    /// Records in the append in flight (lost if shutdown cannot wait for it).
+    inflight_len: usize,
     last_drop_warning: Option<Instant>,
     dropped_since_warning: u64,
 }
@@ -261,6 +263,7 @@ impl Writer {
             backlog_cap: backlog_cap.max(1),
             stats,
             backlog: VecDeque::new(),
+            inflight_len: 0,
             last_drop_warning: None,
             dropped_since_warning: 0,
         }
@@ -297,6 +300,7 @@ impl Writer {
                 },
                 Some((batch, result)) = async { match inflight.as_mut() { Some(f) => Some(f.await), None => None } }, if inflight.is_some() => {
                     inflight = None;
+                    self.inflight_len = 0;
                     match result {
                         Ok(_) => {
                             self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -391,6 +395,7 @@ impl Writer {
         }
         let n = if single { 1 } else { self.backlog.len().min(BATCH) };
         let batch: Arc<Vec<AuditRecord>> = Arc::new(self.backlog.drain(..n).collect());
+        self.inflight_len = n;
         let key = self.builder.keys.chain().clone();
         Some(Box::pin(async move {
             let result = store.append_audit(batch.clone(), key).await;
@@ -450,32 +455,42 @@ impl Writer {
         let mut out = std::io::stdout();
         self.write_stdout(&mut out, &lines);
         let remaining = || deadline.saturating_duration_since(Instant::now());
+        let mut timed_out = false;
         if let Some(f) = inflight {
             match tokio::time::timeout(remaining(), f).await {
                 Ok((batch, Ok(_))) => {
+                    self.inflight_len = 0;
                     self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
-                Ok((batch, Err(_))) => self.requeue(batch),
-                Err(_) => {}
+                Ok((batch, Err(_))) => {
+                    self.inflight_len = 0;
+                    self.requeue(batch);
+                }
+                Err(_) => timed_out = true,
             }
         }
-        while let Some(f) = self.start_append(false) {
+        while let Some(f) = (!timed_out).then(|| self.start_append(false)).flatten() {
             match tokio::time::timeout(remaining(), f).await {
                 Ok((batch, Ok(_))) => {
+                    self.inflight_len = 0;
                     self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
                 Ok((batch, Err(e))) => {
+                    self.inflight_len = 0;
                     self.requeue(batch);
                     warn!(error = %e, lost = self.backlog.len(), "audit: the store is unavailable at shutdown; records not stored (stdout has them)");
                     break;
                 }
                 Err(_) => {
-                    warn!(lost = self.backlog.len(), "audit: shutdown deadline reached; records not stored (stdout has them)");
+                    timed_out = true;
                     break;
                 }
             }
         }
-        let lost = self.backlog.len() as u64;
+        if timed_out {
+            warn!(lost = self.backlog.len() + self.inflight_len, "audit: shutdown deadline reached; records not stored (stdout has them)");
+        }
+        let lost = (self.backlog.len() + self.inflight_len) as u64;
         self.stats.dropped_store_down.fetch_add(lost, Ordering::Relaxed);
         self.stats.backlog.store(0, Ordering::Relaxed);
         let s = self.stats.snapshot();

@@ -25,9 +25,27 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Never advertised: it asks for refresh tokens, not access to this resource (MCP 2025-11-25).
 const OFFLINE_ACCESS: &str = "offline_access";
 
-/// The scopes a client may need here: every scope the live catalog declares, plus the floor.
+/// The scopes a client may need here (`scopes_supported`): every scope the live catalog
+/// declares, the gateway's own builtins' scopes (the admin scope included), and the floor.
 pub fn scopes_supported(state: &AppState) -> Vec<String> {
+    scopes(state, true)
+}
+
+/// The scopes of the 401 challenge: the same without the builtins' admin scope (unless an
+/// entry of the catalog or the floor needs it), which a client should ask for only when it
+/// means to administer, by stepping up.
+pub fn challenge_scopes(state: &AppState) -> Vec<String> {
+    scopes(state, false)
+}
+
+fn scopes(state: &AppState, with_admin: bool) -> Vec<String> {
+    let admin = state.builtins.admin_scope();
     let mut all: BTreeSet<String> = state.catalog.current().merged.scopes().into_iter().collect();
+    let builtin = state.builtins.all().iter().filter_map(|b| b.scope.clone());
+    all.extend(builtin.filter(|s| with_admin || s != admin));
+    if with_admin {
+        all.insert(admin.to_string());
+    }
     all.extend(state.config.auth.oauth.required_scopes.iter().cloned());
     all.into_iter()
         .filter(|s| s != OFFLINE_ACCESS && is_scope_token(s))
@@ -80,7 +98,7 @@ fn quoted(s: &str) -> String {
 /// `error_description` only when a token was presented (RFC 6750 §3.1).
 pub fn unauthorized_challenge(state: &AppState, token_presented: bool, reason: &str) -> String {
     let mut c = format!("Bearer resource_metadata={}", quoted(&state.resource_metadata_url));
-    let scopes = scopes_supported(state);
+    let scopes = challenge_scopes(state);
     if !scopes.is_empty() {
         c.push_str(&format!(", scope={}", quoted(&scopes.join(" "))));
     }

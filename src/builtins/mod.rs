@@ -240,7 +240,7 @@ fn definitions() -> Vec<(&'static str, Listing, Value)> {
             entry(
                 REPORT_MISSING_CAPABILITY,
                 "Report a missing capability",
-                "Reports something you needed to do for the user but no tool allows (or a tool that fell short), so the people running these apps can add it. The same report within 24 h is merged; blocking reports alert an administrator.",
+                "Files a missing-capability ticket: something you needed to do for the user that no tool allows (or a tool that fell short), so the people running these apps can add it. The same report within 24 h is merged; blocking reports alert an administrator.",
                 json!({
                     "type": "object",
                     "properties": {

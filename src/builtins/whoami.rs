@@ -176,10 +176,8 @@ fn visibility(cx: &CallContext<'_>, admin: bool) -> Value {
     })
 }
 
-/// The wall-clock time of a past `Instant`, RFC 3339 in UTC.
+/// The wall-clock time of a past `Instant`, RFC 3339 in UTC with milliseconds.
 pub fn rfc3339_of(at: Instant) -> String {
     let ago = Instant::now().saturating_duration_since(at);
-    let when = time::OffsetDateTime::now_utc() - ago;
-    when.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    super::tickets::iso_ms(super::tickets::now_ms() - ago.as_millis() as i64)
 }

@@ -953,7 +953,10 @@ fn blank_optional_text_is_unset_but_empty_scopes_are_kept() {
     assert_eq!(loaded.config.server.canonical_uri, None);
     assert_eq!(loaded.config.server.instructions, None);
     assert_eq!(loaded.config.canonical_uri(), "http://127.0.0.1:3213/mcp");
-    let loaded = ok("auth: {mode: none}\nbuiltins:\n  scopes: {whoami: ''}\n", &[]);
+    let loaded = ok(
+        "auth: {mode: none}\nbuiltins:\n  scopes: {whoami: ''}\n",
+        &[],
+    );
     assert_eq!(loaded.config.builtins.scopes.whoami.as_deref(), Some(""));
     assert_eq!(loaded.config.builtins.scopes.find_tools, None);
 }

@@ -128,7 +128,11 @@ impl DevAuthServer {
         };
         let client_id = params.get("client_id").map(String::as_str).unwrap_or("");
         if client_id.is_empty() {
-            return Ok(error_page(400, "Invalid authorization request", "client_id is missing."));
+            return Ok(error_page(
+                400,
+                "Invalid authorization request",
+                "client_id is missing.",
+            ));
         }
         let Some(client) = self.clients.lookup(client_id) else {
             return Ok(error_page(
@@ -162,7 +166,10 @@ impl DevAuthServer {
         let state = params.get("state").cloned();
         match self.check_authorization_request(&client, &params) {
             Err((error, description)) => {
-                let mut p = vec![("error", error), ("error_description", description.as_str())];
+                let mut p = vec![
+                    ("error", error),
+                    ("error_description", description.as_str()),
+                ];
                 if let Some(s) = &state {
                     p.push(("state", s));
                 }
@@ -211,7 +218,12 @@ impl DevAuthServer {
                     format!("response_type `{other}` is not supported; use `code`"),
                 ))
             }
-            None => return Err(("invalid_request", "response_type is missing; use `code`".into())),
+            None => {
+                return Err((
+                    "invalid_request",
+                    "response_type is missing; use `code`".into(),
+                ))
+            }
         }
         let Some(challenge) = params.get("code_challenge") else {
             return Err((
@@ -246,13 +258,19 @@ impl DevAuthServer {
 
     /// RFC 8707: the only resource is the gateway's canonical URI (the default when none is
     /// sent).
-    pub(super) fn check_resource(&self, resource: Option<&str>) -> Result<String, (&'static str, String)> {
+    pub(super) fn check_resource(
+        &self,
+        resource: Option<&str>,
+    ) -> Result<String, (&'static str, String)> {
         match resource {
             None => Ok(self.resource.clone()),
             Some(r) if r == self.resource => Ok(r.to_string()),
             Some(r) => Err((
                 "invalid_target",
-                format!("unknown resource `{r}`: this server issues tokens for {} only", self.resource),
+                format!(
+                    "unknown resource `{r}`: this server issues tokens for {} only",
+                    self.resource
+                ),
             )),
         }
     }
@@ -319,7 +337,10 @@ impl DevAuthServer {
         };
         let mut params: Vec<(&str, &str)> = Vec::new();
         let deny = |description: &str| {
-            let mut p2: Vec<(&str, &str)> = vec![("error", "access_denied"), ("error_description", description)];
+            let mut p2: Vec<(&str, &str)> = vec![
+                ("error", "access_denied"),
+                ("error_description", description),
+            ];
             if let Some(s) = &p.state {
                 p2.push(("state", s));
             }
@@ -331,7 +352,11 @@ impl DevAuthServer {
         }
         let name = form.get("user").map(String::as_str).unwrap_or("");
         let Some(user) = self.users.iter().find(|u| u.name == name) else {
-            return Ok(error_page(400, "Unknown user", &format!("There is no user `{name}` here.")));
+            return Ok(error_page(
+                400,
+                "Unknown user",
+                &format!("There is no user `{name}` here."),
+            ));
         };
         let scopes = granted_scopes(p.requested.as_deref(), user, p.client_scopes.as_deref());
         if scopes.is_empty() {

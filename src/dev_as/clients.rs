@@ -156,7 +156,9 @@ impl Client {
 /// redirect port at run time, so the port of a registered redirect URI may vary.
 fn port_may_vary(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || h == "localhost"
+    h.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+        || h == "localhost"
 }
 
 /// Why a registration was refused (RFC 7591 §3.2.2).
@@ -356,7 +358,10 @@ impl Clients {
         });
         if let Some(obj) = body.as_object_mut() {
             if sealed.a != AuthMethod::None {
-                obj.insert("client_secret".into(), json!(self.derived_secret(&client_id)));
+                obj.insert(
+                    "client_secret".into(),
+                    json!(self.derived_secret(&client_id)),
+                );
                 obj.insert("client_secret_expires_at".into(), json!(0));
             }
             if let Some(n) = &sealed.n {
@@ -371,20 +376,25 @@ impl Clients {
 }
 
 /// Validates registration metadata (everything but the nonce).
-fn parse_metadata(m: &Map<String, Value>, supported: &[String]) -> Result<Sealed, RegistrationError> {
+fn parse_metadata(
+    m: &Map<String, Value>,
+    supported: &[String],
+) -> Result<Sealed, RegistrationError> {
     let strings = |key: &str| -> Result<Option<Vec<String>>, RegistrationError> {
         match m.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| invalid_metadata(format!("`{key}` must be an array of strings")))
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        invalid_metadata(format!("`{key}` must be an array of strings"))
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(_) => Err(invalid_metadata(format!("`{key}` must be an array of strings"))),
+            Some(_) => Err(invalid_metadata(format!(
+                "`{key}` must be an array of strings"
+            ))),
         }
     };
     let string = |key: &str| -> Result<Option<String>, RegistrationError> {
@@ -454,7 +464,10 @@ fn parse_metadata(m: &Map<String, Value>, supported: &[String]) -> Result<Sealed
     }
 
     let name = string("client_name")?;
-    if name.as_ref().is_some_and(|n| n.chars().count() > MAX_CLIENT_NAME_LEN) {
+    if name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_CLIENT_NAME_LEN)
+    {
         return Err(invalid_metadata(format!(
             "client_name is longer than {MAX_CLIENT_NAME_LEN} characters"
         )));
@@ -518,16 +531,25 @@ mod tests {
         assert!(client.allows(GrantType::RefreshToken));
         assert!(!client.allows(GrantType::ClientCredentials));
         // Any port on a loopback redirect URI; nothing else.
-        assert!(client.match_redirect_uri("http://127.0.0.1:1234/cb").is_some());
-        assert!(client.match_redirect_uri("http://127.0.0.1:1234/other").is_none());
-        assert!(client.match_redirect_uri("https://evil.example/cb").is_none());
+        assert!(client
+            .match_redirect_uri("http://127.0.0.1:1234/cb")
+            .is_some());
+        assert!(client
+            .match_redirect_uri("http://127.0.0.1:1234/other")
+            .is_none());
+        assert!(client
+            .match_redirect_uri("https://evil.example/cb")
+            .is_none());
     }
 
     #[test]
     fn tampered_or_foreign_ids_are_unknown() {
         let c = clients();
         let body = c
-            .register(&json!({"redirect_uris": ["https://app.example/cb"]}), &supported())
+            .register(
+                &json!({"redirect_uris": ["https://app.example/cb"]}),
+                &supported(),
+            )
             .unwrap()
             .unwrap();
         let id = body["client_id"].as_str().unwrap().to_string();
@@ -563,15 +585,30 @@ mod tests {
     fn bad_metadata_is_refused_with_the_rfc_7591_error() {
         let c = clients();
         let err = |m: Value| c.register(&m, &supported()).unwrap().unwrap_err();
-        assert_eq!(err(json!({"redirect_uris": ["http://evil.example/cb"]})).error, "invalid_redirect_uri");
-        assert_eq!(err(json!({"redirect_uris": ["https://a.example/cb#x"]})).error, "invalid_redirect_uri");
-        assert_eq!(err(json!({"redirect_uris": ["myapp://cb"]})).error, "invalid_redirect_uri");
+        assert_eq!(
+            err(json!({"redirect_uris": ["http://evil.example/cb"]})).error,
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            err(json!({"redirect_uris": ["https://a.example/cb#x"]})).error,
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            err(json!({"redirect_uris": ["myapp://cb"]})).error,
+            "invalid_redirect_uri"
+        );
         assert_eq!(err(json!({})).error, "invalid_redirect_uri");
         assert_eq!(
-            err(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})).error,
+            err(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})
+            )
+            .error,
             "invalid_client_metadata"
         );
-        assert_eq!(err(json!({"grant_types": ["implicit"]})).error, "invalid_client_metadata");
+        assert_eq!(
+            err(json!({"grant_types": ["implicit"]})).error,
+            "invalid_client_metadata"
+        );
         assert_eq!(err(json!([1])).error, "invalid_client_metadata");
         assert_eq!(
             err(json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "private_key_jwt"})).error,

@@ -62,7 +62,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -214,9 +216,7 @@ pub fn pem_decode(text: &str) -> Result<Vec<u8>, String> {
         .find(PEM_END)
         .ok_or_else(|| format!("no `{PEM_END}` line"))?;
     let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
-    STANDARD
-        .decode(b64)
-        .map_err(|e| format!("bad base64: {e}"))
+    STANDARD.decode(b64).map_err(|e| format!("bad base64: {e}"))
 }
 
 /// Writes `contents` to a new file at `path` (never replacing one), readable by the owner

@@ -191,9 +191,16 @@ pub fn config_problems(config: &Config) -> Vec<String> {
             ));
         }
         if das.users[..i].iter().any(|o| o.name == u.name) {
-            out.push(format!("dev_authorization_server.users[{i}].name `{}` is listed twice", u.name));
+            out.push(format!(
+                "dev_authorization_server.users[{i}].name `{}` is listed twice",
+                u.name
+            ));
         }
-        check_scopes(&format!("dev_authorization_server.users[{i}].scopes"), &u.scopes, &mut out);
+        check_scopes(
+            &format!("dev_authorization_server.users[{i}].scopes"),
+            &u.scopes,
+            &mut out,
+        );
     }
     for (i, c) in das.clients.iter().enumerate() {
         let at = format!("dev_authorization_server.clients[{i}]");
@@ -231,21 +238,27 @@ pub fn config_problems(config: &Config) -> Vec<String> {
         ));
     }
     if das.key_file.as_deref().is_some_and(|k| k.trim().is_empty()) {
-        out.push("dev_authorization_server.key_file must not be empty (leave it out for the default)".into());
+        out.push(
+            "dev_authorization_server.key_file must not be empty (leave it out for the default)"
+                .into(),
+        );
     }
     out
 }
 
 fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
 }
 
 fn check_scopes(at: &str, scopes: &[String], out: &mut Vec<String>) {
     for s in scopes {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        if s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
             out.push(format!(
                 "{at}: `{s}` is not a scope (printable ASCII without spaces, quotes or backslashes)"
             ));
@@ -446,13 +459,8 @@ impl DevAuthServer {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let host = header("host").or_else(|| {
-            session
-                .req_header()
-                .uri
-                .authority()
-                .map(|a| a.to_string())
-        });
+        let host =
+            header("host").or_else(|| session.req_header().uri.authority().map(|a| a.to_string()));
         if !state.host.allows(host.as_deref()) {
             let a = oauth_error(
                 403,
@@ -512,8 +520,12 @@ impl DevAuthServer {
 }
 
 fn method_not_allowed(allow: &'static str) -> Answer {
-    oauth_error(405, "invalid_request", &format!("method not allowed here; use {allow}"))
-        .with_header("allow", allow)
+    oauth_error(
+        405,
+        "invalid_request",
+        &format!("method not allowed here; use {allow}"),
+    )
+    .with_header("allow", allow)
 }
 
 /// Reads the request body; None when it exceeds [`MAX_BODY_BYTES`].

@@ -29,12 +29,19 @@ fn get(s: &DevAuthServer, path: &str, query: &str) -> Answer {
 }
 
 fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
-    a.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    a.headers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[test]
 fn a_valid_configuration_has_no_problems_and_disabled_is_never_checked() {
-    assert!(config_problems(&config()).is_empty(), "{:?}", config_problems(&config()));
+    assert!(
+        config_problems(&config()).is_empty(),
+        "{:?}",
+        config_problems(&config())
+    );
     let mut c = Config::default();
     c.server.listen = vec!["0.0.0.0:4000".into()];
     assert!(config_problems(&c).is_empty());
@@ -45,13 +52,21 @@ fn off_loopback_is_refused() {
     let mut c = config();
     c.server.listen = vec!["127.0.0.1:4000".into(), "0.0.0.0:4001".into()];
     let p = config_problems(&c);
-    assert!(p.iter().any(|m| m.contains("every listener must be on loopback")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|m| m.contains("every listener must be on loopback")),
+        "{p:?}"
+    );
 
     let mut c = config();
     c.server.canonical_uri = Some("https://mcp.example.com/mcp".into());
     c.auth.oauth.issuer = Some("https://mcp.example.com".into());
     let p = config_problems(&c);
-    assert!(p.iter().any(|m| m.contains("canonical URI must be on a loopback host")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|m| m.contains("canonical URI must be on a loopback host")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -138,7 +153,10 @@ fn metadata_issuer_is_the_public_origin() {
     assert_eq!(a.status, 200);
     let m: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(m["issuer"], "http://127.0.0.1:4000");
-    assert_eq!(m["scopes_supported"], json!(["mcp:demo:read", "mcp:demo:write"]));
+    assert_eq!(
+        m["scopes_supported"],
+        json!(["mcp:demo:read", "mcp:demo:write"])
+    );
     assert_eq!(header(&a, "access-control-allow-origin"), Some("*"));
 }
 
@@ -147,7 +165,9 @@ fn routing() {
     assert!(DevAuthServer::owns_path(METADATA_PATH));
     assert!(DevAuthServer::owns_path(OIDC_METADATA_PATH));
     assert!(DevAuthServer::owns_path("/oauth/anything"));
-    assert!(!DevAuthServer::owns_path("/.well-known/oauth-protected-resource"));
+    assert!(!DevAuthServer::owns_path(
+        "/.well-known/oauth-protected-resource"
+    ));
     assert!(!DevAuthServer::owns_path("/.well-known/jwks.json"));
     let s = server(&config());
     assert_eq!(get(&s, "/oauth/unknown", "").status, 404);
@@ -174,7 +194,9 @@ fn the_picker_page_escapes_what_the_client_chose() {
     let html = String::from_utf8_lossy(&a.body);
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("&lt;script&gt;"));
-    assert!(header(&a, "content-security-policy").is_some_and(|c| c.contains("frame-ancestors 'none'")));
+    assert!(
+        header(&a, "content-security-policy").is_some_and(|c| c.contains("frame-ancestors 'none'"))
+    );
     // No CORS on the authorization endpoint: it is a top-level navigation.
     assert_eq!(header(&a, "access-control-allow-origin"), None);
 }
@@ -188,7 +210,10 @@ fn granted_scopes_intersect_request_user_and_client() {
     };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     assert_eq!(authorize::granted_scopes(None, &user, None), s(&["r", "w"]));
-    assert_eq!(authorize::granted_scopes(Some(&s(&["w", "x"])), &user, None), s(&["w"]));
+    assert_eq!(
+        authorize::granted_scopes(Some(&s(&["w", "x"])), &user, None),
+        s(&["w"])
+    );
     assert_eq!(
         authorize::granted_scopes(None, &user, Some(&s(&["r"]))),
         s(&["r"])

@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 
 use super::clients::{Client, GrantType};
 use super::store::BoundedMap;
-use super::util::{b64url, is_pkce_string, now_unix, oauth_error, parse_form, random_token, split_scopes, Internal};
+use super::util::{
+    b64url, is_pkce_string, now_unix, oauth_error, parse_form, random_token, split_scopes, Internal,
+};
 use super::{lock, AsRequest, DevAuthServer, REFRESH_TTL};
 use crate::mcp::http::Answer;
 
@@ -129,32 +131,51 @@ impl Fail {
     }
 }
 
-/// Percent-decoding of a Basic credential part (RFC 6749 §2.3.1 form-encodes them).
+/// Decodes a Basic credential part, which RFC 6749 §2.3.1 form-encodes (`%XX`, `+` = space).
 fn form_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+    // Parsed as the value of a one-pair form; a raw `&` would split it, so it is escaped.
+    let pair = format!("x={}", s.replace('&', "%26"));
+    url::form_urlencoded::parse(pair.as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::form_decode;
+
+    #[test]
+    fn basic_credential_parts_are_form_decoded() {
+        assert_eq!(form_decode("a%3Ab+c"), "a:b c");
+        assert_eq!(form_decode("p&q=r"), "p&q=r");
+        assert_eq!(form_decode(""), "");
+    }
+}
+
 impl DevAuthServer {
     fn form(&self, req: &AsRequest<'_>) -> Result<HashMap<String, String>, Fail> {
-        if req
-            .content_type
-            .is_some_and(|ct| !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
-        {
+        if req.content_type.is_some_and(|ct| {
+            !ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        }) {
             return Err(bad(
                 "invalid_request",
                 "the body must be application/x-www-form-urlencoded",
             ));
         }
-        let text = std::str::from_utf8(req.body).map_err(|_| bad("invalid_request", "the body is not UTF-8"))?;
+        let text = std::str::from_utf8(req.body)
+            .map_err(|_| bad("invalid_request", "the body is not UTF-8"))?;
         parse_form(text).map_err(|e| bad("invalid_request", e))
     }
 
     /// Authenticates the client: Basic, `client_secret` in the body, or a public client's
     /// bare `client_id`.
-    fn authenticate_client(&self, req: &AsRequest<'_>, form: &HashMap<String, String>) -> Result<Client, Fail> {
+    fn authenticate_client(
+        &self,
+        req: &AsRequest<'_>,
+        form: &HashMap<String, String>,
+    ) -> Result<Client, Fail> {
         let basic = req.authorization.and_then(|h| {
             let (scheme, rest) = h.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("basic").then(|| rest.trim())
@@ -176,7 +197,10 @@ impl DevAuthServer {
                 .ok_or_else(|| invalid_client("malformed Basic credentials", true))?;
             let (id, secret) = (form_decode(id), form_decode(secret));
             if form.get("client_id").is_some_and(|f| *f != id) {
-                return Err(invalid_client("client_id differs from the Basic credentials", true));
+                return Err(invalid_client(
+                    "client_id differs from the Basic credentials",
+                    true,
+                ));
             }
             let client = self
                 .clients
@@ -187,9 +211,9 @@ impl DevAuthServer {
             }
             return Ok(client);
         }
-        let id = form
-            .get("client_id")
-            .ok_or_else(|| invalid_client("client authentication is required (client_id)", false))?;
+        let id = form.get("client_id").ok_or_else(|| {
+            invalid_client("client authentication is required (client_id)", false)
+        })?;
         let client = self
             .clients
             .lookup(id)
@@ -225,7 +249,9 @@ impl DevAuthServer {
             }
         });
         Ok(match result {
-            Ok(body) => crate::dev_as::util::json_answer(200, &body).with_header("pragma", "no-cache"),
+            Ok(body) => {
+                crate::dev_as::util::json_answer(200, &body).with_header("pragma", "no-cache")
+            }
             Err(Fail::Internal(e)) => return Err(e),
             Err(f) => f.answer(),
         })
@@ -233,9 +259,14 @@ impl DevAuthServer {
 
     fn grant_code(&self, client: &Client, form: &HashMap<String, String>) -> Result<Value, Fail> {
         if !client.allows(GrantType::AuthorizationCode) {
-            return Err(bad("unauthorized_client", "this client may not use the authorization_code grant"));
+            return Err(bad(
+                "unauthorized_client",
+                "this client may not use the authorization_code grant",
+            ));
         }
-        let code = form.get("code").ok_or_else(|| bad("invalid_request", "code is missing"))?;
+        let code = form
+            .get("code")
+            .ok_or_else(|| bad("invalid_request", "code is missing"))?;
         let issued = {
             let mut codes = lock(&self.codes);
             let entry = codes
@@ -255,11 +286,17 @@ impl DevAuthServer {
             entry.clone()
         };
         if issued.client_id != client.id {
-            return Err(bad("invalid_grant", "the authorization code was issued to another client"));
+            return Err(bad(
+                "invalid_grant",
+                "the authorization code was issued to another client",
+            ));
         }
         match form.get("redirect_uri") {
             Some(r) if *r != issued.redirect_uri => {
-                return Err(bad("invalid_grant", "redirect_uri does not match the authorization request"))
+                return Err(bad(
+                    "invalid_grant",
+                    "redirect_uri does not match the authorization request",
+                ))
             }
             None if issued.redirect_explicit => {
                 return Err(bad(
@@ -272,8 +309,13 @@ impl DevAuthServer {
         let verifier = form
             .get("code_verifier")
             .ok_or_else(|| bad("invalid_request", "code_verifier is required (PKCE)"))?;
-        if !is_pkce_string(verifier) || b64url(&Sha256::digest(verifier.as_bytes())) != issued.code_challenge {
-            return Err(bad("invalid_grant", "code_verifier does not match the code_challenge (PKCE)"));
+        if !is_pkce_string(verifier)
+            || b64url(&Sha256::digest(verifier.as_bytes())) != issued.code_challenge
+        {
+            return Err(bad(
+                "invalid_grant",
+                "code_verifier does not match the code_challenge (PKCE)",
+            ));
         }
         if let Some(r) = form.get("resource") {
             if *r != issued.resource {
@@ -303,9 +345,16 @@ impl DevAuthServer {
         )
     }
 
-    fn grant_refresh(&self, client: &Client, form: &HashMap<String, String>) -> Result<Value, Fail> {
+    fn grant_refresh(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, Fail> {
         if !client.allows(GrantType::RefreshToken) {
-            return Err(bad("unauthorized_client", "this client may not use the refresh_token grant"));
+            return Err(bad(
+                "unauthorized_client",
+                "this client may not use the refresh_token grant",
+            ));
         }
         let token = form
             .get("refresh_token")
@@ -317,7 +366,10 @@ impl DevAuthServer {
                 .get_mut(&token_key(token))
                 .ok_or_else(|| bad("invalid_grant", "unknown or expired refresh token"))?;
             if entry.client_id != client.id {
-                return Err(bad("invalid_grant", "the refresh token was issued to another client"));
+                return Err(bad(
+                    "invalid_grant",
+                    "the refresh token was issued to another client",
+                ));
             }
             if entry.revoked {
                 return Err(bad("invalid_grant", "the refresh token was revoked"));
@@ -349,7 +401,10 @@ impl DevAuthServer {
         };
         if let Some(r) = form.get("resource") {
             if *r != record.resource {
-                return Err(bad("invalid_target", "resource differs from the original grant"));
+                return Err(bad(
+                    "invalid_target",
+                    "resource differs from the original grant",
+                ));
             }
         }
         {
@@ -357,7 +412,12 @@ impl DevAuthServer {
             let mut store = lock(&self.refresh);
             match store.tokens.get_mut(&token_key(token)) {
                 Some(e) if !e.used && !e.revoked => e.used = true,
-                _ => return Err(bad("invalid_grant", "the refresh token was already exchanged")),
+                _ => {
+                    return Err(bad(
+                        "invalid_grant",
+                        "the refresh token was already exchanged",
+                    ))
+                }
             }
         }
         self.issue(
@@ -371,7 +431,11 @@ impl DevAuthServer {
         )
     }
 
-    fn grant_client_credentials(&self, client: &Client, form: &HashMap<String, String>) -> Result<Value, Fail> {
+    fn grant_client_credentials(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, Fail> {
         if !client.is_confidential() || !client.allows(GrantType::ClientCredentials) {
             return Err(bad(
                 "unauthorized_client",
@@ -382,11 +446,17 @@ impl DevAuthServer {
         let scopes: Vec<String> = match form.get("scope") {
             None => allowed.to_vec(),
             Some(s) => {
-                let granted: Vec<String> = split_scopes(s).into_iter().filter(|s| allowed.contains(s)).collect();
+                let granted: Vec<String> = split_scopes(s)
+                    .into_iter()
+                    .filter(|s| allowed.contains(s))
+                    .collect();
                 if granted.is_empty() {
                     return Err(bad(
                         "invalid_scope",
-                        format!("none of the requested scopes is available to this client ({})", allowed.join(" ")),
+                        format!(
+                            "none of the requested scopes is available to this client ({})",
+                            allowed.join(" ")
+                        ),
                     ));
                 }
                 granted
@@ -395,7 +465,15 @@ impl DevAuthServer {
         let resource = self
             .check_resource(form.get("resource").map(String::as_str))
             .map_err(|(e, d)| bad(e, d))?;
-        self.issue(&client.id, &client.id, None, &scopes, &resource, None, "client_credentials")
+        self.issue(
+            &client.id,
+            &client.id,
+            None,
+            &scopes,
+            &resource,
+            None,
+            "client_credentials",
+        )
     }
 
     /// Mints the access token (and a refresh token of `family`, if any).

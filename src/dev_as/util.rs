@@ -107,8 +107,7 @@ pub(crate) fn html_escape(text: &str) -> String {
 /// (RFC 7636 §4.1).
 pub(crate) fn is_pkce_string(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 

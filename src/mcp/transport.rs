@@ -40,6 +40,7 @@ fn rpc_error(status: u16, id: Option<&serde_json::Value>, code: i64, message: &s
 /// Handles one request on the MCP path. Returns `Ok(false)` only when the request must be
 /// proxied to a backend (the decision is in `ctx.forward`).
 pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    ctx.audit.begin(header(session, "mcp-session-id"));
     // DNS-rebinding protection: Host first, then Origin.
     let host = header(session, "host")
         .map(str::to_string)
@@ -49,6 +50,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             "error": "forbidden_host",
             "error_description": format!("Host {} is not allowed on this loopback listener (DNS-rebinding protection); add it to server.allowed_hosts", host.as_deref().unwrap_or("")),
         });
+        ctx.audit.reject(crate::audit::Stage::Host, format!("Host {} is not allowed", host.as_deref().unwrap_or("")));
         write_answer(session, Answer::json(403, serde_json::to_vec(&body).unwrap_or_default()), None).await?;
         return Ok(true);
     }
@@ -58,6 +60,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             "Forbidden: origin {} is not allowed (server.allowed_origins / CORTEX_ALLOWED_ORIGINS)",
             origin.as_deref().unwrap_or("")
         );
+        ctx.audit.reject(crate::audit::Stage::Origin, msg.clone());
         write_answer(session, rpc_error(403, None, codes::REQUEST_REFUSED, &msg), None).await?;
         return Ok(true);
     }
@@ -91,6 +94,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         })
         .await;
     drop(authorization);
+    ctx.audit.auth_outcome(&outcome);
     let refusal = match outcome {
         AuthOutcome::Ok(p) => Ok(p),
         AuthOutcome::Unauthorized {
@@ -110,16 +114,19 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         }
     };
 
-    match method {
+    let served = match method {
         Method::POST => post(state, session, ctx, &principal).await,
         Method::GET => get(state, session, ctx, &principal).await,
         Method::DELETE => delete(state, session, ctx, &principal).await,
         _ => {
+            ctx.audit.reject(crate::audit::Stage::HttpMethod, "HTTP method not allowed");
             let a = Answer::empty(405).with_header("allow", "GET, POST, DELETE, OPTIONS");
             write_answer(session, a, ctx.cors_origin.as_deref()).await?;
             Ok(true)
         }
-    }
+    };
+    ctx.audit.set_principal(principal);
+    served
 }
 
 enum BodyRead {
@@ -156,6 +163,7 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
         BodyRead::TooLarge => {
             session.set_keepalive(None);
             let msg = format!("Request body exceeds the limit of {limit} bytes (server.max_body_bytes)");
+            ctx.audit.reject(crate::audit::Stage::Body, msg.clone());
             write_answer(session, rpc_error(413, None, codes::INVALID_REQUEST, &msg), cors).await?;
             return Ok(true);
         }
@@ -163,6 +171,7 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
     let incoming = match jsonrpc::parse_body(&body) {
         Ok(i) => i,
         Err(e) => {
+            ctx.audit.reject(crate::audit::Stage::Parse, e.message.clone());
             write_answer(session, rpc_error(400, e.id.as_ref(), e.code, &e.message), cors).await?;
             return Ok(true);
         }
@@ -172,6 +181,7 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
         _ => None,
     };
     let is_initialize = matches!(&incoming, Incoming::Single(m) if m.method() == Some("initialize"));
+    ctx.audit.message(state, &incoming);
 
     let header_version = if is_initialize {
         None
@@ -180,6 +190,7 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
             Ok(v) => Some(v),
             Err(e) => {
                 let msg = format!("Bad Request: {e}");
+                ctx.audit.reject(crate::audit::Stage::Version, msg.clone());
                 let a = Answer::json(
                     400,
                     jsonrpc::error(
@@ -201,6 +212,7 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
         match session_for(state, session, principal, first_id.as_ref()) {
             Ok(s) => s,
             Err(answer) => {
+                ctx.audit.reject(crate::audit::Stage::Session, "session id unknown, expired or required");
                 write_answer(session, answer, cors).await?;
                 return Ok(true);
             }
@@ -209,6 +221,7 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
     let in_force = header_version
         .or_else(|| mcp_session.as_ref().map(|s| s.version()))
         .unwrap_or(version::HEADERLESS_DEFAULT);
+    ctx.audit.version(in_force);
     let cx = CallContext {
         state,
         principal,
@@ -225,14 +238,23 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
         Incoming::Single(m) => m,
         Incoming::Batch(messages) => {
             let answer = batch(&cx, in_force, messages).await;
+            if answer.status == 400 {
+                ctx.audit.reject(crate::audit::Stage::Batch, "batch refused");
+            }
             write_answer(session, answer, cors).await?;
             return Ok(true);
         }
     };
     match dispatch::dispatch(&cx, message).await {
-        Dispatched::Answer(body) => write_answer(session, Answer::json(200, body), cors).await?,
+        Dispatched::Answer(body) => {
+            let a = Answer::json(200, body);
+            ctx.audit.answered(&a.body);
+            write_answer(session, a, cors).await?
+        }
         Dispatched::Initialized { body, session_id } => {
+            ctx.audit.session_issued(&session_id);
             let a = Answer::json(200, body).with_header("mcp-session-id", session_id);
+            ctx.audit.answered(&a.body);
             write_answer(session, a, cors).await?;
         }
         Dispatched::Accepted => write_answer(session, Answer::empty(202), cors).await?,
@@ -241,8 +263,9 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
                 // Over Pingora's 64 KiB retry buffer the proxy path would send no body:
                 // call the backend ourselves.
                 debug!(tool = %f.tool, bytes = body.len(), "large body: forwarding outside the proxy path");
-                let reply = dispatch::execute_forward(state, &f).await;
-                write_answer(session, Answer::json(200, reply), cors).await?;
+                let reply = Answer::json(200, dispatch::execute_forward(state, &f).await);
+                ctx.audit.answered(&reply.body);
+                write_answer(session, reply, cors).await?;
             } else {
                 ctx.forward = Some(f);
                 return Ok(false);
@@ -319,6 +342,9 @@ async fn delete(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, p
             Err(_) => rpc_error(404, None, codes::SESSION_ERROR, "Session not found or expired"),
         },
     };
+    if answer.status >= 400 {
+        ctx.audit.reject(crate::audit::Stage::Session, "session id missing, unknown or expired");
+    }
     write_answer(session, answer, cors.as_deref()).await?;
     Ok(true)
 }
@@ -327,12 +353,14 @@ async fn get(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, prin
     let cors = ctx.cors_origin.clone();
     let wants_sse = header(session, "accept").is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream"));
     if !wants_sse {
+        ctx.audit.reject(crate::audit::Stage::HttpMethod, "GET needs Accept: text/event-stream");
         let a = Answer::empty(405).with_header("allow", "POST, DELETE");
         write_answer(session, a, cors.as_deref()).await?;
         return Ok(true);
     }
     let mcp_session = match header(session, "mcp-session-id") {
         None => {
+            ctx.audit.reject(crate::audit::Stage::Session, "the notification stream needs a session id");
             let a = rpc_error(400, None, codes::INVALID_REQUEST, "Bad Request: the notification stream needs an Mcp-Session-Id header; call initialize first");
             write_answer(session, a, cors.as_deref()).await?;
             return Ok(true);
@@ -340,6 +368,7 @@ async fn get(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, prin
         Some(sid) => match state.sessions.validate(sid, &principal.sub, &principal.grants) {
             Ok(s) => s,
             Err(_) => {
+                ctx.audit.reject(crate::audit::Stage::Session, "session id unknown or expired");
                 let a = rpc_error(404, None, codes::SESSION_ERROR, "Session not found or expired");
                 write_answer(session, a, cors.as_deref()).await?;
                 return Ok(true);

@@ -307,6 +307,11 @@ impl McpClient {
             .collect()
     }
 
+    /// Names of every tool except the gateway's builtins (the backends' tools).
+    pub async fn backend_tool_names(&self) -> Vec<String> {
+        super::without_builtins(self.tool_names().await)
+    }
+
     /// `GET` the endpoint as an SSE stream (`Accept: text/event-stream`, session and version
     /// headers, plus `headers`, e.g. `Last-Event-ID`). The stream is returned whatever the
     /// status; check [`SseStream::status`].

@@ -12,8 +12,8 @@ pub mod config;
 pub mod demo;
 pub mod fixture_backend;
 pub mod gateway;
-pub mod oidc;
 pub mod interop;
+pub mod oidc;
 pub mod sse;
 
 pub use backend::{tool, BackendSpec, Discovery, Recorded, TestBackend};
@@ -51,6 +51,27 @@ where
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// The gateway's own tools (builtins, from the later issues). Tests about backend federation
+/// look at the other entries of the catalog through [`without_builtins`].
+pub const BUILTIN_TOOLS: [&str; 7] = [
+    "whoami",
+    "find_tools",
+    "report_missing_capability",
+    "list_cortex_tickets",
+    "triage_cortex_ticket",
+    "list_cortex_resources",
+    "read_cortex_resource",
+];
+
+/// `names` without the gateway's builtins, order kept.
+pub fn without_builtins<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Vec<String> {
+    names
+        .into_iter()
+        .map(|n| n.as_ref().to_owned())
+        .filter(|n| !BUILTIN_TOOLS.contains(&n.as_str()))
+        .collect()
 }
 
 /// The names of the tools in a `tools/list` result.

@@ -18,7 +18,8 @@ use super::gateway::free_port;
 use super::{Gateway, TestConfig};
 
 /// Scopes the test authorization server knows.
-pub const AS_SCOPES: &str = "mcp:demo:read mcp:demo:write mcp:admin mcp:use mcp:crm:read mcp:crm:write";
+pub const AS_SCOPES: &str =
+    "mcp:demo:read mcp:demo:write mcp:admin mcp:use mcp:crm:read mcp:crm:write cortex:admin";
 /// The audience used for wrong-audience tokens.
 pub const OTHER_RESOURCE: &str = "http://127.0.0.1:1/other";
 
@@ -109,7 +110,10 @@ impl OidcProvider {
                 }
             }
             if Instant::now() >= deadline {
-                panic!("oidc-provider not up after {START_TIMEOUT:?}:\n{}", self.logs());
+                panic!(
+                    "oidc-provider not up after {START_TIMEOUT:?}:\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -118,7 +122,11 @@ impl OidcProvider {
     /// Its stdout and stderr.
     pub fn logs(&self) -> String {
         let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!("--- stdout ---\n{}\n--- stderr ---\n{}", read("as.out"), read("as.err"))
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            read("as.out"),
+            read("as.err")
+        )
     }
 
     /// `http://127.0.0.1:<port>`, exactly as it writes `iss`.
@@ -139,7 +147,9 @@ impl OidcProvider {
 
     /// Stops it (SIGTERM, then SIGKILL).
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         // SAFETY: plain syscall on the PID of a child we spawned and have not reaped.
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
@@ -156,7 +166,13 @@ impl OidcProvider {
     }
 
     /// A client_credentials token (`resource` None: the default resource).
-    pub async fn client_credentials(&self, client: &str, secret: &str, scope: &str, resource: Option<&str>) -> String {
+    pub async fn client_credentials(
+        &self,
+        client: &str,
+        secret: &str,
+        scope: &str,
+        resource: Option<&str>,
+    ) -> String {
         let mut form = vec![("grant_type", "client_credentials"), ("scope", scope)];
         if let Some(r) = resource {
             form.push(("resource", r));
@@ -171,13 +187,20 @@ impl OidcProvider {
             .expect("token request");
         let status = resp.status();
         let body: Value = resp.json().await.expect("token JSON");
-        assert!(status.is_success(), "token request for {client} failed: {status} {body}");
-        body["access_token"].as_str().expect("access_token").to_string()
+        assert!(
+            status.is_success(),
+            "token request for {client} failed: {status} {body}"
+        );
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
     }
 
     /// A token of the m2m client for `resource` with `scope`.
     pub async fn m2m_token(&self, scope: &str, resource: &str) -> String {
-        self.client_credentials("m2m", "m2m-secret", scope, Some(resource)).await
+        self.client_credentials("m2m", "m2m-secret", scope, Some(resource))
+            .await
     }
 
     /// Claims signed with its current key for `alg` (test-only endpoint).
@@ -195,7 +218,8 @@ impl OidcProvider {
 
     /// `ok` or `error` (introspection answers 500).
     pub async fn set_introspection(&self, mode: &str) {
-        self.post_json("/test/introspection-mode", json!({ "mode": mode })).await;
+        self.post_json("/test/introspection-mode", json!({ "mode": mode }))
+            .await;
     }
 
     /// `{"introspections","exchanges"}`.
@@ -238,7 +262,11 @@ impl OidcProvider {
 impl Drop for OidcProvider {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- oidc-provider on port {} ---\n{}", self.port, self.logs());
+            eprintln!(
+                "--- oidc-provider on port {} ---\n{}",
+                self.port,
+                self.logs()
+            );
         }
         self.stop();
     }
@@ -252,7 +280,8 @@ pub struct OAuthSetup {
 
 impl OAuthSetup {
     /// Starts the gateway with `config` (whose `auth` block is replaced: `mode: oauth`, the
-    /// issuer, `jwks_min_refetch: 1s`, plus `oauth_lines`, each relative to `auth.oauth:`),
+    /// issuer, `jwks_min_refetch: 1s`, plus `oauth_lines`, each relative to `auth.oauth:`,
+    /// where `{AS}` stands for the authorization server's URL),
     /// then the authorization server with the gateway's canonical URI as its first resource
     /// and [`OTHER_RESOURCE`] as the second, and waits until the gateway knows its keys.
     pub async fn start(config: TestConfig, oauth_lines: &[&str]) -> OAuthSetup {
@@ -260,7 +289,11 @@ impl OAuthSetup {
     }
 
     /// Like [`start`](Self::start) with extra lines under `auth:` (e.g. `mint:` settings).
-    pub async fn start_with_auth(config: TestConfig, oauth_lines: &[&str], auth_lines: &[&str]) -> OAuthSetup {
+    pub async fn start_with_auth(
+        config: TestConfig,
+        oauth_lines: &[&str],
+        auth_lines: &[&str],
+    ) -> OAuthSetup {
         let as_port = free_port();
         let issuer_line = format!("  issuer: \"http://127.0.0.1:{as_port}\"");
         let mut lines: Vec<String> = vec![
@@ -269,11 +302,17 @@ impl OAuthSetup {
             issuer_line,
             "  jwks_min_refetch: 1s".into(),
         ];
-        lines.extend(oauth_lines.iter().map(|l| format!("  {l}")));
-        lines.extend(auth_lines.iter().map(|l| l.to_string()));
+        let issuer = format!("http://127.0.0.1:{as_port}");
+        lines.extend(
+            oauth_lines
+                .iter()
+                .map(|l| format!("  {}", l.replace("{AS}", &issuer))),
+        );
+        lines.extend(auth_lines.iter().map(|l| l.replace("{AS}", &issuer)));
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         let gateway = Gateway::start(&config.auth(&refs).build()).await;
-        let oidc = OidcProvider::start_on(as_port, &[gateway.mcp_url(), OTHER_RESOURCE.to_string()]).await;
+        let oidc =
+            OidcProvider::start_on(as_port, &[gateway.mcp_url(), OTHER_RESOURCE.to_string()]).await;
         wait_auth_ready(&gateway).await;
         OAuthSetup { oidc, gateway }
     }
@@ -310,11 +349,14 @@ pub async fn wait_auth_ready(gateway: &Gateway) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, body) = gateway.readyz().await;
-        if body["auth"]["ready"] == true {
+        if body["auth"]["ready"] == true && body["ready"] == true {
             return body;
         }
         if Instant::now() >= deadline {
-            panic!("the gateway never loaded the issuer's keys: {body}\n{}", gateway.logs());
+            panic!(
+                "the gateway never loaded the issuer's keys: {body}\n{}",
+                gateway.logs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

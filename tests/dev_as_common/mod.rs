@@ -99,7 +99,14 @@ impl As {
     }
 
     pub async fn get(&self, path_and_query: &str) -> Reply {
-        Reply::from(self.http.get(self.url(path_and_query)).send().await.expect("GET")).await
+        Reply::from(
+            self.http
+                .get(self.url(path_and_query))
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
     }
 
     pub async fn register(&self, metadata: Value) -> Reply {
@@ -126,12 +133,20 @@ impl As {
             }))
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
-        r.json()["client_id"].as_str().expect("client_id").to_string()
+        r.json()["client_id"]
+            .as_str()
+            .expect("client_id")
+            .to_string()
     }
 
     /// GET /oauth/authorize with the usual parameters plus `extra` (which may override or,
     /// with an empty value, remove one).
-    pub async fn authorize(&self, client_id: &str, challenge: &str, extra: &[(&str, &str)]) -> Reply {
+    pub async fn authorize(
+        &self,
+        client_id: &str,
+        challenge: &str,
+        extra: &[(&str, &str)],
+    ) -> Reply {
         let resource = self.gw.mcp_url();
         let mut params: Vec<(&str, &str)> = vec![
             ("response_type", "code"),
@@ -176,7 +191,12 @@ impl As {
     }
 
     /// Runs the authorization request and the picker; returns the redirect's parameters.
-    pub async fn code_for(&self, client_id: &str, challenge: &str, user: &str) -> HashMap<String, String> {
+    pub async fn code_for(
+        &self,
+        client_id: &str,
+        challenge: &str,
+        user: &str,
+    ) -> HashMap<String, String> {
         let page = self.authorize(client_id, challenge, &[]).await;
         let done = self.pick(&page, ("user", user)).await;
         assert_eq!(done.status, 303, "{}", done.text);
@@ -272,4 +292,3 @@ pub fn picker_request_id(html: &str) -> String {
     let end = html[start..].find('"').expect("closing quote") + start;
     html[start..end].to_string()
 }
-

@@ -47,6 +47,6 @@ const out = {
   echo: { isError: echo.isError ?? false, structured: echo.structuredContent ?? null, content: echo.content },
   simple: { isError: simple.isError ?? false, content: simple.content },
 };
-await transport.terminateSession().catch(() => {});
+await transport.terminateSession();
 await client.close();
 console.log(JSON.stringify(out));
