@@ -92,7 +92,8 @@ fn state(n: usize, page_size: usize) -> Option<AppState> {
 
 /// The principal of `auth.mode: none`, as the transport obtains it for every request.
 fn principal(state: &AppState) -> Option<Principal> {
-    match state.auth.authenticate(loopback_request()) {
+    // `authenticate` is async (token validation may fetch keys); mode none never awaits.
+    match futures::executor::block_on(state.auth.authenticate(loopback_request())) {
         AuthOutcome::Ok(p) => Some(p),
         _ => None,
     }
@@ -212,7 +213,7 @@ fn bench_call_path(c: &mut Criterion) {
     };
     g.bench_function("authenticate/mode_none", |b| {
         b.iter(
-            || match state.auth.authenticate(black_box(loopback_request())) {
+            || match futures::executor::block_on(state.auth.authenticate(black_box(loopback_request()))) {
                 AuthOutcome::Ok(p) => p.sub.len(),
                 _ => 0,
             },

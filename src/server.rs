@@ -88,7 +88,11 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
     if let Some(store) = state.store.clone() {
         server.add_service(background_service(
             "ticket webhook",
-            crate::builtins::webhook::DeliveryService::new(store, &state.config.tickets, state.builtins.webhook_wake()),
+            crate::builtins::webhook::DeliveryService::new(
+                store,
+                &state.config.tickets,
+                state.builtins.webhook_wake(),
+            ),
         ));
     }
     server.add_service(background_service(

@@ -62,21 +62,39 @@ async fn reports_are_validated_deduplicated_per_caller_and_listed() {
     let user = gw.client();
     let admin = admin(&gw);
 
-    let first = call_ok(&user, "report_missing_capability", report("Export invoices as CSV", "inconvenient", Some("ERP"))).await;
+    let first = call_ok(
+        &user,
+        "report_missing_capability",
+        report("Export invoices as CSV", "inconvenient", Some("ERP")),
+    )
+    .await;
     let id = first["ticketId"].as_str().unwrap().to_string();
     assert!(id.starts_with("tkt_"), "{first}");
     assert_eq!(first["deduplicated"], false);
     assert_eq!(first["source"], "cortex-local");
     assert_eq!(first["backend"], "cortex");
-    assert!(first.get("adminNotified").is_none(), "not blocking: {first}");
+    assert!(
+        first.get("adminNotified").is_none(),
+        "not blocking: {first}"
+    );
 
     // Same report (spacing and case differ): folded into the first ticket.
-    let again = call_ok(&user, "report_missing_capability", report("  export   INVOICES as csv", "inconvenient", Some("erp"))).await;
+    let again = call_ok(
+        &user,
+        "report_missing_capability",
+        report("  export   INVOICES as csv", "inconvenient", Some("erp")),
+    )
+    .await;
     assert_eq!(again["ticketId"], id.as_str());
     assert_eq!(again["deduplicated"], true);
     assert_eq!(again["repeatCount"], 1);
     // Another caller with the same report gets its own ticket.
-    let other = call_ok(&admin, "report_missing_capability", report("Export invoices as CSV", "inconvenient", Some("erp"))).await;
+    let other = call_ok(
+        &admin,
+        "report_missing_capability",
+        report("Export invoices as CSV", "inconvenient", Some("erp")),
+    )
+    .await;
     assert_eq!(other["deduplicated"], false);
     assert_ne!(other["ticketId"], id.as_str());
     // A different contextTool is a different capability.
@@ -88,10 +106,19 @@ async fn reports_are_validated_deduplicated_per_caller_and_listed() {
     assert_eq!(third["adminNotified"], false);
 
     for (bad, why) in [
-        (json!({"whatIWanted": "x", "userIntent": "y", "severity": "urgent"}), "severity"),
+        (
+            json!({"whatIWanted": "x", "userIntent": "y", "severity": "urgent"}),
+            "severity",
+        ),
         (json!({"whatIWanted": "x", "userIntent": "y"}), "severity"),
-        (json!({"userIntent": "y", "severity": "blocking"}), "whatIWanted"),
-        (json!({"whatIWanted": "x", "userIntent": "", "severity": "blocking"}), "userIntent"),
+        (
+            json!({"userIntent": "y", "severity": "blocking"}),
+            "whatIWanted",
+        ),
+        (
+            json!({"whatIWanted": "x", "userIntent": "", "severity": "blocking"}),
+            "userIntent",
+        ),
     ] {
         let err = call_is_error(&user, "report_missing_capability", bad).await;
         assert_eq!(err["error"], "invalid_arguments");
@@ -110,10 +137,18 @@ async fn reports_are_validated_deduplicated_per_caller_and_listed() {
     assert_eq!(t["suggestedShape"]["name"], "export_invoices");
     assert!(t.get("agent").is_none(), "reporter identity is for admins");
     assert_eq!(mine["count"], 2);
-    assert_eq!(mine["sources"][0], json!({"name": "cortex", "ok": true, "count": 2}));
+    assert_eq!(
+        mine["sources"][0],
+        json!({"name": "cortex", "ok": true, "count": 2})
+    );
 
     // Filters.
-    let blocking = call_ok(&user, "list_cortex_tickets", json!({"severity": "blocking"})).await;
+    let blocking = call_ok(
+        &user,
+        "list_cortex_tickets",
+        json!({"severity": "blocking"}),
+    )
+    .await;
     assert_eq!(ids(&blocking), [third["ticketId"].as_str().unwrap()]);
     let limited = call_ok(&user, "list_cortex_tickets", json!({"limit": 1})).await;
     assert_eq!(limited["count"], 1);
@@ -126,7 +161,12 @@ async fn reports_are_validated_deduplicated_per_caller_and_listed() {
     let all = call_ok(&admin, "list_cortex_tickets", json!({})).await;
     assert_eq!(all["count"], 3);
     assert_eq!(all["filteredBy"]["owner"], "everyone");
-    let users: Vec<&Value> = all["tickets"].as_array().unwrap().iter().map(|t| &t["agent"]["sub"]).collect();
+    let users: Vec<&Value> = all["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["agent"]["sub"])
+        .collect();
     assert!(users.contains(&&json!("dev:local")) && users.contains(&&json!("test-user")));
 }
 
@@ -135,11 +175,19 @@ async fn administrators_triage_tickets() {
     let gw = Gateway::start(&config().build()).await;
     let user = gw.client();
     let admin = admin(&gw);
-    let t = call_ok(&user, "report_missing_capability", report("Merge duplicate contacts", "nice_to_have", None)).await;
+    let t = call_ok(
+        &user,
+        "report_missing_capability",
+        report("Merge duplicate contacts", "nice_to_have", None),
+    )
+    .await;
     let id = t["ticketId"].as_str().unwrap();
 
     // Not listed and not callable for the user.
-    assert!(!user.tool_names().await.contains(&"triage_cortex_ticket".to_string()));
+    assert!(!user
+        .tool_names()
+        .await
+        .contains(&"triage_cortex_ticket".to_string()));
     let err = user.error("tools/call", json!({"name": "triage_cortex_ticket", "arguments": {"ticketId": id, "status": "planned"}})).await;
     assert_eq!(err["message"], "Unknown tool: triage_cortex_ticket");
 
@@ -153,11 +201,21 @@ async fn administrators_triage_tickets() {
     assert_eq!(ids(&mine), [id]);
     assert_eq!(mine["tickets"][0]["notes"][0]["text"], "Scheduled for Q3.");
 
-    let err = call_is_error(&admin, "triage_cortex_ticket", json!({"ticketId": "tkt_missing", "status": "planned"})).await;
+    let err = call_is_error(
+        &admin,
+        "triage_cortex_ticket",
+        json!({"ticketId": "tkt_missing", "status": "planned"}),
+    )
+    .await;
     assert_eq!(err["error"], "ticket_not_found");
     let err = call_is_error(&admin, "triage_cortex_ticket", json!({"ticketId": id})).await;
     assert_eq!(err["error"], "invalid_arguments");
-    let err = call_is_error(&admin, "triage_cortex_ticket", json!({"ticketId": id, "status": "closed"})).await;
+    let err = call_is_error(
+        &admin,
+        "triage_cortex_ticket",
+        json!({"ticketId": id, "status": "closed"}),
+    )
+    .await;
     assert_eq!(err["error"], "invalid_arguments");
 }
 
@@ -177,49 +235,102 @@ async fn ticket_backend() -> TestBackend {
 #[tokio::test]
 async fn ticket_backends_own_their_tickets() {
     let crm = ticket_backend().await;
-    let yaml = config().top("tickets:\n  backends: [crm]").backend("crm", &crm.url()).build();
+    let yaml = config()
+        .top("tickets:\n  backends: [crm]")
+        .backend("crm", &crm.url())
+        .build();
     let gw = Gateway::start(&yaml).await;
     gw.wait_ready().await;
     let user = gw.client();
 
-    let filed = call_ok(&user, "report_missing_capability", report("Bulk-edit contacts", "inconvenient", Some("CRM"))).await;
-    assert_eq!(filed, json!({"ticketId": "CRM-7", "deduplicated": false, "backend": "crm", "source": "backend-owned", "ackMessage": "Logged in the CRM backlog."}));
+    let filed = call_ok(
+        &user,
+        "report_missing_capability",
+        report("Bulk-edit contacts", "inconvenient", Some("CRM")),
+    )
+    .await;
+    assert_eq!(
+        filed,
+        json!({"ticketId": "CRM-7", "deduplicated": false, "backend": "crm", "source": "backend-owned", "ackMessage": "Logged in the CRM backlog."})
+    );
     let sent = crm.calls("report_missing_capability").pop().unwrap();
     assert_eq!(sent.params["whatIWanted"], "Bulk-edit contacts");
     assert_eq!(sent.params["severity"], "inconvenient");
     assert_eq!(sent.params["suggestedShape"]["name"], "export_invoices");
-    assert!(sent.params.get("contextApp").is_none(), "Cortex forwards without contextApp");
+    assert!(
+        sent.params.get("contextApp").is_none(),
+        "Cortex forwards without contextApp"
+    );
     assert_eq!(sent.header("x-cortex-user-id"), Some("test-user"));
     assert_eq!(sent.header("authorization"), Some("Bearer user-token"));
 
-    let local = call_ok(&user, "report_missing_capability", report("Export invoices", "inconvenient", Some("erp"))).await;
+    let local = call_ok(
+        &user,
+        "report_missing_capability",
+        report("Export invoices", "inconvenient", Some("erp")),
+    )
+    .await;
     let merged = call_ok(&user, "list_cortex_tickets", json!({})).await;
     assert_eq!(ids(&merged), ["CRM-7", local["ticketId"].as_str().unwrap()]);
     assert_eq!(merged["tickets"][0]["source"], "backend-owned");
     assert_eq!(merged["tickets"][0]["backend"], "crm");
     assert_eq!(merged["totalFetched"], 2);
     let sources = merged["sources"].as_array().unwrap();
-    assert!(sources.contains(&json!({"name": "crm", "ok": true, "count": 1})), "{sources:?}");
+    assert!(
+        sources.contains(&json!({"name": "crm", "ok": true, "count": 1})),
+        "{sources:?}"
+    );
     let listed = crm.calls("list_tickets").pop().unwrap();
     assert_eq!(listed.params["limit"], 20);
     assert_eq!(listed.header("x-cortex-user-id"), Some("test-user"));
 
-    let only_local = call_ok(&user, "list_cortex_tickets", json!({"contextApp": "cortex"})).await;
+    let only_local = call_ok(
+        &user,
+        "list_cortex_tickets",
+        json!({"contextApp": "cortex"}),
+    )
+    .await;
     assert_eq!(ids(&only_local), [local["ticketId"].as_str().unwrap()]);
-    let only_crm = call_ok(&user, "list_cortex_tickets", json!({"contextApp": "crm", "status": "triaged"})).await;
+    let only_crm = call_ok(
+        &user,
+        "list_cortex_tickets",
+        json!({"contextApp": "crm", "status": "triaged"}),
+    )
+    .await;
     assert_eq!(ids(&only_crm), ["CRM-7"]);
-    assert_eq!(crm.calls("list_tickets").pop().unwrap().params["status"], "triaged");
+    assert_eq!(
+        crm.calls("list_tickets").pop().unwrap().params["status"],
+        "triaged"
+    );
 
     // A failing ticket backend does not hide the local tickets.
     crm.respond("list_tickets", 500, json!({"error": "db down"}));
     let degraded = call_ok(&user, "list_cortex_tickets", json!({})).await;
     assert_eq!(ids(&degraded), [local["ticketId"].as_str().unwrap()]);
-    let crm_source = degraded["sources"].as_array().unwrap().iter().find(|s| s["name"] == "crm").cloned().unwrap();
+    let crm_source = degraded["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "crm")
+        .cloned()
+        .unwrap();
     assert_eq!(crm_source["ok"], false);
-    assert!(crm_source["error"].as_str().unwrap().contains("500"), "{crm_source}");
+    assert!(
+        crm_source["error"].as_str().unwrap().contains("500"),
+        "{crm_source}"
+    );
     // And a failing report is an isError result, not a lost ticket pretending success.
-    crm.respond("report_missing_capability", 503, json!({"error": "maintenance"}));
-    let err = call_is_error(&user, "report_missing_capability", report("Other", "inconvenient", Some("crm"))).await;
+    crm.respond(
+        "report_missing_capability",
+        503,
+        json!({"error": "maintenance"}),
+    );
+    let err = call_is_error(
+        &user,
+        "report_missing_capability",
+        report("Other", "inconvenient", Some("crm")),
+    )
+    .await;
     assert_eq!(err["error"], "ticket_backend_failed");
 }
 
@@ -246,7 +357,12 @@ async fn cortex_env_variables_configure_tickets() {
     let gw = Gateway::start_env_file(&env).await;
     gw.wait_ready().await;
     let client = admin(&gw);
-    let filed = call_ok(&client, "report_missing_capability", report("Bulk-edit contacts", "blocking", Some("crm"))).await;
+    let filed = call_ok(
+        &client,
+        "report_missing_capability",
+        report("Bulk-edit contacts", "blocking", Some("crm")),
+    )
+    .await;
     assert_eq!(filed["source"], "backend-owned");
     assert_eq!(filed["adminNotified"], true);
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;

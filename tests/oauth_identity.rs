@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::oidc::{decode_jwt, unix_now, OAuthSetup};
-use common::{tool, BackendSpec, TestBackend, TestConfig};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use common::oidc::{decode_jwt, unix_now, OAuthSetup};
+use common::{tool, BackendSpec, TestBackend, TestConfig};
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde_json::{json, Value};
 
@@ -23,7 +23,12 @@ fn verify_with_jwks(token: &str, jwks: &Value) -> bool {
     let (header, _) = decode_jwt(token);
     let (input, sig) = token.rsplit_once('.').unwrap();
     let sig = b64d(sig);
-    let Some(key) = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]) else {
+    let Some(key) = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+    else {
         return false;
     };
     match header["alg"].as_str().unwrap() {
@@ -39,7 +44,11 @@ fn verify_with_jwks(token: &str, jwks: &Value) -> bool {
             n: b64d(key["n"].as_str().unwrap()),
             e: b64d(key["e"].as_str().unwrap()),
         }
-        .verify(&signature::RSA_PKCS1_2048_8192_SHA256, input.as_bytes(), &sig)
+        .verify(
+            &signature::RSA_PKCS1_2048_8192_SHA256,
+            input.as_bytes(),
+            &sig,
+        )
         .is_ok(),
         other => panic!("unexpected alg {other}"),
     }
@@ -67,12 +76,27 @@ async fn each_backend_receives_the_credential_its_identity_mode_calls_for() {
     .await;
     let config = TestConfig::new()
         .backend("pass", &pass.url())
-        .backend_with("minted", &minted.url(), &["identity: mint", "audience: \"https://minted.example\""])
-        .backend_with("swapped", &swapped.url(), &["identity: exchange", "audience: \"https://swapped.example\""])
+        .backend_with(
+            "minted",
+            &minted.url(),
+            &["identity: mint", "audience: \"https://minted.example\""],
+        )
+        .backend_with(
+            "swapped",
+            &swapped.url(),
+            &[
+                "identity: exchange",
+                "audience: \"https://swapped.example\"",
+            ],
+        )
         .top("data_dir: \"{DIR}/data\"");
     let setup = OAuthSetup::start_with_auth(
         config,
-        &["token_exchange:", "  client_id: gateway", "  client_secret: gateway-secret"],
+        &[
+            "token_exchange:",
+            "  client_id: gateway",
+            "  client_secret: gateway-secret",
+        ],
         &["mint:", "  ttl: 120s"],
     )
     .await;
@@ -96,25 +120,49 @@ async fn each_backend_receives_the_credential_its_identity_mode_calls_for() {
     let (header, claims) = decode_jwt(&token);
     assert_eq!(header["alg"], "ES256");
     assert_eq!(header["typ"], "at+jwt");
-    assert_eq!(claims["iss"], setup.gateway.url(), "iss = the gateway's public origin");
+    assert_eq!(
+        claims["iss"],
+        setup.gateway.url(),
+        "iss = the gateway's public origin"
+    );
     assert_eq!(claims["aud"], "https://minted.example");
     assert_eq!(claims["sub"], "m2m");
-    assert_eq!(claims["scope"], READ, "only the caller's scopes that concern this backend");
+    assert_eq!(
+        claims["scope"], READ,
+        "only the caller's scopes that concern this backend"
+    );
     assert_eq!(claims["azp"], "m2m");
     assert_eq!(claims["act"]["sub"], "m2m");
     assert_eq!(claims["pool"], "pool-a");
     let exp = claims["exp"].as_u64().unwrap();
-    assert!(exp <= unix_now() + 120 && exp <= caller_exp, "short-lived: {claims}");
+    assert!(
+        exp <= unix_now() + 120 && exp <= caller_exp,
+        "short-lived: {claims}"
+    );
     let (status, jwks) = setup.gateway.get_json("/.well-known/jwks.json").await;
     assert_eq!(status, 200);
-    assert!(verify_with_jwks(&token, &jwks), "signature verifies against {jwks}");
+    assert!(
+        verify_with_jwks(&token, &jwks),
+        "signature verifies against {jwks}"
+    );
     let mut tampered: Vec<&str> = token.split('.').collect();
     let other_payload = URL_SAFE_NO_PAD.encode(json!({"sub": "mallory"}).to_string());
     tampered[1] = &other_payload;
-    assert!(!verify_with_jwks(&tampered.join("."), &jwks), "the check can fail");
-    assert_eq!(call.header("x-cortex-user-id"), Some("m2m"), "the contract headers still come");
-    let stored = std::fs::read_to_string(setup.gateway.path("data/keys/mint-keys.json")).expect("persisted key");
-    assert!(stored.contains(header["kid"].as_str().unwrap()), "the key is persisted under data_dir");
+    assert!(
+        !verify_with_jwks(&tampered.join("."), &jwks),
+        "the check can fail"
+    );
+    assert_eq!(
+        call.header("x-cortex-user-id"),
+        Some("m2m"),
+        "the contract headers still come"
+    );
+    let stored = std::fs::read_to_string(setup.gateway.path("data/keys/mint-keys.json"))
+        .expect("persisted key");
+    assert!(
+        stored.contains(header["kid"].as_str().unwrap()),
+        "the key is persisted under data_dir"
+    );
 
     // exchange: a token from the authorization server for the backend's audience.
     let call = swapped.calls("echo").pop().unwrap();
@@ -124,15 +172,28 @@ async fn each_backend_receives_the_credential_its_identity_mode_calls_for() {
     assert_eq!(claims["iss"], setup.oidc.issuer());
     assert_eq!(claims["aud"], "https://swapped.example");
     assert_eq!(claims["sub"], "m2m");
-    assert_eq!(claims["act"]["sub"], "gateway", "the gateway's client acted");
-    assert_eq!(claims["scope"], format!("mcp:crm:read {READ}"), "the scopes concerning this backend");
-    assert!(verify_with_jwks(&token, &setup.oidc.jwks().await), "signed by the authorization server");
+    assert_eq!(
+        claims["act"]["sub"], "gateway",
+        "the gateway's client acted"
+    );
+    assert_eq!(
+        claims["scope"],
+        format!("mcp:crm:read {READ}"),
+        "the scopes concerning this backend"
+    );
+    assert!(
+        verify_with_jwks(&token, &setup.oidc.jwks().await),
+        "signed by the authorization server"
+    );
 
     // Both are cached: a second round makes no new exchange and reuses the minted token.
     let exchanges = setup.oidc.stats().await["exchanges"].as_u64().unwrap();
     client.call_tool("swapped_echo", json!({})).await;
     client.call_tool("minted_echo", json!({})).await;
-    assert_eq!(setup.oidc.stats().await["exchanges"].as_u64().unwrap(), exchanges);
+    assert_eq!(
+        setup.oidc.stats().await["exchanges"].as_u64().unwrap(),
+        exchanges
+    );
     assert_eq!(bearer(&swapped.calls("echo").pop().unwrap()), token);
     assert_eq!(minted.calls("echo").len(), 2);
 }
@@ -143,17 +204,29 @@ async fn a_failed_exchange_is_a_clear_error_and_nothing_reaches_the_backend() {
     let config = TestConfig::new().backend_with(
         "swapped",
         &swapped.url(),
-        &["identity: exchange", "audience: \"https://swapped.example\""],
+        &[
+            "identity: exchange",
+            "audience: \"https://swapped.example\"",
+        ],
     );
     let setup = OAuthSetup::start(
         config,
-        &["token_exchange:", "  client_id: gateway", "  client_secret: wrong-secret"],
+        &[
+            "token_exchange:",
+            "  client_id: gateway",
+            "  client_secret: wrong-secret",
+        ],
     )
     .await;
     let client = setup.client(&setup.token(READ).await);
-    let err = client.error("tools/call", json!({"name": "swapped_echo"})).await;
+    let err = client
+        .error("tools/call", json!({"name": "swapped_echo"}))
+        .await;
     assert_eq!(err["code"], -32603, "{err}");
     let msg = err["message"].as_str().unwrap();
-    assert!(msg.contains("swapped") && msg.contains("token exchange failed"), "{msg}");
+    assert!(
+        msg.contains("swapped") && msg.contains("token exchange failed"),
+        "{msg}"
+    );
     assert!(swapped.calls("echo").is_empty());
 }

@@ -42,17 +42,31 @@ async fn a_revoked_token_stops_working_and_answers_are_cached() {
     let token = setup.token(READ).await;
     assert_eq!(status(&setup, &token).await, 200);
     assert_eq!(status(&setup, &token).await, 200);
-    assert_eq!(setup.oidc.stats().await["introspections"], 1, "the second call used the cache");
+    assert_eq!(
+        setup.oidc.stats().await["introspections"],
+        1,
+        "the second call used the cache"
+    );
 
     let jti = decode_jwt(&token).1["jti"].as_str().unwrap().to_string();
     setup.oidc.revoke(&jti).await;
     // Within the cache TTL (1s, which also caps the validated-token cache) it is refused.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let reply = setup.client(&token).post(&json!({"jsonrpc":"2.0","id":1,"method":"ping"}), &[]).await;
+    let reply = setup
+        .client(&token)
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"ping"}), &[])
+        .await;
     assert_eq!(reply.status, 401, "{}", reply.text());
-    assert!(reply.json()["error_description"].as_str().unwrap().contains("revoked"));
+    assert!(reply.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("revoked"));
     let other = setup.token(READ).await;
-    assert_eq!(status(&setup, &other).await, 200, "other tokens are unaffected");
+    assert_eq!(
+        status(&setup, &other).await,
+        200,
+        "other tokens are unaffected"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,9 +74,19 @@ async fn a_failing_introspection_endpoint_fails_closed() {
     let (_backend, setup) = setup_with(&[]).await;
     setup.oidc.set_introspection("error").await;
     let token = setup.token(READ).await;
-    let reply = setup.client(&token).post(&json!({"jsonrpc":"2.0","id":1,"method":"ping"}), &[]).await;
+    let reply = setup
+        .client(&token)
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"ping"}), &[])
+        .await;
     assert_eq!(reply.status, 503, "{}", reply.text());
-    assert!(reply.json()["error_description"].as_str().unwrap().contains("revocation"), "{}", reply.text());
+    assert!(
+        reply.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("revocation"),
+        "{}",
+        reply.text()
+    );
     setup.oidc.set_introspection("ok").await;
     assert_eq!(status(&setup, &token).await, 200, "errors are not cached");
 }
@@ -99,13 +123,22 @@ async fn cortex_environment_variables_configure_oauth_and_introspection() {
         &["serve"],
     )
     .await;
-    let oidc = OidcProvider::start_on(as_port, &[gateway.mcp_url(), OTHER_RESOURCE.to_string()]).await;
+    let oidc =
+        OidcProvider::start_on(as_port, &[gateway.mcp_url(), OTHER_RESOURCE.to_string()]).await;
     wait_auth_ready(&gateway).await;
     let token = oidc.m2m_token(READ, &gateway.mcp_url()).await;
-    let client = gateway.client().with_header("authorization", &format!("Bearer {token}"));
+    let client = gateway
+        .client()
+        .with_header("authorization", &format!("Bearer {token}"));
     assert!(client.tool_names().await.contains(&"demo_echo".to_string()));
     assert_eq!(oidc.stats().await["introspections"], 1);
-    assert!(!gateway.logs().contains("OAUTH_INTROSPECT_URL is set but not supported"), "{}", gateway.logs());
+    assert!(
+        !gateway
+            .logs()
+            .contains("OAUTH_INTROSPECT_URL is set but not supported"),
+        "{}",
+        gateway.logs()
+    );
     let floorless = oidc.m2m_token("mcp:admin", &gateway.mcp_url()).await;
     let reply = gateway
         .client()

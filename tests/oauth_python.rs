@@ -50,13 +50,19 @@ fn run(python: &Path, args: &[String], dir: &Path) -> String {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("python timed out\n{}", std::fs::read_to_string(&err_path).unwrap_or_default());
+            panic!(
+                "python timed out\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    assert!(status.success(), "python exited with {status}\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}");
+    assert!(
+        status.success(),
+        "python exited with {status}\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}"
+    );
     stdout
 }
 
@@ -64,7 +70,10 @@ fn run(python: &Path, args: &[String], dir: &Path) -> String {
 async fn the_python_sdk_oauth_client_reaches_the_tools_through_the_gateway() {
     let python = toolbox_python();
     let backend = TestBackend::start(BackendSpec {
-        tools: vec![tool("echo", "mcp:demo:read"), tool("save", "mcp:demo:write")],
+        tools: vec![
+            tool("echo", "mcp:demo:read"),
+            tool("save", "mcp:demo:write"),
+        ],
         ..BackendSpec::default()
     })
     .await;
@@ -78,25 +87,59 @@ async fn the_python_sdk_oauth_client_reaches_the_tools_through_the_gateway() {
         r#"{"message": "from the python oauth client"}"#.to_string(),
     ];
     let dir = setup.gateway.dir().to_owned();
-    let stdout = tokio::task::spawn_blocking(move || run(&python, &args, &dir)).await.unwrap();
-    let out: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let stdout = tokio::task::spawn_blocking(move || run(&python, &args, &dir))
+        .await
+        .unwrap();
+    let out: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
 
-    let tools: Vec<&str> = out["tools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(tools.contains(&"demo_echo") && tools.contains(&"demo_save"), "{out}");
+    let tools: Vec<&str> = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tools.contains(&"demo_echo") && tools.contains(&"demo_save"),
+        "{out}"
+    );
     assert_ne!(out["call"]["isError"], true, "{out}");
-    assert_eq!(out["registered"], true, "dynamic client registration: {out}");
+    assert_eq!(
+        out["registered"], true,
+        "dynamic client registration: {out}"
+    );
     let auth = &out["authorization"];
-    assert_eq!(auth["resource"], setup.gateway.mcp_url(), "RFC 8707 resource = canonical URI: {out}");
+    assert_eq!(
+        auth["resource"],
+        setup.gateway.mcp_url(),
+        "RFC 8707 resource = canonical URI: {out}"
+    );
     assert_eq!(auth["code_challenge_method"], "S256");
     let scope = auth["scope"].as_str().unwrap_or_default();
-    assert!(scope.contains("mcp:demo:read") && scope.contains("mcp:demo:write"), "scopes from the challenge: {out}");
+    assert!(
+        scope.contains("mcp:demo:read") && scope.contains("mcp:demo:write"),
+        "scopes from the challenge: {out}"
+    );
 
     // The call reached the backend as alice, with alice's token.
-    let call = backend.calls("save").pop().expect("demo_save reached the backend");
+    let call = backend
+        .calls("save")
+        .pop()
+        .expect("demo_save reached the backend");
     assert_eq!(call.header("x-cortex-user-id"), Some("alice"));
-    assert_eq!(call.header("x-cortex-user-email"), Some("alice@example.com"));
-    assert_eq!(call.header("x-cortex-user-role"), Some("admin"), "metadata.role");
-    let token = call.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).unwrap();
+    assert_eq!(
+        call.header("x-cortex-user-email"),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        call.header("x-cortex-user-role"),
+        Some("admin"),
+        "metadata.role"
+    );
+    let token = call
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap();
     let (_, claims) = decode_jwt(token);
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["aud"], setup.gateway.mcp_url());

@@ -72,7 +72,9 @@ fn split_case(word: &str) -> Vec<&str> {
         let prev = chars[i - 1].1;
         let next_is_lower = chars.get(i + 1).is_some_and(|(_, n)| n.is_lowercase());
         let boundary = c.is_uppercase()
-            && (prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_is_lower));
+            && (prev.is_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_uppercase() && next_is_lower));
         if boundary {
             parts.push(&word[start..pos]);
             start = pos;
@@ -345,7 +347,10 @@ mod tests {
     fn tokenize_splits_cases_and_separators() {
         assert_eq!(
             tokenize("crm_listContacts HTTPServer mcp:crm:read v2-api sha256"),
-            vec!["crm", "list", "contact", "http", "server", "mcp", "crm", "read", "v2", "api", "sha256"]
+            vec![
+                "crm", "list", "contact", "http", "server", "mcp", "crm", "read", "v2", "api",
+                "sha256"
+            ]
         );
         assert_eq!(tokenize("The address of a bus"), vec!["address", "bus"]);
         assert_eq!(tokenize(""), Vec::<String>::new());
@@ -355,11 +360,23 @@ mod tests {
 
     fn catalog() -> Bm25Index {
         Bm25Index::build([
-            doc("crm_list_contacts", "[crm] Lists the contacts of an account."),
+            doc(
+                "crm_list_contacts",
+                "[crm] Lists the contacts of an account.",
+            ),
             doc("crm_create_contact", "[crm] Creates a contact."),
-            doc("mail_send_message", "[mail] Sends an email message to one or more recipients."),
-            doc("calendar_create_event", "[calendar] Creates an event in a calendar."),
-            doc("notes_search", "[notes] Full-text search over notes; mentions email sometimes."),
+            doc(
+                "mail_send_message",
+                "[mail] Sends an email message to one or more recipients.",
+            ),
+            doc(
+                "calendar_create_event",
+                "[calendar] Creates an event in a calendar.",
+            ),
+            doc(
+                "notes_search",
+                "[notes] Full-text search over notes; mentions email sometimes.",
+            ),
         ])
     }
 
@@ -429,18 +446,27 @@ mod tests {
     #[test]
     fn ties_break_by_name() {
         let idx = Bm25Index::build([doc("b_x", "same"), doc("a_x", "same")]);
-        assert_eq!(names(&idx, &idx.search("same", |_| true, 10)), vec!["a_x", "b_x"]);
+        assert_eq!(
+            names(&idx, &idx.search("same", |_| true, 10)),
+            vec!["a_x", "b_x"]
+        );
         assert!(Bm25Index::build([]).search("x", |_| true, 5).is_empty());
     }
 
     #[test]
     fn one_sentence_keeps_tags_and_the_first_sentence() {
         assert_eq!(
-            one_sentence("[demo] Echoes a message. Use it to test.\nSecond line.", 120),
+            one_sentence(
+                "[demo] Echoes a message. Use it to test.\nSecond line.",
+                120
+            ),
             "[demo] Echoes a message."
         );
         assert_eq!(
-            one_sentence("[crm] [DEPRECATED — removal 2026-01-01, use crm_new] Gets v1.2 data! More", 120),
+            one_sentence(
+                "[crm] [DEPRECATED — removal 2026-01-01, use crm_new] Gets v1.2 data! More",
+                120
+            ),
             "[crm] [DEPRECATED — removal 2026-01-01, use crm_new] Gets v1.2 data!"
         );
         assert_eq!(one_sentence("No period at all", 120), "No period at all");

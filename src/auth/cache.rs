@@ -35,7 +35,12 @@ struct Entry<V> {
 struct ByDeadline;
 
 impl<V> Expiry<Digest32, Entry<V>> for ByDeadline {
-    fn expire_after_create(&self, _key: &Digest32, value: &Entry<V>, created_at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &Digest32,
+        value: &Entry<V>,
+        created_at: Instant,
+    ) -> Option<Duration> {
         Some(value.deadline.saturating_duration_since(created_at))
     }
 }

@@ -51,7 +51,9 @@ pub enum ClaimError {
     #[error("the token's payload is not a JSON object")]
     NotObject,
     /// `iss` differs.
-    #[error("the token was issued by {found:?}, but this gateway only accepts tokens of {expected:?}")]
+    #[error(
+        "the token was issued by {found:?}, but this gateway only accepts tokens of {expected:?}"
+    )]
     Issuer {
         /// What the token says.
         found: String,
@@ -115,7 +117,10 @@ pub fn check(payload: &[u8], rules: &ClaimRules, now: u64) -> Result<TokenClaims
     }
     if let Some(nbf) = time(obj.get("nbf"), "nbf")? {
         if nbf > now.saturating_add(rules.leeway) {
-            return Err(ClaimError::NotYetValid { nbf, ahead: nbf - now });
+            return Err(ClaimError::NotYetValid {
+                nbf,
+                ahead: nbf - now,
+            });
         }
     }
     if let Some(iat) = time(obj.get("iat"), "iat")? {
@@ -276,7 +281,10 @@ mod tests {
         let mut v = base();
         v["aud"] = json!("https://other.example/mcp");
         let e = run(&v).unwrap_err();
-        assert!(e.to_string().contains("resource=https://gw.example/mcp"), "{e}");
+        assert!(
+            e.to_string().contains("resource=https://gw.example/mcp"),
+            "{e}"
+        );
         v["aud"] = json!(["a", "b"]);
         assert!(matches!(run(&v), Err(ClaimError::Audience { .. })));
         v.as_object_mut().unwrap().remove("aud");
@@ -316,7 +324,13 @@ mod tests {
 
     #[test]
     fn non_objects_are_refused() {
-        assert_eq!(check(b"[]", &rules(), NOW).unwrap_err(), ClaimError::NotObject);
-        assert_eq!(check(b"{", &rules(), NOW).unwrap_err(), ClaimError::NotObject);
+        assert_eq!(
+            check(b"[]", &rules(), NOW).unwrap_err(),
+            ClaimError::NotObject
+        );
+        assert_eq!(
+            check(b"{", &rules(), NOW).unwrap_err(),
+            ClaimError::NotObject
+        );
     }
 }

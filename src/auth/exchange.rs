@@ -65,7 +65,11 @@ pub struct Exchanger {
 
 impl Exchanger {
     /// A client; `issuer` supplies the token endpoint from its metadata.
-    pub fn new(client: AsClient, cfg: TokenExchangeConfig, issuer: Option<Arc<Issuer>>) -> Exchanger {
+    pub fn new(
+        client: AsClient,
+        cfg: TokenExchangeConfig,
+        issuer: Option<Arc<Issuer>>,
+    ) -> Exchanger {
         Exchanger {
             client,
             cfg,
@@ -94,7 +98,12 @@ impl Exchanger {
             .cfg
             .token_endpoint
             .clone()
-            .or_else(|| self.issuer.as_ref().and_then(|i| i.metadata()).and_then(|m| m.token_endpoint))
+            .or_else(|| {
+                self.issuer
+                    .as_ref()
+                    .and_then(|i| i.metadata())
+                    .and_then(|m| m.token_endpoint)
+            })
             .ok_or(ExchangeError::NoEndpoint)?;
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", GRANT),
@@ -125,8 +134,11 @@ impl Exchanger {
             secs = secs.min(exp.saturating_sub(super::unix_now()));
         }
         if secs > 0 {
-            self.cache
-                .insert(key, answer.access_token.clone(), Instant::now() + Duration::from_secs(secs));
+            self.cache.insert(
+                key,
+                answer.access_token.clone(),
+                Instant::now() + Duration::from_secs(secs),
+            );
         }
         Ok(answer.access_token)
     }

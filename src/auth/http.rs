@@ -89,7 +89,9 @@ impl AsClient {
             .redirect(reqwest::redirect::Policy::limited(3))
             .user_agent(concat!("cortex-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client for the authorization server: {e}"))?;
+            .map_err(|e| {
+                format!("cannot build the HTTP client for the authorization server: {e}")
+            })?;
         Ok(AsClient { http })
     }
 
@@ -186,7 +188,10 @@ fn oauth_error(body: &[u8]) -> String {
     if err.is_empty() {
         return String::new();
     }
-    let desc = v.get("error_description").and_then(|e| e.as_str()).unwrap_or("");
+    let desc = v
+        .get("error_description")
+        .and_then(|e| e.as_str())
+        .unwrap_or("");
     let text = if desc.is_empty() {
         format!(": {err}")
     } else {
@@ -232,7 +237,10 @@ mod tests {
 
     #[test]
     fn oauth_errors_are_summarised() {
-        assert_eq!(oauth_error(br#"{"error":"invalid_grant","error_description":"bad"}"#), ": invalid_grant (bad)");
+        assert_eq!(
+            oauth_error(br#"{"error":"invalid_grant","error_description":"bad"}"#),
+            ": invalid_grant (bad)"
+        );
         assert_eq!(oauth_error(br#"{"error":"x"}"#), ": x");
         assert_eq!(oauth_error(b"<html>"), "");
     }
@@ -240,6 +248,9 @@ mod tests {
     #[test]
     fn basic_credentials_are_form_encoded() {
         assert_eq!(form_encode("a b:c"), "a+b%3Ac");
-        assert_eq!(serde_urlencoded_pairs(&[("a", "1 2"), ("b", "&")]), "a=1+2&b=%26");
+        assert_eq!(
+            serde_urlencoded_pairs(&[("a", "1 2"), ("b", "&")]),
+            "a=1+2&b=%26"
+        );
     }
 }

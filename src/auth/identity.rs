@@ -70,12 +70,19 @@ pub struct IdentityService {
 
 impl IdentityService {
     /// Builds the service; generates or loads the minting keys when a backend uses `mint`.
-    pub fn new(config: &Config, public_origin: &str, issuer: Option<Arc<Issuer>>) -> Result<IdentityService, AuthSetupError> {
+    pub fn new(
+        config: &Config,
+        public_origin: &str,
+        issuer: Option<Arc<Issuer>>,
+    ) -> Result<IdentityService, AuthSetupError> {
         let backends: HashMap<String, BackendIdentity> = config
             .backends
             .iter()
             .map(|b| {
-                let audience = b.audience.clone().unwrap_or_else(|| b.url.trim_end_matches('/').to_string());
+                let audience = b
+                    .audience
+                    .clone()
+                    .unwrap_or_else(|| b.url.trim_end_matches('/').to_string());
                 (
                     b.id.to_ascii_lowercase(),
                     BackendIdentity {
@@ -90,7 +97,10 @@ impl IdentityService {
         let minter = if wants(IdentityMode::Mint) {
             let m = &config.auth.mint;
             Some(Arc::new(Minter::new(MintSettings {
-                issuer: m.issuer.clone().unwrap_or_else(|| public_origin.to_string()),
+                issuer: m
+                    .issuer
+                    .clone()
+                    .unwrap_or_else(|| public_origin.to_string()),
                 ttl: m.ttl,
                 algorithm: &m.algorithm,
                 key_file: m.key_file.as_deref(),
@@ -107,7 +117,8 @@ impl IdentityService {
                     "a backend uses identity: exchange, so auth.oauth.token_exchange.client_id and client_secret are required".into(),
                 ));
             }
-            let client = AsClient::new(config.auth.oauth.http_timeout).map_err(AuthSetupError::Invalid)?;
+            let client =
+                AsClient::new(config.auth.oauth.http_timeout).map_err(AuthSetupError::Invalid)?;
             Some(Exchanger::new(client, x.clone(), issuer))
         } else {
             None
@@ -143,7 +154,10 @@ impl IdentityService {
         let token = match bi.mode {
             IdentityMode::Passthrough => return Ok(headers),
             IdentityMode::Mint => {
-                let minter = self.minter.as_ref().ok_or_else(|| err("no minting keys".into()))?;
+                let minter = self
+                    .minter
+                    .as_ref()
+                    .ok_or_else(|| err("no minting keys".into()))?;
                 let scopes = backend_scopes(catalog, backend_id, &p.grants);
                 let req = MintRequest {
                     audience: &bi.audience,
@@ -154,7 +168,10 @@ impl IdentityService {
             }
             IdentityMode::Exchange => match (p.kind, &p.credential) {
                 (PrincipalKind::Token, Some(subject)) => {
-                    let exchanger = self.exchanger.as_ref().ok_or_else(|| err("no exchange client".into()))?;
+                    let exchanger = self
+                        .exchanger
+                        .as_ref()
+                        .ok_or_else(|| err("no exchange client".into()))?;
                     let scopes = backend_scopes(catalog, backend_id, &p.grants);
                     let req = ExchangeRequest {
                         subject_token: subject,
@@ -163,7 +180,10 @@ impl IdentityService {
                         scopes: &scopes,
                         subject_exp: p.expires_at,
                     };
-                    exchanger.exchange(req).await.map_err(|e| err(e.to_string()))?
+                    exchanger
+                        .exchange(req)
+                        .await
+                        .map_err(|e| err(e.to_string()))?
                 }
                 _ => {
                     // The dev modes have no authorization-server token to exchange: they keep
@@ -186,7 +206,11 @@ fn set_authorization(headers: &mut Vec<(&'static str, String)>, token: String) {
 /// The scopes declared by `backend_id`'s entries that `grants` allows: the caller's scopes
 /// "that concern this backend", in the backend's own vocabulary (wildcards and implications
 /// resolved), sorted.
-pub fn backend_scopes(catalog: &MergedCatalog, backend_id: &str, grants: &GrantedScopes) -> Vec<String> {
+pub fn backend_scopes(
+    catalog: &MergedCatalog,
+    backend_id: &str,
+    grants: &GrantedScopes,
+) -> Vec<String> {
     let mut out = BTreeSet::new();
     let mut take = |owner: &str, scope: &Option<String>| {
         if owner == backend_id {
@@ -197,10 +221,22 @@ pub fn backend_scopes(catalog: &MergedCatalog, backend_id: &str, grants: &Grante
             }
         }
     };
-    catalog.tools().iter().for_each(|t| take(&t.backend_id, &t.scope));
-    catalog.prompts().iter().for_each(|t| take(&t.backend_id, &t.scope));
-    catalog.templates().iter().for_each(|t| take(&t.backend_id, &t.scope));
-    catalog.resources().iter().for_each(|t| take(&t.backend_id, &t.scope));
+    catalog
+        .tools()
+        .iter()
+        .for_each(|t| take(&t.backend_id, &t.scope));
+    catalog
+        .prompts()
+        .iter()
+        .for_each(|t| take(&t.backend_id, &t.scope));
+    catalog
+        .templates()
+        .iter()
+        .for_each(|t| take(&t.backend_id, &t.scope));
+    catalog
+        .resources()
+        .iter()
+        .for_each(|t| take(&t.backend_id, &t.scope));
     out.into_iter().collect()
 }
 

@@ -61,7 +61,11 @@ impl Introspector {
     pub async fn check(&self, token: &str, exp: u64) -> Introspected {
         let key = digest(&[b"introspect", token.as_bytes()]);
         if let Some(active) = self.cache.get(&key) {
-            return if active { Introspected::Active } else { Introspected::Inactive };
+            return if active {
+                Introspected::Active
+            } else {
+                Introspected::Inactive
+            };
         }
         let auth = match (&self.client_id, &self.client_secret) {
             (Some(id), Some(secret)) => Some(ClientAuth::Basic { id, secret }),
@@ -69,12 +73,21 @@ impl Introspector {
             _ => None,
         };
         let form = [("token", token), ("token_type_hint", "access_token")];
-        match self.client.post_form::<Answer>(&self.url, auth, &form).await {
+        match self
+            .client
+            .post_form::<Answer>(&self.url, auth, &form)
+            .await
+        {
             Ok(answer) => {
                 // An inactive token never becomes active again: remember it until it expires.
-                let ttl = if answer.active { self.ttl } else { Duration::MAX };
+                let ttl = if answer.active {
+                    self.ttl
+                } else {
+                    Duration::MAX
+                };
                 if let Some(deadline) = deadline_for(exp, ttl) {
-                    self.cache.insert(key, answer.active, deadline.min(far_future()));
+                    self.cache
+                        .insert(key, answer.active, deadline.min(far_future()));
                 }
                 if answer.active {
                     Introspected::Active

@@ -56,7 +56,12 @@ pub struct Issuer {
 
 impl Issuer {
     /// An issuer with nothing fetched yet.
-    pub fn new(issuer: String, jwks_override: Option<String>, client: AsClient, min_refetch: Duration) -> Issuer {
+    pub fn new(
+        issuer: String,
+        jwks_override: Option<String>,
+        client: AsClient,
+        min_refetch: Duration,
+    ) -> Issuer {
         Issuer {
             issuer,
             jwks_override,
@@ -83,6 +88,15 @@ impl Issuer {
     /// The current keys, if any fetch ever succeeded.
     pub fn keys(&self) -> Option<Arc<KeySet>> {
         self.read().keys.clone()
+    }
+
+    /// Installs a key set directly, without fetching: static keys for benchmarks and tests
+    /// (and the place a future `jwks_file` setting would use).
+    pub fn set_keys(&self, keys: KeySet) {
+        let mut s = self.write();
+        s.keys = Some(Arc::new(keys));
+        s.last_success = Some(SystemTime::now());
+        s.last_error = None;
     }
 
     /// The discovered metadata, if discovery ever succeeded.
@@ -116,7 +130,11 @@ impl Issuer {
         let _guard = self.fetch.lock().await;
         let (keys, recent) = {
             let s = self.read();
-            (s.keys.clone(), s.last_attempt.is_some_and(|t| t.elapsed() < self.min_refetch))
+            (
+                s.keys.clone(),
+                s.last_attempt
+                    .is_some_and(|t| t.elapsed() < self.min_refetch),
+            )
         };
         if keys.as_ref().is_some_and(|k| k.has_kid(kid)) || recent {
             return keys;
@@ -162,11 +180,19 @@ impl Issuer {
             (Some(uri), Err(_)) => (None, uri.clone()),
             (None, Ok(meta)) => match meta.jwks_uri.clone() {
                 Some(uri) => (Some(meta), uri),
-                None => return Err(format!("the metadata of {} has no jwks_uri; set auth.oauth.jwks_url (OAUTH_JWKS_URL)", self.issuer)),
+                None => {
+                    return Err(format!(
+                    "the metadata of {} has no jwks_uri; set auth.oauth.jwks_url (OAUTH_JWKS_URL)",
+                    self.issuer
+                ))
+                }
             },
             (None, Err(e)) => {
                 // Cortex's convention when there is no metadata: <issuer>/.well-known/jwks.json.
-                let fallback = format!("{}/.well-known/jwks.json", self.issuer.trim_end_matches('/'));
+                let fallback = format!(
+                    "{}/.well-known/jwks.json",
+                    self.issuer.trim_end_matches('/')
+                );
                 return match self.load_jwks(&fallback).await {
                     Ok(keys) => Ok((None, fallback, keys)),
                     Err(e2) => Err(format!("{e}; fallback {e2}")),
@@ -178,7 +204,11 @@ impl Issuer {
     }
 
     async fn load_jwks(&self, uri: &str) -> Result<KeySet, String> {
-        let body = self.client.get_bytes(uri).await.map_err(|e| e.to_string())?;
+        let body = self
+            .client
+            .get_bytes(uri)
+            .await
+            .map_err(|e| e.to_string())?;
         KeySet::parse(&body).map_err(|e| format!("{uri}: {e}"))
     }
 }

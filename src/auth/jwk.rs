@@ -72,12 +72,16 @@ impl VerifyKey {
                     .verify(params, message, signature)
                     .is_ok()
             }
-            Material::EcP256(point) => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                .verify(message, signature)
-                .is_ok(),
-            Material::EcP384(point) => UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
-                .verify(message, signature)
-                .is_ok(),
+            Material::EcP256(point) => {
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, signature)
+                    .is_ok()
+            }
+            Material::EcP384(point) => {
+                UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
+                    .verify(message, signature)
+                    .is_ok()
+            }
             Material::Ed25519(x) => UnparsedPublicKey::new(&signature::ED25519, x)
                 .verify(message, signature)
                 .is_ok(),
@@ -119,7 +123,9 @@ pub enum JwksError {
     #[error("the JWKS is not a JSON object with a \"keys\" array")]
     NotJwks,
     /// No key we can verify with.
-    #[error("the JWKS holds no usable signing key (RSA, EC P-256/P-384 or Ed25519 with use \"sig\")")]
+    #[error(
+        "the JWKS holds no usable signing key (RSA, EC P-256/P-384 or Ed25519 with use \"sig\")"
+    )]
     NoUsableKey,
 }
 
@@ -173,7 +179,11 @@ impl KeySet {
     }
 
     /// The keys that may verify a token with this `kid` and `alg`.
-    pub fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: Alg) -> impl Iterator<Item = &'a VerifyKey> + 'a {
+    pub fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Alg,
+    ) -> impl Iterator<Item = &'a VerifyKey> + 'a {
         self.keys
             .iter()
             .filter(move |k| match kid {
@@ -185,7 +195,9 @@ impl KeySet {
 }
 
 fn b64(field: &Option<String>) -> Option<Vec<u8>> {
-    field.as_deref().and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
+    field
+        .as_deref()
+        .and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
 }
 
 /// A JWK as a [`VerifyKey`], or `None` when it is not a signature key we support.
@@ -262,7 +274,8 @@ mod tests {
     fn es256_jwk(kid: &str) -> (EcdsaKeyPair, serde_json::Value) {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         let point = pair.public_key().as_ref();
         let jwk = serde_json::json!({
             "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
@@ -278,7 +291,12 @@ mod tests {
         let ed_pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         let ed = Ed25519KeyPair::from_pkcs8(ed_pkcs8.as_ref()).unwrap();
         let ed_jwk = serde_json::json!({"kty":"OKP","crv":"Ed25519","kid":"ed1","x":URL_SAFE_NO_PAD.encode(ed.public_key().as_ref())});
-        let set = KeySet::parse(serde_json::json!({"keys":[ec_jwk, ed_jwk, {"kty":"oct","k":"c2VjcmV0"}]}).to_string().as_bytes()).unwrap();
+        let set = KeySet::parse(
+            serde_json::json!({"keys":[ec_jwk, ed_jwk, {"kty":"oct","k":"c2VjcmV0"}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
         assert_eq!(set.len(), 2, "the oct key is skipped");
 
         let msg = b"header.payload";
@@ -286,7 +304,10 @@ mod tests {
         let key = set.candidates(Some("ec1"), Alg::ES256).next().unwrap();
         assert!(key.verify(Alg::ES256, msg, sig.as_ref()));
         assert!(!key.verify(Alg::ES256, b"header.payloaX", sig.as_ref()));
-        assert!(!key.verify(Alg::ES384, msg, sig.as_ref()), "wrong curve for the alg");
+        assert!(
+            !key.verify(Alg::ES384, msg, sig.as_ref()),
+            "wrong curve for the alg"
+        );
         assert!(set.candidates(Some("ec1"), Alg::RS256).next().is_none());
 
         let sig = ed.sign(msg);
@@ -303,7 +324,8 @@ mod tests {
         assert!(set.candidates(Some("k"), Alg::ES256).next().is_none());
         let (_, mut enc) = es256_jwk("e");
         enc["use"] = "enc".into();
-        let err = KeySet::parse(serde_json::json!({"keys":[enc]}).to_string().as_bytes()).unwrap_err();
+        let err =
+            KeySet::parse(serde_json::json!({"keys":[enc]}).to_string().as_bytes()).unwrap_err();
         assert_eq!(err, JwksError::NoUsableKey);
         assert_eq!(KeySet::parse(b"[]").unwrap_err(), JwksError::NotJwks);
     }
@@ -312,6 +334,9 @@ mod tests {
     fn refuses_short_rsa_moduli() {
         let small = URL_SAFE_NO_PAD.encode([0xffu8; 128]); // 1024 bits
         let doc = serde_json::json!({"keys":[{"kty":"RSA","kid":"r","n":small,"e":"AQAB"}]});
-        assert_eq!(KeySet::parse(doc.to_string().as_bytes()).unwrap_err(), JwksError::NoUsableKey);
+        assert_eq!(
+            KeySet::parse(doc.to_string().as_bytes()).unwrap_err(),
+            JwksError::NoUsableKey
+        );
     }
 }

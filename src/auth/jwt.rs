@@ -104,7 +104,9 @@ pub enum JwtError {
     #[error("the token is signed with {0}, which is not in auth.oauth.algorithms")]
     AlgNotAllowed(Alg),
     /// The header marks extensions critical that we do not implement (RFC 7515 §4.1.11).
-    #[error("the token's header lists critical extensions (crit) this gateway does not understand")]
+    #[error(
+        "the token's header lists critical extensions (crit) this gateway does not understand"
+    )]
     CriticalHeader,
 }
 
@@ -148,7 +150,9 @@ pub fn decode<'a>(token: &'a str, allowed: &[Alg]) -> Result<Decoded<'a>, JwtErr
         return Err(JwtError::Malformed);
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(JwtError::Malformed);
     };
     let header_bytes = URL_SAFE_NO_PAD.decode(h).map_err(|_| JwtError::Malformed)?;
@@ -156,12 +160,13 @@ pub fn decode<'a>(token: &'a str, allowed: &[Alg]) -> Result<Decoded<'a>, JwtErr
     if header.crit.is_some() {
         return Err(JwtError::CriticalHeader);
     }
-    let alg = Alg::parse(&header.alg).ok_or_else(|| JwtError::ForbiddenAlg(printable(&header.alg)))?;
+    let alg =
+        Alg::parse(&header.alg).ok_or_else(|| JwtError::ForbiddenAlg(printable(&header.alg)))?;
     if !allowed.contains(&alg) {
         return Err(JwtError::AlgNotAllowed(alg));
     }
     let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| JwtError::Malformed)?;
-    if !payload.first().is_some_and(|b| *b == b'{') {
+    if payload.first() != Some(&b'{') {
         return Err(JwtError::BadPayload);
     }
     let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwtError::Malformed)?;
@@ -200,12 +205,19 @@ mod tests {
     use super::*;
 
     fn token(header: &str, payload: &str) -> String {
-        format!("{}.{}.c2ln", b64(header.as_bytes()), b64(payload.as_bytes()))
+        format!(
+            "{}.{}.c2ln",
+            b64(header.as_bytes()),
+            b64(payload.as_bytes())
+        )
     }
 
     #[test]
     fn decodes_a_well_formed_token() {
-        let t = token(r#"{"alg":"ES256","kid":"k1","typ":"at+jwt"}"#, r#"{"sub":"a"}"#);
+        let t = token(
+            r#"{"alg":"ES256","kid":"k1","typ":"at+jwt"}"#,
+            r#"{"sub":"a"}"#,
+        );
         let d = decode(&t, &Alg::ALL).unwrap();
         assert_eq!(d.alg, Alg::ES256);
         assert_eq!(d.header.kid.as_deref(), Some("k1"));
@@ -217,27 +229,45 @@ mod tests {
     fn refuses_none_and_hmac_whatever_the_allowlist() {
         for alg in ["none", "HS256", "HS384", "HS512", "nOnE", "RS1"] {
             let t = token(&format!(r#"{{"alg":"{alg}"}}"#), r#"{"sub":"a"}"#);
-            assert!(matches!(decode(&t, &Alg::ALL), Err(JwtError::ForbiddenAlg(_))), "{alg}");
+            assert!(
+                matches!(decode(&t, &Alg::ALL), Err(JwtError::ForbiddenAlg(_))),
+                "{alg}"
+            );
         }
     }
 
     #[test]
     fn applies_the_allowlist() {
         let t = token(r#"{"alg":"RS256"}"#, r#"{"sub":"a"}"#);
-        assert_eq!(decode(&t, &[Alg::ES256]).unwrap_err(), JwtError::AlgNotAllowed(Alg::RS256));
+        assert_eq!(
+            decode(&t, &[Alg::ES256]).unwrap_err(),
+            JwtError::AlgNotAllowed(Alg::RS256)
+        );
     }
 
     #[test]
     fn rejects_malformed_input() {
         assert_eq!(decode("abc", &Alg::ALL).unwrap_err(), JwtError::Malformed);
-        assert_eq!(decode("a.b.c.d", &Alg::ALL).unwrap_err(), JwtError::Malformed);
-        assert_eq!(decode("!!.e30.c2ln", &Alg::ALL).unwrap_err(), JwtError::Malformed);
+        assert_eq!(
+            decode("a.b.c.d", &Alg::ALL).unwrap_err(),
+            JwtError::Malformed
+        );
+        assert_eq!(
+            decode("!!.e30.c2ln", &Alg::ALL).unwrap_err(),
+            JwtError::Malformed
+        );
         let not_json = format!("{}.e30.c2ln", b64(b"nope"));
-        assert_eq!(decode(&not_json, &Alg::ALL).unwrap_err(), JwtError::BadHeader);
+        assert_eq!(
+            decode(&not_json, &Alg::ALL).unwrap_err(),
+            JwtError::BadHeader
+        );
         let array = token(r#"{"alg":"RS256"}"#, "[1]");
         assert_eq!(decode(&array, &Alg::ALL).unwrap_err(), JwtError::BadPayload);
         let crit = token(r#"{"alg":"RS256","crit":["exp"]}"#, "{}");
-        assert_eq!(decode(&crit, &Alg::ALL).unwrap_err(), JwtError::CriticalHeader);
+        assert_eq!(
+            decode(&crit, &Alg::ALL).unwrap_err(),
+            JwtError::CriticalHeader
+        );
         let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
         assert_eq!(decode(&huge, &Alg::ALL).unwrap_err(), JwtError::Malformed);
     }

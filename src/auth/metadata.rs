@@ -40,7 +40,13 @@ pub fn challenge_scopes(state: &AppState) -> Vec<String> {
 
 fn scopes(state: &AppState, with_admin: bool) -> Vec<String> {
     let admin = state.builtins.admin_scope();
-    let mut all: BTreeSet<String> = state.catalog.current().merged.scopes().into_iter().collect();
+    let mut all: BTreeSet<String> = state
+        .catalog
+        .current()
+        .merged
+        .scopes()
+        .into_iter()
+        .collect();
     let builtin = state.builtins.all().iter().filter_map(|b| b.scope.clone());
     all.extend(builtin.filter(|s| with_admin || s != admin));
     if with_admin {
@@ -54,7 +60,9 @@ fn scopes(state: &AppState, with_admin: bool) -> Vec<String> {
 
 /// RFC 6749 §3.3 scope-token characters (which also makes them safe in a quoted-string).
 fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// The RFC 9728 document.
@@ -68,9 +76,15 @@ pub fn protected_resource_metadata(state: &AppState) -> Value {
     }
     doc.insert("scopes_supported".into(), json!(scopes_supported(state)));
     doc.insert("bearer_methods_supported".into(), json!(["header"]));
-    let name = o.resource_name.clone().unwrap_or_else(|| state.config.server.name.clone());
+    let name = o
+        .resource_name
+        .clone()
+        .unwrap_or_else(|| state.config.server.name.clone());
     doc.insert("resource_name".into(), json!(name));
-    let docs = o.resource_documentation.clone().unwrap_or_else(|| state.website_url.clone());
+    let docs = o
+        .resource_documentation
+        .clone()
+        .unwrap_or_else(|| state.website_url.clone());
     doc.insert("resource_documentation".into(), json!(docs));
     Value::Object(doc)
 }
@@ -97,13 +111,19 @@ fn quoted(s: &str) -> String {
 /// The 401 challenge: `resource_metadata` and `scope` always; `error="invalid_token"` and
 /// `error_description` only when a token was presented (RFC 6750 §3.1).
 pub fn unauthorized_challenge(state: &AppState, token_presented: bool, reason: &str) -> String {
-    let mut c = format!("Bearer resource_metadata={}", quoted(&state.resource_metadata_url));
+    let mut c = format!(
+        "Bearer resource_metadata={}",
+        quoted(&state.resource_metadata_url)
+    );
     let scopes = challenge_scopes(state);
     if !scopes.is_empty() {
         c.push_str(&format!(", scope={}", quoted(&scopes.join(" "))));
     }
     if token_presented {
-        c.push_str(&format!(", error=\"invalid_token\", error_description={}", quoted(reason)));
+        c.push_str(&format!(
+            ", error=\"invalid_token\", error_description={}",
+            quoted(reason)
+        ));
     }
     c
 }
@@ -124,8 +144,10 @@ pub fn unauthorized(state: &AppState, token_presented: bool, reason: &str) -> An
         "error": if token_presented { "invalid_token" } else { "unauthorized" },
         "error_description": reason,
     });
-    Answer::json(401, serde_json::to_vec(&body).unwrap_or_default())
-        .with_header("www-authenticate", unauthorized_challenge(state, token_presented, reason))
+    Answer::json(401, serde_json::to_vec(&body).unwrap_or_default()).with_header(
+        "www-authenticate",
+        unauthorized_challenge(state, token_presented, reason),
+    )
 }
 
 /// The 403 answer: a step-up challenge for `insufficient_scope`, a plain refusal otherwise.
@@ -133,7 +155,10 @@ pub fn forbidden(state: &AppState, error: &str, reason: &str, scope: Option<&str
     let body = json!({"error": error, "error_description": reason, "scope": scope});
     let a = Answer::json(403, serde_json::to_vec(&body).unwrap_or_default());
     match scope {
-        Some(scope) => a.with_header("www-authenticate", insufficient_scope_challenge(state, scope, reason)),
+        Some(scope) => a.with_header(
+            "www-authenticate",
+            insufficient_scope_challenge(state, scope, reason),
+        ),
         None => a,
     }
 }
@@ -145,7 +170,12 @@ pub fn unavailable(reason: &str) -> Answer {
 }
 
 /// Answers a well-known route, or `None` when `path` is not one of ours.
-pub fn well_known(state: &AppState, method: &Method, path: &str, request_headers: Option<&str>) -> Option<Answer> {
+pub fn well_known(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    request_headers: Option<&str>,
+) -> Option<Answer> {
     let prm_paths = state.config.auth.mode == AuthMode::Oauth
         && (path == PRM_PATH || path.strip_prefix(PRM_PATH) == Some(state.mcp_path.as_str()));
     let jwks = path == JWKS_PATH && state.identity.minter().is_some();
@@ -158,16 +188,25 @@ pub fn well_known(state: &AppState, method: &Method, path: &str, request_headers
             .with_header(
                 "access-control-allow-headers",
                 request_headers
-                    .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_, ".contains(&b)))
+                    .filter(|h| {
+                        h.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_, ".contains(&b))
+                    })
                     .unwrap_or("authorization, content-type, mcp-protocol-version")
                     .to_string(),
             )
             .with_header("access-control-max-age", "600")
     } else if *method == Method::GET || *method == Method::HEAD {
         let body = if prm_paths {
-            serde_json::to_vec(&protected_resource_metadata(state)).unwrap_or_default().into()
+            serde_json::to_vec(&protected_resource_metadata(state))
+                .unwrap_or_default()
+                .into()
         } else {
-            state.identity.minter().map(|m| m.jwks()).unwrap_or_default()
+            state
+                .identity
+                .minter()
+                .map(|m| m.jwks())
+                .unwrap_or_default()
         };
         Answer::json(200, body)
     } else {
@@ -186,7 +225,10 @@ pub fn readiness(state: &AppState) -> (bool, Value) {
         AuthMode::Oauth => "oauth",
     };
     let Some(issuer) = state.auth.issuer() else {
-        return (true, json!({"mode": mode, "issuer": Value::Null, "ready": true}));
+        return (
+            true,
+            json!({"mode": mode, "issuer": Value::Null, "ready": true}),
+        );
     };
     let s = issuer.status();
     let last_success = s.last_success.and_then(|t| {

@@ -21,7 +21,8 @@ use base64::Engine;
 use bytes::Bytes;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+    RSA_PKCS1_SHA256,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -155,7 +156,11 @@ struct KeyRing {
 /// Where keys come from.
 enum Source {
     File,
-    Generated { path: PathBuf, alg: Alg, rotate_after: Duration },
+    Generated {
+        path: PathBuf,
+        alg: Alg,
+        rotate_after: Duration,
+    },
 }
 
 /// What a backend's minted token says (besides the caller).
@@ -219,7 +224,9 @@ impl Minter {
                     }
                 };
                 if s.rotate_after.is_zero() {
-                    return Err(MintError::Config("rotate_after must be more than 0s".into()));
+                    return Err(MintError::Config(
+                        "rotate_after must be more than 0s".into(),
+                    ));
                 }
                 let path = s.data_dir.join("keys").join(KEY_FILE);
                 let source = Source::Generated {
@@ -314,7 +321,8 @@ impl Minter {
             exp = exp.min(caller_exp);
         }
         let claims = self.claims(p, &req, &scope, now, exp);
-        let header = json!({"alg": ring.current.alg.as_str(), "typ": "at+jwt", "kid": ring.current.kid});
+        let header =
+            json!({"alg": ring.current.alg.as_str(), "typ": "at+jwt", "kid": ring.current.kid});
         let input = jwt::signing_input(&header, &claims);
         let sig = ring
             .current
@@ -328,7 +336,14 @@ impl Minter {
         Ok(token)
     }
 
-    fn claims(&self, p: &Principal, req: &MintRequest<'_>, scope: &str, now: u64, exp: u64) -> Value {
+    fn claims(
+        &self,
+        p: &Principal,
+        req: &MintRequest<'_>,
+        scope: &str,
+        now: u64,
+        exp: u64,
+    ) -> Value {
         let mut c = Map::new();
         c.insert("iss".into(), json!(self.issuer));
         c.insert("sub".into(), json!(p.sub));
@@ -393,7 +408,9 @@ fn load_pem(path: &Path, rng: &SystemRandom) -> Result<SigningKey, MintError> {
         path: shown.clone(),
         reason: reason.to_string(),
     };
-    if text.contains("-----BEGIN EC PRIVATE KEY-----") || text.contains("-----BEGIN RSA PRIVATE KEY-----") {
+    if text.contains("-----BEGIN EC PRIVATE KEY-----")
+        || text.contains("-----BEGIN RSA PRIVATE KEY-----")
+    {
         return Err(bad(
             "this is a SEC1/PKCS#1 key; convert it to PKCS#8: openssl pkcs8 -topk8 -nocrypt -in key.pem -out key.p8.pem",
         ));
@@ -404,21 +421,36 @@ fn load_pem(path: &Path, rng: &SystemRandom) -> Result<SigningKey, MintError> {
         .and_then(|rest| rest.split("-----END PRIVATE KEY-----").next())
         .ok_or_else(|| bad("no -----BEGIN PRIVATE KEY----- block (PKCS#8 PEM expected)"))?;
     let der: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    let der = STANDARD.decode(der).map_err(|_| bad("the PEM body is not base64"))?;
+    let der = STANDARD
+        .decode(der)
+        .map_err(|_| bad("the PEM body is not base64"))?;
     SigningKey::from_pkcs8(&der, rng).map_err(|e| bad(&e))
 }
 
 /// Loads the persisted keys, generating or rotating as due, and writes them back if changed.
-fn load_or_rotate(source: &Source, ttl: Duration, rng: &SystemRandom) -> Result<KeyRing, MintError> {
-    let Source::Generated { path, alg, rotate_after } = source else {
-        return Err(MintError::Config("internal: not a generated key source".into()));
+fn load_or_rotate(
+    source: &Source,
+    ttl: Duration,
+    rng: &SystemRandom,
+) -> Result<KeyRing, MintError> {
+    let Source::Generated {
+        path,
+        alg,
+        rotate_after,
+    } = source
+    else {
+        return Err(MintError::Config(
+            "internal: not a generated key source".into(),
+        ));
     };
     let now = unix_now();
     let mut stored = read_store(path)?;
     let mut changed = false;
     let keep_until = |retired: u64| retired + ttl.as_secs() + RETIRE_GRACE_SECS;
     let before = stored.keys.len();
-    stored.keys.retain(|k| k.retired.is_none_or(|r| keep_until(r) > now));
+    stored
+        .keys
+        .retain(|k| k.retired.is_none_or(|r| keep_until(r) > now));
     changed |= stored.keys.len() != before;
     let current_ok = stored
         .keys
@@ -458,7 +490,8 @@ fn build_ring(path: &Path, stored: &StoredKeys, rng: &SystemRandom) -> Result<Ke
         let der = URL_SAFE_NO_PAD
             .decode(&k.pkcs8)
             .map_err(|_| bad(format!("key {} is not base64url", k.kid)))?;
-        let key = SigningKey::from_pkcs8(&der, rng).map_err(|e| bad(format!("key {}: {e}", k.kid)))?;
+        let key =
+            SigningKey::from_pkcs8(&der, rng).map_err(|e| bad(format!("key {}: {e}", k.kid)))?;
         match k.retired {
             None => current = Some(key),
             Some(r) => retired.push((key.public_jwk, r)),
@@ -470,7 +503,8 @@ fn build_ring(path: &Path, stored: &StoredKeys, rng: &SystemRandom) -> Result<Ke
 
 fn generate(alg: Alg, rng: &SystemRandom) -> Result<(String, Vec<u8>), MintError> {
     let pkcs8 = match alg {
-        Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng).map(|d| d.as_ref().to_vec()),
+        Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng)
+            .map(|d| d.as_ref().to_vec()),
         Alg::EdDSA => Ed25519KeyPair::generate_pkcs8(rng).map(|d| d.as_ref().to_vec()),
         _ => return Err(MintError::Config(format!("cannot generate {alg} keys"))),
     }
@@ -483,7 +517,9 @@ fn read_store(path: &Path) -> Result<StoredKeys, MintError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| MintError::BadKey {
             path: path.display().to_string(),
-            reason: format!("{e}; it is never overwritten: fix it or move it away to have new keys generated"),
+            reason: format!(
+                "{e}; it is never overwritten: fix it or move it away to have new keys generated"
+            ),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StoredKeys::default()),
         Err(e) => Err(MintError::Io {
@@ -598,7 +634,11 @@ mod tests {
             assert_eq!(claims["azp"], "claude");
             assert_eq!(claims["act"]["sub"], "claude");
             assert_eq!(claims["metadata"]["role"], "admin");
-            assert_eq!(m.mint(&principal(), req).unwrap(), token, "reused while fresh");
+            assert_eq!(
+                m.mint(&principal(), req).unwrap(),
+                token,
+                "reused while fresh"
+            );
 
             let kid = m.current_kid();
             let again = Minter::new(settings(dir.path(), alg)).unwrap();
@@ -646,7 +686,14 @@ mod tests {
         p.expires_at = Some(unix_now() + 10);
         let scopes = vec![];
         let token = m
-            .mint(&p, MintRequest { audience: "a", scopes: &scopes, backend_id: "b" })
+            .mint(
+                &p,
+                MintRequest {
+                    audience: "a",
+                    scopes: &scopes,
+                    backend_id: "b",
+                },
+            )
             .unwrap();
         let claims = verify(&m.jwks(), &token);
         assert!(claims["exp"].as_u64().unwrap() <= unix_now() + 10);
@@ -656,7 +703,11 @@ mod tests {
     fn key_file_errors_are_explained() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("k.pem");
-        std::fs::write(&f, "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n").unwrap();
+        std::fs::write(
+            &f,
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+        )
+        .unwrap();
         let mut s = settings(dir.path(), "ES256");
         let path = f.display().to_string();
         s.key_file = Some(Box::leak(path.into_boxed_str()));
@@ -665,7 +716,10 @@ mod tests {
         let bad = dir.path().join("keys");
         std::fs::create_dir_all(&bad).unwrap();
         std::fs::write(bad.join(KEY_FILE), "{nope").unwrap();
-        let e = Minter::new(settings(dir.path(), "ES256")).err().unwrap().to_string();
+        let e = Minter::new(settings(dir.path(), "ES256"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("never overwritten"), "{e}");
     }
 
@@ -675,7 +729,10 @@ mod tests {
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("k.pem");
-        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", STANDARD.encode(pkcs8.as_ref()));
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            STANDARD.encode(pkcs8.as_ref())
+        );
         std::fs::write(&f, pem).unwrap();
         let mut s = settings(dir.path(), "ES256");
         s.key_file = Some(Box::leak(f.display().to_string().into_boxed_str()));
@@ -683,7 +740,14 @@ mod tests {
         assert!(m.rotation_check_interval().is_none());
         let scopes = vec![];
         let token = m
-            .mint(&principal(), MintRequest { audience: "a", scopes: &scopes, backend_id: "b" })
+            .mint(
+                &principal(),
+                MintRequest {
+                    audience: "a",
+                    scopes: &scopes,
+                    backend_id: "b",
+                },
+            )
             .unwrap();
         verify(&m.jwks(), &token);
         assert!(!dir.path().join("keys").exists(), "nothing generated");

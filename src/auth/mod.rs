@@ -145,26 +145,33 @@ pub struct AuthRequest<'a> {
 pub struct Authenticator {
     mode: AuthMode,
     anonymous: Principal,
-    dev_bypass: Option<(DevBypassConfig, Arc<GrantedScopes>)>,
+    dev_bypass: Option<(DevBypassConfig, Arc<GrantedScopes>, Arc<str>)>,
     oauth: Option<Validator>,
 }
 
 impl Authenticator {
     /// Builds the authenticator. `canonical_uri` is the default audience. Nothing is fetched
     /// here: the issuer's keys are loaded by the background service ([`service`]).
-    pub fn new(config: &Config, canonical_uri: &str, rules: &ScopeRules) -> Result<Self, AuthSetupError> {
+    pub fn new(
+        config: &Config,
+        canonical_uri: &str,
+        rules: &ScopeRules,
+    ) -> Result<Self, AuthSetupError> {
         let cfg = &config.auth;
         let oauth = match (cfg.mode, &cfg.oauth.issuer) {
-            (AuthMode::Oauth, Some(issuer)) => Some(build_validator(config, issuer, canonical_uri, rules)?),
+            (AuthMode::Oauth, Some(issuer)) => {
+                Some(build_validator(config, issuer, canonical_uri, rules)?)
+            }
             _ => None,
         };
         Ok(Authenticator {
             mode: cfg.mode,
             anonymous: anonymous_principal(&cfg.principal, rules),
-            dev_bypass: cfg
-                .dev_bypass
-                .as_ref()
-                .map(|d| (d.clone(), Arc::new(GrantedScopes::new(&d.scopes, rules)))),
+            dev_bypass: cfg.dev_bypass.as_ref().map(|d| {
+                let grants = GrantedScopes::new(&d.scopes, rules);
+                let key = Arc::from(grants.cache_key());
+                (d.clone(), Arc::new(grants), key)
+            }),
             oauth,
         })
     }
@@ -197,11 +204,12 @@ impl Authenticator {
     /// Authenticates one request. Awaits only on a cache miss that needs the network (an
     /// unknown `kid`, introspection).
     pub async fn authenticate(&self, req: AuthRequest<'_>) -> AuthOutcome {
-        if let (Some((cfg, grants)), Some(presented)) = (&self.dev_bypass, req.dev_mode) {
+        if let (Some((cfg, grants, scope_key)), Some(presented)) = (&self.dev_bypass, req.dev_mode)
+        {
             let loopback = req.peer.is_some_and(|ip| ip.is_loopback());
             if loopback && constant_time_eq(presented.as_bytes(), cfg.token.as_bytes()) {
                 return AuthOutcome::Ok(Principal {
-                    scope_key: Arc::from(grants.cache_key()),
+                    scope_key: scope_key.clone(),
                     sub: "dev:local".into(),
                     email: Some("dev@localhost".into()),
                     role: Some(cfg.role.clone()),
@@ -242,7 +250,12 @@ impl Authenticator {
 }
 
 /// The validator for `issuer`, from configuration.
-fn build_validator(config: &Config, issuer: &str, canonical_uri: &str, rules: &ScopeRules) -> Result<Validator, AuthSetupError> {
+fn build_validator(
+    config: &Config,
+    issuer: &str,
+    canonical_uri: &str,
+    rules: &ScopeRules,
+) -> Result<Validator, AuthSetupError> {
     let o = &config.auth.oauth;
     let mut algorithms = Vec::with_capacity(o.algorithms.len());
     for name in &o.algorithms {
@@ -257,7 +270,9 @@ fn build_validator(config: &Config, issuer: &str, canonical_uri: &str, rules: &S
         }
     }
     if algorithms.is_empty() {
-        return Err(AuthSetupError::Invalid("auth.oauth.algorithms must name at least one algorithm".into()));
+        return Err(AuthSetupError::Invalid(
+            "auth.oauth.algorithms must name at least one algorithm".into(),
+        ));
     }
     let client = http::AsClient::new(o.http_timeout).map_err(AuthSetupError::Invalid)?;
     let issuer = Arc::new(Issuer::new(
@@ -266,7 +281,10 @@ fn build_validator(config: &Config, issuer: &str, canonical_uri: &str, rules: &S
         client.clone(),
         o.jwks_min_refetch,
     ));
-    let audience = o.audience.clone().unwrap_or_else(|| canonical_uri.to_string());
+    let audience = o
+        .audience
+        .clone()
+        .unwrap_or_else(|| canonical_uri.to_string());
     let introspector = introspect::Introspector::new(&o.introspection, client, o.token_cache_size);
     // With introspection on, a revoked token must not outlive the introspection cache in the
     // validated-token cache.
@@ -274,11 +292,13 @@ fn build_validator(config: &Config, issuer: &str, canonical_uri: &str, rules: &S
         Some(_) => o.token_cache_ttl.min(o.introspection.cache_ttl),
         None => o.token_cache_ttl,
     };
+    // Compared byte for byte, exactly as configured.
+    let expected_iss = issuer.issuer().to_string();
     Ok(Validator::new(
         issuer,
         ValidatorSettings {
             rules: claims::ClaimRules {
-                issuer: issuer_string(config),
+                issuer: expected_iss,
                 audiences: vec![audience],
                 leeway: o.leeway.as_secs(),
             },
@@ -291,11 +311,6 @@ fn build_validator(config: &Config, issuer: &str, canonical_uri: &str, rules: &S
         },
         introspector,
     ))
-}
-
-/// The configured issuer, exactly as written (it is compared byte for byte).
-fn issuer_string(config: &Config) -> String {
-    config.auth.oauth.issuer.clone().unwrap_or_default()
 }
 
 fn anonymous_principal(p: &PrincipalConfig, rules: &ScopeRules) -> Principal {

@@ -28,7 +28,11 @@ pub struct AuthService {
 
 impl AuthService {
     /// A service for whatever is configured (either part may be absent).
-    pub fn new(issuer: Option<Arc<Issuer>>, refresh: Duration, minter: Option<Arc<Minter>>) -> AuthService {
+    pub fn new(
+        issuer: Option<Arc<Issuer>>,
+        refresh: Duration,
+        minter: Option<Arc<Minter>>,
+    ) -> AuthService {
         AuthService {
             issuer,
             refresh: refresh.max(Duration::from_secs(1)),
@@ -38,7 +42,11 @@ impl AuthService {
 
     /// Whether there is anything to do.
     pub fn is_needed(&self) -> bool {
-        self.issuer.is_some() || self.minter.as_ref().is_some_and(|m| m.rotation_check_interval().is_some())
+        self.issuer.is_some()
+            || self
+                .minter
+                .as_ref()
+                .is_some_and(|m| m.rotation_check_interval().is_some())
     }
 
     async fn issuer_loop(issuer: Arc<Issuer>, refresh: Duration) {
@@ -80,7 +88,10 @@ impl AuthService {
 #[async_trait]
 impl BackgroundService for AuthService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let issuer = self.issuer.clone().map(|i| Self::issuer_loop(i, self.refresh));
+        let issuer = self
+            .issuer
+            .clone()
+            .map(|i| Self::issuer_loop(i, self.refresh));
         let minter = self.minter.clone().map(Self::rotation_loop);
         let work = async move {
             tokio::join!(

@@ -70,8 +70,16 @@ pub struct ValidatorSettings {
 
 impl Validator {
     /// A validator for `issuer`.
-    pub fn new(issuer: Arc<Issuer>, s: ValidatorSettings, introspector: Option<Introspector>) -> Validator {
-        let capacity = if s.cache_ttl.is_zero() { 0 } else { s.cache_size };
+    pub fn new(
+        issuer: Arc<Issuer>,
+        s: ValidatorSettings,
+        introspector: Option<Introspector>,
+    ) -> Validator {
+        let capacity = if s.cache_ttl.is_zero() {
+            0
+        } else {
+            s.cache_size
+        };
         Validator {
             issuer,
             rules: s.rules,
@@ -104,7 +112,10 @@ impl Validator {
         }
         let verdict = self.validate_uncached(token).await;
         if let Verdict::Ok(p) = &verdict {
-            if let Some(deadline) = p.expires_at.and_then(|exp| deadline_for(exp, self.cache_ttl)) {
+            if let Some(deadline) = p
+                .expires_at
+                .and_then(|exp| deadline_for(exp, self.cache_ttl))
+            {
                 self.cache.insert(key, p.clone(), deadline);
             }
         }
@@ -137,7 +148,9 @@ impl Validator {
             if required != pool {
                 return Verdict::Forbidden {
                     error: "invalid_audience",
-                    reason: format!("the token belongs to pool {pool:?}; this gateway serves pool {required:?}"),
+                    reason: format!(
+                        "the token belongs to pool {pool:?}; this gateway serves pool {required:?}"
+                    ),
                     scope: None,
                 };
             }
@@ -146,7 +159,10 @@ impl Validator {
             match intro.check(token, claims.exp).await {
                 Introspected::Active => {}
                 Introspected::Inactive => {
-                    return Verdict::Invalid("the authorization server reports this token as no longer active (revoked)".into())
+                    return Verdict::Invalid(
+                        "the authorization server reports this token as no longer active (revoked)"
+                            .into(),
+                    )
                 }
                 Introspected::Unavailable(reason) => return Verdict::Unavailable(reason),
             }
@@ -156,7 +172,8 @@ impl Validator {
 
     /// Signature and claims.
     async fn verify(&self, token: &str) -> Result<TokenClaims, Verdict> {
-        let decoded = jwt::decode(token, &self.algorithms).map_err(|e| Verdict::Invalid(e.to_string()))?;
+        let decoded =
+            jwt::decode(token, &self.algorithms).map_err(|e| Verdict::Invalid(e.to_string()))?;
         let Some(mut keys) = self.issuer.keys() else {
             let status = self.issuer.status();
             return Err(Verdict::Unavailable(format!(
@@ -181,9 +198,12 @@ impl Validator {
         }
         if !verify_signature(&keys, kid, &decoded) {
             debug!(alg = %decoded.alg, kid = ?kid, "token signature does not verify");
-            return Err(Verdict::Invalid("the token's signature does not verify with the authorization server's keys".into()));
+            return Err(Verdict::Invalid(
+                "the token's signature does not verify with the authorization server's keys".into(),
+            ));
         }
-        claims::check(&decoded.payload, &self.rules, unix_now()).map_err(|e| Verdict::Invalid(e.to_string()))
+        claims::check(&decoded.payload, &self.rules, unix_now())
+            .map_err(|e| Verdict::Invalid(e.to_string()))
     }
 
     /// Forgets every validated token (tests, key changes).

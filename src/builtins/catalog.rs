@@ -43,7 +43,11 @@ pub struct Presentation {
 impl Presentation {
     /// From the request headers, falling back to the configured default mode. An unknown
     /// mode value is ignored (as Cortex does: only `search` means search).
-    pub fn from_headers(tool_mode: Option<&str>, backends: Option<&str>, default: ToolMode) -> Self {
+    pub fn from_headers(
+        tool_mode: Option<&str>,
+        backends: Option<&str>,
+        default: ToolMode,
+    ) -> Self {
         let mode = match tool_mode.map(|m| m.trim().to_ascii_lowercase()) {
             Some(m) if m == "search" => ToolMode::Search,
             Some(m) if m == "full" => ToolMode::Full,
@@ -76,7 +80,11 @@ impl Presentation {
                 h = h.wrapping_mul(0x0000_0100_0000_01b3);
             }
         };
-        eat(if self.mode == ToolMode::Search { b"s" } else { b"f" });
+        eat(if self.mode == ToolMode::Search {
+            b"s"
+        } else {
+            b"f"
+        });
         match &self.backends {
             None => eat(b"*"),
             Some(ids) => {
@@ -124,17 +132,17 @@ pub fn present_tool(entry: &Value, mode: ToolMode) -> Cow<'_, Value> {
     Cow::Owned(Value::Object(out))
 }
 
-/// Parses `params.cursor`; `Err` is the answer to send.
-fn cursor<'a>(id: &Id, params: &'a Value) -> Result<Option<&'a str>, Dispatched> {
+/// Parses `params.cursor`; `Err` is the JSON-RPC error to answer with.
+fn cursor<'a>(id: &Id, params: &'a Value) -> Result<Option<&'a str>, Vec<u8>> {
     match params.get("cursor") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(c)) => Ok(Some(c.as_str())),
-        Some(_) => Err(Dispatched::Answer(jsonrpc::error(
+        Some(_) => Err(jsonrpc::error(
             Some(id),
             codes::INVALID_PARAMS,
             "Invalid params: cursor must be a string",
             None,
-        ))),
+        )),
     }
 }
 
@@ -197,7 +205,7 @@ fn answer(id: &Id, built: Result<Bytes, BadCursor>) -> Dispatched {
 pub fn tools_list(cx: &CallContext<'_>, id: &Id, params: &Value) -> Dispatched {
     let cursor = match cursor(id, params) {
         Ok(c) => c,
-        Err(d) => return d,
+        Err(e) => return Dispatched::Answer(e),
     };
     let state = cx.state;
     let p = &cx.presentation;
@@ -222,7 +230,13 @@ pub fn tools_list(cx: &CallContext<'_>, id: &Id, params: &Value) -> Dispatched {
                 .filter(|t| p.lists_backend(&t.backend_id))
                 .map(|t| (t.exposed.as_str(), present_tool(&t.entry, p.mode)))
                 .collect();
-            page_bytes("tools", &own, backend, cursor, state.config.catalog.page_size)
+            page_bytes(
+                "tools",
+                &own,
+                backend,
+                cursor,
+                state.config.catalog.page_size,
+            )
         },
     );
     answer(id, built)
@@ -245,7 +259,7 @@ pub fn architecture_entry() -> Value {
 pub fn resources_list(cx: &CallContext<'_>, id: &Id, params: &Value) -> Dispatched {
     let cursor = match cursor(id, params) {
         Ok(c) => c,
-        Err(d) => return d,
+        Err(e) => return Dispatched::Answer(e),
     };
     let state = cx.state;
     let current = state.catalog.current();
@@ -266,7 +280,13 @@ pub fn resources_list(cx: &CallContext<'_>, id: &Id, params: &Value) -> Dispatch
                 .into_iter()
                 .map(|r| (r.exposed.as_str(), Cow::Borrowed(&r.entry)))
                 .collect();
-            page_bytes("resources", &own, backend, cursor, state.config.catalog.page_size)
+            page_bytes(
+                "resources",
+                &own,
+                backend,
+                cursor,
+                state.config.catalog.page_size,
+            )
         },
     );
     answer(id, built)
@@ -278,15 +298,25 @@ mod tests {
 
     #[test]
     fn presentation_from_headers() {
-        let p = Presentation::from_headers(Some(" Search "), Some("crm, Demo,,crm"), ToolMode::Full);
+        let p =
+            Presentation::from_headers(Some(" Search "), Some("crm, Demo,,crm"), ToolMode::Full);
         assert_eq!(p.mode, ToolMode::Search);
-        assert_eq!(p.backends, Some(vec!["crm".to_string(), "demo".to_string()]));
+        assert_eq!(
+            p.backends,
+            Some(vec!["crm".to_string(), "demo".to_string()])
+        );
         assert!(p.lists_backend("crm") && !p.lists_backend("erp"));
         let none = Presentation::from_headers(None, None, ToolMode::Search);
         assert_eq!(none.mode, ToolMode::Search);
         assert!(none.lists_backend("anything"));
-        assert_eq!(Presentation::from_headers(Some("full"), None, ToolMode::Search).mode, ToolMode::Full);
-        assert_eq!(Presentation::from_headers(Some("weird"), None, ToolMode::Full).mode, ToolMode::Full);
+        assert_eq!(
+            Presentation::from_headers(Some("full"), None, ToolMode::Search).mode,
+            ToolMode::Full
+        );
+        assert_eq!(
+            Presentation::from_headers(Some("weird"), None, ToolMode::Full).mode,
+            ToolMode::Full
+        );
         let empty = Presentation::from_headers(None, Some(" "), ToolMode::Full);
         assert_eq!(empty.backends, Some(vec![]));
         assert!(!empty.lists_backend("crm"));
@@ -294,9 +324,17 @@ mod tests {
 
     #[test]
     fn variants_differ_per_presentation() {
-        let v = |m: Option<&str>, b: Option<&str>| Presentation::from_headers(m, b, ToolMode::Full).variant();
+        let v = |m: Option<&str>, b: Option<&str>| {
+            Presentation::from_headers(m, b, ToolMode::Full).variant()
+        };
         assert_eq!(v(None, None), 0);
-        let all = [v(Some("search"), None), v(None, Some("")), v(None, Some("a")), v(None, Some("a,b")), v(Some("search"), Some("a"))];
+        let all = [
+            v(Some("search"), None),
+            v(None, Some("")),
+            v(None, Some("a")),
+            v(None, Some("a,b")),
+            v(Some("search"), Some("a")),
+        ];
         for (i, a) in all.iter().enumerate() {
             assert_ne!(*a, 0);
             for b in &all[i + 1..] {
@@ -326,12 +364,17 @@ mod tests {
     #[test]
     fn pages_put_own_entries_first_and_cursor_through() {
         let a = json!({"n": "own"});
-        let backend = vec![("x", Cow::Owned(json!({"n": "x"}))), ("y", Cow::Owned(json!({"n": "y"})))];
+        let backend = vec![
+            ("x", Cow::Owned(json!({"n": "x"}))),
+            ("y", Cow::Owned(json!({"n": "y"}))),
+        ];
         let first = page_bytes("tools", &[&a], backend.clone(), None, 2).unwrap();
         let v: Value = serde_json::from_slice(&first).unwrap();
         assert_eq!(v["tools"], json!([{"n": "own"}, {"n": "x"}]));
         let next = v["nextCursor"].as_str().unwrap().to_string();
-        let second: Value = serde_json::from_slice(&page_bytes("tools", &[&a], backend, Some(&next), 2).unwrap()).unwrap();
+        let second: Value =
+            serde_json::from_slice(&page_bytes("tools", &[&a], backend, Some(&next), 2).unwrap())
+                .unwrap();
         assert_eq!(second["tools"], json!([{"n": "y"}]));
         assert!(second.get("nextCursor").is_none());
         assert!(page_bytes("tools", &[], vec![], Some("garbage!"), 2).is_err());

@@ -110,7 +110,9 @@ pub fn find_tools(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinRes
         }
         return Ok(out);
     }
-    let query = opt_str(args, "query")?.map(str::trim).filter(|q| !q.is_empty());
+    let query = opt_str(args, "query")?
+        .map(str::trim)
+        .filter(|q| !q.is_empty());
     let Some(query) = query else {
         return Err(BuiltinError::invalid(
             "find_tools needs `names` (exact tool names) or `query` (words describing what you want to do)",

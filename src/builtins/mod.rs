@@ -57,6 +57,14 @@ pub const ARCHITECTURE_URI: &str = "cortex://architecture";
 /// The `_meta.app` of builtins (and the `contextApp` meaning "the gateway itself").
 pub const GATEWAY_APP: &str = "cortex";
 
+/// Appended to the `instructions` of `initialize`: what the builtins are for.
+pub const INSTRUCTIONS: &str = " The gateway's own tools: `whoami` says who you are, what each \
+     app thinks of you and which scopes would reveal the tools you cannot see; `find_tools` \
+     finds tools by words and returns their full definitions (the list may be shortened with \
+     X-Cortex-Tool-Mode: search, or narrowed with X-Cortex-Backends); when no tool can do what \
+     the user needs, `report_missing_capability` files a ticket for the people running these \
+     apps. The resource cortex://architecture describes this setup.";
+
 /// When a builtin appears in `tools/list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listing {
@@ -104,7 +112,10 @@ impl Builtins {
             .into_iter()
             .map(|(name, listing, entry)| BuiltinDef {
                 name,
-                scope: scope(configured(s, name), (name == TRIAGE_CORTEX_TICKET).then_some(admin.as_str())),
+                scope: scope(
+                    configured(s, name),
+                    (name == TRIAGE_CORTEX_TICKET).then_some(admin.as_str()),
+                ),
                 entry,
                 listing,
             })
@@ -178,7 +189,13 @@ fn configured<'a>(s: &'a BuiltinScopes, name: &str) -> &'a Option<String> {
 }
 
 /// An MCP `Tool` object for a builtin.
-fn entry(name: &str, title: &str, description: &str, input_schema: Value, read_only: bool) -> Value {
+fn entry(
+    name: &str,
+    title: &str,
+    description: &str,
+    input_schema: Value,
+    read_only: bool,
+) -> Value {
     json!({
         "name": name,
         "title": title,
@@ -444,7 +461,10 @@ async fn run(cx: &CallContext<'_>, name: &str, args: &Map<String, Value>) -> Bui
 }
 
 /// A string argument: `Ok(None)` when absent or null, an error when of another type.
-pub(crate) fn opt_str<'a>(args: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, BuiltinError> {
+pub(crate) fn opt_str<'a>(
+    args: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a str>, BuiltinError> {
     match args.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -453,7 +473,12 @@ pub(crate) fn opt_str<'a>(args: &'a Map<String, Value>, key: &str) -> Result<Opt
 }
 
 /// An integer argument within `1..=max`, or `default` when absent.
-pub(crate) fn opt_limit(args: &Map<String, Value>, key: &str, default: usize, max: usize) -> Result<usize, BuiltinError> {
+pub(crate) fn opt_limit(
+    args: &Map<String, Value>,
+    key: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, BuiltinError> {
     match args.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => match v.as_u64() {

@@ -20,7 +20,10 @@ use super::{opt_str, BuiltinError, BuiltinResult, Listing, ARCHITECTURE_URI, FIN
 
 /// The `resources/read` result of a URI: `cortex://architecture` here, anything else from
 /// the backend that owns it. `Err` is a JSON-RPC error.
-pub async fn read(cx: &CallContext<'_>, params: &Value) -> Result<Value, (i64, String, Option<Value>)> {
+pub async fn read(
+    cx: &CallContext<'_>,
+    params: &Value,
+) -> Result<Value, (i64, String, Option<Value>)> {
     if params.get("uri").and_then(Value::as_str) == Some(ARCHITECTURE_URI) {
         if !cx.state.builtins.architecture_visible(cx.principal) {
             return Err((
@@ -62,14 +65,20 @@ pub fn list_all(cx: &CallContext<'_>) -> Value {
 /// as the tool's text so the model reads it directly.
 pub async fn read_tool(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinResult {
     let Some(uri) = opt_str(args, "uri")?.filter(|u| !u.trim().is_empty()) else {
-        return Err(BuiltinError::invalid("`uri` is required, e.g. cortex://architecture"));
+        return Err(BuiltinError::invalid(
+            "`uri` is required, e.g. cortex://architecture",
+        ));
     };
     match read(cx, &json!({"uri": uri})).await {
         Ok(v) => Ok(v),
-        Err((code, message, _)) if code == codes::RESOURCE_NOT_FOUND || code == codes::INVALID_PARAMS => {
+        Err((code, message, _))
+            if code == codes::RESOURCE_NOT_FOUND || code == codes::INVALID_PARAMS =>
+        {
             Err(BuiltinError::Failed {
                 code: "resource_not_found",
-                message: format!("{message}: {uri} (list_cortex_resources shows what you can read)"),
+                message: format!(
+                    "{message}: {uri} (list_cortex_resources shows what you can read)"
+                ),
             })
         }
         Err((_, message, _)) => Err(BuiltinError::Failed {
@@ -88,7 +97,11 @@ pub fn architecture(cx: &CallContext<'_>) -> String {
     let current = state.catalog.current();
     let health = state.catalog.health();
     let mut md = String::with_capacity(4096);
-    let _ = writeln!(md, "# {} — how this gateway is set up for you\n", state.config.server.name);
+    let _ = writeln!(
+        md,
+        "# {} — how this gateway is set up for you\n",
+        state.config.server.name
+    );
     let _ = writeln!(
         md,
         "One MCP endpoint ({}) in front of {} app(s). The gateway lists and allows exactly the \
@@ -113,13 +126,20 @@ pub fn architecture(cx: &CallContext<'_>) -> String {
         let list: Vec<String> = scopes.iter().map(|s| format!("`{s}`")).collect();
         let _ = writeln!(md, "- Scopes: {}", list.join(", "));
     }
-    let _ = writeln!(md, "- Administrator (`{}`): {}\n", builtins.admin_scope(), if admin { "yes" } else { "no" });
+    let _ = writeln!(
+        md,
+        "- Administrator (`{}`): {}\n",
+        builtins.admin_scope(),
+        if admin { "yes" } else { "no" }
+    );
 
     md.push_str("## Apps\n\n");
     if admin {
         md.push_str("| App | Health | Tools (yours / all) | Last discovery | URL | Last error |\n| --- | --- | --- | --- | --- | --- |\n");
     } else {
-        md.push_str("| App | Health | Tools you can use | Last discovery |\n| --- | --- | --- | --- |\n");
+        md.push_str(
+            "| App | Health | Tools you can use | Last discovery |\n| --- | --- | --- | --- |\n",
+        );
     }
     for b in &state.backends {
         let h = health.iter().find(|h| h.id == b.id);
@@ -130,16 +150,27 @@ pub fn architecture(cx: &CallContext<'_>) -> String {
             Some(h) if h.stale => "degraded (serving its last known tools)",
             Some(_) => "unreachable",
         };
-        let all = current.merged.tools().iter().filter(|t| t.backend_id == b.id);
+        let all = current
+            .merged
+            .tools()
+            .iter()
+            .filter(|t| t.backend_id == b.id);
         let total = all.clone().count();
         let yours = all.filter(|t| p.grants.allows(t.scope.as_deref())).count();
-        let last = h.and_then(|h| h.last_ok).map(rfc3339_of).unwrap_or_else(|| "never".into());
+        let last = h
+            .and_then(|h| h.last_ok)
+            .map(rfc3339_of)
+            .unwrap_or_else(|| "never".into());
         if admin {
             let err = h
                 .and_then(|h| h.last_error.as_deref())
                 .map(|e| e.replace('|', "/"))
                 .unwrap_or_default();
-            let _ = writeln!(md, "| `{}` | {status} | {yours} / {total} | {last} | {}{} | {err} |", b.id, b.url, b.path);
+            let _ = writeln!(
+                md,
+                "| `{}` | {status} | {yours} / {total} | {last} | {}{} | {err} |",
+                b.id, b.url, b.path
+            );
         } else {
             let _ = writeln!(md, "| `{}` | {status} | {yours} | {last} |", b.id);
         }

@@ -33,7 +33,14 @@ use super::{opt_limit, opt_str, BuiltinError, BuiltinResult, GATEWAY_APP};
 /// Accepted severities (Cortex's three).
 pub const SEVERITIES: [&str; 3] = ["blocking", "inconvenient", "nice_to_have"];
 /// Ticket statuses (Cortex's six).
-pub const STATUSES: [&str; 6] = ["open", "triaged", "planned", "resolved", "wont_fix", "duplicate"];
+pub const STATUSES: [&str; 6] = [
+    "open",
+    "triaged",
+    "planned",
+    "resolved",
+    "wont_fix",
+    "duplicate",
+];
 /// Default `limit` of `list_cortex_tickets` (Cortex: 20).
 pub const DEFAULT_LIST_LIMIT: usize = 20;
 /// Largest `limit` (Cortex: 100).
@@ -81,7 +88,11 @@ pub fn iso_ms(ms: i64) -> String {
 /// The deduplication fingerprint: SHA-256 (hex) of the normalised `whatIWanted` (lowercase,
 /// whitespace collapsed), `contextTool` and `contextApp`, separated by `|`.
 pub fn fingerprint(what: &str, context_tool: Option<&str>, context_app: Option<&str>) -> String {
-    let normalised = what.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let normalised = what
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     let mut h = Sha256::new();
     h.update(normalised.as_bytes());
     h.update(b"|");
@@ -111,10 +122,14 @@ pub struct Report {
 fn required_text(args: &Map<String, Value>, key: &str) -> Result<String, BuiltinError> {
     let v = opt_str(args, key)?.map(str::trim).unwrap_or("");
     if v.is_empty() {
-        return Err(BuiltinError::invalid(format!("`{key}` is required (a non-empty string)")));
+        return Err(BuiltinError::invalid(format!(
+            "`{key}` is required (a non-empty string)"
+        )));
     }
     if v.chars().count() > MAX_TEXT {
-        return Err(BuiltinError::invalid(format!("`{key}` is longer than {MAX_TEXT} characters")));
+        return Err(BuiltinError::invalid(format!(
+            "`{key}` is longer than {MAX_TEXT} characters"
+        )));
     }
     Ok(v.to_string())
 }
@@ -122,13 +137,18 @@ fn required_text(args: &Map<String, Value>, key: &str) -> Result<String, Builtin
 fn optional_name(args: &Map<String, Value>, key: &str) -> Result<Option<String>, BuiltinError> {
     let v = opt_str(args, key)?.map(str::trim).filter(|s| !s.is_empty());
     if v.is_some_and(|s| s.chars().count() > MAX_NAME) {
-        return Err(BuiltinError::invalid(format!("`{key}` is longer than {MAX_NAME} characters")));
+        return Err(BuiltinError::invalid(format!(
+            "`{key}` is longer than {MAX_NAME} characters"
+        )));
     }
     Ok(v.map(str::to_string))
 }
 
 /// Parses a severity, with a message listing the valid ones.
-fn severity_arg(args: &Map<String, Value>, required: bool) -> Result<Option<TicketSeverity>, BuiltinError> {
+fn severity_arg(
+    args: &Map<String, Value>,
+    required: bool,
+) -> Result<Option<TicketSeverity>, BuiltinError> {
     match opt_str(args, "severity")? {
         None if required => Err(BuiltinError::invalid(format!(
             "`severity` is required: one of {}",
@@ -136,7 +156,10 @@ fn severity_arg(args: &Map<String, Value>, required: bool) -> Result<Option<Tick
         ))),
         None => Ok(None),
         Some(s) => TicketSeverity::parse(s.trim()).map(Some).ok_or_else(|| {
-            BuiltinError::invalid(format!("`severity` must be one of {}, not `{s}`", SEVERITIES.join(", ")))
+            BuiltinError::invalid(format!(
+                "`severity` must be one of {}, not `{s}`",
+                SEVERITIES.join(", ")
+            ))
         }),
     }
 }
@@ -145,7 +168,10 @@ fn status_arg(args: &Map<String, Value>) -> Result<Option<TicketStatus>, Builtin
     match opt_str(args, "status")? {
         None => Ok(None),
         Some(s) => TicketStatus::parse(s.trim()).map(Some).ok_or_else(|| {
-            BuiltinError::invalid(format!("`status` must be one of {}, not `{s}`", STATUSES.join(", ")))
+            BuiltinError::invalid(format!(
+                "`status` must be one of {}, not `{s}`",
+                STATUSES.join(", ")
+            ))
         }),
     }
 }
@@ -161,7 +187,9 @@ pub fn parse_report(args: &Map<String, Value>) -> Result<Report, BuiltinError> {
         None | Some(Value::Null) => None,
         Some(v) => {
             if serde_json::to_string(v).map_or(0, |s| s.len()) > MAX_SHAPE {
-                return Err(BuiltinError::invalid(format!("`suggestedShape` is larger than {MAX_SHAPE} bytes")));
+                return Err(BuiltinError::invalid(format!(
+                    "`suggestedShape` is larger than {MAX_SHAPE} bytes"
+                )));
             }
             Some(v.clone())
         }
@@ -248,7 +276,14 @@ fn webhook_payload(
 }
 
 /// The outbox entry for a new blocking ticket, when a webhook is configured.
-fn blocking_delivery(cx: &CallContext<'_>, ticket_id: &str, backend: &str, source: &str, r: &Report, now: i64) -> Option<NewDelivery> {
+fn blocking_delivery(
+    cx: &CallContext<'_>,
+    ticket_id: &str,
+    backend: &str,
+    source: &str,
+    r: &Report,
+    now: i64,
+) -> Option<NewDelivery> {
     let url = cx.state.config.tickets.webhook_url.as_deref()?;
     if r.severity != TicketSeverity::Blocking {
         return None;
@@ -284,7 +319,10 @@ async fn report_locally(cx: &CallContext<'_>, r: &Report) -> BuiltinResult {
         now_ms: now,
     };
     let window = cx.state.config.tickets.dedup_window.as_millis() as i64;
-    let created = store.create_ticket(new, window, delivery).await.map_err(store_failed)?;
+    let created = store
+        .create_ticket(new, window, delivery)
+        .await
+        .map_err(store_failed)?;
     if created.delivery_enqueued {
         cx.state.builtins.wake_webhook();
     }
@@ -296,9 +334,15 @@ async fn report_locally(cx: &CallContext<'_>, r: &Report) -> BuiltinResult {
             t.id, t.repeat_count
         )
     } else if created.delivery_enqueued {
-        format!("Recorded as {}; an administrator is being alerted because it is blocking.", t.id)
+        format!(
+            "Recorded as {}; an administrator is being alerted because it is blocking.",
+            t.id
+        )
     } else {
-        format!("Recorded as {}. Thank you: the people running these apps review these tickets.", t.id)
+        format!(
+            "Recorded as {}. Thank you: the people running these apps review these tickets.",
+            t.id
+        )
     };
     let mut out = json!({
         "ticketId": t.id,
@@ -327,7 +371,12 @@ fn owner_key(cx: &CallContext<'_>) -> String {
 
 /// Calls a ticket backend's contract method with the caller's identity; the JSON reply of a
 /// 2xx, or a message.
-async fn call_ticket_backend(cx: &CallContext<'_>, app: &str, method: &str, params: &Value) -> Result<Value, String> {
+async fn call_ticket_backend(
+    cx: &CallContext<'_>,
+    app: &str,
+    method: &str,
+    params: &Value,
+) -> Result<Value, String> {
     let backend = cx
         .state
         .backend(app)
@@ -340,12 +389,15 @@ async fn call_ticket_backend(cx: &CallContext<'_>, app: &str, method: &str, para
         .post(backend, body, &headers)
         .await
         .map_err(|f| match f {
-            TransportFailure::Timeout { timeout_ms } => format!("{app} timed out after {timeout_ms}ms"),
+            TransportFailure::Timeout { timeout_ms } => {
+                format!("{app} timed out after {timeout_ms}ms")
+            }
             TransportFailure::Unreachable { reason } => format!("{app} unreachable: {reason}"),
         })?;
     let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
     if (200..300).contains(&reply.status) {
-        return parsed.ok_or_else(|| format!("{app} answered {method} with a body that is not JSON"));
+        return parsed
+            .ok_or_else(|| format!("{app} answered {method} with a body that is not JSON"));
     }
     let reason = parsed
         .as_ref()
@@ -355,7 +407,10 @@ async fn call_ticket_backend(cx: &CallContext<'_>, app: &str, method: &str, para
         .chars()
         .take(300)
         .collect::<String>();
-    Err(format!("{app} answered {method} with HTTP {}: {reason}", reply.status))
+    Err(format!(
+        "{app} answered {method} with HTTP {}: {reason}",
+        reply.status
+    ))
 }
 
 async fn report_to_backend(cx: &CallContext<'_>, app: &str, r: &Report) -> BuiltinResult {
@@ -381,7 +436,10 @@ async fn report_to_backend(cx: &CallContext<'_>, app: &str, r: &Report) -> Built
         Some(Value::Number(n)) => n.to_string(),
         _ => String::new(),
     };
-    let deduplicated = reply.get("deduplicated").and_then(Value::as_bool).unwrap_or(false);
+    let deduplicated = reply
+        .get("deduplicated")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let mut out = json!({
         "ticketId": ticket_id,
         "deduplicated": deduplicated,
@@ -488,7 +546,9 @@ pub async fn list(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinRes
                 }
                 Err(e) => {
                     warn!(error = %e, "listing local tickets failed");
-                    sources.push(json!({"name": GATEWAY_APP, "ok": false, "error": "store unavailable"}));
+                    sources.push(
+                        json!({"name": GATEWAY_APP, "ok": false, "error": "store unavailable"}),
+                    );
                 }
             }
         }
@@ -500,13 +560,20 @@ pub async fn list(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinRes
     if let Some(s) = severity {
         params["severity"] = json!(s.as_str());
     }
-    let calls = backends
-        .iter()
-        .map(|app| async { (*app, call_ticket_backend(cx, app, "list_tickets", &params).await) });
+    let calls = backends.iter().map(|app| async {
+        (
+            *app,
+            call_ticket_backend(cx, app, "list_tickets", &params).await,
+        )
+    });
     for (app, result) in futures::future::join_all(calls).await {
         match result {
             Ok(v) => {
-                let rows = v.get("tickets").and_then(Value::as_array).cloned().unwrap_or_default();
+                let rows = v
+                    .get("tickets")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 sources.push(json!({"name": app, "ok": true, "count": rows.len()}));
                 tickets.extend(rows.into_iter().filter(Value::is_object).map(|mut t| {
                     t["backend"] = json!(app);
@@ -548,28 +615,42 @@ fn created(t: &Value) -> &str {
 /// Administrators may triage any ticket; when the builtin is opened to others
 /// (`builtins.scopes.triage_cortex_ticket`), they may triage only their own.
 pub async fn triage(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinResult {
-    let id = opt_str(args, "ticketId")?.map(str::trim).filter(|s| !s.is_empty());
+    let id = opt_str(args, "ticketId")?
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     let Some(id) = id else {
         return Err(BuiltinError::invalid("`ticketId` is required"));
     };
     let status = status_arg(args)?;
     let severity = severity_arg(args, false)?;
-    let note = opt_str(args, "note")?.map(str::trim).filter(|s| !s.is_empty());
+    let note = opt_str(args, "note")?
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     if note.is_some_and(|n| n.chars().count() > MAX_TEXT) {
-        return Err(BuiltinError::invalid(format!("`note` is longer than {MAX_TEXT} characters")));
+        return Err(BuiltinError::invalid(format!(
+            "`note` is longer than {MAX_TEXT} characters"
+        )));
     }
     if status.is_none() && severity.is_none() && note.is_none() {
-        return Err(BuiltinError::invalid("give at least one of `status`, `severity`, `note`"));
+        return Err(BuiltinError::invalid(
+            "give at least one of `status`, `severity`, `note`",
+        ));
     }
     let store = store(cx)?;
     let admin = cx.state.builtins.is_admin(cx.principal);
-    let not_found = || BuiltinError::Failed {
+    let not_found = || {
+        BuiltinError::Failed {
         code: "ticket_not_found",
         message: format!(
             "No ticket {id} is kept by the gateway (tickets owned by an app are triaged in that app)."
         ),
+    }
     };
-    let existing = store.get_ticket(id).await.map_err(store_failed)?.ok_or_else(not_found)?;
+    let existing = store
+        .get_ticket(id)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(not_found)?;
     if !admin && existing.owner != owner_key(cx) {
         return Err(not_found());
     }
@@ -585,7 +666,11 @@ pub async fn triage(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinR
         }),
         now_ms: now,
     };
-    let updated = store.update_ticket(id, update).await.map_err(store_failed)?.ok_or_else(not_found)?;
+    let updated = store
+        .update_ticket(id, update)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(not_found)?;
     info!(ticket = %id, status = updated.status.as_str(), severity = updated.severity.as_str(), "ticket triaged");
     Ok(json!({"ticket": ticket_json(&updated, admin)}))
 }
@@ -618,17 +703,29 @@ mod tests {
             json!({"whatIWanted": "w", "userIntent": "u", "severity": "blocking", "contextTool": 5}),
             json!({"whatIWanted": "x".repeat(MAX_TEXT + 1), "userIntent": "u", "severity": "blocking"}),
         ] {
-            assert!(matches!(parse_report(&args(bad.clone())), Err(BuiltinError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(
+                    parse_report(&args(bad.clone())),
+                    Err(BuiltinError::Invalid(_))
+                ),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn fingerprints_normalise_text_only() {
         let a = fingerprint("Export  Invoices", Some("erp_list"), Some("ERP"));
-        assert_eq!(a, fingerprint(" export invoices ", Some("erp_list"), Some("erp")));
+        assert_eq!(
+            a,
+            fingerprint(" export invoices ", Some("erp_list"), Some("erp"))
+        );
         assert_ne!(a, fingerprint("export invoices", None, Some("erp")));
         assert_ne!(a, fingerprint("export invoices", Some("erp_list"), None));
-        assert_ne!(a, fingerprint("export bills", Some("erp_list"), Some("erp")));
+        assert_ne!(
+            a,
+            fingerprint("export bills", Some("erp_list"), Some("erp"))
+        );
         assert_eq!(a.len(), 64);
     }
 

@@ -75,7 +75,9 @@ pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
 /// with ±20 % jitter so that replicas and receivers coming back are not hit in lockstep.
 pub fn backoff(attempts: i64, max: Duration) -> Duration {
     let exp = attempts.clamp(1, 32) - 1;
-    let base = Duration::from_secs(1).saturating_mul(1u32 << exp.min(31)).min(max);
+    let base = Duration::from_secs(1)
+        .saturating_mul(1u32 << exp.min(31))
+        .min(max);
     let jitter = rand::thread_rng().gen_range(0.8..1.2);
     base.mul_f64(jitter).min(max.mul_f64(1.2))
 }
@@ -124,7 +126,10 @@ impl WebhookSender {
             ("user-agent", format!("cortex-gateway/{GATEWAY_VERSION}")),
         ];
         if let Some(secret) = &self.secret {
-            headers.push((SIGNATURE_HEADER, signature(secret, ts, d.payload.as_bytes())));
+            headers.push((
+                SIGNATURE_HEADER,
+                signature(secret, ts, d.payload.as_bytes()),
+            ));
         }
         let body = Bytes::from(d.payload.clone());
         let ms = self.timeout.as_millis() as u64;
@@ -136,7 +141,12 @@ impl WebhookSender {
         }
     }
 
-    async fn post(&self, url: &str, body: Bytes, headers: &[(&'static str, String)]) -> Result<u16, SendError> {
+    async fn post(
+        &self,
+        url: &str,
+        body: Bytes,
+        headers: &[(&'static str, String)],
+    ) -> Result<u16, SendError> {
         let u = url::Url::parse(url).map_err(|e| SendError::BadUrl(e.to_string()))?;
         let tls = match u.scheme() {
             "https" => true,
@@ -150,7 +160,10 @@ impl WebhookSender {
         let port = u
             .port_or_known_default()
             .ok_or_else(|| SendError::BadUrl("no port".into()))?;
-        let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let addr = tokio::net::lookup_host((bare.as_str(), port))
             .await
             .map_err(|e| SendError::Transport(format!("cannot resolve {bare}: {e}")))?
@@ -170,8 +183,13 @@ impl WebhookSender {
             path.push_str(q);
         }
         let transport = |e: Box<pingora::Error>| SendError::Transport(short(&e));
-        let (mut session, _) = self.connector.get_http_session(&peer).await.map_err(transport)?;
-        let mut req = RequestHeader::build("POST", path.as_bytes(), Some(headers.len() + 4)).map_err(transport)?;
+        let (mut session, _) = self
+            .connector
+            .get_http_session(&peer)
+            .await
+            .map_err(transport)?;
+        let mut req = RequestHeader::build("POST", path.as_bytes(), Some(headers.len() + 4))
+            .map_err(transport)?;
         let mut insert = |k: &'static str, v: &str| {
             req.insert_header(k, v)
                 .map_err(|e| SendError::Transport(format!("invalid header {k}: {e}")))
@@ -182,8 +200,14 @@ impl WebhookSender {
         for (k, v) in headers {
             insert(k, v)?;
         }
-        session.write_request_header(Box::new(req)).await.map_err(transport)?;
-        session.write_request_body(body, false).await.map_err(transport)?;
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(transport)?;
+        session
+            .write_request_body(body, false)
+            .await
+            .map_err(transport)?;
         session.finish_request_body().await.map_err(transport)?;
         let status = loop {
             session.read_response_header().await.map_err(transport)?;
@@ -279,7 +303,9 @@ impl DeliveryService {
             }
             Err(e) if now - d.created_at_ms > GIVE_UP_AFTER.as_millis() as i64 => {
                 error!(delivery = %d.id, attempts = d.attempts, error = %e, "webhook delivery given up after 7 days");
-                DeliveryOutcome::Dead { error: e.to_string() }
+                DeliveryOutcome::Dead {
+                    error: e.to_string(),
+                }
             }
             Err(e) => {
                 let wait = backoff(d.attempts, self.max_backoff);
@@ -296,8 +322,12 @@ impl DeliveryService {
         };
         match self.store.finish_delivery(&d.id, token, outcome).await {
             Ok(true) => {}
-            Ok(false) => warn!(delivery = %d.id, "delivery lease expired before the attempt finished"),
-            Err(e) => warn!(delivery = %d.id, error = %e, "could not record a delivery attempt; it will be retried when its lease expires"),
+            Ok(false) => {
+                warn!(delivery = %d.id, "delivery lease expired before the attempt finished")
+            }
+            Err(e) => {
+                warn!(delivery = %d.id, error = %e, "could not record a delivery attempt; it will be retried when its lease expires")
+            }
         }
     }
 }
@@ -337,9 +367,19 @@ mod tests {
     #[test]
     fn backoff_doubles_and_is_capped() {
         let max = Duration::from_secs(60);
-        for (attempts, base) in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0), (40, 60.0)] {
+        for (attempts, base) in [
+            (1, 1.0),
+            (2, 2.0),
+            (3, 4.0),
+            (6, 32.0),
+            (7, 60.0),
+            (40, 60.0),
+        ] {
             let d = backoff(attempts, max).as_secs_f64();
-            assert!(d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9, "{attempts}: {d}");
+            assert!(
+                d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
+                "{attempts}: {d}"
+            );
         }
         assert!(backoff(0, max) <= Duration::from_millis(1200));
     }

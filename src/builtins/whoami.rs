@@ -34,7 +34,11 @@ pub async fn whoami(cx: &CallContext<'_>) -> Value {
         backend_entry(cx, b, h, admin)
     });
     let backends: Vec<Value> = futures::future::join_all(calls).await;
-    let discovered_at = health.iter().filter_map(|h| h.last_ok).max().map(rfc3339_of);
+    let discovered_at = health
+        .iter()
+        .filter_map(|h| h.last_ok)
+        .max()
+        .map(rfc3339_of);
     let oauth = &state.config.auth.oauth;
     let is_token = p.kind == PrincipalKind::Token;
     json!({
@@ -67,7 +71,12 @@ pub async fn whoami(cx: &CallContext<'_>) -> Value {
 }
 
 /// One backend: health, tool count visible to the caller, and its own `whoami`.
-async fn backend_entry(cx: &CallContext<'_>, b: &Backend, h: Option<&BackendHealth>, admin: bool) -> Value {
+async fn backend_entry(
+    cx: &CallContext<'_>,
+    b: &Backend,
+    h: Option<&BackendHealth>,
+    admin: bool,
+) -> Value {
     let current = cx.state.catalog.current();
     let visible = current
         .merged
@@ -99,7 +108,11 @@ async fn backend_entry(cx: &CallContext<'_>, b: &Backend, h: Option<&BackendHeal
     out
 }
 
-async fn call_whoami(cx: &CallContext<'_>, b: &Backend, timeout: Duration) -> Result<Value, String> {
+async fn call_whoami(
+    cx: &CallContext<'_>,
+    b: &Backend,
+    timeout: Duration,
+) -> Result<Value, String> {
     let body = Bytes::from(contract::request_body("whoami", None));
     let headers = backend_headers(cx, &b.id).await.map_err(|(_, m, _)| m)?;
     let call = cx.state.client.post(b, body, &headers);
@@ -123,7 +136,9 @@ async fn call_whoami(cx: &CallContext<'_>, b: &Backend, timeout: Duration) -> Re
         .and_then(Value::as_str)
         .map(short)
         .unwrap_or_default();
-    Err(format!("whoami answered HTTP {} {reason}", reply.status).trim_end().to_string())
+    Err(format!("whoami answered HTTP {} {reason}", reply.status)
+        .trim_end()
+        .to_string())
 }
 
 fn short(s: &str) -> String {
@@ -137,7 +152,12 @@ fn visibility(cx: &CallContext<'_>, admin: bool) -> Value {
     let current = cx.state.catalog.current();
     let mut visible = 0usize;
     let mut hidden: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let builtins = cx.state.builtins.all().iter().map(|d| (d.name, d.scope.as_deref()));
+    let builtins = cx
+        .state
+        .builtins
+        .all()
+        .iter()
+        .map(|d| (d.name, d.scope.as_deref()));
     let tools = current
         .merged
         .tools()

@@ -114,11 +114,20 @@ fn apply_builtins(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
     const BACKENDS: &str = "CORTEX_TICKET_BACKENDS";
     if let Some(value) = var(env, BACKENDS) {
         let ids = split_csv(&value.to_ascii_lowercase());
-        set(tree, &["tickets", "backends"], Node::env_list(ids, BACKENDS), BACKENDS, out);
+        set(
+            tree,
+            &["tickets", "backends"],
+            Node::env_list(ids, BACKENDS),
+            BACKENDS,
+            out,
+        );
     }
     let strings: &[(&str, &[&str])] = &[
         ("CORTEX_TICKET_WEBHOOK_URL", &["tickets", "webhook_url"]),
-        ("CORTEX_TICKET_WEBHOOK_SECRET", &["tickets", "webhook_secret"]),
+        (
+            "CORTEX_TICKET_WEBHOOK_SECRET",
+            &["tickets", "webhook_secret"],
+        ),
         ("CORTEX_TOOL_MODE", &["catalog", "tool_mode"]),
     ];
     for (name, path) in strings {

@@ -253,7 +253,10 @@ fn check_sessions(config: &Config, f: &mut Findings) {
 /// Builtins and tickets: a usable webhook URL, ticket backends that exist, an admin scope.
 fn check_tickets(config: &Config, f: &mut Findings) {
     if config.builtins.admin_scope.trim().is_empty() {
-        f.error(p(&["builtins", "admin_scope"]), "must not be empty (e.g. `cortex:admin`)");
+        f.error(
+            p(&["builtins", "admin_scope"]),
+            "must not be empty (e.g. `cortex:admin`)",
+        );
     }
     let t = &config.tickets;
     if let Some(url) = &t.webhook_url {
@@ -267,7 +270,10 @@ fn check_tickets(config: &Config, f: &mut Findings) {
         }
     }
     if t.webhook_secret.as_ref().is_some_and(|s| s.len() < 16) {
-        f.error(p(&["tickets", "webhook_secret"]), "is too short: at least 16 characters");
+        f.error(
+            p(&["tickets", "webhook_secret"]),
+            "is too short: at least 16 characters",
+        );
     }
     for (i, id) in t.backends.iter().enumerate() {
         if !config.backends.iter().any(|b| &b.id == id) {
@@ -277,7 +283,10 @@ fn check_tickets(config: &Config, f: &mut Findings) {
             );
         }
     }
-    for (key, d) in [("webhook_timeout", t.webhook_timeout), ("webhook_max_backoff", t.webhook_max_backoff)] {
+    for (key, d) in [
+        ("webhook_timeout", t.webhook_timeout),
+        ("webhook_max_backoff", t.webhook_max_backoff),
+    ] {
         if d < Duration::from_millis(100) {
             f.error(p(&["tickets", key]), "must be at least 100ms");
         }

@@ -200,6 +200,7 @@ pub fn instructions(state: &AppState) -> String {
          a refusal from an app is final for this account. You only see the tools your token's \
          scopes allow.",
     );
+    s.push_str(crate::builtins::INSTRUCTIONS);
     if let Some(extra) = &state.config.server.instructions {
         s.push(' ');
         s.push_str(extra);

@@ -65,7 +65,10 @@ impl Received {
 
 /// Recomputes `X-Cortex-Signature` (HMAC-SHA256 of `<timestamp>.<body>`) and compares.
 pub fn signature_valid(secret: &str, r: &Received) -> bool {
-    let (Some(sig), Some(ts)) = (r.header("x-cortex-signature"), r.header("x-cortex-timestamp")) else {
+    let (Some(sig), Some(ts)) = (
+        r.header("x-cortex-signature"),
+        r.header("x-cortex-timestamp"),
+    ) else {
         return false;
     };
     let Some(hex) = sig.strip_prefix("sha256=") else {
@@ -95,7 +98,9 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// Listens on `127.0.0.1:port` (e.g. a port given to the gateway while nothing listened).
     pub async fn start_on(port: u16) -> WebhookReceiver {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind webhook port");
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind webhook port");
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(Mutex::new(200u16));
@@ -189,8 +194,21 @@ async fn accept(
 
 /// Words for synthetic but realistic tool catalogs.
 const NOUNS: [&str; 15] = [
-    "contact", "invoice", "order", "ticket", "shipment", "payment", "product", "report",
-    "calendar_event", "document", "project", "employee", "subscription", "campaign", "lead",
+    "contact",
+    "invoice",
+    "order",
+    "ticket",
+    "shipment",
+    "payment",
+    "product",
+    "report",
+    "calendar_event",
+    "document",
+    "project",
+    "employee",
+    "subscription",
+    "campaign",
+    "lead",
 ];
 const VERBS: [&str; 5] = ["list", "get", "create", "update", "archive"];
 

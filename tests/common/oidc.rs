@@ -346,7 +346,8 @@ impl OAuthSetup {
 
 /// Waits (bounded) until `/readyz` reports the issuer's keys as known.
 pub async fn wait_auth_ready(gateway: &Gateway) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Generous: an issuer that came up late is retried with backoff (1 s doubling).
+    let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let (_, body) = gateway.readyz().await;
         if body["auth"]["ready"] == true && body["ready"] == true {

@@ -110,8 +110,10 @@ impl TestDb {
         match self.kind {
             Kind::Sqlite => {
                 let conn = rusqlite::Connection::open(self.sqlite_file()).expect("open sqlite");
-                conn.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
-                conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                conn.busy_timeout(std::time::Duration::from_secs(5))
+                    .expect("busy timeout");
+                conn.execute_batch(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
             Kind::Postgres => {
                 let client = pg_connect(&self.pg_url()).await;
@@ -155,7 +157,9 @@ impl Drop for TestDb {
                 .build()
             {
                 rt.block_on(async move {
-                    if let Ok((client, conn)) = tokio_postgres::connect(&pg_base(), tokio_postgres::NoTls).await {
+                    if let Ok((client, conn)) =
+                        tokio_postgres::connect(&pg_base(), tokio_postgres::NoTls).await
+                    {
                         tokio::spawn(conn);
                         let _ = client
                             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
