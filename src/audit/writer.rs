@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::ctx::{AuditEvent, RpcOutcome, Stage};
 use super::keys::{hex_id, AuditKeys, Domain};
@@ -223,6 +223,30 @@ fn count_tools(body: &[u8]) -> Option<i64> {
     a.result.map(|l| i64::try_from(l.tools.len()).unwrap_or(i64::MAX))
 }
 
+/// Retry bookkeeping of the append loop.
+#[derive(Debug)]
+struct RetryState {
+    /// Consecutive failed appends.
+    failures: u32,
+    /// Delay before the next retry.
+    backoff: Duration,
+    /// Records still to write one at a time, after a batch the live store refused.
+    single: usize,
+    /// Since when appends fail (for the "accepts again" log line).
+    failing_since: Option<Instant>,
+}
+
+impl Default for RetryState {
+    fn default() -> Self {
+        RetryState {
+            failures: 0,
+            backoff: BACKOFF_START,
+            single: 0,
+            failing_since: None,
+        }
+    }
+}
+
 /// A message to the audit thread besides events.
 pub(crate) enum Control {
     /// Drain, flush until the deadline, then stop; reply when done.
@@ -273,14 +297,11 @@ impl Writer {
     pub async fn run(mut self, mut events: mpsc::Receiver<AuditEvent>, mut control: mpsc::UnboundedReceiver<Control>) {
         let mut inflight: Option<Inflight> = None;
         let mut retry_at: Option<tokio::time::Instant> = None;
-        let mut backoff = BACKOFF_START;
-        let mut failures: u32 = 0;
-        // Records still to write one at a time after a batch the live store refused.
-        let mut single: usize = 0;
+        let mut retry = RetryState::default();
         let mut out = std::io::stdout();
         let close = loop {
             if inflight.is_none() && retry_at.is_none() {
-                inflight = self.start_append(single > 0);
+                inflight = self.start_append(retry.single > 0);
             }
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -301,41 +322,7 @@ impl Writer {
                 Some((batch, result)) = async { match inflight.as_mut() { Some(f) => Some(f.await), None => None } }, if inflight.is_some() => {
                     inflight = None;
                     self.inflight_len = 0;
-                    match result {
-                        Ok(_) => {
-                            self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                            if failures > 0 {
-                                info!(records = batch.len(), "audit: the store accepts records again");
-                            }
-                            failures = 0;
-                            backoff = BACKOFF_START;
-                            single = single.saturating_sub(1);
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            self.stats.store_failures.fetch_add(1, Ordering::Relaxed);
-                            let refused = self.refused_record(&batch, &e, failures).await;
-                            if refused {
-                                // The lone record is refused by a live store: drop it.
-                                self.stats.refused_by_store.fetch_add(1, Ordering::Relaxed);
-                                error!(error = %e, "audit: the store refuses a record while up; it is dropped (stdout has it)");
-                                failures = 0;
-                                single = single.saturating_sub(1);
-                            } else {
-                                if failures >= POISON_ATTEMPTS && batch.len() > 1 && self.store_is_up().await {
-                                    // Not an outage: find the record the store refuses.
-                                    single = batch.len();
-                                    failures = 0;
-                                }
-                                if failures == 1 || failures % 10 == 0 {
-                                    warn!(error = %e, attempts = failures, backlog = self.backlog.len() + batch.len(), "audit: cannot write to the store; retrying");
-                                }
-                                self.requeue(batch);
-                                retry_at = Some(tokio::time::Instant::now() + backoff);
-                                backoff = (backoff * 2).min(BACKOFF_MAX);
-                            }
-                        }
-                    }
+                    retry_at = self.after_append(batch, result, &mut retry).await;
                     self.stats.backlog.store(self.backlog.len() as u64, Ordering::Relaxed);
                 },
                 _ = async { if let Some(t) = retry_at { tokio::time::sleep_until(t).await } }, if retry_at.is_some() => {
@@ -345,6 +332,55 @@ impl Writer {
             }
         };
         self.shutdown(events, inflight, close).await;
+    }
+
+    /// Books the result of an append; returns when to retry, if it failed.
+    async fn after_append(
+        &mut self,
+        batch: Arc<Vec<AuditRecord>>,
+        result: Result<ChainHead, StoreError>,
+        retry: &mut RetryState,
+    ) -> Option<tokio::time::Instant> {
+        let e = match result {
+            Ok(head) => {
+                self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                debug!(records = batch.len(), seq = head.last_seq, "audit: appended");
+                if let Some(since) = retry.failing_since.take() {
+                    info!(after = ?since.elapsed(), "audit: the store accepts records again");
+                }
+                retry.failures = 0;
+                retry.backoff = BACKOFF_START;
+                retry.single = retry.single.saturating_sub(1);
+                return None;
+            }
+            Err(e) => e,
+        };
+        retry.failures += 1;
+        retry.failing_since.get_or_insert_with(Instant::now);
+        self.stats.store_failures.fetch_add(1, Ordering::Relaxed);
+        // An outage is retried as it is; a statement the store refuses while it answers
+        // pings is a bad record, to be isolated and dropped.
+        let refused = !matches!(e, StoreError::Unavailable(_))
+            && retry.failures >= POISON_ATTEMPTS
+            && self.store_is_up().await;
+        if refused && batch.len() == 1 {
+            self.stats.refused_by_store.fetch_add(1, Ordering::Relaxed);
+            error!(error = %e, "audit: the store refuses a record while up; it is dropped (stdout has it)");
+            retry.failures = 0;
+            retry.single = retry.single.saturating_sub(1);
+            return None;
+        }
+        if refused {
+            retry.single = batch.len();
+            retry.failures = 0;
+        }
+        if retry.failures == 1 || retry.failures % 10 == 0 {
+            warn!(error = %e, attempts = retry.failures, backlog = self.backlog.len() + batch.len(), "audit: cannot write to the store; retrying");
+        }
+        self.requeue(batch);
+        let at = tokio::time::Instant::now() + retry.backoff;
+        retry.backoff = (retry.backoff * 2).min(BACKOFF_MAX);
+        Some(at)
     }
 
     /// Builds the record of `ev`, appends its stdout line to `lines`, and queues it for the
@@ -423,19 +459,6 @@ impl Writer {
         }
     }
 
-    /// Whether a single record failed repeatedly against a store that is up.
-    async fn refused_record(
-        &self,
-        batch: &[AuditRecord],
-        e: &StoreError,
-        failures: u32,
-    ) -> bool {
-        batch.len() == 1
-            && failures >= POISON_ATTEMPTS
-            && !matches!(e, StoreError::Unavailable(_))
-            && self.store_is_up().await
-    }
-
     /// Drains the queue and flushes the backlog until the deadline.
     async fn shutdown(
         mut self,
@@ -497,6 +520,7 @@ impl Writer {
         info!(
             stored = s.stored,
             dropped = s.dropped_queue_full + s.dropped_store_down + s.refused_by_store,
+            store_failures = s.store_failures,
             "audit: closed"
         );
         if let Some(done) = done {
@@ -515,5 +539,231 @@ mod tests {
         assert_eq!(count_tools(body), Some(2));
         assert_eq!(count_tools(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#), None);
         assert_eq!(count_tools(b"not json"), None);
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::audit::chain::{ChainKey, ChainState};
+    use crate::audit::keys::SecretSource;
+    use crate::audit::record::StoredAudit;
+    use crate::store::*;
+
+    /// A store whose appends fail while `down` is set (or for one poisoned tool).
+    #[derive(Default)]
+    struct FlakyStore {
+        down: AtomicBool,
+        poison: Option<String>,
+        stored: Mutex<Vec<AuditRecord>>,
+        attempts: AtomicUsize,
+    }
+
+    use std::sync::atomic::AtomicBool;
+
+    fn nope<T>() -> Result<T, StoreError> {
+        Err(StoreError::Query("not in this fake".into()))
+    }
+
+    #[async_trait]
+    impl Store for FlakyStore {
+        fn kind(&self) -> StoreKind {
+            StoreKind::Postgres("fake".into())
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            Ok(())
+        }
+        async fn schema_version(&self) -> Result<i64, StoreError> {
+            Ok(1)
+        }
+        async fn append_audit(&self, records: Arc<Vec<AuditRecord>>, _key: Arc<ChainKey>) -> Result<ChainHead, StoreError> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            if records.iter().any(|r| r.tool.is_some() && r.tool == self.poison) {
+                return Err(StoreError::Query("invalid byte sequence".into()));
+            }
+            let mut stored = self.stored.lock().unwrap();
+            stored.extend(records.iter().cloned());
+            Ok(ChainHead {
+                last_seq: stored.len() as i64,
+                last_hash: String::new(),
+            })
+        }
+        async fn audit_chain(&self) -> Result<ChainState, StoreError> {
+            Ok(ChainState::genesis())
+        }
+        async fn read_audit(&self, _: i64, _: u32) -> Result<Vec<StoredAudit>, StoreError> {
+            nope()
+        }
+        async fn purge_audit(&self, _: i64, _: u32, _: Arc<ChainKey>) -> Result<PurgeOutcome, StoreError> {
+            nope()
+        }
+        async fn create_ticket(&self, _: NewTicket, _: i64, _: Option<NewDelivery>) -> Result<CreatedTicket, StoreError> {
+            nope()
+        }
+        async fn get_ticket(&self, _: &str) -> Result<Option<Ticket>, StoreError> {
+            nope()
+        }
+        async fn list_tickets(&self, _: TicketFilter) -> Result<Vec<Ticket>, StoreError> {
+            nope()
+        }
+        async fn update_ticket(&self, _: &str, _: TicketUpdate) -> Result<Option<Ticket>, StoreError> {
+            nope()
+        }
+        async fn enqueue_delivery(&self, _: NewDelivery) -> Result<(), StoreError> {
+            nope()
+        }
+        async fn claim_deliveries(&self, _: i64, _: i64, _: u32) -> Result<Vec<Delivery>, StoreError> {
+            nope()
+        }
+        async fn finish_delivery(&self, _: &str, _: &str, _: DeliveryOutcome) -> Result<bool, StoreError> {
+            nope()
+        }
+        async fn get_delivery(&self, _: &str) -> Result<Option<Delivery>, StoreError> {
+            nope()
+        }
+        async fn list_deliveries(&self, _: DeliveryState, _: u32) -> Result<Vec<Delivery>, StoreError> {
+            nope()
+        }
+    }
+
+    fn event(tool: &str) -> AuditEvent {
+        AuditEvent {
+            ts_ms: 1,
+            latency: Duration::from_micros(1500),
+            http_method: http::Method::POST,
+            http_status: 200,
+            response_size: 10,
+            rejection: None,
+            principal: None,
+            method: Some("tools/call".into()),
+            tool: Some(tool.into()),
+            backend: None,
+            params_mac: None,
+            version: None,
+            origin: None,
+            session_id: None,
+            rpc: Some(RpcOutcome::Result),
+            list_body: None,
+            backends_filter: None,
+            tool_mode: None,
+            proxy_error: None,
+        }
+    }
+
+    fn start(store: Arc<FlakyStore>, cap: usize) -> (mpsc::Sender<AuditEvent>, mpsc::UnboundedSender<Control>, Arc<AuditStats>, std::thread::JoinHandle<()>) {
+        let keys = Arc::new(AuditKeys::from_secret(b"0123456789abcdef0123456789abcdef", SecretSource::Ephemeral));
+        let stats = Arc::new(AuditStats::default());
+        let writer = Writer::new(
+            Builder {
+                keys,
+                subject_in_clear: false,
+                catalog: None,
+                reserved: &[],
+            },
+            Some(store as Arc<dyn Store>),
+            false,
+            cap,
+            stats.clone(),
+        );
+        let (tx, rx) = mpsc::channel(1024);
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(writer.run(rx, ctl_rx));
+        });
+        (tx, ctl, stats, handle)
+    }
+
+    fn wait_until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn close(ctl: &mpsc::UnboundedSender<Control>, handle: std::thread::JoinHandle<()>) {
+        let (done, finished) = std::sync::mpsc::channel();
+        ctl.send(Control::Close {
+            deadline: Instant::now() + Duration::from_secs(2),
+            done,
+        })
+        .unwrap();
+        finished.recv_timeout(Duration::from_secs(5)).unwrap();
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn records_written_during_an_outage_arrive_in_order_after_it() {
+        let store = Arc::new(FlakyStore::default());
+        let (tx, ctl, stats, handle) = start(store.clone(), 100);
+        tx.try_send(event("t0")).unwrap();
+        wait_until("first stored", || stats.snapshot().stored == 1);
+        store.down.store(true, Ordering::SeqCst);
+        for i in 1..=5 {
+            tx.try_send(event(&format!("t{i}"))).unwrap();
+        }
+        wait_until("failures", || stats.snapshot().store_failures >= 2);
+        store.down.store(false, Ordering::SeqCst);
+        wait_until("all stored", || stats.snapshot().stored == 6);
+        let tools: Vec<_> = store.stored.lock().unwrap().iter().map(|r| r.tool.clone().unwrap()).collect();
+        assert_eq!(tools, ["t0", "t1", "t2", "t3", "t4", "t5"]);
+        assert_eq!(stats.dropped(), 0);
+        close(&ctl, handle);
+    }
+
+    #[test]
+    fn a_long_outage_drops_past_the_backlog_and_counts() {
+        let store = Arc::new(FlakyStore::default());
+        store.down.store(true, Ordering::SeqCst);
+        let (tx, ctl, stats, handle) = start(store.clone(), 4);
+        for i in 0..10 {
+            tx.try_send(event(&format!("t{i}"))).unwrap();
+        }
+        wait_until("drops", || stats.snapshot().dropped_store_down >= 6);
+        store.down.store(false, Ordering::SeqCst);
+        wait_until("backlog stored", || stats.snapshot().stored == 4);
+        assert_eq!(stats.snapshot().dropped_store_down, 6);
+        close(&ctl, handle);
+    }
+
+    #[test]
+    fn a_record_the_live_store_refuses_is_dropped_alone() {
+        let store = Arc::new(FlakyStore {
+            poison: Some("bad".into()),
+            ..FlakyStore::default()
+        });
+        let (tx, ctl, stats, handle) = start(store.clone(), 100);
+        for t in ["a", "b", "bad", "c"] {
+            tx.try_send(event(t)).unwrap();
+        }
+        wait_until("good ones stored", || stats.snapshot().stored == 3);
+        assert_eq!(stats.snapshot().refused_by_store, 1);
+        let tools: Vec<_> = store.stored.lock().unwrap().iter().map(|r| r.tool.clone().unwrap()).collect();
+        assert_eq!(tools, ["a", "b", "c"]);
+        close(&ctl, handle);
+    }
+
+    #[test]
+    fn close_flushes_what_is_queued() {
+        let store = Arc::new(FlakyStore::default());
+        let (tx, ctl, stats, handle) = start(store.clone(), 100);
+        for i in 0..50 {
+            tx.try_send(event(&format!("t{i}"))).unwrap();
+        }
+        close(&ctl, handle);
+        assert_eq!(stats.snapshot().stored, 50);
+        assert_eq!(store.stored.lock().unwrap().len(), 50);
     }
 }

@@ -166,10 +166,11 @@ pub fn architecture(cx: &CallContext<'_>) -> String {
                 .and_then(|h| h.last_error.as_deref())
                 .map(|e| e.replace('|', "/"))
                 .unwrap_or_default();
+            let scheme = if b.tls { "https" } else { "http" };
             let _ = writeln!(
                 md,
-                "| `{}` | {status} | {yours} / {total} | {last} | {}{} | {err} |",
-                b.id, b.url, b.path
+                "| `{}` | {status} | {yours} / {total} | {last} | {scheme}://{}{} | {err} |",
+                b.id, b.host_header, b.path
             );
         } else {
             let _ = writeln!(md, "| `{}` | {status} | {yours} | {last} |", b.id);

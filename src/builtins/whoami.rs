@@ -59,6 +59,7 @@ pub async fn whoami(cx: &CallContext<'_>) -> Value {
                 PrincipalKind::DevBypass => "dev_bypass",
                 PrincipalKind::Token => "oauth",
             },
+            "token_expires_at": p.expires_at.map(|s| super::tickets::iso_ms((s as i64).saturating_mul(1000))),
             "mcp_session": cx.session.is_some(),
             "protocol_version": cx.version.as_str(),
         },

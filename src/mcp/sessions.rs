@@ -240,7 +240,13 @@ impl SessionState {
 
     fn set_grants(&self, grants: Arc<GrantedScopes>) {
         if let Ok(mut s) = self.inner.lock() {
-            if s.grants.as_ref() != Some(&grants) {
+            // Callers of one principal share one `Arc`: compare pointers first, values only
+            // when they differ, so the common case costs nothing.
+            let same = s
+                .grants
+                .as_ref()
+                .is_some_and(|g| Arc::ptr_eq(g, &grants) || **g == *grants);
+            if !same {
                 s.grants = Some(grants);
             }
         }

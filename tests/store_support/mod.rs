@@ -125,6 +125,20 @@ impl TestDb {
         }
     }
 
+    /// One integer from a query, or `None` if it fails (e.g. the tables do not exist yet).
+    pub async fn try_query_i64(&self, sql: &str) -> Option<i64> {
+        match self.kind {
+            Kind::Sqlite => {
+                let conn = rusqlite::Connection::open(self.sqlite_file()).ok()?;
+                conn.query_row(sql, [], |r| r.get(0)).ok()
+            }
+            Kind::Postgres => {
+                let client = pg_connect(&self.pg_url()).await;
+                client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
+            }
+        }
+    }
+
     /// One integer from a query run directly on the database.
     pub async fn query_i64(&self, sql: &str) -> i64 {
         match self.kind {
