@@ -53,17 +53,24 @@ fn sqlite_count(file: &std::path::Path) -> i64 {
 }
 
 async fn wait_stored(db: &TestDb, n: i64) {
-    eventually(Duration::from_secs(30), &format!("{n} audit rows stored"), || async {
-        let stored = db.try_query_i64("SELECT COUNT(*) FROM cortex_audit").await;
-        (stored.unwrap_or(0) >= n).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        &format!("{n} audit rows stored"),
+        || async {
+            let stored = db.try_query_i64("SELECT COUNT(*) FROM cortex_audit").await;
+            (stored.unwrap_or(0) >= n).then_some(())
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn requests_are_audited_rejected_ones_included() {
     let backend = TestBackend::start(BackendSpec {
-        tools: vec![tool("search", "mcp:crm:read"), tool("purge", "mcp:crm:write")],
+        tools: vec![
+            tool("search", "mcp:crm:read"),
+            tool("purge", "mcp:crm:write"),
+        ],
         ..BackendSpec::default()
     })
     .await;
@@ -77,17 +84,33 @@ async fn requests_are_audited_rejected_ones_included() {
     let c = g.client();
 
     // Allowed calls: the same params hash alike, other params differently.
-    c.call_tool("crm_search", json!({"message": "s3cr3t-argument"})).await;
-    c.call_tool("crm_search", json!({"message": "s3cr3t-argument"})).await;
+    c.call_tool("crm_search", json!({"message": "s3cr3t-argument"}))
+        .await;
+    c.call_tool("crm_search", json!({"message": "s3cr3t-argument"}))
+        .await;
     c.call_tool("crm_search", json!({"message": "other"})).await;
     // A tool the caller's scopes do not allow.
-    c.error("tools/call", json!({"name": "crm_purge", "arguments": {}})).await;
+    c.error("tools/call", json!({"name": "crm_purge", "arguments": {}}))
+        .await;
     // Refusals before dispatch.
     let list = c.request_body("tools/list", json!({}));
-    assert_eq!(c.post(&list, &[("origin", "https://evil.example")]).await.status, 403);
+    assert_eq!(
+        c.post(&list, &[("origin", "https://evil.example")])
+            .await
+            .status,
+        403
+    );
     assert_eq!(c.post_raw(b"{not json".to_vec(), &[]).await.status, 400);
-    assert_eq!(c.post(&list, &[("mcp-session-id", "bogus")]).await.status, 404);
-    assert_eq!(c.post(&list, &[("mcp-protocol-version", "1999-01-01")]).await.status, 400);
+    assert_eq!(
+        c.post(&list, &[("mcp-session-id", "bogus")]).await.status,
+        404
+    );
+    assert_eq!(
+        c.post(&list, &[("mcp-protocol-version", "1999-01-01")])
+            .await
+            .status,
+        400
+    );
     assert_eq!(c.post(&list, &[("host", "evil.example")]).await.status, 403);
     let listed = c.result("tools/list", json!({})).await;
     let listed_count = listed["tools"].as_array().map(Vec::len).unwrap();
@@ -121,14 +144,26 @@ async fn requests_are_audited_rejected_ones_included() {
     assert_eq!(scope["error_code"], -32602);
     assert!(scope["reason"].as_str().unwrap().contains("mcp:crm:write"));
     let origin = by_stage(&lines, "origin");
-    assert_eq!((origin["http_status"].as_i64(), origin["success"].as_bool()), (Some(403), Some(false)));
+    assert_eq!(
+        (origin["http_status"].as_i64(), origin["success"].as_bool()),
+        (Some(403), Some(false))
+    );
     assert_eq!(origin["origin"], "https://evil.example");
-    assert!(origin["caller_sub"].is_null(), "refused before authentication");
+    assert!(
+        origin["caller_sub"].is_null(),
+        "refused before authentication"
+    );
     assert_eq!(by_stage(&lines, "parse")["http_status"], 400);
     assert_eq!(by_stage(&lines, "session")["http_status"], 404);
     assert_eq!(by_stage(&lines, "version")["http_status"], 400);
-    assert!(by_stage(&lines, "host")["reason"].as_str().unwrap().contains("evil.example"));
-    let list_line = lines.iter().find(|l| l["method"] == "tools/list" && l["decision"] == "allowed").unwrap();
+    assert!(by_stage(&lines, "host")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("evil.example"));
+    let list_line = lines
+        .iter()
+        .find(|l| l["method"] == "tools/list" && l["decision"] == "allowed")
+        .unwrap();
     assert_eq!(list_line["tools_listed"], listed_count as i64);
     assert!(list_line["tokens_estimate"].as_i64().unwrap() > 0);
 
@@ -146,9 +181,12 @@ async fn requests_are_audited_rejected_ones_included() {
     }
     let text = String::from_utf8_lossy(&everything);
     for secret in ["s3cr3t-argument", "test-user", "user-token"] {
-        assert!(!text.contains(secret), "{secret} leaked into the audit trail");
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the audit trail"
+        );
     }
-    let (code, out, err) = run_verify(g.dir(), &g.path("gateway.yaml"));
+    let (code, out, err) = run_verify(g.dir(), &g.path("gateway.yaml")).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("audit chain OK: 10 records"), "{out}");
 }
@@ -201,21 +239,27 @@ async fn verify_catches_edited_and_deleted_rows(db: TestDb, storage_yaml: String
     let mut g = gateway_with_records(&storage_yaml, 5).await;
     wait_stored(&db, 5).await;
     g.stop();
-    let verify = || run_verify(g.dir(), &g.path("gateway.yaml"));
-    let (code, out, err) = verify();
+    let config = g.path("gateway.yaml");
+    let verify = || run_verify(g.dir(), &config);
+    let (code, out, err) = verify().await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("5 records"), "{out}");
 
-    db.exec("UPDATE cortex_audit SET http_status = 500 WHERE seq = 3").await;
-    let (code, out, _) = verify();
+    db.exec("UPDATE cortex_audit SET http_status = 500 WHERE seq = 3")
+        .await;
+    let (code, out, _) = verify().await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("BROKEN") && out.contains("seq 3") && out.contains("edited"), "{out}");
+    assert!(
+        out.contains("BROKEN") && out.contains("seq 3") && out.contains("edited"),
+        "{out}"
+    );
     // Put the value back: the chain verifies again, so the check is about content.
-    db.exec("UPDATE cortex_audit SET http_status = 200 WHERE seq = 3").await;
-    assert_eq!(verify().0, 0);
+    db.exec("UPDATE cortex_audit SET http_status = 200 WHERE seq = 3")
+        .await;
+    assert_eq!(verify().await.0, 0);
 
     db.exec("DELETE FROM cortex_audit WHERE seq = 2").await;
-    let (code, out, _) = verify();
+    let (code, out, _) = verify().await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("seq 2") && out.contains("missing"), "{out}");
 }
@@ -246,8 +290,16 @@ async fn records_survive_a_restart_and_the_chain_continues() {
     }
     // Stop at once: the records still in flight are flushed at shutdown.
     first.stop();
-    assert_eq!(db.query_i64("SELECT COUNT(*) FROM cortex_audit").await, 3, "{}", first.logs());
-    assert!(db.data_dir().join("audit.key").exists(), "generated secret kept with the data");
+    assert_eq!(
+        db.query_i64("SELECT COUNT(*) FROM cortex_audit").await,
+        3,
+        "{}",
+        first.logs()
+    );
+    assert!(
+        db.data_dir().join("audit.key").exists(),
+        "generated secret kept with the data"
+    );
 
     let mut second = Gateway::start(&yaml).await;
     let c = second.client();
@@ -257,8 +309,12 @@ async fn records_survive_a_restart_and_the_chain_continues() {
     second.stop();
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM cortex_audit").await, 5);
     assert_eq!(db.query_i64("SELECT MAX(seq) FROM cortex_audit").await, 5);
-    assert_eq!(db.query_i64("SELECT COUNT(DISTINCT key_id) FROM cortex_audit").await, 1);
-    let (code, out, err) = run_verify(second.dir(), &second.path("gateway.yaml"));
+    assert_eq!(
+        db.query_i64("SELECT COUNT(DISTINCT key_id) FROM cortex_audit")
+            .await,
+        1
+    );
+    let (code, out, err) = run_verify(second.dir(), &second.path("gateway.yaml")).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("5 records"), "{out}");
 }
@@ -270,7 +326,9 @@ async fn an_unreachable_store_never_fails_requests_and_drops_are_counted() {
             "storage:\n  database_url: \"postgres://postgres@127.0.0.1:{}/test\"",
             unused_port()
         ))
-        .top(&format!("audit:\n  secret: \"{AUDIT_SECRET}\"\n  queue: 16"))
+        .top(&format!(
+            "audit:\n  secret: \"{AUDIT_SECRET}\"\n  queue: 16"
+        ))
         .build();
     let mut g = Gateway::start(&yaml).await;
     let c = g.client();
@@ -332,7 +390,7 @@ async fn records_written_during_a_database_outage_arrive_after_it() {
     let logs = strip_ansi(&g.logs());
     assert!(!logs.contains("records are being dropped"), "{logs}");
     assert!(logs.contains("audit: closed stored=8 dropped=0"), "{logs}");
-    let (code, out, err) = run_verify(g.dir(), &g.path("gateway.yaml"));
+    let (code, out, err) = run_verify(g.dir(), &g.path("gateway.yaml")).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("8 records"), "{out}");
     assert_eq!(audit_lines(&g).len(), 8);

@@ -4,12 +4,14 @@
 
 mod builtins_support;
 mod common;
+mod store_support;
 
 use std::time::Duration;
 
 use builtins_support::{call_is_error, call_ok, signature_valid, WebhookReceiver};
 use common::{unused_port, BackendSpec, Gateway, McpClient, TestBackend, TestConfig};
 use serde_json::{json, Value};
+use store_support::{Kind, TestDb};
 
 const DEV: &str = "dev-bypass-token-for-tests";
 
@@ -57,8 +59,22 @@ fn ids(list: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn reports_are_validated_deduplicated_per_caller_and_listed() {
-    let gw = Gateway::start(&config().build()).await;
+async fn reports_are_validated_deduplicated_per_caller_and_listed_sqlite() {
+    reports(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn reports_are_validated_deduplicated_per_caller_and_listed_postgres() {
+    reports(Kind::Postgres).await;
+}
+
+async fn reports(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let storage = match kind {
+        Kind::Sqlite => format!("storage:\n  data_dir: \"{}\"", db.data_dir().display()),
+        Kind::Postgres => format!("storage:\n  database_url: \"{}\"", db.pg_uri()),
+    };
+    let gw = Gateway::start(&config().top(&storage).build()).await;
     let user = gw.client();
     let admin = admin(&gw);
 

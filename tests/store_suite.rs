@@ -36,11 +36,18 @@ fn record(ts_ms: i64, tool: &str) -> AuditRecord {
 }
 
 fn records(from_ts: i64, n: usize) -> Arc<Vec<AuditRecord>> {
-    Arc::new((0..n).map(|i| record(from_ts + i as i64, &format!("tool_{i}"))).collect())
+    Arc::new(
+        (0..n)
+            .map(|i| record(from_ts + i as i64, &format!("tool_{i}")))
+            .collect(),
+    )
 }
 
 async fn append(store: &dyn Store, from_ts: i64, n: usize) -> ChainHead {
-    store.append_audit(records(from_ts, n), key()).await.expect("append")
+    store
+        .append_audit(records(from_ts, n), key())
+        .await
+        .expect("append")
 }
 
 async fn verifies(store: &dyn Store) -> u64 {
@@ -69,7 +76,11 @@ async fn migrations_are_applied_once(db: TestDb) {
     ra.unwrap();
     rb.unwrap();
     assert_eq!(b.schema_version().await.unwrap(), 1);
-    assert_eq!(db.query_i64("SELECT COUNT(*) FROM cortex_schema_migrations").await, 1);
+    assert_eq!(
+        db.query_i64("SELECT COUNT(*) FROM cortex_schema_migrations")
+            .await,
+        1
+    );
 }
 
 async fn audit_append_links_records_in_order(db: TestDb) {
@@ -83,10 +94,17 @@ async fn audit_append_links_records_in_order(db: TestDb) {
     assert_eq!(head.last_seq, 5);
 
     let rows = store.read_audit(0, 100).await.unwrap();
-    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
     assert_eq!(rows[0].prev_hash, GENESIS);
     for pair in rows.windows(2) {
-        assert_eq!(pair[1].prev_hash, pair[0].hash, "seq {} links to {}", pair[1].seq, pair[0].seq);
+        assert_eq!(
+            pair[1].prev_hash, pair[0].hash,
+            "seq {} links to {}",
+            pair[1].seq, pair[0].seq
+        );
     }
     assert_eq!(rows[4].hash, head.last_hash);
     // Stored exactly as given (text, unicode, a double, nulls).
@@ -120,7 +138,8 @@ async fn concurrent_appenders_share_one_chain(db: TestDb) {
 async fn verify_names_an_edited_record(db: TestDb) {
     let store = db.open();
     append(store.as_ref(), 1_000, 6).await;
-    db.exec("UPDATE cortex_audit SET tool = 'innocent' WHERE seq = 4").await;
+    db.exec("UPDATE cortex_audit SET tool = 'innocent' WHERE seq = 4")
+        .await;
     assert_eq!(broken_at(store.as_ref()).await, (4, BreakKind::Edited));
 }
 
@@ -131,7 +150,10 @@ async fn verify_names_an_edited_flag(db: TestDb) {
         Kind::Sqlite => "0",
         Kind::Postgres => "false",
     };
-    db.exec(&format!("UPDATE cortex_audit SET success = {flag} WHERE seq = 2")).await;
+    db.exec(&format!(
+        "UPDATE cortex_audit SET success = {flag} WHERE seq = 2"
+    ))
+    .await;
     assert_eq!(broken_at(store.as_ref()).await, (2, BreakKind::Edited));
 }
 
@@ -147,11 +169,16 @@ async fn verify_catches_a_renumbered_deletion(db: TestDb) {
     let store = db.open();
     append(store.as_ref(), 1_000, 5).await;
     db.exec("DELETE FROM cortex_audit WHERE seq = 3").await;
-    db.exec("UPDATE cortex_audit SET seq = seq - 1 WHERE seq = 4").await;
-    db.exec("UPDATE cortex_audit SET seq = seq - 1 WHERE seq = 5").await;
+    db.exec("UPDATE cortex_audit SET seq = seq - 1 WHERE seq = 4")
+        .await;
+    db.exec("UPDATE cortex_audit SET seq = seq - 1 WHERE seq = 5")
+        .await;
     let (seq, kind) = broken_at(store.as_ref()).await;
     assert_eq!(seq, 3);
-    assert!(matches!(kind, BreakKind::Edited | BreakKind::Relinked), "{kind:?}");
+    assert!(
+        matches!(kind, BreakKind::Edited | BreakKind::Relinked),
+        "{kind:?}"
+    );
 }
 
 async fn verify_catches_a_truncated_tail(db: TestDb) {
@@ -161,7 +188,10 @@ async fn verify_catches_a_truncated_tail(db: TestDb) {
     assert_eq!(broken_at(store.as_ref()).await, (4, BreakKind::Missing));
     // Moving the head back to hide it needs the secret: the seal no longer matches.
     let hash3 = store.read_audit(2, 1).await.unwrap()[0].hash.clone();
-    db.exec(&format!("UPDATE cortex_audit_chain SET last_seq = 3, last_hash = '{hash3}'")).await;
+    db.exec(&format!(
+        "UPDATE cortex_audit_chain SET last_seq = 3, last_hash = '{hash3}'"
+    ))
+    .await;
     assert_eq!(broken_at(store.as_ref()).await, (3, BreakKind::Head));
 }
 
@@ -178,13 +208,25 @@ async fn purge_keeps_the_chain_verifiable(db: TestDb) {
     append(store.as_ref(), 1_000, 10).await; // ts 1000..=1009
     append(store.as_ref(), 5_000, 5).await; // ts 5000..=5004
     let out = store.purge_audit(1_005, 100, key()).await.unwrap();
-    assert_eq!(out, PurgeOutcome { purged: 5, anchor_seq: 5 });
+    assert_eq!(
+        out,
+        PurgeOutcome {
+            purged: 5,
+            anchor_seq: 5
+        }
+    );
     let chain = store.audit_chain().await.unwrap();
     assert_eq!(chain.anchor_seq, 5);
     assert_eq!(verifies(store.as_ref()).await, 10);
     // Chunked: at most max_rows per call.
     let out = store.purge_audit(4_000, 2, key()).await.unwrap();
-    assert_eq!(out, PurgeOutcome { purged: 2, anchor_seq: 7 });
+    assert_eq!(
+        out,
+        PurgeOutcome {
+            purged: 2,
+            anchor_seq: 7
+        }
+    );
     assert_eq!(verifies(store.as_ref()).await, 8);
     // Nothing old enough: nothing happens.
     assert_eq!(store.purge_audit(10, 100, key()).await.unwrap().purged, 0);
@@ -194,7 +236,9 @@ async fn purge_keeps_the_chain_verifiable(db: TestDb) {
     assert_eq!(store.read_audit(0, 100).await.unwrap()[0].seq, 8);
     // Retention by days, over everything.
     let day = 86_400_000;
-    let purged = purge_older_than(store.as_ref(), &key(), 1, 10_000 + day).await.unwrap();
+    let purged = purge_older_than(store.as_ref(), &key(), 1, 10_000 + day)
+        .await
+        .unwrap();
     assert_eq!(purged, 10);
     assert_eq!(verifies(store.as_ref()).await, 0);
     append(store.as_ref(), 20_000, 1).await;
@@ -205,10 +249,13 @@ async fn verify_catches_a_moved_anchor(db: TestDb) {
     let store = db.open();
     append(store.as_ref(), 1_000, 6).await;
     store.purge_audit(1_002, 100, key()).await.unwrap(); // anchor at seq 2
-    // Delete two more old records and move the anchor to hide it.
+                                                         // Delete two more old records and move the anchor to hide it.
     let hash4 = store.read_audit(3, 1).await.unwrap()[0].hash.clone();
     db.exec("DELETE FROM cortex_audit WHERE seq <= 4").await;
-    db.exec(&format!("UPDATE cortex_audit_chain SET anchor_seq = 4, anchor_hash = '{hash4}'")).await;
+    db.exec(&format!(
+        "UPDATE cortex_audit_chain SET anchor_seq = 4, anchor_hash = '{hash4}'"
+    ))
+    .await;
     assert_eq!(broken_at(store.as_ref()).await, (5, BreakKind::Anchor));
 }
 
@@ -244,7 +291,11 @@ const DAY: i64 = 86_400_000;
 async fn tickets_deduplicate_per_owner_within_the_window(db: TestDb) {
     let store = db.open();
     let first = store
-        .create_ticket(new_ticket("alice", "fp1", 1_000), DAY, Some(delivery("d1", 1_000)))
+        .create_ticket(
+            new_ticket("alice", "fp1", 1_000),
+            DAY,
+            Some(delivery("d1", 1_000)),
+        )
         .await
         .unwrap();
     assert!(!first.deduplicated);
@@ -253,24 +304,43 @@ async fn tickets_deduplicate_per_owner_within_the_window(db: TestDb) {
     assert_eq!(t.status, TicketStatus::Open);
     assert_eq!(t.severity, TicketSeverity::Blocking);
     assert_eq!(t.context_app.as_deref(), Some("crm"));
-    assert_eq!(t.suggested_shape.as_deref(), Some(r#"{"name":"crm_export"}"#));
-    assert_eq!((t.created_at_ms, t.updated_at_ms, t.repeat_count), (1_000, 1_000, 0));
+    assert_eq!(
+        t.suggested_shape.as_deref(),
+        Some(r#"{"name":"crm_export"}"#)
+    );
+    assert_eq!(
+        (t.created_at_ms, t.updated_at_ms, t.repeat_count),
+        (1_000, 1_000, 0)
+    );
 
     // Same owner and fingerprint within 24 h: folded in, no second webhook.
     let again = store
-        .create_ticket(new_ticket("alice", "fp1", 5_000), DAY, Some(delivery("d2", 5_000)))
+        .create_ticket(
+            new_ticket("alice", "fp1", 5_000),
+            DAY,
+            Some(delivery("d2", 5_000)),
+        )
         .await
         .unwrap();
     assert!(again.deduplicated);
     assert!(!again.delivery_enqueued);
     assert_eq!(again.ticket.id, t.id);
-    assert_eq!((again.ticket.updated_at_ms, again.ticket.repeat_count), (5_000, 1));
+    assert_eq!(
+        (again.ticket.updated_at_ms, again.ticket.repeat_count),
+        (5_000, 1)
+    );
     assert!(store.get_delivery("d2").await.unwrap().is_none());
 
     // Another owner, or another fingerprint: new tickets.
-    let bob = store.create_ticket(new_ticket("bob", "fp1", 6_000), DAY, None).await.unwrap();
+    let bob = store
+        .create_ticket(new_ticket("bob", "fp1", 6_000), DAY, None)
+        .await
+        .unwrap();
     assert!(!bob.deduplicated);
-    let other = store.create_ticket(new_ticket("alice", "fp2", 7_000), DAY, None).await.unwrap();
+    let other = store
+        .create_ticket(new_ticket("alice", "fp2", 7_000), DAY, None)
+        .await
+        .unwrap();
     assert!(!other.deduplicated);
     // After the window: a new ticket.
     let later = store
@@ -279,7 +349,10 @@ async fn tickets_deduplicate_per_owner_within_the_window(db: TestDb) {
         .unwrap();
     assert!(!later.deduplicated);
     assert_ne!(later.ticket.id, t.id);
-    assert_eq!(store.get_ticket(&t.id).await.unwrap().unwrap().repeat_count, 1);
+    assert_eq!(
+        store.get_ticket(&t.id).await.unwrap().unwrap().repeat_count,
+        1
+    );
     assert!(store.get_ticket("tkt_nope").await.unwrap().is_none());
 }
 
@@ -325,7 +398,13 @@ async fn tickets_list_with_filters_newest_first(db: TestDb) {
         mk("alice", "a", 1_000, TicketSeverity::Blocking, Some("crm")),
         mk("alice", "b", 2_000, TicketSeverity::NiceToHave, Some("erp")),
         mk("bob", "c", 3_000, TicketSeverity::Blocking, None),
-        mk("alice", "d", 4_000, TicketSeverity::Inconvenient, Some("crm")),
+        mk(
+            "alice",
+            "d",
+            4_000,
+            TicketSeverity::Inconvenient,
+            Some("crm"),
+        ),
     ] {
         store.create_ticket(t, DAY, None).await.unwrap();
     }
@@ -336,7 +415,10 @@ async fn tickets_list_with_filters_newest_first(db: TestDb) {
         owner: Some("alice".into()),
         ..TicketFilter::default()
     };
-    assert_eq!(fps(store.list_tickets(alice.clone()).await.unwrap()), ["d", "b", "a"]);
+    assert_eq!(
+        fps(store.list_tickets(alice.clone()).await.unwrap()),
+        ["d", "b", "a"]
+    );
     let crm = TicketFilter {
         context_app: Some("crm".into()),
         ..alice.clone()
@@ -408,32 +490,59 @@ async fn tickets_are_triaged(db: TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(again.severity, TicketSeverity::Inconvenient);
-    assert_eq!(store.get_ticket(&id).await.unwrap().unwrap().notes, vec![note, second]);
+    assert_eq!(
+        store.get_ticket(&id).await.unwrap().unwrap().notes,
+        vec![note, second]
+    );
     let missing = TicketUpdate {
         status: Some(TicketStatus::Open),
         severity: None,
         note: None,
         now_ms: 1,
     };
-    assert!(store.update_ticket("tkt_missing", missing).await.unwrap().is_none());
+    assert!(store
+        .update_ticket("tkt_missing", missing)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 async fn outbox_claims_lease_and_finish(db: TestDb) {
     let store = db.open();
     store.enqueue_delivery(delivery("a", 1_000)).await.unwrap();
     store.enqueue_delivery(delivery("b", 1_001)).await.unwrap();
-    store.enqueue_delivery(delivery("later", 9_000)).await.unwrap();
+    store
+        .enqueue_delivery(delivery("later", 9_000))
+        .await
+        .unwrap();
     // Idempotent enqueue.
     store.enqueue_delivery(delivery("a", 1_500)).await.unwrap();
-    assert_eq!(store.get_delivery("a").await.unwrap().unwrap().created_at_ms, 1_000);
+    assert_eq!(
+        store
+            .get_delivery("a")
+            .await
+            .unwrap()
+            .unwrap()
+            .created_at_ms,
+        1_000
+    );
 
     let claimed = store.claim_deliveries(2_000, 10_000, 10).await.unwrap();
-    assert_eq!(claimed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-    assert!(claimed.iter().all(|d| d.attempts == 1 && d.lease_until_ms == Some(12_000)));
+    assert_eq!(
+        claimed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert!(claimed
+        .iter()
+        .all(|d| d.attempts == 1 && d.lease_until_ms == Some(12_000)));
     let token_a = claimed[0].lease_token.clone().unwrap();
     let token_b = claimed[1].lease_token.clone().unwrap();
     // Leased: nobody else gets them.
-    assert!(store.claim_deliveries(3_000, 10_000, 10).await.unwrap().is_empty());
+    assert!(store
+        .claim_deliveries(3_000, 10_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     assert!(store
         .finish_delivery("a", &token_a, DeliveryOutcome::Delivered { at_ms: 3_000 })
@@ -441,25 +550,52 @@ async fn outbox_claims_lease_and_finish(db: TestDb) {
         .unwrap());
     // Finishing twice, or with a wrong token, changes nothing.
     assert!(!store
-        .finish_delivery("a", &token_a, DeliveryOutcome::Retry { at_ms: 1, error: "x".into() })
+        .finish_delivery(
+            "a",
+            &token_a,
+            DeliveryOutcome::Retry {
+                at_ms: 1,
+                error: "x".into()
+            }
+        )
         .await
         .unwrap());
     assert!(!store
-        .finish_delivery("b", "lease_wrong", DeliveryOutcome::Delivered { at_ms: 3_000 })
+        .finish_delivery(
+            "b",
+            "lease_wrong",
+            DeliveryOutcome::Delivered { at_ms: 3_000 }
+        )
         .await
         .unwrap());
     let a = store.get_delivery("a").await.unwrap().unwrap();
-    assert_eq!((a.state, a.delivered_at_ms, a.lease_token), (DeliveryState::Delivered, Some(3_000), None));
+    assert_eq!(
+        (a.state, a.delivered_at_ms, a.lease_token),
+        (DeliveryState::Delivered, Some(3_000), None)
+    );
 
     assert!(store
-        .finish_delivery("b", &token_b, DeliveryOutcome::Retry { at_ms: 20_000, error: "503".into() })
+        .finish_delivery(
+            "b",
+            &token_b,
+            DeliveryOutcome::Retry {
+                at_ms: 20_000,
+                error: "503".into()
+            }
+        )
         .await
         .unwrap());
     let b = store.get_delivery("b").await.unwrap().unwrap();
-    assert_eq!((b.state, b.next_attempt_at_ms, b.last_error.as_deref()), (DeliveryState::Pending, 20_000, Some("503")));
+    assert_eq!(
+        (b.state, b.next_attempt_at_ms, b.last_error.as_deref()),
+        (DeliveryState::Pending, 20_000, Some("503"))
+    );
     // Not due before its time; "later" is due at 9000.
     let due = store.claim_deliveries(10_000, 1_000, 10).await.unwrap();
-    assert_eq!(due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["later"]);
+    assert_eq!(
+        due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["later"]
+    );
     // A claimant that died: the lease expires and the delivery is claimable again.
     let again = store.claim_deliveries(11_000, 1_000, 10).await.unwrap();
     assert_eq!(again.len(), 1);
@@ -468,12 +604,22 @@ async fn outbox_claims_lease_and_finish(db: TestDb) {
     // The dead claimant's token no longer finishes it.
     let stale = due[0].lease_token.clone().unwrap();
     assert!(!store
-        .finish_delivery("later", &stale, DeliveryOutcome::Delivered { at_ms: 11_500 })
+        .finish_delivery(
+            "later",
+            &stale,
+            DeliveryOutcome::Delivered { at_ms: 11_500 }
+        )
         .await
         .unwrap());
     let fresh = again[0].lease_token.clone().unwrap();
     assert!(store
-        .finish_delivery("later", &fresh, DeliveryOutcome::Dead { error: "410 Gone".into() })
+        .finish_delivery(
+            "later",
+            &fresh,
+            DeliveryOutcome::Dead {
+                error: "410 Gone".into()
+            }
+        )
         .await
         .unwrap());
 
@@ -500,7 +646,10 @@ async fn outbox_claims_lease_and_finish(db: TestDb) {
 async fn concurrent_claims_never_overlap(db: TestDb) {
     let setup = db.open();
     for i in 0..60 {
-        setup.enqueue_delivery(delivery(&format!("d{i:02}"), 1_000 + i)).await.unwrap();
+        setup
+            .enqueue_delivery(delivery(&format!("d{i:02}"), 1_000 + i))
+            .await
+            .unwrap();
     }
     let claimer = |s: Arc<dyn Store>| async move {
         let mut mine = Vec::new();
@@ -524,7 +673,11 @@ async fn concurrent_claims_never_overlap(db: TestDb) {
     let total = all.len();
     all.sort();
     all.dedup();
-    assert_eq!((total, all.len()), (60, 60), "each delivery claimed exactly once");
+    assert_eq!(
+        (total, all.len()),
+        (60, 60),
+        "each delivery claimed exactly once"
+    );
 }
 
 async fn a_ticket_and_its_webhook_are_atomic(db: TestDb) {
@@ -533,15 +686,29 @@ async fn a_ticket_and_its_webhook_are_atomic(db: TestDb) {
     // duplicated (enqueue is idempotent), and the result says so.
     store.enqueue_delivery(delivery("dup", 1)).await.unwrap();
     let created = store
-        .create_ticket(new_ticket("dora", "x", 1_000), DAY, Some(delivery("dup", 1_000)))
+        .create_ticket(
+            new_ticket("dora", "x", 1_000),
+            DAY,
+            Some(delivery("dup", 1_000)),
+        )
         .await
         .unwrap();
     assert!(!created.delivery_enqueued);
-    assert_eq!(store.list_deliveries(DeliveryState::Pending, 0).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_deliveries(DeliveryState::Pending, 0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // A failing ticket insert (duplicate id) leaves no delivery behind.
     let mut clash = new_ticket("erin", "y", 2_000);
     clash.id = created.ticket.id.clone();
-    assert!(store.create_ticket(clash, DAY, Some(delivery("orphan", 2_000))).await.is_err());
+    assert!(store
+        .create_ticket(clash, DAY, Some(delivery("orphan", 2_000)))
+        .await
+        .is_err());
     assert!(store.get_delivery("orphan").await.unwrap().is_none());
 }
 
@@ -596,13 +763,23 @@ async fn unreachable_stores_report_unavailable() {
     let file = tempfile::NamedTempFile::new().unwrap();
     // A data directory "inside" a regular file cannot be created.
     let sqlite = SqliteStore::open(file.path().join("sub").join("db.sqlite"));
-    assert!(matches!(sqlite.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        sqlite.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
     assert!(matches!(
         sqlite.append_audit(records(0, 1), key()).await,
         Err(StoreError::Unavailable(_))
     ));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let pg = PostgresStore::new(&format!("host=127.0.0.1 port={port} user=postgres dbname=test")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pg = PostgresStore::new(&format!(
+        "host=127.0.0.1 port={port} user=postgres dbname=test"
+    ))
+    .unwrap();
     let started = std::time::Instant::now();
     assert!(matches!(pg.ping().await, Err(StoreError::Unavailable(_))));
     assert!(started.elapsed() < std::time::Duration::from_secs(10));

@@ -114,7 +114,12 @@ impl ChainKey {
 
     /// Recomputes the hash of a stored record.
     pub fn rehash(&self, stored: &StoredAudit) -> String {
-        self.link(stored.seq, &stored.prev_hash, &stored.key_id, &stored.record)
+        self.link(
+            stored.seq,
+            &stored.prev_hash,
+            &stored.key_id,
+            &stored.record,
+        )
     }
 
     /// Seals a (seq, hash) pair of the bookkeeping row.

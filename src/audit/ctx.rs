@@ -126,8 +126,12 @@ impl AuditCtx {
         match outcome {
             AuthOutcome::Ok(_) => {}
             AuthOutcome::Unauthorized { reason, .. } => self.reject(Stage::Auth, reason.clone()),
-            AuthOutcome::Forbidden { error, reason, .. } => self.reject(Stage::Auth, format!("{error}: {reason}")),
-            AuthOutcome::Unavailable { reason } => self.reject(Stage::AuthUnavailable, reason.clone()),
+            AuthOutcome::Forbidden { error, reason, .. } => {
+                self.reject(Stage::Auth, format!("{error}: {reason}"))
+            }
+            AuthOutcome::Unavailable { reason } => {
+                self.reject(Stage::AuthUnavailable, reason.clone())
+            }
         }
     }
 
@@ -158,7 +162,9 @@ impl AuditCtx {
                 }
                 if m.method() == Some("initialize") {
                     // The version this initialize negotiates, as dispatch will.
-                    let requested = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+                    let requested = params
+                        .and_then(|p| p.get("protocolVersion"))
+                        .and_then(Value::as_str);
                     self.version = Some(cortex_filters::version::negotiate(requested));
                 }
                 if let (Some(keys), Some(p)) = (state.audit.keys(), params) {
@@ -261,7 +267,10 @@ pub fn rpc_outcome(body: &[u8]) -> Option<RpcOutcome> {
         .iter()
         .position(|b| !(b.is_ascii_digit() || *b == b'-'))
         .unwrap_or(code.len());
-    let n = std::str::from_utf8(&code[..end]).ok()?.parse::<i64>().ok()?;
+    let n = std::str::from_utf8(&code[..end])
+        .ok()?
+        .parse::<i64>()
+        .ok()?;
     Some(RpcOutcome::Error(n))
 }
 
@@ -357,7 +366,12 @@ mod tests {
 
     #[test]
     fn rpc_outcome_reads_results_and_error_codes() {
-        for id in [json!(1), json!("a\"b,\"error\":{\"code\":5}"), json!(null), json!(-7)] {
+        for id in [
+            json!(1),
+            json!("a\"b,\"error\":{\"code\":5}"),
+            json!(null),
+            json!(-7),
+        ] {
             let ok = jsonrpc::success(&id, &json!({"x": 1}));
             assert_eq!(rpc_outcome(&ok), Some(RpcOutcome::Result), "{id}");
             let err = jsonrpc::error(Some(&id), -32602, "bad", None);
@@ -367,7 +381,10 @@ mod tests {
         assert_eq!(rpc_outcome(&err), Some(RpcOutcome::Error(-32700)));
         assert_eq!(rpc_outcome(b"[{}]"), None);
         assert_eq!(rpc_outcome(b""), None);
-        assert_eq!(rpc_outcome(b"{\"jsonrpc\":\"2.0\",\"id\":\"unterminated"), None);
+        assert_eq!(
+            rpc_outcome(b"{\"jsonrpc\":\"2.0\",\"id\":\"unterminated"),
+            None
+        );
     }
 
     #[test]

@@ -96,7 +96,10 @@ impl AuditKeys {
                     "audit.secret must be at least {MIN_SECRET_LEN} characters"
                 )));
             }
-            return Ok((AuditKeys::from_secret(secret.as_bytes(), SecretSource::Configured), None));
+            return Ok((
+                AuditKeys::from_secret(secret.as_bytes(), SecretSource::Configured),
+                None,
+            ));
         }
         let path = config.storage_dir().join(KEY_FILE);
         match read_key_file(&path)? {
@@ -105,7 +108,10 @@ impl AuditKeys {
                     "audit.secret is not set: pseudonyms and the audit hash chain use the generated secret in {} (keep that file with the database; replicas of a fleet need one shared audit.secret)",
                     path.display()
                 );
-                Ok((AuditKeys::from_secret(&secret, SecretSource::File(path)), Some(warning)))
+                Ok((
+                    AuditKeys::from_secret(&secret, SecretSource::File(path)),
+                    Some(warning),
+                ))
             }
             None if !create => Err(AuditError::Config(format!(
                 "no audit secret: audit.secret is not set and {} does not exist",
@@ -117,7 +123,10 @@ impl AuditKeys {
                         "audit.secret is not set: generated a random audit secret in {} (keep that file with the database; replicas of a fleet need one shared audit.secret)",
                         path.display()
                     );
-                    Ok((AuditKeys::from_secret(&secret, SecretSource::File(path)), Some(warning)))
+                    Ok((
+                        AuditKeys::from_secret(&secret, SecretSource::File(path)),
+                        Some(warning),
+                    ))
                 }
                 Err(e) => {
                     let warning = format!(
@@ -125,7 +134,10 @@ impl AuditKeys {
                         path.display()
                     );
                     let secret = random_secret();
-                    Ok((AuditKeys::from_secret(&secret, SecretSource::Ephemeral), Some(warning)))
+                    Ok((
+                        AuditKeys::from_secret(&secret, SecretSource::Ephemeral),
+                        Some(warning),
+                    ))
                 }
             },
         }
@@ -193,7 +205,10 @@ fn read_key_file(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
             Ok(Some(secret.as_bytes().to_vec()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(AuditError::Config(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(AuditError::Config(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -233,19 +248,31 @@ mod tests {
 
     #[test]
     fn pseudonyms_are_keyed_domain_separated_and_stable() {
-        let a = AuditKeys::from_secret(b"secret-a-0123456789abcdef0123456789", SecretSource::Configured);
-        let b = AuditKeys::from_secret(b"secret-b-0123456789abcdef0123456789", SecretSource::Configured);
+        let a = AuditKeys::from_secret(
+            b"secret-a-0123456789abcdef0123456789",
+            SecretSource::Configured,
+        );
+        let b = AuditKeys::from_secret(
+            b"secret-b-0123456789abcdef0123456789",
+            SecretSource::Configured,
+        );
         let p = a.pseudonym(Domain::Subject, "alice");
         assert_eq!(p.len(), 32);
         assert_eq!(p, a.pseudonym(Domain::Subject, "alice"));
         assert_ne!(p, b.pseudonym(Domain::Subject, "alice"));
         assert_ne!(p, a.pseudonym(Domain::Email, "alice"));
-        assert_eq!(a.email_pseudonym("Alice@Example.com"), a.email_pseudonym("alice@example.com "));
+        assert_eq!(
+            a.email_pseudonym("Alice@Example.com"),
+            a.email_pseudonym("alice@example.com ")
+        );
     }
 
     #[test]
     fn params_mac_ignores_key_order() {
-        let k = AuditKeys::from_secret(b"secret-a-0123456789abcdef0123456789", SecretSource::Configured);
+        let k = AuditKeys::from_secret(
+            b"secret-a-0123456789abcdef0123456789",
+            SecretSource::Configured,
+        );
         let x: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":[true,"x"]}"#).unwrap();
         let y: serde_json::Value = serde_json::from_str(r#"{"b":[true,"x"],"a":1}"#).unwrap();
         let z: serde_json::Value = serde_json::from_str(r#"{"b":[true,"y"],"a":1}"#).unwrap();
@@ -258,7 +285,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.storage.data_dir = Some(dir.path().join("nested"));
-        assert!(AuditKeys::load(&config, false).is_err(), "verify must not invent a secret");
+        assert!(
+            AuditKeys::load(&config, false).is_err(),
+            "verify must not invent a secret"
+        );
         let (first, warning) = AuditKeys::load(&config, true).unwrap();
         assert!(warning.unwrap().contains("generated"));
         let (second, _) = AuditKeys::load(&config, false).unwrap();

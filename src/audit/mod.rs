@@ -124,7 +124,9 @@ impl AuditSink {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        tracing::error!("audit: cannot build the audit runtime: {e}; records go nowhere");
+                        tracing::error!(
+                            "audit: cannot build the audit runtime: {e}; records go nowhere"
+                        );
                         return;
                     }
                 };
@@ -181,12 +183,14 @@ impl AuditSink {
                 let now = record::now_ms();
                 let last = s.last_full_warning_ms.load(Ordering::Relaxed);
                 if now - last >= 10_000
-                    && s
-                        .last_full_warning_ms
+                    && s.last_full_warning_ms
                         .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                         .is_ok()
                 {
-                    warn!(dropped_total = total, "audit: the audit queue is full (audit.queue); records are being dropped");
+                    warn!(
+                        dropped_total = total,
+                        "audit: the audit queue is full (audit.queue); records are being dropped"
+                    );
                 }
             }
         }
@@ -221,7 +225,9 @@ pub fn install(state: &mut AppState) -> Result<(), AuditError> {
     if let Some(w) = warning {
         warn!("{w}");
     }
-    if matches!(store.kind(), crate::store::StoreKind::Postgres(_)) && state.config.audit.secret.is_none() {
+    if matches!(store.kind(), crate::store::StoreKind::Postgres(_))
+        && state.config.audit.secret.is_none()
+    {
         warn!("storage is PostgreSQL but audit.secret is not set: every replica sharing this database needs the same audit.secret, or pseudonyms differ between replicas and `audit verify` cannot check the records of the others");
     }
     let sink = AuditSink::start(

@@ -30,8 +30,14 @@ pub(crate) async fn run(store: Arc<dyn Store>, key: Arc<ChainKey>, days: u32) {
         if days > 0 {
             match purge_older_than(store.as_ref(), &key, days, super::record::now_ms()).await {
                 Ok(0) => {}
-                Ok(n) => info!(purged = n, retention_days = days, "audit: old records purged"),
-                Err(e) => warn!(error = %e, "audit: the retention purge failed; it runs again in an hour"),
+                Ok(n) => info!(
+                    purged = n,
+                    retention_days = days,
+                    "audit: old records purged"
+                ),
+                Err(e) => {
+                    warn!(error = %e, "audit: the retention purge failed; it runs again in an hour")
+                }
             }
         }
         match store.audit_chain().await {

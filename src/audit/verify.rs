@@ -69,7 +69,11 @@ pub struct ChainReport {
 impl fmt::Display for ChainReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.records == 0 {
-            return write!(f, "audit chain OK: no records (anchor seq {})", self.anchor_seq);
+            return write!(
+                f,
+                "audit chain OK: no records (anchor seq {})",
+                self.anchor_seq
+            );
         }
         write!(
             f,
@@ -83,9 +87,19 @@ impl fmt::Display for ChainReport {
 }
 
 /// Verifies the chain in `store` with `key`. `Err` only when the store cannot be read.
-pub async fn verify(store: &dyn Store, key: &ChainKey) -> Result<Result<ChainReport, ChainBreak>, StoreError> {
+pub async fn verify(
+    store: &dyn Store,
+    key: &ChainKey,
+) -> Result<Result<ChainReport, ChainBreak>, StoreError> {
     let state = store.audit_chain().await?;
-    if state.anchor_seq > 0 && !key.check_seal(Seal::Anchor, state.anchor_seq, &state.anchor_hash, &state.anchor_mac) {
+    if state.anchor_seq > 0
+        && !key.check_seal(
+            Seal::Anchor,
+            state.anchor_seq,
+            &state.anchor_hash,
+            &state.anchor_mac,
+        )
+    {
         return Ok(Err(ChainBreak {
             seq: state.anchor_seq + 1,
             kind: BreakKind::Anchor,
@@ -95,7 +109,14 @@ pub async fn verify(store: &dyn Store, key: &ChainKey) -> Result<Result<ChainRep
             ),
         }));
     }
-    if state.last_seq > 0 && !key.check_seal(Seal::Head, state.last_seq, &state.last_hash, &state.head_mac) {
+    if state.last_seq > 0
+        && !key.check_seal(
+            Seal::Head,
+            state.last_seq,
+            &state.last_hash,
+            &state.head_mac,
+        )
+    {
         return Ok(Err(ChainBreak {
             seq: state.last_seq,
             kind: BreakKind::Head,

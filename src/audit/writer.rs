@@ -164,7 +164,8 @@ impl Builder {
             _ => None,
         };
         let http_ok = (200..400).contains(&ev.http_status);
-        r.success = rejection.is_none() && ev.proxy_error.is_none() && http_ok && r.error_code.is_none();
+        r.success =
+            rejection.is_none() && ev.proxy_error.is_none() && http_ok && r.error_code.is_none();
         match rejection {
             Some((stage, reason)) => {
                 r.decision = decision::REJECTED.into();
@@ -195,7 +196,11 @@ impl Builder {
     /// A tools/call answered with an error for a tool that exists but that the caller's
     /// scopes do not allow: the gateway refused it for scope (it answers "unknown tool" so
     /// as not to reveal the catalog; the audit says what really happened).
-    fn scope_refusal(&self, tool: &str, principal: Option<&crate::auth::Principal>) -> Option<(Stage, String)> {
+    fn scope_refusal(
+        &self,
+        tool: &str,
+        principal: Option<&crate::auth::Principal>,
+    ) -> Option<(Stage, String)> {
         let principal = principal?;
         let current = self.catalog.as_ref()?.current();
         let entry = current.merged.tool(tool)?;
@@ -204,7 +209,10 @@ impl Builder {
         }
         Some((
             Stage::Scope,
-            format!("tool {tool} requires scope {}", entry.scope.as_deref().unwrap_or("")),
+            format!(
+                "tool {tool} requires scope {}",
+                entry.scope.as_deref().unwrap_or("")
+            ),
         ))
     }
 }
@@ -220,7 +228,8 @@ fn count_tools(body: &[u8]) -> Option<i64> {
         tools: Vec<IgnoredAny>,
     }
     let a: Answer = serde_json::from_slice(body).ok()?;
-    a.result.map(|l| i64::try_from(l.tools.len()).unwrap_or(i64::MAX))
+    a.result
+        .map(|l| i64::try_from(l.tools.len()).unwrap_or(i64::MAX))
 }
 
 /// Retry bookkeeping of the append loop.
@@ -256,7 +265,8 @@ pub(crate) enum Control {
     },
 }
 
-type Inflight = Pin<Box<dyn Future<Output = (Arc<Vec<AuditRecord>>, Result<ChainHead, StoreError>)> + Send>>;
+type Inflight =
+    Pin<Box<dyn Future<Output = (Arc<Vec<AuditRecord>>, Result<ChainHead, StoreError>)> + Send>>;
 
 /// The audit thread's state.
 pub(crate) struct Writer {
@@ -294,7 +304,11 @@ impl Writer {
     }
 
     /// Runs until closed (or every sender is gone).
-    pub async fn run(mut self, mut events: mpsc::Receiver<AuditEvent>, mut control: mpsc::UnboundedReceiver<Control>) {
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<AuditEvent>,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) {
         let mut inflight: Option<Inflight> = None;
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut retry = RetryState::default();
@@ -343,8 +357,14 @@ impl Writer {
     ) -> Option<tokio::time::Instant> {
         let e = match result {
             Ok(head) => {
-                self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                debug!(records = batch.len(), seq = head.last_seq, "audit: appended");
+                self.stats
+                    .stored
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                debug!(
+                    records = batch.len(),
+                    seq = head.last_seq,
+                    "audit: appended"
+                );
                 if let Some(since) = retry.failing_since.take() {
                     info!(after = ?since.elapsed(), "audit: the store accepts records again");
                 }
@@ -374,7 +394,7 @@ impl Writer {
             retry.single = batch.len();
             retry.failures = 0;
         }
-        if retry.failures == 1 || retry.failures % 10 == 0 {
+        if retry.failures == 1 || retry.failures.is_multiple_of(10) {
             warn!(error = %e, attempts = retry.failures, backlog = self.backlog.len() + batch.len(), "audit: cannot write to the store; retrying");
         }
         self.requeue(batch);
@@ -394,9 +414,13 @@ impl Writer {
             return;
         }
         if self.backlog.len() >= self.backlog_cap {
-            self.stats.dropped_store_down.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .dropped_store_down
+                .fetch_add(1, Ordering::Relaxed);
             self.dropped_since_warning += 1;
-            let due = self.last_drop_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY);
+            let due = self
+                .last_drop_warning
+                .is_none_or(|t| t.elapsed() >= WARN_EVERY);
             if due {
                 warn!(
                     dropped = self.dropped_since_warning,
@@ -410,7 +434,9 @@ impl Writer {
             return;
         }
         self.backlog.push_back(record);
-        self.stats.backlog.store(self.backlog.len() as u64, Ordering::Relaxed);
+        self.stats
+            .backlog
+            .store(self.backlog.len() as u64, Ordering::Relaxed);
     }
 
     fn write_stdout(&self, out: &mut std::io::Stdout, lines: &[u8]) {
@@ -429,7 +455,11 @@ impl Writer {
         if self.backlog.is_empty() {
             return None;
         }
-        let n = if single { 1 } else { self.backlog.len().min(BATCH) };
+        let n = if single {
+            1
+        } else {
+            self.backlog.len().min(BATCH)
+        };
         let batch: Arc<Vec<AuditRecord>> = Arc::new(self.backlog.drain(..n).collect());
         self.inflight_len = n;
         let key = self.builder.keys.chain().clone();
@@ -446,7 +476,9 @@ impl Writer {
         for r in records.into_iter().rev() {
             if self.backlog.len() >= self.backlog_cap {
                 self.backlog.pop_back();
-                self.stats.dropped_store_down.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .dropped_store_down
+                    .fetch_add(1, Ordering::Relaxed);
             }
             self.backlog.push_front(r);
         }
@@ -483,7 +515,9 @@ impl Writer {
             match tokio::time::timeout(remaining(), f).await {
                 Ok((batch, Ok(_))) => {
                     self.inflight_len = 0;
-                    self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.stats
+                        .stored
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
                 Ok((batch, Err(_))) => {
                     self.inflight_len = 0;
@@ -496,7 +530,9 @@ impl Writer {
             match tokio::time::timeout(remaining(), f).await {
                 Ok((batch, Ok(_))) => {
                     self.inflight_len = 0;
-                    self.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.stats
+                        .stored
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
                 Ok((batch, Err(e))) => {
                     self.inflight_len = 0;
@@ -511,10 +547,15 @@ impl Writer {
             }
         }
         if timed_out {
-            warn!(lost = self.backlog.len() + self.inflight_len, "audit: shutdown deadline reached; records not stored (stdout has them)");
+            warn!(
+                lost = self.backlog.len() + self.inflight_len,
+                "audit: shutdown deadline reached; records not stored (stdout has them)"
+            );
         }
         let lost = (self.backlog.len() + self.inflight_len) as u64;
-        self.stats.dropped_store_down.fetch_add(lost, Ordering::Relaxed);
+        self.stats
+            .dropped_store_down
+            .fetch_add(lost, Ordering::Relaxed);
         self.stats.backlog.store(0, Ordering::Relaxed);
         let s = self.stats.snapshot();
         info!(
@@ -537,7 +578,10 @@ mod tests {
     fn counts_listed_tools() {
         let body = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","inputSchema":{"properties":{"tools":[1]}}},{"name":"b"}],"nextCursor":"x"}}"#;
         assert_eq!(count_tools(body), Some(2));
-        assert_eq!(count_tools(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#), None);
+        assert_eq!(
+            count_tools(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#),
+            None
+        );
         assert_eq!(count_tools(b"not json"), None);
     }
 }
@@ -584,12 +628,19 @@ mod flow_tests {
         async fn schema_version(&self) -> Result<i64, StoreError> {
             Ok(1)
         }
-        async fn append_audit(&self, records: Arc<Vec<AuditRecord>>, _key: Arc<ChainKey>) -> Result<ChainHead, StoreError> {
+        async fn append_audit(
+            &self,
+            records: Arc<Vec<AuditRecord>>,
+            _key: Arc<ChainKey>,
+        ) -> Result<ChainHead, StoreError> {
             self.attempts.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("down".into()));
             }
-            if records.iter().any(|r| r.tool.is_some() && r.tool == self.poison) {
+            if records
+                .iter()
+                .any(|r| r.tool.is_some() && r.tool == self.poison)
+            {
                 return Err(StoreError::Query("invalid byte sequence".into()));
             }
             let mut stored = self.stored.lock().unwrap();
@@ -605,10 +656,20 @@ mod flow_tests {
         async fn read_audit(&self, _: i64, _: u32) -> Result<Vec<StoredAudit>, StoreError> {
             nope()
         }
-        async fn purge_audit(&self, _: i64, _: u32, _: Arc<ChainKey>) -> Result<PurgeOutcome, StoreError> {
+        async fn purge_audit(
+            &self,
+            _: i64,
+            _: u32,
+            _: Arc<ChainKey>,
+        ) -> Result<PurgeOutcome, StoreError> {
             nope()
         }
-        async fn create_ticket(&self, _: NewTicket, _: i64, _: Option<NewDelivery>) -> Result<CreatedTicket, StoreError> {
+        async fn create_ticket(
+            &self,
+            _: NewTicket,
+            _: i64,
+            _: Option<NewDelivery>,
+        ) -> Result<CreatedTicket, StoreError> {
             nope()
         }
         async fn get_ticket(&self, _: &str) -> Result<Option<Ticket>, StoreError> {
@@ -617,22 +678,40 @@ mod flow_tests {
         async fn list_tickets(&self, _: TicketFilter) -> Result<Vec<Ticket>, StoreError> {
             nope()
         }
-        async fn update_ticket(&self, _: &str, _: TicketUpdate) -> Result<Option<Ticket>, StoreError> {
+        async fn update_ticket(
+            &self,
+            _: &str,
+            _: TicketUpdate,
+        ) -> Result<Option<Ticket>, StoreError> {
             nope()
         }
         async fn enqueue_delivery(&self, _: NewDelivery) -> Result<(), StoreError> {
             nope()
         }
-        async fn claim_deliveries(&self, _: i64, _: i64, _: u32) -> Result<Vec<Delivery>, StoreError> {
+        async fn claim_deliveries(
+            &self,
+            _: i64,
+            _: i64,
+            _: u32,
+        ) -> Result<Vec<Delivery>, StoreError> {
             nope()
         }
-        async fn finish_delivery(&self, _: &str, _: &str, _: DeliveryOutcome) -> Result<bool, StoreError> {
+        async fn finish_delivery(
+            &self,
+            _: &str,
+            _: &str,
+            _: DeliveryOutcome,
+        ) -> Result<bool, StoreError> {
             nope()
         }
         async fn get_delivery(&self, _: &str) -> Result<Option<Delivery>, StoreError> {
             nope()
         }
-        async fn list_deliveries(&self, _: DeliveryState, _: u32) -> Result<Vec<Delivery>, StoreError> {
+        async fn list_deliveries(
+            &self,
+            _: DeliveryState,
+            _: u32,
+        ) -> Result<Vec<Delivery>, StoreError> {
             nope()
         }
     }
@@ -661,8 +740,19 @@ mod flow_tests {
         }
     }
 
-    fn start(store: Arc<FlakyStore>, cap: usize) -> (mpsc::Sender<AuditEvent>, mpsc::UnboundedSender<Control>, Arc<AuditStats>, std::thread::JoinHandle<()>) {
-        let keys = Arc::new(AuditKeys::from_secret(b"0123456789abcdef0123456789abcdef", SecretSource::Ephemeral));
+    fn start(
+        store: Arc<FlakyStore>,
+        cap: usize,
+    ) -> (
+        mpsc::Sender<AuditEvent>,
+        mpsc::UnboundedSender<Control>,
+        Arc<AuditStats>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let keys = Arc::new(AuditKeys::from_secret(
+            b"0123456789abcdef0123456789abcdef",
+            SecretSource::Ephemeral,
+        ));
         let stats = Arc::new(AuditStats::default());
         let writer = Writer::new(
             Builder {
@@ -679,7 +769,10 @@ mod flow_tests {
         let (tx, rx) = mpsc::channel(1024);
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(writer.run(rx, ctl_rx));
         });
         (tx, ctl, stats, handle)
@@ -717,7 +810,13 @@ mod flow_tests {
         wait_until("failures", || stats.snapshot().store_failures >= 2);
         store.down.store(false, Ordering::SeqCst);
         wait_until("all stored", || stats.snapshot().stored == 6);
-        let tools: Vec<_> = store.stored.lock().unwrap().iter().map(|r| r.tool.clone().unwrap()).collect();
+        let tools: Vec<_> = store
+            .stored
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.tool.clone().unwrap())
+            .collect();
         assert_eq!(tools, ["t0", "t1", "t2", "t3", "t4", "t5"]);
         assert_eq!(stats.dropped(), 0);
         close(&ctl, handle);
@@ -750,7 +849,13 @@ mod flow_tests {
         }
         wait_until("good ones stored", || stats.snapshot().stored == 3);
         assert_eq!(stats.snapshot().refused_by_store, 1);
-        let tools: Vec<_> = store.stored.lock().unwrap().iter().map(|r| r.tool.clone().unwrap()).collect();
+        let tools: Vec<_> = store
+            .stored
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.tool.clone().unwrap())
+            .collect();
         assert_eq!(tools, ["a", "b", "c"]);
         close(&ctl, handle);
     }

@@ -170,7 +170,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Changes status and/or severity and/or appends a note; bumps `updated_at_ms`.
     /// `None` when there is no such ticket.
-    async fn update_ticket(&self, id: &str, update: TicketUpdate) -> Result<Option<Ticket>, StoreError>;
+    async fn update_ticket(
+        &self,
+        id: &str,
+        update: TicketUpdate,
+    ) -> Result<Option<Ticket>, StoreError>;
 
     // ----- webhook outbox ----------------------------------------------------------------
 
@@ -184,7 +188,12 @@ pub trait Store: Send + Sync + 'static {
     /// caller at a time across replicas; one whose claimant died is claimable again when
     /// its lease expires (so a delivery can be attempted twice, never concurrently:
     /// receivers deduplicate on the delivery id).
-    async fn claim_deliveries(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
 
     /// Ends the attempt of the claim `lease_token`: delivered, rescheduled or dead. Returns
     /// false (and changes nothing) when that claim is no longer current (it expired and
@@ -200,7 +209,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
 
     /// Deliveries in `state`, oldest first, at most [`effective_limit`]`(limit)`.
-    async fn list_deliveries(&self, state: DeliveryState, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    async fn list_deliveries(
+        &self,
+        state: DeliveryState,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
 }
 
 /// The store the configuration asks for: PostgreSQL when `storage.database_url` is set,
@@ -215,7 +228,9 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
         .filter(|u| !u.is_empty());
     match url {
         Some(url) => Ok(Arc::new(PostgresStore::new(url)?)),
-        None => Ok(Arc::new(SqliteStore::open(sqlite_path(&config.storage_dir())))),
+        None => Ok(Arc::new(SqliteStore::open(sqlite_path(
+            &config.storage_dir(),
+        )))),
     }
 }
 
@@ -260,22 +275,28 @@ pub(crate) fn parse_notes(text: &str) -> Result<Vec<TicketNote>, StoreError> {
 
 /// Parses a stored severity.
 pub(crate) fn parse_severity(s: &str) -> Result<TicketSeverity, StoreError> {
-    TicketSeverity::parse(s).ok_or_else(|| StoreError::Invalid(format!("unknown ticket severity `{s}`")))
+    TicketSeverity::parse(s)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown ticket severity `{s}`")))
 }
 
 /// Parses a stored status.
 pub(crate) fn parse_status(s: &str) -> Result<TicketStatus, StoreError> {
-    TicketStatus::parse(s).ok_or_else(|| StoreError::Invalid(format!("unknown ticket status `{s}`")))
+    TicketStatus::parse(s)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown ticket status `{s}`")))
 }
 
 /// Parses a stored delivery state.
 pub(crate) fn parse_delivery_state(s: &str) -> Result<DeliveryState, StoreError> {
-    DeliveryState::parse(s).ok_or_else(|| StoreError::Invalid(format!("unknown delivery state `{s}`")))
+    DeliveryState::parse(s)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown delivery state `{s}`")))
 }
 
 /// Given the rows after the anchor as (seq, ts_ms, hash) in seq order, the longest prefix
 /// older than `before_ms`: its length and its last (seq, hash).
-pub(crate) fn purge_prefix(rows: &[(i64, i64, String)], before_ms: i64) -> Option<(usize, i64, String)> {
+pub(crate) fn purge_prefix(
+    rows: &[(i64, i64, String)],
+    before_ms: i64,
+) -> Option<(usize, i64, String)> {
     let n = rows.iter().take_while(|(_, ts, _)| *ts < before_ms).count();
     let (seq, _, hash) = rows.get(n.checked_sub(1)?)?;
     Some((n, *seq, hash.clone()))
@@ -296,7 +317,11 @@ mod tests {
 
     #[test]
     fn purge_prefix_stops_at_first_young_record() {
-        let rows = vec![(1, 10, "a".to_string()), (2, 20, "b".into()), (3, 5, "c".into())];
+        let rows = vec![
+            (1, 10, "a".to_string()),
+            (2, 20, "b".into()),
+            (3, 5, "c".into()),
+        ];
         assert_eq!(purge_prefix(&rows, 15), Some((1, 1, "a".into())));
         assert_eq!(purge_prefix(&rows, 25), Some((3, 3, "c".into())));
         assert_eq!(purge_prefix(&rows, 1), None);

@@ -122,10 +122,9 @@ impl PostgresStore {
         let migrated = self.migrated.clone();
         let task = self.handle.spawn(async move {
             let work = async move {
-                let mut client = pool
-                    .get()
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+                let mut client = pool.get().await.map_err(|e| {
+                    StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
+                })?;
                 migrated
                     .get_or_try_init(|| async { migrate(&mut client).await })
                     .await?;
@@ -228,12 +227,18 @@ async fn migrate(client: &mut Object) -> Result<(), StoreError> {
         .await
         .map_err(fail)?;
         let current: i64 = tx
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM cortex_schema_migrations", &[])
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM cortex_schema_migrations",
+                &[],
+            )
             .await
             .map_err(fail)?
             .get(0);
         if current > known {
-            return Err(StoreError::SchemaTooNew { found: current, known });
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
         }
         if current < m.version {
             tx.batch_execute(m.sql).await.map_err(fail)?;
@@ -243,14 +248,19 @@ async fn migrate(client: &mut Object) -> Result<(), StoreError> {
             )
             .await
             .map_err(fail)?;
-            info!(version = m.version, name = m.name, "PostgreSQL store migrated");
+            info!(
+                version = m.version,
+                name = m.name,
+                "PostgreSQL store migrated"
+            );
         }
         tx.commit().await.map_err(fail)?;
     }
     Ok(())
 }
 
-const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, key_id, ts_ms, decision, stage, reason, http_method, \
+const AUDIT_COLUMNS: &str =
+    "seq, prev_hash, hash, key_id, ts_ms, decision, stage, reason, http_method, \
      http_status, caller_sub, caller_email_hash, caller_role, caller_pool, client_id, dev_bypass, \
      method, tool, target_app, scope_used, params_hash, response_size, latency_ms, success, \
      error_code, protocol_version, origin, session_id, tools_listed, tokens_estimate, \
@@ -323,7 +333,11 @@ struct Linked {
     hash: String,
 }
 
-async fn append(mut client: Object, records: &[AuditRecord], key: &ChainKey) -> Result<ChainHead, StoreError> {
+async fn append(
+    mut client: Object,
+    records: &[AuditRecord],
+    key: &ChainKey,
+) -> Result<ChainHead, StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
     let state = tx
         .query_opt(&format!("{CHAIN_SELECT} FOR UPDATE"), &[])
@@ -343,9 +357,11 @@ async fn append(mut client: Object, records: &[AuditRecord], key: &ChainKey) -> 
         });
     }
     let key_id = key.id().to_string();
-    for (chunk_records, chunk_links) in records.chunks(INSERT_CHUNK).zip(links.chunks(INSERT_CHUNK)) {
+    for (chunk_records, chunk_links) in records.chunks(INSERT_CHUNK).zip(links.chunks(INSERT_CHUNK))
+    {
         let mut sql = format!("INSERT INTO cortex_audit ({AUDIT_COLUMNS}) VALUES ");
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk_records.len() * AUDIT_WIDTH);
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            Vec::with_capacity(chunk_records.len() * AUDIT_WIDTH);
         for (i, (r, l)) in chunk_records.iter().zip(chunk_links).enumerate() {
             if i > 0 {
                 sql.push(',');
@@ -409,7 +425,12 @@ async fn append(mut client: Object, records: &[AuditRecord], key: &ChainKey) -> 
     })
 }
 
-async fn purge(mut client: Object, before_ms: i64, max_rows: u32, key: &ChainKey) -> Result<PurgeOutcome, StoreError> {
+async fn purge(
+    mut client: Object,
+    before_ms: i64,
+    max_rows: u32,
+    key: &ChainKey,
+) -> Result<PurgeOutcome, StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
     let state = tx
         .query_opt(&format!("{CHAIN_SELECT} FOR UPDATE"), &[])
@@ -481,12 +502,18 @@ fn ticket_row(r: &Row) -> Result<Ticket, StoreError> {
     })
 }
 
-async fn ticket_by_id(c: &tokio_postgres::Transaction<'_>, id: &str) -> Result<Option<Ticket>, StoreError> {
-    c.query_opt(&format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = $1"), &[&id])
-        .await
-        .map_err(classify)?
-        .map(|r| ticket_row(&r))
-        .transpose()
+async fn ticket_by_id(
+    c: &tokio_postgres::Transaction<'_>,
+    id: &str,
+) -> Result<Option<Ticket>, StoreError> {
+    c.query_opt(
+        &format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = $1"),
+        &[&id],
+    )
+    .await
+    .map_err(classify)?
+    .map(|r| ticket_row(&r))
+    .transpose()
 }
 
 async fn create_ticket(
@@ -497,9 +524,12 @@ async fn create_ticket(
 ) -> Result<CreatedTicket, StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
     let lock_key = format!("{}\u{1}{}", new.owner, new.fingerprint);
-    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[&lock_key])
-        .await
-        .map_err(classify)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+        &[&lock_key],
+    )
+    .await
+    .map_err(classify)?;
     let since = new.now_ms.saturating_sub(window_ms);
     let existing: Option<String> = tx
         .query_opt(
@@ -551,9 +581,9 @@ async fn create_ticket(
     if let (false, Some(d)) = (deduplicated, on_create) {
         delivery_enqueued = insert_delivery(&tx, &d).await?;
     }
-    let ticket = ticket_by_id(&tx, &id)
-        .await?
-        .ok_or_else(|| StoreError::Invalid(format!("ticket {id} vanished inside its transaction")))?;
+    let ticket = ticket_by_id(&tx, &id).await?.ok_or_else(|| {
+        StoreError::Invalid(format!("ticket {id} vanished inside its transaction"))
+    })?;
     tx.commit().await.map_err(classify)?;
     Ok(CreatedTicket {
         ticket,
@@ -562,7 +592,11 @@ async fn create_ticket(
     })
 }
 
-async fn update_ticket(mut client: Object, id: String, u: TicketUpdate) -> Result<Option<Ticket>, StoreError> {
+async fn update_ticket(
+    mut client: Object,
+    id: String,
+    u: TicketUpdate,
+) -> Result<Option<Ticket>, StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
     let row = tx
         .query_opt(
@@ -594,7 +628,10 @@ async fn update_ticket(mut client: Object, id: String, u: TicketUpdate) -> Resul
     Ok(Some(t))
 }
 
-async fn insert_delivery(c: &tokio_postgres::Transaction<'_>, d: &NewDelivery) -> Result<bool, StoreError> {
+async fn insert_delivery(
+    c: &tokio_postgres::Transaction<'_>,
+    d: &NewDelivery,
+) -> Result<bool, StoreError> {
     let n = c
         .execute(
             "INSERT INTO cortex_outbox (id, kind, target, payload, state, attempts, next_attempt_at_ms, created_at_ms) \
@@ -606,7 +643,8 @@ async fn insert_delivery(c: &tokio_postgres::Transaction<'_>, d: &NewDelivery) -
     Ok(n == 1)
 }
 
-const DELIVERY_COLUMNS: &str = "id, kind, target, payload, state, attempts, next_attempt_at_ms, lease_token, \
+const DELIVERY_COLUMNS: &str =
+    "id, kind, target, payload, state, attempts, next_attempt_at_ms, lease_token, \
      lease_until_ms, last_error, created_at_ms, delivered_at_ms";
 
 fn delivery_row(r: &Row) -> Result<Delivery, StoreError> {
@@ -627,7 +665,10 @@ fn delivery_row(r: &Row) -> Result<Delivery, StoreError> {
     })
 }
 
-fn rows_to<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+fn rows_to<T>(
+    rows: Vec<Row>,
+    f: impl Fn(&Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     rows.iter().map(f).collect()
 }
 
@@ -638,21 +679,33 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|c| async move { c.simple_query("SELECT 1").await.map(|_| ()).map_err(classify) })
-            .await
-    }
-
-    async fn schema_version(&self) -> Result<i64, StoreError> {
         self.run(|c| async move {
-            c.query_one("SELECT COALESCE(MAX(version), 0) FROM cortex_schema_migrations", &[])
+            c.simple_query("SELECT 1")
                 .await
-                .map(|r| r.get(0))
+                .map(|_| ())
                 .map_err(classify)
         })
         .await
     }
 
-    async fn append_audit(&self, records: Arc<Vec<AuditRecord>>, key: Arc<ChainKey>) -> Result<ChainHead, StoreError> {
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.run(|c| async move {
+            c.query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM cortex_schema_migrations",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .map_err(classify)
+        })
+        .await
+    }
+
+    async fn append_audit(
+        &self,
+        records: Arc<Vec<AuditRecord>>,
+        key: Arc<ChainKey>,
+    ) -> Result<ChainHead, StoreError> {
         self.run(move |c| async move { append(c, &records, &key).await })
             .await
     }
@@ -682,7 +735,12 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn purge_audit(&self, before_ms: i64, max_rows: u32, key: Arc<ChainKey>) -> Result<PurgeOutcome, StoreError> {
+    async fn purge_audit(
+        &self,
+        before_ms: i64,
+        max_rows: u32,
+        key: Arc<ChainKey>,
+    ) -> Result<PurgeOutcome, StoreError> {
         self.run(move |c| async move { purge(c, before_ms, max_rows, &key).await })
             .await
     }
@@ -700,11 +758,14 @@ impl Store for PostgresStore {
     async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>, StoreError> {
         let id = id.to_string();
         self.run(move |c| async move {
-            c.query_opt(&format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = $1"), &[&id])
-                .await
-                .map_err(classify)?
-                .map(|r| ticket_row(&r))
-                .transpose()
+            c.query_opt(
+                &format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(classify)?
+            .map(|r| ticket_row(&r))
+            .transpose()
         })
         .await
     }
@@ -734,7 +795,11 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn update_ticket(&self, id: &str, update: TicketUpdate) -> Result<Option<Ticket>, StoreError> {
+    async fn update_ticket(
+        &self,
+        id: &str,
+        update: TicketUpdate,
+    ) -> Result<Option<Ticket>, StoreError> {
         let id = id.to_string();
         self.run(move |c| update_ticket(c, id, update)).await
     }
@@ -748,7 +813,12 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn claim_deliveries(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
         self.run(move |c| async move {
             let token = random_id("lease_");
             let until = now_ms.saturating_add(lease_ms);
@@ -772,7 +842,12 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn finish_delivery(&self, id: &str, lease_token: &str, outcome: DeliveryOutcome) -> Result<bool, StoreError> {
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        lease_token: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<bool, StoreError> {
         let (id, token) = (id.to_string(), lease_token.to_string());
         self.run(move |c| async move {
             let n = match &outcome {
@@ -810,16 +885,23 @@ impl Store for PostgresStore {
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
         let id = id.to_string();
         self.run(move |c| async move {
-            c.query_opt(&format!("SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE id = $1"), &[&id])
-                .await
-                .map_err(classify)?
-                .map(|r| delivery_row(&r))
-                .transpose()
+            c.query_opt(
+                &format!("SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(classify)?
+            .map(|r| delivery_row(&r))
+            .transpose()
         })
         .await
     }
 
-    async fn list_deliveries(&self, state: DeliveryState, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        state: DeliveryState,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
         self.run(move |c| async move {
             let rows = c
                 .query(

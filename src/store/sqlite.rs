@@ -112,7 +112,10 @@ fn open_file(path: &Path) -> Result<Connection, StoreError> {
     if !in_memory {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create the data directory {}: {e}", dir.display()))
+                StoreError::Unavailable(format!(
+                    "cannot create the data directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
     }
@@ -141,7 +144,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current = current_version(conn)?;
     let known = MIGRATIONS.last().map_or(0, |m| m.version);
     if current > known {
-        return Err(StoreError::SchemaTooNew { found: current, known });
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         let fail = |e: rusqlite::Error| StoreError::Migration {
@@ -212,7 +218,8 @@ fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
         .map_err(classify)
 }
 
-const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, key_id, ts_ms, decision, stage, reason, http_method, \
+const AUDIT_COLUMNS: &str =
+    "seq, prev_hash, hash, key_id, ts_ms, decision, stage, reason, http_method, \
      http_status, caller_sub, caller_email_hash, caller_role, caller_pool, client_id, dev_bypass, \
      method, tool, target_app, scope_used, params_hash, response_size, latency_ms, success, \
      error_code, protocol_version, origin, session_id, tools_listed, tokens_estimate, \
@@ -275,10 +282,16 @@ fn chain_state(tx: &Connection) -> Result<ChainState, StoreError> {
     )
     .optional()
     .map_err(classify)?
-    .ok_or_else(|| StoreError::Invalid("the audit chain row (cortex_audit_chain, id 1) is missing".into()))
+    .ok_or_else(|| {
+        StoreError::Invalid("the audit chain row (cortex_audit_chain, id 1) is missing".into())
+    })
 }
 
-fn append(conn: &mut Connection, records: &[AuditRecord], key: &ChainKey) -> Result<ChainHead, StoreError> {
+fn append(
+    conn: &mut Connection,
+    records: &[AuditRecord],
+    key: &ChainKey,
+) -> Result<ChainHead, StoreError> {
     let tx = begin(conn)?;
     let state = chain_state(&tx)?;
     let mut seq = state.last_seq;
@@ -344,12 +357,19 @@ fn append(conn: &mut Connection, records: &[AuditRecord], key: &ChainKey) -> Res
     })
 }
 
-fn purge(conn: &mut Connection, before_ms: i64, max_rows: u32, key: &ChainKey) -> Result<PurgeOutcome, StoreError> {
+fn purge(
+    conn: &mut Connection,
+    before_ms: i64,
+    max_rows: u32,
+    key: &ChainKey,
+) -> Result<PurgeOutcome, StoreError> {
     let tx = begin(conn)?;
     let state = chain_state(&tx)?;
     let rows: Vec<(i64, i64, String)> = {
         let mut stmt = tx
-            .prepare_cached("SELECT seq, ts_ms, hash FROM cortex_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .prepare_cached(
+                "SELECT seq, ts_ms, hash FROM cortex_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
             .map_err(classify)?;
         let mapped = stmt
             .query_map(params![state.anchor_seq, i64::from(max_rows)], |r| {
@@ -491,8 +511,9 @@ fn create_ticket(
     if let (false, Some(d)) = (deduplicated, on_create) {
         delivery_enqueued = insert_delivery(&tx, &d)?;
     }
-    let ticket = ticket_by_id(&tx, &id)?
-        .ok_or_else(|| StoreError::Invalid(format!("ticket {id} vanished inside its transaction")))?;
+    let ticket = ticket_by_id(&tx, &id)?.ok_or_else(|| {
+        StoreError::Invalid(format!("ticket {id} vanished inside its transaction"))
+    })?;
     tx.commit().map_err(classify)?;
     Ok(CreatedTicket {
         ticket,
@@ -527,7 +548,11 @@ fn list_tickets(conn: &Connection, f: &TicketFilter) -> Result<Vec<Ticket>, Stor
     Ok(out)
 }
 
-fn update_ticket(conn: &mut Connection, id: &str, u: &TicketUpdate) -> Result<Option<Ticket>, StoreError> {
+fn update_ticket(
+    conn: &mut Connection,
+    id: &str,
+    u: &TicketUpdate,
+) -> Result<Option<Ticket>, StoreError> {
     let tx = begin(conn)?;
     let Some(mut t) = ticket_by_id(&tx, id)? else {
         return Ok(None);
@@ -563,7 +588,8 @@ fn insert_delivery(conn: &Connection, d: &NewDelivery) -> Result<bool, StoreErro
     Ok(n == 1)
 }
 
-const DELIVERY_COLUMNS: &str = "id, kind, target, payload, state, attempts, next_attempt_at_ms, lease_token, \
+const DELIVERY_COLUMNS: &str =
+    "id, kind, target, payload, state, attempts, next_attempt_at_ms, lease_token, \
      lease_until_ms, last_error, created_at_ms, delivered_at_ms";
 
 fn raw_delivery(r: &Row<'_>) -> rusqlite::Result<(Delivery, String)> {
@@ -591,7 +617,11 @@ fn parse_delivery((mut d, state): (Delivery, String)) -> Result<Delivery, StoreE
     Ok(d)
 }
 
-fn deliveries(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Delivery>, StoreError> {
+fn deliveries(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<Delivery>, StoreError> {
     let mut stmt = conn.prepare_cached(sql).map_err(classify)?;
     let rows = stmt.query_map(p, raw_delivery).map_err(classify)?;
     let mut out = Vec::new();
@@ -601,7 +631,12 @@ fn deliveries(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<
     Ok(out)
 }
 
-fn claim(conn: &mut Connection, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+fn claim(
+    conn: &mut Connection,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: u32,
+) -> Result<Vec<Delivery>, StoreError> {
     let tx = begin(conn)?;
     let due = deliveries(
         &tx,
@@ -629,7 +664,12 @@ fn claim(conn: &mut Connection, now_ms: i64, lease_ms: i64, limit: u32) -> Resul
     Ok(out)
 }
 
-fn finish(conn: &mut Connection, id: &str, token: &str, outcome: &DeliveryOutcome) -> Result<bool, StoreError> {
+fn finish(
+    conn: &mut Connection,
+    id: &str,
+    token: &str,
+    outcome: &DeliveryOutcome,
+) -> Result<bool, StoreError> {
     let n = match outcome {
         DeliveryOutcome::Delivered { at_ms } => conn.execute(
             "UPDATE cortex_outbox SET state = 'delivered', delivered_at_ms = ?3, lease_token = NULL, \
@@ -666,7 +706,11 @@ impl Store for SqliteStore {
         self.call(|c| current_version(c)).await
     }
 
-    async fn append_audit(&self, records: Arc<Vec<AuditRecord>>, key: Arc<ChainKey>) -> Result<ChainHead, StoreError> {
+    async fn append_audit(
+        &self,
+        records: Arc<Vec<AuditRecord>>,
+        key: Arc<ChainKey>,
+    ) -> Result<ChainHead, StoreError> {
         self.call(move |c| append(c, &records, &key)).await
     }
 
@@ -676,7 +720,9 @@ impl Store for SqliteStore {
 
     async fn read_audit(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {
         self.call(move |c| {
-            let sql = format!("SELECT {AUDIT_COLUMNS} FROM cortex_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+            let sql = format!(
+                "SELECT {AUDIT_COLUMNS} FROM cortex_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            );
             let mut stmt = c.prepare_cached(&sql).map_err(classify)?;
             let rows = stmt
                 .query_map(params![after_seq, i64::from(limit)], audit_row)
@@ -686,8 +732,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge_audit(&self, before_ms: i64, max_rows: u32, key: Arc<ChainKey>) -> Result<PurgeOutcome, StoreError> {
-        self.call(move |c| purge(c, before_ms, max_rows, &key)).await
+    async fn purge_audit(
+        &self,
+        before_ms: i64,
+        max_rows: u32,
+        key: Arc<ChainKey>,
+    ) -> Result<PurgeOutcome, StoreError> {
+        self.call(move |c| purge(c, before_ms, max_rows, &key))
+            .await
     }
 
     async fn create_ticket(
@@ -709,7 +761,11 @@ impl Store for SqliteStore {
         self.call(move |c| list_tickets(c, &filter)).await
     }
 
-    async fn update_ticket(&self, id: &str, update: TicketUpdate) -> Result<Option<Ticket>, StoreError> {
+    async fn update_ticket(
+        &self,
+        id: &str,
+        update: TicketUpdate,
+    ) -> Result<Option<Ticket>, StoreError> {
         let id = id.to_string();
         self.call(move |c| update_ticket(c, &id, &update)).await
     }
@@ -719,11 +775,21 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim_deliveries(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
         self.call(move |c| claim(c, now_ms, lease_ms, limit)).await
     }
 
-    async fn finish_delivery(&self, id: &str, lease_token: &str, outcome: DeliveryOutcome) -> Result<bool, StoreError> {
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        lease_token: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<bool, StoreError> {
         let (id, token) = (id.to_string(), lease_token.to_string());
         self.call(move |c| finish(c, &id, &token, &outcome)).await
     }
@@ -737,7 +803,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_deliveries(&self, state: DeliveryState, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        state: DeliveryState,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
         self.call(move |c| {
             let sql = format!(
                 "SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE state = ?1 ORDER BY created_at_ms, id LIMIT ?2"

@@ -26,16 +26,28 @@ pub fn audit_lines(g: &Gateway) -> Vec<Value> {
 
 /// Waits until at least `n` audit lines are on stdout, and returns them all.
 pub async fn wait_lines(g: &Gateway, n: usize) -> Vec<Value> {
-    eventually(Duration::from_secs(10), &format!("{n} audit lines on stdout"), || async {
-        let lines = audit_lines(g);
-        (lines.len() >= n).then_some(lines)
-    })
+    eventually(
+        Duration::from_secs(10),
+        &format!("{n} audit lines on stdout"),
+        || async {
+            let lines = audit_lines(g);
+            (lines.len() >= n).then_some(lines)
+        },
+    )
     .await
 }
 
 /// Runs `cortex-gateway audit verify --config <config>` in `cwd` with the environment
-/// scrubbed of CORTEX_*/OAUTH_* (as the harness does). Returns (exit code, stdout, stderr).
-pub fn run_verify(cwd: &Path, config: &Path) -> (i32, String, String) {
+/// scrubbed of CORTEX_*/OAUTH_* (as the harness does), on a blocking thread so the test's
+/// own tasks (a relay) keep running. Returns (exit code, stdout, stderr).
+pub async fn run_verify(cwd: &Path, config: &Path) -> (i32, String, String) {
+    let (cwd, config) = (cwd.to_path_buf(), config.to_path_buf());
+    tokio::task::spawn_blocking(move || run_verify_blocking(&cwd, &config))
+        .await
+        .expect("verify thread")
+}
+
+fn run_verify_blocking(cwd: &Path, config: &Path) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cortex-gateway"));
     cmd.args(["audit", "verify", "--config"])
         .arg(config)
@@ -103,7 +115,11 @@ impl Relay {
 
     /// Stops listening and drops every relayed connection.
     pub async fn cut(&self) {
-        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        let tasks: Vec<JoinHandle<()>> = self
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
         for t in tasks {
             t.abort();
             let _ = t.await;
