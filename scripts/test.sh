@@ -15,5 +15,5 @@ export CORTEX_TOOLBOX_DIR="${CORTEX_TOOLBOX_DIR:-$HOME/.cache/cortex-gateway/too
 bash "$ROOT/scripts/toolbox.sh"
 
 cd "$ROOT"
-echo "test.sh: cargo test --workspace --all-targets (target dir $CARGO_TARGET_DIR)" >&2
-exec cargo test --workspace --all-targets "$@"
+echo "test.sh: cargo test --workspace --all-targets --no-fail-fast (target dir $CARGO_TARGET_DIR)" >&2
+exec cargo test --workspace --all-targets --no-fail-fast "$@"

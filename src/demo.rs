@@ -96,6 +96,10 @@ pub fn run_with(listen: SocketAddr, options: DemoOptions) -> Result<std::convert
     config.catalog.refresh = Duration::from_secs(30);
     // A development process: stop promptly on Ctrl-C / SIGTERM.
     config.server.grace_period = Duration::from_secs(1);
+    // Keep the demo's files (store, keys) out of the working directory, and keep stdout for
+    // people: audit records go to the store only.
+    config.data_dir = Some(demo_data_dir().to_string_lossy().into_owned());
+    config.audit.stdout = false;
     config.backends = vec![BackendConfig {
         id: "demo".into(),
         url: format!("http://{backend_addr}"),
@@ -122,4 +126,13 @@ pub fn run_with(listen: SocketAddr, options: DemoOptions) -> Result<std::convert
     }
     let (server, _state) = server::build(config)?;
     server.run_forever()
+}
+
+/// Where the demo keeps what it persists: `~/.cache/cortex-gateway/demo` (stable, so the dev
+/// authorization server's key and registered clients survive a restart), else a temp folder.
+fn demo_data_dir() -> std::path::PathBuf {
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => std::path::PathBuf::from(home).join(".cache/cortex-gateway/demo"),
+        None => std::env::temp_dir().join("cortex-gateway-demo"),
+    }
 }

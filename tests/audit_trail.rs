@@ -288,7 +288,8 @@ async fn records_survive_a_restart_and_the_chain_continues() {
     for _ in 0..3 {
         c.result("ping", json!({})).await;
     }
-    // Stop at once: the records still in flight are flushed at shutdown.
+    // Stop as soon as the audit thread has the records: they are flushed at shutdown.
+    wait_lines(&first, 3).await;
     first.stop();
     assert_eq!(
         db.query_i64("SELECT COUNT(*) FROM cortex_audit").await,
@@ -306,6 +307,7 @@ async fn records_survive_a_restart_and_the_chain_continues() {
     for _ in 0..2 {
         c.result("ping", json!({})).await;
     }
+    wait_lines(&second, 2).await;
     second.stop();
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM cortex_audit").await, 5);
     assert_eq!(db.query_i64("SELECT MAX(seq) FROM cortex_audit").await, 5);

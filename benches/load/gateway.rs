@@ -25,8 +25,14 @@ pub fn binary() -> String {
 const SCRUBBED_PREFIXES: [&str; 2] = ["CORTEX_", "OAUTH_"];
 const SCRUBBED_NAMES: [&str; 3] = ["PORT", "HOSTNAME", "RUST_LOG"];
 
-/// How long SIGTERM may take before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long SIGTERM may take before SIGKILL (`LOAD_STOP_GRACE_S` overrides, e.g. for a
+/// gateway under valgrind that needs time to write its report).
+fn stop_grace() -> Duration {
+    std::env::var("LOAD_STOP_GRACE_S")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(Duration::from_secs(5), Duration::from_secs)
+}
 
 /// A running gateway.
 pub struct GatewayProc {
@@ -172,7 +178,7 @@ impl GatewayProc {
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
-        let deadline = Instant::now() + STOP_GRACE;
+        let deadline = Instant::now() + stop_grace();
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(status);

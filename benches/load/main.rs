@@ -19,7 +19,8 @@
 //! Environment: `LOAD_QUICK=1` (a ~30 s smoke run), `LOAD_OUT=<file>` (JSON results; default
 //! `$CARGO_TARGET_DIR/load-results.json`); overrides for investigations: `LOAD_ROUNDS`,
 //! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_PHASES=calls,sse,big,refresh`,
-//! `LOAD_GATEWAY_BIN` (run another build of the gateway, e.g. one with symbols for perf).
+//! `LOAD_GATEWAY_BIN` (run another build of the gateway, e.g. one with symbols for perf),
+//! `LOAD_STOP_GRACE_S` (SIGTERM → SIGKILL delay, default 5).
 //! Every process it starts is stopped by PID, also on panic (drop guards).
 
 mod backend;

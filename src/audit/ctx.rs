@@ -89,11 +89,49 @@ pub struct AuditCtx {
     principal: Option<Principal>,
     method: Option<Cow<'static, str>>,
     tool: Option<String>,
-    params_mac: Option<[u8; 16]>,
+    params: Option<ParamsHash>,
     version: Option<ProtocolVersion>,
     session_id: Option<String>,
     rpc: Option<RpcOutcome>,
     list_body: Option<Bytes>,
+}
+
+/// The largest request body kept for hashing its params on the audit thread.
+pub const MAX_DEFERRED_BODY: usize = 64 * 1024;
+
+/// What `params_hash` is made of.
+#[derive(Debug)]
+pub(crate) enum ParamsHash {
+    /// Already computed (large bodies).
+    Done([u8; 16]),
+    /// The request body, to parse and hash on the audit thread.
+    Deferred(Bytes),
+}
+
+impl ParamsHash {
+    /// The hex `params_hash`.
+    pub(crate) fn finish(self, keys: &super::AuditKeys) -> Option<String> {
+        let mac = match self {
+            ParamsHash::Done(mac) => mac,
+            ParamsHash::Deferred(body) => {
+                let incoming = cortex_filters::jsonrpc::parse_body(&body).ok()?;
+                params_mac(keys, &incoming)
+            }
+        };
+        Some(super::keys::hex_id(&mac))
+    }
+}
+
+/// The HMAC of the params of a message (`params` itself, canonical) or of a batch (the
+/// list of every message's params).
+fn params_mac(keys: &super::AuditKeys, incoming: &Incoming) -> [u8; 16] {
+    match incoming {
+        Incoming::Batch(messages) => {
+            let params: Vec<Option<&Value>> = messages.iter().map(message_params).collect();
+            keys.params_mac(&params)
+        }
+        Incoming::Single(m) => keys.params_mac(&message_params(m)),
+    }
 }
 
 impl AuditCtx {
@@ -140,16 +178,13 @@ impl AuditCtx {
         self.principal = Some(principal);
     }
 
-    /// The parsed body: method, tool name and the HMAC of `params` (the one per-request
-    /// hash; skipped when auditing is off).
-    pub fn message(&mut self, state: &AppState, incoming: &Incoming) {
+    /// The parsed body: method and tool name, and what `params_hash` is computed from. A
+    /// body up to [`MAX_DEFERRED_BODY`] is kept (a reference count, no copy) and hashed on
+    /// the audit thread; a larger one is hashed here, so queued events never pin big bodies.
+    pub fn message(&mut self, state: &AppState, incoming: &Incoming, body: &Bytes) {
         match incoming {
-            Incoming::Batch(messages) => {
+            Incoming::Batch(_) => {
                 self.method = Some(Cow::Borrowed("batch"));
-                if let Some(keys) = state.audit.keys() {
-                    let params: Vec<Option<&Value>> = messages.iter().map(message_params).collect();
-                    self.params_mac = Some(keys.params_mac(&params));
-                }
             }
             Incoming::Single(m) => {
                 self.method = m.method().map(method_name);
@@ -167,10 +202,18 @@ impl AuditCtx {
                         .and_then(Value::as_str);
                     self.version = Some(cortex_filters::version::negotiate(requested));
                 }
-                if let (Some(keys), Some(p)) = (state.audit.keys(), params) {
-                    self.params_mac = Some(keys.params_mac(p));
-                }
             }
+        }
+        let has_params = match incoming {
+            Incoming::Batch(_) => true,
+            Incoming::Single(m) => message_params(m).is_some(),
+        };
+        if let (Some(keys), true) = (state.audit.keys(), has_params) {
+            self.params = Some(if body.len() <= MAX_DEFERRED_BODY {
+                ParamsHash::Deferred(body.clone())
+            } else {
+                ParamsHash::Done(params_mac(keys, incoming))
+            });
         }
     }
 
@@ -287,7 +330,7 @@ pub(crate) struct AuditEvent {
     pub method: Option<Cow<'static, str>>,
     pub tool: Option<String>,
     pub backend: Option<Arc<Backend>>,
-    pub params_mac: Option<[u8; 16]>,
+    pub params: Option<ParamsHash>,
     pub version: Option<ProtocolVersion>,
     pub origin: Option<String>,
     pub session_id: Option<String>,
@@ -340,7 +383,7 @@ pub fn finish(
         method: a.method,
         tool,
         backend,
-        params_mac: a.params_mac,
+        params: a.params,
         version: a.version,
         origin: ctx.cors_origin.take().or_else(|| {
             req.headers
@@ -384,6 +427,34 @@ mod tests {
         assert_eq!(
             rpc_outcome(b"{\"jsonrpc\":\"2.0\",\"id\":\"unterminated"),
             None
+        );
+    }
+
+    #[test]
+    fn deferred_and_immediate_params_hashes_agree() {
+        use crate::audit::keys::SecretSource;
+        let keys = crate::audit::AuditKeys::from_secret(
+            b"0123456789abcdef0123456789abcdef",
+            SecretSource::Ephemeral,
+        );
+        let single = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"b":1,"a":2}}}"#);
+        let reordered = Bytes::from_static(br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"arguments":{"a":2,"b":1},"name":"t"}}"#);
+        let batch = Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t"}}]"#);
+        for body in [&single, &batch] {
+            let incoming = jsonrpc::parse_body(body).unwrap();
+            let now = ParamsHash::Done(params_mac(&keys, &incoming)).finish(&keys);
+            let later = ParamsHash::Deferred(body.clone()).finish(&keys);
+            assert!(now.is_some());
+            assert_eq!(now, later);
+        }
+        // Same params, another id and key order: the same hash.
+        assert_eq!(
+            ParamsHash::Deferred(single.clone()).finish(&keys),
+            ParamsHash::Deferred(reordered).finish(&keys)
+        );
+        assert_ne!(
+            ParamsHash::Deferred(single).finish(&keys),
+            ParamsHash::Deferred(batch).finish(&keys)
         );
     }
 

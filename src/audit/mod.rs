@@ -56,6 +56,9 @@ pub enum AuditError {
     Thread(std::io::Error),
 }
 
+/// Smallest hand-off queue between the request path and the audit thread.
+const MIN_HANDOFF: usize = 256;
+
 /// How long shutdown waits for the last records to reach the store.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -97,8 +100,10 @@ impl AuditSink {
         store: Option<Arc<dyn Store>>,
         catalog: Option<Arc<CatalogStore>>,
     ) -> Result<AuditSink, AuditError> {
-        let capacity = config.queue.max(16);
-        let (events, events_rx) = mpsc::channel(capacity);
+        // The hand-off queue absorbs bursts while the audit thread is busy; the backlog
+        // (`audit.queue`) holds records while the store is down.
+        let capacity = config.queue.max(1);
+        let (events, events_rx) = mpsc::channel(config.queue.max(MIN_HANDOFF));
         let (control, control_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(AuditStats::default());
         let writer = Writer::new(
@@ -178,7 +183,13 @@ impl AuditSink {
             Ok(()) => {
                 s.stats.submitted.fetch_add(1, Ordering::Relaxed);
             }
-            Err(_) => {
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                s.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    "audit: a record arrived after the audit trail was closed (shutdown); dropped"
+                );
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
                 let total = s.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed) + 1;
                 let now = record::now_ms();
                 let last = s.last_full_warning_ms.load(Ordering::Relaxed);

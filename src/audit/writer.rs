@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use super::ctx::{AuditEvent, RpcOutcome, Stage};
-use super::keys::{hex_id, AuditKeys, Domain};
+use super::keys::{AuditKeys, Domain};
 use super::record::{clean, clean_opt, decision, AuditRecord, MAX_IDENT, MAX_TEXT};
 use crate::auth::PrincipalKind;
 use crate::federation::CatalogStore;
@@ -45,6 +45,8 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Failed attempts of one batch before asking whether the store is up at all.
 const POISON_ATTEMPTS: u32 = 3;
+/// At shutdown, how long the queue must stay empty before it is closed.
+const QUIET: Duration = Duration::from_millis(100);
 /// Least time between two "dropped" warnings.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -125,7 +127,7 @@ impl Builder {
         r.response_size = i64::try_from(ev.response_size).unwrap_or(i64::MAX);
         r.latency_ms = (ev.latency.as_micros() as f64) / 1000.0;
         r.method = ev.method.map(|m| m.into_owned());
-        r.params_hash = ev.params_mac.map(|m| hex_id(&m));
+        r.params_hash = ev.params.and_then(|p| p.finish(&self.keys));
         r.protocol_version = ev.version.map(|v| v.as_str().to_string());
         r.origin = clean_opt(ev.origin.as_deref(), MAX_IDENT);
         r.session_id = ev
@@ -502,8 +504,17 @@ impl Writer {
             Some(Control::Close { deadline, done }) => (deadline, Some(done)),
             None => (Instant::now() + Duration::from_secs(5), None),
         };
-        events.close();
+        // Requests finishing while the server stops still log: take events until the
+        // queue has been quiet for a moment (bounded by the deadline), then close it.
         let mut lines = Vec::new();
+        loop {
+            let wait = QUIET.min(deadline.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(wait, events.recv()).await {
+                Ok(Some(ev)) => self.accept(ev, &mut lines),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        events.close();
         while let Ok(ev) = events.try_recv() {
             self.accept(ev, &mut lines);
         }
@@ -728,7 +739,7 @@ mod flow_tests {
             method: Some("tools/call".into()),
             tool: Some(tool.into()),
             backend: None,
-            params_mac: None,
+            params: None,
             version: None,
             origin: None,
             session_id: None,

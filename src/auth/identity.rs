@@ -240,17 +240,11 @@ pub fn backend_scopes(
     out.into_iter().collect()
 }
 
-/// The data directory: `data_dir`, else `$XDG_DATA_HOME/cortex-gateway`, else
-/// `~/.local/share/cortex-gateway`, else `./data`.
+/// The data directory: `data_dir`, else `./data` (relative to the working directory, like the
+/// SQLite store's default, so one gateway keeps everything it persists in one place).
 pub fn data_dir(config: &Config) -> PathBuf {
-    if let Some(d) = &config.data_dir {
-        return PathBuf::from(d);
+    match &config.data_dir {
+        Some(d) if !d.trim().is_empty() => PathBuf::from(d),
+        _ => PathBuf::from("./data"),
     }
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("cortex-gateway");
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(h).join(".local/share/cortex-gateway");
-    }
-    PathBuf::from("./data")
 }

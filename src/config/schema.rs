@@ -36,9 +36,9 @@ pub struct Config {
     pub tickets: TicketsConfig,
     /// The built-in development authorization server (off by default; loopback only).
     pub dev_authorization_server: DevAuthServerConfig,
-    /// Where the gateway keeps what it persists (generated signing keys, …). Default
-    /// `$XDG_DATA_HOME/cortex-gateway` (or `~/.local/share/cortex-gateway`, else `./data`).
-    /// Created when first needed.
+    /// Where the gateway keeps what it persists (generated signing keys, the SQLite store, the
+    /// generated audit secret). Default `./data`, relative to the working directory. Created
+    /// when first needed.
     pub data_dir: Option<String>,
     /// Persistence of tickets, the webhook outbox and the audit trail: SQLite under a data
     /// directory, or PostgreSQL.

@@ -181,7 +181,7 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
         _ => None,
     };
     let is_initialize = matches!(&incoming, Incoming::Single(m) if m.method() == Some("initialize"));
-    ctx.audit.message(state, &incoming);
+    ctx.audit.message(state, &incoming, &body);
 
     let header_version = if is_initialize {
         None
