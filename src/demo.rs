@@ -28,11 +28,14 @@ pub enum DemoError {
 const DEMO_TECHNICAL_TOKEN: &str = "demo-technical-token";
 
 /// Options of `cortex-gateway demo`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
     /// `--oauth`: real OAuth against the built-in development authorization server instead of
     /// no authentication (see [`crate::dev_as::demo`]).
     pub oauth: bool,
+    /// `--data-dir`: where the demo keeps its store and keys; default
+    /// `~/.cache/cortex-gateway/demo`.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the demo (no authentication) until the process is stopped.
@@ -98,7 +101,8 @@ pub fn run_with(listen: SocketAddr, options: DemoOptions) -> Result<std::convert
     config.server.grace_period = Duration::from_secs(1);
     // Keep the demo's files (store, keys) out of the working directory, and keep stdout for
     // people: audit records go to the store only.
-    config.data_dir = Some(demo_data_dir().to_string_lossy().into_owned());
+    let data_dir = options.data_dir.clone().unwrap_or_else(demo_data_dir);
+    config.data_dir = Some(data_dir.to_string_lossy().into_owned());
     config.audit.stdout = false;
     config.backends = vec![BackendConfig {
         id: "demo".into(),

@@ -35,6 +35,9 @@ enum Command {
         /// picker (`reader`, `writer`) issues the tokens.
         #[arg(long)]
         oauth: bool,
+        /// Where the demo keeps its store and keys (default `~/.cache/cortex-gateway/demo`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Validates a configuration and prints a summary (exit 0) or every problem (exit 2).
     CheckConfig {
@@ -69,7 +72,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, env_file } => serve(config, env_file),
-        Command::Demo { listen, oauth } => match demo::run_with(listen, demo::DemoOptions { oauth }) {
+        Command::Demo {
+            listen,
+            oauth,
+            data_dir,
+        } => match demo::run_with(listen, demo::DemoOptions { oauth, data_dir }) {
             Ok(never) => match never {},
             Err(e) => {
                 eprintln!("error: {e}");

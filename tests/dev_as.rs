@@ -81,7 +81,7 @@ async fn metadata_and_jwks_describe_the_server() {
     // The key was created under the data directory.
     let key_file =
         a.gw.dir()
-            .join("xdg/cortex-gateway/keys/dev-authorization-server.pem");
+            .join("data/keys/dev-authorization-server.pem");
     let pem = std::fs::read_to_string(&key_file).expect("key file");
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
     assert!(
@@ -662,11 +662,18 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_chain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_and_registered_clients_survive_a_restart() {
     let data = tempfile::tempdir().unwrap();
-    let xdg = data.path().display().to_string();
+    let data_dir = data.path().display().to_string();
     let start = || async {
         Gateway::start_with_env(
-            &[("XDG_DATA_HOME", xdg.as_str())],
-            &["demo", "--oauth", "--listen", "127.0.0.1:{PORT}"],
+            &[],
+            &[
+                "demo",
+                "--oauth",
+                "--listen",
+                "127.0.0.1:{PORT}",
+                "--data-dir",
+                data_dir.as_str(),
+            ],
         )
         .await
     };
@@ -712,7 +719,7 @@ fn configuration_refuses_it_off_loopback_or_with_another_issuer() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cortex-gateway"))
             .arg("check-config")
             .arg(&path)
-            .env("XDG_DATA_HOME", dir.path())
+            .current_dir(dir.path())
             .env_remove("OAUTH_ISSUER")
             .env_remove("PORT")
             .env_remove("HOSTNAME")

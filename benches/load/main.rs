@@ -54,6 +54,9 @@ const SECRET: &str = "load-harness-secret-0123456789abcdef0123";
 const ECHO: usize = 0;
 const BIG: usize = 1;
 const REFRESH_FIRST: usize = 2;
+/// `catalog.page_size` of the 10- and 1,000-tool gateways: large enough that the whole
+/// catalog (backend tools plus the gateway's builtin tools) is one page.
+const PAGE_SIZE: usize = 2_000;
 /// The 100-backend refresh scenario.
 const REFRESH_BACKENDS: usize = 100;
 const REFRESH_TOOLS: usize = 50;
@@ -283,13 +286,16 @@ async fn sanity(gw: &GatewayProc, be: &EchoBackend, tools: usize) -> Result<Valu
         return Err(format!("direct call answered HTTP {status}: {direct}"));
     }
     let (status, list, list_bytes) = scenarios::mcp_once(gw, LIST_BODY).await?;
-    let listed = list["result"]["tools"].as_array().map_or(0, Vec::len);
-    if status != 200 || listed != tools || list["result"].get("nextCursor").is_some() {
+    let listed = scenarios::all_tools(&list);
+    let ours = scenarios::backend_tools(&list);
+    if status != 200 || ours != tools as u64 || list["result"].get("nextCursor").is_some() {
         return Err(format!(
-            "tools/list answered HTTP {status} with {listed} tools (expected {tools} in one page)"
+            "tools/list answered HTTP {status} with {ours} backend tools of {listed} (expected {tools} in one page)"
         ));
     }
-    Ok(json!({"tools_call_bytes": call_bytes, "tools_list_bytes": list_bytes, "tools": listed}))
+    Ok(
+        json!({"tools_call_bytes": call_bytes, "tools_list_bytes": list_bytes, "tools": listed, "backend_tools": ours}),
+    )
 }
 
 /// tools/list cells (gateway from cache vs the backend's pre-serialized `list_tools`).
@@ -327,7 +333,7 @@ async fn list_round(
     for (i, &c) in plan.list_concurrency.iter().enumerate() {
         let spec = plan.cell(c, plan.list_cell_s);
         for leg in 0..2 {
-            let gateway_first = (round + i) % 2 == 0;
+            let gateway_first = (round + i).is_multiple_of(2);
             if (leg == 0) == gateway_first {
                 let o = cells::run(
                     &via,
@@ -442,7 +448,7 @@ async fn main_gateway_phase(
     results: &mut Results,
 ) -> Result<(), String> {
     let echo = vec![("echo".to_string(), be.addr(ECHO))];
-    let mut gw = GatewayProc::spawn(|port| gateway_yaml(port, &echo, 1_000))?;
+    let mut gw = GatewayProc::spawn(|port| gateway_yaml(port, &echo, PAGE_SIZE))?;
     gw.wait_until(
         Duration::from_secs(30),
         Duration::from_millis(10),
@@ -528,7 +534,7 @@ async fn sse_gateway_phase(
     results: &mut Results,
 ) -> Result<(), String> {
     let echo = vec![("echo".to_string(), be.addr(ECHO))];
-    let mut gw = GatewayProc::spawn(|port| gateway_yaml(port, &echo, 1_000))?;
+    let mut gw = GatewayProc::spawn(|port| gateway_yaml(port, &echo, PAGE_SIZE))?;
     gw.wait_until(
         Duration::from_secs(30),
         Duration::from_millis(10),
@@ -581,7 +587,7 @@ async fn big_catalog_phase(
     results: &mut Results,
 ) -> Result<(), String> {
     let big = vec![("big".to_string(), be.addr(BIG))];
-    let mut gw = GatewayProc::spawn(|port| gateway_yaml(port, &big, 1_000))?;
+    let mut gw = GatewayProc::spawn(|port| gateway_yaml(port, &big, PAGE_SIZE))?;
     gw.wait_until(
         Duration::from_secs(30),
         Duration::from_millis(10),
@@ -591,8 +597,8 @@ async fn big_catalog_phase(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = gw.rss_kib();
     let (status, list, list_bytes) = scenarios::mcp_once(&gw, LIST_BODY).await?;
-    let listed = list["result"]["tools"].as_array().map_or(0, Vec::len);
-    if status != 200 || listed != 1_000 {
+    let listed = scenarios::all_tools(&list);
+    if status != 200 || scenarios::backend_tools(&list) != 1_000 {
         return Err(format!(
             "tools/list of the 1,000-tool gateway: HTTP {status}, {listed} tools"
         ));

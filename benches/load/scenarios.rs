@@ -367,6 +367,25 @@ pub struct RefreshRound {
     pub list_bytes: Option<usize>,
 }
 
+/// How many tools of a `tools/list` result come from the generated backends (exposed as
+/// `<backend>_echo` or `<backend>_op_<n>`); the gateway's own builtin tools are not counted.
+pub fn backend_tools(list: &Value) -> u64 {
+    list["result"]["tools"].as_array().map_or(0, |tools| {
+        tools
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .filter(|n| n.ends_with("_echo") || n.contains("_op_"))
+            .count() as u64
+    })
+}
+
+/// All tools of a `tools/list` result (backend and builtin).
+pub fn all_tools(list: &Value) -> u64 {
+    list["result"]["tools"]
+        .as_array()
+        .map_or(0, |a| a.len() as u64)
+}
+
 /// Sum of `backends[].tools` in a `/readyz` body.
 pub fn readyz_tools(body: &Value) -> u64 {
     body["backends"].as_array().map_or(0, |b| {
@@ -415,10 +434,9 @@ pub async fn refresh_round(
             .await
             .map_err(|e| format!("tools/list: {e}"))?;
         let took = t.elapsed();
-        let listed = serde_json::from_slice::<Value>(resp.body)
-            .ok()
-            .and_then(|j| j["result"]["tools"].as_array().map(|a| a.len() as u64));
-        if listed == Some(expect_tools) {
+        let json = serde_json::from_slice::<Value>(resp.body).unwrap_or(Value::Null);
+        if backend_tools(&json) == expect_tools {
+            let listed = Some(all_tools(&json));
             round.catalog_ms = Some(gw.spawned.elapsed().as_secs_f64() * 1000.0);
             round.first_list_us = Some(took.as_secs_f64() * 1e6);
             round.listed = listed;

@@ -43,7 +43,7 @@ pub fn contract_tool(backend: &str, i: usize) -> Value {
         if let Some(scope) = tool_scope(backend, i) {
             obj.insert("scope".into(), Value::String(scope));
         }
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             obj.insert(
                 "inputSchema".into(),
                 json!({

@@ -105,7 +105,13 @@ impl Gateway {
     /// Starts `demo --listen 127.0.0.1:<free port>`.
     pub async fn start_demo() -> Gateway {
         Gateway::launch(Launch {
-            args: vec!["demo".into(), "--listen".into(), "127.0.0.1:{PORT}".into()],
+            args: vec![
+                "demo".into(),
+                "--listen".into(),
+                "127.0.0.1:{PORT}".into(),
+                "--data-dir".into(),
+                "{DIR}/data".into(),
+            ],
             ..Launch::default()
         })
         .await

@@ -20,8 +20,15 @@ pub const DEMO_CLIENT: (&str, &str) = ("demo-service", "demo-service-secret");
 /// Starts `demo --oauth` with its data directory (signing key) inside the test's temp dir.
 pub async fn start_demo() -> Gateway {
     Gateway::start_with_env(
-        &[("XDG_DATA_HOME", "{DIR}/xdg")],
-        &["demo", "--oauth", "--listen", "127.0.0.1:{PORT}"],
+        &[],
+        &[
+            "demo",
+            "--oauth",
+            "--listen",
+            "127.0.0.1:{PORT}",
+            "--data-dir",
+            "{DIR}/data",
+        ],
     )
     .await
 }
