@@ -122,7 +122,10 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         match &ctx.forward {
-            Some(f) => Ok(Box::new(f.backend.peer())),
+            Some(f) => match f.backend.peer() {
+                Some(peer) => Ok(Box::new(peer)),
+                None => Error::e_explain(ErrorType::ConnectNoRoute, "backend host does not resolve"),
+            },
             None => Error::e_explain(ErrorType::InternalError, "no backend chosen for this request"),
         }
     }

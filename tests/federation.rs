@@ -678,3 +678,29 @@ async fn params_shorthand_becomes_a_json_schema() {
     assert_eq!(schema["properties"]["n"]["type"], "number");
     assert_eq!(schema["required"], json!(["q"]));
 }
+
+/// A backend whose host name does not resolve at start does not keep the gateway down: the
+/// other backends are served, the broken one is reported, and its calls fail as unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolvable_backend_host_does_not_stop_the_gateway() {
+    let alpha = TestBackend::start(BackendSpec::tools(&["echo"], "mcp:a:read")).await;
+    let gateway = Gateway::start(
+        &TestConfig::new()
+            .top("allow_insecure_backends: true")
+            .backend("alpha", &alpha.url())
+            .backend("ghost", "http://ghost-backend.invalid:8080")
+            .build(),
+    )
+    .await;
+    let ready = gateway.wait_ready().await;
+    let ghost = gateway.backend_status("ghost").await;
+    assert_eq!(ghost["healthy"], false, "{ready}");
+    let error = ghost["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains("resolve"), "{error}");
+    assert_eq!(gateway.backend_status("alpha").await["healthy"], true, "{ready}");
+    let client = gateway.client();
+    let result = client
+        .call_tool("alpha_echo", json!({"message": "still here"}))
+        .await;
+    assert!(result.get("content").is_some(), "{result}");
+}

@@ -57,7 +57,10 @@ pub struct Backend {
     pub naming: NamingMode,
     /// Discovery token.
     pub technical_token: Option<String>,
-    addr: RwLock<SocketAddr>,
+    /// The resolved address; `None` while the host name does not resolve (the refresher
+    /// retries, and calls fail as "unreachable" meanwhile: a DNS hiccup at start must not keep
+    /// the gateway down).
+    addr: RwLock<Option<SocketAddr>>,
 }
 
 impl Backend {
@@ -91,7 +94,13 @@ impl Backend {
         };
         let base = url.path().trim_end_matches('/');
         let path = format!("{base}{}", cfg.path);
-        let addr = resolve_host(&cfg.id, &host, port)?;
+        let addr = match resolve_host(&cfg.id, &host, port) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!("{e}; retrying at every discovery");
+                None
+            }
+        };
         Ok(Backend {
             id: cfg.id.clone(),
             url: cfg.url.clone(),
@@ -113,8 +122,8 @@ impl Backend {
         })
     }
 
-    /// The current address.
-    pub fn addr(&self) -> SocketAddr {
+    /// The current address, if the host name resolved.
+    pub fn addr(&self) -> Option<SocketAddr> {
         match self.addr.read() {
             Ok(a) => *a,
             Err(poisoned) => *poisoned.into_inner(),
@@ -135,7 +144,7 @@ impl Backend {
                 reason: e.to_string(),
             })??;
         if let Ok(mut a) = self.addr.write() {
-            *a = resolved;
+            *a = Some(resolved);
         }
         Ok(())
     }
@@ -143,15 +152,15 @@ impl Backend {
     /// A pingora peer for this backend with its timeouts set. Connections are pooled by the
     /// connector; idle pooled connections are dropped after 30 s (before typical backend
     /// keep-alive timeouts) so a reused connection is rarely a dead one.
-    pub fn peer(&self) -> HttpPeer {
-        let mut peer = HttpPeer::new(self.addr(), self.tls, self.host.clone());
+    pub fn peer(&self) -> Option<HttpPeer> {
+        let mut peer = HttpPeer::new(self.addr()?, self.tls, self.host.clone());
         let o = &mut peer.options;
         o.connection_timeout = Some(self.timeout.min(Duration::from_secs(5)));
         o.total_connection_timeout = Some(self.timeout);
         o.read_timeout = Some(self.timeout);
         o.write_timeout = Some(self.timeout);
         o.idle_timeout = Some(Duration::from_secs(30));
-        peer
+        Some(peer)
     }
 }
 

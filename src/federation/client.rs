@@ -81,7 +81,9 @@ impl ContractClient {
         body: Bytes,
         headers: &[(&'static str, String)],
     ) -> Result<RawReply, TransportFailure> {
-        let peer = backend.peer();
+        let peer = backend.peer().ok_or_else(|| TransportFailure::Unreachable {
+            reason: format!("host {} does not resolve", backend.host),
+        })?;
         let unreachable = |e: Box<pingora::Error>| classify(e, backend.timeout);
         let (mut session, _reused) = self
             .connector
