@@ -20,7 +20,9 @@ pub enum DemoError {
     #[error(transparent)]
     Start(#[from] server::StartError),
     /// The gateway's port is taken.
-    #[error("cannot listen on {0}: {1} (is another gateway running? use --listen 127.0.0.1:<port>)")]
+    #[error(
+        "cannot listen on {0}: {1} (is another gateway running? use --listen 127.0.0.1:<port>)"
+    )]
     Busy(SocketAddr, std::io::Error),
 }
 
@@ -44,7 +46,10 @@ pub fn run(listen: SocketAddr) -> Result<std::convert::Infallible, DemoError> {
 }
 
 /// Runs the demo with `options` until the process is stopped.
-pub fn run_with(listen: SocketAddr, options: DemoOptions) -> Result<std::convert::Infallible, DemoError> {
+pub fn run_with(
+    listen: SocketAddr,
+    options: DemoOptions,
+) -> Result<std::convert::Infallible, DemoError> {
     if !listen.ip().is_loopback() {
         return Err(DemoError::NotLoopback(listen));
     }
@@ -56,7 +61,10 @@ pub fn run_with(listen: SocketAddr, options: DemoOptions) -> Result<std::convert
     std::thread::Builder::new()
         .name("demo-backend".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!("demo backend runtime: {e}");
@@ -121,7 +129,10 @@ pub fn run_with(listen: SocketAddr, options: DemoOptions) -> Result<std::convert
         crate::dev_as::demo::configure(&mut config);
         eprintln!(
             "{}",
-            crate::dev_as::demo::banner(&config, &format!("http://{backend_addr}/api/cortex/backend"))
+            crate::dev_as::demo::banner(
+                &config,
+                &format!("http://{backend_addr}/api/cortex/backend")
+            )
         );
     } else {
         eprintln!(

@@ -37,7 +37,10 @@ impl Gateway {
 
     /// Also serves the built-in development authorization server (its metadata and
     /// `/oauth/*` endpoints) on this gateway's listeners.
-    pub fn with_dev_authorization_server(mut self, dev_as: Arc<crate::dev_as::DevAuthServer>) -> Self {
+    pub fn with_dev_authorization_server(
+        mut self,
+        dev_as: Arc<crate::dev_as::DevAuthServer>,
+    ) -> Self {
         self.dev_as = Some(dev_as);
         self
     }
@@ -92,7 +95,9 @@ impl ProxyHttp for Gateway {
                 .headers
                 .get("access-control-request-headers")
                 .and_then(|v| v.to_str().ok());
-            if let Some(answer) = crate::auth::metadata::well_known(&self.state, &req.method, &path, preflight) {
+            if let Some(answer) =
+                crate::auth::metadata::well_known(&self.state, &req.method, &path, preflight)
+            {
                 write_answer(session, answer, None).await?;
                 return Ok(true);
             }
@@ -120,13 +125,22 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         match &ctx.forward {
             Some(f) => match f.backend.peer() {
                 Some(peer) => Ok(Box::new(peer)),
-                None => Error::e_explain(ErrorType::ConnectNoRoute, "backend host does not resolve"),
+                None => {
+                    Error::e_explain(ErrorType::ConnectNoRoute, "backend host does not resolve")
+                }
             },
-            None => Error::e_explain(ErrorType::InternalError, "no backend chosen for this request"),
+            None => Error::e_explain(
+                ErrorType::InternalError,
+                "no backend chosen for this request",
+            ),
         }
     }
 
@@ -137,11 +151,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let Some(f) = &ctx.forward else {
-            return Error::e_explain(ErrorType::InternalError, "no backend chosen for this request");
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "no backend chosen for this request",
+            );
         };
         // A fresh header: nothing of the client's request (cookies, session ids, its own
         // Authorization) leaks to the backend except what the contract says.
-        let mut req = RequestHeader::build("POST", f.backend.path.as_bytes(), Some(f.headers.len() + 4))?;
+        let mut req =
+            RequestHeader::build("POST", f.backend.path.as_bytes(), Some(f.headers.len() + 4))?;
         req.insert_header("host", &f.backend.host_header)?;
         req.insert_header("content-type", "application/json")?;
         req.insert_header("accept", "application/json")?;
@@ -161,7 +179,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(f) = &ctx.forward {
-            *body = if end_of_stream { Some(f.body.clone()) } else { None };
+            *body = if end_of_stream {
+                Some(f.body.clone())
+            } else {
+                None
+            };
         }
         Ok(())
     }
@@ -245,7 +267,12 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let (Some(f), false) = (&ctx.forward, ctx.response_started) else {
             let code = match e.etype() {
                 ErrorType::HTTPStatus(c) => *c,
@@ -326,5 +353,8 @@ fn readiness(state: &AppState) -> Answer {
     let (auth_ready, auth) = crate::auth::metadata::readiness(state);
     let ready = ready && auth_ready;
     let body = json!({"ready": ready, "backends": backends, "problems": problems, "auth": auth});
-    Answer::json(if ready { 200 } else { 503 }, serde_json::to_vec(&body).unwrap_or_default())
+    Answer::json(
+        if ready { 200 } else { 503 },
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }

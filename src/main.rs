@@ -9,7 +9,11 @@ use cortex_gateway::config::{self, EnvSource, LogFormat, ProcessEnv};
 use cortex_gateway::{demo, server};
 
 #[derive(Parser)]
-#[command(name = "cortex-gateway", version, about = "A federated MCP gateway: one OAuth 2.1-protected MCP endpoint in front of N apps.")]
+#[command(
+    name = "cortex-gateway",
+    version,
+    about = "A federated MCP gateway: one OAuth 2.1-protected MCP endpoint in front of N apps."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -154,7 +158,10 @@ fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
         eprintln!("configuration is invalid, not starting:\n{problems}");
         return ExitCode::from(2);
     }
-    cortex_gateway::logging::init(&loaded.config.logging.level, loaded.config.logging.format == LogFormat::Json);
+    cortex_gateway::logging::init(
+        &loaded.config.logging.level,
+        loaded.config.logging.format == LogFormat::Json,
+    );
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
     }

@@ -79,9 +79,7 @@ async fn metadata_and_jwks_describe_the_server() {
     assert_eq!(a.get("/oauth/nope").await.status, 404);
     assert_eq!(a.get("/oauth/token").await.status, 405);
     // The key was created under the data directory.
-    let key_file =
-        a.gw.dir()
-            .join("data/keys/dev-authorization-server.pem");
+    let key_file = a.gw.dir().join("data/keys/dev-authorization-server.pem");
     let pem = std::fs::read_to_string(&key_file).expect("key file");
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
     assert!(

@@ -697,7 +697,11 @@ async fn an_unresolvable_backend_host_does_not_stop_the_gateway() {
     assert_eq!(ghost["healthy"], false, "{ready}");
     let error = ghost["lastError"].as_str().unwrap_or_default();
     assert!(error.contains("resolve"), "{error}");
-    assert_eq!(gateway.backend_status("alpha").await["healthy"], true, "{ready}");
+    assert_eq!(
+        gateway.backend_status("alpha").await["healthy"],
+        true,
+        "{ready}"
+    );
     let client = gateway.client();
     let result = client
         .call_tool("alpha_echo", json!({"message": "still here"}))

@@ -300,7 +300,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed_bodies_with_precise_codes() {
-        assert_eq!(parse_body(b"{not json").unwrap_err().code, codes::PARSE_ERROR);
+        assert_eq!(
+            parse_body(b"{not json").unwrap_err().code,
+            codes::PARSE_ERROR
+        );
         assert_eq!(parse_body(b"42").unwrap_err().code, codes::INVALID_REQUEST);
         assert_eq!(
             parse_body(br#"{"id":1,"method":"ping"}"#).unwrap_err().code,
@@ -349,7 +352,12 @@ mod tests {
         );
         let r: Value = serde_json::from_slice(&success_raw(&json!(3), b"{\"tools\":[]}")).unwrap();
         assert_eq!(r["result"]["tools"], json!([]));
-        let n: Value = serde_json::from_slice(&notification("notifications/tools/list_changed", None)).unwrap();
-        assert_eq!(n, json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"}));
+        let n: Value =
+            serde_json::from_slice(&notification("notifications/tools/list_changed", None))
+                .unwrap();
+        assert_eq!(
+            n,
+            json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"})
+        );
     }
 }

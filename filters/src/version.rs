@@ -85,7 +85,10 @@ pub fn negotiate(requested: Option<&str>) -> ProtocolVersion {
 
 /// A header value naming a version we do not speak.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported MCP-Protocol-Version {got:?}; supported: {}", supported_list())]
+#[error(
+    "unsupported MCP-Protocol-Version {got:?}; supported: {}",
+    supported_list()
+)]
 pub struct UnsupportedVersion {
     /// The value the client sent, lossily decoded.
     pub got: String,
@@ -93,7 +96,11 @@ pub struct UnsupportedVersion {
 
 /// The supported versions as a comma-separated list, newest first.
 pub fn supported_list() -> String {
-    SUPPORTED.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+    SUPPORTED
+        .iter()
+        .map(|v| v.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Reads the `MCP-Protocol-Version` header: absent → 2025-03-26 (spec), unknown → error.
@@ -130,7 +137,9 @@ mod tests {
             ProtocolVersion::V2025_11_25
         );
         let err = from_header(Some(b"1999-01-01")).unwrap_err();
-        assert!(err.to_string().contains("2025-11-25, 2025-06-18, 2025-03-26"));
+        assert!(err
+            .to_string()
+            .contains("2025-11-25, 2025-06-18, 2025-03-26"));
         assert!(from_header(Some(&[0xff, 0xfe])).is_err());
     }
 

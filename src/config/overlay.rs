@@ -163,9 +163,18 @@ fn apply_strings(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         ("CORTEX_REQUIRED_POOL", &["auth", "oauth", "required_pool"]),
         ("CORTEX_DATABASE_URL", &["storage", "database_url"]),
         ("CORTEX_AUDIT_RETENTION_DAYS", &["audit", "retention_days"]),
-        ("OAUTH_INTROSPECT_URL", &["auth", "oauth", "introspection", "url"]),
-        ("OAUTH_INTROSPECT_CLIENT_ID", &["auth", "oauth", "introspection", "client_id"]),
-        ("OAUTH_INTROSPECT_CLIENT_SECRET", &["auth", "oauth", "introspection", "client_secret"]),
+        (
+            "OAUTH_INTROSPECT_URL",
+            &["auth", "oauth", "introspection", "url"],
+        ),
+        (
+            "OAUTH_INTROSPECT_CLIENT_ID",
+            &["auth", "oauth", "introspection", "client_id"],
+        ),
+        (
+            "OAUTH_INTROSPECT_CLIENT_SECRET",
+            &["auth", "oauth", "introspection", "client_secret"],
+        ),
     ];
     for (name, path) in targets {
         if let Some(value) = var(env, name) {
@@ -204,7 +213,13 @@ fn apply_introspection_ttl(tree: &mut Node, env: &dyn EnvSource, out: &mut Overl
     match text.parse::<u64>() {
         Ok(secs) => {
             let node = Node::env_str(format!("{secs}s"), NAME);
-            set(tree, &["auth", "oauth", "introspection", "cache_ttl"], node, NAME, out);
+            set(
+                tree,
+                &["auth", "oauth", "introspection", "cache_ttl"],
+                node,
+                NAME,
+                out,
+            );
         }
         Err(_) => out.errors.push(ConfigIssue::new(format!(
             "{NAME} must be a whole number of seconds, got `{text}`"

@@ -128,7 +128,7 @@ pub fn format_duration(d: Duration) -> String {
     }
     for (name, factor) in DURATION_UNITS.iter().rev() {
         let factor = u128::from(*factor);
-        if ms % factor == 0 {
+        if ms.is_multiple_of(factor) {
             return format!("{}{name}", ms / factor);
         }
     }
@@ -138,7 +138,7 @@ pub fn format_duration(d: Duration) -> String {
 /// Formats a byte count with the largest binary unit that divides it (`4MiB`, `1500B`).
 pub fn format_size(bytes: u64) -> String {
     for (name, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes != 0 && bytes % factor == 0 {
+        if bytes != 0 && bytes.is_multiple_of(factor) {
             return format!("{}{name}", bytes / factor);
         }
     }

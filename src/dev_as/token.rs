@@ -141,18 +141,6 @@ fn form_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::form_decode;
-
-    #[test]
-    fn basic_credential_parts_are_form_decoded() {
-        assert_eq!(form_decode("a%3Ab+c"), "a:b c");
-        assert_eq!(form_decode("p&q=r"), "p&q=r");
-        assert_eq!(form_decode(""), "");
-    }
-}
-
 impl DevAuthServer {
     fn form(&self, req: &AsRequest<'_>) -> Result<HashMap<String, String>, Fail> {
         if req.content_type.is_some_and(|ct| {
@@ -559,5 +547,17 @@ impl DevAuthServer {
             Err(Fail::Internal(e)) => return Err(e),
             Err(f) => f.answer(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_decode;
+
+    #[test]
+    fn basic_credential_parts_are_form_decoded() {
+        assert_eq!(form_decode("a%3Ab+c"), "a:b c");
+        assert_eq!(form_decode("p&q=r"), "p&q=r");
+        assert_eq!(form_decode(""), "");
     }
 }

@@ -66,7 +66,10 @@ pub struct Backend {
 impl Backend {
     /// Builds a backend from configuration, resolving its host once (the refresher re-resolves
     /// names periodically with [`Backend::resolve`]).
-    pub fn from_config(cfg: &BackendConfig, technical_token: Option<&str>) -> Result<Self, BackendError> {
+    pub fn from_config(
+        cfg: &BackendConfig,
+        technical_token: Option<&str>,
+    ) -> Result<Self, BackendError> {
         let invalid = |reason: &str| BackendError::InvalidUrl {
             id: cfg.id.clone(),
             url: cfg.url.clone(),
@@ -84,7 +87,9 @@ impl Backend {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let port = url.port_or_known_default().ok_or_else(|| invalid("no port"))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| invalid("no port"))?;
         let default_port = if tls { 443 } else { 80 };
         let host_header = match url.host() {
             Some(url::Host::Ipv6(a)) if port != default_port => format!("[{a}]:{port}"),

@@ -81,17 +81,20 @@ impl ContractClient {
         body: Bytes,
         headers: &[(&'static str, String)],
     ) -> Result<RawReply, TransportFailure> {
-        let peer = backend.peer().ok_or_else(|| TransportFailure::Unreachable {
-            reason: format!("host {} does not resolve", backend.host),
-        })?;
+        let peer = backend
+            .peer()
+            .ok_or_else(|| TransportFailure::Unreachable {
+                reason: format!("host {} does not resolve", backend.host),
+            })?;
         let unreachable = |e: Box<pingora::Error>| classify(e, backend.timeout);
         let (mut session, _reused) = self
             .connector
             .get_http_session(&peer)
             .await
             .map_err(unreachable)?;
-        let mut req = RequestHeader::build("POST", backend.path.as_bytes(), Some(headers.len() + 4))
-            .map_err(unreachable)?;
+        let mut req =
+            RequestHeader::build("POST", backend.path.as_bytes(), Some(headers.len() + 4))
+                .map_err(unreachable)?;
         let mut insert = |name: &'static str, value: &str| -> Result<(), TransportFailure> {
             req.insert_header(name, value)
                 .map_err(|e| TransportFailure::Unreachable {

@@ -250,7 +250,9 @@ impl Refresher {
                 contract::TransportFailure::Timeout { timeout_ms } => {
                     format!("timed out after {timeout_ms}ms")
                 }
-                contract::TransportFailure::Unreachable { reason } => format!("unreachable: {reason}"),
+                contract::TransportFailure::Unreachable { reason } => {
+                    format!("unreachable: {reason}")
+                }
             }),
         }
     }
@@ -313,7 +315,9 @@ fn jitter(base: Duration) -> Duration {
 }
 
 fn backoff(failures: u32, max: Duration) -> Duration {
-    let secs = 1u64.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u64::MAX);
+    let secs = 1u64
+        .checked_shl(failures.saturating_sub(1).min(20))
+        .unwrap_or(u64::MAX);
     Duration::from_secs(secs).min(max)
 }
 

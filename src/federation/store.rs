@@ -98,7 +98,12 @@ impl CatalogStore {
     pub fn new(backend_ids: &[String]) -> Self {
         CatalogStore {
             current: RwLock::new(Arc::new(CatalogState::default())),
-            health: Mutex::new(backend_ids.iter().map(|id| BackendHealth::new(id)).collect()),
+            health: Mutex::new(
+                backend_ids
+                    .iter()
+                    .map(|id| BackendHealth::new(id))
+                    .collect(),
+            ),
             views: moka::sync::Cache::builder()
                 .max_capacity(64 * 1024 * 1024)
                 .weigher(|k: &ViewKey, v: &Bytes| {

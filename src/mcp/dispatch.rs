@@ -76,7 +76,9 @@ pub async fn dispatch(cx: &CallContext<'_>, message: Message) -> Dispatched {
     let params = params.unwrap_or(Value::Object(Map::new()));
     let answer = |r: Result<Value, (i64, String, Option<Value>)>| match r {
         Ok(v) => Dispatched::Answer(jsonrpc::success(&id, &v)),
-        Err((code, msg, data)) => Dispatched::Answer(jsonrpc::error(Some(&id), code, &msg, data.as_ref())),
+        Err((code, msg, data)) => {
+            Dispatched::Answer(jsonrpc::error(Some(&id), code, &msg, data.as_ref()))
+        }
     };
     match method.as_str() {
         "initialize" => initialize(cx, &id, &params),
@@ -236,22 +238,34 @@ fn list(cx: &CallContext<'_>, id: &Id, params: &Value, kind: ListKind) -> Dispat
             Ok(Bytes::from(match kind {
                 ListKind::Tools => {
                     let vis = catalog::visible_tools(merged, grants);
-                    let (range, next) = catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
+                    let (range, next) =
+                        catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
                     catalog::tools_list_result(&vis[range], next.as_deref())
                 }
                 ListKind::Prompts => {
                     let vis = catalog::visible_prompts(merged, grants);
-                    let (range, next) = catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
-                    list_result("prompts", vis[range].iter().map(|p| &p.entry), next.as_deref())
+                    let (range, next) =
+                        catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
+                    list_result(
+                        "prompts",
+                        vis[range].iter().map(|p| &p.entry),
+                        next.as_deref(),
+                    )
                 }
                 ListKind::Resources => {
                     let vis = catalog::visible_resources(merged, grants);
-                    let (range, next) = catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
-                    list_result("resources", vis[range].iter().map(|p| &p.entry), next.as_deref())
+                    let (range, next) =
+                        catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
+                    list_result(
+                        "resources",
+                        vis[range].iter().map(|p| &p.entry),
+                        next.as_deref(),
+                    )
                 }
                 ListKind::Templates => {
                     let vis = catalog::visible_templates(merged, grants);
-                    let (range, next) = catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
+                    let (range, next) =
+                        catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
                     list_result(
                         "resourceTemplates",
                         vis[range].iter().map(|p| &p.entry),
@@ -272,7 +286,11 @@ fn list(cx: &CallContext<'_>, id: &Id, params: &Value, kind: ListKind) -> Dispat
     }
 }
 
-fn list_result<'a>(key: &str, entries: impl Iterator<Item = &'a Value>, next: Option<&str>) -> Vec<u8> {
+fn list_result<'a>(
+    key: &str,
+    entries: impl Iterator<Item = &'a Value>,
+    next: Option<&str>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"{\"");
     out.extend_from_slice(key.as_bytes());
@@ -303,16 +321,28 @@ pub fn identity_headers(p: &Principal) -> Vec<(&'static str, String)> {
         h.push(("authorization", format!("Bearer {c}")));
     }
     h.push(("x-cortex-user-id", header_safe(&p.sub)));
-    h.push(("x-cortex-user-email", header_safe(p.email.as_deref().unwrap_or(""))));
-    h.push(("x-cortex-user-role", header_safe(p.role.as_deref().unwrap_or(""))));
-    h.push(("x-cortex-user-pool", header_safe(p.pool.as_deref().unwrap_or(""))));
+    h.push((
+        "x-cortex-user-email",
+        header_safe(p.email.as_deref().unwrap_or("")),
+    ));
+    h.push((
+        "x-cortex-user-role",
+        header_safe(p.role.as_deref().unwrap_or("")),
+    ));
+    h.push((
+        "x-cortex-user-pool",
+        header_safe(p.pool.as_deref().unwrap_or("")),
+    ));
     h.push(("x-cortex-scopes", header_safe(&p.scopes_header())));
     h
 }
 
 /// The headers of a user call to `backend_id`: `X-Cortex-*` plus the `Authorization` its
 /// identity mode calls for (passthrough, minted or exchanged token; see `auth::identity`).
-pub(crate) async fn backend_headers(cx: &CallContext<'_>, backend_id: &str) -> Result<Vec<(&'static str, String)>, (i64, String, Option<Value>)> {
+pub(crate) async fn backend_headers(
+    cx: &CallContext<'_>,
+    backend_id: &str,
+) -> Result<Vec<(&'static str, String)>, (i64, String, Option<Value>)> {
     let current = cx.state.catalog.current();
     cx.state
         .identity
@@ -324,11 +354,21 @@ pub(crate) async fn backend_headers(cx: &CallContext<'_>, backend_id: &str) -> R
 /// Header values must be visible ASCII or spaces: anything else becomes `?`.
 fn header_safe(s: &str) -> String {
     s.chars()
-        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
-fn route_tool_call(cx: &CallContext<'_>, id: &Id, params: &Value) -> Result<Forward, (i64, String, Option<Value>)> {
+fn route_tool_call(
+    cx: &CallContext<'_>,
+    id: &Id,
+    params: &Value,
+) -> Result<Forward, (i64, String, Option<Value>)> {
     let name = params
         .get("name")
         .and_then(Value::as_str)
@@ -366,7 +406,11 @@ pub async fn execute_forward(state: &AppState, f: &Forward) -> Vec<u8> {
         backend_id: &f.backend.id,
         method: &f.method,
     };
-    let outcome = match state.client.post(&f.backend, f.body.clone(), &f.headers).await {
+    let outcome = match state
+        .client
+        .post(&f.backend, f.body.clone(), &f.headers)
+        .await
+    {
         Ok(reply) => contract::map_tool_reply(reply.as_reply(), ctx),
         Err(failure) => contract::map_transport_failure(&failure, ctx),
     };
@@ -377,14 +421,22 @@ pub async fn execute_forward(state: &AppState, f: &Forward) -> Vec<u8> {
 pub fn outcome_bytes(id: &Id, outcome: Outcome) -> Vec<u8> {
     match outcome {
         Outcome::Result(v) => jsonrpc::success(id, &v),
-        Outcome::Error { code, message, data } => jsonrpc::error(Some(id), code, &message, Some(&data)),
+        Outcome::Error {
+            code,
+            message,
+            data,
+        } => jsonrpc::error(Some(id), code, &message, Some(&data)),
     }
 }
 
 fn outcome_result(outcome: Outcome) -> RpcResult {
     match outcome {
         Outcome::Result(v) => Ok(v),
-        Outcome::Error { code, message, data } => Err((code, message, Some(data))),
+        Outcome::Error {
+            code,
+            message,
+            data,
+        } => Err((code, message, Some(data))),
     }
 }
 
@@ -395,14 +447,14 @@ async fn call_backend(
     params: Value,
     map: impl FnOnce(contract::Reply<'_>, ReplyContext<'_>) -> Outcome,
 ) -> RpcResult {
-    let backend = cx
-        .state
-        .backend(backend_id)
-        .ok_or_else(|| (codes::INTERNAL_ERROR, format!("backend {backend_id} is not configured"), None))?;
-    let ctx = ReplyContext {
-        backend_id,
-        method,
-    };
+    let backend = cx.state.backend(backend_id).ok_or_else(|| {
+        (
+            codes::INTERNAL_ERROR,
+            format!("backend {backend_id} is not configured"),
+            None,
+        )
+    })?;
+    let ctx = ReplyContext { backend_id, method };
     let body = Bytes::from(contract::request_body(method, Some(&params)));
     let headers = backend_headers(cx, backend_id).await?;
     let outcome = match cx.state.client.post(backend, body, &headers).await {
@@ -467,9 +519,13 @@ pub(crate) async fn read_resource(cx: &CallContext<'_>, params: &Value) -> RpcRe
         backend
     };
     let uri_for_map = uri.clone();
-    call_backend(cx, &backend_id, "read_resource", json!({"uri": uri}), move |r, c| {
-        contract::map_resource_reply(r, c, &uri_for_map)
-    })
+    call_backend(
+        cx,
+        &backend_id,
+        "read_resource",
+        json!({"uri": uri}),
+        move |r, c| contract::map_resource_reply(r, c, &uri_for_map),
+    )
     .await
 }
 
@@ -480,7 +536,9 @@ async fn complete(cx: &CallContext<'_>, params: &Value) -> RpcResult {
         .and_then(Value::as_object)
         .ok_or_else(|| invalid("Invalid params: completion/complete needs a \"ref\" object"))?;
     if params.get("argument").and_then(Value::as_object).is_none() {
-        return Err(invalid("Invalid params: completion/complete needs an \"argument\" object"));
+        return Err(invalid(
+            "Invalid params: completion/complete needs an \"argument\" object",
+        ));
     }
     let (backend_id, backend_ref) = {
         let current = cx.state.catalog.current();
@@ -492,7 +550,10 @@ async fn complete(cx: &CallContext<'_>, params: &Value) -> RpcResult {
                     .prompt(name)
                     .filter(|p| cx.principal.grants.allows(p.scope.as_deref()))
                     .ok_or_else(|| invalid(format!("Unknown prompt: {name}")))?;
-                (p.backend_id.clone(), json!({"type": "ref/prompt", "name": p.original}))
+                (
+                    p.backend_id.clone(),
+                    json!({"type": "ref/prompt", "name": p.original}),
+                )
             }
             Some("ref/resource") => {
                 let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
@@ -503,21 +564,42 @@ async fn complete(cx: &CallContext<'_>, params: &Value) -> RpcResult {
                     .find(|t| t.uri_template == uri)
                     .filter(|t| cx.principal.grants.allows(t.scope.as_deref()));
                 match owner {
-                    Some(t) => (t.backend_id.clone(), json!({"type": "ref/resource", "uri": uri})),
+                    Some(t) => (
+                        t.backend_id.clone(),
+                        json!({"type": "ref/resource", "uri": uri}),
+                    ),
                     None => return Ok(empty),
                 }
             }
-            _ => return Err(invalid("Invalid params: ref.type must be ref/prompt or ref/resource")),
+            _ => {
+                return Err(invalid(
+                    "Invalid params: ref.type must be ref/prompt or ref/resource",
+                ))
+            }
         }
     };
     let mut forwarded = params.clone();
     forwarded["ref"] = backend_ref;
-    call_backend(cx, &backend_id, "complete", forwarded, contract::map_completion_reply).await
+    call_backend(
+        cx,
+        &backend_id,
+        "complete",
+        forwarded,
+        contract::map_completion_reply,
+    )
+    .await
 }
 
 fn set_level(params: &Value) -> RpcResult {
     const LEVELS: [&str; 8] = [
-        "debug", "info", "notice", "warning", "error", "critical", "alert", "emergency",
+        "debug",
+        "info",
+        "notice",
+        "warning",
+        "error",
+        "critical",
+        "alert",
+        "emergency",
     ];
     match params.get("level").and_then(Value::as_str) {
         Some(l) if LEVELS.contains(&l) => Ok(json!({})),

@@ -54,7 +54,11 @@ impl Answer {
 }
 
 /// Writes `answer` (plus CORS headers for an allowed browser origin) and ends the response.
-pub async fn write_answer(session: &mut Session, answer: Answer, cors_origin: Option<&str>) -> Result<()> {
+pub async fn write_answer(
+    session: &mut Session,
+    answer: Answer,
+    cors_origin: Option<&str>,
+) -> Result<()> {
     let mut h = ResponseHeader::build(answer.status, Some(answer.headers.len() + 5))?;
     if let Some(ct) = answer.content_type {
         h.insert_header("content-type", ct)?;

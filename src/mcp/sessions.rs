@@ -114,7 +114,8 @@ impl SessionManager {
             expires_at: now.saturating_add(self.absolute.as_secs().max(1)),
         };
         let id = self.sealer.seal(&claims);
-        self.states.insert(nonce, Arc::new(SessionState::new(claims, Some(grants))));
+        self.states
+            .insert(nonce, Arc::new(SessionState::new(claims, Some(grants))));
         id
     }
 

@@ -50,8 +50,16 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             "error": "forbidden_host",
             "error_description": format!("Host {} is not allowed on this loopback listener (DNS-rebinding protection); add it to server.allowed_hosts", host.as_deref().unwrap_or("")),
         });
-        ctx.audit.reject(crate::audit::Stage::Host, format!("Host {} is not allowed", host.as_deref().unwrap_or("")));
-        write_answer(session, Answer::json(403, serde_json::to_vec(&body).unwrap_or_default()), None).await?;
+        ctx.audit.reject(
+            crate::audit::Stage::Host,
+            format!("Host {} is not allowed", host.as_deref().unwrap_or("")),
+        );
+        write_answer(
+            session,
+            Answer::json(403, serde_json::to_vec(&body).unwrap_or_default()),
+            None,
+        )
+        .await?;
         return Ok(true);
     }
     let origin = header(session, "origin").map(str::to_string);
@@ -61,7 +69,12 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             origin.as_deref().unwrap_or("")
         );
         ctx.audit.reject(crate::audit::Stage::Origin, msg.clone());
-        write_answer(session, rpc_error(403, None, codes::REQUEST_REFUSED, &msg), None).await?;
+        write_answer(
+            session,
+            rpc_error(403, None, codes::REQUEST_REFUSED, &msg),
+            None,
+        )
+        .await?;
         return Ok(true);
     }
     ctx.cors_origin = origin;
@@ -101,9 +114,16 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             reason,
             token_presented,
         } => Err(auth_metadata::unauthorized(state, token_presented, &reason)),
-        AuthOutcome::Forbidden { error, reason, scope } => {
-            Err(auth_metadata::forbidden(state, error, &reason, scope.as_deref()))
-        }
+        AuthOutcome::Forbidden {
+            error,
+            reason,
+            scope,
+        } => Err(auth_metadata::forbidden(
+            state,
+            error,
+            &reason,
+            scope.as_deref(),
+        )),
         AuthOutcome::Unavailable { reason } => Err(auth_metadata::unavailable(&reason)),
     };
     let principal = match refusal {
@@ -119,7 +139,8 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Method::GET => get(state, session, ctx, &principal).await,
         Method::DELETE => delete(state, session, ctx, &principal).await,
         _ => {
-            ctx.audit.reject(crate::audit::Stage::HttpMethod, "HTTP method not allowed");
+            ctx.audit
+                .reject(crate::audit::Stage::HttpMethod, "HTTP method not allowed");
             let a = Answer::empty(405).with_header("allow", "GET, POST, DELETE, OPTIONS");
             write_answer(session, a, ctx.cors_origin.as_deref()).await?;
             Ok(true)
@@ -139,7 +160,8 @@ async fn read_body(session: &mut Session, limit: u64) -> Result<BodyRead> {
     if declared.is_some_and(|n| n > limit) {
         return Ok(BodyRead::TooLarge);
     }
-    let expects_continue = header(session, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let expects_continue =
+        header(session, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     if expects_continue {
         session.write_continue_response().await?;
     }
@@ -154,7 +176,12 @@ async fn read_body(session: &mut Session, limit: u64) -> Result<BodyRead> {
     Ok(BodyRead::Ok(buf.freeze()))
 }
 
-async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, principal: &Principal) -> Result<bool> {
+async fn post(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    principal: &Principal,
+) -> Result<bool> {
     let cors = ctx.cors_origin.clone();
     let cors = cors.as_deref();
     let limit = state.config.server.max_body_bytes;
@@ -162,17 +189,29 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
         BodyRead::Ok(b) => b,
         BodyRead::TooLarge => {
             session.set_keepalive(None);
-            let msg = format!("Request body exceeds the limit of {limit} bytes (server.max_body_bytes)");
+            let msg =
+                format!("Request body exceeds the limit of {limit} bytes (server.max_body_bytes)");
             ctx.audit.reject(crate::audit::Stage::Body, msg.clone());
-            write_answer(session, rpc_error(413, None, codes::INVALID_REQUEST, &msg), cors).await?;
+            write_answer(
+                session,
+                rpc_error(413, None, codes::INVALID_REQUEST, &msg),
+                cors,
+            )
+            .await?;
             return Ok(true);
         }
     };
     let incoming = match jsonrpc::parse_body(&body) {
         Ok(i) => i,
         Err(e) => {
-            ctx.audit.reject(crate::audit::Stage::Parse, e.message.clone());
-            write_answer(session, rpc_error(400, e.id.as_ref(), e.code, &e.message), cors).await?;
+            ctx.audit
+                .reject(crate::audit::Stage::Parse, e.message.clone());
+            write_answer(
+                session,
+                rpc_error(400, e.id.as_ref(), e.code, &e.message),
+                cors,
+            )
+            .await?;
             return Ok(true);
         }
     };
@@ -180,13 +219,20 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
         Incoming::Single(Message::Request { id, .. }) => Some(id.clone()),
         _ => None,
     };
-    let is_initialize = matches!(&incoming, Incoming::Single(m) if m.method() == Some("initialize"));
+    let is_initialize =
+        matches!(&incoming, Incoming::Single(m) if m.method() == Some("initialize"));
     ctx.audit.message(state, &incoming, &body);
 
     let header_version = if is_initialize {
         None
     } else {
-        match version::from_header(session.req_header().headers.get("mcp-protocol-version").map(|v| v.as_bytes())) {
+        match version::from_header(
+            session
+                .req_header()
+                .headers
+                .get("mcp-protocol-version")
+                .map(|v| v.as_bytes()),
+        ) {
             Ok(v) => Some(v),
             Err(e) => {
                 let msg = format!("Bad Request: {e}");
@@ -197,7 +243,9 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
                         first_id.as_ref(),
                         codes::INVALID_REQUEST,
                         &msg,
-                        Some(&json!({"supported": version::SUPPORTED.iter().map(|v| v.as_str()).collect::<Vec<_>>()})),
+                        Some(
+                            &json!({"supported": version::SUPPORTED.iter().map(|v| v.as_str()).collect::<Vec<_>>()}),
+                        ),
                     ),
                 );
                 write_answer(session, a, cors).await?;
@@ -212,7 +260,10 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
         match session_for(state, session, principal, first_id.as_ref()) {
             Ok(s) => s,
             Err(answer) => {
-                ctx.audit.reject(crate::audit::Stage::Session, "session id unknown, expired or required");
+                ctx.audit.reject(
+                    crate::audit::Stage::Session,
+                    "session id unknown, expired or required",
+                );
                 write_answer(session, answer, cors).await?;
                 return Ok(true);
             }
@@ -239,7 +290,8 @@ async fn post(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, pri
         Incoming::Batch(messages) => {
             let answer = batch(&cx, in_force, messages).await;
             if answer.status == 400 {
-                ctx.audit.reject(crate::audit::Stage::Batch, "batch refused");
+                ctx.audit
+                    .reject(crate::audit::Stage::Batch, "batch refused");
             }
             write_answer(session, answer, cors).await?;
             return Ok(true);
@@ -283,7 +335,12 @@ async fn batch(cx: &CallContext<'_>, in_force: ProtocolVersion, messages: Vec<Me
         return rpc_error(400, None, codes::INVALID_REQUEST, &msg);
     }
     if messages.iter().any(|m| m.method() == Some("initialize")) {
-        return rpc_error(400, None, codes::INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch");
+        return rpc_error(
+            400,
+            None,
+            codes::INVALID_REQUEST,
+            "Invalid Request: initialize must not be part of a batch",
+        );
     }
     let mut parts: Vec<Vec<u8>> = Vec::new();
     for m in messages {
@@ -330,46 +387,90 @@ fn session_for(
     }
 }
 
-async fn delete(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, principal: &Principal) -> Result<bool> {
+async fn delete(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    principal: &Principal,
+) -> Result<bool> {
     let cors = ctx.cors_origin.clone();
     let answer = match header(session, "mcp-session-id") {
-        None => rpc_error(400, None, codes::INVALID_REQUEST, "Bad Request: DELETE needs an Mcp-Session-Id header"),
-        Some(sid) => match state.sessions.validate(sid, &principal.sub, &principal.grants) {
+        None => rpc_error(
+            400,
+            None,
+            codes::INVALID_REQUEST,
+            "Bad Request: DELETE needs an Mcp-Session-Id header",
+        ),
+        Some(sid) => match state
+            .sessions
+            .validate(sid, &principal.sub, &principal.grants)
+        {
             Ok(s) => {
                 state.sessions.revoke(&s);
                 Answer::empty(204)
             }
-            Err(_) => rpc_error(404, None, codes::SESSION_ERROR, "Session not found or expired"),
+            Err(_) => rpc_error(
+                404,
+                None,
+                codes::SESSION_ERROR,
+                "Session not found or expired",
+            ),
         },
     };
     if answer.status >= 400 {
-        ctx.audit.reject(crate::audit::Stage::Session, "session id missing, unknown or expired");
+        ctx.audit.reject(
+            crate::audit::Stage::Session,
+            "session id missing, unknown or expired",
+        );
     }
     write_answer(session, answer, cors.as_deref()).await?;
     Ok(true)
 }
 
-async fn get(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, principal: &Principal) -> Result<bool> {
+async fn get(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    principal: &Principal,
+) -> Result<bool> {
     let cors = ctx.cors_origin.clone();
-    let wants_sse = header(session, "accept").is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream"));
+    let wants_sse = header(session, "accept")
+        .is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream"));
     if !wants_sse {
-        ctx.audit.reject(crate::audit::Stage::HttpMethod, "GET needs Accept: text/event-stream");
+        ctx.audit.reject(
+            crate::audit::Stage::HttpMethod,
+            "GET needs Accept: text/event-stream",
+        );
         let a = Answer::empty(405).with_header("allow", "POST, DELETE");
         write_answer(session, a, cors.as_deref()).await?;
         return Ok(true);
     }
     let mcp_session = match header(session, "mcp-session-id") {
         None => {
-            ctx.audit.reject(crate::audit::Stage::Session, "the notification stream needs a session id");
+            ctx.audit.reject(
+                crate::audit::Stage::Session,
+                "the notification stream needs a session id",
+            );
             let a = rpc_error(400, None, codes::INVALID_REQUEST, "Bad Request: the notification stream needs an Mcp-Session-Id header; call initialize first");
             write_answer(session, a, cors.as_deref()).await?;
             return Ok(true);
         }
-        Some(sid) => match state.sessions.validate(sid, &principal.sub, &principal.grants) {
+        Some(sid) => match state
+            .sessions
+            .validate(sid, &principal.sub, &principal.grants)
+        {
             Ok(s) => s,
             Err(_) => {
-                ctx.audit.reject(crate::audit::Stage::Session, "session id unknown or expired");
-                let a = rpc_error(404, None, codes::SESSION_ERROR, "Session not found or expired");
+                ctx.audit.reject(
+                    crate::audit::Stage::Session,
+                    "session id unknown or expired",
+                );
+                let a = rpc_error(
+                    404,
+                    None,
+                    codes::SESSION_ERROR,
+                    "Session not found or expired",
+                );
                 write_answer(session, a, cors.as_deref()).await?;
                 return Ok(true);
             }
