@@ -212,12 +212,14 @@ fn bench_call_path(c: &mut Criterion) {
         presentation: Default::default(),
     };
     g.bench_function("authenticate/mode_none", |b| {
-        b.iter(
-            || match futures::executor::block_on(state.auth.authenticate(black_box(loopback_request()))) {
+        b.iter(|| {
+            match futures::executor::block_on(
+                state.auth.authenticate(black_box(loopback_request())),
+            ) {
                 AuthOutcome::Ok(p) => p.sub.len(),
                 _ => 0,
-            },
-        )
+            }
+        })
     });
     let body = fixtures::small_tools_call();
     assert!(

@@ -153,14 +153,18 @@ impl Plan {
     }
 }
 
-/// The YAML of a gateway in front of `backends` (id, address).
+/// The YAML of a gateway in front of `backends` (id, address). Defaults everywhere else
+/// (logging `info`, the audit trail on), except: two worker threads (explicit), a 1 s
+/// `grace_period` (it only affects shutdown: the gateway waits the whole grace period on
+/// SIGTERM even when idle, and the harness stops it after 5 s), no periodic refresh during
+/// the run, and one page for the whole catalog.
 fn gateway_yaml(
     port: u16,
     backends: &[(String, std::net::SocketAddr)],
     page_size: usize,
 ) -> String {
     let mut y = format!(
-        "server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n\
+        "server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n  grace_period: 1s\n\
          auth:\n  mode: none\n\
          sessions:\n  secret: \"{SECRET}\"\n\
          catalog:\n  refresh: 1h\n  page_size: {page_size}\n\

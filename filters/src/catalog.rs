@@ -444,44 +444,71 @@ fn merge_prompts(
     out
 }
 
-fn merge_templates(
-    snapshots: &[BackendSnapshot],
+/// What merging needs of a resource or a resource template: both are addressed by a URI
+/// (kept unchanged) and named like every other entry.
+struct UriEntryDef<'a> {
+    /// `uriTemplate` or `uri`: the key of the URI in the listed entry.
+    uri_key: &'static str,
+    uri: &'a str,
+    name: &'a str,
+    title: Option<&'a str>,
+    description: Option<&'a str>,
+    mime_type: Option<&'a str>,
+    scope: Option<&'a str>,
+}
+
+/// A merged URI-addressed entry, before it becomes a [`CatalogTemplate`] or a
+/// [`CatalogResource`].
+struct MergedUriEntry {
+    exposed: String,
+    backend_id: String,
+    uri: String,
+    scope: Option<String>,
+    entry: Value,
+    fingerprint: u64,
+}
+
+/// Merges resources or templates: names and URIs are both claimed, first backend wins.
+fn merge_uri_entries<'s>(
+    snapshots: &'s [BackendSnapshot],
     reserved: &[&str],
     problems: &mut Vec<CatalogProblem>,
-) -> Vec<CatalogTemplate> {
-    let mut names = Claims::new("resource template");
-    let mut uris = Claims::new("resource template");
+    kind: &'static str,
+    defs: impl Fn(&'s BackendSnapshot) -> Vec<UriEntryDef<'s>>,
+) -> Vec<MergedUriEntry> {
+    let mut names = Claims::new(kind);
+    let mut uris = Claims::new(kind);
     uris.reserve(reserved);
     let mut out = Vec::new();
     for snap in snapshots {
-        for def in &snap.templates {
-            let Some(exposed) = exposed_or_report(snap, &def.name, problems) else {
+        for def in defs(snap) {
+            let Some(exposed) = exposed_or_report(snap, def.name, problems) else {
                 continue;
             };
             if !names.is_free(&exposed) {
                 names.lose(&exposed, &snap.backend_id);
                 continue;
             }
-            if !uris.is_free(&def.uri_template) {
-                uris.lose(&def.uri_template, &snap.backend_id);
+            if !uris.is_free(def.uri) {
+                uris.lose(def.uri, &snap.backend_id);
                 continue;
             }
             names.take(&exposed, &snap.backend_id);
-            uris.take(&def.uri_template, &snap.backend_id);
+            uris.take(def.uri, &snap.backend_id);
             let mut e = Map::new();
-            e.insert("uriTemplate".into(), Value::from(def.uri_template.as_str()));
+            e.insert(def.uri_key.into(), Value::from(def.uri));
             e.insert("name".into(), Value::from(exposed.as_str()));
-            insert_opt_str(&mut e, "title", def.title.as_deref());
-            insert_opt_str(&mut e, "description", def.description.as_deref());
-            insert_opt_str(&mut e, "mimeType", def.mime_type.as_deref());
+            insert_opt_str(&mut e, "title", def.title);
+            insert_opt_str(&mut e, "description", def.description);
+            insert_opt_str(&mut e, "mimeType", def.mime_type);
             e.insert("_meta".into(), app_meta(&snap.backend_id));
             let entry = Value::Object(e);
-            out.push(CatalogTemplate {
-                fingerprint: fingerprint(&entry, def.scope.as_deref()),
+            out.push(MergedUriEntry {
+                fingerprint: fingerprint(&entry, def.scope),
                 exposed,
                 backend_id: snap.backend_id.clone(),
-                uri_template: def.uri_template.clone(),
-                scope: def.scope.clone(),
+                uri: def.uri.to_string(),
+                scope: def.scope.map(str::to_string),
                 entry,
             });
         }
@@ -491,51 +518,66 @@ fn merge_templates(
     out
 }
 
+fn merge_templates(
+    snapshots: &[BackendSnapshot],
+    reserved: &[&str],
+    problems: &mut Vec<CatalogProblem>,
+) -> Vec<CatalogTemplate> {
+    merge_uri_entries(snapshots, reserved, problems, "resource template", |snap| {
+        snap.templates
+            .iter()
+            .map(|d| UriEntryDef {
+                uri_key: "uriTemplate",
+                uri: &d.uri_template,
+                name: &d.name,
+                title: d.title.as_deref(),
+                description: d.description.as_deref(),
+                mime_type: d.mime_type.as_deref(),
+                scope: d.scope.as_deref(),
+            })
+            .collect()
+    })
+    .into_iter()
+    .map(|m| CatalogTemplate {
+        exposed: m.exposed,
+        backend_id: m.backend_id,
+        uri_template: m.uri,
+        scope: m.scope,
+        entry: m.entry,
+        fingerprint: m.fingerprint,
+    })
+    .collect()
+}
+
 fn merge_resources(
     snapshots: &[BackendSnapshot],
     reserved: &[&str],
     problems: &mut Vec<CatalogProblem>,
 ) -> Vec<CatalogResource> {
-    let mut names = Claims::new("resource");
-    let mut uris = Claims::new("resource");
-    uris.reserve(reserved);
-    let mut out = Vec::new();
-    for snap in snapshots {
-        for def in &snap.resources {
-            let Some(exposed) = exposed_or_report(snap, &def.name, problems) else {
-                continue;
-            };
-            if !names.is_free(&exposed) {
-                names.lose(&exposed, &snap.backend_id);
-                continue;
-            }
-            if !uris.is_free(&def.uri) {
-                uris.lose(&def.uri, &snap.backend_id);
-                continue;
-            }
-            names.take(&exposed, &snap.backend_id);
-            uris.take(&def.uri, &snap.backend_id);
-            let mut e = Map::new();
-            e.insert("uri".into(), Value::from(def.uri.as_str()));
-            e.insert("name".into(), Value::from(exposed.as_str()));
-            insert_opt_str(&mut e, "title", def.title.as_deref());
-            insert_opt_str(&mut e, "description", def.description.as_deref());
-            insert_opt_str(&mut e, "mimeType", def.mime_type.as_deref());
-            e.insert("_meta".into(), app_meta(&snap.backend_id));
-            let entry = Value::Object(e);
-            out.push(CatalogResource {
-                fingerprint: fingerprint(&entry, def.scope.as_deref()),
-                exposed,
-                backend_id: snap.backend_id.clone(),
-                uri: def.uri.clone(),
-                scope: def.scope.clone(),
-                entry,
-            });
-        }
-    }
-    names.into_problems(problems);
-    uris.into_problems(problems);
-    out
+    merge_uri_entries(snapshots, reserved, problems, "resource", |snap| {
+        snap.resources
+            .iter()
+            .map(|d| UriEntryDef {
+                uri_key: "uri",
+                uri: &d.uri,
+                name: &d.name,
+                title: d.title.as_deref(),
+                description: d.description.as_deref(),
+                mime_type: d.mime_type.as_deref(),
+                scope: d.scope.as_deref(),
+            })
+            .collect()
+    })
+    .into_iter()
+    .map(|m| CatalogResource {
+        exposed: m.exposed,
+        backend_id: m.backend_id,
+        uri: m.uri,
+        scope: m.scope,
+        entry: m.entry,
+        fingerprint: m.fingerprint,
+    })
+    .collect()
 }
 
 fn insert_opt_str(e: &mut Map<String, Value>, key: &str, value: Option<&str>) {
