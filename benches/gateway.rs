@@ -27,7 +27,7 @@ use cortex_filters::naming::NamingMode;
 use cortex_filters::version::ProtocolVersion;
 use cortex_gateway::auth::{AuthOutcome, AuthRequest, Principal};
 use cortex_gateway::config::{self, MapEnv};
-use cortex_gateway::federation::ListKind;
+use cortex_gateway::federation::{ListKind, ListPage};
 use cortex_gateway::mcp::dispatch::{self, CallContext, Dispatched};
 use cortex_gateway::server::RESERVED_NAMES;
 use cortex_gateway::state::AppState;
@@ -117,7 +117,7 @@ fn message(body: &[u8]) -> Option<Message> {
 /// A `tools/list` through dispatch: the cached path once warm.
 fn list_once(cx: &CallContext<'_>, msg: &Message) -> usize {
     match block_on(dispatch::dispatch(cx, msg.clone())) {
-        Dispatched::Answer(b) => b.len(),
+        Dispatched::Answer(b) | Dispatched::List { body: b, .. } => b.len(),
         _ => 0,
     }
 }
@@ -164,16 +164,20 @@ fn bench_catalog_cache(c: &mut Criterion) {
                     build_count.set(build_count.get() + 1);
                     let vis = catalog::visible_tools(&current.merged, &p.grants);
                     let (range, next) = catalog::page(&vis, |t| t.exposed.as_str(), None, 1_000)?;
-                    Ok(Bytes::from(catalog::tools_list_result(
-                        &vis[range],
-                        next.as_deref(),
-                    )))
+                    let entries = u32::try_from(range.len()).unwrap_or(u32::MAX);
+                    Ok(ListPage {
+                        bytes: Bytes::from(catalog::tools_list_result(
+                            &vis[range],
+                            next.as_deref(),
+                        )),
+                        entries,
+                    })
                 },
             )
         };
-        let page_len = view().map_or(0, |b| b.len());
+        let page_len = view().map_or(0, |b| b.bytes.len());
         g.bench_function(BenchmarkId::new("CatalogStore::view/hit", n), |b| {
-            b.iter(|| view().map(|b| b.len()))
+            b.iter(|| view().map(|b| b.bytes.len()))
         });
         assert_eq!(
             build_count.get(),

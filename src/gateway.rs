@@ -329,7 +329,7 @@ fn clone_error(e: &Error) -> Error {
 
 fn readiness(state: &AppState) -> Answer {
     let health = state.catalog.health();
-    let ready = health.iter().all(|b| b.attempted);
+    let ready = state.catalog.ready();
     let backends: Vec<_> = health
         .iter()
         .map(|b| {

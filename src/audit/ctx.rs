@@ -93,11 +93,14 @@ pub struct AuditCtx {
     version: Option<ProtocolVersion>,
     session_id: Option<String>,
     rpc: Option<RpcOutcome>,
-    list_body: Option<Bytes>,
+    /// `tools/list` only: (tools on the page, answer bytes).
+    listed: Option<(u32, usize)>,
 }
 
-/// The largest request body kept for hashing its params on the audit thread.
-pub const MAX_DEFERRED_BODY: usize = 64 * 1024;
+/// The largest request body kept for hashing its params on the audit thread; larger ones
+/// are hashed on the request path, so a full audit queue never holds more than
+/// `audit.queue` × 4 KiB of request bodies.
+pub const MAX_DEFERRED_BODY: usize = 4 * 1024;
 
 /// What `params_hash` is made of.
 #[derive(Debug)]
@@ -228,12 +231,16 @@ impl AuditCtx {
     }
 
     /// A JSON-RPC answer the gateway wrote itself: notes result or error code (a scan of
-    /// the first bytes, never a parse), and keeps a `tools/list` body (a reference count,
-    /// not a copy) for counting its tools on the audit thread.
+    /// the first bytes, never a parse).
     pub fn answered(&mut self, body: &Bytes) {
         self.rpc = rpc_outcome(body);
+    }
+
+    /// A list answer: for `tools/list`, the tools on the page and the answer's size (the
+    /// page itself is never kept: a queue of large pages would hold a lot of memory).
+    pub fn listed(&mut self, entries: u32, bytes: usize) {
         if self.method.as_deref() == Some("tools/list") {
-            self.list_body = Some(body.clone());
+            self.listed = Some((entries, bytes));
         }
     }
 
@@ -335,7 +342,7 @@ pub(crate) struct AuditEvent {
     pub origin: Option<String>,
     pub session_id: Option<String>,
     pub rpc: Option<RpcOutcome>,
-    pub list_body: Option<Bytes>,
+    pub listed: Option<(u32, usize)>,
     pub backends_filter: Option<String>,
     pub tool_mode: Option<String>,
     pub proxy_error: Option<String>,
@@ -393,7 +400,7 @@ pub fn finish(
         }),
         session_id: a.session_id,
         rpc: a.rpc,
-        list_body: a.list_body,
+        listed: a.listed,
         backends_filter,
         tool_mode,
         proxy_error: error.map(|e| e.to_string()),

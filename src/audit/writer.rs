@@ -25,8 +25,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::de::IgnoredAny;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
@@ -157,9 +155,9 @@ impl Builder {
             }
             r.tool = Some(clean(tool, MAX_IDENT));
         }
-        if let Some(body) = &ev.list_body {
-            r.tools_listed = count_tools(body);
-            r.tokens_estimate = Some(i64::try_from(body.len() / 4).unwrap_or(i64::MAX));
+        if let Some((tools, bytes)) = ev.listed {
+            r.tools_listed = Some(i64::from(tools));
+            r.tokens_estimate = Some(i64::try_from(bytes / 4).unwrap_or(i64::MAX));
         }
         r.error_code = match ev.rpc {
             Some(RpcOutcome::Error(code)) => Some(code),
@@ -217,21 +215,6 @@ impl Builder {
             ),
         ))
     }
-}
-
-/// Tools in a `tools/list` answer (`result.tools`), without building them.
-fn count_tools(body: &[u8]) -> Option<i64> {
-    #[derive(Deserialize)]
-    struct Answer {
-        result: Option<Listing>,
-    }
-    #[derive(Deserialize)]
-    struct Listing {
-        tools: Vec<IgnoredAny>,
-    }
-    let a: Answer = serde_json::from_slice(body).ok()?;
-    a.result
-        .map(|l| i64::try_from(l.tools.len()).unwrap_or(i64::MAX))
 }
 
 /// Retry bookkeeping of the append loop.
@@ -582,22 +565,6 @@ impl Writer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_listed_tools() {
-        let body = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","inputSchema":{"properties":{"tools":[1]}}},{"name":"b"}],"nextCursor":"x"}}"#;
-        assert_eq!(count_tools(body), Some(2));
-        assert_eq!(
-            count_tools(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#),
-            None
-        );
-        assert_eq!(count_tools(b"not json"), None);
-    }
-}
-
-#[cfg(test)]
 mod flow_tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
@@ -744,7 +711,7 @@ mod flow_tests {
             origin: None,
             session_id: None,
             rpc: Some(RpcOutcome::Result),
-            list_body: None,
+            listed: None,
             backends_filter: None,
             tool_mode: None,
             proxy_error: None,

@@ -22,7 +22,7 @@ use cortex_filters::search::one_sentence;
 use serde_json::{json, Map, Value};
 
 use crate::config::ToolMode;
-use crate::federation::ListKind;
+use crate::federation::{ListKind, ListPage};
 use crate::mcp::dispatch::{CallContext, Dispatched};
 
 use super::{Listing, ARCHITECTURE_URI};
@@ -156,7 +156,7 @@ fn page_bytes(
     backend: Vec<(&str, Cow<'_, Value>)>,
     cursor: Option<&str>,
     page_size: usize,
-) -> Result<Bytes, BadCursor> {
+) -> Result<ListPage, BadCursor> {
     let mut all: Vec<(String, Cow<'_, Value>)> = Vec::with_capacity(own.len() + backend.len());
     for (i, v) in own.iter().enumerate() {
         all.push((format!("0:{i:04}"), Cow::Borrowed(*v)));
@@ -165,6 +165,7 @@ fn page_bytes(
         all.push((format!("1:{name}"), v));
     }
     let (range, next) = catalog::page(&all, |(k, _)| k.as_str(), cursor, page_size)?;
+    let entries = u32::try_from(range.len()).unwrap_or(u32::MAX);
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(b"{\"");
     out.extend_from_slice(key.as_bytes());
@@ -185,19 +186,14 @@ fn page_bytes(
         }
     }
     out.push(b'}');
-    Ok(Bytes::from(out))
+    Ok(ListPage {
+        bytes: Bytes::from(out),
+        entries,
+    })
 }
 
-fn answer(id: &Id, built: Result<Bytes, BadCursor>) -> Dispatched {
-    match built {
-        Ok(bytes) => Dispatched::Answer(jsonrpc::success_raw(id, &bytes)),
-        Err(e) => Dispatched::Answer(jsonrpc::error(
-            Some(id),
-            codes::INVALID_PARAMS,
-            &format!("Invalid params: {e}"),
-            None,
-        )),
-    }
+fn answer(id: &Id, built: Result<ListPage, BadCursor>) -> Dispatched {
+    crate::mcp::dispatch::list_answer(id, built)
 }
 
 /// `tools/list`: the builtins the caller may use (in full), then the backend tools it may
@@ -369,12 +365,15 @@ mod tests {
             ("y", Cow::Owned(json!({"n": "y"}))),
         ];
         let first = page_bytes("tools", &[&a], backend.clone(), None, 2).unwrap();
-        let v: Value = serde_json::from_slice(&first).unwrap();
+        let v: Value = serde_json::from_slice(&first.bytes).unwrap();
         assert_eq!(v["tools"], json!([{"n": "own"}, {"n": "x"}]));
         let next = v["nextCursor"].as_str().unwrap().to_string();
-        let second: Value =
-            serde_json::from_slice(&page_bytes("tools", &[&a], backend, Some(&next), 2).unwrap())
-                .unwrap();
+        let second: Value = serde_json::from_slice(
+            &page_bytes("tools", &[&a], backend, Some(&next), 2)
+                .unwrap()
+                .bytes,
+        )
+        .unwrap();
         assert_eq!(second["tools"], json!([{"n": "y"}]));
         assert!(second.get("nextCursor").is_none());
         assert!(page_bytes("tools", &[], vec![], Some("garbage!"), 2).is_err());

@@ -15,7 +15,7 @@ use pingora::services::background::BackgroundService;
 pub use backend::Backend;
 pub use client::{ContractClient, RawReply};
 pub use refresh::{RefreshSettings, Refresher};
-pub use store::{CatalogStore, ListKind};
+pub use store::{CatalogStore, ListKind, ListPage};
 
 /// Drives the [`Refresher`]: a first discovery at once, then a check every 250 ms for
 /// backends whose next discovery is due.

@@ -81,6 +81,10 @@ impl Refresher {
                 .collect()
         });
         if due.is_empty() {
+            if self.backends.is_empty() && self.store.current().generation == 0 {
+                // No backends: the (empty) catalog is complete at once.
+                self.publish_if_changed();
+            }
             self.expire_stale(now);
             return;
         }

@@ -86,11 +86,21 @@ struct ViewKey {
     cursor: Option<Box<str>>,
 }
 
+/// One serialized list page and how many entries it holds (so the audit trail can record
+/// the count without keeping or re-parsing the page).
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    /// The serialized `result` object.
+    pub bytes: Bytes,
+    /// Entries on the page.
+    pub entries: u32,
+}
+
 /// The live catalog shared by the proxy and the refresher.
 pub struct CatalogStore {
     current: RwLock<Arc<CatalogState>>,
     health: Mutex<Vec<BackendHealth>>,
-    views: moka::sync::Cache<ViewKey, Bytes>,
+    views: moka::sync::Cache<ViewKey, ListPage>,
 }
 
 impl CatalogStore {
@@ -106,8 +116,8 @@ impl CatalogStore {
             ),
             views: moka::sync::Cache::builder()
                 .max_capacity(64 * 1024 * 1024)
-                .weigher(|k: &ViewKey, v: &Bytes| {
-                    (v.len() + k.scope_key.len() + 64).min(u32::MAX as usize) as u32
+                .weigher(|k: &ViewKey, v: &ListPage| {
+                    (v.bytes.len() + k.scope_key.len() + 64).min(u32::MAX as usize) as u32
                 })
                 .build(),
         }
@@ -152,9 +162,10 @@ impl CatalogStore {
         f(&mut g)
     }
 
-    /// Whether every backend had at least one discovery attempt.
+    /// Whether every backend had at least one discovery attempt and the catalog that came
+    /// out of it is published (so a ready gateway never lists an empty catalog by mistake).
     pub fn ready(&self) -> bool {
-        self.with_health(|h| h.iter().all(|b| b.attempted))
+        self.with_health(|h| h.iter().all(|b| b.attempted)) && self.current().generation > 0
     }
 
     /// A cached serialized list page, or builds and caches it. `variant` distinguishes
@@ -166,8 +177,8 @@ impl CatalogStore {
         variant: u64,
         scope_key: &str,
         cursor: Option<&str>,
-        build: impl FnOnce() -> Result<Bytes, cortex_filters::catalog::BadCursor>,
-    ) -> Result<Bytes, cortex_filters::catalog::BadCursor> {
+        build: impl FnOnce() -> Result<ListPage, cortex_filters::catalog::BadCursor>,
+    ) -> Result<ListPage, cortex_filters::catalog::BadCursor> {
         let key = ViewKey {
             generation,
             kind,

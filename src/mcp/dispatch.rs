@@ -12,7 +12,7 @@ use cortex_filters::version::{self, ProtocolVersion};
 use serde_json::{json, Map, Value};
 
 use crate::auth::Principal;
-use crate::federation::{Backend, ListKind};
+use crate::federation::{Backend, ListKind, ListPage};
 use crate::state::{AppState, GATEWAY_VERSION};
 
 use super::sessions::SessionState;
@@ -39,6 +39,13 @@ pub struct Forward {
 pub enum Dispatched {
     /// Answer with this JSON-RPC message.
     Answer(Vec<u8>),
+    /// Answer a list request with this JSON-RPC message holding `entries` entries.
+    List {
+        /// The JSON-RPC response.
+        body: Vec<u8>,
+        /// Entries on the page (recorded by the audit trail).
+        entries: u32,
+    },
     /// Answer `initialize`, issuing this session id.
     Initialized {
         /// The JSON-RPC response.
@@ -210,6 +217,8 @@ pub fn instructions(state: &AppState) -> String {
     s
 }
 
+/// The backend-only lists: prompts and resource templates (tools and resources also list
+/// the gateway's own entries: `builtins::catalog`).
 fn list(cx: &CallContext<'_>, id: &Id, params: &Value, kind: ListKind) -> Dispatched {
     let cursor = match params.get("cursor") {
         None | Some(Value::Null) => None,
@@ -235,48 +244,44 @@ fn list(cx: &CallContext<'_>, id: &Id, params: &Value, kind: ListKind) -> Dispat
         cursor,
         || {
             let merged = &current.merged;
-            Ok(Bytes::from(match kind {
-                ListKind::Tools => {
-                    let vis = catalog::visible_tools(merged, grants);
-                    let (range, next) =
-                        catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
-                    catalog::tools_list_result(&vis[range], next.as_deref())
-                }
-                ListKind::Prompts => {
-                    let vis = catalog::visible_prompts(merged, grants);
-                    let (range, next) =
-                        catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
-                    list_result(
-                        "prompts",
-                        vis[range].iter().map(|p| &p.entry),
-                        next.as_deref(),
-                    )
-                }
-                ListKind::Resources => {
-                    let vis = catalog::visible_resources(merged, grants);
-                    let (range, next) =
-                        catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
-                    list_result(
-                        "resources",
-                        vis[range].iter().map(|p| &p.entry),
-                        next.as_deref(),
-                    )
-                }
+            let (key, entries, next): (&str, Vec<&Value>, Option<String>) = match kind {
                 ListKind::Templates => {
                     let vis = catalog::visible_templates(merged, grants);
                     let (range, next) =
                         catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
-                    list_result(
+                    (
                         "resourceTemplates",
-                        vis[range].iter().map(|p| &p.entry),
-                        next.as_deref(),
+                        vis[range].iter().map(|p| &p.entry).collect(),
+                        next,
                     )
                 }
-            }))
+                _ => {
+                    let vis = catalog::visible_prompts(merged, grants);
+                    let (range, next) =
+                        catalog::page(&vis, |t| t.exposed.as_str(), cursor, page_size)?;
+                    (
+                        "prompts",
+                        vis[range].iter().map(|p| &p.entry).collect(),
+                        next,
+                    )
+                }
+            };
+            Ok(ListPage {
+                entries: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+                bytes: Bytes::from(list_result(key, entries.into_iter(), next.as_deref())),
+            })
         },
     );
+    list_answer(id, built)
+}
+
+/// The answer to a list request from a built (or cached) page.
+pub fn list_answer(id: &Id, built: Result<ListPage, catalog::BadCursor>) -> Dispatched {
     match built {
-        Ok(bytes) => Dispatched::Answer(jsonrpc::success_raw(id, &bytes)),
+        Ok(page) => Dispatched::List {
+            body: jsonrpc::success_raw(id, &page.bytes),
+            entries: page.entries,
+        },
         Err(e) => Dispatched::Answer(jsonrpc::error(
             Some(id),
             codes::INVALID_PARAMS,

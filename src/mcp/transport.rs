@@ -303,6 +303,12 @@ async fn post(
             ctx.audit.answered(&a.body);
             write_answer(session, a, cors).await?
         }
+        Dispatched::List { body, entries } => {
+            let a = Answer::json(200, body);
+            ctx.audit.answered(&a.body);
+            ctx.audit.listed(entries, a.body.len());
+            write_answer(session, a, cors).await?
+        }
         Dispatched::Initialized { body, session_id } => {
             ctx.audit.session_issued(&session_id);
             let a = Answer::json(200, body).with_header("mcp-session-id", session_id);
@@ -345,7 +351,7 @@ async fn batch(cx: &CallContext<'_>, in_force: ProtocolVersion, messages: Vec<Me
     let mut parts: Vec<Vec<u8>> = Vec::new();
     for m in messages {
         match dispatch::dispatch(cx, m).await {
-            Dispatched::Answer(b) => parts.push(b),
+            Dispatched::Answer(b) | Dispatched::List { body: b, .. } => parts.push(b),
             Dispatched::Forward(f) => parts.push(dispatch::execute_forward(cx.state, &f).await),
             Dispatched::Accepted | Dispatched::Initialized { .. } => {}
         }
