@@ -42,6 +42,9 @@ pub enum Target {
         addr: SocketAddr,
         /// The JSON-RPC body of the measured request.
         body: Vec<u8>,
+        /// A credential header sent on every request of the worker (`Authorization` or
+        /// `X-Dev-Mode` for a gateway in `auth.mode: oauth`); `None` in `auth.mode: none`.
+        credential: Option<(String, String)>,
     },
 }
 
@@ -193,7 +196,12 @@ impl WorkerOut {
 }
 
 /// MCP request headers (the session is added when known).
-fn mcp_post(host: &str, session: Option<&str>, body: &[u8]) -> Vec<u8> {
+fn mcp_post(
+    host: &str,
+    session: Option<&str>,
+    credential: Option<(&str, &str)>,
+    body: &[u8],
+) -> Vec<u8> {
     let mut headers = vec![
         ("Content-Type", "application/json"),
         ("Accept", "application/json, text/event-stream"),
@@ -202,32 +210,43 @@ fn mcp_post(host: &str, session: Option<&str>, body: &[u8]) -> Vec<u8> {
     if let Some(s) = session {
         headers.push(("Mcp-Session-Id", s));
     }
+    headers.extend(credential);
     client::request("POST", host, "/mcp", &headers, body)
 }
 
 /// The `initialize` request every MCP worker starts with.
 pub fn initialize_request(host: &str) -> Vec<u8> {
+    initialize_request_with(host, None)
+}
+
+/// [`initialize_request`] with a credential header (`auth.mode: oauth`).
+fn initialize_request_with(host: &str, credential: Option<(&str, &str)>) -> Vec<u8> {
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    headers.extend(credential);
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"{PROTOCOL}","capabilities":{{}},"clientInfo":{{"name":"cortex-load","version":"1"}}}}}}"#
     );
     // initialize is never subject to the version header, so send none.
-    client::request(
-        "POST",
-        host,
-        "/mcp",
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-        ],
-        body.as_bytes(),
-    )
+    client::request("POST", host, "/mcp", &headers, body.as_bytes())
 }
 
 /// Opens an MCP session on `conn`: initialize, then notifications/initialized. Returns the
 /// session id.
 pub async fn open_session(conn: &mut Conn, host: &str) -> Result<String, String> {
+    open_session_with(conn, host, None).await
+}
+
+/// [`open_session`] with a credential header on both requests.
+async fn open_session_with(
+    conn: &mut Conn,
+    host: &str,
+    credential: Option<(&str, &str)>,
+) -> Result<String, String> {
     let resp = conn
-        .request(&initialize_request(host))
+        .request(&initialize_request_with(host, credential))
         .await
         .map_err(|e| format!("initialize: {e}"))?;
     if resp.status != 200 {
@@ -244,6 +263,7 @@ pub async fn open_session(conn: &mut Conn, host: &str) -> Result<String, String>
     let note = mcp_post(
         host,
         Some(&sid),
+        credential,
         br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
     );
     let resp = conn
@@ -265,13 +285,18 @@ async fn setup(target: &Target) -> Result<(Conn, Vec<u8>), String> {
                 .map_err(|e| format!("connect: {e}"))?;
             Ok((conn, request.clone()))
         }
-        Target::Mcp { addr, body } => {
+        Target::Mcp {
+            addr,
+            body,
+            credential,
+        } => {
             let host = addr.to_string();
+            let credential = credential.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
             let mut conn = Conn::connect(*addr)
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
-            let sid = open_session(&mut conn, &host).await?;
-            Ok((conn, mcp_post(&host, Some(&sid), body)))
+            let sid = open_session_with(&mut conn, &host, credential).await?;
+            Ok((conn, mcp_post(&host, Some(&sid), credential, body)))
         }
     }
 }

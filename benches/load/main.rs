@@ -14,11 +14,15 @@
 //!   streams (per-session and per-stream cost);
 //! - a catalog refresh across 100 backends of 50 tools: spawn → ready with 5,000 tools.
 //!
-//! JWT-authenticated calls are a reserved slot: `auth.mode: oauth` is not built yet.
+//! - JWT-authenticated `tools/call` vs dev mode at C = 1 and 32: a gateway in
+//!   `auth.mode: oauth` whose issuer is a stand-in served by this process (an ES256 key made
+//!   with `ring`, its JWKS and RFC 8414 metadata on 127.0.0.1), called with
+//!   `Authorization: Bearer <one locally signed token>` and with `X-Dev-Mode: <bypass token>`
+//!   in alternating order.
 //!
 //! Environment: `LOAD_QUICK=1` (a ~30 s smoke run), `LOAD_OUT=<file>` (JSON results; default
 //! `$CARGO_TARGET_DIR/load-results.json`); overrides for investigations: `LOAD_ROUNDS`,
-//! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_PHASES=calls,sse,big,refresh`,
+//! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_PHASES=calls,jwt,sse,big,refresh`,
 //! `LOAD_GATEWAY_BIN` (run another build of the gateway, e.g. one with symbols for perf),
 //! `LOAD_STOP_GRACE_S` (SIGTERM → SIGKILL delay, default 5).
 //! Every process it starts is stopped by PID, also on panic (drop guards).
@@ -30,6 +34,8 @@ mod client;
 #[allow(dead_code)]
 mod fixtures;
 mod gateway;
+mod issuer;
+mod jwt;
 mod procfs;
 mod report;
 mod scenarios;
@@ -44,6 +50,7 @@ use serde_json::{json, Value};
 use backend::{EchoBackend, ListenerSpec};
 use cells::{CellSpec, Expect, Meters, RssWatch, Target};
 use gateway::GatewayProc;
+use jwt::{jwt_json, jwt_measured, jwt_phase, print_jwt, DEV, JWT, JWT_SCENARIO};
 use report::Series;
 
 /// A fixed 32+ character sealing secret (sessions survive nothing here; it only avoids the
@@ -76,7 +83,7 @@ struct Plan {
     init_cell_s: f64,
     streams: usize,
     refresh_rounds: usize,
-    /// Phases to run (`LOAD_PHASES=calls,sse,big,refresh`; default all).
+    /// Phases to run (`LOAD_PHASES=calls,jwt,sse,big,refresh`; default all).
     phases: Vec<String>,
 }
 
@@ -214,6 +221,8 @@ struct Results {
     sse: Option<scenarios::SseOutcome>,
     refresh: Vec<scenarios::RefreshRound>,
     sanity: Value,
+    /// JWT vs dev mode per concurrency (from the `tools/call oauth` series).
+    jwt_pairs: Vec<report::Pair>,
     gateway_exit: Vec<String>,
     gateway_log_problems: Vec<String>,
 }
@@ -317,6 +326,7 @@ async fn list_round(
     let via = Target::Mcp {
         addr: gw.addr,
         body: LIST_BODY.to_vec(),
+        credential: None,
     };
     let via_expect = Expect {
         status: 200,
@@ -389,6 +399,7 @@ async fn call_round(
     let via = Target::Mcp {
         addr: gw.addr,
         body: CALL_BODY.to_vec(),
+        credential: None,
     };
     let via_expect = Expect {
         status: 200,
@@ -745,7 +756,7 @@ fn targets(results: &Results) -> Vec<report::Target> {
         report::Target {
             name: "JWT-authenticated tools/call vs dev mode".into(),
             goal: "measure (no target)".into(),
-            measured: "pending: auth.mode oauth not built yet".into(),
+            measured: jwt_measured(results),
             met: None,
         },
     ]
@@ -851,7 +862,7 @@ fn print_summary(plan: &Plan, results: &Results, targets: &[report::Target]) {
             r.list_bytes.map_or_else(|| "—".into(), |v| v.to_string())
         );
     }
-    println!("\n#### JWT-authenticated calls vs dev mode\n\npending: `auth.mode: oauth` is not built yet; this slot will pair a locally signed RS256/ES256 token (cached JWKS) with the same cells.");
+    print_jwt(results);
     report::print_targets(targets);
     if !results.gateway_log_problems.is_empty() {
         println!("\n#### Gateway log lines worth a look\n");
@@ -899,6 +910,9 @@ async fn run(plan: &Plan) -> Result<(), String> {
     if plan.runs("calls") {
         main_gateway_phase(plan, &be, &mut results).await?;
     }
+    if plan.runs("jwt") {
+        jwt_phase(plan, &be, &mut results).await?;
+    }
     if plan.runs("sse") {
         sse_gateway_phase(plan, &be, &mut results).await?;
     }
@@ -911,6 +925,7 @@ async fn run(plan: &Plan) -> Result<(), String> {
     let background_after = background_busy().await;
 
     results.pairs = report::pairs(&results.series, "tools/call", "gateway", "direct");
+    results.jwt_pairs = report::pairs(&results.series, JWT_SCENARIO, JWT, DEV);
     let targets = targets(&results);
     print_summary(plan, &results, &targets);
 
@@ -936,7 +951,7 @@ async fn run(plan: &Plan) -> Result<(), String> {
         "duration_s": started.elapsed().as_secs_f64(),
         "results": results,
         "targets": targets,
-        "jwt": {"status": "pending", "reason": "auth.mode oauth is not built yet"},
+        "jwt": jwt_json(&results),
     });
     let path = out_path();
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;

@@ -246,6 +246,8 @@ pub fn print_targets(targets: &[Target]) {
         let verdict = match t.met {
             Some(true) => "met",
             Some(false) => "**missed**",
+            // A measurement without a goal has no verdict once it has a figure.
+            None if t.goal.starts_with("measure") && t.measured != "not run" => "measured",
             None => "pending",
         };
         println!("| {} | {} | {} | {} |", t.name, t.goal, t.measured, verdict);
