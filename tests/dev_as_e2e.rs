@@ -6,10 +6,6 @@
 mod common;
 mod dev_as_common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::{tool_names, McpClient};
 use dev_as_common::{As, DEMO_CLIENT};
 use serde_json::{json, Value};
@@ -146,77 +142,18 @@ async fn each_user_sees_the_tools_of_their_scopes() {
     assert_eq!(r.status, 401, "{}", r.text());
 }
 
-/// The toolbox venv's python; fails (never skips) with the fix when it is missing.
-fn toolbox_python() -> PathBuf {
-    let dir = std::env::var_os("CORTEX_TOOLBOX_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cortex-gateway/toolbox"))
-        })
-        .expect("CORTEX_TOOLBOX_DIR or HOME must be set");
-    let python = dir.join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/toolbox.sh (or scripts/test.sh) to install the Python MCP SDK",
-        python.display()
-    );
-    python
-}
-
-/// Runs `python script url` with a deadline; returns stdout, panicking with stderr on failure.
-fn run_python(python: &PathBuf, script: &str, url: &str, dir: &std::path::Path) -> String {
-    let out_path = dir.join("python.out");
-    let err_path = dir.join("python.err");
-    let mut cmd = Command::new(python);
-    cmd.args([script, url])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"));
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd.spawn().expect("spawn python");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait python") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "python timed out\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    assert!(
-        status.success(),
-        "python exited with {status}\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}"
-    );
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_signs_in_as_reader_then_writer() {
-    let python = toolbox_python();
     let a = ready_demo().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/dev_as_oauth.py");
     let url = a.gw.mcp_url();
     let dir = a.gw.dir().to_owned();
-    let stdout = tokio::task::spawn_blocking(move || run_python(&python, script, &url, &dir))
-        .await
-        .expect("python task");
+    let stdout = common::interop::run_python_script(
+        vec![script.to_string(), url],
+        dir,
+        std::time::Duration::from_secs(90),
+    )
+    .await;
     let out: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("script output is not JSON ({e}): {stdout}\n{}", a.gw.logs()));
 

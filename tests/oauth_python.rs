@@ -5,70 +5,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::oidc::{decode_jwt, toolbox_dir, OAuthSetup};
+use common::oidc::{decode_jwt, OAuthSetup};
 use common::{tool, BackendSpec, TestBackend, TestConfig};
 use serde_json::Value;
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The toolbox venv's python; fails (never skips) with the fix when it is missing.
-fn toolbox_python() -> PathBuf {
-    let python = toolbox_dir().join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/toolbox.sh (or scripts/test.sh) to install the Python MCP SDK",
-        python.display()
-    );
-    python
-}
-
-fn run(python: &Path, args: &[String], dir: &Path) -> String {
-    let out_path = dir.join("oauth_flow.out");
-    let err_path = dir.join("oauth_flow.err");
-    let mut child = Command::new(python)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .spawn()
-        .expect("spawn python");
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait python") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "python timed out\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    assert!(
-        status.success(),
-        "python exited with {status}\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}"
-    );
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_oauth_client_reaches_the_tools_through_the_gateway() {
-    let python = toolbox_python();
     let backend = TestBackend::start(BackendSpec {
         tools: vec![
             tool("echo", "mcp:demo:read"),
@@ -87,9 +33,7 @@ async fn the_python_sdk_oauth_client_reaches_the_tools_through_the_gateway() {
         r#"{"message": "from the python oauth client"}"#.to_string(),
     ];
     let dir = setup.gateway.dir().to_owned();
-    let stdout = tokio::task::spawn_blocking(move || run(&python, &args, &dir))
-        .await
-        .unwrap();
+    let stdout = common::interop::run_python_script(args, dir, SCRIPT_TIMEOUT).await;
     let out: Value =
         serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
 

@@ -197,3 +197,18 @@ pub async fn run_tool_async(
         .await
         .expect("tool thread")
 }
+
+/// Runs a Python script of `tests/python/` with the toolbox venv's python (failing with the
+/// install hint when it is missing) on a blocking thread; returns its stdout, panicking with
+/// both streams when it fails.
+pub async fn run_python_script(args: Vec<String>, dir: PathBuf, timeout: Duration) -> String {
+    let run = run_tool_async(python(), args, Vec::new(), dir, "python", timeout).await;
+    assert!(
+        run.status.success(),
+        "python exited with {}\n--- stderr ---\n{}\n--- stdout ---\n{}",
+        run.status,
+        run.stderr,
+        run.stdout
+    );
+    run.stdout
+}
