@@ -1069,9 +1069,81 @@ pub fn map_transport_failure(failure: &TransportFailure, ctx: ReplyContext<'_>) 
     }
 }
 
+/// How a discovery call (`list_tools`, `list_prompts`, …) was answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiscoveryReply {
+    /// 2xx with a JSON body.
+    Value(Value),
+    /// A 4xx other than 401/403: the backend does not offer this method (Cortex backends answer
+    /// unknown methods with 400); an optional list is then empty.
+    NotOffered(String),
+    /// Anything else: the call failed (an optional list keeps its previous entries).
+    Failed(String),
+}
+
+/// Classifies a discovery reply. 401/403 are failures, not "not offered": they almost always
+/// mean a wrong technical token, and the message says so.
+pub fn classify_discovery_reply(reply: Reply<'_>) -> DiscoveryReply {
+    let excerpt = || String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)]).into_owned();
+    match reply.status {
+        200..=299 => match serde_json::from_slice::<Value>(reply.body) {
+            Ok(v) => DiscoveryReply::Value(v),
+            Err(e) => DiscoveryReply::Failed(format!("reply is not JSON ({e})")),
+        },
+        401 | 403 => DiscoveryReply::Failed(format!(
+            "HTTP {} (is the technical token right?): {}",
+            reply.status,
+            excerpt()
+        )),
+        400..=499 => DiscoveryReply::NotOffered(format!("HTTP {}: {}", reply.status, excerpt())),
+        s => DiscoveryReply::Failed(format!("HTTP {s}: {}", excerpt())),
+    }
+}
+
+/// The one-line reason of a transport failure during discovery.
+pub fn describe_transport_failure(failure: &TransportFailure) -> String {
+    match failure {
+        TransportFailure::Timeout { timeout_ms } => format!("timed out after {timeout_ms}ms"),
+        TransportFailure::Unreachable { reason } => format!("unreachable: {reason}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn discovery_replies_are_classified() {
+        let r = |status: u16, body: &'static [u8]| Reply {
+            status,
+            content_type: Some("application/json"),
+            reply_kind: None,
+            body,
+        };
+        assert!(matches!(
+            classify_discovery_reply(r(200, b"{\"tools\":[]}")),
+            DiscoveryReply::Value(_)
+        ));
+        assert!(matches!(
+            classify_discovery_reply(r(200, b"nope")),
+            DiscoveryReply::Failed(_)
+        ));
+        assert!(matches!(
+            classify_discovery_reply(r(400, b"{\"error\":\"Unknown method\"}")),
+            DiscoveryReply::NotOffered(_)
+        ));
+        match classify_discovery_reply(r(403, b"{}")) {
+            DiscoveryReply::Failed(m) => assert!(m.contains("technical token"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify_discovery_reply(r(503, b"")),
+            DiscoveryReply::Failed(_)
+        ));
+        assert_eq!(
+            describe_transport_failure(&TransportFailure::Timeout { timeout_ms: 5 }),
+            "timed out after 5ms"
+        );
+    }
     use serde_json::json;
 
     const CTX: ReplyContext<'static> = ReplyContext {

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cortex_filters::catalog::{self, BackendSnapshot, CatalogDiff};
 use cortex_filters::contract;
+use cortex_filters::contract::DiscoveryReply as Optional;
 use futures::future::join_all;
 use rand::Rng;
 use serde_json::Value;
 use tracing::{info, warn};
 
 use super::backend::Backend;
-use super::client::{ContractClient, RawReply};
+use super::client::ContractClient;
 use super::store::CatalogStore;
 
 /// Called with every published change (sends list_changed notifications).
@@ -249,39 +250,9 @@ impl Refresher {
             headers.push(("authorization", format!("Bearer {t}")));
         }
         match self.client.post(backend, body, &headers).await {
-            Ok(reply) => classify_reply(&reply),
-            Err(f) => Optional::Failed(match f {
-                contract::TransportFailure::Timeout { timeout_ms } => {
-                    format!("timed out after {timeout_ms}ms")
-                }
-                contract::TransportFailure::Unreachable { reason } => {
-                    format!("unreachable: {reason}")
-                }
-            }),
+            Ok(reply) => contract::classify_discovery_reply(reply.as_reply()),
+            Err(f) => Optional::Failed(contract::describe_transport_failure(&f)),
         }
-    }
-}
-
-enum Optional {
-    Value(Value),
-    NotOffered(String),
-    Failed(String),
-}
-
-fn classify_reply(reply: &RawReply) -> Optional {
-    let excerpt = || String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)]).into_owned();
-    match reply.status {
-        200..=299 => match serde_json::from_slice::<Value>(&reply.body) {
-            Ok(v) => Optional::Value(v),
-            Err(e) => Optional::Failed(format!("reply is not JSON ({e})")),
-        },
-        401 | 403 => Optional::Failed(format!(
-            "HTTP {} (is the technical token right?): {}",
-            reply.status,
-            excerpt()
-        )),
-        400..=499 => Optional::NotOffered(format!("HTTP {}: {}", reply.status, excerpt())),
-        s => Optional::Failed(format!("HTTP {s}: {}", excerpt())),
     }
 }
 
