@@ -1082,8 +1082,9 @@ pub fn diff(old: &MergedCatalog, new: &MergedCatalog) -> CatalogDiff {
     }
 }
 
-/// Serializes `{"<key>":[entries…],"nextCursor":"…"?}`.
-fn list_result<'a>(
+/// Serializes one page of a list result, `{"<key>":[entries…],"nextCursor":"…"?}`: the one
+/// list serializer of the gateway (pages are cached and answered as these bytes).
+pub fn list_result<'a>(
     key: &str,
     entries: impl Iterator<Item = &'a Value>,
     next_cursor: Option<&str>,

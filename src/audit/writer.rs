@@ -28,11 +28,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use super::ctx::{AuditEvent, RpcOutcome, Stage};
 use super::keys::{AuditKeys, Domain};
 use super::record::{clean, clean_opt, decision, AuditRecord, MAX_IDENT, MAX_TEXT};
 use crate::auth::PrincipalKind;
-use crate::federation::CatalogStore;
+use crate::record::{ClosedRecord, RpcOutcome, Target};
 use crate::store::{ChainHead, Store, StoreError};
 
 /// Most records per append.
@@ -108,32 +107,37 @@ impl AuditStats {
     }
 }
 
-/// What the record builder needs besides the event.
+/// What the record builder needs besides the request's record.
 pub(crate) struct Builder {
     pub keys: Arc<AuditKeys>,
     pub subject_in_clear: bool,
-    pub catalog: Option<Arc<CatalogStore>>,
-    pub reserved: &'static [&'static str],
 }
 
 impl Builder {
-    /// The record of one event: pseudonyms, catalog facts (target app, scope, a scope
-    /// refusal), tools/list figures.
-    pub fn build(&self, ev: AuditEvent) -> AuditRecord {
-        let mut r = AuditRecord::new(ev.ts_ms, ev.http_method.as_str());
-        r.http_status = i32::from(ev.http_status);
-        r.response_size = i64::try_from(ev.response_size).unwrap_or(i64::MAX);
-        r.latency_ms = (ev.latency.as_micros() as f64) / 1000.0;
+    /// The audit record of one request: pseudonyms, the route of a tool call, the
+    /// refusal, tools/list figures.
+    pub fn build(&self, ev: ClosedRecord) -> AuditRecord {
+        let refusal = ev
+            .refusal()
+            .map(|(stage, reason)| (stage, reason.into_owned()));
+        let f = &ev.facts;
+        let mut r = AuditRecord::new(f.ts_ms, f.http_method.as_str());
+        r.http_status = i32::from(f.http_status);
+        r.response_size = i64::try_from(f.response_size).unwrap_or(i64::MAX);
+        r.latency_ms = (f.latency.as_micros() as f64) / 1000.0;
+        r.origin = clean_opt(f.origin.as_deref(), MAX_IDENT);
+        r.backends_filter = f.backends_filter.clone();
+        r.tool_mode = f.tool_mode.clone();
         r.method = ev.method.map(|m| m.into_owned());
-        r.params_hash = ev.params.and_then(|p| p.finish(&self.keys));
+        r.params_hash = ev
+            .params
+            .and_then(|p| p.mac(self.keys.as_ref()))
+            .map(|mac| super::keys::hex_id(&mac));
         r.protocol_version = ev.version.map(|v| v.as_str().to_string());
-        r.origin = clean_opt(ev.origin.as_deref(), MAX_IDENT);
         r.session_id = ev
             .session_id
             .as_deref()
             .map(|s| self.keys.pseudonym(Domain::Session, s));
-        r.backends_filter = ev.backends_filter;
-        r.tool_mode = ev.tool_mode;
         if let Some(p) = &ev.principal {
             r.caller_sub = Some(if self.subject_in_clear {
                 clean(&p.sub, MAX_IDENT)
@@ -146,12 +150,14 @@ impl Builder {
             r.client_id = clean_opt(p.client_id.as_deref(), MAX_IDENT);
             r.dev_bypass = p.kind == PrincipalKind::DevBypass;
         }
-        let mut rejection = ev.rejection.map(|(s, reason)| (s, reason.into_owned()));
         if let Some(tool) = &ev.tool {
-            self.tool_facts(&mut r, tool, ev.backend.as_deref().map(|b| b.id.as_str()));
-            let refused = matches!(ev.rpc, Some(RpcOutcome::Error(_)));
-            if refused && rejection.is_none() {
-                rejection = self.scope_refusal(tool, ev.principal.as_ref());
+            match &ev.target {
+                Some(Target::Gateway) => r.target_app = Some("gateway".into()),
+                Some(Target::Backend { id, scope }) => {
+                    r.target_app = Some(id.clone());
+                    r.scope_used = scope.clone();
+                }
+                None => {}
             }
             r.tool = Some(clean(tool, MAX_IDENT));
         }
@@ -163,57 +169,19 @@ impl Builder {
             Some(RpcOutcome::Error(code)) => Some(code),
             _ => None,
         };
-        let http_ok = (200..400).contains(&ev.http_status);
-        r.success =
-            rejection.is_none() && ev.proxy_error.is_none() && http_ok && r.error_code.is_none();
-        match rejection {
+        let http_ok = (200..400).contains(&f.http_status);
+        r.success = refusal.is_none() && f.error.is_none() && http_ok && r.error_code.is_none();
+        match refusal {
             Some((stage, reason)) => {
                 r.decision = decision::REJECTED.into();
                 r.stage = Some(stage.as_str().into());
                 r.reason = Some(clean(&reason, MAX_TEXT));
             }
             None => {
-                r.reason = ev.proxy_error.as_deref().map(|e| clean(e, MAX_TEXT));
+                r.reason = f.error.as_deref().map(|e| clean(e, MAX_TEXT));
             }
         }
         r
-    }
-
-    /// `target_app` and `scope_used` of a tool.
-    fn tool_facts(&self, r: &mut AuditRecord, tool: &str, forwarded_to: Option<&str>) {
-        if self.reserved.contains(&tool) {
-            r.target_app = Some("gateway".into());
-            return;
-        }
-        let current = self.catalog.as_ref().map(|c| c.current());
-        let entry = current.as_ref().and_then(|c| c.merged.tool(tool));
-        r.target_app = forwarded_to
-            .map(str::to_string)
-            .or_else(|| entry.map(|t| t.backend_id.clone()));
-        r.scope_used = entry.and_then(|t| t.scope.clone());
-    }
-
-    /// A tools/call answered with an error for a tool that exists but that the caller's
-    /// scopes do not allow: the gateway refused it for scope (it answers "unknown tool" so
-    /// as not to reveal the catalog; the audit says what really happened).
-    fn scope_refusal(
-        &self,
-        tool: &str,
-        principal: Option<&crate::auth::Principal>,
-    ) -> Option<(Stage, String)> {
-        let principal = principal?;
-        let current = self.catalog.as_ref()?.current();
-        let entry = current.merged.tool(tool)?;
-        if principal.grants.allows(entry.scope.as_deref()) {
-            return None;
-        }
-        Some((
-            Stage::Scope,
-            format!(
-                "tool {tool} requires scope {}",
-                entry.scope.as_deref().unwrap_or("")
-            ),
-        ))
     }
 }
 
@@ -291,7 +259,7 @@ impl Writer {
     /// Runs until closed (or every sender is gone).
     pub async fn run(
         mut self,
-        mut events: mpsc::Receiver<AuditEvent>,
+        mut events: mpsc::Receiver<ClosedRecord>,
         mut control: mpsc::UnboundedReceiver<Control>,
     ) {
         let mut inflight: Option<Inflight> = None;
@@ -390,7 +358,7 @@ impl Writer {
 
     /// Builds the record of `ev`, appends its stdout line to `lines`, and queues it for the
     /// store (or drops it, counted, when the backlog is full).
-    fn accept(&mut self, ev: AuditEvent, lines: &mut Vec<u8>) {
+    fn accept(&mut self, ev: ClosedRecord, lines: &mut Vec<u8>) {
         let record = self.builder.build(ev);
         if self.stdout {
             lines.extend_from_slice(&record.stdout_line());
@@ -479,7 +447,7 @@ impl Writer {
     /// Drains the queue and flushes the backlog until the deadline.
     async fn shutdown(
         mut self,
-        mut events: mpsc::Receiver<AuditEvent>,
+        mut events: mpsc::Receiver<ClosedRecord>,
         inflight: Option<Inflight>,
         close: Option<Control>,
     ) {
@@ -694,35 +662,34 @@ mod flow_tests {
         }
     }
 
-    fn event(tool: &str) -> AuditEvent {
-        AuditEvent {
+    fn event(tool: &str) -> ClosedRecord {
+        let mut r = crate::record::RequestRecord::default();
+        r.begin(None);
+        let body = bytes::Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+        ));
+        let incoming = cortex_filters::jsonrpc::parse_body(&body).expect("a tools/call");
+        r.message(&incoming, &body, None);
+        r.answered(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        r.close(crate::record::Facts {
             ts_ms: 1,
             latency: Duration::from_micros(1500),
             http_method: http::Method::POST,
             http_status: 200,
             response_size: 10,
-            rejection: None,
-            principal: None,
-            method: Some("tools/call".into()),
-            tool: Some(tool.into()),
-            backend: None,
-            params: None,
-            version: None,
             origin: None,
-            session_id: None,
-            rpc: Some(RpcOutcome::Result),
-            listed: None,
             backends_filter: None,
             tool_mode: None,
-            proxy_error: None,
-        }
+            error: None,
+        })
+        .expect("an active record")
     }
 
     fn start(
         store: Arc<FlakyStore>,
         cap: usize,
     ) -> (
-        mpsc::Sender<AuditEvent>,
+        mpsc::Sender<ClosedRecord>,
         mpsc::UnboundedSender<Control>,
         Arc<AuditStats>,
         std::thread::JoinHandle<()>,
@@ -736,8 +703,6 @@ mod flow_tests {
             Builder {
                 keys,
                 subject_in_clear: false,
-                catalog: None,
-                reserved: &[],
             },
             Some(store as Arc<dyn Store>),
             false,

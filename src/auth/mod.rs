@@ -8,8 +8,9 @@
 //! - [`jwt`], [`jwk`], [`claims`]: parsing, signature verification (ring) and claim checks;
 //! - [`discovery`], [`issuer`], [`http`]: the authorization server's metadata and keys;
 //! - [`validator`], [`cache`], [`introspect`]: the per-request validation pipeline;
-//! - [`metadata`]: RFC 9728 metadata, `WWW-Authenticate` challenges, the well-known routes;
-//! - [`identity`], [`mint`], [`exchange`]: the credential each backend receives;
+//! - [`mint`], [`exchange`]: minted and exchanged tokens for backends (the credential each
+//!   backend receives is decided by `credentials`; RFC 9728 metadata and the challenges are
+//!   the edge's `well_known`);
 //! - [`service`]: the background refresh of keys and the rotation of minting keys.
 //!
 //! See docs/authentication.md.
@@ -19,12 +20,10 @@ pub mod claims;
 pub mod discovery;
 pub mod exchange;
 pub mod http;
-pub mod identity;
 pub mod introspect;
 pub mod issuer;
 pub mod jwk;
 pub mod jwt;
-pub mod metadata;
 pub mod mint;
 pub mod service;
 pub mod validator;

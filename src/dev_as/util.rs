@@ -9,7 +9,7 @@ use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Value};
 
-use crate::mcp::http::Answer;
+use crate::http::Answer;
 
 /// A failure of the server itself (not of the request): answered 500 `server_error`.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
-//! What the gateway tells clients about its authorization: RFC 9728 protected-resource
-//! metadata, the `WWW-Authenticate` challenges (RFC 6750, MCP 2025-11-25), and the gateway's
-//! own JWKS for minted tokens.
+//! What the gateway tells clients about itself outside the MCP endpoint: RFC 9728
+//! protected-resource metadata, the `WWW-Authenticate` challenges (RFC 6750, MCP 2025-11-25),
+//! the gateway's own JWKS for minted tokens, and the health routes (`/healthz`, `/readyz`).
 //!
 //! Routes (GET, with OPTIONS preflight and `Access-Control-Allow-Origin: *`, because browser
 //! clients must read them before they have any credential):
@@ -14,8 +14,8 @@ use http::Method;
 use serde_json::{json, Map, Value};
 
 use crate::config::AuthMode;
-use crate::mcp::http::Answer;
-use crate::state::AppState;
+use crate::http::Answer;
+use crate::state::{Policy, Shared};
 
 /// Root path of the protected-resource metadata.
 pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -27,32 +27,32 @@ const OFFLINE_ACCESS: &str = "offline_access";
 
 /// The scopes a client may need here (`scopes_supported`): every scope the live catalog
 /// declares, the gateway's own builtins' scopes (the admin scope included), and the floor.
-pub fn scopes_supported(state: &AppState) -> Vec<String> {
-    scopes(state, true)
+pub fn scopes_supported(shared: &Shared, policy: &Policy) -> Vec<String> {
+    scopes(shared, policy, true)
 }
 
 /// The scopes of the 401 challenge: the same without the builtins' admin scope (unless an
 /// entry of the catalog or the floor needs it), which a client should ask for only when it
 /// means to administer, by stepping up.
-pub fn challenge_scopes(state: &AppState) -> Vec<String> {
-    scopes(state, false)
+pub fn challenge_scopes(shared: &Shared, policy: &Policy) -> Vec<String> {
+    scopes(shared, policy, false)
 }
 
-fn scopes(state: &AppState, with_admin: bool) -> Vec<String> {
-    let admin = state.builtins.admin_scope();
-    let mut all: BTreeSet<String> = state
+fn scopes(shared: &Shared, policy: &Policy, with_admin: bool) -> Vec<String> {
+    let admin = policy.builtins.admin_scope();
+    let mut all: BTreeSet<String> = shared
         .catalog
         .current()
         .merged
         .scopes()
         .into_iter()
         .collect();
-    let builtin = state.builtins.all().iter().filter_map(|b| b.scope.clone());
+    let builtin = policy.builtins.all().iter().filter_map(|b| b.scope.clone());
     all.extend(builtin.filter(|s| with_admin || s != admin));
     if with_admin {
         all.insert(admin.to_string());
     }
-    all.extend(state.config.auth.oauth.required_scopes.iter().cloned());
+    all.extend(policy.config.auth.oauth.required_scopes.iter().cloned());
     all.into_iter()
         .filter(|s| s != OFFLINE_ACCESS && is_scope_token(s))
         .collect()
@@ -66,25 +66,28 @@ fn is_scope_token(s: &str) -> bool {
 }
 
 /// The RFC 9728 document.
-pub fn protected_resource_metadata(state: &AppState) -> Value {
-    let o = &state.config.auth.oauth;
+pub fn protected_resource_metadata(shared: &Shared, policy: &Policy) -> Value {
+    let o = &policy.config.auth.oauth;
     let mut doc = Map::new();
-    doc.insert("resource".into(), json!(state.canonical_uri));
+    doc.insert("resource".into(), json!(shared.canonical_uri));
     if let Some(issuer) = &o.issuer {
         // Byte for byte: clients compare it with the AS metadata's `issuer`.
         doc.insert("authorization_servers".into(), json!([issuer]));
     }
-    doc.insert("scopes_supported".into(), json!(scopes_supported(state)));
+    doc.insert(
+        "scopes_supported".into(),
+        json!(scopes_supported(shared, policy)),
+    );
     doc.insert("bearer_methods_supported".into(), json!(["header"]));
     let name = o
         .resource_name
         .clone()
-        .unwrap_or_else(|| state.config.server.name.clone());
+        .unwrap_or_else(|| policy.config.server.name.clone());
     doc.insert("resource_name".into(), json!(name));
     let docs = o
         .resource_documentation
         .clone()
-        .unwrap_or_else(|| state.website_url.clone());
+        .unwrap_or_else(|| policy.website_url.clone());
     doc.insert("resource_documentation".into(), json!(docs));
     Value::Object(doc)
 }
@@ -110,12 +113,17 @@ fn quoted(s: &str) -> String {
 
 /// The 401 challenge: `resource_metadata` and `scope` always; `error="invalid_token"` and
 /// `error_description` only when a token was presented (RFC 6750 §3.1).
-pub fn unauthorized_challenge(state: &AppState, token_presented: bool, reason: &str) -> String {
+pub fn unauthorized_challenge(
+    shared: &Shared,
+    policy: &Policy,
+    token_presented: bool,
+    reason: &str,
+) -> String {
     let mut c = format!(
         "Bearer resource_metadata={}",
-        quoted(&state.resource_metadata_url)
+        quoted(&shared.resource_metadata_url)
     );
-    let scopes = challenge_scopes(state);
+    let scopes = challenge_scopes(shared, policy);
     if !scopes.is_empty() {
         c.push_str(&format!(", scope={}", quoted(&scopes.join(" "))));
     }
@@ -129,35 +137,40 @@ pub fn unauthorized_challenge(state: &AppState, token_presented: bool, reason: &
 }
 
 /// The 403 step-up challenge for missing scopes.
-pub fn insufficient_scope_challenge(state: &AppState, scope: &str, reason: &str) -> String {
+pub fn insufficient_scope_challenge(shared: &Shared, scope: &str, reason: &str) -> String {
     format!(
         "Bearer error=\"insufficient_scope\", scope={}, resource_metadata={}, error_description={}",
         quoted(scope),
-        quoted(&state.resource_metadata_url),
+        quoted(&shared.resource_metadata_url),
         quoted(reason)
     )
 }
 
 /// The 401 answer (challenge + JSON body with a reason a person can act on).
-pub fn unauthorized(state: &AppState, token_presented: bool, reason: &str) -> Answer {
+pub fn unauthorized(
+    shared: &Shared,
+    policy: &Policy,
+    token_presented: bool,
+    reason: &str,
+) -> Answer {
     let body = json!({
         "error": if token_presented { "invalid_token" } else { "unauthorized" },
         "error_description": reason,
     });
     Answer::json(401, serde_json::to_vec(&body).unwrap_or_default()).with_header(
         "www-authenticate",
-        unauthorized_challenge(state, token_presented, reason),
+        unauthorized_challenge(shared, policy, token_presented, reason),
     )
 }
 
 /// The 403 answer: a step-up challenge for `insufficient_scope`, a plain refusal otherwise.
-pub fn forbidden(state: &AppState, error: &str, reason: &str, scope: Option<&str>) -> Answer {
+pub fn forbidden(shared: &Shared, error: &str, reason: &str, scope: Option<&str>) -> Answer {
     let body = json!({"error": error, "error_description": reason, "scope": scope});
     let a = Answer::json(403, serde_json::to_vec(&body).unwrap_or_default());
     match scope {
         Some(scope) => a.with_header(
             "www-authenticate",
-            insufficient_scope_challenge(state, scope, reason),
+            insufficient_scope_challenge(shared, scope, reason),
         ),
         None => a,
     }
@@ -171,14 +184,15 @@ pub fn unavailable(reason: &str) -> Answer {
 
 /// Answers a well-known route, or `None` when `path` is not one of ours.
 pub fn well_known(
-    state: &AppState,
+    shared: &Shared,
+    policy: &Policy,
     method: &Method,
     path: &str,
     request_headers: Option<&str>,
 ) -> Option<Answer> {
-    let prm_paths = state.config.auth.mode == AuthMode::Oauth
-        && (path == PRM_PATH || path.strip_prefix(PRM_PATH) == Some(state.mcp_path.as_str()));
-    let jwks = path == JWKS_PATH && state.identity.minter().is_some();
+    let prm_paths = policy.config.auth.mode == AuthMode::Oauth
+        && (path == PRM_PATH || path.strip_prefix(PRM_PATH) == Some(shared.mcp_path.as_str()));
+    let jwks = path == JWKS_PATH && policy.identity.minter().is_some();
     if !prm_paths && !jwks {
         return None;
     }
@@ -198,11 +212,11 @@ pub fn well_known(
             .with_header("access-control-max-age", "600")
     } else if *method == Method::GET || *method == Method::HEAD {
         let body = if prm_paths {
-            serde_json::to_vec(&protected_resource_metadata(state))
+            serde_json::to_vec(&protected_resource_metadata(shared, policy))
                 .unwrap_or_default()
                 .into()
         } else {
-            state
+            policy
                 .identity
                 .minter()
                 .map(|m| m.jwks())
@@ -219,12 +233,12 @@ pub fn well_known(
 /// that must validate tokens is not ready until it knows the issuer's keys, unless the dev
 /// bypass is configured (then it can serve its dev callers, as in the Cortex quick start with
 /// a placeholder issuer).
-pub fn readiness(state: &AppState) -> (bool, Value) {
-    let mode = match state.config.auth.mode {
+fn auth_readiness(shared: &Shared, policy: &Policy) -> (bool, Value) {
+    let mode = match policy.config.auth.mode {
         AuthMode::None => "none",
         AuthMode::Oauth => "oauth",
     };
-    let Some(issuer) = state.auth.issuer() else {
+    let Some(issuer) = shared.auth.issuer() else {
         return (
             true,
             json!({"mode": mode, "issuer": Value::Null, "ready": true}),
@@ -245,7 +259,42 @@ pub fn readiness(state: &AppState) -> (bool, Value) {
         "lastSuccess": last_success,
         "lastError": s.last_error,
     });
-    (s.ready || state.auth.dev_bypass_configured(), body)
+    (s.ready || shared.auth.dev_bypass_configured(), body)
+}
+
+/// `/readyz`: 200 once every backend had a first discovery attempt, the catalog that came
+/// out of it is published and tokens can be validated; 503 before. Per-backend health,
+/// staleness and last error either way.
+pub fn readiness(shared: &Shared, policy: &Policy) -> Answer {
+    let health = shared.catalog.health();
+    let ready = shared.catalog.ready();
+    let backends: Vec<_> = health
+        .iter()
+        .map(|b| {
+            json!({
+                "id": b.id,
+                "healthy": b.healthy,
+                "stale": b.stale,
+                "tools": b.tool_count(),
+                "lastError": b.last_error,
+            })
+        })
+        .collect();
+    let problems: Vec<String> = shared
+        .catalog
+        .current()
+        .merged
+        .problems()
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect();
+    let (auth_ready, auth) = auth_readiness(shared, policy);
+    let ready = ready && auth_ready;
+    let body = json!({"ready": ready, "backends": backends, "problems": problems, "auth": auth});
+    Answer::json(
+        if ready { 200 } else { 503 },
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
-//! What the request path notes for the audit record, and the hand-off in the `logging`
-//! phase.
+//! One record per request: what the request path decided and why, written where each
+//! decision is made (the refusal and its stage, the method, the route to a backend, the
+//! scope a tool needed, the answer's outcome), then handed whole to its consumers at the end
+//! of the request: the audit trail and the metrics. Nothing re-derives a decision later.
 //!
-//! The request path only moves data it already has into [`AuditCtx`] (the principal, the
-//! method name, the session id header) and computes one HMAC over `params`; everything
-//! else (pseudonyms, catalog lookups, counting listed tools, JSON for stdout, the hash
-//! chain) happens on the audit thread. The hand-off is a non-blocking `try_send`.
+//! The request path only moves data it already has into the record (the principal, the
+//! method name, the session id header); anything costly (pseudonyms, JSON for stdout, the
+//! hash chain) happens on the consumers' side. The one exception is the HMAC of the params
+//! of a large body, computed at once through [`ParamsHasher`] so that queued records never
+//! pin big bodies.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,13 +17,9 @@ use cortex_filters::contract::Outcome;
 use cortex_filters::jsonrpc::{Incoming, Message};
 use cortex_filters::version::ProtocolVersion;
 use http::Method;
-use pingora::proxy::Session;
 use serde_json::Value;
 
 use crate::auth::{AuthOutcome, Principal};
-use crate::federation::Backend;
-use crate::gateway::RequestCtx;
-use crate::state::AppState;
 
 /// Where a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,14 +79,29 @@ pub enum RpcOutcome {
     Error(i64),
 }
 
-/// Per-request audit notes, a field of [`RequestCtx`].
+/// Where a tools/call went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One of the gateway's own tools.
+    Gateway,
+    /// A backend's tool (whether or not the caller was allowed to call it).
+    Backend {
+        /// The backend's id.
+        id: String,
+        /// The scope the tool requires.
+        scope: Option<String>,
+    },
+}
+
+/// The record of one request that reached the MCP endpoint.
 #[derive(Debug, Default)]
-pub struct AuditCtx {
+pub struct RequestRecord {
     active: bool,
     rejection: Option<(Stage, Cow<'static, str>)>,
     principal: Option<Principal>,
     method: Option<Cow<'static, str>>,
     tool: Option<String>,
+    target: Option<Target>,
     params: Option<ParamsHash>,
     version: Option<ProtocolVersion>,
     session_id: Option<String>,
@@ -102,44 +115,46 @@ pub struct AuditCtx {
 /// `audit.queue` × 4 KiB of request bodies.
 pub const MAX_DEFERRED_BODY: usize = 4 * 1024;
 
+/// Computes the keyed hash of a message's params (implemented by the audit keys, so the
+/// record does not depend on the audit trail).
+pub trait ParamsHasher {
+    /// The HMAC of the params of `incoming`.
+    fn params_mac(&self, incoming: &Incoming) -> [u8; 16];
+}
+
 /// What `params_hash` is made of.
 #[derive(Debug)]
-pub(crate) enum ParamsHash {
+pub enum ParamsHash {
     /// Already computed (large bodies).
     Done([u8; 16]),
-    /// The request body, to parse and hash on the audit thread.
+    /// The request body, to parse and hash later.
     Deferred(Bytes),
 }
 
 impl ParamsHash {
-    /// The hex `params_hash`.
-    pub(crate) fn finish(self, keys: &super::AuditKeys) -> Option<String> {
-        let mac = match self {
-            ParamsHash::Done(mac) => mac,
+    /// The MAC, parsing a deferred body now (`None` when it does not parse).
+    pub fn mac(self, hasher: &dyn ParamsHasher) -> Option<[u8; 16]> {
+        match self {
+            ParamsHash::Done(mac) => Some(mac),
             ParamsHash::Deferred(body) => {
                 let incoming = cortex_filters::jsonrpc::parse_body(&body).ok()?;
-                params_mac(keys, &incoming)
+                Some(hasher.params_mac(&incoming))
             }
-        };
-        Some(super::keys::hex_id(&mac))
-    }
-}
-
-/// The HMAC of the params of a message (`params` itself, canonical) or of a batch (the
-/// list of every message's params).
-fn params_mac(keys: &super::AuditKeys, incoming: &Incoming) -> [u8; 16] {
-    match incoming {
-        Incoming::Batch(messages) => {
-            let params: Vec<Option<&Value>> = messages.iter().map(message_params).collect();
-            keys.params_mac(&params)
         }
-        Incoming::Single(m) => keys.params_mac(&message_params(m)),
     }
 }
 
-impl AuditCtx {
-    /// The request reached the MCP endpoint: it will be audited. Keeps the session id
-    /// header (pseudonymised later).
+/// The params of a message (`None` for responses and messages without params).
+pub fn message_params(m: &Message) -> Option<&Value> {
+    match m {
+        Message::Request { params, .. } | Message::Notification { params, .. } => params.as_ref(),
+        Message::Response { .. } => None,
+    }
+}
+
+impl RequestRecord {
+    /// The request reached the MCP endpoint: it will be recorded. Keeps the session id
+    /// header (pseudonymised by the audit trail).
     pub fn begin(&mut self, session_id: Option<&str>) {
         self.active = true;
         self.session_id = session_id.map(str::to_string);
@@ -155,6 +170,11 @@ impl AuditCtx {
         if self.rejection.is_none() {
             self.rejection = Some((stage, reason.into()));
         }
+    }
+
+    /// The JSON-RPC method noted, if any.
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref()
     }
 
     /// The refusal noted, if any.
@@ -182,9 +202,15 @@ impl AuditCtx {
     }
 
     /// The parsed body: method and tool name, and what `params_hash` is computed from. A
-    /// body up to [`MAX_DEFERRED_BODY`] is kept (a reference count, no copy) and hashed on
-    /// the audit thread; a larger one is hashed here, so queued events never pin big bodies.
-    pub fn message(&mut self, state: &AppState, incoming: &Incoming, body: &Bytes) {
+    /// body up to [`MAX_DEFERRED_BODY`] is kept (a reference count, no copy) and hashed
+    /// later; a larger one is hashed here with `hasher`, so queued records never pin big
+    /// bodies. Without a hasher (no audit trail), params are not kept.
+    pub fn message(
+        &mut self,
+        incoming: &Incoming,
+        body: &Bytes,
+        hasher: Option<&dyn ParamsHasher>,
+    ) {
         match incoming {
             Incoming::Batch(_) => {
                 self.method = Some(Cow::Borrowed("batch"));
@@ -196,7 +222,7 @@ impl AuditCtx {
                     self.tool = params
                         .and_then(|p| p.get("name"))
                         .and_then(Value::as_str)
-                        .map(|s| super::record::clean(s, super::record::MAX_IDENT));
+                        .map(|s| clean(s, MAX_IDENT));
                 }
                 if m.method() == Some("initialize") {
                     // The version this initialize negotiates, as dispatch will.
@@ -211,11 +237,11 @@ impl AuditCtx {
             Incoming::Batch(_) => true,
             Incoming::Single(m) => message_params(m).is_some(),
         };
-        if let (Some(keys), true) = (state.audit.keys(), has_params) {
+        if let (Some(hasher), true) = (hasher, has_params) {
             self.params = Some(if body.len() <= MAX_DEFERRED_BODY {
                 ParamsHash::Deferred(body.clone())
             } else {
-                ParamsHash::Done(params_mac(keys, incoming))
+                ParamsHash::Done(hasher.params_mac(incoming))
             });
         }
     }
@@ -230,9 +256,17 @@ impl AuditCtx {
         self.session_id = Some(session_id.to_string());
     }
 
+    /// Where the tools/call of this request was routed (a single message only: the
+    /// calls of a batch are not recorded one by one).
+    pub fn route(&mut self, target: Target) {
+        if self.method.as_deref() == Some("tools/call") {
+            self.target = Some(target);
+        }
+    }
+
     /// A JSON-RPC answer the gateway wrote itself: notes result or error code (a scan of
     /// the first bytes, never a parse).
-    pub fn answered(&mut self, body: &Bytes) {
+    pub fn answered(&mut self, body: &[u8]) {
         self.rpc = rpc_outcome(body);
     }
 
@@ -244,20 +278,128 @@ impl AuditCtx {
         }
     }
 
-    /// The mapped reply of a proxied call.
+    /// The mapped reply of a backend call.
     pub fn outcome(&mut self, outcome: &Outcome) {
-        self.rpc = Some(match outcome {
-            Outcome::Result(_) => RpcOutcome::Result,
-            Outcome::Error { code, .. } => RpcOutcome::Error(*code),
+        self.rpc = Some(match outcome.error_code() {
+            None => RpcOutcome::Result,
+            Some(code) => RpcOutcome::Error(code),
         });
+    }
+
+    /// Ends the request: the record with what only the end knows, for the consumers.
+    /// `None` when the request did not reach the MCP endpoint.
+    pub fn close(&mut self, facts: Facts) -> Option<ClosedRecord> {
+        if !self.active {
+            return None;
+        }
+        let r = std::mem::take(self);
+        Some(ClosedRecord {
+            facts,
+            rejection: r.rejection,
+            principal: r.principal,
+            method: r.method,
+            tool: r.tool,
+            target: r.target,
+            params: r.params,
+            version: r.version,
+            session_id: r.session_id,
+            rpc: r.rpc,
+            listed: r.listed,
+        })
     }
 }
 
-fn message_params(m: &Message) -> Option<&Value> {
-    match m {
-        Message::Request { params, .. } | Message::Notification { params, .. } => params.as_ref(),
-        Message::Response { .. } => None,
+/// What only the end of the request knows, from the HTTP exchange.
+#[derive(Debug)]
+pub struct Facts {
+    /// When the request ended, Unix milliseconds.
+    pub ts_ms: i64,
+    /// Time from the first byte of the request to the end of the response.
+    pub latency: Duration,
+    /// HTTP method.
+    pub http_method: Method,
+    /// Status answered (0 when no response could be written).
+    pub http_status: u16,
+    /// Bytes of response body sent.
+    pub response_size: u64,
+    /// The browser `Origin` (cleaned and bounded), when sent.
+    pub origin: Option<String>,
+    /// `tools/list`: the `X-Cortex-Backends` header.
+    pub backends_filter: Option<String>,
+    /// `tools/list`: the `X-Cortex-Tool-Mode` header.
+    pub tool_mode: Option<String>,
+    /// Why the HTTP exchange failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A finished request: its decisions and its facts, ready for the audit trail and the
+/// metrics.
+#[derive(Debug)]
+pub struct ClosedRecord {
+    /// The HTTP facts.
+    pub facts: Facts,
+    /// The refusal, if the gateway refused the request.
+    pub rejection: Option<(Stage, Cow<'static, str>)>,
+    /// The authenticated caller.
+    pub principal: Option<Principal>,
+    /// The JSON-RPC method (`batch` for a batch).
+    pub method: Option<Cow<'static, str>>,
+    /// The tool named by a tools/call.
+    pub tool: Option<String>,
+    /// Where that tools/call was routed.
+    pub target: Option<Target>,
+    /// What `params_hash` is made of.
+    pub params: Option<ParamsHash>,
+    /// The protocol version in force.
+    pub version: Option<ProtocolVersion>,
+    /// The `Mcp-Session-Id` (a bearer secret: consumers pseudonymise or drop it).
+    pub session_id: Option<String>,
+    /// How the JSON-RPC answer ended.
+    pub rpc: Option<RpcOutcome>,
+    /// `tools/list`: (tools on the page, answer bytes).
+    pub listed: Option<(u32, usize)>,
+}
+
+impl ClosedRecord {
+    /// The refusal as recorded, or a scope refusal: a tools/call answered with an error for
+    /// a backend tool the caller's scopes do not allow (the caller was told "unknown tool",
+    /// so as not to reveal the catalog; the record says what really happened).
+    pub fn refusal(&self) -> Option<(Stage, Cow<'_, str>)> {
+        if let Some((stage, reason)) = &self.rejection {
+            return Some((*stage, Cow::Borrowed(reason.as_ref())));
+        }
+        let refused = matches!(self.rpc, Some(RpcOutcome::Error(_)));
+        match (&self.target, &self.tool, &self.principal) {
+            (Some(Target::Backend { scope, .. }), Some(tool), Some(p))
+                if refused && !p.grants.allows(scope.as_deref()) =>
+            {
+                Some((
+                    Stage::Scope,
+                    Cow::Owned(format!(
+                        "tool {tool} requires scope {}",
+                        scope.as_deref().unwrap_or("")
+                    )),
+                ))
+            }
+            _ => None,
+        }
     }
+}
+
+/// Longest identifier kept in a record (method, tool, header values), in characters.
+pub const MAX_IDENT: usize = 256;
+
+/// Replaces control characters (NUL would break PostgreSQL text, newlines would split log
+/// lines) and cuts `s` to `max` characters.
+pub fn clean(s: &str, max: usize) -> String {
+    let needs_work = s.len() > max || s.chars().any(char::is_control);
+    if !needs_work {
+        return s.to_string();
+    }
+    s.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 /// Known method names without an allocation; others copied (bounded).
@@ -283,7 +425,7 @@ fn method_name(m: &str) -> Cow<'static, str> {
     ];
     match KNOWN.iter().find(|k| **k == m) {
         Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(super::record::clean(m, super::record::MAX_IDENT)),
+        None => Cow::Owned(clean(m, MAX_IDENT)),
     }
 }
 
@@ -324,90 +466,6 @@ pub fn rpc_outcome(body: &[u8]) -> Option<RpcOutcome> {
     Some(RpcOutcome::Error(n))
 }
 
-/// Everything the audit thread needs to build one record.
-#[derive(Debug)]
-pub(crate) struct AuditEvent {
-    pub ts_ms: i64,
-    pub latency: Duration,
-    pub http_method: Method,
-    pub http_status: u16,
-    pub response_size: u64,
-    pub rejection: Option<(Stage, Cow<'static, str>)>,
-    pub principal: Option<Principal>,
-    pub method: Option<Cow<'static, str>>,
-    pub tool: Option<String>,
-    pub backend: Option<Arc<Backend>>,
-    pub params: Option<ParamsHash>,
-    pub version: Option<ProtocolVersion>,
-    pub origin: Option<String>,
-    pub session_id: Option<String>,
-    pub rpc: Option<RpcOutcome>,
-    pub listed: Option<(u32, usize)>,
-    pub backends_filter: Option<String>,
-    pub tool_mode: Option<String>,
-    pub proxy_error: Option<String>,
-}
-
-/// The `logging` phase: turns the request's notes into an event for the audit thread.
-/// Does nothing for requests that did not reach the MCP endpoint or when auditing is off.
-pub fn finish(
-    state: &AppState,
-    session: &Session,
-    error: Option<&pingora::Error>,
-    ctx: &mut RequestCtx,
-    elapsed: Duration,
-) {
-    if !ctx.audit.active || !state.audit.is_enabled() {
-        return;
-    }
-    let a = std::mem::take(&mut ctx.audit);
-    let forward = ctx.forward.take();
-    let req = session.req_header();
-    let is_list = a.method.as_deref() == Some("tools/list");
-    let list_header = |name: &str| {
-        if !is_list {
-            return None;
-        }
-        req.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| super::record::clean(v, super::record::MAX_IDENT))
-    };
-    let backends_filter = list_header("x-cortex-backends");
-    let tool_mode = list_header("x-cortex-tool-mode");
-    let (tool, backend) = match forward {
-        Some(f) => (Some(f.tool), Some(f.backend)),
-        None => (a.tool, None),
-    };
-    let event = AuditEvent {
-        ts_ms: super::record::now_ms(),
-        latency: elapsed,
-        http_method: req.method.clone(),
-        http_status: session.response_written().map_or(0, |r| r.status.as_u16()),
-        response_size: session.body_bytes_sent() as u64,
-        rejection: a.rejection,
-        principal: a.principal,
-        method: a.method,
-        tool,
-        backend,
-        params: a.params,
-        version: a.version,
-        origin: ctx.cors_origin.take().or_else(|| {
-            req.headers
-                .get("origin")
-                .and_then(|v| v.to_str().ok())
-                .map(|v| super::record::clean(v, super::record::MAX_IDENT))
-        }),
-        session_id: a.session_id,
-        rpc: a.rpc,
-        listed: a.listed,
-        backends_filter,
-        tool_mode,
-        proxy_error: error.map(|e| e.to_string()),
-    };
-    state.audit.submit(event);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,36 +496,8 @@ mod tests {
     }
 
     #[test]
-    fn deferred_and_immediate_params_hashes_agree() {
-        use crate::audit::keys::SecretSource;
-        let keys = crate::audit::AuditKeys::from_secret(
-            b"0123456789abcdef0123456789abcdef",
-            SecretSource::Ephemeral,
-        );
-        let single = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"b":1,"a":2}}}"#);
-        let reordered = Bytes::from_static(br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"arguments":{"a":2,"b":1},"name":"t"}}"#);
-        let batch = Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t"}}]"#);
-        for body in [&single, &batch] {
-            let incoming = jsonrpc::parse_body(body).unwrap();
-            let now = ParamsHash::Done(params_mac(&keys, &incoming)).finish(&keys);
-            let later = ParamsHash::Deferred(body.clone()).finish(&keys);
-            assert!(now.is_some());
-            assert_eq!(now, later);
-        }
-        // Same params, another id and key order: the same hash.
-        assert_eq!(
-            ParamsHash::Deferred(single.clone()).finish(&keys),
-            ParamsHash::Deferred(reordered).finish(&keys)
-        );
-        assert_ne!(
-            ParamsHash::Deferred(single).finish(&keys),
-            ParamsHash::Deferred(batch).finish(&keys)
-        );
-    }
-
-    #[test]
     fn first_rejection_wins() {
-        let mut a = AuditCtx::default();
+        let mut a = RequestRecord::default();
         a.reject(Stage::Origin, "first");
         a.reject(Stage::Auth, "second");
         assert_eq!(a.rejection(), Some((Stage::Origin, "first")));

@@ -1,25 +1,31 @@
 //! Catalog discovery: asks every backend for its catalog at boot and then periodically (with
 //! jitter and per-backend exponential backoff on failure), keeps the last good snapshot of a
 //! failing backend for the stale grace period, merges, and publishes confirmed changes.
+//!
+//! The refresher follows the *current* set of backends (it asks its source at every tick),
+//! so backends added or removed by a configuration reload join or leave discovery, and a
+//! removed backend's entries leave the catalog with the usual targeted `list_changed`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use async_trait::async_trait;
 use cortex_filters::catalog::{self, BackendSnapshot, CatalogDiff};
-use cortex_filters::contract;
-use cortex_filters::contract::DiscoveryReply as Optional;
 use futures::future::join_all;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
 use rand::Rng;
-use serde_json::Value;
 use tracing::{info, warn};
 
-use super::backend::Backend;
-use super::client::ContractClient;
-use super::store::CatalogStore;
+use super::backend::Discovery;
+use super::catalog::CatalogStore;
+use super::Upstreams;
 
 /// Called with every published change (sends list_changed notifications).
 pub type ChangeListener = Arc<dyn Fn(&CatalogDiff) + Send + Sync>;
+
+/// Where the refresher reads the current backends from (the reloadable policy).
+pub type UpstreamsSource = Arc<dyn Fn() -> Arc<Upstreams> + Send + Sync>;
 
 /// Discovery settings.
 #[derive(Debug, Clone)]
@@ -32,38 +38,27 @@ pub struct RefreshSettings {
     pub max_backoff: Duration,
 }
 
-/// The discovery engine (driven by a background service).
+/// The discovery engine (driven by [`RefreshService`]).
 pub struct Refresher {
-    backends: Vec<Arc<Backend>>,
-    client: Arc<ContractClient>,
+    upstreams: UpstreamsSource,
     store: Arc<CatalogStore>,
     settings: RefreshSettings,
     reserved: Vec<&'static str>,
     listener: ChangeListener,
 }
 
-/// Outcome of one backend's discovery.
-enum Discovery {
-    Ok {
-        snapshot: BackendSnapshot,
-        warnings: Vec<String>,
-    },
-    Failed(String),
-}
-
 impl Refresher {
-    /// A refresher over `backends`, publishing into `store`.
+    /// A refresher over the backends `upstreams` yields, publishing into `store`; entries
+    /// named like one of `reserved` (the gateway's own names) are dropped at merge.
     pub fn new(
-        backends: Vec<Arc<Backend>>,
-        client: Arc<ContractClient>,
+        upstreams: UpstreamsSource,
         store: Arc<CatalogStore>,
         settings: RefreshSettings,
         reserved: Vec<&'static str>,
         listener: ChangeListener,
     ) -> Self {
         Refresher {
-            backends,
-            client,
+            upstreams,
             store,
             settings,
             reserved,
@@ -73,32 +68,34 @@ impl Refresher {
 
     /// Discovers every backend that is due, then merges and publishes. Returns when done.
     pub async fn tick(&self) {
+        let upstreams = (self.upstreams)();
+        let ids: Vec<&str> = upstreams.iter().map(|b| b.id()).collect();
+        let membership_changed = self.store.sync_backends(&ids);
         let now = Instant::now();
-        let due: Vec<usize> = self.store.with_health(|h| {
+        let due: Vec<(usize, Option<BackendSnapshot>)> = self.store.with_health(|h| {
             h.iter()
                 .enumerate()
                 .filter(|(_, b)| b.next_due <= now)
-                .map(|(i, _)| i)
+                .map(|(i, b)| (i, b.snapshot.clone()))
                 .collect()
         });
         if due.is_empty() {
-            if self.backends.is_empty() && self.store.current().generation == 0 {
-                // No backends: the (empty) catalog is complete at once.
+            if membership_changed || (ids.is_empty() && self.store.current().generation == 0) {
+                // No backends, or one was removed: the catalog changes at once.
                 self.publish_if_changed();
             }
             self.expire_stale(now);
             return;
         }
-        let results = join_all(due.iter().map(|&i| {
-            let backend = self.backends[i].clone();
-            let previous = self.store.with_health(|h| h[i].snapshot.clone());
-            async move { (i, self.discover(&backend, previous).await) }
+        let results = join_all(due.into_iter().filter_map(|(i, previous)| {
+            let backend = upstreams.get(ids.get(i)?)?.clone();
+            Some(async move { (i, backend.discover(previous.as_ref()).await) })
         }))
         .await;
         let now = Instant::now();
         self.store.with_health(|h| {
             for (i, result) in results {
-                let b = &mut h[i];
+                let Some(b) = h.get_mut(i) else { continue };
                 b.attempted = true;
                 match result {
                     Discovery::Ok { snapshot, warnings } => {
@@ -177,108 +174,31 @@ impl Refresher {
             (self.listener)(&change);
         }
     }
+}
 
-    async fn discover(&self, backend: &Backend, previous: Option<BackendSnapshot>) -> Discovery {
-        if let Err(e) = backend.resolve().await {
-            return Discovery::Failed(e.to_string());
-        }
-        let tools = match self.call(backend, "list_tools").await {
-            Ok(v) => v,
-            Err(e) => return Discovery::Failed(format!("list_tools: {e}")),
-        };
-        let mut warnings = Vec::new();
-        let tools = match contract::parse_list_tools(&tools) {
-            Ok(p) => {
-                warnings.extend(p.warnings.into_iter().map(|w| format!("list_tools: {w}")));
-                p.items
-            }
-            Err(e) => return Discovery::Failed(format!("list_tools: {e}")),
-        };
-        let (prompts, templates, resources) = futures::join!(
-            self.optional(backend, "list_prompts"),
-            self.optional(backend, "list_resource_templates"),
-            self.optional(backend, "list_resources"),
-        );
-        let prev = previous.as_ref();
-        let prompts = optional_items(
-            prompts,
-            contract::parse_list_prompts,
-            prev.map(|p| p.prompts.clone()),
-            "list_prompts",
-            &mut warnings,
-        );
-        let templates = optional_items(
-            templates,
-            contract::parse_list_resource_templates,
-            prev.map(|p| p.templates.clone()),
-            "list_resource_templates",
-            &mut warnings,
-        );
-        let resources = optional_items(
-            resources,
-            contract::parse_list_resources,
-            prev.map(|p| p.resources.clone()),
-            "list_resources",
-            &mut warnings,
-        );
-        Discovery::Ok {
-            snapshot: BackendSnapshot {
-                backend_id: backend.id.clone(),
-                naming: backend.naming,
-                tools,
-                prompts,
-                templates,
-                resources,
-            },
-            warnings,
-        }
-    }
+/// Drives the [`Refresher`]: a first discovery at once, then a check every 250 ms for
+/// backends whose next discovery is due.
+pub struct RefreshService {
+    refresher: Arc<Refresher>,
+}
 
-    /// A discovery method that must succeed.
-    async fn call(&self, backend: &Backend, method: &str) -> Result<Value, String> {
-        match self.optional(backend, method).await {
-            Optional::Value(v) => Ok(v),
-            Optional::NotOffered(why) | Optional::Failed(why) => Err(why),
-        }
-    }
-
-    /// A discovery method a backend may not offer (4xx = not offered).
-    async fn optional(&self, backend: &Backend, method: &str) -> Optional {
-        let body = Bytes::from(contract::request_body(method, None));
-        let mut headers = Vec::with_capacity(1);
-        if let Some(t) = &backend.technical_token {
-            headers.push(("authorization", format!("Bearer {t}")));
-        }
-        match self.client.post(backend, body, &headers).await {
-            Ok(reply) => contract::classify_discovery_reply(reply.as_reply()),
-            Err(f) => Optional::Failed(contract::describe_transport_failure(&f)),
-        }
+impl RefreshService {
+    /// Wraps a refresher.
+    pub fn new(refresher: Arc<Refresher>) -> Self {
+        RefreshService { refresher }
     }
 }
 
-fn optional_items<T>(
-    got: Optional,
-    parse: fn(&Value) -> Result<contract::Parsed<T>, contract::ContractError>,
-    previous: Option<Vec<T>>,
-    method: &str,
-    warnings: &mut Vec<String>,
-) -> Vec<T> {
-    match got {
-        Optional::Value(v) => match parse(&v) {
-            Ok(p) => {
-                warnings.extend(p.warnings.into_iter().map(|w| format!("{method}: {w}")));
-                p.items
+#[async_trait]
+impl BackgroundService for RefreshService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => self.refresher.tick().await,
             }
-            Err(e) => {
-                warnings.push(format!("{method}: {e}"));
-                previous.unwrap_or_default()
-            }
-        },
-        Optional::NotOffered(_) => Vec::new(),
-        Optional::Failed(why) => {
-            // A transient failure of an optional list must not withdraw its entries.
-            warnings.push(format!("{method}: {why} (keeping the previous entries)"));
-            previous.unwrap_or_default()
         }
     }
 }

@@ -1,4 +1,6 @@
-//! `tools/list` and `resources/list` with the gateway's own entries first, and Cortex's
+//! The four list methods (`tools/list`, `prompts/list`, `resources/list`,
+//! `resources/templates/list`): the caller's view of the catalog, paginated, served from the
+//! per-scope-set page cache, with the gateway's own entries first, and Cortex's
 //! context-saving presentations of the tool list:
 //!
 //! - `X-Cortex-Tool-Mode: search` (or `catalog.tool_mode: search`): backend tools get a
@@ -10,22 +12,20 @@
 //!
 //! Neither changes what a caller may call. Each presentation is a separate entry of the
 //! per-scope-set view cache (the `variant` of [`CatalogStore::view`]).
-//!
-//! [`CatalogStore::view`]: crate::federation::CatalogStore::view
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
 use cortex_filters::catalog::{self, BadCursor};
-use cortex_filters::jsonrpc::{self, codes, Id};
+use cortex_filters::jsonrpc::{self, Id, RpcError};
 use cortex_filters::search::one_sentence;
 use serde_json::{json, Map, Value};
 
+use crate::builtins::{resources::architecture_entry, Listing};
 use crate::config::ToolMode;
-use crate::federation::{ListKind, ListPage};
-use crate::mcp::dispatch::{CallContext, Dispatched};
+use crate::upstream::{CatalogStore, ListKind, ListPage};
 
-use super::{Listing, ARCHITECTURE_URI};
+use super::call::{CallContext, Dispatched};
 
 /// Longest description in search mode, in characters (Cortex: 120).
 pub const SEARCH_DESCRIPTION_CHARS: usize = 120;
@@ -132,24 +132,20 @@ pub fn present_tool(entry: &Value, mode: ToolMode) -> Cow<'_, Value> {
     Cow::Owned(Value::Object(out))
 }
 
-/// Parses `params.cursor`; `Err` is the JSON-RPC error to answer with.
-fn cursor<'a>(id: &Id, params: &'a Value) -> Result<Option<&'a str>, Vec<u8>> {
+/// Parses `params.cursor`.
+fn cursor(params: &Value) -> Result<Option<&str>, RpcError> {
     match params.get("cursor") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(c)) => Ok(Some(c.as_str())),
-        Some(_) => Err(jsonrpc::error(
-            Some(id),
-            codes::INVALID_PARAMS,
+        Some(_) => Err(RpcError::invalid_params(
             "Invalid params: cursor must be a string",
-            None,
         )),
     }
 }
 
-/// One page of `entries` (gateway entries first, then the backends' in catalog order) as
-/// `{"<key>":[…],"nextCursor"?}`. Sort keys are `0:<nn>` for gateway entries and
-/// `1:<name>` for backend entries, so the cursor logic of `cortex_filters::catalog::page`
-/// applies unchanged.
+/// One page of `entries` (gateway entries first, then the backends' in catalog order).
+/// Sort keys are `0:<nn>` for gateway entries and `1:<name>` for backend entries, so the
+/// cursor logic of `cortex_filters::catalog::page` applies unchanged.
 fn page_bytes(
     key: &str,
     own: &[&Value],
@@ -166,125 +162,115 @@ fn page_bytes(
     }
     let (range, next) = catalog::page(&all, |(k, _)| k.as_str(), cursor, page_size)?;
     let entries = u32::try_from(range.len()).unwrap_or(u32::MAX);
-    let mut out = Vec::with_capacity(1024);
-    out.extend_from_slice(b"{\"");
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":[");
-    for (i, (_, v)) in all[range].iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        if serde_json::to_writer(&mut out, v.as_ref()).is_err() {
-            out.extend_from_slice(b"null");
-        }
-    }
-    out.push(b']');
-    if let Some(n) = next {
-        out.extend_from_slice(b",\"nextCursor\":");
-        if serde_json::to_writer(&mut out, &n).is_err() {
-            out.extend_from_slice(b"null");
-        }
-    }
-    out.push(b'}');
+    let bytes = catalog::list_result(
+        key,
+        all[range].iter().map(|(_, v)| v.as_ref()),
+        next.as_deref(),
+    );
     Ok(ListPage {
-        bytes: Bytes::from(out),
+        bytes: Bytes::from(bytes),
         entries,
     })
 }
 
+/// The answer to a list request from a built (or cached) page.
 fn answer(id: &Id, built: Result<ListPage, BadCursor>) -> Dispatched {
-    crate::mcp::dispatch::list_answer(id, built)
+    match built {
+        Ok(page) => Dispatched::List {
+            body: jsonrpc::success_raw(id, &page.bytes),
+            entries: page.entries,
+        },
+        Err(e) => Dispatched::Answer(
+            RpcError::invalid_params(format!("Invalid params: {e}")).to_response(Some(id)),
+        ),
+    }
 }
 
-/// `tools/list`: the builtins the caller may use (in full), then the backend tools it may
-/// see, presented as the request asks.
-pub fn tools_list(cx: &CallContext<'_>, id: &Id, params: &Value) -> Dispatched {
-    let cursor = match cursor(id, params) {
+/// Runs `build` through the page cache for the caller's scope set.
+fn cached(
+    catalog: &CatalogStore,
+    cx: &CallContext<'_>,
+    kind: ListKind,
+    variant: u64,
+    cursor: Option<&str>,
+    build: impl FnOnce() -> Result<ListPage, BadCursor>,
+) -> Result<ListPage, BadCursor> {
+    let generation = catalog.current().generation;
+    catalog.view(
+        generation,
+        kind,
+        variant,
+        &cx.principal.scope_key,
+        cursor,
+        build,
+    )
+}
+
+/// Answers one of the four list methods.
+pub fn list(cx: &CallContext<'_>, id: &Id, params: &Value, kind: ListKind) -> Dispatched {
+    let cursor = match cursor(params) {
         Ok(c) => c,
-        Err(e) => return Dispatched::Answer(e),
+        Err(e) => return Dispatched::Answer(e.to_response(Some(id))),
     };
-    let state = cx.state;
+    let store = &cx.shared.catalog;
+    let current = store.current();
+    let grants = &cx.principal.grants;
+    let page_size = cx.policy.config.catalog.page_size;
     let p = &cx.presentation;
-    let current = state.catalog.current();
-    let built = state.catalog.view(
-        current.generation,
-        ListKind::Tools,
-        p.variant(),
-        &cx.principal.scope_key,
-        cursor,
-        || {
-            let own: Vec<&Value> = state
-                .builtins
-                .all()
-                .iter()
-                .filter(|d| d.listing == Listing::Always || p.mode == ToolMode::Search)
-                .filter(|d| cx.principal.grants.allows(d.scope.as_deref()))
-                .map(|d| &d.entry)
-                .collect();
-            let backend = catalog::visible_tools(&current.merged, &cx.principal.grants)
-                .into_iter()
-                .filter(|t| p.lists_backend(&t.backend_id))
-                .map(|t| (t.exposed.as_str(), present_tool(&t.entry, p.mode)))
-                .collect();
-            page_bytes(
-                "tools",
-                &own,
-                backend,
-                cursor,
-                state.config.catalog.page_size,
-            )
-        },
-    );
-    answer(id, built)
-}
-
-/// The listed entry of `cortex://architecture`.
-pub fn architecture_entry() -> Value {
-    json!({
-        "uri": ARCHITECTURE_URI,
-        "name": "architecture",
-        "title": "How this gateway is set up for you",
-        "description": "Live Markdown: your identity and scopes, the apps behind this gateway and their health, the naming rule and how to find tools.",
-        "mimeType": "text/markdown",
-        "annotations": {"audience": ["assistant", "user"], "priority": 0.5},
-    })
-}
-
-/// `resources/list`: `cortex://architecture` (when the caller may read it), then the static
-/// resources of the backends it may see.
-pub fn resources_list(cx: &CallContext<'_>, id: &Id, params: &Value) -> Dispatched {
-    let cursor = match cursor(id, params) {
-        Ok(c) => c,
-        Err(e) => return Dispatched::Answer(e),
+    let variant = if kind == ListKind::Tools {
+        p.variant()
+    } else {
+        0
     };
-    let state = cx.state;
-    let current = state.catalog.current();
-    let built = state.catalog.view(
-        current.generation,
-        ListKind::Resources,
-        0,
-        &cx.principal.scope_key,
-        cursor,
-        || {
-            let arch = architecture_entry();
-            let own: Vec<&Value> = if state.builtins.architecture_visible(cx.principal) {
-                vec![&arch]
-            } else {
-                Vec::new()
-            };
-            let backend = catalog::visible_resources(&current.merged, &cx.principal.grants)
-                .into_iter()
-                .map(|r| (r.exposed.as_str(), Cow::Borrowed(&r.entry)))
-                .collect();
-            page_bytes(
-                "resources",
-                &own,
-                backend,
-                cursor,
-                state.config.catalog.page_size,
-            )
-        },
-    );
+    let built = cached(store, cx, kind, variant, cursor, || {
+        let merged = &current.merged;
+        match kind {
+            ListKind::Tools => {
+                let own: Vec<&Value> = cx
+                    .policy
+                    .builtins
+                    .all()
+                    .iter()
+                    .filter(|d| d.listing == Listing::Always || p.mode == ToolMode::Search)
+                    .filter(|d| grants.allows(d.scope.as_deref()))
+                    .map(|d| &d.entry)
+                    .collect();
+                let backend = catalog::visible_tools(merged, grants)
+                    .into_iter()
+                    .filter(|t| p.lists_backend(&t.backend_id))
+                    .map(|t| (t.exposed.as_str(), present_tool(&t.entry, p.mode)))
+                    .collect();
+                page_bytes("tools", &own, backend, cursor, page_size)
+            }
+            ListKind::Resources => {
+                let arch = architecture_entry();
+                let own: Vec<&Value> = if cx.policy.builtins.architecture_visible(cx.principal) {
+                    vec![&arch]
+                } else {
+                    Vec::new()
+                };
+                let backend = catalog::visible_resources(merged, grants)
+                    .into_iter()
+                    .map(|r| (r.exposed.as_str(), Cow::Borrowed(&r.entry)))
+                    .collect();
+                page_bytes("resources", &own, backend, cursor, page_size)
+            }
+            ListKind::Prompts => {
+                let backend = catalog::visible_prompts(merged, grants)
+                    .into_iter()
+                    .map(|e| (e.exposed.as_str(), Cow::Borrowed(&e.entry)))
+                    .collect();
+                page_bytes("prompts", &[], backend, cursor, page_size)
+            }
+            ListKind::Templates => {
+                let backend = catalog::visible_templates(merged, grants)
+                    .into_iter()
+                    .map(|e| (e.exposed.as_str(), Cow::Borrowed(&e.entry)))
+                    .collect();
+                page_bytes("resourceTemplates", &[], backend, cursor, page_size)
+            }
+        }
+    });
     answer(id, built)
 }
 

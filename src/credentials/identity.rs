@@ -3,9 +3,10 @@
 //! - `passthrough` (default): the caller's bearer token and the `X-Cortex-*` headers, exactly
 //!   as the TypeScript Cortex sends them, so existing contract backends (which re-validate the
 //!   gateway's token themselves) work unchanged.
-//! - `mint`: a short-lived JWT signed by the gateway for the backend's audience ([`super::mint`]).
+//! - `mint`: a short-lived JWT signed by the gateway for the backend's audience
+//!   ([`crate::auth::mint`]).
 //! - `exchange`: an RFC 8693 token from the authorization server for the backend's audience
-//!   ([`super::exchange`]).
+//!   ([`crate::auth::exchange`]).
 //!
 //! The `X-Cortex-*` headers are sent in every mode (they are the contract); with `mint` and
 //! `exchange` a backend can trust the signed token instead of the headers. The MCP "no token
@@ -18,18 +19,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cortex_filters::catalog::MergedCatalog;
-use cortex_filters::jsonrpc::codes;
+use cortex_filters::jsonrpc::RpcError;
 use cortex_filters::scope::GrantedScopes;
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing::debug;
 
-use super::exchange::{ExchangeRequest, Exchanger};
-use super::http::AsClient;
-use super::issuer::Issuer;
-use super::mint::{MintRequest, MintSettings, Minter};
-use super::{AuthSetupError, Principal, PrincipalKind};
+use crate::auth::exchange::{ExchangeRequest, Exchanger};
+use crate::auth::http::AsClient;
+use crate::auth::issuer::Issuer;
+use crate::auth::mint::{MintRequest, MintSettings, Minter};
+use crate::auth::{AuthSetupError, Principal, PrincipalKind};
 use crate::config::{Config, IdentityMode};
-use crate::mcp::dispatch::identity_headers;
 
 /// How one backend is to be called.
 #[derive(Debug, Clone)]
@@ -49,15 +49,47 @@ pub struct IdentityError {
     pub reason: String,
 }
 
-impl IdentityError {
-    /// As a JSON-RPC error triple (code, message, data).
-    pub fn rpc(&self) -> (i64, String, Option<Value>) {
-        (
-            codes::INTERNAL_ERROR,
-            self.to_string(),
-            Some(json!({"backend": self.backend})),
-        )
+impl From<IdentityError> for RpcError {
+    fn from(e: IdentityError) -> Self {
+        RpcError::internal(e.to_string()).with_data(json!({"backend": e.backend}))
     }
+}
+
+/// Identity headers sent with every user call (Cortex contract §1): the caller's bearer
+/// token when it has one, and `X-Cortex-User-*` / `X-Cortex-Scopes`.
+pub fn identity_headers(p: &Principal) -> Vec<(&'static str, String)> {
+    let mut h = Vec::with_capacity(6);
+    if let Some(c) = &p.credential {
+        h.push(("authorization", format!("Bearer {c}")));
+    }
+    h.push(("x-cortex-user-id", header_safe(&p.sub)));
+    h.push((
+        "x-cortex-user-email",
+        header_safe(p.email.as_deref().unwrap_or("")),
+    ));
+    h.push((
+        "x-cortex-user-role",
+        header_safe(p.role.as_deref().unwrap_or("")),
+    ));
+    h.push((
+        "x-cortex-user-pool",
+        header_safe(p.pool.as_deref().unwrap_or("")),
+    ));
+    h.push(("x-cortex-scopes", header_safe(&p.scopes_header())));
+    h
+}
+
+/// Header values must be visible ASCII or spaces: anything else becomes `?`.
+fn header_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// Per-backend credentials: the minting keys and the exchange client, when any backend needs

@@ -162,6 +162,25 @@ impl CatalogStore {
         f(&mut g)
     }
 
+    /// Makes the health table follow `ids` (the current backends, in configuration order):
+    /// new ids get a fresh entry due now, removed ids leave with their snapshot. Returns
+    /// whether anything changed.
+    pub fn sync_backends(&self, ids: &[&str]) -> bool {
+        self.with_health(|h| {
+            if h.len() == ids.len() && h.iter().zip(ids).all(|(b, id)| b.id == *id) {
+                return false;
+            }
+            let mut old: Vec<BackendHealth> = std::mem::take(h);
+            for id in ids {
+                match old.iter().position(|b| b.id == *id) {
+                    Some(i) => h.push(old.swap_remove(i)),
+                    None => h.push(BackendHealth::new(id)),
+                }
+            }
+            true
+        })
+    }
+
     /// Whether every backend had at least one discovery attempt and the catalog that came
     /// out of it is published (so a ready gateway never lists an empty catalog by mistake).
     pub fn ready(&self) -> bool {

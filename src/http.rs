@@ -1,6 +1,8 @@
-//! Writing gateway-made HTTP responses on a Pingora session.
+//! Small HTTP helpers shared by every edge route: answers the gateway writes itself, CORS,
+//! request headers, the bounded body read. The bottom floor of the house: it imports no
+//! feature.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -85,4 +87,52 @@ pub fn add_cors(h: &mut ResponseHeader, origin: &str) -> Result<()> {
     h.insert_header("access-control-expose-headers", CORS_EXPOSE_HEADERS)?;
     h.append_header("vary", "origin")?;
     Ok(())
+}
+
+/// A request header as text (`None` when absent or not visible ASCII).
+pub fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The `Host` the request was sent to: the `Host` header, else the authority of an
+/// absolute-form request target.
+pub fn request_host(session: &Session) -> Option<String> {
+    header(session, "host")
+        .map(str::to_string)
+        .or_else(|| session.req_header().uri.authority().map(|a| a.to_string()))
+}
+
+/// The outcome of reading a request body under a byte limit.
+#[derive(Debug)]
+pub enum BodyRead {
+    /// The whole body.
+    Complete(Bytes),
+    /// The body is larger than the limit (declared or read); the rest was not read.
+    TooLarge,
+}
+
+/// Reads the whole request body, at most `limit` bytes. Answers `Expect: 100-continue`
+/// first, and refuses a declared `Content-Length` over the limit before reading anything.
+pub async fn read_body(session: &mut Session, limit: u64) -> Result<BodyRead> {
+    let declared = header(session, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(BodyRead::TooLarge);
+    }
+    let expects_continue =
+        header(session, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue {
+        session.write_continue_response().await?;
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit) as usize);
+    while let Some(chunk) = session.read_request_body().await? {
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Ok(BodyRead::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(BodyRead::Complete(buf.freeze()))
 }
