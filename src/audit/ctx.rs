@@ -380,7 +380,7 @@ pub fn finish(
         None => (a.tool, None),
     };
     let event = AuditEvent {
-        ts_ms: super::record::now_ms(),
+        ts_ms: crate::clock::now_ms(),
         latency: elapsed,
         http_method: req.method.clone(),
         http_status: session.response_written().map_or(0, |r| r.status.as_u16()),

@@ -33,7 +33,7 @@ use tracing::{info, warn};
 use crate::config::{AuditConfig, Config};
 use crate::federation::CatalogStore;
 use crate::state::AppState;
-use crate::store::{Store, StoreError};
+use crate::store::{AuditStore, StoreError};
 
 pub use ctx::{AuditCtx, RpcOutcome, Stage};
 pub use keys::AuditKeys;
@@ -97,7 +97,7 @@ impl AuditSink {
     pub fn start(
         config: &AuditConfig,
         keys: Arc<AuditKeys>,
-        store: Option<Arc<dyn Store>>,
+        store: Option<Arc<dyn AuditStore>>,
         catalog: Option<Arc<CatalogStore>>,
     ) -> Result<AuditSink, AuditError> {
         // The hand-off queue absorbs bursts while the audit thread is busy; the backlog
@@ -191,7 +191,7 @@ impl AuditSink {
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 let total = s.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed) + 1;
-                let now = record::now_ms();
+                let now = crate::clock::now_ms();
                 let last = s.last_full_warning_ms.load(Ordering::Relaxed);
                 if now - last >= 10_000
                     && s.last_full_warning_ms
@@ -260,9 +260,9 @@ pub fn install(state: &mut AppState) -> Result<(), AuditError> {
 
 /// The keys and store of `config` for offline tools (`audit verify`): never creates a
 /// secret.
-pub fn open_for_verify(config: &Config) -> Result<(AuditKeys, Arc<dyn Store>), AuditError> {
+pub fn open_for_verify(config: &Config) -> Result<(AuditKeys, Arc<dyn AuditStore>), AuditError> {
     let (keys, _) = AuditKeys::load(config, false)?;
-    let store = crate::store::open(config)?;
+    let store: Arc<dyn AuditStore> = crate::store::open(config)?;
     Ok((keys, store))
 }
 

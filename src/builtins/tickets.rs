@@ -7,7 +7,7 @@
 //! Routing: a report whose `contextApp` is a ticket backend (`tickets.backends`,
 //! `CORTEX_TICKET_BACKENDS`) is forwarded to that backend's `report_missing_capability`
 //! (without `contextApp`, as Cortex does) with the caller's identity; every other report is
-//! stored by the gateway ([`crate::store::Store::create_ticket`]), deduplicated per caller on
+//! stored by the gateway ([`crate::store::TicketStore::create_ticket`]), deduplicated per caller on
 //! a fingerprint of `whatIWanted|contextTool|contextApp` within `tickets.dedup_window`.
 //! A new local blocking ticket and its webhook delivery are written in one transaction.
 
