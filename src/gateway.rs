@@ -171,7 +171,7 @@ impl ProxyHttp for Gateway {
                 .map(|v| clean(v, MAX_IDENT))
         };
         let facts = Facts {
-            ts_ms: crate::audit::record::now_ms(),
+            ts_ms: crate::clock::now_ms(),
             latency: elapsed,
             http_method: req.method.clone(),
             http_status: status,

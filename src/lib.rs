@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth;
 pub mod builtins;
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod demo;

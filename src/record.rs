@@ -20,6 +20,7 @@ use http::Method;
 use serde_json::Value;
 
 use crate::auth::{AuthOutcome, Principal};
+pub use crate::store::{clean, MAX_IDENT};
 
 /// Where a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,22 +385,6 @@ impl ClosedRecord {
             _ => None,
         }
     }
-}
-
-/// Longest identifier kept in a record (method, tool, header values), in characters.
-pub const MAX_IDENT: usize = 256;
-
-/// Replaces control characters (NUL would break PostgreSQL text, newlines would split log
-/// lines) and cuts `s` to `max` characters.
-pub fn clean(s: &str, max: usize) -> String {
-    let needs_work = s.len() > max || s.chars().any(char::is_control);
-    if !needs_work {
-        return s.to_string();
-    }
-    s.chars()
-        .take(max)
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .collect()
 }
 
 /// Known method names without an allocation; others copied (bounded).

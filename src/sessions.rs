@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cortex_filters::catalog::CatalogDiff;
@@ -16,6 +16,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::clock::unix_now;
 use crate::config::SessionsConfig;
 
 /// Capacity of one stream's outgoing channel; a client that does not read is dropped from
@@ -273,13 +274,6 @@ impl SessionState {
             let _ = newest.try_send(event);
         }
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Derives the 32-byte sealing key from the configured secret (once, at start).

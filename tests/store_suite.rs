@@ -123,6 +123,21 @@ async fn audit_append_links_records_in_order(db: TestDb) {
     assert_eq!(verifies(reopened.as_ref()).await, 6);
 }
 
+/// The audit thread appends up to 500 records at once; PostgreSQL inserts them in several
+/// multi-row statements, which must still link as one batch.
+async fn a_large_batch_links_in_order(db: TestDb) {
+    let store = db.open();
+    append(store.as_ref(), 1_000, 2).await;
+    let head = append(store.as_ref(), 10_000, 450).await;
+    assert_eq!(head.last_seq, 452);
+    let rows = store.read_audit(0, 1_000).await.unwrap();
+    assert_eq!(rows.len(), 452);
+    assert_eq!(rows[451].hash, head.last_hash);
+    assert_eq!(rows[451].record, record(10_449, "tool_449"));
+    assert_eq!(rows[201].record, record(10_199, "tool_199"));
+    assert_eq!(verifies(store.as_ref()).await, 452);
+}
+
 async fn concurrent_appenders_share_one_chain(db: TestDb) {
     let (a, b) = (db.open(), db.open());
     let writer = |s: Arc<dyn Store>, base: i64| async move {
@@ -740,6 +755,7 @@ both!(
     migrations_are_applied_once,
     audit_append_links_records_in_order,
     concurrent_appenders_share_one_chain,
+    a_large_batch_links_in_order,
     verify_names_an_edited_record,
     verify_names_an_edited_flag,
     verify_names_a_deleted_record,

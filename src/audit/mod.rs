@@ -34,7 +34,7 @@ use serde_json::Value;
 
 use crate::config::{AuditConfig, Config};
 use crate::record::{message_params, ClosedRecord, ParamsHasher};
-use crate::store::{Store, StoreError};
+use crate::store::{AuditStore, StoreError};
 
 pub use keys::AuditKeys;
 pub use writer::{AuditStats, StatsSnapshot};
@@ -110,7 +110,7 @@ impl AuditSink {
     pub fn start(
         config: &AuditConfig,
         keys: Arc<AuditKeys>,
-        store: Option<Arc<dyn Store>>,
+        store: Option<Arc<dyn AuditStore>>,
     ) -> Result<AuditSink, AuditError> {
         // The hand-off queue absorbs bursts while the audit thread is busy; the backlog
         // (`audit.queue`) holds records while the store is down.
@@ -207,7 +207,7 @@ impl AuditSink {
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 let total = s.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed) + 1;
-                let now = record::now_ms();
+                let now = crate::clock::now_ms();
                 let last = s.last_full_warning_ms.load(Ordering::Relaxed);
                 if now - last >= 10_000
                     && s.last_full_warning_ms
@@ -246,7 +246,7 @@ impl AuditSink {
 /// Loads the audit keys and starts the audit thread over `store` (the store is opened by
 /// the caller, which shares it with the other features). Warnings (generated secret,
 /// PostgreSQL without a shared secret) are logged.
-pub fn start(config: &Config, store: Arc<dyn Store>) -> Result<AuditSink, AuditError> {
+pub fn start(config: &Config, store: Arc<dyn AuditStore>) -> Result<AuditSink, AuditError> {
     let (keys, warning) = AuditKeys::load(config, true)?;
     if let Some(w) = warning {
         warn!("{w}");
@@ -267,9 +267,9 @@ pub fn start(config: &Config, store: Arc<dyn Store>) -> Result<AuditSink, AuditE
 
 /// The keys and store of `config` for offline tools (`audit verify`): never creates a
 /// secret.
-pub fn open_for_verify(config: &Config) -> Result<(AuditKeys, Arc<dyn Store>), AuditError> {
+pub fn open_for_verify(config: &Config) -> Result<(AuditKeys, Arc<dyn AuditStore>), AuditError> {
     let (keys, _) = AuditKeys::load(config, false)?;
-    let store = crate::store::open(config)?;
+    let store: Arc<dyn AuditStore> = crate::store::open(config)?;
     Ok((keys, store))
 }
 

@@ -32,7 +32,7 @@ use super::keys::{AuditKeys, Domain};
 use super::record::{clean, clean_opt, decision, AuditRecord, MAX_IDENT, MAX_TEXT};
 use crate::auth::PrincipalKind;
 use crate::record::{ClosedRecord, RpcOutcome, Target};
-use crate::store::{ChainHead, Store, StoreError};
+use crate::store::{AuditStore, ChainHead, StoreError};
 
 /// Most records per append.
 pub const BATCH: usize = 500;
@@ -218,13 +218,20 @@ pub(crate) enum Control {
     },
 }
 
+/// How one append ended at shutdown.
+enum Flushed {
+    Stored,
+    Failed(StoreError),
+    TimedOut,
+}
+
 type Inflight =
     Pin<Box<dyn Future<Output = (Arc<Vec<AuditRecord>>, Result<ChainHead, StoreError>)> + Send>>;
 
 /// The audit thread's state.
 pub(crate) struct Writer {
     pub builder: Builder,
-    pub store: Option<Arc<dyn Store>>,
+    pub store: Option<Arc<dyn AuditStore>>,
     pub stdout: bool,
     pub backlog_cap: usize,
     pub stats: Arc<AuditStats>,
@@ -238,7 +245,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub fn new(
         builder: Builder,
-        store: Option<Arc<dyn Store>>,
+        store: Option<Arc<dyn AuditStore>>,
         stdout: bool,
         backlog_cap: usize,
         stats: Arc<AuditStats>,
@@ -444,6 +451,29 @@ impl Writer {
         }
     }
 
+    /// Waits for one append until `deadline` and books it: stored, or failed and put back
+    /// in front of the backlog. When the deadline comes first its records stay counted as
+    /// in flight.
+    async fn flush_one(&mut self, append: Inflight, deadline: Instant) -> Flushed {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Ok((batch, result)) = tokio::time::timeout(remaining, append).await else {
+            return Flushed::TimedOut;
+        };
+        self.inflight_len = 0;
+        match result {
+            Ok(_) => {
+                self.stats
+                    .stored
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                Flushed::Stored
+            }
+            Err(e) => {
+                self.requeue(batch);
+                Flushed::Failed(e)
+            }
+        }
+    }
+
     /// Drains the queue and flushes the backlog until the deadline.
     async fn shutdown(
         mut self,
@@ -471,41 +501,20 @@ impl Writer {
         }
         let mut out = std::io::stdout();
         self.write_stdout(&mut out, &lines);
-        let remaining = || deadline.saturating_duration_since(Instant::now());
+        // The append in flight first (a failure puts its records back for the loop), then
+        // the backlog batch by batch until it is empty, the store fails, or time is up.
         let mut timed_out = false;
         if let Some(f) = inflight {
-            match tokio::time::timeout(remaining(), f).await {
-                Ok((batch, Ok(_))) => {
-                    self.inflight_len = 0;
-                    self.stats
-                        .stored
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-                Ok((batch, Err(_))) => {
-                    self.inflight_len = 0;
-                    self.requeue(batch);
-                }
-                Err(_) => timed_out = true,
-            }
+            timed_out = matches!(self.flush_one(f, deadline).await, Flushed::TimedOut);
         }
         while let Some(f) = (!timed_out).then(|| self.start_append(false)).flatten() {
-            match tokio::time::timeout(remaining(), f).await {
-                Ok((batch, Ok(_))) => {
-                    self.inflight_len = 0;
-                    self.stats
-                        .stored
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-                Ok((batch, Err(e))) => {
-                    self.inflight_len = 0;
-                    self.requeue(batch);
+            match self.flush_one(f, deadline).await {
+                Flushed::Stored => {}
+                Flushed::Failed(e) => {
                     warn!(error = %e, lost = self.backlog.len(), "audit: the store is unavailable at shutdown; records not stored (stdout has them)");
                     break;
                 }
-                Err(_) => {
-                    timed_out = true;
-                    break;
-                }
+                Flushed::TimedOut => timed_out = true,
             }
         }
         if timed_out {
@@ -540,9 +549,7 @@ mod flow_tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::audit::chain::{ChainKey, ChainState};
     use crate::audit::keys::SecretSource;
-    use crate::audit::record::StoredAudit;
     use crate::store::*;
 
     /// A store whose appends fail while `down` is set (or for one poisoned tool).
@@ -561,7 +568,7 @@ mod flow_tests {
     }
 
     #[async_trait]
-    impl Store for FlakyStore {
+    impl StoreBase for FlakyStore {
         fn kind(&self) -> StoreKind {
             StoreKind::Postgres("fake".into())
         }
@@ -574,10 +581,14 @@ mod flow_tests {
         async fn schema_version(&self) -> Result<i64, StoreError> {
             Ok(1)
         }
+    }
+
+    #[async_trait]
+    impl AuditStore for FlakyStore {
         async fn append_audit(
             &self,
             records: Arc<Vec<AuditRecord>>,
-            _key: Arc<ChainKey>,
+            _key: Arc<dyn ChainLinker>,
         ) -> Result<ChainHead, StoreError> {
             self.attempts.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
@@ -606,58 +617,8 @@ mod flow_tests {
             &self,
             _: i64,
             _: u32,
-            _: Arc<ChainKey>,
+            _: Arc<dyn ChainLinker>,
         ) -> Result<PurgeOutcome, StoreError> {
-            nope()
-        }
-        async fn create_ticket(
-            &self,
-            _: NewTicket,
-            _: i64,
-            _: Option<NewDelivery>,
-        ) -> Result<CreatedTicket, StoreError> {
-            nope()
-        }
-        async fn get_ticket(&self, _: &str) -> Result<Option<Ticket>, StoreError> {
-            nope()
-        }
-        async fn list_tickets(&self, _: TicketFilter) -> Result<Vec<Ticket>, StoreError> {
-            nope()
-        }
-        async fn update_ticket(
-            &self,
-            _: &str,
-            _: TicketUpdate,
-        ) -> Result<Option<Ticket>, StoreError> {
-            nope()
-        }
-        async fn enqueue_delivery(&self, _: NewDelivery) -> Result<(), StoreError> {
-            nope()
-        }
-        async fn claim_deliveries(
-            &self,
-            _: i64,
-            _: i64,
-            _: u32,
-        ) -> Result<Vec<Delivery>, StoreError> {
-            nope()
-        }
-        async fn finish_delivery(
-            &self,
-            _: &str,
-            _: &str,
-            _: DeliveryOutcome,
-        ) -> Result<bool, StoreError> {
-            nope()
-        }
-        async fn get_delivery(&self, _: &str) -> Result<Option<Delivery>, StoreError> {
-            nope()
-        }
-        async fn list_deliveries(
-            &self,
-            _: DeliveryState,
-            _: u32,
-        ) -> Result<Vec<Delivery>, StoreError> {
             nope()
         }
     }
@@ -704,7 +665,7 @@ mod flow_tests {
                 keys,
                 subject_in_clear: false,
             },
-            Some(store as Arc<dyn Store>),
+            Some(store as Arc<dyn AuditStore>),
             false,
             cap,
             stats.clone(),

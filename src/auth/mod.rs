@@ -30,7 +30,6 @@ pub mod validator;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use cortex_filters::scope::{GrantedScopes, ScopeRules};
 
@@ -40,12 +39,8 @@ use self::issuer::Issuer;
 use self::jwt::Alg;
 use self::validator::{Validator, ValidatorSettings, Verdict};
 
-/// Seconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+/// Seconds since the Unix epoch (the gateway's one clock).
+pub use crate::clock::unix_now;
 
 /// Why the authentication setup cannot start.
 #[derive(Debug, thiserror::Error)]

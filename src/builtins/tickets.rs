@@ -7,18 +7,18 @@
 //! Routing: a report whose `contextApp` is a ticket backend (`tickets.backends`,
 //! `CORTEX_TICKET_BACKENDS`) is forwarded to that backend's `report_missing_capability`
 //! (without `contextApp`, as Cortex does) with the caller's identity; every other report is
-//! stored by the gateway ([`crate::store::Store::create_ticket`]), deduplicated per caller on
+//! stored by the gateway ([`crate::store::TicketStore::create_ticket`]), deduplicated per caller on
 //! a fingerprint of `whatIWanted|contextTool|contextApp` within `tickets.dedup_window`.
 //! A new local blocking ticket and its webhook delivery are written in one transaction.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::clock::{iso8601_ms as iso_ms, now_ms};
 use crate::store::{
     random_id, NewDelivery, NewTicket, Store, StoreError, Ticket, TicketFilter, TicketNote,
     TicketSeverity, TicketStatus, TicketUpdate,
@@ -57,32 +57,6 @@ const MAX_TEXT: usize = 4_000;
 const MAX_SHAPE: usize = 16_000;
 /// Longest `contextTool` / `contextApp`.
 const MAX_NAME: usize = 200;
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// `2026-11-21T08:06:49.028Z` (JavaScript's `toISOString`, what Cortex backends send), so
-/// local and backend tickets sort together as strings.
-pub fn iso_ms(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        ),
-        Err(_) => String::new(),
-    }
-}
 
 /// The deduplication fingerprint: SHA-256 (hex) of the normalised `whatIWanted` (lowercase,
 /// whitespace collapsed), `contextTool` and `contextApp`, separated by `|`.
@@ -713,11 +687,5 @@ mod tests {
             fingerprint("export bills", Some("erp_list"), Some("erp"))
         );
         assert_eq!(a.len(), 64);
-    }
-
-    #[test]
-    fn iso_times_look_like_javascript() {
-        assert_eq!(iso_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_ms(1_795_594_009_028), "2026-11-25T08:06:49.028Z");
     }
 }

@@ -1,7 +1,7 @@
 //! The blocking-ticket webhook: a durable outbox drained by a background service.
 //!
 //! A new blocking ticket enqueues a delivery in the store in the same transaction as the
-//! ticket ([`crate::store::Store::create_ticket`]), so neither exists without the other and
+//! ticket ([`crate::store::TicketStore::create_ticket`]), so neither exists without the other and
 //! nothing is lost when the receiver is down or the gateway restarts. [`DeliveryService`]
 //! claims due deliveries (a lease, so replicas sharing a database never send one delivery
 //! concurrently), POSTs them, and records the outcome: delivered on a 2xx, otherwise retried
@@ -36,7 +36,7 @@ use crate::store::{Delivery, DeliveryOutcome, Store};
 use crate::upstream::{HttpClient, Limits, Target};
 use crate::GATEWAY_VERSION;
 
-use super::tickets::now_ms;
+use crate::clock::now_ms;
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-cortex-signature";

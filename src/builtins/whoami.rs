@@ -56,7 +56,7 @@ pub async fn whoami(cx: &BuiltinCx<'_>) -> Value {
                 PrincipalKind::DevBypass => "dev_bypass",
                 PrincipalKind::Token => "oauth",
             },
-            "token_expires_at": p.expires_at.map(|s| super::tickets::iso_ms((s as i64).saturating_mul(1000))),
+            "token_expires_at": p.expires_at.map(|s| crate::clock::iso8601_ms((s as i64).saturating_mul(1000))),
             "mcp_session": cx.session_present,
             "protocol_version": cx.version.as_str(),
         },
@@ -184,5 +184,5 @@ fn visibility(cx: &BuiltinCx<'_>, admin: bool) -> Value {
 /// The wall-clock time of a past `Instant`, RFC 3339 in UTC with milliseconds.
 pub fn rfc3339_of(at: Instant) -> String {
     let ago = Instant::now().saturating_duration_since(at);
-    super::tickets::iso_ms(super::tickets::now_ms() - ago.as_millis() as i64)
+    crate::clock::iso8601_ms(crate::clock::now_ms() - ago.as_millis() as i64)
 }

@@ -2,7 +2,6 @@
 //! escaping.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -66,13 +65,8 @@ pub(crate) fn random_token() -> Result<String, Internal> {
     Ok(b64url(&random_bytes::<32>()?))
 }
 
-/// Seconds since the Unix epoch.
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+/// Seconds since the Unix epoch (the gateway's one clock).
+pub(crate) use crate::clock::unix_now as now_unix;
 
 /// A JSON answer.
 pub(crate) fn json_answer(status: u16, body: &Value) -> Answer {

@@ -1,5 +1,4 @@
-//! The data the store keeps besides the audit trail: missing-capability tickets (Cortex's
-//! `missing_capabilities`) and the durable webhook outbox. Plain data, no I/O.
+//! Missing-capability tickets (Cortex's `missing_capabilities`): plain data, no I/O.
 
 use serde::{Deserialize, Serialize};
 
@@ -164,7 +163,7 @@ pub struct Ticket {
     pub updated_at_ms: i64,
 }
 
-/// The result of [`Store::create_ticket`](super::Store::create_ticket).
+/// The result of [`TicketStore::create_ticket`](crate::store::TicketStore::create_ticket).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreatedTicket {
     /// The new ticket, or the existing one the report was folded into.
@@ -176,7 +175,7 @@ pub struct CreatedTicket {
     pub delivery_enqueued: bool,
 }
 
-/// Filters of [`Store::list_tickets`](super::Store::list_tickets); `None` means any.
+/// Filters of [`TicketStore::list_tickets`](crate::store::TicketStore::list_tickets); `None` means any.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TicketFilter {
     /// Only this owner's tickets; `None` lists everyone's (admin).
@@ -204,132 +203,19 @@ pub struct TicketUpdate {
     pub now_ms: i64,
 }
 
-/// A webhook delivery to enqueue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewDelivery {
-    /// Delivery id: unique, sent to the receiver (e.g. as a header) so it can drop repeats.
-    pub id: String,
-    /// What it is, e.g. `cortex.ticket.blocking`.
-    pub kind: String,
-    /// Where it goes (the webhook URL at enqueue time).
-    pub target: String,
-    /// The exact body to send (signed by the sender at send time, or here).
-    pub payload: String,
-    /// Enqueue time and first due time, Unix milliseconds.
-    pub now_ms: i64,
-}
-
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Waiting to be (re)tried.
-    Pending,
-    /// Accepted by the receiver.
-    Delivered,
-    /// Given up.
-    Dead,
-}
-
-impl DeliveryState {
-    /// Storage form.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Dead => "dead",
+impl TicketUpdate {
+    /// The ticket after this change: the fields given, the note appended, and
+    /// `updated_at_ms` moved forward (never back).
+    pub fn apply_to(&self, t: &mut Ticket) {
+        if let Some(s) = self.status {
+            t.status = s;
         }
-    }
-
-    /// Parses the storage form.
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            DeliveryState::Pending,
-            DeliveryState::Delivered,
-            DeliveryState::Dead,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
-}
-
-/// A stored delivery.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
-    /// Delivery id.
-    pub id: String,
-    /// Kind.
-    pub kind: String,
-    /// Target URL.
-    pub target: String,
-    /// Body.
-    pub payload: String,
-    /// State.
-    pub state: DeliveryState,
-    /// Attempts started so far (a claim counts as an attempt).
-    pub attempts: i64,
-    /// When it is next due, Unix milliseconds.
-    pub next_attempt_at_ms: i64,
-    /// The token of the current claim; needed to finish it.
-    pub lease_token: Option<String>,
-    /// Until when the current claim holds, Unix milliseconds.
-    pub lease_until_ms: Option<i64>,
-    /// The last failure.
-    pub last_error: Option<String>,
-    /// Enqueued, Unix milliseconds.
-    pub created_at_ms: i64,
-    /// Delivered, Unix milliseconds.
-    pub delivered_at_ms: Option<i64>,
-}
-
-/// How an attempt ended (see [`Store::finish_delivery`](super::Store::finish_delivery)).
-#[derive(Debug, Clone, PartialEq)]
-pub enum DeliveryOutcome {
-    /// The receiver accepted it.
-    Delivered {
-        /// When, Unix milliseconds.
-        at_ms: i64,
-    },
-    /// Try again later (the sender computes the backoff).
-    Retry {
-        /// Next due time, Unix milliseconds.
-        at_ms: i64,
-        /// What went wrong.
-        error: String,
-    },
-    /// Give up for good.
-    Dead {
-        /// What went wrong.
-        error: String,
-    },
-}
-
-/// Where the audit chain ends after an append.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainHead {
-    /// Seq of the newest record.
-    pub last_seq: i64,
-    /// Its hash.
-    pub last_hash: String,
-}
-
-/// The result of one purge step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PurgeOutcome {
-    /// Records deleted.
-    pub purged: u64,
-    /// The new anchor (seq of the last purged record; 0 if nothing was ever purged).
-    pub anchor_seq: i64,
-}
-
-/// The cap applied to list limits (and to a limit of 0).
-pub const MAX_LIST: u32 = 1000;
-
-/// The effective limit of a list call.
-pub fn effective_limit(limit: u32) -> u32 {
-    if limit == 0 {
-        MAX_LIST
-    } else {
-        limit.min(MAX_LIST)
+        if let Some(s) = self.severity {
+            t.severity = s;
+        }
+        if let Some(n) = &self.note {
+            t.notes.push(n.clone());
+        }
+        t.updated_at_ms = t.updated_at_ms.max(self.now_ms);
     }
 }
