@@ -6,11 +6,14 @@
 //! The gateway crate (`src/`) moves the bytes and calls into these functions; nothing here
 //! touches a socket, a clock it did not receive, or an async runtime.
 
+pub mod canonical;
 pub mod catalog;
 pub mod contract;
 pub mod jsonrpc;
 pub mod naming;
 pub mod origin;
+pub mod pinning;
+pub mod ratelimit;
 pub mod scope;
 pub mod search;
 pub mod session;
