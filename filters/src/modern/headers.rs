@@ -431,7 +431,15 @@ fn param_matches(header: &str, body: &Value) -> bool {
         Value::String(s) => header == s,
         Value::Bool(b) => header == if *b { "true" } else { "false" },
         Value::Number(n) => {
-            let Some(want) = n.as_i64().filter(|i| i.abs() <= MAX_SAFE_INTEGER) else {
+            // The body value as an integer within the safe range: an integer, or a float
+            // with no fractional part (`42.0` in the body equals `42` in the header).
+            #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+            let want = n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64)
+                    .map(|f| f as i64)
+            });
+            let Some(want) = want.filter(|i| i.abs() <= MAX_SAFE_INTEGER) else {
                 return false;
             };
             if let Ok(got) = header.parse::<i64>() {
@@ -756,6 +764,8 @@ mod tests {
         assert!(ok(&[("Mcp-Param-N", "42")], json!({"n": 42})).is_ok());
         assert!(ok(&[("Mcp-Param-N", "42.0")], json!({"n": 42})).is_ok());
         assert!(ok(&[("Mcp-Param-N", "-7")], json!({"n": -7})).is_ok());
+        assert!(ok(&[("Mcp-Param-N", "42")], json!({"n": 42.0})).is_ok());
+        assert!(ok(&[("Mcp-Param-N", "42")], json!({"n": 42.5})).is_err());
         assert!(ok(&[("Mcp-Param-Flag", "false")], json!({"flag": false})).is_ok());
         // The header mirrors the body value as sent; a body of the wrong type is the tool's
         // input validation to reject, not a header mismatch.
