@@ -23,8 +23,16 @@ pub mod codes {
     pub const SESSION_ERROR: i64 = -32001;
     /// Request refused before dispatch (origin, rate limit, auth).
     pub const REQUEST_REFUSED: i64 = -32000;
-    /// MCP: resource not found (session-based versions).
+    /// MCP: resource not found (session-based versions; 2026-07-28 uses -32602 instead).
     pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// MCP 2026-07-28 `HeaderMismatch`: a mirrored HTTP header is missing, malformed or
+    /// disagrees with the body.
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// MCP 2026-07-28 `MissingRequiredClientCapability`: the request needs a capability the
+    /// client did not declare in `_meta`.
+    pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+    /// MCP 2026-07-28 `UnsupportedProtocolVersion`: the request's version is not served.
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 }
 
 /// The most messages a 2025-03-26 batch may carry; bounds the work one POST can cause.
