@@ -14,6 +14,7 @@ pub mod demo_backend;
 pub mod dev_as;
 pub mod federation;
 pub mod gateway;
+pub mod healthcheck;
 pub mod logging;
 pub mod mcp;
 pub mod server;
