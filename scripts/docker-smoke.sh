@@ -66,15 +66,17 @@ cleanup() {
     local rc=$?
     set +e
     if [[ -n "${DOCKER_READY:-}" ]]; then
-        docker rm -f "$CONTAINER" >/dev/null 2>&1
+        timeout 30 docker rm -f "$CONTAINER" >/dev/null 2>&1
     fi
     if [[ -n "$BACKEND_PID" ]]; then
         kill "$BACKEND_PID" 2>/dev/null
         wait "$BACKEND_PID" 2>/dev/null
     fi
     if [[ -n "$DOCKERD_PID" ]]; then
-        # Our private engine: drop the dangling layers of earlier builds, then stop it.
-        docker image prune -f >/dev/null 2>&1
+        # Our private engine: drop the dangling layers and build cache of earlier builds (the
+        # binary differs every time), then stop it.
+        timeout 60 docker image prune -f >/dev/null 2>&1
+        timeout 60 docker builder prune -f >/dev/null 2>&1
         kill -TERM "$DOCKERD_PID" 2>/dev/null
         for _ in $(seq 1 60); do
             kill -0 "$DOCKERD_PID" 2>/dev/null || break
@@ -190,9 +192,9 @@ timeout 900 docker build --network host --target prebuilt \
     --build-arg "RUNTIME_IMAGE=$BASE" -t "$IMAGE" "$CONTEXT" >"$STATE/build.log" 2>&1 \
     || { tail -30 "$STATE/build.log" >&2; fail "docker build failed"; }
 BUILD_SECONDS="$(since "$T0")"
-IMAGE_BYTES="$(docker image inspect -f '{{.Size}}' "$IMAGE")"
+IMAGE_BYTES="$(timeout 30 docker image inspect -f '{{.Size}}' "$IMAGE")"
 BINARY_BYTES="$(stat -c %s "$BINARY")"
-IMAGE_USER="$(docker image inspect -f '{{.Config.User}}' "$IMAGE")"
+IMAGE_USER="$(timeout 30 docker image inspect -f '{{.Config.User}}' "$IMAGE")"
 say "built $IMAGE in ${BUILD_SECONDS} s"
 
 # ---- run it against a backend on the host -----------------------------------------------------
@@ -234,7 +236,7 @@ timeout 60 docker run -d --name "$CONTAINER" --network host \
     "$IMAGE" >/dev/null || fail "docker run failed"
 
 container_logs() { timeout 30 docker logs --tail 40 "$CONTAINER" >&2 2>&1 || true; }
-running() { [[ "$(docker inspect -f '{{.State.Running}}' "$CONTAINER" 2>/dev/null)" == "true" ]]; }
+running() { [[ "$(timeout 30 docker inspect -f '{{.State.Running}}' "$CONTAINER" 2>/dev/null)" == "true" ]]; }
 
 HEALTHZ=""
 for _ in $(seq 1 120); do
@@ -247,18 +249,25 @@ done
 [[ "$HEALTHZ" == "200" ]] || { container_logs; fail "/healthz answered '$HEALTHZ', not 200, within 30 s"; }
 say "check: GET /healthz through the container -> 200"
 
-# The catalog is discovered in the background: wait until the backend's tool is listed.
-for _ in $(seq 1 60); do
-    if curl -s --max-time 2 "http://127.0.0.1:$GATEWAY_PORT/readyz" | grep -q '"smoke"'; then
-        break
-    fi
+# The catalog is discovered in the background: /readyz answers 200 once the backend was asked.
+READY=""
+for _ in $(seq 1 120); do
+    READY="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+        "http://127.0.0.1:$GATEWAY_PORT/readyz" || true)"
+    [[ "$READY" == "200" ]] && break
     sleep 0.25
 done
+[[ "$READY" == "200" ]] || {
+    curl -s --max-time 2 "http://127.0.0.1:$GATEWAY_PORT/readyz" >&2 || true
+    container_logs
+    fail "/readyz answered '$READY', not 200, within 30 s"
+}
+say "check: GET /readyz through the container -> 200 (the host backend was discovered)"
 python3 "$PEER" mcp --url "http://127.0.0.1:$GATEWAY_PORT/mcp" --text "hello through the container" \
     || { container_logs; fail "MCP through the container"; }
 say "check: MCP initialize + tools/call through the container to the host backend"
 
-PID="$(docker inspect -f '{{.State.Pid}}' "$CONTAINER")"
+PID="$(timeout 30 docker inspect -f '{{.State.Pid}}' "$CONTAINER")"
 [[ -r "/proc/$PID/status" ]] || fail "cannot read /proc/$PID/status (is the engine on another host?)"
 UIDS="$(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$PID/status")"
 GIDS="$(awk '/^Gid:/ { print $2, $3, $4, $5 }' "/proc/$PID/status")"
@@ -269,22 +278,23 @@ say "check: the gateway process (pid $PID on the host) runs as uid/gid 10001, no
 
 HEALTH=""
 for _ in $(seq 1 80); do
-    HEALTH="$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$CONTAINER")"
+    HEALTH="$(timeout 30 docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$CONTAINER")"
     [[ "$HEALTH" == "healthy" || "$HEALTH" == "unhealthy" ]] && break
     sleep 0.25
 done
 [[ "$HEALTH" == "healthy" ]] || {
-    docker inspect -f '{{json .State.Health}}' "$CONTAINER" >&2
+    timeout 30 docker inspect -f '{{json .State.Health}}' "$CONTAINER" >&2
     fail "Docker's HEALTHCHECK says '$HEALTH', not healthy"
 }
 say "check: Docker HEALTHCHECK (cortex-gateway healthcheck) -> healthy"
 
-docker diff "$CONTAINER" | grep -q ' /var/lib/cortex-gateway/data/' \
+CHANGES="$(timeout 30 docker diff "$CONTAINER")"
+[[ "$CHANGES" == *" /var/lib/cortex-gateway/data/"* ]] \
     || { container_logs; fail "nothing was written under /var/lib/cortex-gateway/data"; }
 say "check: the non-root user writes its store under /var/lib/cortex-gateway/data"
 
 timeout 60 docker stop -t 20 "$CONTAINER" >/dev/null || fail "docker stop failed"
-EXIT_CODE="$(docker inspect -f '{{.State.ExitCode}}' "$CONTAINER")"
+EXIT_CODE="$(timeout 30 docker inspect -f '{{.State.ExitCode}}' "$CONTAINER")"
 [[ "$EXIT_CODE" == "0" ]] || { container_logs; fail "after docker stop the gateway exited with $EXIT_CODE, not 0"; }
 say "check: docker stop (SIGTERM) -> the gateway exits 0"
 RUN_SECONDS="$(since "$T0")"
