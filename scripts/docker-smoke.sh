@@ -140,7 +140,7 @@ BASE_TAR="$CACHE/base-$SUITE.tar"
 debian_mirror() {
     if [[ -n "${DEBIAN_MIRROR:-}" ]]; then echo "$DEBIAN_MIRROR"; return; fi
     # The first archive that serves $SUITE itself: deb822 stanzas, then one-line entries.
-    cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v suite="$SUITE" '
+    { cat /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } | awk -v suite="$SUITE" '
         /^[[:space:]]*$/ { if (has && uri != "") { print uri; done = 1; exit } has = 0; uri = ""; next }
         /^URIs:/ { uri = $2 }
         /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) has = 1 }
