@@ -15,6 +15,7 @@ pub mod demo;
 pub mod demo_backend;
 pub mod dev_as;
 pub mod gateway;
+pub mod healthcheck;
 pub mod http;
 pub mod logging;
 pub mod mcp;

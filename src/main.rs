@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cortex_gateway::config::{self, EnvSource, LogFormat, ProcessEnv};
-use cortex_gateway::{demo, server};
+use cortex_gateway::{demo, healthcheck, server};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,20 @@ enum Command {
         #[arg(long)]
         env_file: Option<PathBuf>,
     },
+    /// Asks the running gateway's `GET /healthz` on its first listener (from the same
+    /// configuration as `serve`); exit 0 when it answers 200, 1 otherwise. For container
+    /// health checks in images without an HTTP client.
+    Healthcheck {
+        /// YAML configuration (the same one the gateway serves with).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// A Cortex-style env file.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        /// Bound of each step (connect, send, read), e.g. `2s` or `500ms`.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -88,9 +102,40 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig { file, env_file } => check_config(file, env_file),
+        Command::Healthcheck {
+            config,
+            env_file,
+            timeout,
+        } => healthcheck(config, env_file, timeout),
         Command::Audit {
             action: AuditCommand::Verify { config, env_file },
         } => audit_verify(config, env_file),
+    }
+}
+
+/// Exit codes follow Docker's HEALTHCHECK: 0 healthy, 1 unhealthy (2 is reserved there), so
+/// an unreadable configuration is reported as unhealthy too.
+fn healthcheck(
+    file: Option<PathBuf>,
+    env_file: Option<PathBuf>,
+    timeout: std::time::Duration,
+) -> ExitCode {
+    let Ok(env) = environment(env_file.as_ref()) else {
+        return ExitCode::from(1);
+    };
+    let loaded = match config::load(file.as_deref(), env.as_ref()) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!("configuration is invalid:\n{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    match healthcheck::check_listeners(&loaded.config.listen_addrs(), timeout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
