@@ -176,6 +176,21 @@ fn a_mint_key_file_that_is_not_a_usable_key_is_refused() {
 }
 
 #[test]
+fn corrupt_generated_mint_keys_are_refused_and_kept() {
+    let case = Case::new();
+    std::fs::create_dir_all(case.path("state/keys")).unwrap();
+    let keys = case.write("state/keys/mint-keys.json", "{\"keys\": [");
+    case.refused(
+        &format!("{BASE}{MINT_BACKEND}data_dir: state\n"),
+        &[
+            "gateway.yaml:10:11: data_dir: mint keys: state/keys/mint-keys.json:",
+            "never overwritten",
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(keys).unwrap(), "{\"keys\": [");
+}
+
+#[test]
 fn a_mint_key_of_another_algorithm_than_configured_is_refused() {
     let case = Case::new();
     let rng = ring::rand::SystemRandom::new();

@@ -56,6 +56,7 @@ fn check_mint_keys(config: &Config, set_in_file: &dyn Fn(&[Seg]) -> bool, f: &mu
             }
         },
         None => {
+            // A data directory that is a file, or unreadable keys, fail here as at start.
             if let Err(e) = crate::auth::mint::check_generated_keys(&config.data_dir()) {
                 f.error(data_dir_key(config, false), e.to_string());
             }

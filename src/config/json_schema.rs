@@ -41,10 +41,13 @@ pub fn json_schema() -> Value {
         );
     }
     for (definition, key, _) in ENV_SUPPLIED {
-        if let Some(Value::Array(required)) =
-            root.pointer_mut(&format!("/$defs/{definition}/required"))
-        {
-            required.retain(|k| k != key);
+        if let Some(Value::Object(def)) = root.pointer_mut(&format!("/$defs/{definition}")) {
+            if let Some(Value::Array(required)) = def.get_mut("required") {
+                required.retain(|k| k != key);
+                if required.is_empty() {
+                    def.remove("required");
+                }
+            }
         }
     }
     adjust(&mut root);
@@ -82,8 +85,12 @@ fn adjust(node: &mut Value) {
     }
     for key in ["anyOf", "oneOf", "allOf"] {
         if let Some(Value::Array(children)) = object.get_mut(key) {
-            for child in children.iter_mut() {
-                adjust(child);
+            // A choice that already offers a reference (units) is complete as written.
+            let reference = json!({ "$ref": REFERENCE_REF });
+            if !children.contains(&reference) {
+                for child in children.iter_mut() {
+                    adjust(child);
+                }
             }
         }
     }

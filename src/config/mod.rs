@@ -6,7 +6,13 @@
 //! 2. expand `${VAR}` / `${VAR:-default}` in string values ([`expand`]);
 //! 3. apply the Cortex environment overlay ([`overlay`]);
 //! 4. build the typed [`Config`], rejecting unknown keys with a suggestion ([`de`]);
-//! 5. validate ranges, URLs and contradictions ([`validate`]).
+//! 5. validate ranges, URLs and contradictions ([`validate`]), and what `serve` sets up at
+//!    start from the configuration ([`startup`]: token algorithms, identity propagation, the
+//!    development authorization server, audit and storage; [`files`]: the key files it reads),
+//!    so that `check-config` and a reload refuse everything `serve` would.
+//!
+//! Besides loading: [`diff`] tells what changes between two configurations and what a reload
+//! can apply, and [`json_schema`] is the JSON Schema of the file for editors.
 //!
 //! Every stage keeps going after a problem so that one run reports all of them.
 
