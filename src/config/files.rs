@@ -206,6 +206,12 @@ mod tests {
         );
         assert_eq!(issues(&yaml), "");
 
+        // `key_file: ""` means unset, like every optional text: generated keys.
+        let yaml = format!(
+            "auth:\n  mode: none\n  mint:\n    key_file: ''\n{mint_backend}data_dir: {d}\n"
+        );
+        assert_eq!(issues(&yaml), "");
+
         // Without a backend using `mint`, the key file is not read (as at start).
         let yaml = format!("auth:\n  mode: none\n  mint:\n    key_file: {d}/none.pem\n");
         assert_eq!(issues(&yaml), "");
