@@ -15,7 +15,6 @@
 //! why passthrough stays their default (docs/authentication.md discusses it).
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use cortex_filters::catalog::MergedCatalog;
@@ -136,7 +135,7 @@ impl IdentityService {
                 ttl: m.ttl,
                 algorithm: &m.algorithm,
                 key_file: m.key_file.as_deref(),
-                data_dir: data_dir(config),
+                data_dir: config.data_dir(),
                 rotate_after: m.rotate_after,
             })?))
         } else {
@@ -270,13 +269,4 @@ pub fn backend_scopes(
         .iter()
         .for_each(|t| take(&t.backend_id, &t.scope));
     out.into_iter().collect()
-}
-
-/// The data directory: `data_dir`, else `./data` (relative to the working directory, like the
-/// SQLite store's default, so one gateway keeps everything it persists in one place).
-pub fn data_dir(config: &Config) -> PathBuf {
-    match &config.data_dir {
-        Some(d) if !d.trim().is_empty() => PathBuf::from(d),
-        _ => PathBuf::from("./data"),
-    }
 }

@@ -46,6 +46,8 @@ use crate::http::{read_body, request_host, write_answer, Answer, BodyRead};
 use cortex_filters::origin::HostPolicy;
 
 pub use keys::{default_key_file, KeyError, SigningKey};
+// For the configuration checks, which report these rules with file positions.
+pub(crate) use clients::{check_redirect_uri, SEALED_PREFIX};
 
 use authorize::{IssuedCode, Pending};
 use clients::Clients;
@@ -245,7 +247,7 @@ pub fn config_problems(config: &Config) -> Vec<String> {
     out
 }
 
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
