@@ -11,7 +11,7 @@
 //! Both connect lazily and apply the embedded, versioned migrations (`migrations/`) on
 //! first use, so a database that is down at start does not stop the gateway: calls fail
 //! with [`StoreError::Unavailable`] until it is back. The same test suite
-//! (`tests/store_suite.rs`) runs against both.
+//! (`tests/it/store_suite.rs`) runs against both.
 //!
 //! All times are Unix milliseconds passed in by the caller (`now_ms`), so behaviour is
 //! deterministic in tests and one clock decides per call.
@@ -99,7 +99,7 @@ pub struct Migration {
 
 /// Everything the gateway persists. Object-safe: the gateway holds an `Arc<dyn Store>`.
 ///
-/// Contract shared by both implementations (and enforced by `tests/store_suite.rs`):
+/// Contract shared by both implementations (and enforced by `tests/it/store_suite.rs`):
 /// every method is atomic (one transaction); methods that several replicas may race on
 /// (audit append, ticket deduplication, delivery claims) serialize correctly across
 /// processes sharing one database.
