@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::common::{eventually, Gateway};
+use crate::common::{eventually, process, Gateway};
 
 /// The `cortex_audit` JSON lines the gateway wrote on stdout so far.
 pub fn audit_lines(g: &Gateway) -> Vec<Value> {
@@ -37,7 +37,7 @@ pub async fn wait_lines(g: &Gateway, n: usize) -> Vec<Value> {
 }
 
 /// Runs `cortex-gateway audit verify --config <config>` in `cwd` with the environment
-/// scrubbed of CORTEX_*/OAUTH_* (as the harness does), on a blocking thread so the test's
+/// scrubbed as the harness does for every gateway, on a blocking thread so the test's
 /// own tasks (a relay) keep running. Returns (exit code, stdout, stderr).
 pub async fn run_verify(cwd: &Path, config: &Path) -> (i32, String, String) {
     let (cwd, config) = (cwd.to_path_buf(), config.to_path_buf());
@@ -51,11 +51,7 @@ fn run_verify_blocking(cwd: &Path, config: &Path) -> (i32, String, String) {
     cmd.args(["audit", "verify", "--config"])
         .arg(config)
         .current_dir(cwd);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CORTEX_") || key.starts_with("OAUTH_") {
-            cmd.env_remove(&key);
-        }
-    }
+    process::scrub_env(&mut cmd);
     let out = cmd.output().expect("run audit verify");
     (
         out.status.code().unwrap_or(-1),

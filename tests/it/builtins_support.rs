@@ -2,23 +2,20 @@
 //! receiver that can be down and come up on a fixed port, signature checking, and a
 //! realistic synthetic catalog.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::Request;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
+use crate::common::http_server::{json_response, Server};
 use crate::common::McpClient;
 
 /// Calls a builtin and returns its `structuredContent`; panics on a JSON-RPC error or an
@@ -46,7 +43,6 @@ pub async fn call_is_error(client: &McpClient, name: &str, args: Value) -> Value
 /// A request the webhook receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
-    pub at: Instant,
     pub path: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
@@ -91,7 +87,7 @@ pub struct WebhookReceiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<Mutex<u16>>,
-    stop: watch::Sender<bool>,
+    _server: Server,
 }
 
 impl WebhookReceiver {
@@ -100,16 +96,35 @@ impl WebhookReceiver {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind webhook port");
-        let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(Mutex::new(200u16));
-        let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(accept(listener, received.clone(), status.clone(), stop_rx));
+        let (log, answer) = (received.clone(), status.clone());
+        let server = Server::spawn(listener, move |req: Request<Incoming>| {
+            let (log, answer) = (log.clone(), answer.clone());
+            async move {
+                let path = req.uri().to_string();
+                let headers = req.headers().clone();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                let code = *answer.lock().unwrap();
+                log.lock().unwrap().push(Received {
+                    path,
+                    headers,
+                    body,
+                });
+                json_response(code, Bytes::from_static(b"{\"ok\":true}"))
+            }
+        })
+        .expect("webhook receiver address");
         WebhookReceiver {
-            addr,
+            addr: server.addr(),
             received,
             status,
-            stop,
+            _server: server,
         }
     }
 
@@ -140,53 +155,6 @@ impl WebhookReceiver {
                 got.len()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for WebhookReceiver {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
-async fn accept(
-    listener: TcpListener,
-    received: Arc<Mutex<Vec<Received>>>,
-    status: Arc<Mutex<u16>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let received = received.clone();
-                let status = status.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let received = received.clone();
-                        let status = status.clone();
-                        async move {
-                            let path = req.uri().to_string();
-                            let headers = req.headers().clone();
-                            let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                            let code = *status.lock().unwrap();
-                            received.lock().unwrap().push(Received { at: Instant::now(), path, headers, body });
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .status(code)
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
-                                    .expect("response"),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
         }
     }
 }

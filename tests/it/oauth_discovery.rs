@@ -8,16 +8,12 @@
 
 use crate::common;
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use common::http_server::{json_response, Server};
 use common::oidc::{wait_auth_ready, OidcProvider, OTHER_RESOURCE};
 use common::{free_port, BackendSpec, Gateway, TestBackend, TestConfig};
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::Request;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -26,6 +22,7 @@ const READ: &str = "mcp:demo:read";
 /// Serves `routes` (path → JSON) and records every path asked for.
 struct MetadataServer {
     seen: Arc<Mutex<Vec<String>>>,
+    _server: Server,
 }
 
 impl MetadataServer {
@@ -34,39 +31,25 @@ impl MetadataServer {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let routes = Arc::new(routes);
         let log = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let routes = routes.clone();
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let path = req.uri().path().to_string();
-                        log.lock().unwrap().push(path.clone());
-                        let found = routes
-                            .iter()
-                            .find(|(p, _)| *p == path)
-                            .map(|(_, v)| v.to_string());
-                        async move {
-                            let (status, body) = match found {
-                                Some(b) => (200, b),
-                                None => (404, "{\"error\":\"not_found\"}".to_string()),
-                            };
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .status(status)
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(body)))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let server = Server::spawn(listener, move |req: Request<hyper::body::Incoming>| {
+            let path = req.uri().path().to_string();
+            log.lock().unwrap().push(path.clone());
+            let found = routes
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, v)| v.to_string());
+            async move {
+                match found {
+                    Some(body) => json_response(200, body),
+                    None => json_response(404, "{\"error\":\"not_found\"}"),
+                }
             }
-        });
-        MetadataServer { seen }
+        })
+        .unwrap();
+        MetadataServer {
+            seen,
+            _server: server,
+        }
     }
 
     fn seen(&self) -> Vec<String> {

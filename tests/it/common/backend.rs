@@ -8,20 +8,16 @@
 //! Every request is recorded ([`TestBackend::requests`]).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+
+use super::http_server::{self, Server};
 
 /// The contract path.
 pub const CONTRACT_PATH: &str = "/api/cortex/backend";
@@ -111,16 +107,13 @@ struct State {
 
 /// A running test backend; stops on drop.
 pub struct TestBackend {
-    addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    stop: watch::Sender<bool>,
+    server: Server,
 }
 
 impl TestBackend {
     /// Starts on an ephemeral port of 127.0.0.1 in the current tokio runtime.
     pub async fn start(spec: BackendSpec) -> TestBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let state = Arc::new(Mutex::new(State {
             spec,
             discovery: Discovery::Ok,
@@ -128,18 +121,20 @@ impl TestBackend {
             delays: HashMap::new(),
             requests: Vec::new(),
         }));
-        let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, Arc::clone(&state), stop_rx));
-        TestBackend { addr, state, stop }
+        let shared = Arc::clone(&state);
+        let server = Server::start(move |req| handle(Arc::clone(&shared), req))
+            .await
+            .expect("bind 127.0.0.1:0");
+        TestBackend { state, server }
     }
 
     /// `http://127.0.0.1:<port>` (the base URL; the contract path is the default one).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.addr().port()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -251,52 +246,12 @@ impl TestBackend {
 
     /// Stops accepting and drops open connections.
     pub fn stop(&self) {
-        let _ = self.stop.send(true);
-    }
-}
-
-impl Drop for TestBackend {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<Mutex<State>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let for_connections = stop.clone();
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let state = Arc::clone(&state);
-                let mut conn_stop = for_connections.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let state = Arc::clone(&state);
-                        async move { Ok::<_, Infallible>(handle(state, req).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = conn_stop.wait_for(|s| *s) => {}
-                    }
-                });
-            }
-        }
+        self.server.stop();
     }
 }
 
 fn json_response(status: u16, body: Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("response")
+    http_server::json_response(status, body.to_string())
 }
 
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -17,21 +17,17 @@
 //! suite's requests really reached this backend through the gateway.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
+use hyper::header::HeaderValue;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use super::backend::CONTRACT_PATH;
+use super::http_server::{json_response, Server};
 
 /// A 1×1 red PNG, base64.
 pub const PNG_BASE64: &str =
@@ -72,25 +68,24 @@ pub const TEMPLATE_URI: &str = "test://template/{id}/data";
 
 /// A running fixture backend; stops on drop.
 pub struct FixtureBackend {
-    addr: SocketAddr,
     calls: Arc<Mutex<BTreeMap<String, usize>>>,
-    stop: watch::Sender<bool>,
+    server: Server,
 }
 
 impl FixtureBackend {
     /// Starts on an ephemeral port of 127.0.0.1 in the current tokio runtime.
     pub async fn start() -> FixtureBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let calls = Arc::new(Mutex::new(BTreeMap::new()));
-        let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, Arc::clone(&calls), stop_rx));
-        FixtureBackend { addr, calls, stop }
+        let counted = Arc::clone(&calls);
+        let server = Server::start(move |req| handle(Arc::clone(&counted), req))
+            .await
+            .expect("bind 127.0.0.1:0");
+        FixtureBackend { calls, server }
     }
 
     /// `http://127.0.0.1:<port>` (the contract path is the default one).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// How often each contract method was called so far.
@@ -101,42 +96,6 @@ impl FixtureBackend {
     /// How often `method` was called so far.
     pub fn call_count(&self, method: &str) -> usize {
         self.calls().get(method).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for FixtureBackend {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    calls: Arc<Mutex<BTreeMap<String, usize>>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let for_connections = stop.clone();
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let calls = Arc::clone(&calls);
-                let mut conn_stop = for_connections.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let calls = Arc::clone(&calls);
-                        async move { Ok::<_, Infallible>(handle(calls, req).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = conn_stop.wait_for(|s| *s) => {}
-                    }
-                });
-            }
-        }
     }
 }
 
@@ -200,15 +159,14 @@ async fn handle(
             },
         }
     };
-    let mut builder = Response::builder()
-        .status(reply.status)
-        .header("content-type", "application/json");
+    let mut response = json_response(reply.status, reply.body.to_string());
     if reply.call_tool_result {
-        builder = builder.header("x-cortex-reply", "call-tool-result");
+        response.headers_mut().insert(
+            "x-cortex-reply",
+            HeaderValue::from_static("call-tool-result"),
+        );
     }
-    builder
-        .body(Full::new(Bytes::from(reply.body.to_string())))
-        .expect("response")
+    response
 }
 
 /// The reply to one contract call (pure, so it is easy to reason about).

@@ -1,14 +1,13 @@
 //! The real `cortex-gateway` binary as a child process on a free loopback port.
 
-use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::client::McpClient;
+use super::process;
 
 /// How long a gateway may take to answer `GET /healthz`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -17,17 +16,9 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Start attempts when the picked port was taken in between (bind-0-then-release race).
 const START_ATTEMPTS: usize = 3;
 
-/// Environment variables of the test process that would change the gateway's configuration;
-/// they are removed so a developer's shell (or a container's `HOSTNAME`) cannot leak in.
-const SCRUBBED_PREFIXES: [&str; 2] = ["CORTEX_", "OAUTH_"];
-const SCRUBBED_NAMES: [&str; 3] = ["PORT", "HOSTNAME", "RUST_LOG"];
-
 /// A free 127.0.0.1 port: bound to port 0, then released for the child to take.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    process::free_port().expect("bind 127.0.0.1:0")
 }
 
 /// A port nothing listens on (for "backend unreachable" tests). Same mechanism as
@@ -140,21 +131,9 @@ impl Gateway {
         for (name, contents) in &launch.files {
             std::fs::write(dir.path().join(name), subst(contents)).expect("write test file");
         }
-        let stderr = File::create(dir.path().join("stderr.log")).expect("stderr log");
-        let stdout = File::create(dir.path().join("stdout.log")).expect("stdout log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cortex-gateway"));
-        cmd.args(launch.args.iter().map(|a| subst(a)))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        for (key, _) in std::env::vars() {
-            if SCRUBBED_PREFIXES.iter().any(|p| key.starts_with(p))
-                || SCRUBBED_NAMES.contains(&key.as_str())
-            {
-                cmd.env_remove(&key);
-            }
-        }
+        let mut cmd = process::gateway_command(env!("CARGO_BIN_EXE_cortex-gateway"), dir.path())
+            .expect("log files in the temp dir");
+        cmd.args(launch.args.iter().map(|a| subst(a)));
         if let Ok(level) = std::env::var("CORTEX_TEST_RUST_LOG") {
             cmd.env("RUST_LOG", level);
         }
@@ -305,20 +284,7 @@ impl Gateway {
     /// Stops the process now (SIGTERM, then SIGKILL after the grace) and returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let pid = child.id() as libc::pid_t;
-        // SAFETY: plain syscall on the PID of a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        child.wait().ok().and_then(|s| s.code())
+        process::stop(&mut child, STOP_GRACE).and_then(|s| s.code())
     }
 }
 

@@ -1,6 +1,10 @@
 //! The integration-test harness: the real `cortex-gateway` binary started as a child process
 //! ([`Gateway`]), an MCP client over HTTP ([`McpClient`], with an SSE reader), and a scriptable
 //! contract backend ([`TestBackend`]). Everything binds and targets 127.0.0.1 only.
+//!
+//! It is a toolkit for every area's tests, so a few of its methods may be unused at a given
+//! time; hence the module-wide `dead_code` allowance.
+#![allow(dead_code)]
 
 pub mod backend;
 pub mod client;
@@ -8,8 +12,10 @@ pub mod config;
 pub mod demo;
 pub mod fixture_backend;
 pub mod gateway;
+pub mod http_server;
 pub mod interop;
 pub mod oidc;
+pub mod process;
 pub mod sse;
 
 pub use backend::{tool, BackendSpec, Discovery, Recorded, TestBackend};
@@ -18,7 +24,7 @@ pub use config::TestConfig;
 pub use demo::DemoBackend;
 pub use fixture_backend::FixtureBackend;
 pub use gateway::{free_port, unused_port, Gateway};
-pub use sse::{SseEvent, SseStream};
+pub use sse::SseEvent;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -15,6 +15,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::gateway::free_port;
+use super::interop::toolbox_dir;
+use super::process;
 use super::{Gateway, TestConfig};
 
 /// Scopes the test authorization server knows.
@@ -24,17 +26,8 @@ pub const AS_SCOPES: &str =
 pub const OTHER_RESOURCE: &str = "http://127.0.0.1:1/other";
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The toolbox folder (`CORTEX_TOOLBOX_DIR`, default `~/.cache/cortex-gateway/toolbox`).
-pub fn toolbox_dir() -> PathBuf {
-    std::env::var_os("CORTEX_TOOLBOX_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|home| PathBuf::from(home).join(".cache/cortex-gateway/toolbox"))
-        })
-        .expect("CORTEX_TOOLBOX_DIR or HOME must be set")
-}
+/// How long it may take to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Node 22 and the node_modules holding oidc-provider; panics with the fix when missing.
 pub fn toolbox_node() -> (PathBuf, PathBuf) {
@@ -147,22 +140,9 @@ impl OidcProvider {
 
     /// Stops it (SIGTERM, then SIGKILL).
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // SAFETY: plain syscall on the PID of a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        if let Some(mut child) = self.child.take() {
+            process::stop(&mut child, STOP_GRACE);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// A client_credentials token (`resource` None: the default resource).
