@@ -11,7 +11,7 @@
 //! Both connect lazily and apply the embedded, versioned migrations (`migrations/`) on
 //! first use, so a database that is down at start does not stop the gateway: calls fail
 //! with [`StoreError::Unavailable`] until it is back. The same test suite
-//! (`tests/store_suite.rs`) runs against both.
+//! (`tests/it/store_suite.rs`) runs against both.
 //!
 //! All times are Unix milliseconds passed in by the caller (`now_ms`), so behaviour is
 //! deterministic in tests and one clock decides per call.
@@ -53,7 +53,7 @@
 //!    (`BEGIN IMMEDIATE` on SQLite; `FOR UPDATE`, `SKIP LOCKED` or an advisory lock on
 //!    PostgreSQL). Read rows with `select`/`select_one` (SQLite) and `one`/`all`
 //!    (PostgreSQL); nothing maps a column by hand.
-//! 6. **Tests**: a case in `tests/store_suite.rs`, listed in `both!`, so it runs against
+//! 6. **Tests**: a case in `tests/it/store_suite.rs`, listed in `both!`, so it runs against
 //!    both databases.
 
 mod model;
@@ -262,7 +262,7 @@ pub trait OutboxStore: StoreBase {
 /// `store as Arc<dyn OutboxStore>`). Implemented by every type that implements each
 /// concern.
 ///
-/// Contract shared by both implementations (and enforced by `tests/store_suite.rs`):
+/// Contract shared by both implementations (and enforced by `tests/it/store_suite.rs`):
 /// every method is atomic (one transaction); methods that several replicas may race on
 /// (audit append, ticket deduplication, delivery claims) serialize correctly across
 /// processes sharing one database.
