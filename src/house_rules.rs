@@ -33,8 +33,9 @@ const FLOORS: &[(&str, u8)] = &[
     // Features built on them.
     ("builtins", 4),
     ("dev_as", 4),
-    // The composition root.
+    // The composition root, and the checks of a configuration about to run.
     ("state", 5),
+    ("preflight", 5),
     // The edge.
     ("well_known", 6),
     ("mcp", 7),

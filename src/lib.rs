@@ -19,6 +19,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod logging;
 pub mod mcp;
+pub mod preflight;
 pub mod record;
 pub mod server;
 pub mod sessions;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cortex_gateway::config::{self, EnvSource, LogFormat, ProcessEnv};
-use cortex_gateway::{demo, healthcheck, server};
+use cortex_gateway::{demo, healthcheck, preflight, server};
 
 #[derive(Parser)]
 #[command(
@@ -146,7 +146,7 @@ fn healthcheck(
     let Ok(env) = environment(env_file.as_ref()) else {
         return ExitCode::from(1);
     };
-    let loaded = match config::load(file.as_deref(), env.as_ref()) {
+    let loaded = match preflight::load(file.as_deref(), env.as_ref()) {
         Ok(l) => l,
         Err(errors) => {
             eprintln!("configuration is invalid:\n{errors}");
@@ -167,7 +167,7 @@ fn audit_verify(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
         Ok(e) => e,
         Err(code) => return code,
     };
-    match config::load(file.as_deref(), env.as_ref()) {
+    match preflight::load(file.as_deref(), env.as_ref()) {
         Ok(loaded) => ExitCode::from(cortex_gateway::audit::verify::run_cli(&loaded.config)),
         Err(errors) => {
             eprintln!("configuration is invalid:\n{errors}");
@@ -194,7 +194,7 @@ fn check_config(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
         Ok(e) => e,
         Err(code) => return code,
     };
-    match config::load(file.as_deref(), env.as_ref()) {
+    match preflight::load(file.as_deref(), env.as_ref()) {
         Ok(loaded) => {
             println!("{}", config::render_check_report(&loaded));
             ExitCode::SUCCESS
@@ -217,14 +217,14 @@ fn check_config_diff(
         Ok(e) => e,
         Err(code) => return code,
     };
-    let new_loaded = match config::load(Some(new), env.as_ref()) {
+    let new_loaded = match preflight::load(Some(new), env.as_ref()) {
         Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!("configuration is invalid:\n{errors}");
             return ExitCode::from(2);
         }
     };
-    let running_loaded = match config::load(Some(running), env.as_ref()) {
+    let running_loaded = match preflight::load(Some(running), env.as_ref()) {
         Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!(
@@ -248,7 +248,7 @@ fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
         Ok(e) => e,
         Err(code) => return code,
     };
-    let loaded = match config::load(file.as_deref(), env.as_ref()) {
+    let loaded = match preflight::load(file.as_deref(), env.as_ref()) {
         Ok(l) => l,
         Err(errors) => {
             eprintln!("configuration is invalid, not starting:\n{errors}");

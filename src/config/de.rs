@@ -122,7 +122,7 @@ fn describe_unexpected(unexp: &de::Unexpected<'_>) -> String {
 }
 
 /// The closest candidate to `input`, if any is close enough to be a plausible typo.
-pub(crate) fn suggest<'c>(input: &str, candidates: &[&'c str]) -> Option<&'c str> {
+pub fn suggest<'c>(input: &str, candidates: &[&'c str]) -> Option<&'c str> {
     let needle = input.to_ascii_lowercase().replace('-', "_");
     candidates
         .iter()

@@ -6,10 +6,12 @@
 //! 2. expand `${VAR}` / `${VAR:-default}` in string values ([`expand`]);
 //! 3. apply the Cortex environment overlay ([`overlay`]);
 //! 4. build the typed [`Config`], rejecting unknown keys with a suggestion ([`de`]);
-//! 5. validate ranges, URLs and contradictions ([`validate`]), and what `serve` sets up at
-//!    start from the configuration ([`startup`]: token algorithms, identity propagation, the
-//!    development authorization server, audit and storage; [`files`]: the key files it reads),
-//!    so that `check-config` and a reload refuse everything `serve` would.
+//! 5. validate ranges, URLs and contradictions ([`validate`]), then any further checks the
+//!    caller passes to [`load_with`]: the features that turn the configuration into running
+//!    parts (token algorithms, identity propagation, the development authorization server,
+//!    audit and storage, the key files they read) check their own settings through
+//!    the `preflight` module, with the same positions, so that `check-config` and a reload refuse
+//!    everything `serve` would. This module imports no feature; features plug their checks in.
 //!
 //! Besides loading: [`diff`] tells what changes between two configurations and what a reload
 //! can apply, and [`json_schema`] is the JSON Schema of the file for editors.
@@ -21,12 +23,10 @@ mod diff;
 mod env;
 mod error;
 mod expand;
-mod files;
 mod json_schema;
 mod overlay;
 mod report;
 pub mod schema;
-mod startup;
 mod tree;
 pub mod units;
 mod validate;
@@ -47,7 +47,23 @@ pub use report::render_check_report;
 pub use schema::*;
 
 use de::{Collector, DeIssue, NodeDe};
-use tree::{path_string, Kind, Node, Origin, Seg};
+use tree::{path_string, Kind, Node, Origin};
+
+/// What further checks work with: the findings they add to, and the paths they name.
+pub mod checks {
+    pub use super::de::suggest;
+    pub use super::tree::Seg;
+    pub use super::validate::{http_url, p, pi, pik, Findings};
+}
+
+use checks::{Findings, Seg};
+
+/// Further checks of a loaded configuration: `(config, set_in_file, findings)`, where
+/// `set_in_file(path)` tells whether a key is written in the file or the environment rather
+/// than left at its default.
+pub type ExtraChecks<'a> = &'a dyn Fn(&Config, &dyn Fn(&[Seg]) -> bool, &mut Findings);
+
+fn no_extra_checks(_: &Config, _: &dyn Fn(&[Seg]) -> bool, _: &mut Findings) {}
 
 /// Name used in messages when no file is loaded.
 const DEFAULTS_NAME: &str = "<defaults>";
@@ -71,10 +87,24 @@ pub struct LoadedConfig {
 /// Loads YAML from `path` (or starts from the defaults when `path` is None), expands
 /// `${VAR}` from `env`, applies the `CORTEX_*`/`OAUTH_*`/`PORT`/`HOSTNAME` overlay and
 /// validates. All problems found are returned together.
+///
+/// This checks the file; `preflight::load` (a module above the features) also checks what `serve` sets up at start
+/// (key files, algorithms, the development authorization server): use that one wherever a
+/// configuration is about to run or be reported on.
 pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<LoadedConfig, ConfigErrors> {
+    load_with(path, env, &no_extra_checks)
+}
+
+/// [`load`], then `extra` on the typed configuration; its findings are reported with file
+/// positions like every other problem.
+pub fn load_with(
+    path: Option<&Path>,
+    env: &dyn EnvSource,
+    extra: ExtraChecks<'_>,
+) -> Result<LoadedConfig, ConfigErrors> {
     let Some(path) = path else {
         let tree = Node::new(Kind::Null, Origin::Synthetic);
-        return load_tree(tree, DEFAULTS_NAME, None, env);
+        return load_tree(tree, DEFAULTS_NAME, None, env, extra);
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors::one(ConfigIssue::new(format!(
@@ -84,13 +114,23 @@ pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<LoadedConfig, Co
     })?;
     let name = path.display().to_string();
     let tree = tree::parse_yaml(&text, &name).map_err(ConfigErrors::one)?;
-    load_tree(tree, &name, Some(path.to_path_buf()), env)
+    load_tree(tree, &name, Some(path.to_path_buf()), env, extra)
 }
 
 /// Same as [`load`], from a YAML string; `name` stands for the file in messages.
 pub fn load_str(yaml: &str, name: &str, env: &dyn EnvSource) -> Result<LoadedConfig, ConfigErrors> {
+    load_str_with(yaml, name, env, &no_extra_checks)
+}
+
+/// Same as [`load_with`], from a YAML string.
+pub fn load_str_with(
+    yaml: &str,
+    name: &str,
+    env: &dyn EnvSource,
+    extra: ExtraChecks<'_>,
+) -> Result<LoadedConfig, ConfigErrors> {
     let tree = tree::parse_yaml(yaml, name).map_err(ConfigErrors::one)?;
-    load_tree(tree, name, None, env)
+    load_tree(tree, name, None, env, extra)
 }
 
 /// An issue with its sort key (file position; problems without one come last).
@@ -122,6 +162,7 @@ fn load_tree(
     name: &str,
     source: Option<PathBuf>,
     env: &dyn EnvSource,
+    extra: ExtraChecks<'_>,
 ) -> Result<LoadedConfig, ConfigErrors> {
     if !matches!(tree.kind, Kind::Map(_) | Kind::Null) {
         let issue = ConfigIssue::new(
@@ -165,7 +206,7 @@ fn load_tree(
     if let Some(config) = &config {
         let mut findings = validate::validate(config);
         let set_in_file = |path: &[Seg]| tree.locate(path).1.is_some();
-        files::check(config, &set_in_file, &mut findings);
+        extra(config, &set_in_file, &mut findings);
         for (path, message) in findings.errors {
             let (file_path, origin) = tree.locate(&path);
             errors.push(located(name, &file_path, origin.as_ref(), message));

@@ -1,4 +1,5 @@
-//! Tests of the whole loading pipeline: YAML → expansion → overlay → typed config → checks.
+//! Tests of the whole loading pipeline: YAML → expansion → overlay → typed config → checks
+//! (through `crate::preflight`, so the features' start-up checks run too, as for `serve`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,14 +14,14 @@ fn env(pairs: &[(&str, &str)]) -> MapEnv {
 const BASE: &str = "auth:\n  mode: none\n";
 
 fn ok(yaml: &str, pairs: &[(&str, &str)]) -> LoadedConfig {
-    match load_str(yaml, "gw.yaml", &env(pairs)) {
+    match crate::preflight::load_str(yaml, "gw.yaml", &env(pairs)) {
         Ok(loaded) => loaded,
         Err(errors) => panic!("expected a valid config, got:\n{errors}"),
     }
 }
 
 fn errs(yaml: &str, pairs: &[(&str, &str)]) -> Vec<ConfigIssue> {
-    match load_str(yaml, "gw.yaml", &env(pairs)) {
+    match crate::preflight::load_str(yaml, "gw.yaml", &env(pairs)) {
         Ok(loaded) => panic!("expected errors, got a config: {:?}", loaded.config),
         Err(ConfigErrors(issues)) => issues,
     }

@@ -54,8 +54,10 @@ impl Origin {
 
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Seg {
+pub enum Seg {
+    /// A key of a mapping.
     Key(String),
+    /// An item of a list.
     Index(usize),
 }
 

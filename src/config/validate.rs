@@ -14,31 +14,36 @@ use super::units::{format_duration, format_size};
 
 /// Problems found, each with its path in the typed configuration.
 #[derive(Debug, Default)]
-pub(crate) struct Findings {
-    pub errors: Vec<(Vec<Seg>, String)>,
-    pub warnings: Vec<(Vec<Seg>, String)>,
+pub struct Findings {
+    pub(crate) errors: Vec<(Vec<Seg>, String)>,
+    pub(crate) warnings: Vec<(Vec<Seg>, String)>,
 }
 
 impl Findings {
-    pub(crate) fn error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+    /// An error at `path`: the configuration is refused.
+    pub fn error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
         self.errors.push((path, message.into()));
     }
-    pub(crate) fn warn(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+    /// A warning at `path`: printed at start.
+    pub fn warn(&mut self, path: Vec<Seg>, message: impl Into<String>) {
         self.warnings.push((path, message.into()));
     }
 }
 
-pub(crate) fn p(keys: &[&str]) -> Vec<Seg> {
+/// The path of nested keys, e.g. `p(&["auth", "mint", "key_file"])`.
+pub fn p(keys: &[&str]) -> Vec<Seg> {
     super::tree::keys(keys)
 }
 
-pub(crate) fn pi(keys: &[&str], index: usize) -> Vec<Seg> {
+/// The path of an item of a list, e.g. `pi(&["backends"], 2)`.
+pub fn pi(keys: &[&str], index: usize) -> Vec<Seg> {
     let mut path = p(keys);
     path.push(Seg::Index(index));
     path
 }
 
-pub(crate) fn pik(keys: &[&str], index: usize, key: &str) -> Vec<Seg> {
+/// The path of a key of an item of a list.
+pub fn pik(keys: &[&str], index: usize, key: &str) -> Vec<Seg> {
     let mut path = pi(keys, index);
     path.push(Seg::Key(key.into()));
     path
@@ -55,7 +60,6 @@ pub(crate) fn validate(config: &Config) -> Findings {
     check_backends(config, &mut f);
     check_scopes(config, &mut f);
     check_tickets(config, &mut f);
-    super::startup::check(config, &mut f);
     if config.logging.level.trim().is_empty() {
         f.error(p(&["logging", "level"]), "must not be empty (e.g. `info`)");
     }
@@ -86,7 +90,7 @@ fn check_listeners(config: &Config, f: &mut Findings) -> Vec<SocketAddr> {
 }
 
 /// Why `text` is not an absolute http(s) URL, if it is not.
-pub(crate) fn http_url(text: &str) -> Result<Url, String> {
+pub fn http_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text.trim()).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("`{text}` must be an http:// or https:// URL"));

@@ -6,9 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::schema::{Config, IdentityMode};
-use super::tree::Seg;
-use super::validate::{p, Findings};
+use crate::config::checks::{p, Findings, Seg};
+use crate::config::{Config, IdentityMode};
 
 /// Runs every check. `set_in_file(path)` tells whether a key is written in the file or the
 /// environment (rather than left at its default).
@@ -145,7 +144,8 @@ fn not_creatable(path: &Path) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{load_str, MapEnv};
+    use crate::config::MapEnv;
+    use crate::preflight::load_str;
 
     fn issues(yaml: &str) -> String {
         match load_str(yaml, "gw.yaml", &MapEnv::default()) {

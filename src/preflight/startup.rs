@@ -10,9 +10,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::schema::{AuthMode, Config, IdentityMode};
-use super::validate::{http_url, p, pi, pik, Findings};
 use crate::auth::jwt::Alg;
+use crate::config::checks::{http_url, p, pi, pik, suggest, Findings, Seg};
+use crate::config::units::format_duration;
+use crate::config::{AuthMode, Config, IdentityMode};
 
 /// Algorithms of minted tokens: the ones the gateway generates keys for, and RS256 (key
 /// file only).
@@ -71,7 +72,7 @@ fn check_algorithms(config: &Config, f: &mut Findings) {
                 .iter()
                 .find(|n| n.eq_ignore_ascii_case(name))
                 .copied()
-                .or_else(|| super::de::suggest(name, &names))
+                .or_else(|| suggest(name, &names))
                 .map(|best| format!("did you mean `{best}`? "))
                 .unwrap_or_default();
             format!(
@@ -87,7 +88,7 @@ fn check_mint(config: &Config, f: &mut Findings) {
     let mint = &config.auth.mint;
     let algorithm = mint.algorithm.trim();
     if !MINT_ALGORITHMS.contains(&algorithm) {
-        let hint = super::de::suggest(algorithm, &MINT_ALGORITHMS)
+        let hint = suggest(algorithm, &MINT_ALGORITHMS)
             .map(|best| format!("; did you mean `{best}`?"))
             .unwrap_or_default();
         f.error(
@@ -315,7 +316,7 @@ fn check_dev_authorization_server(config: &Config, f: &mut Findings) {
         for (j, uri) in client.redirect_uris.iter().enumerate() {
             if let Err(message) = crate::dev_as::check_redirect_uri(uri) {
                 let mut path = pik(&clients, i, "redirect_uris");
-                path.push(super::tree::Seg::Index(j));
+                path.push(Seg::Index(j));
                 f.error(path, message);
             }
         }
@@ -332,7 +333,7 @@ fn check_dev_authorization_server(config: &Config, f: &mut Findings) {
             at(&["access_token_ttl"]),
             format!(
                 "{} is out of range: between 10s and 24h",
-                super::units::format_duration(ttl)
+                format_duration(ttl)
             ),
         );
     }
@@ -347,7 +348,8 @@ fn check_dev_authorization_server(config: &Config, f: &mut Findings) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load_str, MapEnv};
+    use crate::config::MapEnv;
+    use crate::preflight::load_str;
 
     /// The mirrored rules refuse exactly what the development authorization server refuses.
     #[test]
@@ -396,11 +398,7 @@ mod tests {
 
     /// Two small YAML documents joined section by section (the second wins), as JSON.
     fn merge(base: &str, overlay: &str) -> serde_json::Value {
-        let parse = |text: &str| {
-            crate::config::tree::parse_yaml(text, "t")
-                .unwrap()
-                .to_json()
-        };
+        let parse = |text: &str| serde_saphyr::from_str::<serde_json::Value>(text).unwrap();
         fn deep(a: &mut serde_json::Value, b: &serde_json::Value) {
             match (a, b) {
                 (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
