@@ -15,7 +15,7 @@ use std::time::Duration;
 use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value};
 
-use cortex_filters::catalog::{self, BackendSnapshot, MergedCatalog};
+use cortex_filters::catalog::{self, BackendSnapshot, EntryKind, MergedCatalog};
 use cortex_filters::contract::{self, Reply, ReplyContext};
 use cortex_filters::jsonrpc::{self, Incoming};
 use cortex_filters::modern::{
@@ -104,9 +104,13 @@ fn scope_sets() -> Vec<(&'static str, Vec<String>)> {
 
 /// The cold `tools/list` path of the gateway: filter, page, serialize the first page.
 fn list_cold(cat: &MergedCatalog, grants: &GrantedScopes) -> Vec<u8> {
-    let vis = catalog::visible_tools(cat, grants);
+    let vis = catalog::visible(cat, EntryKind::Tool, grants);
     match catalog::page(&vis, |t| t.exposed.as_str(), None, PAGE_SIZE) {
-        Ok((range, next)) => catalog::tools_list_result(&vis[range], next.as_deref()),
+        Ok((range, next)) => catalog::list_result(
+            "tools",
+            vis[range].iter().map(|t| &t.entry),
+            next.as_deref(),
+        ),
         Err(_) => Vec::new(),
     }
 }

@@ -20,7 +20,7 @@ use criterion::{criterion_group, BenchmarkId, Criterion};
 use futures::executor::block_on;
 use serde_json::json;
 
-use cortex_filters::catalog::{self, BackendSnapshot};
+use cortex_filters::catalog::{self, BackendSnapshot, EntryKind};
 use cortex_filters::contract::{self, Reply, ReplyContext};
 use cortex_filters::jsonrpc::{self, Incoming, Message};
 use cortex_filters::naming::NamingMode;
@@ -132,7 +132,7 @@ fn route<'c>(
     cx: &CallContext<'_>,
     current: &'c cortex_gateway::upstream::CatalogState,
     params: &serde_json::Value,
-) -> Option<&'c catalog::CatalogTool> {
+) -> Option<&'c catalog::Entry> {
     let name = params.get("name")?.as_str()?;
     current
         .merged
@@ -158,7 +158,7 @@ fn call_logic(cx: &CallContext<'_>, body: &[u8]) -> usize {
         cx.principal,
     ))
     .map_or(0, |h| h.len());
-    let request = contract::request_body(&tool.original, params.get("arguments"));
+    let request = contract::request_body(&tool.target, params.get("arguments"));
     let outcome = contract::map_tool_reply(
         Reply {
             status: 200,
@@ -168,7 +168,7 @@ fn call_logic(cx: &CallContext<'_>, body: &[u8]) -> usize {
         },
         ReplyContext {
             backend_id: &tool.backend_id,
-            method: &tool.original,
+            method: &tool.target,
         },
     );
     outcome.to_response(&id).len() + request.len() + headers
@@ -191,7 +191,7 @@ fn bench_catalog_cache(c: &mut Criterion) {
                 None,
                 || {
                     build_count.set(build_count.get() + 1);
-                    let vis = catalog::visible_tools(&current.merged, &p.grants);
+                    let vis = catalog::visible(&current.merged, EntryKind::Tool, &p.grants);
                     let (range, next) = catalog::page(&vis, |t| t.exposed.as_str(), None, 1_000)?;
                     let entries = u32::try_from(range.len()).unwrap_or(u32::MAX);
                     Ok(ListPage {
@@ -274,7 +274,7 @@ fn bench_call_path(c: &mut Criterion) {
             };
             let params = params.unwrap_or_default();
             let current = cx.shared.catalog.current();
-            route(&cx, &current, &params).map_or(0, |t| t.original.len())
+            route(&cx, &current, &params).map_or(0, |t| t.target.len())
         })
     });
     g.bench_function("tools_call/full_logic", |b| {

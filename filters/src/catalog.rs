@@ -125,74 +125,71 @@ pub struct BackendSnapshot {
     pub resources: Vec<ResourceDef>,
 }
 
-/// A tool of the merged catalog.
+/// The four kinds of catalog entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A tool.
+    Tool,
+    /// A prompt.
+    Prompt,
+    /// A resource template.
+    Template,
+    /// A static resource.
+    Resource,
+}
+
+impl EntryKind {
+    /// Every kind, in list order.
+    pub const ALL: [EntryKind; 4] = [
+        EntryKind::Tool,
+        EntryKind::Prompt,
+        EntryKind::Template,
+        EntryKind::Resource,
+    ];
+
+    /// The key of its list result: `tools`, `prompts`, `resourceTemplates`, `resources`.
+    pub const fn list_key(self) -> &'static str {
+        match self {
+            EntryKind::Tool => "tools",
+            EntryKind::Prompt => "prompts",
+            EntryKind::Template => "resourceTemplates",
+            EntryKind::Resource => "resources",
+        }
+    }
+
+    /// Its name in messages: `tool`, `prompt`, `resource template`, `resource`.
+    pub const fn noun(self) -> &'static str {
+        match self {
+            EntryKind::Tool => "tool",
+            EntryKind::Prompt => "prompt",
+            EntryKind::Template => "resource template",
+            EntryKind::Resource => "resource",
+        }
+    }
+}
+
+/// One entry of the merged catalog, whatever its kind: the unit that is listed, filtered
+/// by scope, diffed, pinned and routed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CatalogTool {
-    /// The name clients see and call.
+pub struct Entry {
+    /// Tool, prompt, resource template or resource.
+    pub kind: EntryKind,
+    /// The name clients see (and call, for tools).
     pub exposed: String,
     /// The owning backend.
     pub backend_id: String,
-    /// The backend's own name (sent on tools/call).
-    pub original: String,
+    /// What the backend is asked for: its own name (tools, prompts), the URI (resources) or
+    /// the URI template (templates); URIs are kept unchanged across the gateway.
+    pub target: String,
     /// Required scope.
     pub scope: Option<String>,
-    /// The full MCP `Tool` object as listed: `name`, `title?`, `description` (prefixed
+    /// The MCP object as listed. For a tool: `name`, `title?`, `description` (prefixed
     /// `[<backend id>] ` under prefix naming, with the Cortex deprecation prefix
     /// `[DEPRECATED — removal <date>, use <x>] ` when deprecated), `inputSchema`,
-    /// `outputSchema?`, `annotations?`, `_meta: {version, app, deprecated?}`.
+    /// `outputSchema?`, `annotations?`, `_meta: {version, app, deprecated?}`. For the others
+    /// the MCP `Prompt`, `ResourceTemplate` or `Resource` with the exposed `name`.
     pub entry: Value,
     /// Hash of `entry` and `scope`: equal fingerprints mean an unchanged definition.
-    pub fingerprint: u64,
-}
-
-/// A prompt of the merged catalog.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CatalogPrompt {
-    /// The name clients see.
-    pub exposed: String,
-    /// The owning backend.
-    pub backend_id: String,
-    /// The backend's own name (sent on get_prompt).
-    pub original: String,
-    /// Required scope.
-    pub scope: Option<String>,
-    /// The MCP `Prompt` object as listed (`name` = exposed).
-    pub entry: Value,
-    /// Hash of `entry` and `scope`.
-    pub fingerprint: u64,
-}
-
-/// A resource template of the merged catalog.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CatalogTemplate {
-    /// The name clients see.
-    pub exposed: String,
-    /// The owning backend.
-    pub backend_id: String,
-    /// The template (unchanged).
-    pub uri_template: String,
-    /// Required scope.
-    pub scope: Option<String>,
-    /// The MCP `ResourceTemplate` object as listed.
-    pub entry: Value,
-    /// Hash of `entry` and `scope`.
-    pub fingerprint: u64,
-}
-
-/// A static resource of the merged catalog.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CatalogResource {
-    /// The name clients see.
-    pub exposed: String,
-    /// The owning backend.
-    pub backend_id: String,
-    /// The URI (unchanged).
-    pub uri: String,
-    /// Required scope.
-    pub scope: Option<String>,
-    /// The MCP `Resource` object as listed.
-    pub entry: Value,
-    /// Hash of `entry` and `scope`.
     pub fingerprint: u64,
 }
 
@@ -225,20 +222,29 @@ pub enum CatalogProblem {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ResourceRoute<'a> {
     /// An exact static resource.
-    Static(&'a CatalogResource),
+    Static(&'a Entry),
     /// A matching template.
-    Template(&'a CatalogTemplate),
+    Template(&'a Entry),
+}
+
+impl<'a> ResourceRoute<'a> {
+    /// The entry the URI is routed to.
+    pub fn entry(self) -> &'a Entry {
+        match self {
+            ResourceRoute::Static(e) | ResourceRoute::Template(e) => e,
+        }
+    }
 }
 
 /// The merged catalog of every backend. Cheap to share behind an `Arc`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MergedCatalog {
-    tools: Vec<CatalogTool>,
+    tools: Vec<Entry>,
     tool_index: HashMap<String, usize>,
-    prompts: Vec<CatalogPrompt>,
+    prompts: Vec<Entry>,
     prompt_index: HashMap<String, usize>,
-    templates: Vec<CatalogTemplate>,
-    resources: Vec<CatalogResource>,
+    templates: Vec<Entry>,
+    resources: Vec<Entry>,
     resource_index: HashMap<String, usize>,
     problems: Vec<CatalogProblem>,
 }
@@ -266,7 +272,7 @@ pub fn merge(snapshots: &[BackendSnapshot], reserved: &[&str]) -> MergedCatalog 
 
     let mut resources = merge_resources(snapshots, reserved, &mut problems);
     resources.sort_by(|a, b| a.exposed.cmp(&b.exposed));
-    let resource_index = index_by(&resources, |r| &r.uri);
+    let resource_index = index_by(&resources, |r| &r.target);
 
     MergedCatalog {
         tools,
@@ -375,8 +381,8 @@ fn merge_tools(
     snapshots: &[BackendSnapshot],
     reserved: &[&str],
     problems: &mut Vec<CatalogProblem>,
-) -> Vec<CatalogTool> {
-    let mut names = Claims::new("tool");
+) -> Vec<Entry> {
+    let mut names = Claims::new(EntryKind::Tool.noun());
     names.reserve(reserved);
     let mut out = Vec::new();
     for snap in snapshots {
@@ -391,11 +397,12 @@ fn merge_tools(
             }
             names.take(&exposed, &snap.backend_id);
             let entry = tool_entry(snap, def, &exposed, &own);
-            out.push(CatalogTool {
+            out.push(Entry {
+                kind: EntryKind::Tool,
                 fingerprint: fingerprint(&entry, def.scope.as_deref()),
                 exposed,
                 backend_id: snap.backend_id.clone(),
-                original: def.name.clone(),
+                target: def.name.clone(),
                 scope: def.scope.clone(),
                 entry,
             });
@@ -405,11 +412,8 @@ fn merge_tools(
     out
 }
 
-fn merge_prompts(
-    snapshots: &[BackendSnapshot],
-    problems: &mut Vec<CatalogProblem>,
-) -> Vec<CatalogPrompt> {
-    let mut names = Claims::new("prompt");
+fn merge_prompts(snapshots: &[BackendSnapshot], problems: &mut Vec<CatalogProblem>) -> Vec<Entry> {
+    let mut names = Claims::new(EntryKind::Prompt.noun());
     let mut out = Vec::new();
     for snap in snapshots {
         for def in &snap.prompts {
@@ -430,11 +434,12 @@ fn merge_prompts(
             }
             e.insert("_meta".into(), app_meta(&snap.backend_id));
             let entry = Value::Object(e);
-            out.push(CatalogPrompt {
+            out.push(Entry {
+                kind: EntryKind::Prompt,
                 fingerprint: fingerprint(&entry, def.scope.as_deref()),
                 exposed,
                 backend_id: snap.backend_id.clone(),
-                original: def.name.clone(),
+                target: def.name.clone(),
                 scope: def.scope.clone(),
                 entry,
             });
@@ -457,27 +462,16 @@ struct UriEntryDef<'a> {
     scope: Option<&'a str>,
 }
 
-/// A merged URI-addressed entry, before it becomes a [`CatalogTemplate`] or a
-/// [`CatalogResource`].
-struct MergedUriEntry {
-    exposed: String,
-    backend_id: String,
-    uri: String,
-    scope: Option<String>,
-    entry: Value,
-    fingerprint: u64,
-}
-
 /// Merges resources or templates: names and URIs are both claimed, first backend wins.
 fn merge_uri_entries<'s>(
     snapshots: &'s [BackendSnapshot],
     reserved: &[&str],
     problems: &mut Vec<CatalogProblem>,
-    kind: &'static str,
+    kind: EntryKind,
     defs: impl Fn(&'s BackendSnapshot) -> Vec<UriEntryDef<'s>>,
-) -> Vec<MergedUriEntry> {
-    let mut names = Claims::new(kind);
-    let mut uris = Claims::new(kind);
+) -> Vec<Entry> {
+    let mut names = Claims::new(kind.noun());
+    let mut uris = Claims::new(kind.noun());
     uris.reserve(reserved);
     let mut out = Vec::new();
     for snap in snapshots {
@@ -503,11 +497,12 @@ fn merge_uri_entries<'s>(
             insert_opt_str(&mut e, "mimeType", def.mime_type);
             e.insert("_meta".into(), app_meta(&snap.backend_id));
             let entry = Value::Object(e);
-            out.push(MergedUriEntry {
+            out.push(Entry {
+                kind,
                 fingerprint: fingerprint(&entry, def.scope),
                 exposed,
                 backend_id: snap.backend_id.clone(),
-                uri: def.uri.to_string(),
+                target: def.uri.to_string(),
                 scope: def.scope.map(str::to_string),
                 entry,
             });
@@ -522,8 +517,8 @@ fn merge_templates(
     snapshots: &[BackendSnapshot],
     reserved: &[&str],
     problems: &mut Vec<CatalogProblem>,
-) -> Vec<CatalogTemplate> {
-    merge_uri_entries(snapshots, reserved, problems, "resource template", |snap| {
+) -> Vec<Entry> {
+    merge_uri_entries(snapshots, reserved, problems, EntryKind::Template, |snap| {
         snap.templates
             .iter()
             .map(|d| UriEntryDef {
@@ -537,24 +532,14 @@ fn merge_templates(
             })
             .collect()
     })
-    .into_iter()
-    .map(|m| CatalogTemplate {
-        exposed: m.exposed,
-        backend_id: m.backend_id,
-        uri_template: m.uri,
-        scope: m.scope,
-        entry: m.entry,
-        fingerprint: m.fingerprint,
-    })
-    .collect()
 }
 
 fn merge_resources(
     snapshots: &[BackendSnapshot],
     reserved: &[&str],
     problems: &mut Vec<CatalogProblem>,
-) -> Vec<CatalogResource> {
-    merge_uri_entries(snapshots, reserved, problems, "resource", |snap| {
+) -> Vec<Entry> {
+    merge_uri_entries(snapshots, reserved, problems, EntryKind::Resource, |snap| {
         snap.resources
             .iter()
             .map(|d| UriEntryDef {
@@ -568,16 +553,6 @@ fn merge_resources(
             })
             .collect()
     })
-    .into_iter()
-    .map(|m| CatalogResource {
-        exposed: m.exposed,
-        backend_id: m.backend_id,
-        uri: m.uri,
-        scope: m.scope,
-        entry: m.entry,
-        fingerprint: m.fingerprint,
-    })
-    .collect()
 }
 
 fn insert_opt_str(e: &mut Map<String, Value>, key: &str, value: Option<&str>) {
@@ -593,7 +568,7 @@ fn app_meta(backend_id: &str) -> Value {
     Value::Object(m)
 }
 
-/// Builds the MCP `Tool` object of one backend tool (see [`CatalogTool::entry`]).
+/// Builds the MCP `Tool` object of one backend tool (see [`Entry::entry`]).
 /// `own` are the backend's own tool names: a `replacedBy` naming one of them is shown to the
 /// agent under its exposed name, the name the agent can actually call.
 fn tool_entry(snap: &BackendSnapshot, def: &ToolDef, exposed: &str, own: &HashSet<&str>) -> Value {
@@ -687,32 +662,45 @@ fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 }
 
 impl MergedCatalog {
+    /// The entries of `kind`, sorted by exposed name.
+    pub fn entries(&self, kind: EntryKind) -> &[Entry] {
+        match kind {
+            EntryKind::Tool => &self.tools,
+            EntryKind::Prompt => &self.prompts,
+            EntryKind::Template => &self.templates,
+            EntryKind::Resource => &self.resources,
+        }
+    }
+    /// Every entry, kind by kind.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        EntryKind::ALL.into_iter().flat_map(|k| self.entries(k))
+    }
     /// All tools, sorted by exposed name.
-    pub fn tools(&self) -> &[CatalogTool] {
+    pub fn tools(&self) -> &[Entry] {
         &self.tools
     }
     /// A tool by exposed name.
-    pub fn tool(&self, exposed: &str) -> Option<&CatalogTool> {
+    pub fn tool(&self, exposed: &str) -> Option<&Entry> {
         self.tool_index.get(exposed).map(|&i| &self.tools[i])
     }
     /// All prompts, sorted by exposed name.
-    pub fn prompts(&self) -> &[CatalogPrompt] {
+    pub fn prompts(&self) -> &[Entry] {
         &self.prompts
     }
     /// A prompt by exposed name.
-    pub fn prompt(&self, exposed: &str) -> Option<&CatalogPrompt> {
+    pub fn prompt(&self, exposed: &str) -> Option<&Entry> {
         self.prompt_index.get(exposed).map(|&i| &self.prompts[i])
     }
     /// All resource templates, sorted by exposed name.
-    pub fn templates(&self) -> &[CatalogTemplate] {
+    pub fn templates(&self) -> &[Entry] {
         &self.templates
     }
     /// All static resources, sorted by exposed name.
-    pub fn resources(&self) -> &[CatalogResource] {
+    pub fn resources(&self) -> &[Entry] {
         &self.resources
     }
     /// A static resource by its exact URI.
-    pub fn resource_by_uri(&self, uri: &str) -> Option<&CatalogResource> {
+    pub fn resource_by_uri(&self, uri: &str) -> Option<&Entry> {
         self.resource_index.get(uri).map(|&i| &self.resources[i])
     }
     /// Problems found while merging.
@@ -727,9 +715,9 @@ impl MergedCatalog {
         if let Some(r) = self.resource_by_uri(uri) {
             return Some(ResourceRoute::Static(r));
         }
-        let mut best: Option<(usize, &CatalogTemplate)> = None;
+        let mut best: Option<(usize, &Entry)> = None;
         for t in &self.templates {
-            let Some(parts) = parse_template(&t.uri_template) else {
+            let Some(parts) = parse_template(&t.target) else {
                 continue;
             };
             if !template_matches(&parts, uri) {
@@ -744,14 +732,9 @@ impl MergedCatalog {
     }
     /// Every distinct scope any entry declares (for `scopes_supported`), sorted.
     pub fn scopes(&self) -> Vec<String> {
-        let all = self
-            .tools
-            .iter()
-            .map(|t| &t.scope)
-            .chain(self.prompts.iter().map(|p| &p.scope))
-            .chain(self.templates.iter().map(|t| &t.scope))
-            .chain(self.resources.iter().map(|r| &r.scope));
-        all.flatten()
+        self.iter()
+            .map(|e| &e.scope)
+            .flatten()
             .cloned()
             .collect::<BTreeSet<String>>()
             .into_iter()
@@ -854,41 +837,15 @@ fn template_matches(parts: &[TemplatePart<'_>], uri: &str) -> bool {
     reach[n]
 }
 
-/// Tools `grants` may see, in catalog order.
-pub fn visible_tools<'a>(cat: &'a MergedCatalog, grants: &GrantedScopes) -> Vec<&'a CatalogTool> {
-    cat.tools
-        .iter()
-        .filter(|t| grants.allows(t.scope.as_deref()))
-        .collect()
-}
-/// Prompts `grants` may see, in catalog order.
-pub fn visible_prompts<'a>(
+/// The entries of `kind` that `grants` may see, in catalog order.
+pub fn visible<'a>(
     cat: &'a MergedCatalog,
+    kind: EntryKind,
     grants: &GrantedScopes,
-) -> Vec<&'a CatalogPrompt> {
-    cat.prompts
+) -> Vec<&'a Entry> {
+    cat.entries(kind)
         .iter()
-        .filter(|p| grants.allows(p.scope.as_deref()))
-        .collect()
-}
-/// Templates `grants` may see, in catalog order.
-pub fn visible_templates<'a>(
-    cat: &'a MergedCatalog,
-    grants: &GrantedScopes,
-) -> Vec<&'a CatalogTemplate> {
-    cat.templates
-        .iter()
-        .filter(|t| grants.allows(t.scope.as_deref()))
-        .collect()
-}
-/// Static resources `grants` may see, in catalog order.
-pub fn visible_resources<'a>(
-    cat: &'a MergedCatalog,
-    grants: &GrantedScopes,
-) -> Vec<&'a CatalogResource> {
-    cat.resources
-        .iter()
-        .filter(|r| grants.allows(r.scope.as_deref()))
+        .filter(|e| grants.allows(e.scope.as_deref()))
         .collect()
 }
 
@@ -1004,45 +961,28 @@ fn diff_kind<'a>(
 /// Compares two catalogs entry by entry (by exposed name and fingerprint). Each list is
 /// sorted and free of duplicates.
 pub fn diff(old: &MergedCatalog, new: &MergedCatalog) -> CatalogDiff {
+    fn keys(cat: &MergedCatalog, kind: EntryKind) -> Vec<DiffKey<'_>> {
+        cat.entries(kind)
+            .iter()
+            .map(|e| (e.exposed.as_str(), e.fingerprint, e.scope.as_deref()))
+            .collect()
+    }
     let mut tools = BTreeSet::new();
-    diff_kind(
-        old.tools
-            .iter()
-            .map(|t| (t.exposed.as_str(), t.fingerprint, t.scope.as_deref())),
-        new.tools
-            .iter()
-            .map(|t| (t.exposed.as_str(), t.fingerprint, t.scope.as_deref())),
-        &mut tools,
-    );
     let mut prompts = BTreeSet::new();
-    diff_kind(
-        old.prompts
-            .iter()
-            .map(|p| (p.exposed.as_str(), p.fingerprint, p.scope.as_deref())),
-        new.prompts
-            .iter()
-            .map(|p| (p.exposed.as_str(), p.fingerprint, p.scope.as_deref())),
-        &mut prompts,
-    );
     let mut resources = BTreeSet::new();
-    diff_kind(
-        old.templates
-            .iter()
-            .map(|t| (t.exposed.as_str(), t.fingerprint, t.scope.as_deref())),
-        new.templates
-            .iter()
-            .map(|t| (t.exposed.as_str(), t.fingerprint, t.scope.as_deref())),
-        &mut resources,
-    );
-    diff_kind(
-        old.resources
-            .iter()
-            .map(|r| (r.exposed.as_str(), r.fingerprint, r.scope.as_deref())),
-        new.resources
-            .iter()
-            .map(|r| (r.exposed.as_str(), r.fingerprint, r.scope.as_deref())),
-        &mut resources,
-    );
+    for kind in EntryKind::ALL {
+        let out = match kind {
+            EntryKind::Tool => &mut tools,
+            EntryKind::Prompt => &mut prompts,
+            // Templates and static resources share one list_changed notification.
+            EntryKind::Template | EntryKind::Resource => &mut resources,
+        };
+        diff_kind(
+            keys(old, kind).into_iter(),
+            keys(new, kind).into_iter(),
+            out,
+        );
+    }
     CatalogDiff {
         tools: tools.into_iter().collect(),
         prompts: prompts.into_iter().collect(),
@@ -1074,34 +1014,6 @@ pub fn list_result<'a>(
     }
     out.push(b'}');
     out
-}
-
-/// Serializes a `tools/list` result: `{"tools":[entries…],"nextCursor":"…"?}`.
-pub fn tools_list_result(tools: &[&CatalogTool], next_cursor: Option<&str>) -> Vec<u8> {
-    list_result("tools", tools.iter().map(|t| &t.entry), next_cursor)
-}
-
-/// Serializes a `prompts/list` result: `{"prompts":[entries…],"nextCursor":"…"?}`.
-pub fn prompts_list_result(prompts: &[&CatalogPrompt], next_cursor: Option<&str>) -> Vec<u8> {
-    list_result("prompts", prompts.iter().map(|p| &p.entry), next_cursor)
-}
-
-/// Serializes a `resources/templates/list` result:
-/// `{"resourceTemplates":[entries…],"nextCursor":"…"?}`.
-pub fn resource_templates_list_result(
-    templates: &[&CatalogTemplate],
-    next_cursor: Option<&str>,
-) -> Vec<u8> {
-    list_result(
-        "resourceTemplates",
-        templates.iter().map(|t| &t.entry),
-        next_cursor,
-    )
-}
-
-/// Serializes a `resources/list` result: `{"resources":[entries…],"nextCursor":"…"?}`.
-pub fn resources_list_result(resources: &[&CatalogResource], next_cursor: Option<&str>) -> Vec<u8> {
-    list_result("resources", resources.iter().map(|r| &r.entry), next_cursor)
 }
 
 #[cfg(test)]
@@ -1196,7 +1108,7 @@ mod tests {
         );
         let t = cat.tool("crm_get").unwrap();
         assert_eq!(t.backend_id, "crm");
-        assert_eq!(t.original, "get");
+        assert_eq!(t.target, "get");
         assert!(cat.tool("get").is_none());
         assert!(cat.problems().is_empty());
     }
@@ -1348,10 +1260,10 @@ mod tests {
             &[],
         );
         let t = cat.tool("crm_caf_").unwrap();
-        assert_eq!(t.original, "café");
+        assert_eq!(t.target, "café");
         let exposed = naming::exposed_name("crm", &long, NamingMode::Prefix).unwrap();
         assert_eq!(exposed.len(), 128);
-        assert_eq!(cat.tool(&exposed).unwrap().original, long);
+        assert_eq!(cat.tool(&exposed).unwrap().target, long);
     }
 
     #[test]
@@ -1405,7 +1317,7 @@ mod tests {
             &[],
         );
         assert_eq!(cat.tools().len(), 1);
-        assert_eq!(cat.tool("crm_a_b").unwrap().original, "a b");
+        assert_eq!(cat.tool("crm_a_b").unwrap().target, "a b");
         assert_eq!(
             cat.problems(),
             &[CatalogProblem::Collision {
@@ -1509,7 +1421,7 @@ mod tests {
             cat.prompt("docs_plain").unwrap().entry,
             json!({"name": "docs_plain", "_meta": {"app": "docs"}})
         );
-        assert_eq!(cat.prompt("docs_plain").unwrap().original, "plain");
+        assert_eq!(cat.prompt("docs_plain").unwrap().target, "plain");
         assert_eq!(
             cat.templates()[0].entry,
             json!({
@@ -1676,7 +1588,7 @@ mod tests {
     fn visibility_follows_grants() {
         let cat = scoped_catalog();
         let exposed = |g: &GrantedScopes| {
-            visible_tools(&cat, g)
+            visible(&cat, EntryKind::Tool, g)
                 .iter()
                 .map(|t| t.exposed.clone())
                 .collect::<Vec<_>>()
@@ -1692,17 +1604,23 @@ mod tests {
         );
         assert_eq!(exposed(&grants(&["*"])).len(), 4);
         assert_eq!(
-            visible_prompts(&cat, &grants(&[]))
+            visible(&cat, EntryKind::Prompt, &grants(&[]))
                 .iter()
                 .map(|p| p.exposed.as_str())
                 .collect::<Vec<_>>(),
             ["crm_p_open"]
         );
-        assert_eq!(visible_prompts(&cat, &grants(&["mcp:crm:read"])).len(), 2);
-        assert!(visible_templates(&cat, &grants(&["mcp:crm:read"])).is_empty());
-        assert_eq!(visible_templates(&cat, &grants(&["mcp:crm:*"])).len(), 1);
         assert_eq!(
-            visible_resources(&cat, &grants(&["mcp:bill:pay"]))
+            visible(&cat, EntryKind::Prompt, &grants(&["mcp:crm:read"])).len(),
+            2
+        );
+        assert!(visible(&cat, EntryKind::Template, &grants(&["mcp:crm:read"])).is_empty());
+        assert_eq!(
+            visible(&cat, EntryKind::Template, &grants(&["mcp:crm:*"])).len(),
+            1
+        );
+        assert_eq!(
+            visible(&cat, EntryKind::Resource, &grants(&["mcp:bill:pay"]))
                 .iter()
                 .map(|r| r.exposed.as_str())
                 .collect::<Vec<_>>(),
@@ -1940,7 +1858,7 @@ mod tests {
     #[test]
     fn paging_visible_tools_works_on_references() {
         let cat = scoped_catalog();
-        let visible = visible_tools(&cat, &grants(&["*"]));
+        let visible = visible(&cat, EntryKind::Tool, &grants(&["*"]));
         let (range, next) = page(&visible, |t| t.exposed.as_str(), None, 3).unwrap();
         assert_eq!(range, 0..3);
         let (range2, next2) = page(&visible, |t| t.exposed.as_str(), next.as_deref(), 3).unwrap();
@@ -2037,37 +1955,54 @@ mod tests {
 
     // ---- serialization -----------------------------------------------------------------
 
+    /// A list result of `kind` from visible entries, as the gateway builds pages.
+    fn list_of(kind: EntryKind, entries: &[&Entry], next: Option<&str>) -> Vec<u8> {
+        list_result(kind.list_key(), entries.iter().map(|e| &e.entry), next)
+    }
+
     #[test]
-    fn tools_list_result_keeps_order_and_adds_next_cursor_only_when_given() {
+    fn list_results_keep_order_and_add_next_cursor_only_when_given() {
         let cat = scoped_catalog();
-        let all = visible_tools(&cat, &grants(&["*"]));
-        let v: Value = serde_json::from_slice(&tools_list_result(&all[..2], Some("abc"))).unwrap();
+        let all = visible(&cat, EntryKind::Tool, &grants(&["*"]));
+        let v: Value =
+            serde_json::from_slice(&list_of(EntryKind::Tool, &all[..2], Some("abc"))).unwrap();
         assert_eq!(v["tools"][0], all[0].entry);
         assert_eq!(v["tools"][1], all[1].entry);
         assert_eq!(v["tools"].as_array().unwrap().len(), 2);
         assert_eq!(v["nextCursor"], "abc");
-        let v: Value = serde_json::from_slice(&tools_list_result(&all, None)).unwrap();
+        let v: Value = serde_json::from_slice(&list_of(EntryKind::Tool, &all, None)).unwrap();
         assert!(v.get("nextCursor").is_none());
-        assert_eq!(tools_list_result(&[], None), br#"{"tools":[]}"#);
+        assert_eq!(list_of(EntryKind::Tool, &[], None), br#"{"tools":[]}"#);
     }
 
     #[test]
-    fn other_list_results_use_their_mcp_keys() {
+    fn every_kind_lists_under_its_mcp_key() {
         let cat = scoped_catalog();
         let g = grants(&["*"]);
+        let of = |kind| visible(&cat, kind, &g);
         let v: Value =
-            serde_json::from_slice(&prompts_list_result(&visible_prompts(&cat, &g), None)).unwrap();
+            serde_json::from_slice(&list_of(EntryKind::Prompt, &of(EntryKind::Prompt), None))
+                .unwrap();
         assert_eq!(v["prompts"].as_array().unwrap().len(), 2);
-        let v: Value = serde_json::from_slice(&resource_templates_list_result(
-            &visible_templates(&cat, &g),
-            Some("c"),
-        ))
-        .unwrap();
+        let templates = of(EntryKind::Template);
+        let v: Value =
+            serde_json::from_slice(&list_of(EntryKind::Template, &templates, Some("c"))).unwrap();
         assert_eq!(v["resourceTemplates"][0]["uriTemplate"], "crm://a/{id}");
         assert_eq!(v["nextCursor"], "c");
-        let v: Value =
-            serde_json::from_slice(&resources_list_result(&visible_resources(&cat, &g), None))
-                .unwrap();
+        let v: Value = serde_json::from_slice(&list_of(
+            EntryKind::Resource,
+            &of(EntryKind::Resource),
+            None,
+        ))
+        .unwrap();
         assert_eq!(v["resources"].as_array().unwrap().len(), 2);
+        assert!(cat.iter().all(|e| cat.entries(e.kind).contains(e)));
+        assert_eq!(
+            cat.iter().count(),
+            EntryKind::ALL
+                .iter()
+                .map(|k| cat.entries(*k).len())
+                .sum::<usize>()
+        );
     }
 }

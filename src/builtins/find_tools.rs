@@ -70,7 +70,7 @@ fn build(builtins: &Builtins, catalog: Arc<CatalogState>) -> ToolIndex {
         })
         .chain(catalog.merged.tools().iter().map(|t| SearchDoc {
             name: &t.exposed,
-            alt_name: Some(&t.original),
+            alt_name: Some(&t.target),
             description: t.entry["description"].as_str().unwrap_or(""),
         }));
     let index = Bm25Index::build(docs);

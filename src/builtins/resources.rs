@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use cortex_filters::catalog;
+use cortex_filters::catalog::{self, EntryKind};
 use cortex_filters::jsonrpc::{codes, RpcError};
 use serde_json::{json, Map, Value};
 
@@ -64,11 +64,11 @@ pub fn list_all(cx: &BuiltinCx<'_>) -> Value {
         resources.push(architecture_entry());
     }
     resources.extend(
-        catalog::visible_resources(&current.merged, grants)
+        catalog::visible(&current.merged, EntryKind::Resource, grants)
             .into_iter()
             .map(|r| r.entry.clone()),
     );
-    let templates: Vec<Value> = catalog::visible_templates(&current.merged, grants)
+    let templates: Vec<Value> = catalog::visible(&current.merged, EntryKind::Template, grants)
         .into_iter()
         .map(|t| t.entry.clone())
         .collect();

@@ -242,31 +242,13 @@ pub fn backend_scopes(
     backend_id: &str,
     grants: &GrantedScopes,
 ) -> Vec<String> {
-    let mut out = BTreeSet::new();
-    let mut take = |owner: &str, scope: &Option<String>| {
-        if owner == backend_id {
-            if let Some(s) = scope {
-                if grants.allows(Some(s)) {
-                    out.insert(s.clone());
-                }
-            }
-        }
-    };
     catalog
-        .tools()
         .iter()
-        .for_each(|t| take(&t.backend_id, &t.scope));
-    catalog
-        .prompts()
-        .iter()
-        .for_each(|t| take(&t.backend_id, &t.scope));
-    catalog
-        .templates()
-        .iter()
-        .for_each(|t| take(&t.backend_id, &t.scope));
-    catalog
-        .resources()
-        .iter()
-        .for_each(|t| take(&t.backend_id, &t.scope));
-    out.into_iter().collect()
+        .filter(|e| e.backend_id == backend_id)
+        .filter_map(|e| e.scope.as_deref())
+        .filter(|s| grants.allows(Some(s)))
+        .map(str::to_string)
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect()
 }

@@ -118,7 +118,7 @@ async fn call_tool(
     };
     let arguments = params.get("arguments").filter(|_| args.is_some());
     let op = Operation::CallTool {
-        name: &tool.original,
+        name: &tool.target,
         arguments,
     };
     let outcome = calls::call(&cx.policy.upstreams, caller, &tool.backend_id, op)

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use cortex_filters::catalog::{self, BadCursor};
+use cortex_filters::catalog::{self, BadCursor, EntryKind};
 use cortex_filters::jsonrpc::{self, Id, RpcError};
 use cortex_filters::search::one_sentence;
 use serde_json::{json, Map, Value};
@@ -235,7 +235,7 @@ pub fn list(cx: &CallContext<'_>, id: &Id, params: &Value, kind: ListKind) -> Di
                     .filter(|d| grants.allows(d.scope.as_deref()))
                     .map(|d| &d.entry)
                     .collect();
-                let backend = catalog::visible_tools(merged, grants)
+                let backend = catalog::visible(merged, EntryKind::Tool, grants)
                     .into_iter()
                     .filter(|t| p.lists_backend(&t.backend_id))
                     .map(|t| (t.exposed.as_str(), present_tool(&t.entry, p.mode)))
@@ -249,21 +249,21 @@ pub fn list(cx: &CallContext<'_>, id: &Id, params: &Value, kind: ListKind) -> Di
                 } else {
                     Vec::new()
                 };
-                let backend = catalog::visible_resources(merged, grants)
+                let backend = catalog::visible(merged, EntryKind::Resource, grants)
                     .into_iter()
                     .map(|r| (r.exposed.as_str(), Cow::Borrowed(&r.entry)))
                     .collect();
                 page_bytes("resources", &own, backend, cursor, page_size)
             }
             ListKind::Prompts => {
-                let backend = catalog::visible_prompts(merged, grants)
+                let backend = catalog::visible(merged, EntryKind::Prompt, grants)
                     .into_iter()
                     .map(|e| (e.exposed.as_str(), Cow::Borrowed(&e.entry)))
                     .collect();
                 page_bytes("prompts", &[], backend, cursor, page_size)
             }
             ListKind::Templates => {
-                let backend = catalog::visible_templates(merged, grants)
+                let backend = catalog::visible(merged, EntryKind::Template, grants)
                     .into_iter()
                     .map(|e| (e.exposed.as_str(), Cow::Borrowed(&e.entry)))
                     .collect();

@@ -63,7 +63,7 @@ pub async fn get_prompt(
         .filter(|p| caller.principal.grants.allows(p.scope.as_deref()))
         .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
     let op = Operation::GetPrompt {
-        name: &p.original,
+        name: &p.target,
         arguments,
     };
     call(upstreams, caller, &p.backend_id, op)
@@ -84,19 +84,22 @@ pub async fn read_resource(
         RpcError::new(codes::RESOURCE_NOT_FOUND, "Resource not found")
             .with_data(json!({"uri": uri}))
     };
-    let (backend, scope) = match caller.catalog.route_resource(uri) {
-        Some(ResourceRoute::Static(r)) => (&r.backend_id, r.scope.as_deref()),
-        Some(ResourceRoute::Template(t)) => (&t.backend_id, t.scope.as_deref()),
-        None => return Err(not_found()),
+    let Some(owner) = caller.catalog.route_resource(uri).map(ResourceRoute::entry) else {
+        return Err(not_found());
     };
-    if !caller.principal.grants.allows(scope) {
+    if !caller.principal.grants.allows(owner.scope.as_deref()) {
         return Err(not_found());
     }
-    call(upstreams, caller, backend, Operation::ReadResource { uri })
-        .await
-        .outcome()
-        .await
-        .into_result()
+    call(
+        upstreams,
+        caller,
+        &owner.backend_id,
+        Operation::ReadResource { uri },
+    )
+    .await
+    .outcome()
+    .await
+    .into_result()
 }
 
 /// `completion/complete`: `ref` names an exposed prompt or a resource template; the backend
@@ -130,7 +133,7 @@ pub async fn complete(
                 .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
             (
                 p.backend_id.as_str(),
-                json!({"type": "ref/prompt", "name": p.original}),
+                json!({"type": "ref/prompt", "name": p.target}),
             )
         }
         Some("ref/resource") => {
@@ -139,7 +142,7 @@ pub async fn complete(
                 .catalog
                 .templates()
                 .iter()
-                .find(|t| t.uri_template == uri)
+                .find(|t| t.target == uri)
                 .filter(|t| grants.allows(t.scope.as_deref()));
             match owner {
                 Some(t) => (
