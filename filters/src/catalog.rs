@@ -733,8 +733,7 @@ impl MergedCatalog {
     /// Every distinct scope any entry declares (for `scopes_supported`), sorted.
     pub fn scopes(&self) -> Vec<String> {
         self.iter()
-            .map(|e| &e.scope)
-            .flatten()
+            .flat_map(|e| &e.scope)
             .cloned()
             .collect::<BTreeSet<String>>()
             .into_iter()
