@@ -17,7 +17,13 @@ use serde_json::{json, Value};
 
 use cortex_filters::catalog::{self, BackendSnapshot, MergedCatalog};
 use cortex_filters::contract::{self, Reply, ReplyContext};
-use cortex_filters::jsonrpc;
+use cortex_filters::jsonrpc::{self, Incoming};
+use cortex_filters::modern::{
+    self, envelope,
+    result::{self, CacheHint, CacheScope, Decoration, ResultType},
+    state::{self, RequestState, RequestStateSealer},
+    RequestHeaders,
+};
 use cortex_filters::naming::{self, NamingMode};
 use cortex_filters::scope::{GrantedScopes, ScopeRules};
 use cortex_filters::session::{SessionClaims, SessionSealer};
@@ -378,6 +384,111 @@ fn bench_scope(c: &mut Criterion) {
     g.finish();
 }
 
+/// A conformant modern `tools/call` body and its mirrored headers.
+fn modern_call() -> (Vec<u8>, Vec<(&'static str, &'static [u8])>) {
+    let body = json!({"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": {
+    "name": "b00_op_00001", "arguments": {"message": "hello", "region": "us-west1"},
+    "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}, "url": {}}}
+    }}});
+    let headers: Vec<(&'static str, &'static [u8])> = vec![
+        ("host", b"127.0.0.1:8080"),
+        ("content-type", b"application/json"),
+        ("accept", b"application/json, text/event-stream"),
+        ("authorization", b"Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig"),
+        ("mcp-protocol-version", b"2026-07-28"),
+        ("mcp-method", b"tools/call"),
+        ("mcp-name", b"b00_op_00001"),
+        ("mcp-param-region", b"us-west1"),
+    ];
+    (body.to_string().into_bytes(), headers)
+}
+
+/// The per-request modern envelope: headers collected, era chosen, envelope validated.
+fn modern_envelope(headers: &[(&'static str, &'static [u8])], incoming: &Incoming) -> bool {
+    let h = RequestHeaders::from_pairs(headers.iter().copied());
+    if modern::select_era("POST", &h, incoming) != version::Era::Modern {
+        return false;
+    }
+    let Incoming::Single(m) = incoming else {
+        return false;
+    };
+    envelope::validate("POST", &h, m, &envelope::Policy::default()).is_ok()
+}
+
+fn bench_modern(c: &mut Criterion) {
+    let mut g = c.benchmark_group("modern");
+    let (body, headers) = modern_call();
+    let incoming = jsonrpc::parse_body(&body).unwrap_or(Incoming::Batch(Vec::new()));
+    g.bench_function("envelope/tools_call", |b| {
+        b.iter(|| modern_envelope(black_box(&headers), black_box(&incoming)))
+    });
+    let annotations = modern::headers::param_headers(&json!({"type": "object", "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"},
+        "message": {"type": "string"}}}))
+    .unwrap_or_default();
+    let args = json!({"message": "hello", "region": "us-west1"});
+    let h = RequestHeaders::from_pairs(headers.iter().copied());
+    g.bench_function("check_param_headers/one", |b| {
+        b.iter(|| modern::headers::check_param_headers(black_box(&h), &annotations, Some(&args)))
+    });
+    g.bench_function("decode_value/base64", |b| {
+        b.iter(|| modern::headers::decode_value(black_box(b"=?base64?SGVsbG8sIOS4lueVjA==?=")))
+    });
+
+    let rules = rules();
+    let universal = GrantedScopes::new(["*"], &rules);
+    let cat = catalog::merge(&snapshots(1_000), &RESERVED);
+    let page = list_cold(&cat, &universal);
+    let d = Decoration {
+        result_type: ResultType::Complete,
+        cache: Some(CacheHint {
+            ttl_ms: 60_000,
+            scope: CacheScope::Private,
+        }),
+        server_info: Some(br#"{"name":"cortex-gateway","version":"0.1.0"}"#),
+    };
+    g.throughput(Throughput::Bytes(page.len() as u64));
+    g.bench_function("result/prepend/tools_page_500", |b| {
+        b.iter(|| result::prepend(black_box(&page), &d))
+    });
+    g.bench_function("result/decorate/tools_page_500", |b| {
+        b.iter(|| result::decorate(black_box(&page), &d))
+    });
+    g.throughput(Throughput::Elements(1));
+
+    let sealer = RequestStateSealer::new(&[7u8; 32]);
+    let params = json!({"name": "vault_link", "arguments": {"provider": "github"}});
+    let digest = state::request_digest("tools/call", Some(&params));
+    let st = RequestState::new(
+        "alice@example.com",
+        digest,
+        1_800_000_000,
+        600,
+        b"held-call-17".to_vec(),
+    );
+    let token = sealer.seal(&st).unwrap_or_default();
+    g.bench_function("request_digest/small", |b| {
+        b.iter(|| state::request_digest("tools/call", Some(black_box(&params))))
+    });
+    g.bench_function("request_state/seal", |b| {
+        b.iter(|| sealer.seal(black_box(&st)))
+    });
+    g.bench_function("request_state/open", |b| {
+        b.iter(|| {
+            sealer.open(
+                black_box(&token),
+                "alice@example.com",
+                &digest,
+                1_800_000_100,
+            )
+        })
+    });
+    g.finish();
+}
+
 /// Allocations per operation of the operations on the per-call path, and of listing.
 fn alloc_report() {
     let mut r = support::AllocReport::default();
@@ -392,6 +503,13 @@ fn alloc_report() {
     r.measure("version::from_header 2025-06-18", 10_000, || {
         version::from_header(Some(&b"2025-06-18"[..]))
     });
+    let (modern_body, modern_headers) = modern_call();
+    let modern_incoming = jsonrpc::parse_body(&modern_body).unwrap_or(Incoming::Batch(Vec::new()));
+    r.measure(
+        "modern envelope (era + validate) tools/call",
+        10_000,
+        || modern_envelope(&modern_headers, &modern_incoming),
+    );
     let args = json!({"message": "hello"});
     r.measure("contract::request_body small", 10_000, || {
         contract::request_body("echo", Some(&args))
@@ -464,7 +582,7 @@ criterion_group! {
     name = benches;
     config = config();
     targets = bench_jsonrpc, bench_version, bench_catalog, bench_naming, bench_contract,
-        bench_session, bench_scope
+        bench_session, bench_scope, bench_modern
 }
 
 fn main() {

@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the gateway's own per-request logic (the `cortex_gateway`
-//! lib crate), without HTTP: the cached `tools/list` path (`CatalogStore::view`), the MCP
-//! dispatch of `tools/call`, `initialize` and session validation, and authentication in
-//! `auth.mode: none`.
+//! lib crate), without HTTP: the cached `tools/list` path (`CatalogStore::view`), the logic
+//! of a `tools/call` (route, credentials, contract body, reply mapping, answer),
+//! `initialize` and session validation, and authentication in `auth.mode: none`.
 //!
 //! Run: `cargo bench --bench gateway`. Together with the load harness this splits the cost of
 //! a proxied call into "MCP logic" (here) and "HTTP and proxying" (the rest).
@@ -26,11 +26,14 @@ use cortex_filters::jsonrpc::{self, Incoming, Message};
 use cortex_filters::naming::NamingMode;
 use cortex_filters::version::ProtocolVersion;
 use cortex_gateway::auth::{AuthOutcome, AuthRequest, Principal};
+use cortex_gateway::builtins::reserved_names;
 use cortex_gateway::config::{self, MapEnv};
-use cortex_gateway::federation::{ListKind, ListPage};
-use cortex_gateway::mcp::dispatch::{self, CallContext, Dispatched};
-use cortex_gateway::server::RESERVED_NAMES;
+use cortex_gateway::credentials::identity_headers;
+use cortex_gateway::mcp::call::{CallContext, Dispatched};
+use cortex_gateway::mcp::dispatch;
+use cortex_gateway::record::RequestRecord;
 use cortex_gateway::state::AppState;
+use cortex_gateway::upstream::{ListKind, ListPage};
 
 use support::fixtures;
 
@@ -85,15 +88,16 @@ fn state(n: usize, page_size: usize) -> Option<AppState> {
         })
         .collect();
     state
+        .shared
         .catalog
-        .publish(catalog::merge(&snaps, RESERVED_NAMES));
+        .publish(catalog::merge(&snaps, &reserved_names()));
     Some(state)
 }
 
 /// The principal of `auth.mode: none`, as the transport obtains it for every request.
 fn principal(state: &AppState) -> Option<Principal> {
     // `authenticate` is async (token validation may fetch keys); mode none never awaits.
-    match futures::executor::block_on(state.auth.authenticate(loopback_request())) {
+    match futures::executor::block_on(state.shared.auth.authenticate(loopback_request())) {
         AuthOutcome::Ok(p) => Some(p),
         _ => None,
     }
@@ -116,20 +120,45 @@ fn message(body: &[u8]) -> Option<Message> {
 
 /// A `tools/list` through dispatch: the cached path once warm.
 fn list_once(cx: &CallContext<'_>, msg: &Message) -> usize {
-    match block_on(dispatch::dispatch(cx, msg.clone())) {
+    let mut rec = RequestRecord::default();
+    match block_on(dispatch::dispatch(cx, msg.clone(), &mut rec)) {
         Dispatched::Answer(b) | Dispatched::List { body: b, .. } => b.len(),
         _ => 0,
     }
 }
 
-/// Everything the gateway computes for one proxied `tools/call`, minus HTTP: parse the body,
-/// route (catalog lookup, scope check, contract body, identity headers), map the backend's
-/// reply and serialize the JSON-RPC answer.
+/// Where a `tools/call` goes: the catalog lookup and scope check of dispatch.
+fn route<'c>(
+    cx: &CallContext<'_>,
+    current: &'c cortex_gateway::upstream::CatalogState,
+    params: &serde_json::Value,
+) -> Option<&'c catalog::CatalogTool> {
+    let name = params.get("name")?.as_str()?;
+    current
+        .merged
+        .tool(name)
+        .filter(|t| cx.principal.grants.allows(t.scope.as_deref()))
+}
+
+/// Everything the gateway computes for one `tools/call` of a contract backend, minus HTTP:
+/// parse the body, route (catalog lookup, scope check), the identity headers and the
+/// contract body, map the backend's reply and serialize the JSON-RPC answer.
 fn call_logic(cx: &CallContext<'_>, body: &[u8]) -> usize {
-    let Some(msg) = message(body) else { return 0 };
-    let Dispatched::Forward(f) = block_on(dispatch::dispatch(cx, msg)) else {
+    let Some(Message::Request { id, params, .. }) = message(body) else {
         return 0;
     };
+    let params = params.unwrap_or_default();
+    let current = cx.shared.catalog.current();
+    let Some(tool) = route(cx, &current, &params) else {
+        return 0;
+    };
+    let headers = block_on(cx.policy.identity.headers_for(
+        &current.merged,
+        &tool.backend_id,
+        cx.principal,
+    ))
+    .map_or(0, |h| h.len());
+    let request = contract::request_body(&tool.original, params.get("arguments"));
     let outcome = contract::map_tool_reply(
         Reply {
             status: 200,
@@ -138,11 +167,11 @@ fn call_logic(cx: &CallContext<'_>, body: &[u8]) -> usize {
             body: br#"{"echoed":"hello"}"#,
         },
         ReplyContext {
-            backend_id: &f.backend.id,
-            method: &f.method,
+            backend_id: &tool.backend_id,
+            method: &tool.original,
         },
     );
-    dispatch::outcome_bytes(&f.rpc_id, outcome).len() + f.body.len()
+    outcome.to_response(&id).len() + request.len() + headers
 }
 
 fn bench_catalog_cache(c: &mut Criterion) {
@@ -151,10 +180,10 @@ fn bench_catalog_cache(c: &mut Criterion) {
         // Page size 1,000 so the 1,000-tool list is one page (as in the load harness).
         let Some(state) = state(n, 1_000) else { return };
         let Some(p) = principal(&state) else { return };
-        let current = state.catalog.current();
+        let current = state.shared.catalog.current();
         let build_count = std::cell::Cell::new(0u32);
         let view = || {
-            state.catalog.view(
+            state.shared.catalog.view(
                 current.generation,
                 ListKind::Tools,
                 0,
@@ -166,8 +195,9 @@ fn bench_catalog_cache(c: &mut Criterion) {
                     let (range, next) = catalog::page(&vis, |t| t.exposed.as_str(), None, 1_000)?;
                     let entries = u32::try_from(range.len()).unwrap_or(u32::MAX);
                     Ok(ListPage {
-                        bytes: Bytes::from(catalog::tools_list_result(
-                            &vis[range],
+                        bytes: Bytes::from(catalog::list_result(
+                            "tools",
+                            vis[range].iter().map(|t| &t.entry),
                             next.as_deref(),
                         )),
                         entries,
@@ -184,8 +214,10 @@ fn bench_catalog_cache(c: &mut Criterion) {
             1,
             "the view must be served from the cache"
         );
+        let policy = state.policy();
         let cx = CallContext {
-            state: &state,
+            shared: &state.shared,
+            policy: &policy,
             principal: &p,
             session: None,
             version: ProtocolVersion::V2025_06_18,
@@ -208,8 +240,10 @@ fn bench_call_path(c: &mut Criterion) {
         return;
     };
     let Some(p) = principal(&state) else { return };
+    let policy = state.policy();
     let cx = CallContext {
-        state: &state,
+        shared: &state.shared,
+        policy: &policy,
         principal: &p,
         session: None,
         version: ProtocolVersion::V2025_06_18,
@@ -218,7 +252,10 @@ fn bench_call_path(c: &mut Criterion) {
     g.bench_function("authenticate/mode_none", |b| {
         b.iter(|| {
             match futures::executor::block_on(
-                state.auth.authenticate(black_box(loopback_request())),
+                state
+                    .shared
+                    .auth
+                    .authenticate(black_box(loopback_request())),
             ) {
                 AuthOutcome::Ok(p) => p.sub.len(),
                 _ => 0,
@@ -232,13 +269,12 @@ fn bench_call_path(c: &mut Criterion) {
     );
     g.bench_function("tools_call/route", |b| {
         b.iter(|| {
-            let Some(msg) = message(black_box(&body)) else {
+            let Some(Message::Request { params, .. }) = message(black_box(&body)) else {
                 return 0;
             };
-            match block_on(dispatch::dispatch(&cx, msg)) {
-                Dispatched::Forward(f) => f.body.len(),
-                _ => 0,
-            }
+            let params = params.unwrap_or_default();
+            let current = cx.shared.catalog.current();
+            route(&cx, &current, &params).map_or(0, |t| t.original.len())
         })
     });
     g.bench_function("tools_call/full_logic", |b| {
@@ -250,18 +286,22 @@ fn bench_call_path(c: &mut Criterion) {
             let Some(msg) = message(black_box(init)) else {
                 return 0;
             };
-            match block_on(dispatch::dispatch(&cx, msg)) {
+            let mut rec = RequestRecord::default();
+            match block_on(dispatch::dispatch(&cx, msg, &mut rec)) {
                 Dispatched::Initialized { body, session_id } => body.len() + session_id.len(),
                 _ => 0,
             }
         })
     });
-    let id = state
-        .sessions
-        .create(&p.sub, ProtocolVersion::V2025_06_18, 0, p.grants.clone());
+    let id =
+        state
+            .shared
+            .sessions
+            .create(&p.sub, ProtocolVersion::V2025_06_18, 0, p.grants.clone());
     g.bench_function("session/validate", |b| {
         b.iter(|| {
             state
+                .shared
                 .sessions
                 .validate(black_box(&id), &p.sub, &p.grants)
                 .is_ok()
@@ -276,8 +316,10 @@ fn alloc_report() {
         return;
     };
     let Some(p) = principal(&state) else { return };
+    let policy = state.policy();
     let cx = CallContext {
-        state: &state,
+        shared: &state.shared,
+        policy: &policy,
         principal: &p,
         session: None,
         version: ProtocolVersion::V2025_06_18,
@@ -286,7 +328,7 @@ fn alloc_report() {
     r.measure(
         "authenticate (auth.mode none: principal clone)",
         10_000,
-        || state.auth.authenticate(loopback_request()),
+        || state.shared.auth.authenticate(loopback_request()),
     );
     let body = fixtures::small_tools_call();
     r.measure(
@@ -294,8 +336,8 @@ fn alloc_report() {
         10_000,
         || call_logic(&cx, &body),
     );
-    r.measure("dispatch::identity_headers", 10_000, || {
-        dispatch::identity_headers(&p)
+    r.measure("credentials::identity_headers", 10_000, || {
+        identity_headers(&p)
     });
     if let Some(list) = message(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#) {
         r.measure(
@@ -308,13 +350,22 @@ fn alloc_report() {
     r.measure(
         "initialize dispatch (seal + session insert + answer)",
         2_000,
-        || message(init).map(|m| block_on(dispatch::dispatch(&cx, m))),
+        || {
+            let mut rec = RequestRecord::default();
+            message(init).map(|m| block_on(dispatch::dispatch(&cx, m, &mut rec)))
+        },
     );
-    let id = state
-        .sessions
-        .create(&p.sub, ProtocolVersion::V2025_06_18, 0, p.grants.clone());
+    let id =
+        state
+            .shared
+            .sessions
+            .create(&p.sub, ProtocolVersion::V2025_06_18, 0, p.grants.clone());
     r.measure("SessionManager::validate", 10_000, || {
-        state.sessions.validate(&id, &p.sub, &p.grants).is_ok()
+        state
+            .shared
+            .sessions
+            .validate(&id, &p.sub, &p.grants)
+            .is_ok()
     });
     let args = json!({"message": "hello"});
     r.measure("contract::request_body small", 10_000, || {

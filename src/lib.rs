@@ -1,21 +1,34 @@
 //! Cortex Gateway: a federated MCP gateway on Pingora.
 //!
-//! One MCP Streamable HTTP endpoint in front of N contract backends (plain HTTP apps): the
-//! gateway discovers their tools, merges them into one catalog filtered by the caller's
-//! scopes, and routes every call to the owning app with the caller's identity.
-//! The pure decision logic lives in the `cortex-filters` crate; this crate moves the bytes.
+//! One MCP Streamable HTTP endpoint in front of N backends: the gateway discovers their
+//! tools, merges them into one catalog filtered by the caller's scopes, and routes every call
+//! to the owning backend with the caller's identity. The pure decision logic lives in the
+//! `cortex-filters` crate; this crate moves the bytes. docs/architecture.md draws the house.
 
 pub mod audit;
 pub mod auth;
 pub mod builtins;
+pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod demo_backend;
 pub mod dev_as;
-pub mod federation;
 pub mod gateway;
+pub mod healthcheck;
+pub mod http;
 pub mod logging;
 pub mod mcp;
+pub mod record;
 pub mod server;
+pub mod sessions;
 pub mod state;
 pub mod store;
+pub mod upstream;
+pub mod well_known;
+
+#[cfg(test)]
+mod house_rules;
+
+/// The version the gateway reports in `serverInfo`.
+pub const GATEWAY_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cortex_gateway::config::{self, EnvSource, LogFormat, ProcessEnv};
-use cortex_gateway::{demo, server};
+use cortex_gateway::{demo, healthcheck, server};
 
 #[derive(Parser)]
 #[command(
@@ -46,11 +46,32 @@ enum Command {
     /// Validates a configuration and prints a summary (exit 0) or every problem (exit 2).
     CheckConfig {
         /// YAML configuration.
+        #[arg(conflicts_with = "diff")]
         file: Option<PathBuf>,
+        /// A Cortex-style env file (applies to both files with --diff).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        /// Validates NEW and shows what changes from RUNNING, and which changes a reload
+        /// applies live or need a restart (exit 0 when NEW is valid, 2 when not).
+        #[arg(long, num_args = 2, value_names = ["RUNNING", "NEW"])]
+        diff: Option<Vec<PathBuf>>,
+    },
+    /// Asks the running gateway's `GET /healthz` on its first listener (from the same
+    /// configuration as `serve`); exit 0 when it answers 200, 1 otherwise. For container
+    /// health checks in images without an HTTP client.
+    Healthcheck {
+        /// YAML configuration (the same one the gateway serves with).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
         /// A Cortex-style env file.
         #[arg(long)]
         env_file: Option<PathBuf>,
+        /// Bound of each step (connect, send, read), e.g. `2s` or `500ms`.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
+    /// Prints the JSON Schema (draft 2020-12) of the YAML configuration, for editors.
+    ConfigSchema,
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -87,10 +108,57 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::CheckConfig { file, env_file } => check_config(file, env_file),
+        Command::Healthcheck {
+            config,
+            env_file,
+            timeout,
+        } => healthcheck(config, env_file, timeout),
+        Command::CheckConfig {
+            file,
+            env_file,
+            diff: None,
+        } => check_config(file, env_file),
+        Command::CheckConfig {
+            env_file,
+            diff: Some(files),
+            ..
+        } => match files.as_slice() {
+            [running, new] => check_config_diff(running, new, env_file),
+            _ => ExitCode::from(2),
+        },
+        Command::ConfigSchema => {
+            print!("{}", config::json_schema_text());
+            ExitCode::SUCCESS
+        }
         Command::Audit {
             action: AuditCommand::Verify { config, env_file },
         } => audit_verify(config, env_file),
+    }
+}
+
+/// Exit codes follow Docker's HEALTHCHECK: 0 healthy, 1 unhealthy (2 is reserved there), so
+/// an unreadable configuration is reported as unhealthy too.
+fn healthcheck(
+    file: Option<PathBuf>,
+    env_file: Option<PathBuf>,
+    timeout: std::time::Duration,
+) -> ExitCode {
+    let Ok(env) = environment(env_file.as_ref()) else {
+        return ExitCode::from(1);
+    };
+    let loaded = match config::load(file.as_deref(), env.as_ref()) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!("configuration is invalid:\n{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    match healthcheck::check_listeners(&loaded.config.listen_addrs(), timeout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -128,10 +196,6 @@ fn check_config(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
     };
     match config::load(file.as_deref(), env.as_ref()) {
         Ok(loaded) => {
-            if let Some(problems) = dev_authorization_server_problems(&loaded.config) {
-                eprintln!("configuration is invalid:\n{problems}");
-                return ExitCode::from(2);
-            }
             println!("{}", config::render_check_report(&loaded));
             ExitCode::SUCCESS
         }
@@ -140,6 +204,43 @@ fn check_config(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `check-config --diff RUNNING NEW`: NEW checked as `check-config` checks it, then the
+/// changes from RUNNING.
+fn check_config_diff(
+    running: &std::path::Path,
+    new: &std::path::Path,
+    env_file: Option<PathBuf>,
+) -> ExitCode {
+    let env = match environment(env_file.as_ref()) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let new_loaded = match config::load(Some(new), env.as_ref()) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("configuration is invalid:\n{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let running_loaded = match config::load(Some(running), env.as_ref()) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!(
+                "the running configuration {} does not load, so there is nothing to compare with:\n{errors}",
+                running.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}", config::render_check_report(&new_loaded));
+    println!("changes from {}:", running.display());
+    print!(
+        "{}",
+        config::render_diff(&config::diff(&running_loaded.config, &new_loaded.config))
+    );
+    ExitCode::SUCCESS
 }
 
 fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
@@ -154,10 +255,6 @@ fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(problems) = dev_authorization_server_problems(&loaded.config) {
-        eprintln!("configuration is invalid, not starting:\n{problems}");
-        return ExitCode::from(2);
-    }
     cortex_gateway::logging::init(
         &loaded.config.logging.level,
         loaded.config.logging.format == LogFormat::Json,
@@ -172,16 +269,4 @@ fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// What refuses `dev_authorization_server` (loopback only, issuer must match), one per line.
-fn dev_authorization_server_problems(config: &config::Config) -> Option<String> {
-    let problems = cortex_gateway::dev_as::config_problems(config);
-    (!problems.is_empty()).then(|| {
-        problems
-            .iter()
-            .map(|p| format!("  - {p}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
 }

@@ -9,16 +9,13 @@ use pingora::services::background::background_service;
 use tracing::{info, warn};
 
 use crate::config::{AuthMode, Config};
-use crate::federation::{RefreshService, RefreshSettings, Refresher};
 use crate::gateway::Gateway;
 use crate::state::AppState;
+use crate::upstream::{RefreshService, RefreshSettings, Refresher};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A backend could not be prepared.
-    #[error(transparent)]
-    Backend(#[from] crate::federation::backend::BackendError),
     /// The shared state (backends, authentication, identity) could not be built.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
@@ -28,19 +25,10 @@ pub enum StartError {
     /// The store or the audit trail cannot be set up.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
-
-/// Names the gateway reserves for its own tools; a backend entry can never take one.
-pub const RESERVED_NAMES: &[&str] = &[
-    "whoami",
-    "find_tools",
-    "report_missing_capability",
-    "list_cortex_tickets",
-    "triage_cortex_ticket",
-    "list_cortex_resources",
-    "read_cortex_resource",
-    crate::builtins::ARCHITECTURE_URI,
-];
 
 /// Builds the server for `config`. Returns the server ready to run and the shared state.
 pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
@@ -82,35 +70,37 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
     } else {
         None
     };
-    let mut state = AppState::new(config)?;
-    crate::audit::install(&mut state)?;
-    let state = Arc::new(state);
-    if let Some(store) = state.store.clone() {
-        server.add_service(background_service(
-            "ticket webhook",
-            crate::builtins::webhook::DeliveryService::new(
-                store,
-                &state.config.tickets,
-                state.builtins.webhook_wake(),
-            ),
-        ));
-    }
+    let store = crate::store::open(&config)?;
+    let audit = crate::audit::start(&config, store.clone())?;
+    let state = Arc::new(AppState::new(config)?.with_store(store.clone(), audit));
+    let shared = &state.shared;
+    let policy = state.policy();
+    server.add_service(background_service(
+        "ticket webhook",
+        crate::builtins::webhook::DeliveryService::new(
+            store,
+            shared.client.clone(),
+            &policy.config.tickets,
+            shared.builtins.webhook_wake(),
+        ),
+    ));
     server.add_service(background_service(
         "audit flush",
-        crate::audit::FlushOnShutdown::new(state.audit.clone()),
+        crate::audit::FlushOnShutdown::new(shared.audit.clone()),
     ));
 
-    let sessions = state.sessions.clone();
+    let sessions = shared.sessions.clone();
+    let policy_source = state.clone();
+    let catalog = &policy.config.catalog;
     let refresher = Arc::new(Refresher::new(
-        state.backends.clone(),
-        state.client.clone(),
-        state.catalog.clone(),
+        Arc::new(move || policy_source.policy().upstreams.clone()),
+        shared.catalog.clone(),
         RefreshSettings {
-            interval: state.config.catalog.refresh,
-            stale_grace: state.config.catalog.stale_grace,
-            max_backoff: state.config.catalog.max_backoff,
+            interval: catalog.refresh,
+            stale_grace: catalog.stale_grace,
+            max_backoff: catalog.max_backoff,
         },
-        RESERVED_NAMES.to_vec(),
+        crate::builtins::reserved_names(),
         Arc::new(move |diff| sessions.notify_catalog_change(diff)),
     ));
     server.add_service(background_service(
@@ -118,9 +108,9 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
         RefreshService::new(refresher),
     ));
     let auth_service = crate::auth::service::AuthService::new(
-        state.auth.issuer().cloned(),
-        state.config.auth.oauth.jwks_refresh,
-        state.identity.minter().cloned(),
+        shared.auth.issuer().cloned(),
+        policy.config.auth.oauth.jwks_refresh,
+        policy.identity.minter().cloned(),
     );
     if auth_service.is_needed() {
         server.add_service(background_service("auth keys", auth_service));
@@ -141,9 +131,9 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
     for addr in &listen {
         info!(
             "listening on http://{addr} (MCP endpoint {}{})",
-            addr, state.mcp_path
+            addr, state.shared.mcp_path
         );
     }
-    info!(canonical_uri = %state.canonical_uri, backends = state.backends.len(), "cortex-gateway ready to serve");
+    info!(canonical_uri = %state.shared.canonical_uri, backends = policy.upstreams.len(), "cortex-gateway ready to serve");
     Ok((server, state))
 }

@@ -1,37 +1,50 @@
-//! Everything the request path and the background services share, built once from config.
+//! The composition root: what one gateway process holds, split in two.
+//!
+//! - [`Shared`] lives as long as the process: the listeners' identity (canonical URI, MCP
+//!   path), caller authentication with its key caches, the live catalog, sessions, the store,
+//!   the audit trail, the outbound connection pool.
+//! - [`Policy`] is rebuilt from the configuration: backends and their kinds, identity modes,
+//!   builtin scopes, allowed origins and hosts. It is swapped atomically
+//!   ([`AppState::swap_policy`]) and a request takes it once ([`AppState::policy`]), so every
+//!   request runs on one consistent policy from start to end, even across a reload.
+//!
+//! Only the edge (`server`, `gateway`, `mcp/`, `well_known`) names this module; features take
+//! the narrow handles they need (see docs/architecture.md, "House rules").
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use cortex_filters::origin::{HostPolicy, OriginPolicy};
 use cortex_filters::scope::ScopeRules;
 
-use crate::auth::identity::IdentityService;
+use crate::audit::AuditSink;
 use crate::auth::{AuthSetupError, Authenticator};
+use crate::builtins::{BuiltinRuntime, Builtins};
 use crate::config::Config;
-use crate::federation::backend::BackendError;
-use crate::federation::{Backend, CatalogStore, ContractClient};
-use crate::mcp::sessions::SessionManager;
+use crate::credentials::IdentityService;
+use crate::sessions::SessionManager;
+use crate::store::Store;
+use crate::upstream::{Backend, CatalogStore, ContractBackend, HttpClient, TargetError, Upstreams};
 
-/// The version the gateway reports in `serverInfo`.
-pub const GATEWAY_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Why the shared state cannot be built.
+/// Why the state cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// A backend could not be prepared.
-    #[error(transparent)]
-    Backend(#[from] BackendError),
+    #[error("backend `{id}`: {source}")]
+    Backend {
+        /// The backend's id.
+        id: String,
+        /// Why.
+        source: TargetError,
+    },
     /// Authentication or identity propagation could not be set up.
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
 }
 
-/// Shared state of one gateway process.
-pub struct AppState {
-    /// The loaded configuration.
-    pub config: Config,
-    /// Canonical URI of the MCP endpoint.
+/// What lives as long as the process.
+pub struct Shared {
+    /// Canonical URI of the MCP endpoint (the token audience).
     pub canonical_uri: String,
     /// Path of the MCP endpoint.
     pub mcp_path: String,
@@ -39,38 +52,52 @@ pub struct AppState {
     pub public_origin: String,
     /// URL of the protected-resource metadata (for 401 challenges).
     pub resource_metadata_url: String,
-    /// `serverInfo.websiteUrl`.
-    pub website_url: String,
-    /// Origin allowlist.
-    pub origin: OriginPolicy,
-    /// Host check.
-    pub host: HostPolicy,
-    /// Caller authentication.
+    /// Caller authentication (with its JWKS and token caches).
     pub auth: Authenticator,
-    /// The credential each backend receives (passthrough, mint, exchange).
-    pub identity: IdentityService,
-    /// Scope implication rules.
-    pub scope_rules: ScopeRules,
-    /// Backends in configuration order.
-    pub backends: Vec<Arc<Backend>>,
-    backend_index: HashMap<String, usize>,
-    /// Client for calls outside the proxy path.
-    pub client: Arc<ContractClient>,
     /// The live catalog.
     pub catalog: Arc<CatalogStore>,
     /// Sessions and their streams.
     pub sessions: Arc<SessionManager>,
-    /// Tickets, webhook outbox and audit trail; `None` until `audit::install` opens it
-    /// (`server::build` does; a bare state, e.g. in benches, has none).
-    pub store: Option<Arc<dyn crate::store::Store>>,
-    /// The audit trail's request-path handle (disabled until `audit::install`).
-    pub audit: crate::audit::AuditSink,
-    /// The gateway's own tools (whoami, find_tools, tickets, resources).
-    pub builtins: Arc<crate::builtins::Builtins>,
+    /// Tickets, webhook outbox and audit trail; `None` for a bare state (benches).
+    pub store: Option<Arc<dyn Store>>,
+    /// The audit trail's request-path handle (disabled for a bare state).
+    pub audit: AuditSink,
+    /// The outbound HTTP client (one connection pool for every backend call).
+    pub client: Arc<HttpClient>,
+    /// The builtins' process-lifetime parts (search index, webhook wake-up).
+    pub builtins: BuiltinRuntime,
+}
+
+/// What a configuration reload replaces.
+pub struct Policy {
+    /// The configuration this policy was built from.
+    pub config: Arc<Config>,
+    /// `serverInfo.websiteUrl`.
+    pub website_url: String,
+    /// Origin allowlist.
+    pub origin: OriginPolicy,
+    /// Host check (DNS-rebinding protection).
+    pub host: HostPolicy,
+    /// Scope implication rules.
+    pub scope_rules: ScopeRules,
+    /// The backends, in configuration order.
+    pub upstreams: Arc<Upstreams>,
+    /// The credential each backend receives.
+    pub identity: Arc<IdentityService>,
+    /// The gateway's own tools and their scopes.
+    pub builtins: Arc<Builtins>,
+}
+
+/// Shared state of one gateway process.
+pub struct AppState {
+    /// What lives as long as the process.
+    pub shared: Shared,
+    policy: ArcSwap<Policy>,
 }
 
 impl AppState {
-    /// Builds the state from a validated configuration.
+    /// Builds the state from a validated configuration, without a store or audit trail
+    /// (see [`AppState::with_store`]).
     pub fn new(config: Config) -> Result<Self, StateError> {
         let canonical_uri = config.canonical_uri();
         let mcp_path = config.mcp_path();
@@ -84,24 +111,77 @@ impl AppState {
         } else {
             format!("{public_origin}/.well-known/oauth-protected-resource/{trimmed_path}")
         };
-        let website_url = config
-            .server
-            .website_url
-            .clone()
-            .unwrap_or_else(|| public_origin.clone());
         let scope_rules = ScopeRules {
             implies: config.scopes.implies.clone(),
         };
         let auth = Authenticator::new(&config, &canonical_uri, &scope_rules)?;
-        let identity = IdentityService::new(&config, &public_origin, auth.issuer().cloned())?;
-        let origin = OriginPolicy::new(&config.server.allowed_origins, auth.dev_modes_active());
+        let client = Arc::new(HttpClient::new());
+        let ids: Vec<String> = config.backends.iter().map(|b| b.id.clone()).collect();
+        let shared = Shared {
+            sessions: Arc::new(SessionManager::new(&config.sessions)),
+            catalog: Arc::new(CatalogStore::new(&ids)),
+            canonical_uri,
+            mcp_path,
+            public_origin,
+            resource_metadata_url,
+            auth,
+            store: None,
+            audit: AuditSink::disabled(),
+            client,
+            builtins: BuiltinRuntime::default(),
+        };
+        let policy = Policy::build(Arc::new(config), &shared)?;
+        Ok(AppState {
+            shared,
+            policy: ArcSwap::from_pointee(policy),
+        })
+    }
+
+    /// The state with the store and the audit trail over it.
+    pub fn with_store(mut self, store: Arc<dyn Store>, audit: AuditSink) -> Self {
+        self.shared.store = Some(store);
+        self.shared.audit = audit;
+        self
+    }
+
+    /// The policy in force. Take it once per request.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Puts a new policy in force (requests already running keep theirs).
+    pub fn swap_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+}
+
+impl Policy {
+    /// Builds the policy of `config` for the process `shared`.
+    pub fn build(config: Arc<Config>, shared: &Shared) -> Result<Policy, StateError> {
+        let website_url = config
+            .server
+            .website_url
+            .clone()
+            .unwrap_or_else(|| shared.public_origin.clone());
+        let scope_rules = ScopeRules {
+            implies: config.scopes.implies.clone(),
+        };
+        let identity = Arc::new(IdentityService::new(
+            &config,
+            &shared.public_origin,
+            shared.auth.issuer().cloned(),
+        )?);
+        let origin = OriginPolicy::new(
+            &config.server.allowed_origins,
+            shared.auth.dev_modes_active(),
+        );
         let mut allowed_hosts: Vec<String> = config
             .server
             .allowed_hosts
             .iter()
             .map(|h| h.to_ascii_lowercase())
             .collect();
-        if let Ok(u) = url::Url::parse(&canonical_uri) {
+        if let Ok(u) = url::Url::parse(&shared.canonical_uri) {
             if let Some(h) = u.host_str() {
                 allowed_hosts.push(h.trim_matches(['[', ']']).to_ascii_lowercase());
             }
@@ -110,40 +190,29 @@ impl AppState {
         let backends = config
             .backends
             .iter()
-            .map(|b| Backend::from_config(b, config.technical_token.as_deref()).map(Arc::new))
+            .map(|b| {
+                ContractBackend::from_config(
+                    b,
+                    config.technical_token.as_deref(),
+                    shared.client.clone(),
+                    identity.clone(),
+                )
+                .map(|c| Arc::new(c) as Arc<dyn Backend>)
+                .map_err(|source| StateError::Backend {
+                    id: b.id.clone(),
+                    source,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let backend_index = backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.id.clone(), i))
-            .collect();
-        let ids: Vec<String> = backends.iter().map(|b| b.id.clone()).collect();
-        let sessions = Arc::new(SessionManager::new(&config.sessions));
-        Ok(AppState {
-            canonical_uri,
-            mcp_path,
-            public_origin,
-            resource_metadata_url,
+        Ok(Policy {
             website_url,
             origin,
             host,
-            auth,
-            identity,
             scope_rules,
-            backends,
-            backend_index,
-            client: Arc::new(ContractClient::new()),
-            catalog: Arc::new(CatalogStore::new(&ids)),
-            sessions,
-            store: None,
-            audit: crate::audit::AuditSink::disabled(),
-            builtins: Arc::new(crate::builtins::Builtins::new(&config)),
+            upstreams: Arc::new(Upstreams::new(backends)),
+            identity,
+            builtins: Arc::new(Builtins::new(&config)),
             config,
         })
-    }
-
-    /// A backend by id.
-    pub fn backend(&self, id: &str) -> Option<&Arc<Backend>> {
-        self.backend_index.get(id).map(|&i| &self.backends[i])
     }
 }

@@ -7,7 +7,6 @@
 //! parse and one small write. No authentication: the cost measured is the gateway's.
 
 use std::borrow::Cow;
-use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -17,15 +16,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::fixtures;
+use crate::http_server::{self, json_response};
 use crate::procfs;
 
 /// One listener: the backend id its tool names are generated for, and how many tools.
@@ -42,7 +40,7 @@ pub struct EchoBackend {
     addrs: Vec<SocketAddr>,
     list_bytes: Vec<usize>,
     tid: Arc<AtomicI32>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -76,7 +74,7 @@ impl EchoBackend {
         let list_bytes = lists.iter().map(Bytes::len).collect();
         let tid = Arc::new(AtomicI32::new(0));
         let tid_in = tid.clone();
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (stop_tx, mut stop_rx) = watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("echo-backend".into())
             .spawn(move || {
@@ -95,20 +93,21 @@ impl EchoBackend {
                     for (listener, list) in listeners.into_iter().zip(lists) {
                         match TcpListener::from_std(listener) {
                             Ok(l) => {
-                                tokio::spawn(accept_loop(l, list));
+                                let handler = move |req| handle(req, list.clone());
+                                tokio::spawn(http_server::serve(l, handler, stop_rx.clone()));
                             }
                             Err(e) => eprintln!("echo backend: listener: {e}"),
                         }
                     }
                     // Serve until the harness drops the handle (or is gone).
-                    let _ = stop_rx.await;
+                    let _ = stop_rx.wait_for(|s| *s).await;
                 });
             })?;
         let backend = EchoBackend {
             addrs,
             list_bytes,
             tid,
-            stop: Some(stop_tx),
+            stop: stop_tx,
             thread: Some(thread),
         };
         // The thread id is needed for CPU accounting; it is set first thing by the thread.
@@ -137,77 +136,38 @@ impl EchoBackend {
 
 impl Drop for EchoBackend {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.stop.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-async fn accept_loop(listener: TcpListener, list: Bytes) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                let list = list.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, list.clone()));
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    // Connection errors (client went away mid-request) are expected at the
-                    // end of each cell; nothing to report.
-                    let _ = conn.await;
-                });
-            }
-            Err(_) => {
-                // EMFILE and the like: back off instead of spinning.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-fn json_reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-async fn handle(req: Request<Incoming>, list: Bytes) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(req: Request<Incoming>, list: Bytes) -> Response<Full<Bytes>> {
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return Ok(json_reply(
-                StatusCode::BAD_REQUEST,
-                Bytes::from_static(br#"{"error":"unreadable body"}"#),
-            ))
+            return json_response(400, Bytes::from_static(br#"{"error":"unreadable body"}"#));
         }
     };
     let Ok(call) = serde_json::from_slice::<Call<'_>>(&body) else {
-        return Ok(json_reply(
-            StatusCode::BAD_REQUEST,
+        return json_response(
+            400,
             Bytes::from_static(br#"{"error":"not a contract call"}"#),
-        ));
+        );
     };
-    Ok(match call.method.as_ref() {
-        "list_tools" => json_reply(StatusCode::OK, list),
-        m if m.starts_with("list_") => json_reply(
-            StatusCode::NOT_FOUND,
-            Bytes::from_static(br#"{"error":"unknown method"}"#),
-        ),
+    match call.method.as_ref() {
+        "list_tools" => json_response(200, list),
+        m if m.starts_with("list_") => {
+            json_response(404, Bytes::from_static(br#"{"error":"unknown method"}"#))
+        }
         _ => {
             let params = call.params.map_or("{}", RawValue::get);
             let mut out = Vec::with_capacity(params.len() + 12);
             out.extend_from_slice(b"{\"echoed\":");
             out.extend_from_slice(params.as_bytes());
             out.push(b'}');
-            json_reply(StatusCode::OK, Bytes::from(out))
+            json_response(200, Bytes::from(out))
         }
-    })
+    }
 }

@@ -2,15 +2,14 @@
 //! configuration. Stopped by PID (SIGTERM, then SIGKILL) when the guard is dropped, which
 //! also happens while a panic unwinds.
 
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::SocketAddr;
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::client::{self, Conn};
-use crate::procfs;
+use crate::{process, procfs};
 
 /// Where the binary is: Cargo sets `CARGO_BIN_EXE_<name>` for benchmarks.
 const BUILT_BINARY: &str = env!("CARGO_BIN_EXE_cortex-gateway");
@@ -20,10 +19,6 @@ const BUILT_BINARY: &str = env!("CARGO_BIN_EXE_cortex-gateway");
 pub fn binary() -> String {
     std::env::var("LOAD_GATEWAY_BIN").unwrap_or_else(|_| BUILT_BINARY.to_string())
 }
-
-/// Environment variables that would change the gateway's configuration behind the YAML's back.
-const SCRUBBED_PREFIXES: [&str; 2] = ["CORTEX_", "OAUTH_"];
-const SCRUBBED_NAMES: [&str; 3] = ["PORT", "HOSTNAME", "RUST_LOG"];
 
 /// How long SIGTERM may take before SIGKILL (`LOAD_STOP_GRACE_S` overrides, e.g. for a
 /// gateway under valgrind that needs time to write its report).
@@ -46,36 +41,16 @@ pub struct GatewayProc {
     dir: tempfile::TempDir,
 }
 
-/// A free 127.0.0.1 port (bound, then released for the child).
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl GatewayProc {
     /// Spawns `serve --config <file>` with the YAML `config(port)`.
     pub fn spawn(config: impl Fn(u16) -> String) -> Result<GatewayProc, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-        let port = free_port().map_err(|e| format!("free port: {e}"))?;
+        let port = process::free_port().map_err(|e| format!("free port: {e}"))?;
         let path = dir.path().join("gateway.yaml");
         std::fs::write(&path, config(port)).map_err(|e| format!("write config: {e}"))?;
-        let stderr = File::create(dir.path().join("stderr.log")).map_err(|e| e.to_string())?;
-        let stdout = File::create(dir.path().join("stdout.log")).map_err(|e| e.to_string())?;
         let binary = binary();
-        let mut cmd = Command::new(&binary);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        for (key, _) in std::env::vars() {
-            if SCRUBBED_PREFIXES.iter().any(|p| key.starts_with(p))
-                || SCRUBBED_NAMES.contains(&key.as_str())
-            {
-                cmd.env_remove(&key);
-            }
-        }
+        let mut cmd = process::gateway_command(&binary, dir.path()).map_err(|e| e.to_string())?;
+        cmd.arg("serve").arg("--config").arg(&path);
         let spawned = Instant::now();
         let child = cmd.spawn().map_err(|e| format!("spawn {binary}: {e}"))?;
         Ok(GatewayProc {
@@ -167,26 +142,7 @@ impl GatewayProc {
     /// Stops the process (SIGTERM, SIGKILL after the grace) and returns how it ended.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        let Ok(pid) = libc::pid_t::try_from(child.id()) else {
-            let _ = child.kill();
-            return child.wait().ok();
-        };
-        // SAFETY: a plain signal to the PID of a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + stop_grace();
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        child.wait().ok()
+        process::stop(&mut child, stop_grace())
     }
 }
 

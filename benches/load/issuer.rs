@@ -4,24 +4,23 @@
 //! tokens. The gateway fetches the keys once at start and caches them, so the cells measure
 //! token validation (and the validated-token cache), not this server.
 
-use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
+
+use crate::http_server::{self, json_response};
 
 /// The `kid` of the only key.
 const KID: &str = "load-es256";
@@ -34,7 +33,7 @@ pub struct Issuer {
     pub jwks_url: String,
     key: EcdsaKeyPair,
     rng: SystemRandom,
-    stop: Option<oneshot::Sender<()>>,
+    stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -69,7 +68,7 @@ impl Issuer {
         let jwks_url = format!("{issuer}/.well-known/jwks.json");
         let jwks = Bytes::from(json!({"keys": [jwk(&key)]}).to_string());
         let metadata = Bytes::from(json!({"issuer": issuer, "jwks_uri": jwks_url}).to_string());
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (stop_tx, stop_rx) = watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("load-issuer".into())
             .spawn(move || serve(listener, jwks, metadata, stop_rx))
@@ -79,7 +78,7 @@ impl Issuer {
             jwks_url,
             key,
             rng,
-            stop: Some(stop_tx),
+            stop: stop_tx,
             thread: Some(thread),
         })
     }
@@ -113,16 +112,14 @@ impl Issuer {
 
 impl Drop for Issuer {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.stop.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn serve(listener: StdListener, jwks: Bytes, metadata: Bytes, stop: oneshot::Receiver<()>) {
+fn serve(listener: StdListener, jwks: Bytes, metadata: Bytes, stop: watch::Receiver<bool>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -141,50 +138,15 @@ fn serve(listener: StdListener, jwks: Bytes, metadata: Bytes, stop: oneshot::Rec
                 return;
             }
         };
-        tokio::select! {
-            _ = accept_loop(listener, jwks, metadata) => {}
-            _ = stop => {}
-        }
+        let handler = move |req| std::future::ready(route(&req, jwks.clone(), metadata.clone()));
+        http_server::serve(listener, handler, stop).await;
     });
 }
 
-async fn accept_loop(listener: TcpListener, jwks: Bytes, metadata: Bytes) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let (jwks, metadata) = (jwks.clone(), metadata.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        std::future::ready(route(&req, jwks.clone(), metadata.clone()))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
+fn route(req: &Request<Incoming>, jwks: Bytes, metadata: Bytes) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/.well-known/jwks.json" => json_response(200, jwks),
+        "/.well-known/oauth-authorization-server" => json_response(200, metadata),
+        _ => json_response(404, Bytes::from_static(br#"{"error":"not found"}"#)),
     }
-}
-
-fn route(
-    req: &Request<Incoming>,
-    jwks: Bytes,
-    metadata: Bytes,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, body) = match req.uri().path() {
-        "/.well-known/jwks.json" => (StatusCode::OK, jwks),
-        "/.well-known/oauth-authorization-server" => (StatusCode::OK, metadata),
-        _ => (
-            StatusCode::NOT_FOUND,
-            Bytes::from_static(br#"{"error":"not found"}"#),
-        ),
-    };
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
 }

@@ -34,8 +34,13 @@ mod client;
 #[allow(dead_code)]
 mod fixtures;
 mod gateway;
+#[path = "../../tests/it/common/http_server.rs"]
+#[allow(dead_code)]
+mod http_server;
 mod issuer;
 mod jwt;
+#[path = "../../tests/it/common/process.rs"]
+mod process;
 mod procfs;
 mod report;
 mod scenarios;

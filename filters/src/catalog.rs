@@ -661,11 +661,11 @@ pub fn deprecation_prefix(removed_at: Option<&str>, replaced_by: Option<&str>) -
 }
 
 /// A stable 64-bit fingerprint of `entry` and `scope`: the first 8 bytes of SHA-256 over the
-/// canonical JSON (object keys sorted at every level, whatever map order serde_json uses)
+/// canonical JSON ([`crate::canonical`]: keys sorted at every level, numbers normalised)
 /// followed by the scope, so it survives restarts and is equal across replicas.
 fn fingerprint(entry: &Value, scope: Option<&str>) -> u64 {
     let mut buf = Vec::with_capacity(256);
-    write_canonical(&mut buf, entry);
+    crate::canonical::write(&mut buf, entry);
     match scope {
         None => buf.push(0),
         Some(s) => {
@@ -677,38 +677,6 @@ fn fingerprint(entry: &Value, scope: Option<&str>) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(first)
-}
-
-fn write_canonical(out: &mut Vec<u8>, v: &Value) {
-    match v {
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(out, item);
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json(out, k);
-                out.push(b':');
-                if let Some(item) = map.get(k) {
-                    write_canonical(out, item);
-                }
-            }
-            out.push(b'}');
-        }
-        scalar => write_json(out, scalar),
-    }
 }
 
 fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
@@ -1082,8 +1050,9 @@ pub fn diff(old: &MergedCatalog, new: &MergedCatalog) -> CatalogDiff {
     }
 }
 
-/// Serializes `{"<key>":[entries…],"nextCursor":"…"?}`.
-fn list_result<'a>(
+/// Serializes one page of a list result, `{"<key>":[entries…],"nextCursor":"…"?}`: the one
+/// list serializer of the gateway (pages are cached and answered as these bytes).
+pub fn list_result<'a>(
     key: &str,
     entries: impl Iterator<Item = &'a Value>,
     next_cursor: Option<&str>,
@@ -1673,17 +1642,6 @@ mod tests {
         let mut empty_scope = base();
         empty_scope.tools[0].scope = Some(String::new());
         assert_ne!(fp(unscoped), fp(empty_scope));
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys_at_every_level() {
-        let v = json!({"b": [{"z": 1, "a": null}], "a": "x\"y", "c": {"y": true, "x": 1.5}});
-        let mut out = Vec::new();
-        write_canonical(&mut out, &v);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#"{"a":"x\"y","b":[{"a":null,"z":1}],"c":{"x":1.5,"y":true}}"#
-        );
     }
 
     // ---- filtering and scopes ----------------------------------------------------------

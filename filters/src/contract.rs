@@ -604,6 +604,50 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The JSON-RPC response to request `id` carrying this outcome.
+    pub fn to_response(&self, id: &crate::jsonrpc::Id) -> Vec<u8> {
+        match self {
+            Outcome::Result(v) => crate::jsonrpc::success(id, v),
+            Outcome::Error {
+                code,
+                message,
+                data,
+            } => crate::jsonrpc::error(Some(id), *code, message, Some(data)),
+        }
+    }
+
+    /// The result, or the error as an [`RpcError`](crate::jsonrpc::RpcError).
+    pub fn into_result(self) -> Result<Value, crate::jsonrpc::RpcError> {
+        match self {
+            Outcome::Result(v) => Ok(v),
+            Outcome::Error {
+                code,
+                message,
+                data,
+            } => Err(crate::jsonrpc::RpcError::new(code, message).with_data(data)),
+        }
+    }
+
+    /// The JSON-RPC error code, for an error.
+    pub fn error_code(&self) -> Option<i64> {
+        match self {
+            Outcome::Result(_) => None,
+            Outcome::Error { code, .. } => Some(*code),
+        }
+    }
+}
+
+impl From<crate::jsonrpc::RpcError> for Outcome {
+    fn from(e: crate::jsonrpc::RpcError) -> Self {
+        Outcome::Error {
+            code: e.code,
+            message: e.message,
+            data: e.data.unwrap_or(Value::Null),
+        }
+    }
+}
+
 /// Context for mapping a reply: who was called for what.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplyContext<'a> {
@@ -1038,6 +1082,41 @@ pub fn map_completion_reply(reply: Reply<'_>, ctx: ReplyContext<'_>) -> Outcome 
 /// `{completion:{values:[],hasMore:false}}`: what a backend without completions offers.
 pub fn empty_completion() -> Value {
     serde_json::json!({ "completion": { "values": [], "hasMore": false } })
+}
+
+/// Maps the reply of a contract method outside MCP (`whoami`, `report_missing_capability`,
+/// `list_tickets`): a 2xx JSON body is the result as is; anything else is an error whose
+/// message names the backend, the method and, when the backend gave one, its `error`.
+pub fn map_method_reply(reply: Reply<'_>, ctx: ReplyContext<'_>) -> Outcome {
+    let parsed: Option<Value> = serde_json::from_slice(reply.body).ok();
+    if is_success(reply.status) {
+        return match parsed {
+            Some(v) => Outcome::Result(v),
+            None => internal_error(
+                format!(
+                    "{} answered {} with a body that is not JSON",
+                    ctx.backend_id, ctx.method
+                ),
+                serde_json::json!({ "backend": ctx.backend_id, "status": reply.status }),
+            ),
+        };
+    }
+    let reason: String = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect();
+    let message = format!(
+        "{} answered {} with HTTP {}: {reason}",
+        ctx.backend_id, ctx.method, reply.status
+    );
+    internal_error(
+        message.trim_end().trim_end_matches(':').to_string(),
+        serde_json::json!({ "backend": ctx.backend_id, "status": reply.status }),
+    )
 }
 
 /// Why a call never got a reply.

@@ -23,8 +23,16 @@ pub mod codes {
     pub const SESSION_ERROR: i64 = -32001;
     /// Request refused before dispatch (origin, rate limit, auth).
     pub const REQUEST_REFUSED: i64 = -32000;
-    /// MCP: resource not found (session-based versions).
+    /// MCP: resource not found (session-based versions; 2026-07-28 uses -32602 instead).
     pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// MCP 2026-07-28 `HeaderMismatch`: a mirrored HTTP header is missing, malformed or
+    /// disagrees with the body.
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// MCP 2026-07-28 `MissingRequiredClientCapability`: the request needs a capability the
+    /// client did not declare in `_meta`.
+    pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+    /// MCP 2026-07-28 `UnsupportedProtocolVersion`: the request's version is not served.
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 }
 
 /// The most messages a 2025-03-26 batch may carry; bounds the work one POST can cause.
@@ -78,7 +86,8 @@ pub enum Incoming {
     Batch(Vec<Message>),
 }
 
-/// Why a body could not be turned into messages.
+/// A JSON-RPC error the gateway answers with: why a body could not be turned into messages,
+/// or why a request failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct RpcError {
@@ -86,18 +95,47 @@ pub struct RpcError {
     pub code: i64,
     /// A message a person can act on.
     pub message: String,
+    /// Structured details (`error.data`).
+    pub data: Option<Value>,
     /// The request id when it could be recovered (so the error can be correlated).
     pub id: Option<Id>,
 }
 
 impl RpcError {
-    /// Builds an error with no id.
+    /// Builds an error with no id and no data.
     pub fn new(code: i64, message: impl Into<String>) -> Self {
         RpcError {
             code,
             message: message.into(),
+            data: None,
             id: None,
         }
+    }
+
+    /// `-32602 Invalid params` with this message.
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        RpcError::new(codes::INVALID_PARAMS, message)
+    }
+
+    /// `-32603 Internal error` with this message.
+    pub fn internal(message: impl Into<String>) -> Self {
+        RpcError::new(codes::INTERNAL_ERROR, message)
+    }
+
+    /// The same error with `error.data`.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// The JSON-RPC response carrying this error for request `id`.
+    pub fn to_response(&self, id: Option<&Id>) -> Vec<u8> {
+        error(
+            id.or(self.id.as_ref()),
+            self.code,
+            &self.message,
+            self.data.as_ref(),
+        )
     }
 }
 
@@ -147,6 +185,7 @@ pub fn parse_message(value: Value) -> Result<Message, RpcError> {
     };
     let id = obj.remove("id");
     let fail = |msg: String, id: &Option<Value>| RpcError {
+        data: None,
         code: codes::INVALID_REQUEST,
         message: msg,
         id: id.clone().filter(valid_id),
@@ -178,6 +217,7 @@ pub fn parse_message(value: Value) -> Result<Message, RpcError> {
             if let Some(p) = &params {
                 if !p.is_object() && !p.is_null() {
                     return Err(RpcError {
+                        data: None,
                         code: codes::INVALID_PARAMS,
                         message: "Invalid params: \"params\" must be an object".into(),
                         id,

@@ -32,14 +32,86 @@ use sha2::{Digest, Sha256};
 
 use crate::version::ProtocolVersion;
 
-/// Client capabilities remembered in the session (bit flags).
+/// Client capabilities as bit flags: remembered in a legacy session, read from a modern
+/// request's `_meta` (see [`caps::from_json`]), checked before the gateway relies on one.
 pub mod caps {
+    use serde_json::{json, Map, Value};
+
     /// Client declared `roots`.
     pub const ROOTS: u8 = 1;
     /// Client declared `sampling`.
     pub const SAMPLING: u8 = 2;
-    /// Client declared `elicitation`.
+    /// Client declared `elicitation` (any mode).
     pub const ELICITATION: u8 = 4;
+    /// Client supports form-mode elicitation (`elicitation.form`, or an empty `elicitation`
+    /// object, which the spec reads as form only).
+    pub const ELICITATION_FORM: u8 = 8;
+    /// Client supports URL-mode elicitation (`elicitation.url`).
+    pub const ELICITATION_URL: u8 = 16;
+    /// Client supports tool use in sampling (`sampling.tools`).
+    pub const SAMPLING_TOOLS: u8 = 32;
+    /// Client supports context inclusion in sampling (`sampling.context`).
+    pub const SAMPLING_CONTEXT: u8 = 64;
+
+    /// Reads a `ClientCapabilities` object into bits. A capability counts as declared when its
+    /// member is present (the spec's "present if the client supports"), whatever its value.
+    pub fn from_json(caps: &Value) -> u8 {
+        let mut bits = 0;
+        if caps.get("roots").is_some() {
+            bits |= ROOTS;
+        }
+        if let Some(s) = caps.get("sampling") {
+            bits |= SAMPLING;
+            if s.get("tools").is_some() {
+                bits |= SAMPLING_TOOLS;
+            }
+            if s.get("context").is_some() {
+                bits |= SAMPLING_CONTEXT;
+            }
+        }
+        if let Some(e) = caps.get("elicitation") {
+            bits |= ELICITATION;
+            let form = e.get("form").is_some();
+            let url = e.get("url").is_some();
+            if form || !url {
+                bits |= ELICITATION_FORM;
+            }
+            if url {
+                bits |= ELICITATION_URL;
+            }
+        }
+        bits
+    }
+
+    /// The `ClientCapabilities` object naming the capabilities in `bits` (the shape of
+    /// `data.requiredCapabilities` in a -32021 error), e.g. `{"sampling":{}}`.
+    pub fn to_json(bits: u8) -> Value {
+        let mut out = Map::new();
+        if bits & ROOTS != 0 {
+            out.insert("roots".into(), json!({}));
+        }
+        if bits & (SAMPLING | SAMPLING_TOOLS | SAMPLING_CONTEXT) != 0 {
+            let mut s = Map::new();
+            if bits & SAMPLING_TOOLS != 0 {
+                s.insert("tools".into(), json!({}));
+            }
+            if bits & SAMPLING_CONTEXT != 0 {
+                s.insert("context".into(), json!({}));
+            }
+            out.insert("sampling".into(), Value::Object(s));
+        }
+        if bits & (ELICITATION | ELICITATION_FORM | ELICITATION_URL) != 0 {
+            let mut e = Map::new();
+            if bits & ELICITATION_FORM != 0 {
+                e.insert("form".into(), json!({}));
+            }
+            if bits & ELICITATION_URL != 0 {
+                e.insert("url".into(), json!({}));
+            }
+            out.insert("elicitation".into(), Value::Object(e));
+        }
+        Value::Object(out)
+    }
 }
 
 /// The payload format written by this build; also bound as AAD so a future format cannot be
@@ -126,7 +198,10 @@ impl SessionClaims {
         if p[0] != FORMAT_VERSION {
             return Err(SessionError::Malformed);
         }
-        let version = ProtocolVersion::from_code(p[OFF_VERSION]).ok_or(SessionError::Malformed)?;
+        // Sessions exist only in the legacy era; a modern version code is never sealed.
+        let version = ProtocolVersion::from_code(p[OFF_VERSION])
+            .filter(|v| v.era() == crate::version::Era::Legacy)
+            .ok_or(SessionError::Malformed)?;
         Ok(SessionClaims {
             nonce: array_at(p, OFF_NONCE),
             subject: array_at(p, OFF_SUBJECT),
@@ -147,7 +222,7 @@ fn array_at<const N: usize>(p: &[u8; PAYLOAD_LEN], at: usize) -> [u8; N] {
 
 /// Constant-time equality of two subject bindings: the time taken does not depend on where
 /// the first differing byte is, so a caller cannot probe another subject's binding.
-fn ct_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
+pub(crate) fn ct_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
 }
@@ -429,6 +504,13 @@ mod tests {
             sealer.open(&sealer.seal_payload(&p), NOW),
             Err(SessionError::Malformed)
         );
+        let mut p = claims().encode();
+        p[OFF_VERSION] = ProtocolVersion::V2026_07_28.code();
+        assert_eq!(
+            sealer.open(&sealer.seal_payload(&p), NOW),
+            Err(SessionError::Malformed),
+            "a modern version never lives in a session"
+        );
         let p = claims().encode();
         assert_eq!(sealer.open(&sealer.seal_payload(&p), NOW), Ok(claims()));
     }
@@ -525,6 +607,62 @@ mod tests {
             ..claims()
         };
         assert_eq!(zero.key(), "0".repeat(32));
+    }
+
+    #[test]
+    fn capability_bits_from_and_to_json() {
+        use serde_json::json;
+        assert_eq!(caps::from_json(&json!({})), 0);
+        assert_eq!(caps::from_json(&json!(null)), 0);
+        assert_eq!(caps::from_json(&json!({"roots": {}})), caps::ROOTS);
+        assert_eq!(
+            caps::from_json(&json!({"elicitation": {}})),
+            caps::ELICITATION | caps::ELICITATION_FORM,
+            "an empty elicitation object means form mode only"
+        );
+        assert_eq!(
+            caps::from_json(&json!({"elicitation": {"url": {}}})),
+            caps::ELICITATION | caps::ELICITATION_URL
+        );
+        assert_eq!(
+            caps::from_json(&json!({"elicitation": {"url": {}, "form": {}}})),
+            caps::ELICITATION | caps::ELICITATION_URL | caps::ELICITATION_FORM
+        );
+        assert_eq!(
+            caps::from_json(&json!({"sampling": {"tools": {}}, "experimental": {"x": {}}})),
+            caps::SAMPLING | caps::SAMPLING_TOOLS
+        );
+        assert_eq!(
+            caps::from_json(&json!({"sampling": {"context": {}}})),
+            caps::SAMPLING | caps::SAMPLING_CONTEXT
+        );
+        assert_eq!(caps::to_json(0), json!({}));
+        assert_eq!(caps::to_json(caps::SAMPLING), json!({"sampling": {}}));
+        assert_eq!(
+            caps::to_json(caps::ELICITATION_URL),
+            json!({"elicitation": {"url": {}}})
+        );
+        assert_eq!(
+            caps::to_json(caps::ROOTS | caps::SAMPLING_TOOLS),
+            json!({"roots": {}, "sampling": {"tools": {}}})
+        );
+        // Every combination survives a round trip through the JSON form.
+        for bits in 0..=127u8 {
+            let j = caps::to_json(bits);
+            let back = caps::from_json(&j);
+            // `to_json` of a bare mode bit implies the umbrella bit, nothing else.
+            let mut expected = bits;
+            if bits & (caps::SAMPLING_TOOLS | caps::SAMPLING_CONTEXT) != 0 {
+                expected |= caps::SAMPLING;
+            }
+            if bits & (caps::ELICITATION_FORM | caps::ELICITATION_URL) != 0 {
+                expected |= caps::ELICITATION;
+            }
+            if expected & caps::ELICITATION != 0 && expected & caps::ELICITATION_URL == 0 {
+                expected |= caps::ELICITATION_FORM;
+            }
+            assert_eq!(back, expected, "bits {bits:#b} -> {j}");
+        }
     }
 
     #[test]

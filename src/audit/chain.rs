@@ -10,12 +10,11 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::record::{AuditRecord, StoredAudit};
+use crate::store::{AuditRecord, ChainLinker, StoredAudit};
+
+pub use crate::store::{ChainState, GENESIS};
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// The hash before the first record: 64 zeros.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Version tag mixed into every record hash; bump it when the canonical form changes.
 const RECORD_DOMAIN: &[u8] = b"cortex-audit-record-v1\0";
@@ -30,37 +29,6 @@ pub struct ChainKey {
 impl std::fmt::Debug for ChainKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChainKey").field("id", &self.id).finish()
-    }
-}
-
-/// The chain's bookkeeping row: where it ends and where it starts after purges.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainState {
-    /// Seq of the newest record (0 before the first).
-    pub last_seq: i64,
-    /// Hash of the newest record ([`GENESIS`] before the first).
-    pub last_hash: String,
-    /// [`ChainKey::seal`] of the head; empty before the first append.
-    pub head_mac: String,
-    /// Seq of the last purged record (0 when nothing was purged).
-    pub anchor_seq: i64,
-    /// Hash of the last purged record ([`GENESIS`] when nothing was purged).
-    pub anchor_hash: String,
-    /// [`ChainKey::seal`] of the anchor; empty when nothing was purged.
-    pub anchor_mac: String,
-}
-
-impl ChainState {
-    /// The state of a chain nothing was ever appended to.
-    pub fn genesis() -> Self {
-        ChainState {
-            last_seq: 0,
-            last_hash: GENESIS.into(),
-            head_mac: String::new(),
-            anchor_seq: 0,
-            anchor_hash: GENESIS.into(),
-            anchor_mac: String::new(),
-        }
     }
 }
 
@@ -137,6 +105,22 @@ impl ChainKey {
     /// Whether `mac` is the seal of (seq, hash), in constant time.
     pub fn check_seal(&self, which: Seal, seq: i64, hash: &str, mac: &str) -> bool {
         crate::auth::constant_time_eq(self.seal(which, seq, hash).as_bytes(), mac.as_bytes())
+    }
+}
+
+/// The store places records and seals with this key without knowing how it hashes.
+impl ChainLinker for ChainKey {
+    fn key_id(&self) -> &str {
+        self.id()
+    }
+    fn link(&self, seq: i64, prev_hash: &str, key_id: &str, record: &AuditRecord) -> String {
+        ChainKey::link(self, seq, prev_hash, key_id, record)
+    }
+    fn seal_head(&self, seq: i64, hash: &str) -> String {
+        self.seal(Seal::Head, seq, hash)
+    }
+    fn seal_anchor(&self, seq: i64, hash: &str) -> String {
+        self.seal(Seal::Anchor, seq, hash)
     }
 }
 

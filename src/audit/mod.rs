@@ -1,8 +1,8 @@
 //! The audit trail: one record per request that reaches the MCP endpoint, rejected ones
 //! included, with the decision and its reason and the Cortex fields (reference §7).
 //!
-//! - [`ctx`]: what the request path notes ([`AuditCtx`], a field of the request context)
-//!   and the hand-off in the `logging` phase ([`ctx::finish`]).
+//! - the request's record ([`crate::record`]) arrives whole at the end of the request
+//!   ([`AuditSink::submit`]), with every decision already in it.
 //! - [`keys`]: the audit secret, HMAC pseudonyms for subject, email, session id and params.
 //! - [`record`]: the record, its stdout line and canonical form.
 //! - [`writer`]: the audit thread (bounded queue, batches, stdout, store, drops counted).
@@ -13,7 +13,6 @@
 //! of data it already has; the rest happens on the audit thread.
 
 pub mod chain;
-pub mod ctx;
 pub mod keys;
 pub mod record;
 pub mod retention;
@@ -30,17 +29,31 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::config::{AuditConfig, Config};
-use crate::federation::CatalogStore;
-use crate::state::AppState;
-use crate::store::{Store, StoreError};
+use cortex_filters::jsonrpc::Incoming;
+use serde_json::Value;
 
-pub use ctx::{AuditCtx, RpcOutcome, Stage};
+use crate::config::{AuditConfig, Config};
+use crate::record::{message_params, ClosedRecord, ParamsHasher};
+use crate::store::{AuditStore, StoreError};
+
 pub use keys::AuditKeys;
 pub use writer::{AuditStats, StatsSnapshot};
 
-use ctx::AuditEvent;
 use writer::{Builder, Control, Writer};
+
+/// The params hash of the audit trail: the HMAC of the params of a message (`params`
+/// itself, canonical) or of a batch (the list of every message's params).
+impl ParamsHasher for AuditKeys {
+    fn params_mac(&self, incoming: &Incoming) -> [u8; 16] {
+        match incoming {
+            Incoming::Batch(messages) => {
+                let params: Vec<Option<&Value>> = messages.iter().map(message_params).collect();
+                AuditKeys::params_mac(self, &params)
+            }
+            Incoming::Single(m) => AuditKeys::params_mac(self, &message_params(m)),
+        }
+    }
+}
 
 /// Why the audit trail cannot start or be verified.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +83,7 @@ pub struct AuditSink {
 }
 
 struct Shared {
-    events: mpsc::Sender<AuditEvent>,
+    events: mpsc::Sender<ClosedRecord>,
     control: mpsc::UnboundedSender<Control>,
     keys: Arc<AuditKeys>,
     stats: Arc<AuditStats>,
@@ -97,8 +110,7 @@ impl AuditSink {
     pub fn start(
         config: &AuditConfig,
         keys: Arc<AuditKeys>,
-        store: Option<Arc<dyn Store>>,
-        catalog: Option<Arc<CatalogStore>>,
+        store: Option<Arc<dyn AuditStore>>,
     ) -> Result<AuditSink, AuditError> {
         // The hand-off queue absorbs bursts while the audit thread is busy; the backlog
         // (`audit.queue`) holds records while the store is down.
@@ -110,8 +122,6 @@ impl AuditSink {
             Builder {
                 keys: keys.clone(),
                 subject_in_clear: config.subject_in_clear,
-                catalog,
-                reserved: crate::server::RESERVED_NAMES,
             },
             store.clone(),
             config.stdout,
@@ -173,9 +183,15 @@ impl AuditSink {
             .unwrap_or_default()
     }
 
-    /// Hands an event to the audit thread without waiting; a full queue drops it (counted,
-    /// logged at most every 10 s).
-    pub(crate) fn submit(&self, event: AuditEvent) {
+    /// The params hasher for [`RequestRecord::message`](crate::record::RequestRecord::message)
+    /// (`None` when the trail is off: params are then not kept).
+    pub fn hasher(&self) -> Option<&dyn ParamsHasher> {
+        self.keys().map(|k| k as &dyn ParamsHasher)
+    }
+
+    /// Hands a finished request's record to the audit thread without waiting; a full queue
+    /// drops it (counted, logged at most every 10 s).
+    pub fn submit(&self, event: ClosedRecord) {
         let Some(s) = self.inner.as_deref() else {
             return;
         };
@@ -191,7 +207,7 @@ impl AuditSink {
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 let total = s.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed) + 1;
-                let now = record::now_ms();
+                let now = crate::clock::now_ms();
                 let last = s.last_full_warning_ms.load(Ordering::Relaxed);
                 if now - last >= 10_000
                     && s.last_full_warning_ms
@@ -227,42 +243,33 @@ impl AuditSink {
     }
 }
 
-/// Opens the configured store, loads the audit keys and starts the audit thread, into a
-/// state being built. Warnings (generated secret, PostgreSQL without a shared secret) are
-/// logged.
-pub fn install(state: &mut AppState) -> Result<(), AuditError> {
-    let store = crate::store::open(&state.config)?;
-    let (keys, warning) = AuditKeys::load(&state.config, true)?;
+/// Loads the audit keys and starts the audit thread over `store` (the store is opened by
+/// the caller, which shares it with the other features). Warnings (generated secret,
+/// PostgreSQL without a shared secret) are logged.
+pub fn start(config: &Config, store: Arc<dyn AuditStore>) -> Result<AuditSink, AuditError> {
+    let (keys, warning) = AuditKeys::load(config, true)?;
     if let Some(w) = warning {
         warn!("{w}");
     }
-    if matches!(store.kind(), crate::store::StoreKind::Postgres(_))
-        && state.config.audit.secret.is_none()
+    if matches!(store.kind(), crate::store::StoreKind::Postgres(_)) && config.audit.secret.is_none()
     {
         warn!("storage is PostgreSQL but audit.secret is not set: every replica sharing this database needs the same audit.secret, or pseudonyms differ between replicas and `audit verify` cannot check the records of the others");
     }
-    let sink = AuditSink::start(
-        &state.config.audit,
-        Arc::new(keys),
-        Some(store.clone()),
-        Some(state.catalog.clone()),
-    )?;
+    let sink = AuditSink::start(&config.audit, Arc::new(keys), Some(store.clone()))?;
     info!(
         store = %store.kind(),
-        stdout = state.config.audit.stdout,
-        retention_days = state.config.audit.retention_days,
+        stdout = config.audit.stdout,
+        retention_days = config.audit.retention_days,
         "audit trail on"
     );
-    state.store = Some(store);
-    state.audit = sink;
-    Ok(())
+    Ok(sink)
 }
 
 /// The keys and store of `config` for offline tools (`audit verify`): never creates a
 /// secret.
-pub fn open_for_verify(config: &Config) -> Result<(AuditKeys, Arc<dyn Store>), AuditError> {
+pub fn open_for_verify(config: &Config) -> Result<(AuditKeys, Arc<dyn AuditStore>), AuditError> {
     let (keys, _) = AuditKeys::load(config, false)?;
-    let store = crate::store::open(config)?;
+    let store: Arc<dyn AuditStore> = crate::store::open(config)?;
     Ok((keys, store))
 }
 
@@ -295,5 +302,41 @@ impl BackgroundService for FlushOnShutdown {
     async fn start(&self, _shutdown: ShutdownWatch) {
         let _guard = CloseOnDrop(self.sink.clone());
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use cortex_filters::jsonrpc;
+
+    use super::keys::SecretSource;
+    use super::*;
+    use crate::record::ParamsHash;
+
+    #[test]
+    fn deferred_and_immediate_params_hashes_agree() {
+        let keys =
+            AuditKeys::from_secret(b"0123456789abcdef0123456789abcdef", SecretSource::Ephemeral);
+        let hasher: &dyn ParamsHasher = &keys;
+        let single = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"b":1,"a":2}}}"#);
+        let reordered = Bytes::from_static(br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"arguments":{"a":2,"b":1},"name":"t"}}"#);
+        let batch = Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t"}}]"#);
+        for body in [&single, &batch] {
+            let incoming = jsonrpc::parse_body(body).unwrap();
+            let now = ParamsHash::Done(hasher.params_mac(&incoming)).mac(hasher);
+            let later = ParamsHash::Deferred(body.clone()).mac(hasher);
+            assert!(now.is_some());
+            assert_eq!(now, later);
+        }
+        // Same params, another id and key order: the same hash.
+        assert_eq!(
+            ParamsHash::Deferred(single.clone()).mac(hasher),
+            ParamsHash::Deferred(reordered).mac(hasher)
+        );
+        assert_ne!(
+            ParamsHash::Deferred(single).mac(hasher),
+            ParamsHash::Deferred(batch).mac(hasher)
+        );
     }
 }

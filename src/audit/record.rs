@@ -1,128 +1,14 @@
-//! The audit record: one per request that reached the MCP endpoint, in the field names of
-//! Cortex's `cortex_audit` line (reference §7) plus the decision, its stage and reason.
-//!
-//! The same struct is the stdout line, the stored row and the input of the hash chain, so
-//! its serialization is the canonical form: fields are serialized in declaration order,
-//! and every value round-trips exactly through both stores (integers, text, a double).
-//! Changing a field, its type or its order changes every hash: add a new migration and a
-//! new chain version instead.
+//! The audit record as the audit trail uses it: its stdout line. The record itself (and
+//! its canonical form, which the hash chain covers) is the store's vocabulary
+//! ([`crate::store::AuditRecord`]); it is re-exported here.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// The decision recorded for a request.
-pub mod decision {
-    /// The request was served (its result may still be an error from a backend).
-    pub const ALLOWED: &str = "allowed";
-    /// The gateway refused it; `stage` says where and `reason` why.
-    pub const REJECTED: &str = "rejected";
-}
+pub use crate::store::{clean, clean_opt, decision, AuditRecord, StoredAudit, MAX_IDENT, MAX_TEXT};
 
-/// Longest text kept in a free-form field (reason, origin, tool, …), in characters.
-pub const MAX_TEXT: usize = 512;
-/// Longest identifier kept (role, pool, client id, method, …), in characters.
-pub const MAX_IDENT: usize = 256;
-
-/// One audit record. Nothing in it is a secret: subjects, emails, session ids and params
-/// are pseudonymised (HMAC-SHA256 under the audit secret) before they get here, and tokens
-/// are never recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    /// When the request ended, Unix milliseconds (stdout also carries it as ISO-8601 `ts`).
-    pub ts_ms: i64,
-    /// [`decision::ALLOWED`] or [`decision::REJECTED`].
-    pub decision: String,
-    /// Where a rejected request was stopped: `host`, `origin`, `auth`, `method`, `body`,
-    /// `parse`, `version`, `session`, `batch`, `scope`, `rate_limit`.
-    pub stage: Option<String>,
-    /// Why, for a person (rejections, proxy failures).
-    pub reason: Option<String>,
-    /// HTTP method of the request.
-    pub http_method: String,
-    /// HTTP status answered (0 when no response could be written).
-    pub http_status: i32,
-    /// Subject: an HMAC pseudonym, or the subject itself when `audit.subject_in_clear`.
-    pub caller_sub: Option<String>,
-    /// HMAC pseudonym of the lowercased email.
-    pub caller_email_hash: Option<String>,
-    /// Role claim.
-    pub caller_role: Option<String>,
-    /// Pool claim.
-    pub caller_pool: Option<String>,
-    /// OAuth client id.
-    pub client_id: Option<String>,
-    /// Whether the caller came in through the `X-Dev-Mode` bypass.
-    pub dev_bypass: bool,
-    /// JSON-RPC method (`tools/call`, `initialize`, …; `batch` for a batch).
-    pub method: Option<String>,
-    /// Tool name as exposed, for `tools/call`.
-    pub tool: Option<String>,
-    /// Backend that owns the tool, or `gateway` for the builtins.
-    pub target_app: Option<String>,
-    /// Scope the tool requires.
-    pub scope_used: Option<String>,
-    /// HMAC of the canonical JSON of `params`; the params themselves are never stored.
-    pub params_hash: Option<String>,
-    /// Bytes of response body sent.
-    pub response_size: i64,
-    /// Time from the first byte of the request to the end of the response, milliseconds
-    /// (microsecond resolution).
-    pub latency_ms: f64,
-    /// Whether the caller got what it asked for (no rejection, no JSON-RPC error, no
-    /// HTTP error status).
-    pub success: bool,
-    /// JSON-RPC error code of the answer, when it was an error.
-    pub error_code: Option<i64>,
-    /// MCP protocol version in force.
-    pub protocol_version: Option<String>,
-    /// Browser `Origin`, when sent.
-    pub origin: Option<String>,
-    /// HMAC pseudonym of the `Mcp-Session-Id` (the sealed id itself is a bearer secret).
-    pub session_id: Option<String>,
-    /// `tools/list`: tools in the page answered.
-    pub tools_listed: Option<i64>,
-    /// `tools/list`: response characters / 4, Cortex's token estimate.
-    pub tokens_estimate: Option<i64>,
-    /// `tools/list`: the `X-Cortex-Backends` header.
-    pub backends_filter: Option<String>,
-    /// `tools/list`: the `X-Cortex-Tool-Mode` header.
-    pub tool_mode: Option<String>,
-}
+use crate::clock::iso8601_ms;
 
 impl AuditRecord {
-    /// An empty allowed record at `ts_ms` (the builder fills it in).
-    pub fn new(ts_ms: i64, http_method: &str) -> Self {
-        AuditRecord {
-            ts_ms,
-            decision: decision::ALLOWED.into(),
-            stage: None,
-            reason: None,
-            http_method: http_method.into(),
-            http_status: 0,
-            caller_sub: None,
-            caller_email_hash: None,
-            caller_role: None,
-            caller_pool: None,
-            client_id: None,
-            dev_bypass: false,
-            method: None,
-            tool: None,
-            target_app: None,
-            scope_used: None,
-            params_hash: None,
-            response_size: 0,
-            latency_ms: 0.0,
-            success: false,
-            error_code: None,
-            protocol_version: None,
-            origin: None,
-            session_id: None,
-            tools_listed: None,
-            tokens_estimate: None,
-            backends_filter: None,
-            tool_mode: None,
-        }
-    }
-
     /// The stdout form: `{"_type":"cortex_audit","ts":"<ISO-8601>",…fields}` plus, once
     /// stored, nothing else (stdout lines are written before the store assigns `seq`).
     pub fn stdout_line(&self) -> Vec<u8> {
@@ -145,80 +31,9 @@ impl AuditRecord {
     }
 }
 
-/// A stored record with its place in the hash chain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredAudit {
-    /// Position in the chain, from 1, without gaps.
-    pub seq: i64,
-    /// Hash of the previous record (or of the purge anchor / genesis).
-    pub prev_hash: String,
-    /// This record's hash (hex HMAC-SHA256).
-    pub hash: String,
-    /// Id of the key it was hashed with (see [`super::chain::ChainKey::id`]).
-    pub key_id: String,
-    /// The record.
-    pub record: AuditRecord,
-}
-
-/// Replaces control characters (NUL would break PostgreSQL text, newlines would split
-/// log lines) and cuts `s` to `max` characters.
-pub fn clean(s: &str, max: usize) -> String {
-    let needs_work = s.len() > max || s.chars().any(char::is_control);
-    if !needs_work {
-        return s.to_string();
-    }
-    s.chars()
-        .take(max)
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .collect()
-}
-
-/// [`clean`] over an optional value.
-pub fn clean_opt(s: Option<&str>, max: usize) -> Option<String> {
-    s.map(|s| clean(s, max))
-}
-
-/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (JavaScript's `toISOString`).
-pub fn iso8601_ms(ts_ms: i64) -> String {
-    let nanos = i128::from(ts_ms) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        ),
-        Err(_) => ts_ms.to_string(),
-    }
-}
-
-/// The current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clean_replaces_controls_and_truncates() {
-        assert_eq!(clean("abc", 10), "abc");
-        assert_eq!(clean("a\0b\nc", 10), "a\u{FFFD}b\u{FFFD}c");
-        assert_eq!(clean("ééééé", 3), "ééé");
-    }
-
-    #[test]
-    fn iso_format_matches_javascript() {
-        assert_eq!(iso8601_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-    }
 
     #[test]
     fn stdout_line_is_one_json_object_with_type_and_ts() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::chain::ChainKey;
-use crate::store::{Store, StoreError};
+use crate::store::{AuditStore, StoreError};
 
 /// Delay of the first run after start.
 const FIRST_RUN: Duration = Duration::from_secs(30);
@@ -24,11 +24,11 @@ pub const CHUNK: u32 = 5_000;
 const DAY_MS: i64 = 86_400_000;
 
 /// Runs forever on the audit runtime.
-pub(crate) async fn run(store: Arc<dyn Store>, key: Arc<ChainKey>, days: u32) {
+pub(crate) async fn run(store: Arc<dyn AuditStore>, key: Arc<ChainKey>, days: u32) {
     tokio::time::sleep(FIRST_RUN).await;
     loop {
         if days > 0 {
-            match purge_older_than(store.as_ref(), &key, days, super::record::now_ms()).await {
+            match purge_older_than(store.as_ref(), &key, days, crate::clock::now_ms()).await {
                 Ok(0) => {}
                 Ok(n) => info!(
                     purged = n,
@@ -56,7 +56,7 @@ pub(crate) async fn run(store: Arc<dyn Store>, key: Arc<ChainKey>, days: u32) {
 
 /// Deletes the records older than `days` before `now_ms`, chunk by chunk. Returns how many.
 pub async fn purge_older_than(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     key: &Arc<ChainKey>,
     days: u32,
     now_ms: i64,

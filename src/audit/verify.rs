@@ -14,7 +14,7 @@
 use std::fmt;
 
 use super::chain::{ChainKey, Seal};
-use crate::store::{Store, StoreError};
+use crate::store::{AuditStore, StoreError};
 
 /// Records read per page.
 const PAGE: u32 = 1_000;
@@ -88,7 +88,7 @@ impl fmt::Display for ChainReport {
 
 /// Verifies the chain in `store` with `key`. `Err` only when the store cannot be read.
 pub async fn verify(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     key: &ChainKey,
 ) -> Result<Result<ChainReport, ChainBreak>, StoreError> {
     let state = store.audit_chain().await?;

@@ -28,12 +28,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use super::ctx::{AuditEvent, RpcOutcome, Stage};
 use super::keys::{AuditKeys, Domain};
 use super::record::{clean, clean_opt, decision, AuditRecord, MAX_IDENT, MAX_TEXT};
 use crate::auth::PrincipalKind;
-use crate::federation::CatalogStore;
-use crate::store::{ChainHead, Store, StoreError};
+use crate::record::{ClosedRecord, RpcOutcome, Target};
+use crate::store::{AuditStore, ChainHead, StoreError};
 
 /// Most records per append.
 pub const BATCH: usize = 500;
@@ -108,32 +107,37 @@ impl AuditStats {
     }
 }
 
-/// What the record builder needs besides the event.
+/// What the record builder needs besides the request's record.
 pub(crate) struct Builder {
     pub keys: Arc<AuditKeys>,
     pub subject_in_clear: bool,
-    pub catalog: Option<Arc<CatalogStore>>,
-    pub reserved: &'static [&'static str],
 }
 
 impl Builder {
-    /// The record of one event: pseudonyms, catalog facts (target app, scope, a scope
-    /// refusal), tools/list figures.
-    pub fn build(&self, ev: AuditEvent) -> AuditRecord {
-        let mut r = AuditRecord::new(ev.ts_ms, ev.http_method.as_str());
-        r.http_status = i32::from(ev.http_status);
-        r.response_size = i64::try_from(ev.response_size).unwrap_or(i64::MAX);
-        r.latency_ms = (ev.latency.as_micros() as f64) / 1000.0;
+    /// The audit record of one request: pseudonyms, the route of a tool call, the
+    /// refusal, tools/list figures.
+    pub fn build(&self, ev: ClosedRecord) -> AuditRecord {
+        let refusal = ev
+            .refusal()
+            .map(|(stage, reason)| (stage, reason.into_owned()));
+        let f = &ev.facts;
+        let mut r = AuditRecord::new(f.ts_ms, f.http_method.as_str());
+        r.http_status = i32::from(f.http_status);
+        r.response_size = i64::try_from(f.response_size).unwrap_or(i64::MAX);
+        r.latency_ms = (f.latency.as_micros() as f64) / 1000.0;
+        r.origin = clean_opt(f.origin.as_deref(), MAX_IDENT);
+        r.backends_filter = f.backends_filter.clone();
+        r.tool_mode = f.tool_mode.clone();
         r.method = ev.method.map(|m| m.into_owned());
-        r.params_hash = ev.params.and_then(|p| p.finish(&self.keys));
+        r.params_hash = ev
+            .params
+            .and_then(|p| p.mac(self.keys.as_ref()))
+            .map(|mac| super::keys::hex_id(&mac));
         r.protocol_version = ev.version.map(|v| v.as_str().to_string());
-        r.origin = clean_opt(ev.origin.as_deref(), MAX_IDENT);
         r.session_id = ev
             .session_id
             .as_deref()
             .map(|s| self.keys.pseudonym(Domain::Session, s));
-        r.backends_filter = ev.backends_filter;
-        r.tool_mode = ev.tool_mode;
         if let Some(p) = &ev.principal {
             r.caller_sub = Some(if self.subject_in_clear {
                 clean(&p.sub, MAX_IDENT)
@@ -146,12 +150,14 @@ impl Builder {
             r.client_id = clean_opt(p.client_id.as_deref(), MAX_IDENT);
             r.dev_bypass = p.kind == PrincipalKind::DevBypass;
         }
-        let mut rejection = ev.rejection.map(|(s, reason)| (s, reason.into_owned()));
         if let Some(tool) = &ev.tool {
-            self.tool_facts(&mut r, tool, ev.backend.as_deref().map(|b| b.id.as_str()));
-            let refused = matches!(ev.rpc, Some(RpcOutcome::Error(_)));
-            if refused && rejection.is_none() {
-                rejection = self.scope_refusal(tool, ev.principal.as_ref());
+            match &ev.target {
+                Some(Target::Gateway) => r.target_app = Some("gateway".into()),
+                Some(Target::Backend { id, scope }) => {
+                    r.target_app = Some(id.clone());
+                    r.scope_used = scope.clone();
+                }
+                None => {}
             }
             r.tool = Some(clean(tool, MAX_IDENT));
         }
@@ -163,57 +169,19 @@ impl Builder {
             Some(RpcOutcome::Error(code)) => Some(code),
             _ => None,
         };
-        let http_ok = (200..400).contains(&ev.http_status);
-        r.success =
-            rejection.is_none() && ev.proxy_error.is_none() && http_ok && r.error_code.is_none();
-        match rejection {
+        let http_ok = (200..400).contains(&f.http_status);
+        r.success = refusal.is_none() && f.error.is_none() && http_ok && r.error_code.is_none();
+        match refusal {
             Some((stage, reason)) => {
                 r.decision = decision::REJECTED.into();
                 r.stage = Some(stage.as_str().into());
                 r.reason = Some(clean(&reason, MAX_TEXT));
             }
             None => {
-                r.reason = ev.proxy_error.as_deref().map(|e| clean(e, MAX_TEXT));
+                r.reason = f.error.as_deref().map(|e| clean(e, MAX_TEXT));
             }
         }
         r
-    }
-
-    /// `target_app` and `scope_used` of a tool.
-    fn tool_facts(&self, r: &mut AuditRecord, tool: &str, forwarded_to: Option<&str>) {
-        if self.reserved.contains(&tool) {
-            r.target_app = Some("gateway".into());
-            return;
-        }
-        let current = self.catalog.as_ref().map(|c| c.current());
-        let entry = current.as_ref().and_then(|c| c.merged.tool(tool));
-        r.target_app = forwarded_to
-            .map(str::to_string)
-            .or_else(|| entry.map(|t| t.backend_id.clone()));
-        r.scope_used = entry.and_then(|t| t.scope.clone());
-    }
-
-    /// A tools/call answered with an error for a tool that exists but that the caller's
-    /// scopes do not allow: the gateway refused it for scope (it answers "unknown tool" so
-    /// as not to reveal the catalog; the audit says what really happened).
-    fn scope_refusal(
-        &self,
-        tool: &str,
-        principal: Option<&crate::auth::Principal>,
-    ) -> Option<(Stage, String)> {
-        let principal = principal?;
-        let current = self.catalog.as_ref()?.current();
-        let entry = current.merged.tool(tool)?;
-        if principal.grants.allows(entry.scope.as_deref()) {
-            return None;
-        }
-        Some((
-            Stage::Scope,
-            format!(
-                "tool {tool} requires scope {}",
-                entry.scope.as_deref().unwrap_or("")
-            ),
-        ))
     }
 }
 
@@ -250,13 +218,20 @@ pub(crate) enum Control {
     },
 }
 
+/// How one append ended at shutdown.
+enum Flushed {
+    Stored,
+    Failed(StoreError),
+    TimedOut,
+}
+
 type Inflight =
     Pin<Box<dyn Future<Output = (Arc<Vec<AuditRecord>>, Result<ChainHead, StoreError>)> + Send>>;
 
 /// The audit thread's state.
 pub(crate) struct Writer {
     pub builder: Builder,
-    pub store: Option<Arc<dyn Store>>,
+    pub store: Option<Arc<dyn AuditStore>>,
     pub stdout: bool,
     pub backlog_cap: usize,
     pub stats: Arc<AuditStats>,
@@ -270,7 +245,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub fn new(
         builder: Builder,
-        store: Option<Arc<dyn Store>>,
+        store: Option<Arc<dyn AuditStore>>,
         stdout: bool,
         backlog_cap: usize,
         stats: Arc<AuditStats>,
@@ -291,7 +266,7 @@ impl Writer {
     /// Runs until closed (or every sender is gone).
     pub async fn run(
         mut self,
-        mut events: mpsc::Receiver<AuditEvent>,
+        mut events: mpsc::Receiver<ClosedRecord>,
         mut control: mpsc::UnboundedReceiver<Control>,
     ) {
         let mut inflight: Option<Inflight> = None;
@@ -390,7 +365,7 @@ impl Writer {
 
     /// Builds the record of `ev`, appends its stdout line to `lines`, and queues it for the
     /// store (or drops it, counted, when the backlog is full).
-    fn accept(&mut self, ev: AuditEvent, lines: &mut Vec<u8>) {
+    fn accept(&mut self, ev: ClosedRecord, lines: &mut Vec<u8>) {
         let record = self.builder.build(ev);
         if self.stdout {
             lines.extend_from_slice(&record.stdout_line());
@@ -476,10 +451,33 @@ impl Writer {
         }
     }
 
+    /// Waits for one append until `deadline` and books it: stored, or failed and put back
+    /// in front of the backlog. When the deadline comes first its records stay counted as
+    /// in flight.
+    async fn flush_one(&mut self, append: Inflight, deadline: Instant) -> Flushed {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Ok((batch, result)) = tokio::time::timeout(remaining, append).await else {
+            return Flushed::TimedOut;
+        };
+        self.inflight_len = 0;
+        match result {
+            Ok(_) => {
+                self.stats
+                    .stored
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                Flushed::Stored
+            }
+            Err(e) => {
+                self.requeue(batch);
+                Flushed::Failed(e)
+            }
+        }
+    }
+
     /// Drains the queue and flushes the backlog until the deadline.
     async fn shutdown(
         mut self,
-        mut events: mpsc::Receiver<AuditEvent>,
+        mut events: mpsc::Receiver<ClosedRecord>,
         inflight: Option<Inflight>,
         close: Option<Control>,
     ) {
@@ -503,41 +501,20 @@ impl Writer {
         }
         let mut out = std::io::stdout();
         self.write_stdout(&mut out, &lines);
-        let remaining = || deadline.saturating_duration_since(Instant::now());
+        // The append in flight first (a failure puts its records back for the loop), then
+        // the backlog batch by batch until it is empty, the store fails, or time is up.
         let mut timed_out = false;
         if let Some(f) = inflight {
-            match tokio::time::timeout(remaining(), f).await {
-                Ok((batch, Ok(_))) => {
-                    self.inflight_len = 0;
-                    self.stats
-                        .stored
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-                Ok((batch, Err(_))) => {
-                    self.inflight_len = 0;
-                    self.requeue(batch);
-                }
-                Err(_) => timed_out = true,
-            }
+            timed_out = matches!(self.flush_one(f, deadline).await, Flushed::TimedOut);
         }
         while let Some(f) = (!timed_out).then(|| self.start_append(false)).flatten() {
-            match tokio::time::timeout(remaining(), f).await {
-                Ok((batch, Ok(_))) => {
-                    self.inflight_len = 0;
-                    self.stats
-                        .stored
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-                Ok((batch, Err(e))) => {
-                    self.inflight_len = 0;
-                    self.requeue(batch);
+            match self.flush_one(f, deadline).await {
+                Flushed::Stored => {}
+                Flushed::Failed(e) => {
                     warn!(error = %e, lost = self.backlog.len(), "audit: the store is unavailable at shutdown; records not stored (stdout has them)");
                     break;
                 }
-                Err(_) => {
-                    timed_out = true;
-                    break;
-                }
+                Flushed::TimedOut => timed_out = true,
             }
         }
         if timed_out {
@@ -572,9 +549,7 @@ mod flow_tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::audit::chain::{ChainKey, ChainState};
     use crate::audit::keys::SecretSource;
-    use crate::audit::record::StoredAudit;
     use crate::store::*;
 
     /// A store whose appends fail while `down` is set (or for one poisoned tool).
@@ -593,7 +568,7 @@ mod flow_tests {
     }
 
     #[async_trait]
-    impl Store for FlakyStore {
+    impl StoreBase for FlakyStore {
         fn kind(&self) -> StoreKind {
             StoreKind::Postgres("fake".into())
         }
@@ -606,10 +581,14 @@ mod flow_tests {
         async fn schema_version(&self) -> Result<i64, StoreError> {
             Ok(1)
         }
+    }
+
+    #[async_trait]
+    impl AuditStore for FlakyStore {
         async fn append_audit(
             &self,
             records: Arc<Vec<AuditRecord>>,
-            _key: Arc<ChainKey>,
+            _key: Arc<dyn ChainLinker>,
         ) -> Result<ChainHead, StoreError> {
             self.attempts.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
@@ -638,91 +617,40 @@ mod flow_tests {
             &self,
             _: i64,
             _: u32,
-            _: Arc<ChainKey>,
+            _: Arc<dyn ChainLinker>,
         ) -> Result<PurgeOutcome, StoreError> {
-            nope()
-        }
-        async fn create_ticket(
-            &self,
-            _: NewTicket,
-            _: i64,
-            _: Option<NewDelivery>,
-        ) -> Result<CreatedTicket, StoreError> {
-            nope()
-        }
-        async fn get_ticket(&self, _: &str) -> Result<Option<Ticket>, StoreError> {
-            nope()
-        }
-        async fn list_tickets(&self, _: TicketFilter) -> Result<Vec<Ticket>, StoreError> {
-            nope()
-        }
-        async fn update_ticket(
-            &self,
-            _: &str,
-            _: TicketUpdate,
-        ) -> Result<Option<Ticket>, StoreError> {
-            nope()
-        }
-        async fn enqueue_delivery(&self, _: NewDelivery) -> Result<(), StoreError> {
-            nope()
-        }
-        async fn claim_deliveries(
-            &self,
-            _: i64,
-            _: i64,
-            _: u32,
-        ) -> Result<Vec<Delivery>, StoreError> {
-            nope()
-        }
-        async fn finish_delivery(
-            &self,
-            _: &str,
-            _: &str,
-            _: DeliveryOutcome,
-        ) -> Result<bool, StoreError> {
-            nope()
-        }
-        async fn get_delivery(&self, _: &str) -> Result<Option<Delivery>, StoreError> {
-            nope()
-        }
-        async fn list_deliveries(
-            &self,
-            _: DeliveryState,
-            _: u32,
-        ) -> Result<Vec<Delivery>, StoreError> {
             nope()
         }
     }
 
-    fn event(tool: &str) -> AuditEvent {
-        AuditEvent {
+    fn event(tool: &str) -> ClosedRecord {
+        let mut r = crate::record::RequestRecord::default();
+        r.begin(None);
+        let body = bytes::Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+        ));
+        let incoming = cortex_filters::jsonrpc::parse_body(&body).expect("a tools/call");
+        r.message(&incoming, &body, None);
+        r.answered(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        r.close(crate::record::Facts {
             ts_ms: 1,
             latency: Duration::from_micros(1500),
             http_method: http::Method::POST,
             http_status: 200,
             response_size: 10,
-            rejection: None,
-            principal: None,
-            method: Some("tools/call".into()),
-            tool: Some(tool.into()),
-            backend: None,
-            params: None,
-            version: None,
             origin: None,
-            session_id: None,
-            rpc: Some(RpcOutcome::Result),
-            listed: None,
             backends_filter: None,
             tool_mode: None,
-            proxy_error: None,
-        }
+            error: None,
+        })
+        .expect("an active record")
     }
 
     fn start(
         store: Arc<FlakyStore>,
         cap: usize,
     ) -> (
-        mpsc::Sender<AuditEvent>,
+        mpsc::Sender<ClosedRecord>,
         mpsc::UnboundedSender<Control>,
         Arc<AuditStats>,
         std::thread::JoinHandle<()>,
@@ -736,10 +664,8 @@ mod flow_tests {
             Builder {
                 keys,
                 subject_in_clear: false,
-                catalog: None,
-                reserved: &[],
             },
-            Some(store as Arc<dyn Store>),
+            Some(store as Arc<dyn AuditStore>),
             false,
             cap,
             stats.clone(),

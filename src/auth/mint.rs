@@ -392,6 +392,32 @@ fn load_pem(path: &Path, rng: &SystemRandom) -> Result<SigningKey, MintError> {
     SigningKey::from_pkcs8(&der, rng).map_err(|e| bad(&e))
 }
 
+/// The algorithm of the PKCS#8 PEM key in `path`, read as [`Minter::new`] reads a
+/// configured key file. Nothing is written (`check-config` runs it).
+pub fn key_file_algorithm(path: &Path) -> Result<Alg, MintError> {
+    load_pem(path, &SystemRandom::new()).map(|key| key.alg)
+}
+
+/// Reads the generated keys persisted under `data_dir`, if any, as [`Minter::new`] would:
+/// an unreadable or corrupt file is an error (it is never overwritten). Nothing is generated,
+/// rotated or written (`check-config` runs it).
+pub fn check_generated_keys(data_dir: &Path) -> Result<(), MintError> {
+    let path = data_dir.join("keys").join(KEY_FILE);
+    let stored = read_store(&path)?;
+    let rng = SystemRandom::new();
+    for k in &stored.keys {
+        let bad = |reason: String| MintError::BadKey {
+            path: path.display().to_string(),
+            reason,
+        };
+        let der = URL_SAFE_NO_PAD
+            .decode(&k.pkcs8)
+            .map_err(|_| bad(format!("key {} is not base64url", k.kid)))?;
+        SigningKey::from_pkcs8(&der, &rng).map_err(|e| bad(format!("key {}: {e}", k.kid)))?;
+    }
+    Ok(())
+}
+
 /// Loads the persisted keys, generating or rotating as due, and writes them back if changed.
 fn load_or_rotate(
     source: &Source,

@@ -9,8 +9,9 @@
 //!   [`crypto`]), the algorithm allowlist and the claim checks;
 //! - [`discovery`], [`issuer`], [`http`]: the authorization server's metadata and keys;
 //! - [`validator`], [`cache`], [`introspect`]: the per-request validation pipeline;
-//! - [`metadata`]: RFC 9728 metadata, `WWW-Authenticate` challenges, the well-known routes;
-//! - [`identity`], [`mint`], [`exchange`]: the credential each backend receives;
+//! - [`mint`], [`exchange`]: minted and exchanged tokens for backends (the credential each
+//!   backend receives is decided by `credentials`; RFC 9728 metadata and the challenges are
+//!   the edge's `well_known`);
 //! - [`service`]: the background refresh of keys and the rotation of minting keys.
 //!
 //! See docs/authentication.md.
@@ -21,19 +22,16 @@ pub mod crypto;
 pub mod discovery;
 pub mod exchange;
 pub mod http;
-pub mod identity;
 pub mod introspect;
 pub mod issuer;
 pub mod jwk;
 pub mod jwt;
-pub mod metadata;
 pub mod mint;
 pub mod service;
 pub mod validator;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use cortex_filters::scope::{GrantedScopes, ScopeRules};
 
@@ -43,12 +41,8 @@ use self::issuer::Issuer;
 use self::jwt::Alg;
 use self::validator::{Validator, ValidatorSettings, Verdict};
 
-/// Seconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+/// Seconds since the Unix epoch (the gateway's one clock).
+pub use crate::clock::unix_now;
 
 /// Why the authentication setup cannot start.
 #[derive(Debug, thiserror::Error)]

@@ -12,10 +12,9 @@ use std::sync::{Arc, Mutex};
 use cortex_filters::search::{Bm25Index, SearchDoc};
 use serde_json::{json, Map, Value};
 
-use crate::federation::store::CatalogState;
-use crate::mcp::dispatch::CallContext;
+use crate::upstream::CatalogState;
 
-use super::{opt_limit, opt_str, BuiltinError, BuiltinResult, Builtins};
+use super::{opt_limit, opt_str, BuiltinCx, BuiltinError, BuiltinResult, Builtins};
 
 /// Default number of query results.
 pub const DEFAULT_LIMIT: usize = 10;
@@ -83,11 +82,11 @@ fn build(builtins: &Builtins, catalog: Arc<CatalogState>) -> ToolIndex {
 }
 
 /// The `find_tools` builtin.
-pub fn find_tools(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinResult {
-    let builtins = &cx.state.builtins;
+pub fn find_tools(cx: &BuiltinCx<'_>, args: &Map<String, Value>) -> BuiltinResult {
+    let builtins = cx.builtins;
     let grants = &cx.principal.grants;
     if let Some(names) = names_arg(args)? {
-        let current = cx.state.catalog.current();
+        let current = cx.catalog.current();
         let mut tools = Vec::new();
         let mut not_found = Vec::new();
         for name in names {
@@ -119,7 +118,7 @@ pub fn find_tools(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinRes
         ));
     };
     let limit = opt_limit(args, "limit", DEFAULT_LIMIT, MAX_LIMIT)?;
-    let idx = builtins.index().get(builtins, cx.state.catalog.current());
+    let idx = cx.runtime.index.get(builtins, cx.catalog.current());
     let defs = builtins.all();
     let tools = idx.catalog.merged.tools();
     let allowed = |doc: usize| {

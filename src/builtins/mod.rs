@@ -1,6 +1,6 @@
 //! The gateway's own tools (builtins) and its own resource, `cortex://architecture`.
 //!
-//! Builtins have unprefixed names reserved by the gateway ([`crate::server::RESERVED_NAMES`]):
+//! Builtins have unprefixed names reserved by the gateway ([`reserved_names`]):
 //! the catalog merge drops any backend entry exposed under one of them, so a backend can
 //! never shadow a builtin. Each builtin declares the scope it requires (configurable in
 //! `builtins.scopes`); a builtin the caller may not use is neither listed nor callable, and
@@ -14,12 +14,11 @@
 //! | `triage_cortex_ticket` | `builtins.admin_scope` | [`tickets`] |
 //! | `list_cortex_resources`, `read_cortex_resource` | any caller | [`resources`] |
 //!
-//! `tools/list` lists the builtins first ([`catalog`] also implements the search mode and the
-//! backend filter of Cortex). Results use the same shape as backend tools:
+//! `tools/list` lists the builtins first (the list itself, with Cortex's search mode and
+//! backend filter, is built by the MCP endpoint). Results use the same shape as backend tools:
 //! `{content:[{type:"text",text:<JSON>}], structuredContent:<object>}`; bad arguments give a
 //! result with `isError: true` so the model can correct itself (MCP 2025-11-25 convention).
 
-pub mod catalog;
 pub mod find_tools;
 pub mod resources;
 pub mod tickets;
@@ -28,15 +27,15 @@ pub mod whoami;
 
 use std::sync::Arc;
 
-use cortex_filters::jsonrpc::{self, codes, Id};
+use cortex_filters::jsonrpc::RpcError;
+use cortex_filters::version::ProtocolVersion;
 use serde_json::{json, Map, Value};
 
 use crate::auth::Principal;
 use crate::config::{BuiltinScopes, Config};
-use crate::mcp::dispatch::{CallContext, Dispatched};
-use crate::state::GATEWAY_VERSION;
-
-pub use catalog::Presentation;
+use crate::store::Store;
+use crate::upstream::{CatalogStore, Upstreams};
+use crate::GATEWAY_VERSION;
 
 /// `whoami`.
 pub const WHOAMI: &str = "whoami";
@@ -74,6 +73,24 @@ pub enum Listing {
     SearchMode,
 }
 
+/// Which setting of `builtins.scopes` gives a builtin its scope, and the scope it has
+/// when that setting is absent.
+#[derive(Clone, Copy)]
+struct ScopeSetting {
+    configured: fn(&BuiltinScopes) -> &Option<String>,
+    admin_by_default: bool,
+}
+
+/// One builtin as defined: its name, when it is listed, where its scope comes from, and its
+/// `Tool` object. [`definitions`] is the one list of builtins; the reserved names and the
+/// scope of each builtin are derived from it.
+struct Definition {
+    name: &'static str,
+    listing: Listing,
+    scope: ScopeSetting,
+    entry: Value,
+}
+
 /// One builtin as configured.
 #[derive(Debug, Clone)]
 pub struct BuiltinDef {
@@ -87,13 +104,41 @@ pub struct BuiltinDef {
     pub listing: Listing,
 }
 
-/// The builtins of one gateway, built once from configuration.
+/// The builtins' process-lifetime parts: the `find_tools` index (rebuilt per catalog
+/// generation) and the webhook service's wake-up.
+#[derive(Default)]
+pub struct BuiltinRuntime {
+    index: find_tools::IndexCache,
+    webhook_wake: Arc<tokio::sync::Notify>,
+}
+
+impl BuiltinRuntime {
+    /// Wakes the webhook delivery service (a delivery was just enqueued).
+    pub fn wake_webhook(&self) {
+        self.webhook_wake.notify_one();
+    }
+
+    /// The notifier the webhook delivery service waits on.
+    pub fn webhook_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.webhook_wake.clone()
+    }
+}
+
+/// The builtins of one gateway, built from configuration (a reload rebuilds them).
 pub struct Builtins {
     defs: Vec<BuiltinDef>,
     admin_scope: String,
     architecture_scope: Option<String>,
-    index: find_tools::IndexCache,
-    webhook_wake: Arc<tokio::sync::Notify>,
+}
+
+/// Every name the gateway keeps for itself: its tools and its resource's URI. A backend
+/// entry exposed under one of them is dropped at merge.
+pub fn reserved_names() -> Vec<&'static str> {
+    definitions()
+        .iter()
+        .map(|d| d.name)
+        .chain([ARCHITECTURE_URI])
+        .collect()
 }
 
 impl Builtins {
@@ -110,33 +155,21 @@ impl Builtins {
         };
         let defs = definitions()
             .into_iter()
-            .map(|(name, listing, entry)| BuiltinDef {
-                name,
+            .map(|d| BuiltinDef {
+                name: d.name,
                 scope: scope(
-                    configured(s, name),
-                    (name == TRIAGE_CORTEX_TICKET).then_some(admin.as_str()),
+                    (d.scope.configured)(s),
+                    d.scope.admin_by_default.then_some(admin.as_str()),
                 ),
-                entry,
-                listing,
+                entry: d.entry,
+                listing: d.listing,
             })
             .collect();
         Builtins {
             defs,
             architecture_scope: scope(&s.read_cortex_resource, None),
             admin_scope: admin,
-            index: find_tools::IndexCache::default(),
-            webhook_wake: Arc::new(tokio::sync::Notify::new()),
         }
-    }
-
-    /// Wakes the webhook delivery service (a delivery was just enqueued).
-    pub fn wake_webhook(&self) {
-        self.webhook_wake.notify_one();
-    }
-
-    /// The notifier the webhook delivery service waits on.
-    pub fn webhook_wake(&self) -> Arc<tokio::sync::Notify> {
-        self.webhook_wake.clone()
     }
 
     /// Every builtin, in listing order.
@@ -169,23 +202,31 @@ impl Builtins {
     pub fn architecture_visible(&self, principal: &Principal) -> bool {
         principal.grants.allows(self.architecture_scope.as_deref())
     }
-
-    /// The search index cache of `find_tools`.
-    pub(crate) fn index(&self) -> &find_tools::IndexCache {
-        &self.index
-    }
 }
 
-fn configured<'a>(s: &'a BuiltinScopes, name: &str) -> &'a Option<String> {
-    match name {
-        WHOAMI => &s.whoami,
-        FIND_TOOLS => &s.find_tools,
-        REPORT_MISSING_CAPABILITY => &s.report_missing_capability,
-        LIST_CORTEX_TICKETS => &s.list_cortex_tickets,
-        TRIAGE_CORTEX_TICKET => &s.triage_cortex_ticket,
-        LIST_CORTEX_RESOURCES => &s.list_cortex_resources,
-        _ => &s.read_cortex_resource,
-    }
+/// What a builtin may use: the caller and the few parts of the gateway builtins need, never
+/// the whole state.
+pub struct BuiltinCx<'a> {
+    /// The caller.
+    pub principal: &'a Principal,
+    /// Whether the caller speaks within an MCP session.
+    pub session_present: bool,
+    /// The protocol version in force.
+    pub version: ProtocolVersion,
+    /// The configuration in force (read only).
+    pub config: &'a Config,
+    /// The canonical URI of the MCP endpoint.
+    pub canonical_uri: &'a str,
+    /// The builtin table.
+    pub builtins: &'a Builtins,
+    /// The builtins' process-lifetime parts.
+    pub runtime: &'a BuiltinRuntime,
+    /// The live catalog.
+    pub catalog: &'a CatalogStore,
+    /// The backends.
+    pub upstreams: &'a Upstreams,
+    /// Tickets and the webhook outbox, when the gateway has a store.
+    pub store: Option<&'a Arc<dyn Store>>,
 }
 
 /// An MCP `Tool` object for a builtin.
@@ -212,8 +253,12 @@ fn entry(
     })
 }
 
-/// The builtin definitions in listing order.
-fn definitions() -> Vec<(&'static str, Listing, Value)> {
+/// The builtin definitions in listing order: the one list of builtins.
+fn definitions() -> Vec<Definition> {
+    let any = |configured: fn(&BuiltinScopes) -> &Option<String>| ScopeSetting {
+        configured,
+        admin_by_default: false,
+    };
     let severity = json!({
         "type": "string",
         "enum": tickets::SEVERITIES,
@@ -221,21 +266,23 @@ fn definitions() -> Vec<(&'static str, Listing, Value)> {
     });
     let status = json!({"type": "string", "enum": tickets::STATUSES});
     vec![
-        (
-            WHOAMI,
-            Listing::Always,
-            entry(
+        Definition {
+            name: WHOAMI,
+            listing: Listing::Always,
+            scope: any(|s| &s.whoami),
+            entry: entry(
                 WHOAMI,
                 "Who am I",
                 "Shows who you are to this gateway: identity, granted scopes, session, each app's health and its own view of you, and how many tools are hidden from you and which scopes would reveal them.",
                 json!({"type": "object", "properties": {}, "additionalProperties": false}),
                 true,
             ),
-        ),
-        (
-            FIND_TOOLS,
-            Listing::SearchMode,
-            entry(
+        },
+        Definition {
+            name: FIND_TOOLS,
+            listing: Listing::SearchMode,
+            scope: any(|s| &s.find_tools),
+            entry: entry(
                 FIND_TOOLS,
                 "Find tools",
                 "Finds tools by exact names, or by a ranked text query over tool names and descriptions, and returns their full definitions (descriptions and input schemas). Use it when the tool list shows shortened entries.",
@@ -250,11 +297,12 @@ fn definitions() -> Vec<(&'static str, Listing, Value)> {
                 }),
                 true,
             ),
-        ),
-        (
-            REPORT_MISSING_CAPABILITY,
-            Listing::Always,
-            entry(
+        },
+        Definition {
+            name: REPORT_MISSING_CAPABILITY,
+            listing: Listing::Always,
+            scope: any(|s| &s.report_missing_capability),
+            entry: entry(
                 REPORT_MISSING_CAPABILITY,
                 "Report a missing capability",
                 "Files a missing-capability ticket: something you needed to do for the user that no tool allows (or a tool that fell short), so the people running these apps can add it. The same report within 24 h is merged; blocking reports alert an administrator.",
@@ -273,11 +321,12 @@ fn definitions() -> Vec<(&'static str, Listing, Value)> {
                 }),
                 false,
             ),
-        ),
-        (
-            LIST_CORTEX_TICKETS,
-            Listing::Always,
-            entry(
+        },
+        Definition {
+            name: LIST_CORTEX_TICKETS,
+            listing: Listing::Always,
+            scope: any(|s| &s.list_cortex_tickets),
+            entry: entry(
                 LIST_CORTEX_TICKETS,
                 "List capability tickets",
                 "Lists missing-capability tickets, newest first: your own (every ticket for administrators), merged with the tickets of apps that keep their own.",
@@ -293,11 +342,15 @@ fn definitions() -> Vec<(&'static str, Listing, Value)> {
                 }),
                 true,
             ),
-        ),
-        (
-            TRIAGE_CORTEX_TICKET,
-            Listing::Always,
-            entry(
+        },
+        Definition {
+            name: TRIAGE_CORTEX_TICKET,
+            listing: Listing::Always,
+            scope: ScopeSetting {
+                configured: |s| &s.triage_cortex_ticket,
+                admin_by_default: true,
+            },
+            entry: entry(
                 TRIAGE_CORTEX_TICKET,
                 "Triage a capability ticket",
                 "Administrators: changes the status or severity of a ticket kept by the gateway and adds a note.",
@@ -314,22 +367,24 @@ fn definitions() -> Vec<(&'static str, Listing, Value)> {
                 }),
                 false,
             ),
-        ),
-        (
-            LIST_CORTEX_RESOURCES,
-            Listing::Always,
-            entry(
+        },
+        Definition {
+            name: LIST_CORTEX_RESOURCES,
+            listing: Listing::Always,
+            scope: any(|s| &s.list_cortex_resources),
+            entry: entry(
                 LIST_CORTEX_RESOURCES,
                 "List resources",
                 "Lists the resources you can read: the gateway's own cortex://architecture and the apps' resources and templates.",
                 json!({"type": "object", "properties": {}, "additionalProperties": false}),
                 true,
             ),
-        ),
-        (
-            READ_CORTEX_RESOURCE,
-            Listing::Always,
-            entry(
+        },
+        Definition {
+            name: READ_CORTEX_RESOURCE,
+            listing: Listing::Always,
+            scope: any(|s| &s.read_cortex_resource),
+            entry: entry(
                 READ_CORTEX_RESOURCE,
                 "Read a resource",
                 "Reads a resource by URI. cortex://architecture explains how this gateway is set up for you: your scopes, the apps and their health, and the naming rule.",
@@ -341,7 +396,7 @@ fn definitions() -> Vec<(&'static str, Listing, Value)> {
                 }),
                 true,
             ),
-        ),
+        },
     ]
 }
 
@@ -359,7 +414,7 @@ pub enum BuiltinError {
         message: String,
     },
     /// A JSON-RPC error (e.g. -32602 for a resource that does not exist).
-    Rpc(i64, String, Option<Value>),
+    Rpc(RpcError),
 }
 
 impl BuiltinError {
@@ -400,51 +455,19 @@ pub fn tool_error(code: &str, message: &str) -> Value {
     })
 }
 
-/// Whether a tools/call names a builtin (usable or not: a builtin name never reaches a
-/// backend).
-pub fn is_builtin_call(cx: &CallContext<'_>, params: &Value) -> bool {
-    params
-        .get("name")
-        .and_then(Value::as_str)
-        .is_some_and(|n| cx.state.builtins.get(n).is_some())
-}
-
-/// Answers a tools/call of a builtin (see [`is_builtin_call`]).
-pub async fn call(cx: &CallContext<'_>, id: &Id, params: &Value) -> Dispatched {
-    let answer = Dispatched::Answer;
-    let name = params.get("name").and_then(Value::as_str).unwrap_or("");
-    let Some(def) = cx.state.builtins.get(name) else {
-        let msg = format!("Unknown tool: {name}");
-        return answer(jsonrpc::error(Some(id), codes::INVALID_PARAMS, &msg, None));
+/// Calls the builtin `name` with `args` for the caller: the tools/call result (the JSON as
+/// text plus `structuredContent`, or an `isError` result the model can correct itself
+/// from), or a JSON-RPC error. A builtin the caller may not use answers exactly like a tool
+/// that does not exist.
+pub async fn call(
+    cx: &BuiltinCx<'_>,
+    name: &str,
+    args: &Map<String, Value>,
+) -> Result<Value, RpcError> {
+    let Some(def) = cx.builtins.usable(name, cx.principal) else {
+        return Err(RpcError::invalid_params(format!("Unknown tool: {name}")));
     };
-    if !cx.principal.grants.allows(def.scope.as_deref()) {
-        let msg = format!("Unknown tool: {name}");
-        return answer(jsonrpc::error(Some(id), codes::INVALID_PARAMS, &msg, None));
-    }
-    let empty = Map::new();
-    let args = match params.get("arguments") {
-        None | Some(Value::Null) => &empty,
-        Some(Value::Object(a)) => a,
-        Some(_) => {
-            let msg = "Invalid params: \"arguments\" must be an object";
-            return answer(jsonrpc::error(Some(id), codes::INVALID_PARAMS, msg, None));
-        }
-    };
-    let outcome = run(cx, def.name, args).await;
-    let result = match outcome {
-        Ok(v) if def.name == READ_CORTEX_RESOURCE => resource_result(&v),
-        Ok(v) => tool_result(&v),
-        Err(BuiltinError::Invalid(m)) => tool_error("invalid_arguments", &m),
-        Err(BuiltinError::Failed { code, message }) => tool_error(code, &message),
-        Err(BuiltinError::Rpc(code, msg, data)) => {
-            return answer(jsonrpc::error(Some(id), code, &msg, data.as_ref()));
-        }
-    };
-    answer(jsonrpc::success(id, &result))
-}
-
-async fn run(cx: &CallContext<'_>, name: &str, args: &Map<String, Value>) -> BuiltinResult {
-    match name {
+    let outcome = match def.name {
         WHOAMI => Ok(whoami::whoami(cx).await),
         FIND_TOOLS => find_tools::find_tools(cx, args),
         REPORT_MISSING_CAPABILITY => tickets::report(cx, args).await,
@@ -452,11 +475,16 @@ async fn run(cx: &CallContext<'_>, name: &str, args: &Map<String, Value>) -> Bui
         TRIAGE_CORTEX_TICKET => tickets::triage(cx, args).await,
         LIST_CORTEX_RESOURCES => Ok(resources::list_all(cx)),
         READ_CORTEX_RESOURCE => resources::read_tool(cx, args).await,
-        _ => Err(BuiltinError::Rpc(
-            codes::INVALID_PARAMS,
-            format!("Unknown tool: {name}"),
-            None,
-        )),
+        other => Err(BuiltinError::Rpc(RpcError::invalid_params(format!(
+            "Unknown tool: {other}"
+        )))),
+    };
+    match outcome {
+        Ok(v) if def.name == READ_CORTEX_RESOURCE => Ok(resource_result(&v)),
+        Ok(v) => Ok(tool_result(&v)),
+        Err(BuiltinError::Invalid(m)) => Ok(tool_error("invalid_arguments", &m)),
+        Err(BuiltinError::Failed { code, message }) => Ok(tool_error(code, &message)),
+        Err(BuiltinError::Rpc(e)) => Err(e),
     }
 }
 

@@ -9,28 +9,37 @@
 use std::fmt::Write as _;
 
 use cortex_filters::catalog;
-use cortex_filters::jsonrpc::codes;
+use cortex_filters::jsonrpc::{codes, RpcError};
 use serde_json::{json, Map, Value};
 
-use crate::mcp::dispatch::{self, CallContext};
+use crate::upstream::calls::{self, Caller};
 
-use super::catalog::architecture_entry;
 use super::whoami::rfc3339_of;
-use super::{opt_str, BuiltinError, BuiltinResult, Listing, ARCHITECTURE_URI, FIND_TOOLS};
+use super::{
+    opt_str, BuiltinCx, BuiltinError, BuiltinResult, Listing, ARCHITECTURE_URI, FIND_TOOLS,
+};
+
+/// The listed entry of `cortex://architecture`.
+pub fn architecture_entry() -> Value {
+    json!({
+        "uri": ARCHITECTURE_URI,
+        "name": "architecture",
+        "title": "How this gateway is set up for you",
+        "description": "Live Markdown: your identity and scopes, the apps behind this gateway and their health, the naming rule and how to find tools.",
+        "mimeType": "text/markdown",
+        "annotations": {"audience": ["assistant", "user"], "priority": 0.5},
+    })
+}
 
 /// The `resources/read` result of a URI: `cortex://architecture` here, anything else from
-/// the backend that owns it. `Err` is a JSON-RPC error.
-pub async fn read(
-    cx: &CallContext<'_>,
-    params: &Value,
-) -> Result<Value, (i64, String, Option<Value>)> {
-    if params.get("uri").and_then(Value::as_str) == Some(ARCHITECTURE_URI) {
-        if !cx.state.builtins.architecture_visible(cx.principal) {
-            return Err((
-                codes::RESOURCE_NOT_FOUND,
-                "Resource not found".into(),
-                Some(json!({"uri": ARCHITECTURE_URI})),
-            ));
+/// the backend that owns it.
+pub async fn read(cx: &BuiltinCx<'_>, uri: &str) -> Result<Value, RpcError> {
+    if uri == ARCHITECTURE_URI {
+        if !cx.builtins.architecture_visible(cx.principal) {
+            return Err(
+                RpcError::new(codes::RESOURCE_NOT_FOUND, "Resource not found")
+                    .with_data(json!({"uri": ARCHITECTURE_URI})),
+            );
         }
         return Ok(json!({"contents": [{
             "uri": ARCHITECTURE_URI,
@@ -38,15 +47,20 @@ pub async fn read(
             "text": architecture(cx),
         }]}));
     }
-    dispatch::read_resource(cx, params).await
+    let current = cx.catalog.current();
+    let caller = Caller {
+        principal: cx.principal,
+        catalog: &current.merged,
+    };
+    calls::read_resource(cx.upstreams, caller, uri).await
 }
 
 /// `list_cortex_resources`: every resource and template the caller may read, unpaged.
-pub fn list_all(cx: &CallContext<'_>) -> Value {
-    let current = cx.state.catalog.current();
+pub fn list_all(cx: &BuiltinCx<'_>) -> Value {
+    let current = cx.catalog.current();
     let grants = &cx.principal.grants;
     let mut resources = Vec::new();
-    if cx.state.builtins.architecture_visible(cx.principal) {
+    if cx.builtins.architecture_visible(cx.principal) {
         resources.push(architecture_entry());
     }
     resources.extend(
@@ -63,15 +77,15 @@ pub fn list_all(cx: &CallContext<'_>) -> Value {
 
 /// `read_cortex_resource {uri}`: like resources/read; a single text content is also given
 /// as the tool's text so the model reads it directly.
-pub async fn read_tool(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinResult {
+pub async fn read_tool(cx: &BuiltinCx<'_>, args: &Map<String, Value>) -> BuiltinResult {
     let Some(uri) = opt_str(args, "uri")?.filter(|u| !u.trim().is_empty()) else {
         return Err(BuiltinError::invalid(
             "`uri` is required, e.g. cortex://architecture",
         ));
     };
-    match read(cx, &json!({"uri": uri})).await {
+    match read(cx, uri).await {
         Ok(v) => Ok(v),
-        Err((code, message, _))
+        Err(RpcError { code, message, .. })
             if code == codes::RESOURCE_NOT_FOUND || code == codes::INVALID_PARAMS =>
         {
             Err(BuiltinError::Failed {
@@ -81,7 +95,7 @@ pub async fn read_tool(cx: &CallContext<'_>, args: &Map<String, Value>) -> Built
                 ),
             })
         }
-        Err((_, message, _)) => Err(BuiltinError::Failed {
+        Err(RpcError { message, .. }) => Err(BuiltinError::Failed {
             code: "backend_error",
             message,
         }),
@@ -89,26 +103,25 @@ pub async fn read_tool(cx: &CallContext<'_>, args: &Map<String, Value>) -> Built
 }
 
 /// The Markdown of `cortex://architecture` for this caller.
-pub fn architecture(cx: &CallContext<'_>) -> String {
-    let state = cx.state;
+pub fn architecture(cx: &BuiltinCx<'_>) -> String {
     let p = cx.principal;
-    let builtins = &state.builtins;
+    let builtins = cx.builtins;
     let admin = builtins.is_admin(p);
-    let current = state.catalog.current();
-    let health = state.catalog.health();
+    let current = cx.catalog.current();
+    let health = cx.catalog.health();
     let mut md = String::with_capacity(4096);
     let _ = writeln!(
         md,
         "# {} — how this gateway is set up for you\n",
-        state.config.server.name
+        cx.config.server.name
     );
     let _ = writeln!(
         md,
         "One MCP endpoint ({}) in front of {} app(s). The gateway lists and allows exactly the \
          tools your token's scopes grant and forwards each call to the app that owns the tool, \
          with your identity; each app enforces its own permissions.\n",
-        state.canonical_uri,
-        state.backends.len()
+        cx.canonical_uri,
+        cx.upstreams.len()
     );
 
     md.push_str("## You\n\n");
@@ -141,8 +154,8 @@ pub fn architecture(cx: &CallContext<'_>) -> String {
             "| App | Health | Tools you can use | Last discovery |\n| --- | --- | --- | --- |\n",
         );
     }
-    for b in &state.backends {
-        let h = health.iter().find(|h| h.id == b.id);
+    for b in cx.upstreams.iter() {
+        let h = health.iter().find(|h| h.id == b.id());
         let status = match h {
             None => "unknown",
             Some(h) if !h.attempted => "starting",
@@ -154,7 +167,7 @@ pub fn architecture(cx: &CallContext<'_>) -> String {
             .merged
             .tools()
             .iter()
-            .filter(|t| t.backend_id == b.id);
+            .filter(|t| t.backend_id == b.id());
         let total = all.clone().count();
         let yours = all.filter(|t| p.grants.allows(t.scope.as_deref())).count();
         let last = h
@@ -166,17 +179,17 @@ pub fn architecture(cx: &CallContext<'_>) -> String {
                 .and_then(|h| h.last_error.as_deref())
                 .map(|e| e.replace('|', "/"))
                 .unwrap_or_default();
-            let scheme = if b.tls { "https" } else { "http" };
             let _ = writeln!(
                 md,
-                "| `{}` | {status} | {yours} / {total} | {last} | {scheme}://{}{} | {err} |",
-                b.id, b.host_header, b.path
+                "| `{}` | {status} | {yours} / {total} | {last} | {} | {err} |",
+                b.id(),
+                b.location()
             );
         } else {
-            let _ = writeln!(md, "| `{}` | {status} | {yours} | {last} |", b.id);
+            let _ = writeln!(md, "| `{}` | {status} | {yours} | {last} |", b.id());
         }
     }
-    if state.backends.is_empty() {
+    if cx.upstreams.is_empty() {
         md.push_str("| (none configured) | | | |\n");
     }
 
@@ -214,7 +227,7 @@ pub fn architecture(cx: &CallContext<'_>) -> String {
          - `whoami` shows how many tools are hidden from you and which scopes would reveal them.\n\
          - Something missing? `report_missing_capability` files a ticket for the people running \
          these apps.",
-        match state.config.catalog.tool_mode {
+        match cx.config.catalog.tool_mode {
             crate::config::ToolMode::Full => "full",
             crate::config::ToolMode::Search => "search",
         }

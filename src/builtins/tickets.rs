@@ -7,28 +7,27 @@
 //! Routing: a report whose `contextApp` is a ticket backend (`tickets.backends`,
 //! `CORTEX_TICKET_BACKENDS`) is forwarded to that backend's `report_missing_capability`
 //! (without `contextApp`, as Cortex does) with the caller's identity; every other report is
-//! stored by the gateway ([`crate::store::Store::create_ticket`]), deduplicated per caller on
+//! stored by the gateway ([`crate::store::TicketStore::create_ticket`]), deduplicated per caller on
 //! a fingerprint of `whatIWanted|contextTool|contextApp` within `tickets.dedup_window`.
 //! A new local blocking ticket and its webhook delivery are written in one transaction.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use cortex_filters::contract;
-use cortex_filters::contract::TransportFailure;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::mcp::dispatch::{backend_headers, CallContext};
+use crate::clock::{iso8601_ms as iso_ms, now_ms};
 use crate::store::{
     random_id, NewDelivery, NewTicket, Store, StoreError, Ticket, TicketFilter, TicketNote,
     TicketSeverity, TicketStatus, TicketUpdate,
 };
 
-use super::{opt_limit, opt_str, BuiltinError, BuiltinResult, GATEWAY_APP};
+use crate::upstream::calls::{self, Caller};
+use crate::upstream::{BackendKind, Operation};
+
+use super::{opt_limit, opt_str, BuiltinCx, BuiltinError, BuiltinResult, GATEWAY_APP};
 
 /// Accepted severities (Cortex's three).
 pub const SEVERITIES: [&str; 3] = ["blocking", "inconvenient", "nice_to_have"];
@@ -58,32 +57,6 @@ const MAX_TEXT: usize = 4_000;
 const MAX_SHAPE: usize = 16_000;
 /// Longest `contextTool` / `contextApp`.
 const MAX_NAME: usize = 200;
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// `2026-11-21T08:06:49.028Z` (JavaScript's `toISOString`, what Cortex backends send), so
-/// local and backend tickets sort together as strings.
-pub fn iso_ms(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        ),
-        Err(_) => String::new(),
-    }
-}
 
 /// The deduplication fingerprint: SHA-256 (hex) of the normalised `whatIWanted` (lowercase,
 /// whitespace collapsed), `contextTool` and `contextApp`, separated by `|`.
@@ -204,8 +177,8 @@ pub fn parse_report(args: &Map<String, Value>) -> Result<Report, BuiltinError> {
     })
 }
 
-fn store(cx: &CallContext<'_>) -> Result<Arc<dyn Store>, BuiltinError> {
-    cx.state.store.clone().ok_or_else(|| BuiltinError::Failed {
+fn store(cx: &BuiltinCx<'_>) -> Result<Arc<dyn Store>, BuiltinError> {
+    cx.store.cloned().ok_or_else(|| BuiltinError::Failed {
         code: "tickets_unavailable",
         message: "Tickets are not available: this gateway has no store.".into(),
     })
@@ -220,13 +193,13 @@ fn store_failed(e: StoreError) -> BuiltinError {
 }
 
 /// `report_missing_capability`.
-pub async fn report(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinResult {
+pub async fn report(cx: &BuiltinCx<'_>, args: &Map<String, Value>) -> BuiltinResult {
     let r = parse_report(args)?;
     let owner_app = r
         .context_app
         .as_deref()
-        .filter(|app| cx.state.config.tickets.backends.iter().any(|b| b == app))
-        .filter(|app| cx.state.backend(app).is_some())
+        .filter(|app| cx.config.tickets.backends.iter().any(|b| b == app))
+        .filter(|app| is_ticket_backend(cx, app))
         .map(str::to_string);
     match owner_app {
         Some(app) => report_to_backend(cx, &app, &r).await,
@@ -237,7 +210,7 @@ pub async fn report(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinR
 /// The webhook body of a blocking ticket (Cortex's payload, plus `deliveryId`, `severity`
 /// and `createdAt`).
 fn webhook_payload(
-    cx: &CallContext<'_>,
+    cx: &BuiltinCx<'_>,
     ticket_id: &str,
     delivery_id: &str,
     backend: &str,
@@ -277,14 +250,14 @@ fn webhook_payload(
 
 /// The outbox entry for a new blocking ticket, when a webhook is configured.
 fn blocking_delivery(
-    cx: &CallContext<'_>,
+    cx: &BuiltinCx<'_>,
     ticket_id: &str,
     backend: &str,
     source: &str,
     r: &Report,
     now: i64,
 ) -> Option<NewDelivery> {
-    let url = cx.state.config.tickets.webhook_url.as_deref()?;
+    let url = cx.config.tickets.webhook_url.as_deref()?;
     if r.severity != TicketSeverity::Blocking {
         return None;
     }
@@ -298,7 +271,7 @@ fn blocking_delivery(
     })
 }
 
-async fn report_locally(cx: &CallContext<'_>, r: &Report) -> BuiltinResult {
+async fn report_locally(cx: &BuiltinCx<'_>, r: &Report) -> BuiltinResult {
     let store = store(cx)?;
     let now = now_ms();
     let ticket_id = random_id("tkt_");
@@ -318,13 +291,13 @@ async fn report_locally(cx: &CallContext<'_>, r: &Report) -> BuiltinResult {
         fingerprint: fingerprint(&r.what, r.context_tool.as_deref(), r.context_app.as_deref()),
         now_ms: now,
     };
-    let window = cx.state.config.tickets.dedup_window.as_millis() as i64;
+    let window = cx.config.tickets.dedup_window.as_millis() as i64;
     let created = store
         .create_ticket(new, window, delivery)
         .await
         .map_err(store_failed)?;
     if created.delivery_enqueued {
-        cx.state.builtins.wake_webhook();
+        cx.runtime.wake_webhook();
     }
     let t = &created.ticket;
     info!(ticket = %t.id, severity = t.severity.as_str(), deduplicated = created.deduplicated, "missing capability reported");
@@ -360,7 +333,7 @@ async fn report_locally(cx: &CallContext<'_>, r: &Report) -> BuiltinResult {
 }
 
 /// Whose ticket it is (Cortex: the subject, else the email).
-fn owner_key(cx: &CallContext<'_>) -> String {
+fn owner_key(cx: &BuiltinCx<'_>) -> String {
     let p = cx.principal;
     if p.sub.is_empty() {
         p.email.clone().unwrap_or_default()
@@ -369,51 +342,39 @@ fn owner_key(cx: &CallContext<'_>) -> String {
     }
 }
 
+/// Whether `app` is a configured contract backend (tickets are contract methods).
+fn is_ticket_backend(cx: &BuiltinCx<'_>, app: &str) -> bool {
+    cx.upstreams
+        .get(app)
+        .is_some_and(|b| b.kind() == BackendKind::Contract)
+}
+
 /// Calls a ticket backend's contract method with the caller's identity; the JSON reply of a
 /// 2xx, or a message.
 async fn call_ticket_backend(
-    cx: &CallContext<'_>,
+    cx: &BuiltinCx<'_>,
     app: &str,
     method: &str,
     params: &Value,
 ) -> Result<Value, String> {
-    let backend = cx
-        .state
-        .backend(app)
-        .ok_or_else(|| format!("backend {app} is not configured"))?;
-    let body = Bytes::from(contract::request_body(method, Some(params)));
-    let headers = backend_headers(cx, app).await.map_err(|(_, m, _)| m)?;
-    let reply = cx
-        .state
-        .client
-        .post(backend, body, &headers)
+    let current = cx.catalog.current();
+    let caller = Caller {
+        principal: cx.principal,
+        catalog: &current.merged,
+    };
+    let op = Operation::ContractMethod {
+        method,
+        params: Some(params),
+    };
+    calls::call(cx.upstreams, caller, app, op)
         .await
-        .map_err(|f| match f {
-            TransportFailure::Timeout { timeout_ms } => {
-                format!("{app} timed out after {timeout_ms}ms")
-            }
-            TransportFailure::Unreachable { reason } => format!("{app} unreachable: {reason}"),
-        })?;
-    let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
-    if (200..300).contains(&reply.status) {
-        return parsed
-            .ok_or_else(|| format!("{app} answered {method} with a body that is not JSON"));
-    }
-    let reason = parsed
-        .as_ref()
-        .and_then(|v| v.get("error"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .chars()
-        .take(300)
-        .collect::<String>();
-    Err(format!(
-        "{app} answered {method} with HTTP {}: {reason}",
-        reply.status
-    ))
+        .outcome()
+        .await
+        .into_result()
+        .map_err(|e| e.message)
 }
 
-async fn report_to_backend(cx: &CallContext<'_>, app: &str, r: &Report) -> BuiltinResult {
+async fn report_to_backend(cx: &BuiltinCx<'_>, app: &str, r: &Report) -> BuiltinResult {
     let mut params = json!({
         "whatIWanted": r.what,
         "userIntent": r.intent,
@@ -451,11 +412,11 @@ async fn report_to_backend(cx: &CallContext<'_>, app: &str, r: &Report) -> Built
         let now = now_ms();
         let notified = match blocking_delivery(cx, &ticket_id, app, SOURCE_BACKEND, r, now) {
             None => false,
-            Some(d) => match cx.state.store.clone() {
+            Some(d) => match cx.store.cloned() {
                 None => false,
                 Some(store) => match store.enqueue_delivery(d).await {
                     Ok(()) => {
-                        cx.state.builtins.wake_webhook();
+                        cx.runtime.wake_webhook();
                         true
                     }
                     Err(e) => {
@@ -505,20 +466,19 @@ pub fn ticket_json(t: &Ticket, admin: bool) -> Value {
 }
 
 /// `list_cortex_tickets`.
-pub async fn list(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinResult {
+pub async fn list(cx: &BuiltinCx<'_>, args: &Map<String, Value>) -> BuiltinResult {
     let status = status_arg(args)?;
     let severity = severity_arg(args, false)?;
     let context_app = optional_name(args, "contextApp")?.map(|a| a.to_lowercase());
     let limit = opt_limit(args, "limit", DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?;
-    let admin = cx.state.builtins.is_admin(cx.principal);
+    let admin = cx.builtins.is_admin(cx.principal);
     let ticket_backends: Vec<&str> = cx
-        .state
         .config
         .tickets
         .backends
         .iter()
         .map(String::as_str)
-        .filter(|id| cx.state.backend(id).is_some())
+        .filter(|id| is_ticket_backend(cx, id))
         .collect();
     let (backends, local_app): (Vec<&str>, Option<String>) = match context_app.as_deref() {
         None => (ticket_backends, None),
@@ -529,7 +489,7 @@ pub async fn list(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinRes
 
     let mut tickets: Vec<Value> = Vec::new();
     let mut sources: Vec<Value> = Vec::new();
-    match cx.state.store.clone() {
+    match cx.store.cloned() {
         None => sources.push(json!({"name": GATEWAY_APP, "ok": false, "error": "no store"})),
         Some(store) => {
             let filter = TicketFilter {
@@ -614,7 +574,7 @@ fn created(t: &Value) -> &str {
 /// `triage_cortex_ticket`: status, severity and/or a note on a ticket kept by the gateway.
 /// Administrators may triage any ticket; when the builtin is opened to others
 /// (`builtins.scopes.triage_cortex_ticket`), they may triage only their own.
-pub async fn triage(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinResult {
+pub async fn triage(cx: &BuiltinCx<'_>, args: &Map<String, Value>) -> BuiltinResult {
     let id = opt_str(args, "ticketId")?
         .map(str::trim)
         .filter(|s| !s.is_empty());
@@ -637,7 +597,7 @@ pub async fn triage(cx: &CallContext<'_>, args: &Map<String, Value>) -> BuiltinR
         ));
     }
     let store = store(cx)?;
-    let admin = cx.state.builtins.is_admin(cx.principal);
+    let admin = cx.builtins.is_admin(cx.principal);
     let not_found = || {
         BuiltinError::Failed {
         code: "ticket_not_found",
@@ -727,11 +687,5 @@ mod tests {
             fingerprint("export bills", Some("erp_list"), Some("erp"))
         );
         assert_eq!(a.len(), 64);
-    }
-
-    #[test]
-    fn iso_times_look_like_javascript() {
-        assert_eq!(iso_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_ms(1_795_594_009_028), "2026-11-25T08:06:49.028Z");
     }
 }

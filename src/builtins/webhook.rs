@@ -1,7 +1,7 @@
 //! The blocking-ticket webhook: a durable outbox drained by a background service.
 //!
 //! A new blocking ticket enqueues a delivery in the store in the same transaction as the
-//! ticket ([`crate::store::Store::create_ticket`]), so neither exists without the other and
+//! ticket ([`crate::store::TicketStore::create_ticket`]), so neither exists without the other and
 //! nothing is lost when the receiver is down or the gateway restarts. [`DeliveryService`]
 //! claims due deliveries (a lease, so replicas sharing a database never send one delivery
 //! concurrently), POSTs them, and records the outcome: delivered on a 2xx, otherwise retried
@@ -21,23 +21,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use cortex_filters::contract::TransportFailure;
 use hmac::{Hmac, Mac};
-use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use pingora::upstreams::peer::HttpPeer;
 use rand::Rng;
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 use crate::config::TicketsConfig;
-use crate::state::GATEWAY_VERSION;
 use crate::store::{Delivery, DeliveryOutcome, Store};
+use crate::upstream::{HttpClient, Limits, Target};
+use crate::GATEWAY_VERSION;
 
-use super::tickets::now_ms;
+use crate::clock::now_ms;
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-cortex-signature";
@@ -53,8 +52,8 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 const POLL: Duration = Duration::from_secs(1);
 /// Deliveries claimed per round (sent concurrently).
 const BATCH: u32 = 16;
-/// Most bytes of a receiver's reply read (the rest is ignored).
-const MAX_REPLY: usize = 64 * 1024;
+/// Most bytes of a receiver's reply read (a larger reply fails the attempt).
+const MAX_REPLY: usize = 1024 * 1024;
 
 /// `sha256=<hex>` of HMAC-SHA256(`secret`, `<timestamp>.<body>`).
 pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
@@ -99,18 +98,19 @@ pub enum SendError {
     Status(u16),
 }
 
-/// POSTs signed webhook bodies over Pingora's connector (shared TLS stack and pool).
+/// POSTs signed webhook bodies through the gateway's outbound client (shared TLS stack and
+/// pool).
 pub struct WebhookSender {
-    connector: Connector,
+    client: Arc<HttpClient>,
     secret: Option<Vec<u8>>,
     timeout: Duration,
 }
 
 impl WebhookSender {
     /// A sender signing with `secret` (unsigned when `None`).
-    pub fn new(secret: Option<&str>, timeout: Duration) -> Self {
+    pub fn new(client: Arc<HttpClient>, secret: Option<&str>, timeout: Duration) -> Self {
         WebhookSender {
-            connector: Connector::new(None),
+            client,
             secret: secret.map(|s| s.as_bytes().to_vec()),
             timeout,
         }
@@ -132,111 +132,23 @@ impl WebhookSender {
             ));
         }
         let body = Bytes::from(d.payload.clone());
-        let ms = self.timeout.as_millis() as u64;
-        match tokio::time::timeout(self.timeout, self.post(url, body, &headers)).await {
-            Err(_) => Err(SendError::Timeout(ms)),
-            Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
-            Ok(Ok(status)) => Err(SendError::Status(status)),
-            Ok(Err(e)) => Err(e),
+        let target = Target::from_url(url, "").map_err(|e| SendError::BadUrl(e.to_string()))?;
+        match tokio::time::timeout(self.timeout, target.resolve()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(SendError::Transport(e.to_string())),
+            Err(_) => return Err(SendError::Timeout(self.timeout.as_millis() as u64)),
+        }
+        let limits = Limits {
+            timeout: self.timeout,
+            max_reply: MAX_REPLY,
+        };
+        match self.client.post(&target, &headers, body, limits).await {
+            Ok(reply) if (200..300).contains(&reply.status) => Ok(()),
+            Ok(reply) => Err(SendError::Status(reply.status)),
+            Err(TransportFailure::Timeout { timeout_ms }) => Err(SendError::Timeout(timeout_ms)),
+            Err(TransportFailure::Unreachable { reason }) => Err(SendError::Transport(reason)),
         }
     }
-
-    async fn post(
-        &self,
-        url: &str,
-        body: Bytes,
-        headers: &[(&'static str, String)],
-    ) -> Result<u16, SendError> {
-        let u = url::Url::parse(url).map_err(|e| SendError::BadUrl(e.to_string()))?;
-        let tls = match u.scheme() {
-            "https" => true,
-            "http" => false,
-            other => return Err(SendError::BadUrl(format!("scheme {other} is not http(s)"))),
-        };
-        let host = u
-            .host_str()
-            .ok_or_else(|| SendError::BadUrl("no host".into()))?
-            .to_string();
-        let port = u
-            .port_or_known_default()
-            .ok_or_else(|| SendError::BadUrl("no port".into()))?;
-        let bare = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let addr = tokio::net::lookup_host((bare.as_str(), port))
-            .await
-            .map_err(|e| SendError::Transport(format!("cannot resolve {bare}: {e}")))?
-            .next()
-            .ok_or_else(|| SendError::Transport(format!("{bare} has no address")))?;
-        let mut peer = HttpPeer::new(addr, tls, bare);
-        peer.options.connection_timeout = Some(self.timeout);
-        peer.options.read_timeout = Some(self.timeout);
-        peer.options.write_timeout = Some(self.timeout);
-        let host_header = match u.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.clone(),
-        };
-        let mut path = u.path().to_string();
-        if let Some(q) = u.query() {
-            path.push('?');
-            path.push_str(q);
-        }
-        let transport = |e: Box<pingora::Error>| SendError::Transport(short(&e));
-        let (mut session, _) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(transport)?;
-        let mut req = RequestHeader::build("POST", path.as_bytes(), Some(headers.len() + 4))
-            .map_err(transport)?;
-        let mut insert = |k: &'static str, v: &str| {
-            req.insert_header(k, v)
-                .map_err(|e| SendError::Transport(format!("invalid header {k}: {e}")))
-        };
-        insert("host", &host_header)?;
-        insert("content-type", "application/json")?;
-        insert("content-length", &body.len().to_string())?;
-        for (k, v) in headers {
-            insert(k, v)?;
-        }
-        session
-            .write_request_header(Box::new(req))
-            .await
-            .map_err(transport)?;
-        session
-            .write_request_body(body, false)
-            .await
-            .map_err(transport)?;
-        session.finish_request_body().await.map_err(transport)?;
-        let status = loop {
-            session.read_response_header().await.map_err(transport)?;
-            match session.response_header() {
-                Some(h) if h.status.is_informational() => continue,
-                Some(h) => break h.status.as_u16(),
-                None => return Err(SendError::Transport("no response header".into())),
-            }
-        };
-        let mut seen = BytesMut::new();
-        while let Some(chunk) = session.read_response_body().await.map_err(transport)? {
-            if seen.len() < MAX_REPLY {
-                seen.extend_from_slice(&chunk[..chunk.len().min(MAX_REPLY - seen.len())]);
-            }
-        }
-        self.connector
-            .release_http_session(session, &peer, Some(Duration::from_secs(30)))
-            .await;
-        Ok(status)
-    }
-}
-
-fn short(e: &pingora::Error) -> String {
-    let mut s = e.etype().as_str().to_string();
-    if let Some(ctx) = e.context.as_ref() {
-        s.push_str(": ");
-        s.push_str(ctx.as_str());
-    }
-    s.chars().take(200).collect()
 }
 
 /// Drains the outbox: the background service of the webhook.
@@ -252,11 +164,17 @@ pub struct DeliveryService {
 }
 
 impl DeliveryService {
-    /// A service for `store`, woken early through `wake` when a delivery is enqueued.
-    pub fn new(store: Arc<dyn Store>, cfg: &TicketsConfig, wake: Arc<Notify>) -> Self {
+    /// A service for `store`, sending through `client`, woken early through `wake` when a
+    /// delivery is enqueued.
+    pub fn new(
+        store: Arc<dyn Store>,
+        client: Arc<HttpClient>,
+        cfg: &TicketsConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
         DeliveryService {
             store,
-            sender: WebhookSender::new(cfg.webhook_secret.as_deref(), cfg.webhook_timeout),
+            sender: WebhookSender::new(client, cfg.webhook_secret.as_deref(), cfg.webhook_timeout),
             wake,
             current_url: cfg.webhook_url.clone(),
             max_backoff: cfg.webhook_max_backoff,

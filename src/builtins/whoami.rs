@@ -11,27 +11,24 @@
 //! `error` for that backend only.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-use cortex_filters::contract;
-use cortex_filters::contract::TransportFailure;
 use serde_json::{json, Value};
 
 use crate::auth::PrincipalKind;
-use crate::federation::store::BackendHealth;
-use crate::federation::Backend;
-use crate::mcp::dispatch::{backend_headers, CallContext};
+use crate::upstream::calls::{self, Caller};
+use crate::upstream::{Backend, BackendHealth, BackendKind, Operation};
+
+use super::BuiltinCx;
 
 /// The `whoami` builtin.
-pub async fn whoami(cx: &CallContext<'_>) -> Value {
+pub async fn whoami(cx: &BuiltinCx<'_>) -> Value {
     let p = cx.principal;
-    let state = cx.state;
-    let admin = state.builtins.is_admin(p);
-    let health = state.catalog.health();
-    let calls = state.backends.iter().map(|b| {
-        let h = health.iter().find(|h| h.id == b.id);
-        backend_entry(cx, b, h, admin)
+    let admin = cx.builtins.is_admin(p);
+    let health = cx.catalog.health();
+    let calls = cx.upstreams.iter().map(|b| {
+        let h = health.iter().find(|h| h.id == b.id());
+        backend_entry(cx, b.as_ref(), h, admin)
     });
     let backends: Vec<Value> = futures::future::join_all(calls).await;
     let discovered_at = health
@@ -39,7 +36,7 @@ pub async fn whoami(cx: &CallContext<'_>) -> Value {
         .filter_map(|h| h.last_ok)
         .max()
         .map(rfc3339_of);
-    let oauth = &state.config.auth.oauth;
+    let oauth = &cx.config.auth.oauth;
     let is_token = p.kind == PrincipalKind::Token;
     json!({
         "identity": {
@@ -50,7 +47,7 @@ pub async fn whoami(cx: &CallContext<'_>) -> Value {
         },
         "session": {
             "client_id": p.client_id,
-            "audience": if is_token { Some(oauth.audience.clone().unwrap_or_else(|| state.canonical_uri.clone())) } else { None },
+            "audience": if is_token { Some(oauth.audience.clone().unwrap_or_else(|| cx.canonical_uri.to_string())) } else { None },
             "issuer": if is_token { oauth.issuer.clone() } else { None },
             "jti": Value::Null,
             "is_dev_bypass": p.kind == PrincipalKind::DevBypass,
@@ -59,8 +56,8 @@ pub async fn whoami(cx: &CallContext<'_>) -> Value {
                 PrincipalKind::DevBypass => "dev_bypass",
                 PrincipalKind::Token => "oauth",
             },
-            "token_expires_at": p.expires_at.map(|s| super::tickets::iso_ms((s as i64).saturating_mul(1000))),
-            "mcp_session": cx.session.is_some(),
+            "token_expires_at": p.expires_at.map(|s| crate::clock::iso8601_ms((s as i64).saturating_mul(1000))),
+            "mcp_session": cx.session_present,
             "protocol_version": cx.version.as_str(),
         },
         "scopes_granted": p.grants.granted(),
@@ -71,29 +68,30 @@ pub async fn whoami(cx: &CallContext<'_>) -> Value {
     })
 }
 
-/// One backend: health, tool count visible to the caller, and its own `whoami`.
+/// One backend: health, tool count visible to the caller, and its own `whoami` (contract
+/// backends only: it is a contract method).
 async fn backend_entry(
-    cx: &CallContext<'_>,
-    b: &Backend,
+    cx: &BuiltinCx<'_>,
+    b: &dyn Backend,
     h: Option<&BackendHealth>,
     admin: bool,
 ) -> Value {
-    let current = cx.state.catalog.current();
+    let current = cx.catalog.current();
     let visible = current
         .merged
         .tools()
         .iter()
-        .filter(|t| t.backend_id == b.id && cx.principal.grants.allows(t.scope.as_deref()))
+        .filter(|t| t.backend_id == b.id() && cx.principal.grants.allows(t.scope.as_deref()))
         .count();
     let mut out = json!({
-        "app_id": b.id,
+        "app_id": b.id(),
         "healthy": h.is_some_and(|h| h.healthy),
         "stale": h.is_some_and(|h| h.stale),
         "tools_visible": visible,
         "discovered_at": h.and_then(|h| h.last_ok).map(rfc3339_of),
     });
     if admin {
-        out["url"] = json!(b.url);
+        out["url"] = json!(b.location());
         out["last_error"] = json!(h.and_then(|h| h.last_error.clone()));
     }
     let serving = h.is_some_and(|h| h.snapshot.is_some());
@@ -101,45 +99,32 @@ async fn backend_entry(
         out["error"] = json!("not reachable: no successful discovery yet");
         return out;
     }
-    let timeout = cx.state.config.builtins.whoami_timeout;
-    match call_whoami(cx, b, timeout).await {
-        Ok(v) => out["whoami"] = v,
-        Err(e) => out["error"] = json!(e),
+    if b.kind() != BackendKind::Contract {
+        return out;
+    }
+    let timeout = cx.config.builtins.whoami_timeout;
+    let caller = Caller {
+        principal: cx.principal,
+        catalog: &current.merged,
+    };
+    let op = Operation::ContractMethod {
+        method: "whoami",
+        params: None,
+    };
+    let call = async {
+        calls::call(cx.upstreams, caller, b.id(), op)
+            .await
+            .outcome()
+            .await
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Err(_) => out["error"] = json!(format!("whoami timed out after {}ms", timeout.as_millis())),
+        Ok(outcome) => match outcome.into_result() {
+            Ok(v) => out["whoami"] = v,
+            Err(e) => out["error"] = json!(short(&e.message)),
+        },
     }
     out
-}
-
-async fn call_whoami(
-    cx: &CallContext<'_>,
-    b: &Backend,
-    timeout: Duration,
-) -> Result<Value, String> {
-    let body = Bytes::from(contract::request_body("whoami", None));
-    let headers = backend_headers(cx, &b.id).await.map_err(|(_, m, _)| m)?;
-    let call = cx.state.client.post(b, body, &headers);
-    let reply = match tokio::time::timeout(timeout, call).await {
-        Err(_) => return Err(format!("whoami timed out after {}ms", timeout.as_millis())),
-        Ok(Err(TransportFailure::Timeout { timeout_ms })) => {
-            return Err(format!("whoami timed out after {timeout_ms}ms"))
-        }
-        Ok(Err(TransportFailure::Unreachable { reason })) => {
-            return Err(format!("unreachable: {}", short(&reason)))
-        }
-        Ok(Ok(r)) => r,
-    };
-    let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
-    if (200..300).contains(&reply.status) {
-        return parsed.ok_or_else(|| "whoami answered with a body that is not JSON".to_string());
-    }
-    let reason = parsed
-        .as_ref()
-        .and_then(|v| v.get("error"))
-        .and_then(Value::as_str)
-        .map(short)
-        .unwrap_or_default();
-    Err(format!("whoami answered HTTP {} {reason}", reply.status)
-        .trim_end()
-        .to_string())
 }
 
 fn short(s: &str) -> String {
@@ -148,13 +133,12 @@ fn short(s: &str) -> String {
 
 /// How many tools the caller sees and does not see, and which scopes would reveal the
 /// hidden ones (with their names for administrators).
-fn visibility(cx: &CallContext<'_>, admin: bool) -> Value {
+fn visibility(cx: &BuiltinCx<'_>, admin: bool) -> Value {
     let grants = &cx.principal.grants;
-    let current = cx.state.catalog.current();
+    let current = cx.catalog.current();
     let mut visible = 0usize;
     let mut hidden: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let builtins = cx
-        .state
         .builtins
         .all()
         .iter()
@@ -200,5 +184,5 @@ fn visibility(cx: &CallContext<'_>, admin: bool) -> Value {
 /// The wall-clock time of a past `Instant`, RFC 3339 in UTC with milliseconds.
 pub fn rfc3339_of(at: Instant) -> String {
     let ago = Instant::now().saturating_duration_since(at);
-    super::tickets::iso_ms(super::tickets::now_ms() - ago.as_millis() as i64)
+    crate::clock::iso8601_ms(crate::clock::now_ms() - ago.as_millis() as i64)
 }

@@ -6,17 +6,27 @@
 //! 2. expand `${VAR}` / `${VAR:-default}` in string values ([`expand`]);
 //! 3. apply the Cortex environment overlay ([`overlay`]);
 //! 4. build the typed [`Config`], rejecting unknown keys with a suggestion ([`de`]);
-//! 5. validate ranges, URLs and contradictions ([`validate`]).
+//! 5. validate ranges, URLs and contradictions ([`validate`]), and what `serve` sets up at
+//!    start from the configuration ([`startup`]: token algorithms, identity propagation, the
+//!    development authorization server, audit and storage; [`files`]: the key files it reads),
+//!    so that `check-config` and a reload refuse everything `serve` would.
+//!
+//! Besides loading: [`diff`] tells what changes between two configurations and what a reload
+//! can apply, and [`json_schema`] is the JSON Schema of the file for editors.
 //!
 //! Every stage keeps going after a problem so that one run reports all of them.
 
 mod de;
+mod diff;
 mod env;
 mod error;
 mod expand;
+mod files;
+mod json_schema;
 mod overlay;
 mod report;
 pub mod schema;
+mod startup;
 mod tree;
 pub mod units;
 mod validate;
@@ -29,8 +39,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use diff::{diff, render_diff, Change, ChangeKind};
 pub use env::{parse_env_str, read_env_file, EnvSource, LayeredEnv, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrors, ConfigIssue};
+pub use json_schema::{json_schema, json_schema_text};
 pub use report::render_check_report;
 pub use schema::*;
 
@@ -151,7 +163,9 @@ fn load_tree(
 
     let mut warnings: Vec<String> = overlay.warnings;
     if let Some(config) = &config {
-        let findings = validate::validate(config);
+        let mut findings = validate::validate(config);
+        let set_in_file = |path: &[Seg]| tree.locate(path).1.is_some();
+        files::check(config, &set_in_file, &mut findings);
         for (path, message) in findings.errors {
             let (file_path, origin) = tree.locate(&path);
             errors.push(located(name, &file_path, origin.as_ref(), message));
@@ -253,9 +267,20 @@ fn unset_blank_text(mut config: Config) -> Config {
         &mut oauth.audience,
         &mut oauth.jwks_url,
         &mut oauth.required_pool,
+        &mut oauth.introspection.url,
+        &mut oauth.introspection.client_id,
+        &mut oauth.introspection.client_secret,
+        &mut oauth.token_exchange.client_id,
+        &mut oauth.token_exchange.client_secret,
+        &mut oauth.token_exchange.token_endpoint,
     ] {
         blank(value);
     }
+    let mint = &mut config.auth.mint;
+    for value in [&mut mint.issuer, &mut mint.key_file] {
+        blank(value);
+    }
+    blank(&mut config.storage.database_url);
     for backend in &mut config.backends {
         blank(&mut backend.technical_token);
     }

@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// The whole gateway configuration.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Listeners, identity, limits.
@@ -48,7 +49,7 @@ pub struct Config {
 }
 
 /// Listeners, public identity and request limits.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Listen addresses `host:port` (`HOSTNAME` + `PORT` override: one listener).
@@ -69,14 +70,17 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// Largest accepted request body; larger → 413. Default 4 MiB.
     #[serde(with = "crate::config::units::size")]
+    #[schemars(schema_with = "crate::config::units::size::schema")]
     pub max_body_bytes: u64,
     /// Worker threads of the proxy service.
     pub threads: usize,
     /// How long SIGTERM waits for in-flight requests before exiting.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub grace_period: Duration,
     /// Idle keep-alive timeout of downstream HTTP/1.1 connections.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub keepalive_timeout: Duration,
 }
 
@@ -99,7 +103,7 @@ impl Default for ServerConfig {
 }
 
 /// Whether a session id is required on requests other than `initialize`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionMode {
     /// Requests without a session id are served statelessly (Cortex behaviour).
@@ -110,16 +114,18 @@ pub enum SessionMode {
 }
 
 /// Sessions and notification streams.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionsConfig {
     /// `optional` (default) or `required`.
     pub mode: SessionMode,
     /// A session unused for this long is gone (404).
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub idle_timeout: Duration,
     /// A session older than this is gone, used or not.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub absolute_timeout: Duration,
     /// Secret from which the session-sealing key is derived (≥ 32 characters). Every replica
     /// of a fleet needs the same one. Absent: a random key per process (sessions do not
@@ -129,6 +135,7 @@ pub struct SessionsConfig {
     pub replay_buffer: usize,
     /// Interval of SSE keepalive comments.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub keepalive_interval: Duration,
     /// Most concurrent GET streams per session (older ones are closed).
     pub max_streams_per_session: usize,
@@ -149,17 +156,20 @@ impl Default for SessionsConfig {
 }
 
 /// Catalog discovery and listing.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogConfig {
     /// How often every backend is re-discovered (±10 % jitter).
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub refresh: Duration,
     /// How long a failing backend's last good entries stay listed (marked stale).
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub stale_grace: Duration,
     /// Longest wait between retries of a failing backend (exponential backoff from 1 s).
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub max_backoff: Duration,
     /// Entries per `*/list` page.
     pub page_size: usize,
@@ -182,7 +192,7 @@ impl Default for CatalogConfig {
 }
 
 /// How callers authenticate.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// No authentication: every request is the configured principal. Loopback listeners only.
@@ -193,7 +203,7 @@ pub enum AuthMode {
 }
 
 /// Caller authentication.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// `oauth` (default) or `none`.
@@ -209,7 +219,7 @@ pub struct AuthConfig {
 }
 
 /// A fixed identity (auth mode `none`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrincipalConfig {
     /// Subject.
@@ -241,7 +251,7 @@ impl Default for PrincipalConfig {
 }
 
 /// The Cortex dev bypass: a request whose `X-Dev-Mode` equals `token` runs as `dev:local`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DevBypassConfig {
     /// The shared secret (`CORTEX_DEV_BYPASS_TOKEN`).
@@ -259,7 +269,7 @@ fn default_admin() -> String {
 }
 
 /// OAuth 2.1 resource-server settings (`auth.mode: oauth`); see docs/authentication.md.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OAuthConfig {
     /// Issuer (`OAUTH_ISSUER`).
@@ -277,20 +287,25 @@ pub struct OAuthConfig {
     pub algorithms: Vec<String>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub leeway: Duration,
     /// How often the issuer's metadata and JWKS are refreshed in the background.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub jwks_refresh: Duration,
     /// Shortest interval between two JWKS fetches triggered by an unknown `kid`.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub jwks_min_refetch: Duration,
     /// How long a validated token is remembered (never beyond its `exp`); `0s` disables.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub token_cache_ttl: Duration,
     /// Most validated tokens remembered.
     pub token_cache_size: u64,
     /// Timeout of each call to the authorization server.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub http_timeout: Duration,
     /// `resource_name` of the protected-resource metadata; default `server.name`.
     pub resource_name: Option<String>,
@@ -332,7 +347,7 @@ impl Default for OAuthConfig {
 
 /// RFC 7662 token introspection: every token is also checked at the authorization server
 /// (cached), so revoked tokens stop working before they expire.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IntrospectionConfig {
     /// Introspection endpoint (`OAUTH_INTROSPECT_URL`); absent: no introspection.
@@ -343,6 +358,7 @@ pub struct IntrospectionConfig {
     pub client_secret: Option<String>,
     /// How long an answer is cached (`OAUTH_INTROSPECT_CACHE_TTL_SECONDS`), never beyond `exp`.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub cache_ttl: Duration,
     /// Accept a signature-valid token when the endpoint fails (5xx, network). Default false:
     /// fail closed (503), unlike Cortex, which failed open.
@@ -362,7 +378,7 @@ impl Default for IntrospectionConfig {
 }
 
 /// How the gateway authenticates to the token endpoint.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuthMethod {
     /// HTTP Basic (`client_secret_basic`).
@@ -374,7 +390,7 @@ pub enum ClientAuthMethod {
 
 /// The gateway's client credentials for RFC 8693 token exchange (backends with
 /// `identity: exchange`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenExchangeConfig {
     /// Client id.
@@ -388,15 +404,17 @@ pub struct TokenExchangeConfig {
 }
 
 /// Tokens the gateway signs itself for backends with `identity: mint`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MintConfig {
     /// `iss` of minted tokens; default the canonical URI's origin.
     pub issuer: Option<String>,
     /// Lifetime of a minted token.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub ttl: Duration,
-    /// `ES256` (default) or `EdDSA`.
+    /// `ES256` (default) or `EdDSA` for generated keys, or `RS256` with an RSA `key_file`. With
+    /// a `key_file` the key decides, and an `algorithm` written in the file must match it.
     pub algorithm: String,
     /// A PKCS#8 PEM private key file to sign with; default a key generated and persisted under
     /// `<data_dir>/keys/`.
@@ -404,6 +422,7 @@ pub struct MintConfig {
     /// Generated keys are replaced after this long; the previous key stays published in the
     /// JWKS until the tokens it signed have expired.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub rotate_after: Duration,
 }
 
@@ -420,7 +439,7 @@ impl Default for MintConfig {
 }
 
 /// Scope implications.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScopesConfig {
     /// `granted → [implied…]`, e.g. `mcp:crm:write: [mcp:crm:read]`.
@@ -428,7 +447,7 @@ pub struct ScopesConfig {
 }
 
 /// How a backend's names are exposed.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Naming {
     /// `<id>_<name>` (default).
@@ -439,7 +458,7 @@ pub enum Naming {
 }
 
 /// One contract backend.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Id: lowercase `[a-z0-9_-]`, unique (`CORTEX_BACKENDS` entry).
@@ -454,6 +473,7 @@ pub struct BackendConfig {
         default = "default_backend_timeout",
         with = "crate::config::units::duration"
     )]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub timeout: Duration,
     /// Naming of its entries.
     #[serde(default)]
@@ -473,7 +493,7 @@ pub struct BackendConfig {
 }
 
 /// Which credential a backend receives with user calls (see docs/authentication.md).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityMode {
     /// The caller's own bearer token plus the `X-Cortex-*` headers (Cortex-compatible).
@@ -494,7 +514,7 @@ fn default_backend_timeout() -> Duration {
 }
 
 /// Log format.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -505,7 +525,7 @@ pub enum LogFormat {
 }
 
 /// Log output.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingConfig {
     /// `tracing` filter, e.g. `info` or `cortex_gateway=debug,info` (`RUST_LOG` overrides).
@@ -528,7 +548,7 @@ impl Default for LoggingConfig {
 /// A convenience for seeing scopes live with real OAuth clients: a one-click user picker, no
 /// passwords. It is refused unless every listener and the canonical URI are on loopback;
 /// production points `auth.oauth.issuer` at a real authorization server.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DevAuthServerConfig {
     /// Serve it on the gateway's own listeners. Default false.
@@ -538,6 +558,7 @@ pub struct DevAuthServerConfig {
     pub key_file: Option<String>,
     /// Lifetime of access tokens. Default 15 minutes.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub access_token_ttl: Duration,
     /// The users offered by the picker page. Default: `reader` (`mcp:demo:read`) and
     /// `writer` (`mcp:demo:read mcp:demo:write`).
@@ -570,7 +591,7 @@ impl Default for DevAuthServerConfig {
 }
 
 /// A user of the development authorization server's picker page.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DevUserConfig {
     /// Login name, also the token's `sub`.
@@ -584,7 +605,7 @@ pub struct DevUserConfig {
 }
 
 /// A client pre-registered with the development authorization server.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DevClientConfig {
     /// `client_id`.
@@ -601,7 +622,7 @@ pub struct DevClientConfig {
 }
 
 /// How `tools/list` presents backend tools (Cortex `X-Cortex-Tool-Mode`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, Hash)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum ToolMode {
     /// Full descriptions and input schemas.
@@ -613,7 +634,7 @@ pub enum ToolMode {
 }
 
 /// The gateway's own tools.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BuiltinsConfig {
     /// The scope of administrators: they triage tickets, see every ticket, the backends'
@@ -621,6 +642,7 @@ pub struct BuiltinsConfig {
     pub admin_scope: String,
     /// How long `whoami` waits for each backend's own `whoami`.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub whoami_timeout: Duration,
     /// The scope each builtin requires; unset keeps the default, `""` means any
     /// authenticated caller.
@@ -639,7 +661,7 @@ impl Default for BuiltinsConfig {
 
 /// Per-builtin scope overrides. Defaults: every builtin is open to any authenticated caller
 /// (as in Cortex) except `triage_cortex_ticket`, which requires `builtins.admin_scope`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct BuiltinScopes {
     /// `whoami`.
@@ -659,7 +681,7 @@ pub struct BuiltinScopes {
 }
 
 /// Missing-capability tickets.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TicketsConfig {
     /// Backends that own their tickets (`CORTEX_TICKET_BACKENDS`): a report whose
@@ -673,12 +695,15 @@ pub struct TicketsConfig {
     pub webhook_secret: Option<String>,
     /// Timeout of one webhook delivery attempt.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub webhook_timeout: Duration,
     /// Longest wait between delivery attempts (exponential backoff from 1 s).
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub webhook_max_backoff: Duration,
     /// A repeat of the same report by the same caller within this window is merged.
     #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub dedup_window: Duration,
 }
 
@@ -696,7 +721,7 @@ impl Default for TicketsConfig {
 }
 
 /// Where the gateway keeps tickets, the webhook outbox and the audit trail.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Directory of the embedded SQLite database (`cortex-gateway.db`) and of the generated
@@ -708,18 +733,29 @@ pub struct StorageConfig {
 }
 
 impl Config {
-    /// The directory of the SQLite store and of the generated audit secret.
-    pub fn storage_dir(&self) -> std::path::PathBuf {
-        match (&self.storage.data_dir, &self.data_dir) {
-            (Some(d), _) => d.clone(),
-            (None, Some(d)) if !d.trim().is_empty() => std::path::PathBuf::from(d),
+    /// The directory of everything the gateway persists: `data_dir`, else `./data`
+    /// (relative to the working directory). Generated signing keys live under
+    /// `<data_dir>/keys/`; the store and the audit secret too unless `storage.data_dir`
+    /// moves them ([`Config::storage_dir`]).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        match &self.data_dir {
+            Some(d) if !d.trim().is_empty() => std::path::PathBuf::from(d),
             _ => std::path::PathBuf::from("./data"),
+        }
+    }
+
+    /// The directory of the SQLite store and of the generated audit secret:
+    /// `storage.data_dir`, else [`Config::data_dir`].
+    pub fn storage_dir(&self) -> std::path::PathBuf {
+        match &self.storage.data_dir {
+            Some(d) => d.clone(),
+            None => self.data_dir(),
         }
     }
 }
 
 /// The audit trail: one record per request reaching the MCP endpoint.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// Key of the HMAC pseudonyms and of the hash chain (at least 32 characters; every

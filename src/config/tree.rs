@@ -367,6 +367,29 @@ fn convert(raw: Spanned<Raw>) -> Node {
     Node::new(kind, origin)
 }
 
+#[cfg(test)]
+impl Node {
+    /// The tree as JSON, exactly as the loader reads it (`yes` stays text, etc.).
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        use serde_json::{json, Value};
+        match &self.kind {
+            Kind::Null | Kind::Removed => Value::Null,
+            Kind::Bool(b) => json!(b),
+            Kind::Int(i) => json!(i),
+            Kind::UInt(u) => json!(u),
+            Kind::Float(f) => json!(f),
+            Kind::Str(s) => json!(s),
+            Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            Kind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
 /// Parses YAML text into a tree. `name` prefixes locations in messages. Duplicate keys,
 /// syntax errors and several documents in one file are refused; aliases and `<<` merges are
 /// resolved (values keep the position where they are used). `yes`/`no` stay strings: only

@@ -120,6 +120,13 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
         .ok_or_else(|| bad("the size is too large"))
 }
 
+/// What [`parse_duration`] accepts, as a JSON Schema pattern (ECMA-262): a whole number with
+/// a unit, repeated (`1h30m`), or a plain number of seconds. Spaces may separate the parts.
+pub const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*(ms|s|m|h|d)\s*)+$|^\s*[0-9]+\s*$";
+
+/// What [`parse_size`] accepts, as a JSON Schema pattern (units case-insensitive).
+pub const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*([bB]|[kKmMgG][bB]|[kKmMgG][iI][bB])?\s*$";
+
 /// Formats a duration the way the configuration would spell it (`10s`, `1500ms`, `2h`).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -183,8 +190,26 @@ impl<'de, T> serde::de::Visitor<'de> for UnitVisitor<T> {
 
 /// `#[serde(with = "crate::config::units::duration")]`.
 pub mod duration {
-    use serde::Deserializer;
+    use serde::{Deserializer, Serializer};
     use std::time::Duration;
+
+    /// Serializes as the configuration spells it (`60s`, `1500ms`): defaults in the JSON
+    /// Schema and values in `check-config --diff` read like the YAML.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    /// The JSON Schema of a duration: text with units, a plain number of seconds, or a
+    /// `${VAR}` reference.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                {"type": "string", "pattern": super::DURATION_PATTERN},
+                {"type": "integer", "minimum": 0},
+                {"$ref": crate::config::json_schema::REFERENCE_REF}
+            ]
+        })
+    }
 
     /// Deserializes `"60s"`-style strings or plain integers (seconds).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -198,7 +223,24 @@ pub mod duration {
 
 /// `#[serde(with = "crate::config::units::size")]`.
 pub mod size {
-    use serde::Deserializer;
+    use serde::{Deserializer, Serializer};
+
+    /// Serializes as the configuration spells it (`4MiB`, `1500B`).
+    pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_size(*bytes))
+    }
+
+    /// The JSON Schema of a size: text with a unit, a plain number of bytes, or a `${VAR}`
+    /// reference.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                {"type": "string", "pattern": super::SIZE_PATTERN},
+                {"type": "integer", "minimum": 0},
+                {"$ref": crate::config::json_schema::REFERENCE_REF}
+            ]
+        })
+    }
 
     /// Deserializes `"4MiB"`-style strings or plain integers (bytes).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

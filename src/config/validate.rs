@@ -20,25 +20,25 @@ pub(crate) struct Findings {
 }
 
 impl Findings {
-    fn error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
         self.errors.push((path, message.into()));
     }
-    fn warn(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, path: Vec<Seg>, message: impl Into<String>) {
         self.warnings.push((path, message.into()));
     }
 }
 
-fn p(keys: &[&str]) -> Vec<Seg> {
+pub(crate) fn p(keys: &[&str]) -> Vec<Seg> {
     super::tree::keys(keys)
 }
 
-fn pi(keys: &[&str], index: usize) -> Vec<Seg> {
+pub(crate) fn pi(keys: &[&str], index: usize) -> Vec<Seg> {
     let mut path = p(keys);
     path.push(Seg::Index(index));
     path
 }
 
-fn pik(keys: &[&str], index: usize, key: &str) -> Vec<Seg> {
+pub(crate) fn pik(keys: &[&str], index: usize, key: &str) -> Vec<Seg> {
     let mut path = pi(keys, index);
     path.push(Seg::Key(key.into()));
     path
@@ -55,6 +55,7 @@ pub(crate) fn validate(config: &Config) -> Findings {
     check_backends(config, &mut f);
     check_scopes(config, &mut f);
     check_tickets(config, &mut f);
+    super::startup::check(config, &mut f);
     if config.logging.level.trim().is_empty() {
         f.error(p(&["logging", "level"]), "must not be empty (e.g. `info`)");
     }
@@ -85,7 +86,7 @@ fn check_listeners(config: &Config, f: &mut Findings) -> Vec<SocketAddr> {
 }
 
 /// Why `text` is not an absolute http(s) URL, if it is not.
-fn http_url(text: &str) -> Result<Url, String> {
+pub(crate) fn http_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text.trim()).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("`{text}` must be an http:// or https:// URL"));

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use super::clients::{Client, GrantType};
 use super::util::{html_escape, is_pkce_string, parse_form, random_token, split_scopes, Internal};
 use super::{lock, AsRequest, DevAuthServer, DevUser, CODE_TTL, PENDING_TTL};
-use crate::mcp::http::Answer;
+use crate::http::Answer;
 
 /// A sign-in waiting on the picker page.
 #[derive(Debug, Clone)]

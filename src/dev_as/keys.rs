@@ -231,7 +231,8 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// The default key file: `<data_dir>/keys/dev-authorization-server.pem`.
 pub fn default_key_file(config: &crate::config::Config) -> PathBuf {
-    crate::auth::identity::data_dir(config)
+    config
+        .data_dir()
         .join("keys")
         .join("dev-authorization-server.pem")
 }

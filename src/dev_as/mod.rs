@@ -37,16 +37,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
 use tracing::warn;
 
 use crate::config::{AuthMode, Config};
-use crate::mcp::http::{write_answer, Answer};
-use crate::state::AppState;
+use crate::http::{read_body, request_host, write_answer, Answer, BodyRead};
+use cortex_filters::origin::HostPolicy;
 
 pub use keys::{default_key_file, KeyError, SigningKey};
+// For the configuration checks, which report these rules with file positions.
+pub(crate) use clients::{check_redirect_uri, SEALED_PREFIX};
 
 use authorize::{IssuedCode, Pending};
 use clients::Clients;
@@ -246,7 +247,7 @@ pub fn config_problems(config: &Config) -> Vec<String> {
     out
 }
 
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
@@ -450,18 +451,14 @@ impl DevAuthServer {
 
     /// Serves a request on the gateway's listener: Host check, loopback peers only, body
     /// read (bounded), then [`handle`](Self::handle).
-    pub async fn serve(&self, state: &AppState, session: &mut Session) -> pingora::Result<bool> {
-        let header = |name: &str| {
-            session
-                .req_header()
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let host =
-            header("host").or_else(|| session.req_header().uri.authority().map(|a| a.to_string()));
-        if !state.host.allows(host.as_deref()) {
+    pub async fn serve(
+        &self,
+        host_policy: &HostPolicy,
+        session: &mut Session,
+    ) -> pingora::Result<bool> {
+        let header = |name: &str| crate::http::header(session, name).map(str::to_string);
+        let host = request_host(session);
+        if !host_policy.allows(host.as_deref()) {
             let a = oauth_error(
                 403,
                 "forbidden_host",
@@ -490,9 +487,9 @@ impl DevAuthServer {
         let authorization = header("authorization");
         let content_type = header("content-type");
         let body = if method == "POST" {
-            match read_body(session).await? {
-                Some(b) => b,
-                None => {
+            match read_body(session, MAX_BODY_BYTES as u64).await? {
+                BodyRead::Complete(b) => b,
+                BodyRead::TooLarge => {
                     session.set_keepalive(None);
                     let a = oauth_error(
                         413,
@@ -504,7 +501,7 @@ impl DevAuthServer {
                 }
             }
         } else {
-            BytesMut::new()
+            bytes::Bytes::new()
         };
         let answer = self.handle(&AsRequest {
             method: &method,
@@ -526,36 +523,6 @@ fn method_not_allowed(allow: &'static str) -> Answer {
         &format!("method not allowed here; use {allow}"),
     )
     .with_header("allow", allow)
-}
-
-/// Reads the request body; None when it exceeds [`MAX_BODY_BYTES`].
-async fn read_body(session: &mut Session) -> pingora::Result<Option<BytesMut>> {
-    let declared = session
-        .req_header()
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Ok(None);
-    }
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get("expect")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-    if expects_continue {
-        session.write_continue_response().await?;
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
-    while let Some(chunk) = session.read_request_body().await? {
-        if buf.len() + chunk.len() > MAX_BODY_BYTES {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Some(buf))
 }
 
 #[cfg(test)]

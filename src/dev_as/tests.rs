@@ -1,5 +1,5 @@
 //! Unit tests of the configuration checks and of request handling without HTTP (the HTTP
-//! flows run against the real binary in tests/dev_as.rs).
+//! flows run against the real binary in tests/it/dev_as.rs).
 
 use super::*;
 use crate::config::{DevClientConfig, DevUserConfig};

@@ -20,7 +20,7 @@ use super::util::{
     b64url, is_pkce_string, now_unix, oauth_error, parse_form, random_token, split_scopes, Internal,
 };
 use super::{lock, AsRequest, DevAuthServer, REFRESH_TTL};
-use crate::mcp::http::Answer;
+use crate::http::Answer;
 
 /// One refresh token (stored under a hash of the token).
 #[derive(Debug, Clone)]

@@ -2,14 +2,13 @@
 //! escaping.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Value};
 
-use crate::mcp::http::Answer;
+use crate::http::Answer;
 
 /// A failure of the server itself (not of the request): answered 500 `server_error`.
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +65,8 @@ pub(crate) fn random_token() -> Result<String, Internal> {
     Ok(b64url(&random_bytes::<32>()?))
 }
 
-/// Seconds since the Unix epoch.
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+/// Seconds since the Unix epoch (the gateway's one clock).
+pub(crate) use crate::clock::unix_now as now_unix;
 
 /// A JSON answer.
 pub(crate) fn json_answer(status: u16, body: &Value) -> Answer {

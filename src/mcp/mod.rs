@@ -1,6 +1,20 @@
-//! The MCP endpoint: transport framing, sessions, the method table.
+//! The MCP endpoint. See `README.md` here for how a request travels and where the next
+//! protocol era plugs in.
+//!
+//! - [`transport`]: the guard chain of a request (Host, Origin, preflight, authentication,
+//!   body, parse, envelope) and its answer;
+//! - [`request`]: the per-request context, the request's facts, refusals;
+//! - [`envelope`]: the version and session a request runs under;
+//! - [`call`]: the call context and what dispatch answers;
+//! - [`dispatch`]: the method table;
+//! - [`lifecycle`], [`lists`]: `initialize` and friends, the four lists;
+//! - [`stream`]: the session's notification stream (GET).
 
+pub mod call;
 pub mod dispatch;
-pub mod http;
-pub mod sessions;
+pub mod envelope;
+pub mod lifecycle;
+pub mod lists;
+pub mod request;
+pub mod stream;
 pub mod transport;

@@ -1,4 +1,4 @@
-//! Persistence: one [`Store`] trait, two implementations.
+//! Persistence: one small trait per concern, two implementations, each table mapped once.
 //!
 //! - [`SqliteStore`]: an embedded SQLite file under `storage.data_dir` (default `./data`),
 //!   the zero-setup default. One dedicated thread owns the connection, so SQLite's single
@@ -11,13 +11,54 @@
 //! Both connect lazily and apply the embedded, versioned migrations (`migrations/`) on
 //! first use, so a database that is down at start does not stop the gateway: calls fail
 //! with [`StoreError::Unavailable`] until it is back. The same test suite
-//! (`tests/store_suite.rs`) runs against both.
+//! (`tests/it/store_suite.rs`) runs against both.
 //!
 //! All times are Unix milliseconds passed in by the caller (`now_ms`), so behaviour is
 //! deterministic in tests and one clock decides per call.
+//!
+//! # How the parts fit
+//!
+//! - `model/`: the plain data of each table (no I/O, no driver): what the rest of the
+//!   gateway speaks. The store imports nothing from the features it serves; the audit
+//!   trail hands its chain key in as a [`ChainLinker`].
+//! - Traits, one per concern: [`AuditStore`], [`TicketStore`], [`OutboxStore`], each on top
+//!   of [`StoreBase`] (kind, ping, schema version). [`Store`] is all of them; the gateway
+//!   holds one `Arc<dyn Store>` and a feature can take only the trait it uses (an upcast:
+//!   the audit trail takes an `Arc<dyn AuditStore>`), so a test double implements only
+//!   that concern. Methods of every concern are callable on a `dyn Store` without
+//!   importing their trait.
+//! - `rows.rs`: each table mapped once for both drivers: its column list, how a row is
+//!   read back (`FromRow`, over either driver's row), the values an INSERT binds
+//!   (`SqlValue`), and the pure parts of the audit chain (linking a batch, planning a
+//!   purge).
+//! - `sqlite.rs`, `postgres.rs`: only what differs per dialect: SQL text, transactions,
+//!   locks, error classification.
+//!
+//! # Adding a table (the vault and tool pins are next)
+//!
+//! 1. **Migration**: `migrations/{sqlite,postgres}/NNNN_name.sql`, and its entry in
+//!    `MIGRATIONS` of both drivers. Use the same column names and order in both.
+//! 2. **Model**: `model/<table>.rs` with the plain structs (what a caller passes in, what
+//!    a row reads back), re-exported from `model/mod.rs`.
+//! 3. **Trait**: `pub trait VaultStore: StoreBase` here, with the contract in its doc
+//!    comments (atomicity, what serializes across replicas), and add it to the bounds of
+//!    [`Store`] and of its blanket impl.
+//! 4. **Mapping, once**: in `rows.rs`, the `<TABLE>_COLUMNS` list, `impl FromRow` for the
+//!    row struct (reading columns in list order), and, for a wide INSERT, a
+//!    `values() -> [&dyn SqlValue; N]` like the audit row's. Any logic that does not
+//!    need the database (a plan, a computed value) is a pure function there too, with a
+//!    unit test.
+//! 5. **Drivers**: `impl VaultStore for SqliteStore` and `for PostgresStore`: the SQL text
+//!    (`?N` and `$N` placeholders), the transaction, and the lock each dialect needs
+//!    (`BEGIN IMMEDIATE` on SQLite; `FOR UPDATE`, `SKIP LOCKED` or an advisory lock on
+//!    PostgreSQL). Read rows with `select`/`select_one` (SQLite) and `one`/`all`
+//!    (PostgreSQL); nothing maps a column by hand.
+//! 6. **Tests**: a case in `tests/it/store_suite.rs`, listed in `both!`, so it runs against
+//!    both databases.
 
 mod model;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -25,8 +66,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::audit::chain::{ChainKey, ChainState};
-use crate::audit::record::{AuditRecord, StoredAudit};
 use crate::config::Config;
 
 pub use model::*;
@@ -97,14 +136,10 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// Everything the gateway persists. Object-safe: the gateway holds an `Arc<dyn Store>`.
-///
-/// Contract shared by both implementations (and enforced by `tests/store_suite.rs`):
-/// every method is atomic (one transaction); methods that several replicas may race on
-/// (audit append, ticket deduplication, delivery claims) serialize correctly across
-/// processes sharing one database.
+/// What every store answers whatever tables a feature uses: which store it is, whether it
+/// is reachable, and its schema version.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait StoreBase: Send + Sync + 'static {
     /// Which store this is (for logs).
     fn kind(&self) -> StoreKind;
 
@@ -114,17 +149,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// The applied schema version.
     async fn schema_version(&self) -> Result<i64, StoreError>;
+}
 
-    // ----- audit trail -------------------------------------------------------------------
-
+/// The audit trail's tables: the records and the hash chain's bookkeeping row.
+#[async_trait]
+pub trait AuditStore: StoreBase {
     /// Appends `records` at the end of the hash chain, in order, in one transaction: each
     /// gets the next `seq`, the previous record's hash as `prev_hash`, the key's id and its
-    /// own hash ([`ChainKey::link`]); the chain head is updated and sealed. Concurrent
+    /// own hash ([`ChainLinker::link`]); the chain head is updated and sealed. Concurrent
     /// appenders (other replicas) are serialized on the head row. All or nothing.
     async fn append_audit(
         &self,
         records: Arc<Vec<AuditRecord>>,
-        key: Arc<ChainKey>,
+        key: Arc<dyn ChainLinker>,
     ) -> Result<ChainHead, StoreError>;
 
     /// The chain's bookkeeping row ([`ChainState::genesis`] for an empty chain).
@@ -143,11 +180,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         before_ms: i64,
         max_rows: u32,
-        key: Arc<ChainKey>,
+        key: Arc<dyn ChainLinker>,
     ) -> Result<PurgeOutcome, StoreError>;
+}
 
-    // ----- tickets -----------------------------------------------------------------------
-
+/// Missing-capability tickets.
+#[async_trait]
+pub trait TicketStore: StoreBase {
     /// Creates a ticket, or folds the report into the owner's ticket with the same
     /// fingerprint created within `dedup_window_ms` before `new.now_ms` (then its
     /// `updated_at_ms` is bumped, `repeat_count` incremented, and nothing else changes).
@@ -175,9 +214,11 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         update: TicketUpdate,
     ) -> Result<Option<Ticket>, StoreError>;
+}
 
-    // ----- webhook outbox ----------------------------------------------------------------
-
+/// The durable webhook outbox.
+#[async_trait]
+pub trait OutboxStore: StoreBase {
     /// Enqueues a delivery, due at `now_ms`. An id that already exists is left as it is
     /// (enqueueing is idempotent).
     async fn enqueue_delivery(&self, delivery: NewDelivery) -> Result<(), StoreError>;
@@ -215,6 +256,19 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
 }
+
+/// Everything the gateway persists: every concern at once. Object-safe; the gateway holds
+/// one `Arc<dyn Store>` and can hand a feature the narrow trait it uses (an upcast:
+/// `store as Arc<dyn OutboxStore>`). Implemented by every type that implements each
+/// concern.
+///
+/// Contract shared by both implementations (and enforced by `tests/it/store_suite.rs`):
+/// every method is atomic (one transaction); methods that several replicas may race on
+/// (audit append, ticket deduplication, delivery claims) serialize correctly across
+/// processes sharing one database.
+pub trait Store: AuditStore + TicketStore + OutboxStore {}
+
+impl<T: AuditStore + TicketStore + OutboxStore> Store for T {}
 
 /// The store the configuration asks for: PostgreSQL when `storage.database_url` is set,
 /// else SQLite at `<storage dir>/cortex-gateway.db` ([`Config::storage_dir`]). Nothing is
@@ -263,45 +317,6 @@ pub(crate) fn sql_limit(limit: u32) -> i64 {
     i64::from(effective_limit(limit))
 }
 
-/// Serializes notes for the `notes` column.
-pub(crate) fn notes_json(notes: &[TicketNote]) -> String {
-    serde_json::to_string(notes).unwrap_or_else(|_| "[]".into())
-}
-
-/// Reads the `notes` column.
-pub(crate) fn parse_notes(text: &str) -> Result<Vec<TicketNote>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Invalid(format!("ticket notes: {e}")))
-}
-
-/// Parses a stored severity.
-pub(crate) fn parse_severity(s: &str) -> Result<TicketSeverity, StoreError> {
-    TicketSeverity::parse(s)
-        .ok_or_else(|| StoreError::Invalid(format!("unknown ticket severity `{s}`")))
-}
-
-/// Parses a stored status.
-pub(crate) fn parse_status(s: &str) -> Result<TicketStatus, StoreError> {
-    TicketStatus::parse(s)
-        .ok_or_else(|| StoreError::Invalid(format!("unknown ticket status `{s}`")))
-}
-
-/// Parses a stored delivery state.
-pub(crate) fn parse_delivery_state(s: &str) -> Result<DeliveryState, StoreError> {
-    DeliveryState::parse(s)
-        .ok_or_else(|| StoreError::Invalid(format!("unknown delivery state `{s}`")))
-}
-
-/// Given the rows after the anchor as (seq, ts_ms, hash) in seq order, the longest prefix
-/// older than `before_ms`: its length and its last (seq, hash).
-pub(crate) fn purge_prefix(
-    rows: &[(i64, i64, String)],
-    before_ms: i64,
-) -> Option<(usize, i64, String)> {
-    let n = rows.iter().take_while(|(_, ts, _)| *ts < before_ms).count();
-    let (seq, _, hash) = rows.get(n.checked_sub(1)?)?;
-    Some((n, *seq, hash.clone()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,19 +328,6 @@ mod tests {
         assert!(a.starts_with("tkt_"));
         assert_eq!(a.len(), 30);
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn purge_prefix_stops_at_first_young_record() {
-        let rows = vec![
-            (1, 10, "a".to_string()),
-            (2, 20, "b".into()),
-            (3, 5, "c".into()),
-        ];
-        assert_eq!(purge_prefix(&rows, 15), Some((1, 1, "a".into())));
-        assert_eq!(purge_prefix(&rows, 25), Some((3, 3, "c".into())));
-        assert_eq!(purge_prefix(&rows, 1), None);
-        assert_eq!(purge_prefix(&[], 100), None);
     }
 
     #[test]

@@ -27,8 +27,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use tracing::{info, warn};
 
+use super::rows::{
+    link_all, missing_chain, notes_json, nothing_purged, placeholders, plan_purge, Aged, Column,
+    FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PURGE_COLUMNS,
+    TICKET_COLUMNS,
+};
 use super::*;
-use crate::audit::chain::Seal;
 
 /// Embedded migrations, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -43,7 +47,7 @@ const OP_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections per gateway process.
 const POOL_SIZE: usize = 8;
-/// Rows per multi-row audit INSERT (32 parameters each; PostgreSQL allows 65535).
+/// Rows per multi-row audit INSERT (`AUDIT_WIDTH` parameters each; PostgreSQL allows 65535).
 const INSERT_CHUNK: usize = 200;
 /// Advisory lock key of the migrations ("cortex-gw" in ASCII).
 const MIGRATION_LOCK: i64 = 0x636f_7274_6578_2d67;
@@ -244,7 +248,7 @@ async fn migrate(client: &mut Object) -> Result<(), StoreError> {
             tx.batch_execute(m.sql).await.map_err(fail)?;
             tx.execute(
                 "INSERT INTO cortex_schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
-                &[&m.version, &m.name, &crate::audit::record::now_ms()],
+                &[&m.version, &m.name, &crate::clock::now_ms()],
             )
             .await
             .map_err(fail)?;
@@ -259,261 +263,111 @@ async fn migrate(client: &mut Object) -> Result<(), StoreError> {
     Ok(())
 }
 
-const AUDIT_COLUMNS: &str =
-    "seq, prev_hash, hash, key_id, ts_ms, decision, stage, reason, http_method, \
-     http_status, caller_sub, caller_email_hash, caller_role, caller_pool, client_id, dev_bypass, \
-     method, tool, target_app, scope_used, params_hash, response_size, latency_ms, success, \
-     error_code, protocol_version, origin, session_id, tools_listed, tokens_estimate, \
-     backends_filter, tool_mode";
-const AUDIT_WIDTH: usize = 32;
-
-fn audit_row(r: &Row) -> Result<StoredAudit, StoreError> {
-    let get = |e: tokio_postgres::Error| StoreError::Invalid(format!("audit row: {e}"));
-    Ok(StoredAudit {
-        seq: r.try_get(0).map_err(get)?,
-        prev_hash: r.try_get(1).map_err(get)?,
-        hash: r.try_get(2).map_err(get)?,
-        key_id: r.try_get(3).map_err(get)?,
-        record: AuditRecord {
-            ts_ms: r.try_get(4).map_err(get)?,
-            decision: r.try_get(5).map_err(get)?,
-            stage: r.try_get(6).map_err(get)?,
-            reason: r.try_get(7).map_err(get)?,
-            http_method: r.try_get(8).map_err(get)?,
-            http_status: r.try_get(9).map_err(get)?,
-            caller_sub: r.try_get(10).map_err(get)?,
-            caller_email_hash: r.try_get(11).map_err(get)?,
-            caller_role: r.try_get(12).map_err(get)?,
-            caller_pool: r.try_get(13).map_err(get)?,
-            client_id: r.try_get(14).map_err(get)?,
-            dev_bypass: r.try_get(15).map_err(get)?,
-            method: r.try_get(16).map_err(get)?,
-            tool: r.try_get(17).map_err(get)?,
-            target_app: r.try_get(18).map_err(get)?,
-            scope_used: r.try_get(19).map_err(get)?,
-            params_hash: r.try_get(20).map_err(get)?,
-            response_size: r.try_get(21).map_err(get)?,
-            latency_ms: r.try_get(22).map_err(get)?,
-            success: r.try_get(23).map_err(get)?,
-            error_code: r.try_get(24).map_err(get)?,
-            protocol_version: r.try_get(25).map_err(get)?,
-            origin: r.try_get(26).map_err(get)?,
-            session_id: r.try_get(27).map_err(get)?,
-            tools_listed: r.try_get(28).map_err(get)?,
-            tokens_estimate: r.try_get(29).map_err(get)?,
-            backends_filter: r.try_get(30).map_err(get)?,
-            tool_mode: r.try_get(31).map_err(get)?,
-        },
-    })
+impl RowRead for Row {
+    fn col<T: Column>(&self, i: usize) -> Result<T, String> {
+        self.try_get(i).map_err(|e| e.to_string())
+    }
 }
 
-fn chain_row(r: &Row) -> Result<ChainState, StoreError> {
-    let get = |e: tokio_postgres::Error| StoreError::Invalid(format!("audit chain row: {e}"));
-    Ok(ChainState {
-        last_seq: r.try_get(0).map_err(get)?,
-        last_hash: r.try_get(1).map_err(get)?,
-        head_mac: r.try_get(2).map_err(get)?,
-        anchor_seq: r.try_get(3).map_err(get)?,
-        anchor_hash: r.try_get(4).map_err(get)?,
-        anchor_mac: r.try_get(5).map_err(get)?,
-    })
+/// The row of a `query_opt`, read.
+async fn one<T: FromRow>(
+    query: impl Future<Output = Result<Option<Row>, tokio_postgres::Error>>,
+) -> Result<Option<T>, StoreError> {
+    query
+        .await
+        .map_err(classify)?
+        .as_ref()
+        .map(T::from_row)
+        .transpose()
 }
 
-const CHAIN_SELECT: &str =
-    "SELECT last_seq, last_hash, head_mac, anchor_seq, anchor_hash, anchor_mac FROM cortex_audit_chain WHERE id = 1";
-
-fn missing_chain() -> StoreError {
-    StoreError::Invalid("the audit chain row (cortex_audit_chain, id 1) is missing".into())
+/// The rows of a `query`, read.
+async fn all<T: FromRow>(
+    query: impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>>,
+) -> Result<Vec<T>, StoreError> {
+    query
+        .await
+        .map_err(classify)?
+        .iter()
+        .map(T::from_row)
+        .collect()
 }
 
-/// One record's place in the chain, computed before the INSERT.
-struct Linked {
-    seq: i64,
-    prev: String,
-    hash: String,
+/// The chain row, locked for the rest of the transaction (appends and purges of every
+/// replica serialize on it).
+async fn locked_chain(tx: &tokio_postgres::Transaction<'_>) -> Result<ChainState, StoreError> {
+    let sql = format!("SELECT {CHAIN_COLUMNS} FROM cortex_audit_chain WHERE id = 1 FOR UPDATE");
+    one(tx.query_opt(&sql, &[]))
+        .await?
+        .ok_or_else(missing_chain)
 }
 
 async fn append(
     mut client: Object,
     records: &[AuditRecord],
-    key: &ChainKey,
+    key: &dyn ChainLinker,
 ) -> Result<ChainHead, StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
-    let state = tx
-        .query_opt(&format!("{CHAIN_SELECT} FOR UPDATE"), &[])
-        .await
-        .map_err(classify)?
-        .ok_or_else(missing_chain)
-        .and_then(|r| chain_row(&r))?;
-    let mut links = Vec::with_capacity(records.len());
-    let (mut seq, mut prev) = (state.last_seq, state.last_hash);
-    for r in records {
-        seq += 1;
-        let hash = key.link(seq, &prev, key.id(), r);
-        links.push(Linked {
-            seq,
-            prev: std::mem::replace(&mut prev, hash.clone()),
-            hash,
-        });
-    }
-    let key_id = key.id().to_string();
-    for (chunk_records, chunk_links) in records.chunks(INSERT_CHUNK).zip(links.chunks(INSERT_CHUNK))
-    {
-        let mut sql = format!("INSERT INTO cortex_audit ({AUDIT_COLUMNS}) VALUES ");
-        let mut params: Vec<&(dyn ToSql + Sync)> =
-            Vec::with_capacity(chunk_records.len() * AUDIT_WIDTH);
-        for (i, (r, l)) in chunk_records.iter().zip(chunk_links).enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for c in 0..AUDIT_WIDTH {
-                if c > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("${}", i * AUDIT_WIDTH + c + 1));
-            }
-            sql.push(')');
-            params.extend_from_slice(&[
-                &l.seq,
-                &l.prev,
-                &l.hash,
-                &key_id,
-                &r.ts_ms,
-                &r.decision,
-                &r.stage,
-                &r.reason,
-                &r.http_method,
-                &r.http_status,
-                &r.caller_sub,
-                &r.caller_email_hash,
-                &r.caller_role,
-                &r.caller_pool,
-                &r.client_id,
-                &r.dev_bypass,
-                &r.method,
-                &r.tool,
-                &r.target_app,
-                &r.scope_used,
-                &r.params_hash,
-                &r.response_size,
-                &r.latency_ms,
-                &r.success,
-                &r.error_code,
-                &r.protocol_version,
-                &r.origin,
-                &r.session_id,
-                &r.tools_listed,
-                &r.tokens_estimate,
-                &r.backends_filter,
-                &r.tool_mode,
-            ]);
-        }
+    let linked = link_all(&locked_chain(&tx).await?, records, key);
+    for chunk in linked.rows.chunks(INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO cortex_audit ({AUDIT_COLUMNS}) VALUES {}",
+            placeholders('$', chunk.len(), AUDIT_WIDTH)
+        );
+        let params: Vec<&(dyn ToSql + Sync)> = chunk
+            .iter()
+            .flat_map(|row| linked.values(row))
+            .map(|v| v as &(dyn ToSql + Sync))
+            .collect();
         tx.execute(sql.as_str(), &params).await.map_err(classify)?;
     }
-    let head_mac = key.seal(Seal::Head, seq, &prev);
+    let head = &linked.head;
     tx.execute(
         "UPDATE cortex_audit_chain SET last_seq = $1, last_hash = $2, head_mac = $3 WHERE id = 1",
-        &[&seq, &prev, &head_mac],
+        &[&head.last_seq, &head.last_hash, &linked.head_mac],
     )
     .await
     .map_err(classify)?;
     tx.commit().await.map_err(classify)?;
-    Ok(ChainHead {
-        last_seq: seq,
-        last_hash: prev,
-    })
+    Ok(linked.head)
 }
 
 async fn purge(
     mut client: Object,
     before_ms: i64,
     max_rows: u32,
-    key: &ChainKey,
+    key: &dyn ChainLinker,
 ) -> Result<PurgeOutcome, StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
-    let state = tx
-        .query_opt(&format!("{CHAIN_SELECT} FOR UPDATE"), &[])
-        .await
-        .map_err(classify)?
-        .ok_or_else(missing_chain)
-        .and_then(|r| chain_row(&r))?;
-    let rows = tx
-        .query(
-            "SELECT seq, ts_ms, hash FROM cortex_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&state.anchor_seq, &i64::from(max_rows)],
-        )
-        .await
-        .map_err(classify)?;
-    let mut triples = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let get = |e: tokio_postgres::Error| StoreError::Invalid(format!("audit row: {e}"));
-        triples.push((
-            r.try_get::<_, i64>(0).map_err(get)?,
-            r.try_get::<_, i64>(1).map_err(get)?,
-            r.try_get::<_, String>(2).map_err(get)?,
-        ));
-    }
-    let Some((n, anchor_seq, anchor_hash)) = purge_prefix(&triples, before_ms) else {
-        return Ok(PurgeOutcome {
-            purged: 0,
-            anchor_seq: state.anchor_seq,
-        });
+    let state = locked_chain(&tx).await?;
+    let sql =
+        format!("SELECT {PURGE_COLUMNS} FROM cortex_audit WHERE seq > $1 ORDER BY seq LIMIT $2");
+    let rows: Vec<Aged> = all(tx.query(&sql, &[&state.anchor_seq, &i64::from(max_rows)])).await?;
+    let Some(cut) = plan_purge(&rows, before_ms, key) else {
+        return Ok(nothing_purged(&state));
     };
-    tx.execute("DELETE FROM cortex_audit WHERE seq <= $1", &[&anchor_seq])
-        .await
-        .map_err(classify)?;
-    let mac = key.seal(Seal::Anchor, anchor_seq, &anchor_hash);
+    tx.execute(
+        "DELETE FROM cortex_audit WHERE seq <= $1",
+        &[&cut.through_seq],
+    )
+    .await
+    .map_err(classify)?;
     tx.execute(
         "UPDATE cortex_audit_chain SET anchor_seq = $1, anchor_hash = $2, anchor_mac = $3 WHERE id = 1",
-        &[&anchor_seq, &anchor_hash, &mac],
+        &[&cut.through_seq, &cut.anchor_hash, &cut.anchor_mac],
     )
     .await
     .map_err(classify)?;
     tx.commit().await.map_err(classify)?;
-    Ok(PurgeOutcome {
-        purged: n as u64,
-        anchor_seq,
-    })
-}
-
-const TICKET_COLUMNS: &str = "id, owner, agent_sub, agent_email, what_i_wanted, user_intent, severity, status, \
-     context_tool, context_app, suggested_shape, fingerprint, repeat_count, notes, created_at_ms, updated_at_ms";
-
-fn ticket_row(r: &Row) -> Result<Ticket, StoreError> {
-    let get = |e: tokio_postgres::Error| StoreError::Invalid(format!("ticket row: {e}"));
-    Ok(Ticket {
-        id: r.try_get(0).map_err(get)?,
-        owner: r.try_get(1).map_err(get)?,
-        agent_sub: r.try_get(2).map_err(get)?,
-        agent_email: r.try_get(3).map_err(get)?,
-        what_i_wanted: r.try_get(4).map_err(get)?,
-        user_intent: r.try_get(5).map_err(get)?,
-        severity: parse_severity(r.try_get(6).map_err(get)?)?,
-        status: parse_status(r.try_get(7).map_err(get)?)?,
-        context_tool: r.try_get(8).map_err(get)?,
-        context_app: r.try_get(9).map_err(get)?,
-        suggested_shape: r.try_get(10).map_err(get)?,
-        fingerprint: r.try_get(11).map_err(get)?,
-        repeat_count: r.try_get(12).map_err(get)?,
-        notes: parse_notes(r.try_get(13).map_err(get)?)?,
-        created_at_ms: r.try_get(14).map_err(get)?,
-        updated_at_ms: r.try_get(15).map_err(get)?,
-    })
+    Ok(cut.outcome())
 }
 
 async fn ticket_by_id(
     c: &tokio_postgres::Transaction<'_>,
     id: &str,
 ) -> Result<Option<Ticket>, StoreError> {
-    c.query_opt(
-        &format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = $1"),
-        &[&id],
-    )
-    .await
-    .map_err(classify)?
-    .map(|r| ticket_row(&r))
-    .transpose()
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = $1");
+    one(c.query_opt(&sql, &[&id])).await
 }
 
 async fn create_ticket(
@@ -598,26 +452,11 @@ async fn update_ticket(
     u: TicketUpdate,
 ) -> Result<Option<Ticket>, StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
-    let row = tx
-        .query_opt(
-            &format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = $1 FOR UPDATE"),
-            &[&id],
-        )
-        .await
-        .map_err(classify)?;
-    let Some(mut t) = row.map(|r| ticket_row(&r)).transpose()? else {
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = $1 FOR UPDATE");
+    let Some(mut t) = one::<Ticket>(tx.query_opt(&sql, &[&id])).await? else {
         return Ok(None);
     };
-    if let Some(s) = u.status {
-        t.status = s;
-    }
-    if let Some(s) = u.severity {
-        t.severity = s;
-    }
-    if let Some(n) = u.note {
-        t.notes.push(n);
-    }
-    t.updated_at_ms = t.updated_at_ms.max(u.now_ms);
+    u.apply_to(&mut t);
     tx.execute(
         "UPDATE cortex_tickets SET status = $2, severity = $3, notes = $4, updated_at_ms = $5 WHERE id = $1",
         &[&id, &t.status.as_str(), &t.severity.as_str(), &notes_json(&t.notes), &t.updated_at_ms],
@@ -643,37 +482,8 @@ async fn insert_delivery(
     Ok(n == 1)
 }
 
-const DELIVERY_COLUMNS: &str =
-    "id, kind, target, payload, state, attempts, next_attempt_at_ms, lease_token, \
-     lease_until_ms, last_error, created_at_ms, delivered_at_ms";
-
-fn delivery_row(r: &Row) -> Result<Delivery, StoreError> {
-    let get = |e: tokio_postgres::Error| StoreError::Invalid(format!("outbox row: {e}"));
-    Ok(Delivery {
-        id: r.try_get(0).map_err(get)?,
-        kind: r.try_get(1).map_err(get)?,
-        target: r.try_get(2).map_err(get)?,
-        payload: r.try_get(3).map_err(get)?,
-        state: parse_delivery_state(r.try_get(4).map_err(get)?)?,
-        attempts: r.try_get(5).map_err(get)?,
-        next_attempt_at_ms: r.try_get(6).map_err(get)?,
-        lease_token: r.try_get(7).map_err(get)?,
-        lease_until_ms: r.try_get(8).map_err(get)?,
-        last_error: r.try_get(9).map_err(get)?,
-        created_at_ms: r.try_get(10).map_err(get)?,
-        delivered_at_ms: r.try_get(11).map_err(get)?,
-    })
-}
-
-fn rows_to<T>(
-    rows: Vec<Row>,
-    f: impl Fn(&Row) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    rows.iter().map(f).collect()
-}
-
 #[async_trait]
-impl Store for PostgresStore {
+impl StoreBase for PostgresStore {
     fn kind(&self) -> StoreKind {
         StoreKind::Postgres(self.description.clone())
     }
@@ -700,37 +510,33 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl AuditStore for PostgresStore {
     async fn append_audit(
         &self,
         records: Arc<Vec<AuditRecord>>,
-        key: Arc<ChainKey>,
+        key: Arc<dyn ChainLinker>,
     ) -> Result<ChainHead, StoreError> {
-        self.run(move |c| async move { append(c, &records, &key).await })
+        self.run(move |c| async move { append(c, &records, key.as_ref()).await })
             .await
     }
 
     async fn audit_chain(&self) -> Result<ChainState, StoreError> {
         self.run(|c| async move {
-            c.query_opt(CHAIN_SELECT, &[])
-                .await
-                .map_err(classify)?
-                .ok_or_else(missing_chain)
-                .and_then(|r| chain_row(&r))
+            let sql = format!("SELECT {CHAIN_COLUMNS} FROM cortex_audit_chain WHERE id = 1");
+            one(c.query_opt(&sql, &[])).await?.ok_or_else(missing_chain)
         })
         .await
     }
 
     async fn read_audit(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {
         self.run(move |c| async move {
-            let rows = c
-                .query(
-                    &format!("SELECT {AUDIT_COLUMNS} FROM cortex_audit WHERE seq > $1 ORDER BY seq LIMIT $2"),
-                    &[&after_seq, &i64::from(limit)],
-                )
-                .await
-                .map_err(classify)?;
-            rows_to(rows, audit_row)
+            let sql = format!(
+                "SELECT {AUDIT_COLUMNS} FROM cortex_audit WHERE seq > $1 ORDER BY seq LIMIT $2"
+            );
+            all(c.query(&sql, &[&after_seq, &i64::from(limit)])).await
         })
         .await
     }
@@ -739,12 +545,15 @@ impl Store for PostgresStore {
         &self,
         before_ms: i64,
         max_rows: u32,
-        key: Arc<ChainKey>,
+        key: Arc<dyn ChainLinker>,
     ) -> Result<PurgeOutcome, StoreError> {
-        self.run(move |c| async move { purge(c, before_ms, max_rows, &key).await })
+        self.run(move |c| async move { purge(c, before_ms, max_rows, key.as_ref()).await })
             .await
     }
+}
 
+#[async_trait]
+impl TicketStore for PostgresStore {
     async fn create_ticket(
         &self,
         new: NewTicket,
@@ -758,14 +567,8 @@ impl Store for PostgresStore {
     async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>, StoreError> {
         let id = id.to_string();
         self.run(move |c| async move {
-            c.query_opt(
-                &format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = $1"),
-                &[&id],
-            )
-            .await
-            .map_err(classify)?
-            .map(|r| ticket_row(&r))
-            .transpose()
+            let sql = format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = $1");
+            one(c.query_opt(&sql, &[&id])).await
         })
         .await
     }
@@ -777,20 +580,17 @@ impl Store for PostgresStore {
                  AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR severity = $3) \
                  AND ($4::text IS NULL OR context_app = $4) ORDER BY created_at_ms DESC, id DESC LIMIT $5"
             );
-            let rows = c
-                .query(
-                    &sql,
-                    &[
-                        &f.owner,
-                        &f.status.map(TicketStatus::as_str),
-                        &f.severity.map(TicketSeverity::as_str),
-                        &f.context_app,
-                        &sql_limit(f.limit),
-                    ],
-                )
-                .await
-                .map_err(classify)?;
-            rows_to(rows, ticket_row)
+            all(c.query(
+                &sql,
+                &[
+                    &f.owner,
+                    &f.status.map(TicketStatus::as_str),
+                    &f.severity.map(TicketSeverity::as_str),
+                    &f.context_app,
+                    &sql_limit(f.limit),
+                ],
+            ))
+            .await
         })
         .await
     }
@@ -803,7 +603,10 @@ impl Store for PostgresStore {
         let id = id.to_string();
         self.run(move |c| update_ticket(c, id, update)).await
     }
+}
 
+#[async_trait]
+impl OutboxStore for PostgresStore {
     async fn enqueue_delivery(&self, delivery: NewDelivery) -> Result<(), StoreError> {
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(classify)?;
@@ -829,11 +632,8 @@ impl Store for PostgresStore {
                  ORDER BY next_attempt_at_ms, created_at_ms, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  RETURNING {DELIVERY_COLUMNS}"
             );
-            let rows = c
-                .query(&sql, &[&token, &until, &now_ms, &sql_limit(limit)])
-                .await
-                .map_err(classify)?;
-            let mut out = rows_to(rows, delivery_row)?;
+            let mut out: Vec<Delivery> =
+                all(c.query(&sql, &[&token, &until, &now_ms, &sql_limit(limit)])).await?;
             out.sort_by(|a, b| {
                 (a.next_attempt_at_ms, a.created_at_ms, &a.id).cmp(&(b.next_attempt_at_ms, b.created_at_ms, &b.id))
             });
@@ -885,14 +685,8 @@ impl Store for PostgresStore {
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
         let id = id.to_string();
         self.run(move |c| async move {
-            c.query_opt(
-                &format!("SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE id = $1"),
-                &[&id],
-            )
-            .await
-            .map_err(classify)?
-            .map(|r| delivery_row(&r))
-            .transpose()
+            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE id = $1");
+            one(c.query_opt(&sql, &[&id])).await
         })
         .await
     }
@@ -903,16 +697,10 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.run(move |c| async move {
-            let rows = c
-                .query(
-                    &format!(
-                        "SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE state = $1 ORDER BY created_at_ms, id LIMIT $2"
-                    ),
-                    &[&state.as_str(), &sql_limit(limit)],
-                )
-                .await
-                .map_err(classify)?;
-            rows_to(rows, delivery_row)
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE state = $1 ORDER BY created_at_ms, id LIMIT $2"
+            );
+            all(c.query(&sql, &[&state.as_str(), &sql_limit(limit)])).await
         })
         .await
     }

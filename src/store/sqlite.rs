@@ -13,11 +13,17 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, params_from_iter, Connection, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use tracing::{info, warn};
 
+use super::rows::{
+    link_all, missing_chain, notes_json, nothing_purged, placeholders, plan_purge, Aged, Column,
+    FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PURGE_COLUMNS,
+    TICKET_COLUMNS,
+};
 use super::*;
-use crate::audit::chain::Seal;
 
 /// Embedded migrations, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -171,7 +177,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             tx.execute_batch(m.sql).map_err(fail)?;
             tx.execute(
                 "INSERT INTO cortex_schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
-                params![m.version, m.name, crate::audit::record::now_ms()],
+                params![m.version, m.name, crate::clock::now_ms()],
             )
             .map_err(fail)?;
             info!(version = m.version, name = m.name, "SQLite store migrated");
@@ -218,242 +224,104 @@ fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
         .map_err(classify)
 }
 
-const AUDIT_COLUMNS: &str =
-    "seq, prev_hash, hash, key_id, ts_ms, decision, stage, reason, http_method, \
-     http_status, caller_sub, caller_email_hash, caller_role, caller_pool, client_id, dev_bypass, \
-     method, tool, target_app, scope_used, params_hash, response_size, latency_ms, success, \
-     error_code, protocol_version, origin, session_id, tools_listed, tokens_estimate, \
-     backends_filter, tool_mode";
-
-fn audit_row(r: &Row<'_>) -> rusqlite::Result<StoredAudit> {
-    Ok(StoredAudit {
-        seq: r.get(0)?,
-        prev_hash: r.get(1)?,
-        hash: r.get(2)?,
-        key_id: r.get(3)?,
-        record: AuditRecord {
-            ts_ms: r.get(4)?,
-            decision: r.get(5)?,
-            stage: r.get(6)?,
-            reason: r.get(7)?,
-            http_method: r.get(8)?,
-            http_status: r.get(9)?,
-            caller_sub: r.get(10)?,
-            caller_email_hash: r.get(11)?,
-            caller_role: r.get(12)?,
-            caller_pool: r.get(13)?,
-            client_id: r.get(14)?,
-            dev_bypass: r.get(15)?,
-            method: r.get(16)?,
-            tool: r.get(17)?,
-            target_app: r.get(18)?,
-            scope_used: r.get(19)?,
-            params_hash: r.get(20)?,
-            response_size: r.get(21)?,
-            latency_ms: r.get(22)?,
-            success: r.get(23)?,
-            error_code: r.get(24)?,
-            protocol_version: r.get(25)?,
-            origin: r.get(26)?,
-            session_id: r.get(27)?,
-            tools_listed: r.get(28)?,
-            tokens_estimate: r.get(29)?,
-            backends_filter: r.get(30)?,
-            tool_mode: r.get(31)?,
-        },
-    })
+impl RowRead for Row<'_> {
+    fn col<T: Column>(&self, i: usize) -> Result<T, String> {
+        self.get(i).map_err(|e| e.to_string())
+    }
 }
 
-fn chain_state(tx: &Connection) -> Result<ChainState, StoreError> {
-    tx.query_row(
-        "SELECT last_seq, last_hash, head_mac, anchor_seq, anchor_hash, anchor_mac \
-         FROM cortex_audit_chain WHERE id = 1",
-        [],
-        |r| {
-            Ok(ChainState {
-                last_seq: r.get(0)?,
-                last_hash: r.get(1)?,
-                head_mac: r.get(2)?,
-                anchor_seq: r.get(3)?,
-                anchor_hash: r.get(4)?,
-                anchor_mac: r.get(5)?,
-            })
-        },
-    )
-    .optional()
-    .map_err(classify)?
-    .ok_or_else(|| {
-        StoreError::Invalid("the audit chain row (cortex_audit_chain, id 1) is missing".into())
-    })
+/// Every row of a SELECT.
+fn select<T: FromRow>(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(classify)?;
+    let mut rows = stmt.query(p).map_err(classify)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(classify)? {
+        out.push(T::from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// The first row of a SELECT, if any.
+fn select_one<T: FromRow>(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(classify)?;
+    let mut rows = stmt.query(p).map_err(classify)?;
+    rows.next().map_err(classify)?.map(T::from_row).transpose()
+}
+
+fn chain_state(conn: &Connection) -> Result<ChainState, StoreError> {
+    let sql = format!("SELECT {CHAIN_COLUMNS} FROM cortex_audit_chain WHERE id = 1");
+    select_one(conn, &sql, [])?.ok_or_else(missing_chain)
 }
 
 fn append(
     conn: &mut Connection,
     records: &[AuditRecord],
-    key: &ChainKey,
+    key: &dyn ChainLinker,
 ) -> Result<ChainHead, StoreError> {
     let tx = begin(conn)?;
-    let state = chain_state(&tx)?;
-    let mut seq = state.last_seq;
-    let mut prev = state.last_hash;
+    let linked = link_all(&chain_state(&tx)?, records, key);
     {
         let sql = format!(
-            "INSERT INTO cortex_audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-             ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, \
-             ?27, ?28, ?29, ?30, ?31, ?32)"
+            "INSERT INTO cortex_audit ({AUDIT_COLUMNS}) VALUES {}",
+            placeholders('?', 1, AUDIT_WIDTH)
         );
         let mut stmt = tx.prepare_cached(&sql).map_err(classify)?;
-        for r in records {
-            seq += 1;
-            let hash = key.link(seq, &prev, key.id(), r);
-            stmt.execute(params![
-                seq,
-                prev,
-                hash,
-                key.id(),
-                r.ts_ms,
-                r.decision,
-                r.stage,
-                r.reason,
-                r.http_method,
-                r.http_status,
-                r.caller_sub,
-                r.caller_email_hash,
-                r.caller_role,
-                r.caller_pool,
-                r.client_id,
-                r.dev_bypass,
-                r.method,
-                r.tool,
-                r.target_app,
-                r.scope_used,
-                r.params_hash,
-                r.response_size,
-                r.latency_ms,
-                r.success,
-                r.error_code,
-                r.protocol_version,
-                r.origin,
-                r.session_id,
-                r.tools_listed,
-                r.tokens_estimate,
-                r.backends_filter,
-                r.tool_mode,
-            ])
-            .map_err(classify)?;
-            prev = hash;
+        for row in &linked.rows {
+            stmt.execute(params_from_iter(linked.values(row)))
+                .map_err(classify)?;
         }
     }
-    let head_mac = key.seal(Seal::Head, seq, &prev);
+    let head = &linked.head;
     tx.execute(
         "UPDATE cortex_audit_chain SET last_seq = ?1, last_hash = ?2, head_mac = ?3 WHERE id = 1",
-        params![seq, prev, head_mac],
+        params![head.last_seq, head.last_hash, linked.head_mac],
     )
     .map_err(classify)?;
     tx.commit().map_err(classify)?;
-    Ok(ChainHead {
-        last_seq: seq,
-        last_hash: prev,
-    })
+    Ok(linked.head)
 }
 
 fn purge(
     conn: &mut Connection,
     before_ms: i64,
     max_rows: u32,
-    key: &ChainKey,
+    key: &dyn ChainLinker,
 ) -> Result<PurgeOutcome, StoreError> {
     let tx = begin(conn)?;
     let state = chain_state(&tx)?;
-    let rows: Vec<(i64, i64, String)> = {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT seq, ts_ms, hash FROM cortex_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .map_err(classify)?;
-        let mapped = stmt
-            .query_map(params![state.anchor_seq, i64::from(max_rows)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .map_err(classify)?;
-        mapped.collect::<Result<_, _>>().map_err(classify)?
+    let rows: Vec<Aged> = select(
+        &tx,
+        &format!("SELECT {PURGE_COLUMNS} FROM cortex_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
+        params![state.anchor_seq, i64::from(max_rows)],
+    )?;
+    let Some(cut) = plan_purge(&rows, before_ms, key) else {
+        return Ok(nothing_purged(&state));
     };
-    let Some((n, anchor_seq, anchor_hash)) = purge_prefix(&rows, before_ms) else {
-        return Ok(PurgeOutcome {
-            purged: 0,
-            anchor_seq: state.anchor_seq,
-        });
-    };
-    tx.execute("DELETE FROM cortex_audit WHERE seq <= ?1", [anchor_seq])
-        .map_err(classify)?;
-    let mac = key.seal(Seal::Anchor, anchor_seq, &anchor_hash);
+    tx.execute(
+        "DELETE FROM cortex_audit WHERE seq <= ?1",
+        [cut.through_seq],
+    )
+    .map_err(classify)?;
     tx.execute(
         "UPDATE cortex_audit_chain SET anchor_seq = ?1, anchor_hash = ?2, anchor_mac = ?3 WHERE id = 1",
-        params![anchor_seq, anchor_hash, mac],
+        params![cut.through_seq, cut.anchor_hash, cut.anchor_mac],
     )
     .map_err(classify)?;
     tx.commit().map_err(classify)?;
-    Ok(PurgeOutcome {
-        purged: n as u64,
-        anchor_seq,
-    })
-}
-
-const TICKET_COLUMNS: &str = "id, owner, agent_sub, agent_email, what_i_wanted, user_intent, severity, status, \
-     context_tool, context_app, suggested_shape, fingerprint, repeat_count, notes, created_at_ms, updated_at_ms";
-
-/// A ticket row with its text fields still unparsed (parsing may fail; rusqlite's row
-/// closures can only fail with rusqlite errors).
-struct RawTicket {
-    t: Ticket,
-    severity: String,
-    status: String,
-    notes: String,
-}
-
-fn raw_ticket(r: &Row<'_>) -> rusqlite::Result<RawTicket> {
-    Ok(RawTicket {
-        t: Ticket {
-            id: r.get(0)?,
-            owner: r.get(1)?,
-            agent_sub: r.get(2)?,
-            agent_email: r.get(3)?,
-            what_i_wanted: r.get(4)?,
-            user_intent: r.get(5)?,
-            severity: TicketSeverity::Blocking,
-            status: TicketStatus::Open,
-            context_tool: r.get(8)?,
-            context_app: r.get(9)?,
-            suggested_shape: r.get(10)?,
-            fingerprint: r.get(11)?,
-            repeat_count: r.get(12)?,
-            notes: Vec::new(),
-            created_at_ms: r.get(14)?,
-            updated_at_ms: r.get(15)?,
-        },
-        severity: r.get(6)?,
-        status: r.get(7)?,
-        notes: r.get(13)?,
-    })
-}
-
-impl RawTicket {
-    fn parse(self) -> Result<Ticket, StoreError> {
-        let mut t = self.t;
-        t.severity = parse_severity(&self.severity)?;
-        t.status = parse_status(&self.status)?;
-        t.notes = parse_notes(&self.notes)?;
-        Ok(t)
-    }
+    Ok(cut.outcome())
 }
 
 fn ticket_by_id(conn: &Connection, id: &str) -> Result<Option<Ticket>, StoreError> {
     let sql = format!("SELECT {TICKET_COLUMNS} FROM cortex_tickets WHERE id = ?1");
-    conn.query_row(&sql, [id], raw_ticket)
-        .optional()
-        .map_err(classify)?
-        .map(RawTicket::parse)
-        .transpose()
+    select_one(conn, &sql, [id])
 }
 
 fn create_ticket(
@@ -528,24 +396,17 @@ fn list_tickets(conn: &Connection, f: &TicketFilter) -> Result<Vec<Ticket>, Stor
          AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR severity = ?3) \
          AND (?4 IS NULL OR context_app = ?4) ORDER BY created_at_ms DESC, id DESC LIMIT ?5"
     );
-    let mut stmt = conn.prepare_cached(&sql).map_err(classify)?;
-    let rows = stmt
-        .query_map(
-            params![
-                f.owner,
-                f.status.map(TicketStatus::as_str),
-                f.severity.map(TicketSeverity::as_str),
-                f.context_app,
-                sql_limit(f.limit),
-            ],
-            raw_ticket,
-        )
-        .map_err(classify)?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(row.map_err(classify)?.parse()?);
-    }
-    Ok(out)
+    select(
+        conn,
+        &sql,
+        params![
+            f.owner,
+            f.status.map(TicketStatus::as_str),
+            f.severity.map(TicketSeverity::as_str),
+            f.context_app,
+            sql_limit(f.limit),
+        ],
+    )
 }
 
 fn update_ticket(
@@ -557,16 +418,7 @@ fn update_ticket(
     let Some(mut t) = ticket_by_id(&tx, id)? else {
         return Ok(None);
     };
-    if let Some(s) = u.status {
-        t.status = s;
-    }
-    if let Some(s) = u.severity {
-        t.severity = s;
-    }
-    if let Some(n) = &u.note {
-        t.notes.push(n.clone());
-    }
-    t.updated_at_ms = t.updated_at_ms.max(u.now_ms);
+    u.apply_to(&mut t);
     tx.execute(
         "UPDATE cortex_tickets SET status = ?2, severity = ?3, notes = ?4, updated_at_ms = ?5 WHERE id = ?1",
         params![id, t.status.as_str(), t.severity.as_str(), notes_json(&t.notes), t.updated_at_ms],
@@ -588,49 +440,6 @@ fn insert_delivery(conn: &Connection, d: &NewDelivery) -> Result<bool, StoreErro
     Ok(n == 1)
 }
 
-const DELIVERY_COLUMNS: &str =
-    "id, kind, target, payload, state, attempts, next_attempt_at_ms, lease_token, \
-     lease_until_ms, last_error, created_at_ms, delivered_at_ms";
-
-fn raw_delivery(r: &Row<'_>) -> rusqlite::Result<(Delivery, String)> {
-    Ok((
-        Delivery {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            target: r.get(2)?,
-            payload: r.get(3)?,
-            state: DeliveryState::Pending,
-            attempts: r.get(5)?,
-            next_attempt_at_ms: r.get(6)?,
-            lease_token: r.get(7)?,
-            lease_until_ms: r.get(8)?,
-            last_error: r.get(9)?,
-            created_at_ms: r.get(10)?,
-            delivered_at_ms: r.get(11)?,
-        },
-        r.get(4)?,
-    ))
-}
-
-fn parse_delivery((mut d, state): (Delivery, String)) -> Result<Delivery, StoreError> {
-    d.state = parse_delivery_state(&state)?;
-    Ok(d)
-}
-
-fn deliveries(
-    conn: &Connection,
-    sql: &str,
-    p: impl rusqlite::Params,
-) -> Result<Vec<Delivery>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(classify)?;
-    let rows = stmt.query_map(p, raw_delivery).map_err(classify)?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(parse_delivery(row.map_err(classify)?)?);
-    }
-    Ok(out)
-}
-
 fn claim(
     conn: &mut Connection,
     now_ms: i64,
@@ -638,7 +447,7 @@ fn claim(
     limit: u32,
 ) -> Result<Vec<Delivery>, StoreError> {
     let tx = begin(conn)?;
-    let due = deliveries(
+    let due: Vec<Delivery> = select(
         &tx,
         &format!(
             "SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE state = 'pending' AND next_attempt_at_ms <= ?1 \
@@ -692,7 +501,7 @@ fn finish(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl StoreBase for SqliteStore {
     fn kind(&self) -> StoreKind {
         StoreKind::Sqlite(self.path.clone())
     }
@@ -705,13 +514,16 @@ impl Store for SqliteStore {
     async fn schema_version(&self) -> Result<i64, StoreError> {
         self.call(|c| current_version(c)).await
     }
+}
 
+#[async_trait]
+impl AuditStore for SqliteStore {
     async fn append_audit(
         &self,
         records: Arc<Vec<AuditRecord>>,
-        key: Arc<ChainKey>,
+        key: Arc<dyn ChainLinker>,
     ) -> Result<ChainHead, StoreError> {
-        self.call(move |c| append(c, &records, &key)).await
+        self.call(move |c| append(c, &records, key.as_ref())).await
     }
 
     async fn audit_chain(&self) -> Result<ChainState, StoreError> {
@@ -723,11 +535,7 @@ impl Store for SqliteStore {
             let sql = format!(
                 "SELECT {AUDIT_COLUMNS} FROM cortex_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
             );
-            let mut stmt = c.prepare_cached(&sql).map_err(classify)?;
-            let rows = stmt
-                .query_map(params![after_seq, i64::from(limit)], audit_row)
-                .map_err(classify)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+            select(c, &sql, params![after_seq, i64::from(limit)])
         })
         .await
     }
@@ -736,12 +544,15 @@ impl Store for SqliteStore {
         &self,
         before_ms: i64,
         max_rows: u32,
-        key: Arc<ChainKey>,
+        key: Arc<dyn ChainLinker>,
     ) -> Result<PurgeOutcome, StoreError> {
-        self.call(move |c| purge(c, before_ms, max_rows, &key))
+        self.call(move |c| purge(c, before_ms, max_rows, key.as_ref()))
             .await
     }
+}
 
+#[async_trait]
+impl TicketStore for SqliteStore {
     async fn create_ticket(
         &self,
         new: NewTicket,
@@ -769,7 +580,10 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.call(move |c| update_ticket(c, &id, &update)).await
     }
+}
 
+#[async_trait]
+impl OutboxStore for SqliteStore {
     async fn enqueue_delivery(&self, delivery: NewDelivery) -> Result<(), StoreError> {
         self.call(move |c| insert_delivery(c, &delivery).map(|_| ()))
             .await
@@ -798,7 +612,7 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.call(move |c| {
             let sql = format!("SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE id = ?1");
-            Ok(deliveries(c, &sql, [id])?.into_iter().next())
+            select_one(c, &sql, [id])
         })
         .await
     }
@@ -812,7 +626,7 @@ impl Store for SqliteStore {
             let sql = format!(
                 "SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE state = ?1 ORDER BY created_at_ms, id LIMIT ?2"
             );
-            deliveries(c, &sql, params![state.as_str(), sql_limit(limit)])
+            select(c, &sql, params![state.as_str(), sql_limit(limit)])
         })
         .await
     }

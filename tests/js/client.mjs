@@ -6,7 +6,7 @@
 //   MCP_HEADERS        optional JSON object of extra request headers (e.g. {"X-Dev-Mode":"…"})
 //
 // Connects over Streamable HTTP, lists every tool (following nextCursor), calls echo and
-// test_simple_text, and prints one JSON object on stdout for tests/interop_ts_sdk.rs to assert
+// test_simple_text, and prints one JSON object on stdout for tests/it/interop_clients.rs to assert
 // on. Any failure exits non-zero with the error on stderr.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';

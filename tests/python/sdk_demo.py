@@ -3,7 +3,7 @@
 Usage: python sdk_demo.py <MCP URL>
 
 Connects in the session-based ("legacy") era, lists every tool (following nextCursor), calls
-demo_echo and demo_save_note, and prints one JSON object on stdout for tests/python_sdk.rs to
+demo_echo and demo_save_note, and prints one JSON object on stdout for tests/it/python_sdk.rs to
 assert on. Any failure propagates as a non-zero exit with the traceback on stderr.
 """
 

@@ -7,7 +7,7 @@ Usage: python sdk_fixture.py <MCP URL> <legacy|auto>
 Lists tools, prompts and resources page by page (the test gateway uses catalog.page_size: 2, so
 every list needs several pages), calls tools with plain JSON, rich and error replies, reads a
 static and a templated resource, gets prompts and asks for completions. Prints one JSON object
-on stdout for tests/interop_python.rs to assert on; any failure exits non-zero with the
+on stdout for tests/it/interop_clients.rs to assert on; any failure exits non-zero with the
 traceback on stderr.
 """
 

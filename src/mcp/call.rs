@@ -1,0 +1,71 @@
+//! The vocabulary of one call on the MCP endpoint: the context a request runs in, whichever
+//! protocol era it comes from, and what dispatch does with a message.
+
+use std::sync::Arc;
+
+use cortex_filters::version::ProtocolVersion;
+
+use crate::auth::Principal;
+use crate::builtins::BuiltinCx;
+use crate::sessions::SessionState;
+use crate::state::{Policy, Shared};
+
+use super::lists::Presentation;
+
+/// Everything one JSON-RPC request is handled with. Made once per request by the envelope
+/// ([`super::envelope`]) from the session (or, for a stateless request, the defaults).
+pub struct CallContext<'a> {
+    /// What lives as long as the process.
+    pub shared: &'a Shared,
+    /// The policy this request runs on, taken once when it arrived.
+    pub policy: &'a Policy,
+    /// The caller.
+    pub principal: &'a Principal,
+    /// The caller's session, if any.
+    pub session: Option<&'a Arc<SessionState>>,
+    /// The version in force (the session's, or the header's).
+    pub version: ProtocolVersion,
+    /// How `tools/list` is presented (`X-Cortex-Tool-Mode`, `X-Cortex-Backends`).
+    pub presentation: Presentation,
+}
+
+impl CallContext<'_> {
+    /// The narrow handle a builtin runs with.
+    pub fn builtin_cx(&self) -> BuiltinCx<'_> {
+        BuiltinCx {
+            principal: self.principal,
+            session_present: self.session.is_some(),
+            version: self.version,
+            config: &self.policy.config,
+            canonical_uri: &self.shared.canonical_uri,
+            builtins: &self.policy.builtins,
+            runtime: &self.shared.builtins,
+            catalog: &self.shared.catalog,
+            upstreams: &self.policy.upstreams,
+            store: self.shared.store.as_ref(),
+        }
+    }
+}
+
+/// What to answer one message with.
+#[derive(Debug)]
+pub enum Dispatched {
+    /// This JSON-RPC message.
+    Answer(Vec<u8>),
+    /// A list page holding `entries` entries.
+    List {
+        /// The JSON-RPC response.
+        body: Vec<u8>,
+        /// Entries on the page (recorded).
+        entries: u32,
+    },
+    /// `initialize`'s answer, issuing this session id.
+    Initialized {
+        /// The JSON-RPC response.
+        body: Vec<u8>,
+        /// The sealed session id.
+        session_id: String,
+    },
+    /// A notification or a response: 202, no body.
+    Accepted,
+}

@@ -1,0 +1,285 @@
+//! Sessions: sealed ids, revocation, idle tracking, and each session's notification stream
+//! (event ids, bounded replay buffer, delivery to the newest open GET stream).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cortex_filters::catalog::CatalogDiff;
+use cortex_filters::jsonrpc;
+use cortex_filters::scope::GrantedScopes;
+use cortex_filters::session::{SessionClaims, SessionError, SessionSealer};
+use cortex_filters::sse;
+use cortex_filters::version::ProtocolVersion;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::clock::unix_now;
+use crate::config::SessionsConfig;
+
+/// Capacity of one stream's outgoing channel; a client that does not read is dropped from
+/// delivery (its events stay in the replay buffer).
+const STREAM_CHANNEL: usize = 64;
+
+/// Most sessions whose state is kept in memory on this replica.
+const MAX_TRACKED_SESSIONS: u64 = 200_000;
+
+/// Why a session id was refused (all answered 404, except `Missing` → 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRefusal {
+    /// Malformed, tampered, expired, revoked, idle too long, or another caller's.
+    #[error("session not found or expired")]
+    NotFound,
+}
+
+/// Per-session state held by this replica.
+pub struct SessionState {
+    /// The session's claims.
+    pub claims: SessionClaims,
+    inner: Mutex<StreamState>,
+}
+
+struct StreamState {
+    grants: Option<Arc<GrantedScopes>>,
+    next_event_id: u64,
+    buffer: VecDeque<(u64, Bytes)>,
+    streams: Vec<mpsc::Sender<Bytes>>,
+}
+
+/// An open GET stream's receiving side plus what to send first.
+pub struct StreamHandle {
+    /// Events to write first: the priming event, then any replayed events.
+    pub preamble: Vec<Bytes>,
+    /// Live events.
+    pub rx: mpsc::Receiver<Bytes>,
+}
+
+/// All sessions of this replica.
+pub struct SessionManager {
+    sealer: SessionSealer,
+    idle: Duration,
+    absolute: Duration,
+    replay: usize,
+    max_streams: usize,
+    states: moka::sync::Cache<[u8; 16], Arc<SessionState>>,
+    revoked: moka::sync::Cache<[u8; 16], ()>,
+}
+
+impl SessionManager {
+    /// Builds the manager; the sealing key comes from `sessions.secret` or is random.
+    pub fn new(cfg: &SessionsConfig) -> Self {
+        let key = match &cfg.secret {
+            Some(secret) => derive_key(secret),
+            None => {
+                let mut k = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut k);
+                k
+            }
+        };
+        SessionManager {
+            sealer: SessionSealer::new(&key),
+            idle: cfg.idle_timeout,
+            absolute: cfg.absolute_timeout,
+            replay: cfg.replay_buffer.max(1),
+            max_streams: cfg.max_streams_per_session.max(1),
+            states: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED_SESSIONS)
+                .time_to_idle(cfg.idle_timeout)
+                .build(),
+            revoked: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED_SESSIONS)
+                .time_to_live(cfg.absolute_timeout)
+                .build(),
+        }
+    }
+
+    /// Creates a session for `sub` and returns its id.
+    pub fn create(
+        &self,
+        sub: &str,
+        version: ProtocolVersion,
+        client_caps: u8,
+        grants: Arc<GrantedScopes>,
+    ) -> String {
+        let now = unix_now();
+        let mut nonce = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let claims = SessionClaims {
+            nonce,
+            subject: SessionClaims::bind_subject(sub),
+            version,
+            client_caps,
+            issued_at: now,
+            expires_at: now.saturating_add(self.absolute.as_secs().max(1)),
+        };
+        let id = self.sealer.seal(&claims);
+        self.states
+            .insert(nonce, Arc::new(SessionState::new(claims, Some(grants))));
+        id
+    }
+
+    /// Validates a presented id for `sub` and refreshes its idle timer.
+    pub fn validate(
+        &self,
+        id: &str,
+        sub: &str,
+        grants: &Arc<GrantedScopes>,
+    ) -> Result<Arc<SessionState>, SessionRefusal> {
+        let claims = self
+            .sealer
+            .open(id, unix_now())
+            .map_err(|_: SessionError| SessionRefusal::NotFound)?;
+        if !claims.belongs_to(sub) || self.revoked.contains_key(&claims.nonce) {
+            return Err(SessionRefusal::NotFound);
+        }
+        if let Some(state) = self.states.get(&claims.nonce) {
+            state.set_grants(grants.clone());
+            return Ok(state);
+        }
+        // Not tracked here: evicted after idling, or created by another replica / before a
+        // restart. Accept it only while it could not have idled out yet.
+        let now = unix_now();
+        if now.saturating_sub(claims.issued_at) > self.idle.as_secs() {
+            return Err(SessionRefusal::NotFound);
+        }
+        let nonce = claims.nonce;
+        let state = Arc::new(SessionState::new(claims, Some(grants.clone())));
+        self.states.insert(nonce, state.clone());
+        Ok(state)
+    }
+
+    /// Ends a session (DELETE): its id is refused from now on.
+    pub fn revoke(&self, state: &SessionState) {
+        self.revoked.insert(state.claims.nonce, ());
+        self.states.invalidate(&state.claims.nonce);
+        if let Ok(mut s) = state.inner.lock() {
+            s.streams.clear();
+        }
+    }
+
+    /// Opens a notification stream, replaying buffered events after `last_event_id`.
+    pub fn open_stream(&self, state: &SessionState, last_event_id: Option<u64>) -> StreamHandle {
+        let (tx, rx) = mpsc::channel(STREAM_CHANNEL);
+        let mut s = match state.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let last_sent = s.next_event_id.saturating_sub(1);
+        let mut preamble = vec![Bytes::from(sse::priming_event(&last_sent.to_string()))];
+        if let Some(after) = last_event_id {
+            for (id, event) in s.buffer.iter() {
+                if *id > after {
+                    preamble.push(event.clone());
+                }
+            }
+        }
+        s.streams.retain(|t| !t.is_closed());
+        s.streams.push(tx);
+        while s.streams.len() > self.max_streams {
+            s.streams.remove(0);
+        }
+        StreamHandle { preamble, rx }
+    }
+
+    /// Sends list_changed notifications to every tracked session whose visible catalog
+    /// changed.
+    pub fn notify_catalog_change(&self, diff: &CatalogDiff) {
+        for (_, state) in self.states.iter() {
+            let Some(grants) = state.grants() else {
+                continue;
+            };
+            if diff.tools_changed_for(&grants) {
+                state.push(
+                    &jsonrpc::notification("notifications/tools/list_changed", None),
+                    self.replay,
+                );
+            }
+            if diff.prompts_changed_for(&grants) {
+                state.push(
+                    &jsonrpc::notification("notifications/prompts/list_changed", None),
+                    self.replay,
+                );
+            }
+            if diff.resources_changed_for(&grants) {
+                state.push(
+                    &jsonrpc::notification("notifications/resources/list_changed", None),
+                    self.replay,
+                );
+            }
+        }
+    }
+
+    /// Number of sessions tracked on this replica.
+    pub fn tracked(&self) -> u64 {
+        self.states.run_pending_tasks();
+        self.states.entry_count()
+    }
+}
+
+impl SessionState {
+    fn new(claims: SessionClaims, grants: Option<Arc<GrantedScopes>>) -> Self {
+        SessionState {
+            claims,
+            inner: Mutex::new(StreamState {
+                grants,
+                next_event_id: 1,
+                buffer: VecDeque::new(),
+                streams: Vec::new(),
+            }),
+        }
+    }
+
+    /// The negotiated protocol version.
+    pub fn version(&self) -> ProtocolVersion {
+        self.claims.version
+    }
+
+    fn grants(&self) -> Option<Arc<GrantedScopes>> {
+        self.inner.lock().ok().and_then(|s| s.grants.clone())
+    }
+
+    fn set_grants(&self, grants: Arc<GrantedScopes>) {
+        if let Ok(mut s) = self.inner.lock() {
+            // Callers of one principal share one `Arc`: compare pointers first, values only
+            // when they differ, so the common case costs nothing.
+            let same = s
+                .grants
+                .as_ref()
+                .is_some_and(|g| Arc::ptr_eq(g, &grants) || **g == *grants);
+            if !same {
+                s.grants = Some(grants);
+            }
+        }
+    }
+
+    /// Buffers one message as an event and delivers it to the newest live stream.
+    fn push(&self, message: &[u8], replay: usize) {
+        let mut s = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let id = s.next_event_id;
+        s.next_event_id += 1;
+        let event = Bytes::from(sse::message_event(Some(&id.to_string()), message));
+        s.buffer.push_back((id, event.clone()));
+        while s.buffer.len() > replay {
+            s.buffer.pop_front();
+        }
+        s.streams.retain(|t| !t.is_closed());
+        if let Some(newest) = s.streams.last() {
+            // A full channel means the client is not reading: it can resume with
+            // Last-Event-ID from the replay buffer.
+            let _ = newest.try_send(event);
+        }
+    }
+}
+
+/// Derives the 32-byte sealing key from the configured secret (once, at start).
+fn derive_key(secret: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"cortex-gateway session key v1\0");
+    h.update(secret.as_bytes());
+    h.finalize().into()
+}

@@ -1,0 +1,215 @@
+//! The live catalog: the merged catalog currently served, its generation, per-backend health,
+//! and a cache of serialized list pages per scope set.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use cortex_filters::catalog::{BackendSnapshot, MergedCatalog};
+
+/// The catalog as served at one moment. Replaced wholesale on every change.
+#[derive(Debug, Default)]
+pub struct CatalogState {
+    /// Increases on every published change; part of every view-cache key.
+    pub generation: u64,
+    /// The merged catalog.
+    pub merged: MergedCatalog,
+}
+
+/// What the gateway knows about one backend's discovery.
+#[derive(Debug, Clone)]
+pub struct BackendHealth {
+    /// Backend id.
+    pub id: String,
+    /// Whether any discovery attempt finished yet.
+    pub attempted: bool,
+    /// Whether the last discovery succeeded.
+    pub healthy: bool,
+    /// Whether its entries are served from an older successful discovery.
+    pub stale: bool,
+    /// The last successful discovery.
+    pub last_ok: Option<Instant>,
+    /// Consecutive failures (drives the backoff).
+    pub failures: u32,
+    /// The next discovery is due at.
+    pub next_due: Instant,
+    /// The last error, for operators.
+    pub last_error: Option<String>,
+    /// Entries skipped or repaired in the last discovery.
+    pub warnings: Vec<String>,
+    /// The last good snapshot.
+    pub snapshot: Option<BackendSnapshot>,
+}
+
+impl BackendHealth {
+    /// A backend not yet discovered, due now.
+    pub fn new(id: &str) -> Self {
+        BackendHealth {
+            id: id.to_string(),
+            attempted: false,
+            healthy: false,
+            stale: false,
+            last_ok: None,
+            failures: 0,
+            next_due: Instant::now(),
+            last_error: None,
+            warnings: Vec::new(),
+            snapshot: None,
+        }
+    }
+
+    /// Number of tools currently served for it.
+    pub fn tool_count(&self) -> usize {
+        self.snapshot.as_ref().map_or(0, |s| s.tools.len())
+    }
+}
+
+/// Kinds of list results kept in the view cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    /// tools/list
+    Tools,
+    /// prompts/list
+    Prompts,
+    /// resources/list
+    Resources,
+    /// resources/templates/list
+    Templates,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ViewKey {
+    generation: u64,
+    kind: ListKind,
+    variant: u64,
+    scope_key: Arc<str>,
+    cursor: Option<Box<str>>,
+}
+
+/// One serialized list page and how many entries it holds (so the audit trail can record
+/// the count without keeping or re-parsing the page).
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    /// The serialized `result` object.
+    pub bytes: Bytes,
+    /// Entries on the page.
+    pub entries: u32,
+}
+
+/// The live catalog shared by the proxy and the refresher.
+pub struct CatalogStore {
+    current: RwLock<Arc<CatalogState>>,
+    health: Mutex<Vec<BackendHealth>>,
+    views: moka::sync::Cache<ViewKey, ListPage>,
+}
+
+impl CatalogStore {
+    /// An empty catalog for the given backend ids (in configuration order).
+    pub fn new(backend_ids: &[String]) -> Self {
+        CatalogStore {
+            current: RwLock::new(Arc::new(CatalogState::default())),
+            health: Mutex::new(
+                backend_ids
+                    .iter()
+                    .map(|id| BackendHealth::new(id))
+                    .collect(),
+            ),
+            views: moka::sync::Cache::builder()
+                .max_capacity(64 * 1024 * 1024)
+                .weigher(|k: &ViewKey, v: &ListPage| {
+                    (v.bytes.len() + k.scope_key.len() + 64).min(u32::MAX as usize) as u32
+                })
+                .build(),
+        }
+    }
+
+    /// The catalog currently served.
+    pub fn current(&self) -> Arc<CatalogState> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Publishes a new merged catalog; returns its generation.
+    pub fn publish(&self, merged: MergedCatalog) -> u64 {
+        let mut guard = match self.current.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let generation = guard.generation + 1;
+        *guard = Arc::new(CatalogState { generation, merged });
+        drop(guard);
+        // Old generations can never be hit again; free them now rather than by eviction.
+        self.views.invalidate_all();
+        generation
+    }
+
+    /// A snapshot of every backend's health.
+    pub fn health(&self) -> Vec<BackendHealth> {
+        match self.health.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Runs `f` on the health table.
+    pub fn with_health<R>(&self, f: impl FnOnce(&mut Vec<BackendHealth>) -> R) -> R {
+        let mut g = match self.health.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut g)
+    }
+
+    /// Makes the health table follow `ids` (the current backends, in configuration order):
+    /// new ids get a fresh entry due now, removed ids leave with their snapshot. Returns
+    /// whether anything changed.
+    pub fn sync_backends(&self, ids: &[&str]) -> bool {
+        self.with_health(|h| {
+            if h.len() == ids.len() && h.iter().zip(ids).all(|(b, id)| b.id == *id) {
+                return false;
+            }
+            let mut old: Vec<BackendHealth> = std::mem::take(h);
+            for id in ids {
+                match old.iter().position(|b| b.id == *id) {
+                    Some(i) => h.push(old.swap_remove(i)),
+                    None => h.push(BackendHealth::new(id)),
+                }
+            }
+            true
+        })
+    }
+
+    /// Whether every backend had at least one discovery attempt and the catalog that came
+    /// out of it is published (so a ready gateway never lists an empty catalog by mistake).
+    pub fn ready(&self) -> bool {
+        self.with_health(|h| h.iter().all(|b| b.attempted)) && self.current().generation > 0
+    }
+
+    /// A cached serialized list page, or builds and caches it. `variant` distinguishes
+    /// presentations of the same list (e.g. a compact mode or a backend filter).
+    pub fn view(
+        &self,
+        generation: u64,
+        kind: ListKind,
+        variant: u64,
+        scope_key: &str,
+        cursor: Option<&str>,
+        build: impl FnOnce() -> Result<ListPage, cortex_filters::catalog::BadCursor>,
+    ) -> Result<ListPage, cortex_filters::catalog::BadCursor> {
+        let key = ViewKey {
+            generation,
+            kind,
+            variant,
+            scope_key: Arc::from(scope_key),
+            cursor: cursor.map(Box::from),
+        };
+        if let Some(hit) = self.views.get(&key) {
+            return Ok(hit);
+        }
+        let built = build()?;
+        self.views.insert(key, built.clone());
+        Ok(built)
+    }
+}

@@ -1,0 +1,433 @@
+//! The one outbound HTTP POST of the gateway, on Pingora's connector (shared TLS stack and
+//! connection pool): contract calls, discovery and the ticket webhook all go through
+//! [`HttpClient::post`], to a [`Target`] made once from a URL.
+//!
+//! Every call is bounded as a whole: connect, send and the complete reply must fit in the
+//! given timeout (a backend that drips one byte at a time cannot hold a call longer), and a
+//! reply larger than the given limit stops being read at once.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use cortex_filters::contract::TransportFailure;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+
+/// How long an idle pooled connection is kept (before typical backend keep-alive timeouts,
+/// so a reused connection is rarely a dead one).
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// Why a URL cannot be a target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The URL does not parse, is not http(s), or has no host.
+    #[error("invalid url {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The host name does not resolve.
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve {
+        /// Host name.
+        host: String,
+        /// Resolver error.
+        reason: String,
+    },
+}
+
+/// Where requests go: scheme, host, port, the `Host` header and the request path, with the
+/// resolved address (refreshed by [`Target::resolve`]).
+#[derive(Debug)]
+pub struct Target {
+    /// `https`?
+    pub tls: bool,
+    /// Host name or address, without brackets (SNI, resolution).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The `Host` header: `host[:port]`, the port only when it is not the scheme's default,
+    /// IPv6 addresses in brackets.
+    pub host_header: String,
+    /// Request path (and query).
+    pub path: String,
+    addr: RwLock<Option<SocketAddr>>,
+}
+
+impl Target {
+    /// A target for `url`, with `extra_path` appended to the URL's own path (the contract
+    /// path of a backend; empty for a webhook URL, whose query is kept). Does not resolve
+    /// the host name, except an address literal.
+    pub fn from_url(url: &str, extra_path: &str) -> Result<Target, TargetError> {
+        let invalid = |reason: &str| TargetError::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.into(),
+        };
+        let u = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+        let tls = match u.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(invalid("scheme must be http or https")),
+        };
+        let host = u
+            .host_str()
+            .ok_or_else(|| invalid("no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = u
+            .port_or_known_default()
+            .ok_or_else(|| invalid("no port"))?;
+        let default_port = if tls { 443 } else { 80 };
+        let bracketed = match u.host() {
+            Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+            _ => host.clone(),
+        };
+        let host_header = if port == default_port {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
+        let mut path = format!("{}{extra_path}", u.path().trim_end_matches('/'));
+        if path.is_empty() {
+            path.push('/');
+        }
+        if let Some(q) = u.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        let literal = host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port));
+        Ok(Target {
+            tls,
+            host,
+            port,
+            host_header,
+            path,
+            addr: RwLock::new(literal),
+        })
+    }
+
+    /// The URL form, for administrators and logs.
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}{}",
+            if self.tls { "https" } else { "http" },
+            self.host_header,
+            self.path
+        )
+    }
+
+    /// The current address, if the host name resolved.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self.addr.read() {
+            Ok(a) => *a,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    fn is_literal(&self) -> bool {
+        self.host.parse::<std::net::IpAddr>().is_ok()
+    }
+
+    fn set_addr(&self, addr: SocketAddr) {
+        match self.addr.write() {
+            Ok(mut a) => *a = Some(addr),
+            Err(poisoned) => *poisoned.into_inner() = Some(addr),
+        }
+    }
+
+    /// Resolves the host name now, blocking (for start-up, outside the async runtime).
+    pub fn resolve_blocking(&self) -> Result<(), TargetError> {
+        if self.is_literal() {
+            return Ok(());
+        }
+        let addr = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| self.resolve_error(e.to_string()))?
+            .next()
+            .ok_or_else(|| self.resolve_error("no address".into()))?;
+        self.set_addr(addr);
+        Ok(())
+    }
+
+    /// Re-resolves the host name without blocking the runtime.
+    pub async fn resolve(&self) -> Result<(), TargetError> {
+        if self.is_literal() {
+            return Ok(());
+        }
+        let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| self.resolve_error(e.to_string()))?
+            .next()
+            .ok_or_else(|| self.resolve_error("no address".into()))?;
+        self.set_addr(addr);
+        Ok(())
+    }
+
+    fn resolve_error(&self, reason: String) -> TargetError {
+        TargetError::Resolve {
+            host: self.host.clone(),
+            reason,
+        }
+    }
+
+    /// A Pingora peer with the per-phase timeouts of `timeout` (the whole call is bounded by
+    /// [`HttpClient::post`]).
+    fn peer(&self, timeout: Duration) -> Option<HttpPeer> {
+        let mut peer = HttpPeer::new(self.addr()?, self.tls, self.host.clone());
+        let o = &mut peer.options;
+        o.connection_timeout = Some(timeout.min(Duration::from_secs(5)));
+        o.total_connection_timeout = Some(timeout);
+        o.read_timeout = Some(timeout);
+        o.write_timeout = Some(timeout);
+        o.idle_timeout = Some(POOL_IDLE);
+        Some(peer)
+    }
+}
+
+/// A reply as received.
+#[derive(Debug, Clone)]
+pub struct RawReply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `X-Cortex-Reply` (the contract's reply kind).
+    pub reply_kind: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl RawReply {
+    /// Borrowed view for the contract mappers.
+    pub fn as_reply(&self) -> cortex_filters::contract::Reply<'_> {
+        cortex_filters::contract::Reply {
+            status: self.status,
+            content_type: self.content_type.as_deref(),
+            reply_kind: self.reply_kind.as_deref(),
+            body: &self.body,
+        }
+    }
+}
+
+/// Bounds of one POST.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The whole call: connect, send, and the complete reply.
+    pub timeout: Duration,
+    /// The largest reply body read.
+    pub max_reply: usize,
+}
+
+/// The shared outbound client: one Pingora connector, so every call shares its pool.
+pub struct HttpClient {
+    connector: Connector,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    /// A client with its own connection pool.
+    pub fn new() -> Self {
+        HttpClient {
+            connector: Connector::new(None),
+        }
+    }
+
+    /// POSTs `body` (JSON) to `target` with `headers` (lowercase name, value) besides `Host`,
+    /// `Content-Type` and `Content-Length`, within `limits`. Never retried: the request may
+    /// have reached the other side.
+    pub async fn post(
+        &self,
+        target: &Target,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+        limits: Limits,
+    ) -> Result<RawReply, TransportFailure> {
+        let timeout = limits.timeout;
+        match tokio::time::timeout(timeout, self.exchange(target, headers, body, limits)).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportFailure::Timeout {
+                timeout_ms: duration_ms(timeout),
+            }),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        target: &Target,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+        limits: Limits,
+    ) -> Result<RawReply, TransportFailure> {
+        let peer = target
+            .peer(limits.timeout)
+            .ok_or_else(|| TransportFailure::Unreachable {
+                reason: format!("host {} does not resolve", target.host),
+            })?;
+        let failed = |e: Box<pingora::Error>| classify(&e, limits.timeout);
+        let (mut session, _reused) = self
+            .connector
+            .get_http_session(&peer)
+            .await
+            .map_err(failed)?;
+        let head = request_head(target, headers, body.len())?;
+        session
+            .write_request_header(Box::new(head))
+            .await
+            .map_err(failed)?;
+        // A server may answer before it has read the whole body (413, 401...): its answer
+        // matters more than the write error.
+        let written = match session.write_request_body(body, false).await {
+            Ok(_) => session.finish_request_body().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(write_error) = written {
+            if session.read_response_header().await.is_err() || session.response_header().is_none()
+            {
+                return Err(failed(write_error));
+            }
+        }
+        if session.response_header().is_none() {
+            session.read_response_header().await.map_err(failed)?;
+        }
+        while session
+            .response_header()
+            .is_some_and(|h| h.status.is_informational())
+        {
+            session.read_response_header().await.map_err(failed)?;
+        }
+        let (status, content_type, reply_kind) = match session.response_header() {
+            Some(h) => (
+                h.status.as_u16(),
+                header_text(h, "content-type"),
+                header_text(h, cortex_filters::contract::REPLY_KIND_HEADER),
+            ),
+            None => {
+                return Err(TransportFailure::Unreachable {
+                    reason: "no response header".into(),
+                })
+            }
+        };
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = session.read_response_body().await.map_err(failed)? {
+            if buf.len() + chunk.len() > limits.max_reply {
+                // Stop here: the connection is dropped, never pooled with a reply half read.
+                return Err(TransportFailure::Unreachable {
+                    reason: format!("reply larger than {} bytes", limits.max_reply),
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        self.connector
+            .release_http_session(session, &peer, Some(POOL_IDLE))
+            .await;
+        Ok(RawReply {
+            status,
+            content_type,
+            reply_kind,
+            body: buf.freeze(),
+        })
+    }
+}
+
+/// The request head of every outbound POST: a fresh header, so nothing of the client's own
+/// request (cookies, session ids, its `Authorization`) leaks except what `headers` carries.
+fn request_head(
+    target: &Target,
+    headers: &[(&'static str, String)],
+    body_len: usize,
+) -> Result<RequestHeader, TransportFailure> {
+    let invalid = |name: &str, e: Box<pingora::Error>| TransportFailure::Unreachable {
+        reason: format!("invalid header {name}: {e}"),
+    };
+    let mut req = RequestHeader::build("POST", target.path.as_bytes(), Some(headers.len() + 3))
+        .map_err(|e| invalid("path", e))?;
+    req.insert_header("host", &target.host_header)
+        .map_err(|e| invalid("host", e))?;
+    req.insert_header("content-type", "application/json")
+        .map_err(|e| invalid("content-type", e))?;
+    req.insert_header("content-length", body_len.to_string())
+        .map_err(|e| invalid("content-length", e))?;
+    for (name, value) in headers {
+        req.insert_header(*name, value.as_str())
+            .map_err(|e| invalid(name, e))?;
+    }
+    Ok(req)
+}
+
+fn header_text(h: &pingora::http::ResponseHeader, name: &str) -> Option<String> {
+    h.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Maps a Pingora error to a transport failure (timeouts are named as such).
+pub fn classify(e: &pingora::Error, timeout: Duration) -> TransportFailure {
+    use pingora::ErrorType::*;
+    match e.etype() {
+        ConnectTimedout | ReadTimedout | WriteTimedout => TransportFailure::Timeout {
+            timeout_ms: duration_ms(timeout),
+        },
+        ConnectRefused => TransportFailure::Unreachable {
+            reason: "connection refused".into(),
+        },
+        _ => {
+            let mut s = e.etype().as_str().to_string();
+            if let Some(ctx) = e.context.as_ref() {
+                s.push_str(": ");
+                s.push_str(ctx.as_str());
+            }
+            TransportFailure::Unreachable {
+                reason: s.chars().take(200).collect(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_omits_default_ports_and_brackets_ipv6() {
+        let t = Target::from_url("http://crm.internal:80/base/", "/api/cortex/backend").unwrap();
+        assert_eq!(t.host_header, "crm.internal");
+        assert_eq!(t.path, "/base/api/cortex/backend");
+        let t = Target::from_url("https://[::1]:8443", "/x").unwrap();
+        assert_eq!(t.host_header, "[::1]:8443");
+        assert_eq!(t.host, "::1");
+        assert!(t.addr().is_some());
+        let t = Target::from_url("https://hooks.example/in?k=v", "").unwrap();
+        assert_eq!(t.host_header, "hooks.example");
+        assert_eq!(t.path, "/in?k=v");
+        assert!(t.addr().is_none());
+        let t = Target::from_url("http://127.0.0.1:9", "").unwrap();
+        assert_eq!(t.path, "/");
+        assert_eq!(t.url(), "http://127.0.0.1:9/");
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for u in ["ftp://x", "not a url", "http://"] {
+            assert!(Target::from_url(u, "").is_err(), "{u}");
+        }
+    }
+}

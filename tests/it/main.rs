@@ -1,0 +1,46 @@
+//! The integration tests: ONE test binary (`cargo test --test it`), so the gateway crate is
+//! linked into a test executable once, not once per test file.
+//!
+//! Each module below was a test file of its own; its tests are named `<module>::<test>`
+//! (`cargo test --test it federation::` runs one module). The support modules (`common`,
+//! `*_support`, `dev_as_common`) are shared by all of them. Every test runs as a thread of
+//! this one process: a test must not change the process (environment, current directory,
+//! signal handlers) and must bind ephemeral loopback ports; see tests/README.md.
+//!
+//! The data the tests hand to third-party tools stays beside this folder: tests/python,
+//! tests/js, tests/oidc and tests/conformance.
+
+mod common;
+
+mod audit_support;
+mod builtins_support;
+mod dev_as_common;
+mod store_support;
+
+mod audit_trail;
+mod builtins_catalog;
+mod builtins_tickets;
+mod builtins_tools;
+mod builtins_webhook;
+mod config_cli;
+mod conformance;
+mod cortex_env;
+mod demo;
+mod dev_as;
+mod dev_as_e2e;
+mod docker_image;
+mod federation;
+mod interop_clients;
+mod mcp_transport;
+mod oauth_discovery;
+mod oauth_identity;
+mod oauth_introspection;
+mod oauth_metadata;
+mod oauth_python;
+mod oauth_rotation;
+mod oauth_scopes;
+mod oauth_tokens;
+mod python_sdk;
+mod sessions;
+mod sse;
+mod store_suite;

@@ -1,0 +1,230 @@
+//! The GET notification stream: preconditions, priming event, keepalives,
+//! `notifications/tools/list_changed` after a backend change, and `Last-Event-ID` replay.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{tool, BackendSpec, Gateway, McpClient, TestBackend, TestConfig};
+use serde_json::json;
+
+/// Long enough for a 1 s catalog refresh (with jitter) to notice a change.
+const CHANGE_WAIT: Duration = Duration::from_secs(10);
+
+async fn gateway_with(backend: &TestBackend, config: TestConfig) -> Gateway {
+    let gateway = Gateway::start(&config.backend("live", &backend.url()).build()).await;
+    gateway.wait_ready().await;
+    gateway
+}
+
+async fn session(gateway: &Gateway) -> McpClient {
+    let mut client = gateway.client();
+    client.initialize("2025-11-25").await;
+    client
+}
+
+fn event_id(event: &common::SseEvent) -> u64 {
+    event
+        .id
+        .as_deref()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("numeric event id: {event:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_preconditions() {
+    let backend = TestBackend::start(BackendSpec::tools(&["a"], "mcp:l:read")).await;
+    let gateway = gateway_with(&backend, TestConfig::new()).await;
+    let client = session(&gateway).await;
+
+    // Without Accept: text/event-stream → 405 naming the allowed methods.
+    let reply = client
+        .request("GET", &[("accept", "application/json")])
+        .await;
+    assert_eq!(reply.status, 405, "{}", reply.text());
+    let allow = reply
+        .header("allow")
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    assert!(allow.contains("POST"), "Allow: {allow}");
+
+    // Without a session → 400.
+    let anonymous = McpClient::new(&gateway.mcp_url());
+    let stream = anonymous.open_stream(&[]).await;
+    assert_eq!(stream.status, 400);
+
+    // Unknown session → 404.
+    let stream = anonymous
+        .open_stream(&[("mcp-session-id", "no-such-session")])
+        .await;
+    assert_eq!(stream.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priming_event_and_keepalives() {
+    let backend = TestBackend::start(BackendSpec::tools(&["a"], "mcp:l:read")).await;
+    let gateway = gateway_with(
+        &backend,
+        TestConfig::new().sessions("keepalive_interval: 1s"),
+    )
+    .await;
+    let client = session(&gateway).await;
+    let mut stream = client.open_stream(&[]).await;
+    assert_eq!(stream.status, 200);
+    assert!(
+        stream
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with("text/event-stream")),
+        "{:?}",
+        stream.headers
+    );
+    let priming = stream
+        .next_event(Duration::from_secs(5))
+        .await
+        .expect("priming event");
+    assert!(
+        priming.id.is_some(),
+        "priming event carries an id: {priming:?}"
+    );
+    assert_eq!(priming.data, "", "priming event has empty data");
+
+    // Nothing happens: only keepalive comments arrive.
+    let none = stream.next_event(Duration::from_millis(2500)).await;
+    assert!(none.is_none(), "no event expected, got {none:?}");
+    assert!(
+        stream.comments.iter().any(|c| c.contains("keepalive")),
+        "keepalive comments: {:?}",
+        stream.comments
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_changed_after_a_backend_change_and_replay() {
+    let backend = TestBackend::start(BackendSpec::tools(&["first"], "mcp:l:read")).await;
+    let gateway = gateway_with(&backend, TestConfig::new()).await;
+    let client = session(&gateway).await;
+    let mut stream = client.open_stream(&[]).await;
+    assert_eq!(stream.status, 200);
+    let priming = stream
+        .next_event(Duration::from_secs(5))
+        .await
+        .expect("priming event");
+    let priming_id = event_id(&priming);
+
+    // A tool is added.
+    backend.set_tools(vec![
+        tool("first", "mcp:l:read"),
+        tool("second", "mcp:l:read"),
+    ]);
+    let (added, message) = stream
+        .wait_for_method("notifications/tools/list_changed", CHANGE_WAIT)
+        .await
+        .expect("list_changed after the tool was added");
+    assert_eq!(
+        message,
+        json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"})
+    );
+    assert_eq!(added.event.as_deref(), Some("message"));
+    let added_id = event_id(&added);
+    assert!(
+        added_id > priming_id,
+        "ids increase: {priming_id} then {added_id}"
+    );
+    let names = client.tool_names().await;
+    assert!(names.contains(&"live_second".to_owned()), "{names:?}");
+
+    // A tool is removed.
+    backend.set_tools(vec![tool("second", "mcp:l:read")]);
+    let (removed, _) = stream
+        .wait_for_method("notifications/tools/list_changed", CHANGE_WAIT)
+        .await
+        .expect("list_changed after the tool was removed");
+    let removed_id = event_id(&removed);
+    assert!(removed_id > added_id);
+    drop(stream);
+
+    // Reconnect after the first change: only the second is replayed.
+    let mut resumed = client
+        .open_stream(&[("last-event-id", &added_id.to_string())])
+        .await;
+    assert_eq!(resumed.status, 200);
+    let (replayed, message) = resumed
+        .next_message(Duration::from_secs(5))
+        .await
+        .expect("replayed event");
+    assert_eq!(event_id(&replayed), removed_id);
+    assert_eq!(message["method"], "notifications/tools/list_changed");
+
+    // Reconnect from the priming id: both changes, in order.
+    let mut resumed = client
+        .open_stream(&[("last-event-id", &priming_id.to_string())])
+        .await;
+    let mut ids = Vec::new();
+    while ids.len() < 2 {
+        let Some((event, _)) = resumed.next_message(Duration::from_secs(5)).await else {
+            break;
+        };
+        ids.push(event_id(&event));
+    }
+    assert_eq!(ids, vec![added_id, removed_id]);
+}
+
+/// A change the session's principal cannot see sends nothing; a visible one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_changed_reaches_only_sessions_whose_view_changed() {
+    let backend = TestBackend::start(BackendSpec::tools(&["visible"], "mcp:l:read")).await;
+    let gateway = gateway_with(
+        &backend,
+        TestConfig::new().principal_scopes(&["mcp:l:read"]),
+    )
+    .await;
+    let client = session(&gateway).await;
+    let mut stream = client.open_stream(&[]).await;
+    assert_eq!(stream.status, 200);
+
+    // A tool under a scope the principal lacks: the gateway sees it, the session does not.
+    backend.set_tools(vec![
+        tool("visible", "mcp:l:read"),
+        tool("hidden", "mcp:l:admin"),
+    ]);
+    common::eventually(
+        CHANGE_WAIT,
+        "gateway discovered the hidden tool",
+        || async { (gateway.backend_status("live").await["tools"] == 2).then_some(()) },
+    )
+    .await;
+    let early = stream
+        .wait_for_method(
+            "notifications/tools/list_changed",
+            Duration::from_millis(1500),
+        )
+        .await;
+    assert!(early.is_none(), "invisible change notified: {early:?}");
+
+    backend.set_tools(vec![
+        tool("visible", "mcp:l:read"),
+        tool("hidden", "mcp:l:admin"),
+        tool("new_visible", "mcp:l:read"),
+    ]);
+    stream
+        .wait_for_method("notifications/tools/list_changed", CHANGE_WAIT)
+        .await
+        .expect("visible change notified");
+}
+
+/// Prompts have their own list_changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_list_changed() {
+    let backend = TestBackend::start(BackendSpec::tools(&["a"], "mcp:l:read")).await;
+    let gateway = gateway_with(&backend, TestConfig::new()).await;
+    let client = session(&gateway).await;
+    let mut stream = client.open_stream(&[]).await;
+    assert_eq!(stream.status, 200);
+    backend.set_prompts(vec![json!({
+        "name": "brief", "description": "A brief.", "scope": "mcp:l:read"
+    })]);
+    stream
+        .wait_for_method("notifications/prompts/list_changed", CHANGE_WAIT)
+        .await
+        .expect("prompts list_changed");
+}
