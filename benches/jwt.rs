@@ -1,7 +1,8 @@
 //! Token validation cost, with the issuer's keys already cached (the steady state):
 //!
-//! - `verify/<alg>`: a full validation without the validated-token cache — decode, key
-//!   lookup by `kid`, signature check with ring, claim checks — for RS256, ES256 and EdDSA;
+//! - `verify/<alg>`: a full validation without the validated-token cache — header checks, key
+//!   lookup by `kid`, `jsonwebtoken`'s decode with the gateway's `ring` backend, claim checks —
+//!   for RS256, ES256 and EdDSA;
 //! - `cached/<alg>`: the hot path of a token seen within `token_cache_ttl` (one SHA-256 of the
 //!   token and a cache lookup), through the same `Validator::validate` entry point the
 //!   gateway calls;

@@ -7,7 +7,7 @@
 //! it, which refused valid tokens of several authorization servers). Scopes come from `scope`
 //! (space-separated, RFC 9068/8693) or `scp` (array or string: Entra ID, Okta).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// What a token must satisfy.
 #[derive(Debug, Clone)]
@@ -102,7 +102,16 @@ pub enum ClaimError {
 /// Checks `payload` against `rules` at `now` (seconds since the epoch).
 pub fn check(payload: &[u8], rules: &ClaimRules, now: u64) -> Result<TokenClaims, ClaimError> {
     let v: Value = serde_json::from_slice(payload).map_err(|_| ClaimError::NotObject)?;
-    let obj = v.as_object().ok_or(ClaimError::NotObject)?;
+    check_object(v.as_object().ok_or(ClaimError::NotObject)?, rules, now)
+}
+
+/// Checks the claims of a verified token (`jsonwebtoken` decoded them) against `rules` at
+/// `now`.
+pub fn check_object(
+    obj: &Map<String, Value>,
+    rules: &ClaimRules,
+    now: u64,
+) -> Result<TokenClaims, ClaimError> {
     let iss = obj.get("iss").and_then(Value::as_str).unwrap_or("");
     if iss != rules.issuer {
         return Err(ClaimError::Issuer {
@@ -195,7 +204,7 @@ fn time(v: Option<&Value>, name: &'static str) -> Result<Option<u64>, ClaimError
 }
 
 /// `scope` (space-separated) and `scp` (array, or space-separated string), merged.
-fn scopes(obj: &serde_json::Map<String, Value>) -> Vec<String> {
+fn scopes(obj: &Map<String, Value>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |s: &str| {
         if !s.is_empty() && !out.iter().any(|o| o == s) {

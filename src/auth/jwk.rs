@@ -1,5 +1,5 @@
-//! JSON Web Keys: the issuer's public keys, parsed once per JWKS fetch into the form `ring`
-//! verifies with, and the key selection rules.
+//! JSON Web Keys: the issuer's public keys, parsed once per JWKS fetch with `jsonwebtoken`
+//! into [`DecodingKey`]s, and the key selection rules.
 //!
 //! Selection: a token with a `kid` is checked against the key with that `kid` only; a token
 //! without one against every key of the right type (a few authorization servers omit `kid`
@@ -7,22 +7,23 @@
 //! differs from the token's, is never used: a key is bound to one algorithm family, so an
 //! RSA key cannot be "used" as an HMAC secret or an EC key with the wrong curve.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{DecodingKey, DecodingKeyKind};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
-use super::jwt::Alg;
+use super::jwt::{self, Alg, JwtError};
 
 /// Largest JWKS accepted, in keys (bounds verification work for `kid`-less tokens).
 const MAX_KEYS: usize = 64;
 
-#[derive(Debug, Clone)]
-enum Material {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    EcP256(Vec<u8>),
-    EcP384(Vec<u8>),
-    Ed25519(Vec<u8>),
+/// The curve or key type, which fixes the algorithms a key may verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
 }
 
 /// One public key, ready to verify.
@@ -31,89 +32,101 @@ pub struct VerifyKey {
     /// `kid`, if any.
     pub kid: Option<String>,
     /// The JWK's own `alg`, if it pins one.
-    pub alg: Option<String>,
-    material: Material,
+    pin: Option<KeyAlgorithm>,
+    kind: Kind,
+    key: DecodingKey,
 }
 
 impl VerifyKey {
     /// Whether this key may verify a token signed with `alg`.
     pub fn accepts(&self, alg: Alg) -> bool {
-        if self.alg.as_deref().is_some_and(|a| a != alg.as_str()) {
+        if self
+            .pin
+            .is_some_and(|pin| pin != KeyAlgorithm::from(alg.algorithm()))
+        {
             return false;
         }
         matches!(
-            (&self.material, alg),
+            (self.kind, alg),
             (
-                Material::Rsa { .. },
+                Kind::Rsa,
                 Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512
-            ) | (Material::EcP256(_), Alg::ES256)
-                | (Material::EcP384(_), Alg::ES384)
-                | (Material::Ed25519(_), Alg::EdDSA)
+            ) | (Kind::P256, Alg::ES256)
+                | (Kind::P384, Alg::ES384)
+                | (Kind::Ed25519, Alg::EdDSA)
         )
     }
 
-    /// Verifies `signature` over `message` with `alg`. False on any mismatch.
-    pub fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
+    /// Verifies the signature of `token` (signed with `alg`) and returns its claims.
+    pub fn verify(&self, token: &str, alg: Alg) -> Result<Map<String, Value>, JwtError> {
         if !self.accepts(alg) {
-            return false;
+            return Err(JwtError::BadSignature);
         }
-        match &self.material {
-            Material::Rsa { n, e } => {
-                let params: &signature::RsaParameters = match alg {
-                    Alg::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    Alg::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    Alg::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-                    Alg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
-                    Alg::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
-                    Alg::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
-                    _ => return false,
-                };
-                RsaPublicKeyComponents { n, e }
-                    .verify(params, message, signature)
-                    .is_ok()
-            }
-            Material::EcP256(point) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(message, signature)
-                    .is_ok()
-            }
-            Material::EcP384(point) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
-                    .verify(message, signature)
-                    .is_ok()
-            }
-            Material::Ed25519(x) => UnparsedPublicKey::new(&signature::ED25519, x)
-                .verify(message, signature)
-                .is_ok(),
+        jwt::verify(token, alg, &self.key)
+    }
+
+    /// A JWK as a [`VerifyKey`], or `None` when it is not a signature key we support.
+    fn from_jwk(mut jwk: Jwk) -> Option<VerifyKey> {
+        if jwk
+            .common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|u| *u != PublicKeyUse::Signature)
+        {
+            return None;
         }
+        let kind = match &mut jwk.algorithm {
+            AlgorithmParameters::RSA(p) => {
+                unpad(&mut [&mut p.n, &mut p.e]);
+                Kind::Rsa
+            }
+            AlgorithmParameters::EllipticCurve(p) => {
+                unpad(&mut [&mut p.x, &mut p.y]);
+                match p.curve {
+                    EllipticCurve::P256 => Kind::P256,
+                    EllipticCurve::P384 => Kind::P384,
+                    _ => return None,
+                }
+            }
+            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                unpad(&mut [&mut p.x]);
+                Kind::Ed25519
+            }
+            _ => return None,
+        };
+        let key = DecodingKey::from_jwk(&jwk).ok()?;
+        let usable = match (kind, key.kind()) {
+            // ring refuses moduli under 2048 bits at verification; refuse them here so that
+            // a weak key is reported as unusable rather than as a bad signature.
+            (Kind::Rsa, DecodingKeyKind::RsaModulusExponent { n, .. }) => {
+                n.iter().skip_while(|b| **b == 0).count() * 8 >= 2048
+            }
+            // Uncompressed points `04 || x || y`, and the 32 bytes of an Ed25519 key.
+            (Kind::P256, DecodingKeyKind::SecretOrDer(point)) => point.len() == 65,
+            (Kind::P384, DecodingKeyKind::SecretOrDer(point)) => point.len() == 97,
+            (Kind::Ed25519, DecodingKeyKind::SecretOrDer(x)) => x.len() == 32,
+            _ => false,
+        };
+        usable.then(|| VerifyKey {
+            kid: jwk.common.key_id,
+            pin: jwk.common.key_algorithm,
+            kind,
+            key,
+        })
     }
 }
 
-/// The fields of a JWK we read; everything else is ignored.
-#[derive(Debug, Deserialize)]
-struct RawJwk {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default, rename = "use")]
-    use_: Option<String>,
-    #[serde(default)]
-    alg: Option<String>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
+/// Tolerates base64url values written with `=` padding, as a few issuers do.
+fn unpad(values: &mut [&mut String]) {
+    for v in values {
+        let len = v.trim_end_matches('=').len();
+        v.truncate(len);
+    }
 }
 
 #[derive(Debug, Deserialize)]
 struct RawJwks {
-    keys: Vec<serde_json::Value>,
+    keys: Vec<Value>,
 }
 
 /// Why a JWKS document is unusable.
@@ -136,26 +149,23 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Parses a JWKS document, keeping the keys we can use (others, such as encryption keys or
-    /// `oct` secrets, are skipped silently: many issuers publish them side by side).
+    /// Parses a JWKS document, keeping the keys we can use. Others, such as encryption keys,
+    /// `oct` secrets or entries `jsonwebtoken` cannot read, are skipped silently one by one:
+    /// many issuers publish them side by side (so the document is not read as one `JwkSet`,
+    /// which one odd entry would make unusable as a whole).
     pub fn parse(json: &[u8]) -> Result<KeySet, JwksError> {
         let raw: RawJwks = serde_json::from_slice(json).map_err(|_| JwksError::NotJwks)?;
         let keys: Vec<VerifyKey> = raw
             .keys
             .into_iter()
-            .filter_map(|v| serde_json::from_value::<RawJwk>(v).ok())
-            .filter_map(convert)
+            .filter_map(|v| serde_json::from_value::<Jwk>(v).ok())
+            .filter_map(VerifyKey::from_jwk)
             .take(MAX_KEYS)
             .collect();
         if keys.is_empty() {
             return Err(JwksError::NoUsableKey);
         }
         Ok(KeySet { keys })
-    }
-
-    /// Builds a set from keys already parsed (the gateway's own minting keys, tests).
-    pub fn from_keys(keys: Vec<VerifyKey>) -> KeySet {
-        KeySet { keys }
     }
 
     /// Number of usable keys.
@@ -192,86 +202,35 @@ impl KeySet {
             })
             .filter(move |k| k.accepts(alg))
     }
-}
 
-fn b64(field: &Option<String>) -> Option<Vec<u8>> {
-    field
-        .as_deref()
-        .and_then(|s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
-}
-
-/// A JWK as a [`VerifyKey`], or `None` when it is not a signature key we support.
-fn convert(raw: RawJwk) -> Option<VerifyKey> {
-    if raw.use_.as_deref().is_some_and(|u| u != "sig") {
-        return None;
-    }
-    let material = match (raw.kty.as_str(), raw.crv.as_deref()) {
-        ("RSA", _) => {
-            let n = b64(&raw.n)?;
-            let e = b64(&raw.e)?;
-            // ring refuses moduli under 2048 bits at verification; refuse them here so that
-            // a weak key is reported as unusable rather than as a bad signature.
-            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
-            if bits < 2048 {
-                return None;
+    /// Verifies `token` (header already inspected: `kid`, `alg`) against the candidate keys and
+    /// returns its claims, unchecked. [`JwtError::BadSignature`] when no key verifies it.
+    pub fn verify(
+        &self,
+        token: &str,
+        kid: Option<&str>,
+        alg: Alg,
+    ) -> Result<Map<String, Value>, JwtError> {
+        for key in self.candidates(kid, alg) {
+            match key.verify(token, alg) {
+                Err(JwtError::BadSignature) => continue,
+                other => return other,
             }
-            Material::Rsa { n, e }
         }
-        ("EC", Some("P-256")) => Material::EcP256(ec_point(&raw, 32)?),
-        ("EC", Some("P-384")) => Material::EcP384(ec_point(&raw, 48)?),
-        ("OKP", Some("Ed25519")) => {
-            let x = b64(&raw.x)?;
-            (x.len() == 32).then_some(())?;
-            Material::Ed25519(x)
-        }
-        _ => return None,
-    };
-    Some(VerifyKey {
-        kid: raw.kid,
-        alg: raw.alg,
-        material,
-    })
-}
-
-/// The uncompressed SEC1 point `04 || x || y` of an EC JWK.
-fn ec_point(raw: &RawJwk, size: usize) -> Option<Vec<u8>> {
-    let x = b64(&raw.x)?;
-    let y = b64(&raw.y)?;
-    if x.len() != size || y.len() != size {
-        return None;
-    }
-    let mut point = Vec::with_capacity(1 + 2 * size);
-    point.push(4);
-    point.extend_from_slice(&x);
-    point.extend_from_slice(&y);
-    Some(point)
-}
-
-/// A public key from raw parts: the gateway's own minting keys.
-pub fn ec_p256_key(kid: &str, uncompressed_point: &[u8]) -> VerifyKey {
-    VerifyKey {
-        kid: Some(kid.to_string()),
-        alg: Some("ES256".into()),
-        material: Material::EcP256(uncompressed_point.to_vec()),
-    }
-}
-
-/// An Ed25519 public key from its 32 bytes.
-pub fn ed25519_key(kid: &str, public: &[u8]) -> VerifyKey {
-    VerifyKey {
-        kid: Some(kid.to_string()),
-        alg: Some("EdDSA".into()),
-        material: Material::Ed25519(public.to_vec()),
+        Err(JwtError::BadSignature)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use jsonwebtoken::EncodingKey;
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
-    fn es256_jwk(kid: &str) -> (EcdsaKeyPair, serde_json::Value) {
+    fn es256_jwk(kid: &str) -> (EncodingKey, serde_json::Value) {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
@@ -281,7 +240,18 @@ mod tests {
             "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
             "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..]),
         });
-        (pair, jwk)
+        (EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+    }
+
+    fn token(alg: Alg, kid: &str, key: &EncodingKey, sub: &str) -> String {
+        jwt::sign(alg, kid, "at+jwt", &serde_json::json!({ "sub": sub }), key).unwrap()
+    }
+
+    fn tampered(token: &str) -> String {
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let other = URL_SAFE_NO_PAD.encode(br#"{"sub":"mallory"}"#);
+        parts[1] = &other;
+        parts.join(".")
     }
 
     #[test]
@@ -299,20 +269,33 @@ mod tests {
         .unwrap();
         assert_eq!(set.len(), 2, "the oct key is skipped");
 
-        let msg = b"header.payload";
-        let sig = ec.sign(&rng, msg).unwrap();
+        let t = token(Alg::ES256, "ec1", &ec, "alice");
         let key = set.candidates(Some("ec1"), Alg::ES256).next().unwrap();
-        assert!(key.verify(Alg::ES256, msg, sig.as_ref()));
-        assert!(!key.verify(Alg::ES256, b"header.payloaX", sig.as_ref()));
-        assert!(
-            !key.verify(Alg::ES384, msg, sig.as_ref()),
+        assert_eq!(key.verify(&t, Alg::ES256).unwrap()["sub"], "alice");
+        assert_eq!(
+            key.verify(&tampered(&t), Alg::ES256).unwrap_err(),
+            JwtError::BadSignature
+        );
+        assert_eq!(
+            key.verify(&t, Alg::ES384).unwrap_err(),
+            JwtError::BadSignature,
             "wrong curve for the alg"
         );
         assert!(set.candidates(Some("ec1"), Alg::RS256).next().is_none());
+        assert_eq!(
+            set.verify(&t, Some("ec1"), Alg::ES256).unwrap()["sub"],
+            "alice"
+        );
+        assert_eq!(set.verify(&t, None, Alg::ES256).unwrap()["sub"], "alice");
 
-        let sig = ed.sign(msg);
-        let key = set.candidates(None, Alg::EdDSA).next().unwrap();
-        assert!(key.verify(Alg::EdDSA, msg, sig.as_ref()));
+        let ed_key = EncodingKey::from_ed_der(ed_pkcs8.as_ref());
+        let t = token(Alg::EdDSA, "ed1", &ed_key, "bob");
+        assert_eq!(set.verify(&t, None, Alg::EdDSA).unwrap()["sub"], "bob");
+        assert_eq!(
+            set.verify(&t, Some("ec1"), Alg::EdDSA).unwrap_err(),
+            JwtError::BadSignature,
+            "a kid selects that key only"
+        );
         assert!(set.has_kid("ed1") && !set.has_kid("zz"));
     }
 
@@ -337,6 +320,58 @@ mod tests {
         assert_eq!(
             KeySet::parse(doc.to_string().as_bytes()).unwrap_err(),
             JwksError::NoUsableKey
+        );
+    }
+
+    #[test]
+    fn one_odd_entry_does_not_spoil_the_set() {
+        let (key, mut padded) = es256_jwk("p");
+        for c in ["x", "y"] {
+            padded[c] = format!("{}=", padded[c].as_str().unwrap()).into();
+        }
+        let odd = serde_json::json!({"kty": "EC", "crv": "P-256", "kid": 7, "x": "AA"});
+        let doc =
+            serde_json::json!({"keys":[odd, padded, {"kty":"EC","crv":"P-521","x":"AA","y":"AA"}]});
+        let set = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            set.kids(),
+            vec!["p"],
+            "padding tolerated, the others skipped"
+        );
+        let t = token(Alg::ES256, "p", &key, "carol");
+        assert_eq!(
+            set.verify(&t, Some("p"), Alg::ES256).unwrap()["sub"],
+            "carol"
+        );
+    }
+
+    #[test]
+    fn keys_the_token_points_to_are_never_used() {
+        let (_, issuer_jwk) = es256_jwk("issuer");
+        let set = KeySet::parse(
+            serde_json::json!({ "keys": [issuer_jwk] })
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        // An attacker's key, announced in the header by every means JOSE has, under the
+        // issuer's kid.
+        let (attacker, attacker_jwk) = es256_jwk("issuer");
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("issuer".into());
+        header.jku = Some("http://127.0.0.1:9/jwks.json".into());
+        header.x5u = Some("http://127.0.0.1:9/cert.pem".into());
+        header.x5c = Some(vec!["MIIBIjAN".into()]);
+        header.jwk = Some(serde_json::from_value(attacker_jwk).unwrap());
+        crate::auth::crypto::install();
+        let forged =
+            jsonwebtoken::encode(&header, &serde_json::json!({"sub": "mallory"}), &attacker)
+                .unwrap();
+        let d = jwt::inspect(&forged, &Alg::ALL).unwrap();
+        assert_eq!(
+            set.verify(&forged, d.header.kid.as_deref(), d.alg)
+                .unwrap_err(),
+            JwtError::BadSignature
         );
     }
 }

@@ -19,14 +19,13 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use bytes::Bytes;
+use jsonwebtoken::{DecodingKey, EncodingKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-    RSA_PKCS1_SHA256,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::cache::{digest, DeadlineCache};
@@ -65,68 +64,39 @@ pub enum MintError {
     Sign(String),
 }
 
-enum KeyMaterial {
-    Es256(EcdsaKeyPair),
-    EdDsa(Ed25519KeyPair),
-    Rs256(RsaKeyPair),
-}
-
 /// One signing key and its public JWK.
 struct SigningKey {
     kid: String,
     alg: Alg,
-    material: KeyMaterial,
+    key: EncodingKey,
     public_jwk: Value,
 }
 
 impl SigningKey {
+    /// A P-256 (ES256), Ed25519 (EdDSA) or RSA (RS256) PKCS#8 key. `ring` reads it here, once,
+    /// to check it and find its public half; tokens are signed through `jsonwebtoken`.
     fn from_pkcs8(pkcs8: &[u8], rng: &SystemRandom) -> Result<SigningKey, String> {
-        if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, rng) {
-            let point = k.public_key().as_ref();
-            let (x, y) = (&point[1..33], &point[33..65]);
-            let jwk = json!({"crv": "P-256", "kty": "EC", "x": b64(x), "y": b64(y)});
-            return Ok(Self::with_jwk(KeyMaterial::Es256(k), Alg::ES256, jwk));
-        }
-        if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8) {
-            let jwk = json!({"crv": "Ed25519", "kty": "OKP", "x": b64(k.public_key().as_ref())});
-            return Ok(Self::with_jwk(KeyMaterial::EdDsa(k), Alg::EdDSA, jwk));
-        }
-        if let Ok(k) = RsaKeyPair::from_pkcs8(pkcs8) {
-            let parts: ring::rsa::PublicKeyComponents<Vec<u8>> = k.public().into();
-            let jwk = json!({"e": b64(&parts.e), "kty": "RSA", "n": b64(&parts.n)});
-            return Ok(Self::with_jwk(KeyMaterial::Rs256(k), Alg::RS256, jwk));
-        }
-        Err("not a PKCS#8 P-256, Ed25519 or RSA (≥ 2048 bits) private key".into())
-    }
-
-    /// Adds the RFC 7638 thumbprint as `kid`, plus `alg` and `use`.
-    fn with_jwk(material: KeyMaterial, alg: Alg, thumb_input: Value) -> SigningKey {
-        // serde_json's Map is ordered by key (no preserve_order feature): canonical JSON.
-        let kid = b64(&Sha256::digest(thumb_input.to_string().as_bytes()));
-        let mut jwk = thumb_input;
-        if let Some(o) = jwk.as_object_mut() {
-            o.insert("kid".into(), json!(kid));
-            o.insert("alg".into(), json!(alg.as_str()));
-            o.insert("use".into(), json!("sig"));
-        }
-        SigningKey {
-            kid,
+        let (alg, public, key) =
+            if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, rng) {
+                let public = DecodingKey::from_ec_der(k.public_key().as_ref());
+                (Alg::ES256, public, EncodingKey::from_ec_der(pkcs8))
+            } else if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8) {
+                let public = DecodingKey::from_ed_der(k.public_key().as_ref());
+                (Alg::EdDSA, public, EncodingKey::from_ed_der(pkcs8))
+            } else if let Ok(k) = RsaKeyPair::from_pkcs8(pkcs8) {
+                let parts: ring::rsa::PublicKeyComponents<Vec<u8>> = k.public().into();
+                let public = DecodingKey::from_rsa_raw_components(&parts.n, &parts.e);
+                (Alg::RS256, public, EncodingKey::from_rsa_der(pkcs8))
+            } else {
+                return Err("not a PKCS#8 P-256, Ed25519 or RSA (≥ 2048 bits) private key".into());
+            };
+        let jwk = jwt::public_jwk(alg, &public).map_err(|e| e.to_string())?;
+        Ok(SigningKey {
+            kid: jwk.common.key_id.clone().unwrap_or_default(),
             alg,
-            material,
-            public_jwk: jwk,
-        }
-    }
-
-    fn sign(&self, message: &[u8], rng: &SystemRandom) -> Option<Vec<u8>> {
-        match &self.material {
-            KeyMaterial::Es256(k) => k.sign(rng, message).ok().map(|s| s.as_ref().to_vec()),
-            KeyMaterial::EdDsa(k) => Some(k.sign(message).as_ref().to_vec()),
-            KeyMaterial::Rs256(k) => {
-                let mut sig = vec![0u8; k.public().modulus_len()];
-                k.sign(&RSA_PKCS1_SHA256, rng, message, &mut sig).ok()?;
-                Some(sig)
-            }
-        }
+            key,
+            public_jwk: serde_json::to_value(&jwk).map_err(|e| e.to_string())?,
+        })
     }
 }
 
@@ -321,14 +291,9 @@ impl Minter {
             exp = exp.min(caller_exp);
         }
         let claims = self.claims(p, &req, &scope, now, exp);
-        let header =
-            json!({"alg": ring.current.alg.as_str(), "typ": "at+jwt", "kid": ring.current.kid});
-        let input = jwt::signing_input(&header, &claims);
-        let sig = ring
-            .current
-            .sign(input.as_bytes(), &self.rng)
-            .ok_or_else(|| MintError::Sign(req.backend_id.to_string()))?;
-        let token = format!("{input}.{}", b64(&sig));
+        let current = &ring.current;
+        let token = jwt::sign(current.alg, &current.kid, "at+jwt", &claims, &current.key)
+            .map_err(|_| MintError::Sign(req.backend_id.to_string()))?;
         let half = Duration::from_secs(exp.saturating_sub(now) / 2);
         if !half.is_zero() {
             self.cache.insert(key, token.clone(), Instant::now() + half);
@@ -632,12 +597,40 @@ mod tests {
 
     fn verify(jwks: &[u8], token: &str) -> Value {
         let set = KeySet::parse(jwks).unwrap();
-        let d = jwt::decode(token, &Alg::ALL).unwrap();
-        let ok = set
-            .candidates(d.header.kid.as_deref(), d.alg)
-            .any(|k| k.verify(d.alg, d.signing_input, &d.signature));
-        assert!(ok, "signature verifies against the published JWKS");
-        serde_json::from_slice(&d.payload).unwrap()
+        let d = jwt::inspect(token, &Alg::ALL).unwrap();
+        let claims = set
+            .verify(token, d.header.kid.as_deref(), d.alg)
+            .expect("signature verifies against the published JWKS");
+        Value::Object(claims)
+    }
+
+    /// The `kid` is the RFC 7638 thumbprint, computed as the gateway always did, so keys
+    /// persisted by an earlier version keep theirs.
+    #[test]
+    fn kids_are_rfc7638_thumbprints() {
+        use sha2::{Digest, Sha256};
+        for alg in ["ES256", "EdDSA"] {
+            let dir = tempfile::tempdir().unwrap();
+            let m = Minter::new(settings(dir.path(), alg)).unwrap();
+            let jwks: Value = serde_json::from_slice(&m.jwks()).unwrap();
+            let jwk = &jwks["keys"][0];
+            let members: &[&str] = if alg == "ES256" {
+                &["crv", "kty", "x", "y"]
+            } else {
+                &["crv", "kty", "x"]
+            };
+            let required: Map<String, Value> = members
+                .iter()
+                .map(|k| (k.to_string(), jwk[*k].clone()))
+                .collect();
+            let thumb = b64(&Sha256::digest(Value::Object(required).to_string()));
+            assert_eq!(jwk["kid"], thumb.as_str(), "{alg}");
+            assert_eq!(m.current_kid(), thumb);
+            assert_eq!(
+                (jwk["alg"].as_str(), jwk["use"].as_str()),
+                (Some(alg), Some("sig"))
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! This module is the seam every mode plugs into; the gateway only sees [`AuthOutcome`].
 //!
 //! Submodules:
-//! - [`jwt`], [`jwk`], [`claims`]: parsing, signature verification (ring) and claim checks;
+//! - [`jwt`], [`jwk`], [`claims`]: tokens and keys on `jsonwebtoken` (its `ring` backend is
+//!   [`crypto`]), the algorithm allowlist and the claim checks;
 //! - [`discovery`], [`issuer`], [`http`]: the authorization server's metadata and keys;
 //! - [`validator`], [`cache`], [`introspect`]: the per-request validation pipeline;
 //! - [`mint`], [`exchange`]: minted and exchanged tokens for backends (the credential each
@@ -17,6 +18,7 @@
 
 pub mod cache;
 pub mod claims;
+pub mod crypto;
 pub mod discovery;
 pub mod exchange;
 pub mod http;

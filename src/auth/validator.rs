@@ -12,8 +12,7 @@ use super::cache::{deadline_for, digest, DeadlineCache};
 use super::claims::{self, ClaimRules, TokenClaims};
 use super::introspect::{Introspected, Introspector};
 use super::issuer::Issuer;
-use super::jwk::KeySet;
-use super::jwt::{self, Alg};
+use super::jwt::{self, Alg, JwtError};
 use super::{unix_now, Principal, PrincipalKind};
 
 /// The verdict on one token.
@@ -172,8 +171,8 @@ impl Validator {
 
     /// Signature and claims.
     async fn verify(&self, token: &str) -> Result<TokenClaims, Verdict> {
-        let decoded =
-            jwt::decode(token, &self.algorithms).map_err(|e| Verdict::Invalid(e.to_string()))?;
+        let inspected =
+            jwt::inspect(token, &self.algorithms).map_err(|e| Verdict::Invalid(e.to_string()))?;
         let Some(mut keys) = self.issuer.keys() else {
             let status = self.issuer.status();
             return Err(Verdict::Unavailable(format!(
@@ -182,7 +181,7 @@ impl Validator {
                 status.last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default()
             )));
         };
-        let kid = decoded.header.kid.as_deref();
+        let (alg, kid) = (inspected.alg, inspected.header.kid.as_deref());
         if let Some(kid) = kid {
             if !keys.has_kid(kid) {
                 match self.issuer.refetch_for_kid(kid).await {
@@ -196,13 +195,13 @@ impl Validator {
                 }
             }
         }
-        if !verify_signature(&keys, kid, &decoded) {
-            debug!(alg = %decoded.alg, kid = ?kid, "token signature does not verify");
-            return Err(Verdict::Invalid(
-                "the token's signature does not verify with the authorization server's keys".into(),
-            ));
-        }
-        claims::check(&decoded.payload, &self.rules, unix_now())
+        let payload = keys.verify(token, kid, alg).map_err(|e| {
+            if e == JwtError::BadSignature {
+                debug!(alg = %alg, kid = ?kid, "token signature does not verify");
+            }
+            Verdict::Invalid(e.to_string())
+        })?;
+        claims::check_object(&payload, &self.rules, unix_now())
             .map_err(|e| Verdict::Invalid(e.to_string()))
     }
 
@@ -210,11 +209,6 @@ impl Validator {
     pub fn clear_cache(&self) {
         self.cache.clear();
     }
-}
-
-fn verify_signature(keys: &KeySet, kid: Option<&str>, d: &jwt::Decoded<'_>) -> bool {
-    keys.candidates(kid, d.alg)
-        .any(|k| k.verify(d.alg, d.signing_input, &d.signature))
 }
 
 fn printable(s: &str) -> String {

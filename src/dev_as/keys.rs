@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use jsonwebtoken::{DecodingKey, EncodingKey};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::util::{b64url, Internal};
+use super::util::Internal;
+use crate::auth::jwt::{self, Alg};
 
 const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
 const PEM_END: &str = "-----END PRIVATE KEY-----";
@@ -51,13 +53,11 @@ pub enum KeyError {
 
 /// An ES256 signing key.
 pub struct SigningKey {
-    pair: EcdsaKeyPair,
+    key: EncodingKey,
     kid: String,
-    x: String,
-    y: String,
+    public_jwk: Value,
     /// Secret material for keys derived from this one (see [`SigningKey::derive`]).
     seed: [u8; 32],
-    rng: SystemRandom,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -116,31 +116,23 @@ impl SigningKey {
     }
 
     /// A key from a PKCS#8 (v1 with the public key, or v2) P-256 document.
+    /// `ring` reads it here, once, to check it and find its public half; tokens are signed
+    /// through `jsonwebtoken`.
     pub fn from_pkcs8(der: &[u8]) -> Result<SigningKey, String> {
-        let rng = SystemRandom::new();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
-            .map_err(|e| format!("rejected: {e}"))?;
-        let public = pair.public_key().as_ref();
-        // An uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
-        if public.len() != 65 || public[0] != 4 {
-            return Err("unexpected public key encoding".into());
-        }
-        let x = b64url(&public[1..33]);
-        let y = b64url(&public[33..65]);
-        // RFC 7638: members in lexicographic order, no whitespace.
-        let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        let kid = b64url(&Sha256::digest(thumbprint_input.as_bytes()));
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new())
+                .map_err(|e| format!("rejected: {e}"))?;
+        let public = DecodingKey::from_ec_der(pair.public_key().as_ref());
+        let jwk = jwt::public_jwk(Alg::ES256, &public).map_err(|e| e.to_string())?;
         let mut h = Sha256::new();
         h.update(b"cortex-gateway dev authorization server seed v1\0");
         h.update(der);
         let seed: [u8; 32] = h.finalize().into();
         Ok(SigningKey {
-            pair,
-            kid,
-            x,
-            y,
+            key: EncodingKey::from_ec_der(der),
+            kid: jwk.common.key_id.clone().unwrap_or_default(),
+            public_jwk: serde_json::to_value(&jwk).map_err(|e| e.to_string())?,
             seed,
-            rng,
         })
     }
 
@@ -151,15 +143,7 @@ impl SigningKey {
 
     /// The public key as a JWK.
     pub fn public_jwk(&self) -> Value {
-        json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": self.x,
-            "y": self.y,
-            "use": "sig",
-            "alg": "ES256",
-            "kid": self.kid,
-        })
+        self.public_jwk.clone()
     }
 
     /// The JWKS document.
@@ -178,17 +162,7 @@ impl SigningKey {
 
     /// Signs `claims` as a compact JWS with `typ` (e.g. `at+jwt`, RFC 9068).
     pub(crate) fn sign_jwt(&self, typ: &str, claims: &Value) -> Result<String, Internal> {
-        let header = json!({"alg": "ES256", "typ": typ, "kid": self.kid});
-        let signing_input = format!(
-            "{}.{}",
-            b64url(header.to_string().as_bytes()),
-            b64url(claims.to_string().as_bytes())
-        );
-        let sig = self
-            .pair
-            .sign(&self.rng, signing_input.as_bytes())
-            .map_err(|_| Internal::Sign)?;
-        Ok(format!("{signing_input}.{}", b64url(sig.as_ref())))
+        jwt::sign(Alg::ES256, &self.kid, typ, claims, &self.key).map_err(|_| Internal::Sign)
     }
 }
 
