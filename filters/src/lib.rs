@@ -17,6 +17,7 @@ pub mod origin;
 pub mod pinning;
 pub mod ratelimit;
 pub mod scope;
+pub mod seal;
 pub mod search;
 pub mod session;
 pub mod sse;

@@ -23,13 +23,11 @@
 //! cryptography runs; decoding and decryption work in stack buffers (the only allocation of a
 //! seal is the returned string, and `open` allocates nothing).
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::seal::{self, Sealer};
 use crate::version::ProtocolVersion;
 
 /// Client capabilities as bit flags: remembered in a legacy session, read from a modern
@@ -121,12 +119,8 @@ const FORMAT_VERSION: u8 = 1;
 const AAD: [u8; 1] = [FORMAT_VERSION];
 /// Plaintext length: format + nonce + subject + version code + caps + issued_at + expires_at.
 const PAYLOAD_LEN: usize = 1 + 16 + 16 + 1 + 1 + 8 + 8;
-/// AES-GCM nonce length (96 bits).
-const GCM_NONCE_LEN: usize = 12;
-/// AES-GCM tag length.
-const TAG_LEN: usize = 16;
 /// Decoded id length.
-const SEALED_LEN: usize = GCM_NONCE_LEN + PAYLOAD_LEN + TAG_LEN;
+const SEALED_LEN: usize = PAYLOAD_LEN + seal::OVERHEAD;
 /// Encoded id length (base64 without padding).
 const ID_LEN: usize = (SEALED_LEN * 4).div_ceil(3);
 
@@ -171,13 +165,7 @@ impl SessionClaims {
 
     /// The nonce as 32 lowercase hex characters (log- and map-friendly session key).
     pub fn key(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(32);
-        for b in self.nonce {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-        out
+        seal::hex16(&self.nonce)
     }
 
     /// Serialises the claims into the fixed plaintext layout.
@@ -244,8 +232,7 @@ pub enum SessionError {
 /// Seals and opens session ids under one 32-byte key.
 #[derive(Clone)]
 pub struct SessionSealer {
-    /// The expanded AES-256-GCM key, built once so a seal or open is one AEAD operation.
-    cipher: Aes256Gcm,
+    sealer: Sealer,
 }
 
 impl std::fmt::Debug for SessionSealer {
@@ -258,11 +245,11 @@ impl SessionSealer {
     /// A sealer for `key` (32 bytes; callers derive it from configuration).
     pub fn new(key: &[u8; 32]) -> Self {
         SessionSealer {
-            cipher: Aes256Gcm::new(key.into()),
+            sealer: Sealer::new(key),
         }
     }
 
-    /// Seals `claims` into a session id (random 96-bit AES-GCM nonce per id).
+    /// Seals `claims` into a session id (random 96-bit AES-GCM nonce per id), on the stack.
     pub fn seal(&self, claims: &SessionClaims) -> String {
         self.seal_payload(&claims.encode())
     }
@@ -270,21 +257,12 @@ impl SessionSealer {
     /// Encrypts an already encoded plaintext into an id.
     fn seal_payload(&self, payload: &[u8; PAYLOAD_LEN]) -> String {
         let mut buf = [0u8; SEALED_LEN];
-        let (gcm_nonce, rest) = buf.split_at_mut(GCM_NONCE_LEN);
-        // ThreadRng is a CSPRNG (ChaCha12) seeded and periodically reseeded from the OS, and
-        // avoids a syscall per id.
-        rand::thread_rng().fill_bytes(gcm_nonce);
-        let (body, tag_out) = rest.split_at_mut(PAYLOAD_LEN);
-        body.copy_from_slice(payload);
-        match self
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(gcm_nonce), &AAD, body)
-        {
-            Ok(tag) => tag_out.copy_from_slice(&tag),
+        buf[seal::NONCE_LEN..seal::NONCE_LEN + PAYLOAD_LEN].copy_from_slice(payload);
+        match self.sealer.seal_in_place(&AAD, &mut buf) {
+            Ok(()) => URL_SAFE_NO_PAD.encode(buf),
             // AES-GCM only refuses plaintexts beyond 2^36 bytes; ours is a fixed 51 bytes.
-            Err(_) => unreachable!("AES-GCM rejected a {PAYLOAD_LEN}-byte plaintext"),
+            Err(e) => unreachable!("sealing a {PAYLOAD_LEN}-byte session id failed: {e}"),
         }
-        URL_SAFE_NO_PAD.encode(buf)
     }
 
     /// Opens a session id; `now` is seconds since the Unix epoch.
@@ -299,17 +277,11 @@ impl SessionSealer {
         if decoded != SEALED_LEN {
             return Err(SessionError::Malformed);
         }
-        let (gcm_nonce, rest) = buf.split_at_mut(GCM_NONCE_LEN);
-        let (body, tag) = rest.split_at_mut(PAYLOAD_LEN);
-        self.cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(gcm_nonce),
-                &AAD,
-                body,
-                Tag::from_slice(tag),
-            )
+        let body = self
+            .sealer
+            .open_in_place(&AAD, &mut buf)
             .map_err(|_| SessionError::Tampered)?;
-        let plain: &[u8; PAYLOAD_LEN] = (&*body).try_into().map_err(|_| SessionError::Malformed)?;
+        let plain: &[u8; PAYLOAD_LEN] = body.try_into().map_err(|_| SessionError::Malformed)?;
         let claims = SessionClaims::decode(plain)?;
         if now >= claims.expires_at {
             return Err(SessionError::Expired);
@@ -595,7 +567,7 @@ mod tests {
         let a = sealer.seal(&claims());
         let b = sealer.seal(&claims());
         assert_ne!(a, b);
-        assert_ne!(decode(&a)[..GCM_NONCE_LEN], decode(&b)[..GCM_NONCE_LEN]);
+        assert_ne!(decode(&a)[..seal::NONCE_LEN], decode(&b)[..seal::NONCE_LEN]);
         assert_eq!(sealer.open(&a, NOW), sealer.open(&b, NOW));
     }
 

@@ -27,8 +27,6 @@
 //! - `payload` is the gateway's own continuation data (e.g. which held upstream call the
 //!   answer belongs to), opaque here and bounded.
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
@@ -36,6 +34,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Refusal;
+use crate::seal::{self, Sealer};
 use crate::session::{ct_eq, SessionClaims};
 
 /// The payload format written by this build.
@@ -46,11 +45,8 @@ const AAD: &[u8] = b"cortex/request-state\x01";
 pub const MAX_PAYLOAD: usize = 2048;
 /// Fixed plaintext header: format + nonce + subject + request + issued_at + expires_at.
 const HEADER_LEN: usize = 1 + 16 + 16 + 16 + 8 + 8;
-const GCM_NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 /// The longest state string accepted: anything longer is refused before decoding.
-pub const MAX_STATE_LEN: usize =
-    (GCM_NONCE_LEN + HEADER_LEN + MAX_PAYLOAD + TAG_LEN).div_ceil(3) * 4;
+pub const MAX_STATE_LEN: usize = (seal::OVERHEAD + HEADER_LEN + MAX_PAYLOAD).div_ceil(3) * 4;
 
 const OFF_NONCE: usize = 1;
 const OFF_SUBJECT: usize = OFF_NONCE + 16;
@@ -93,13 +89,7 @@ impl RequestState {
 
     /// The nonce as 32 lowercase hex characters (a replay-set key).
     pub fn replay_key(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(32);
-        for b in self.nonce {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-        out
+        seal::hex16(&self.nonce)
     }
 }
 
@@ -142,7 +132,7 @@ impl RequestStateError {
 /// Seals and opens request states under one 32-byte key.
 #[derive(Clone)]
 pub struct RequestStateSealer {
-    cipher: Aes256Gcm,
+    sealer: Sealer,
 }
 
 impl std::fmt::Debug for RequestStateSealer {
@@ -155,7 +145,7 @@ impl RequestStateSealer {
     /// A sealer for `key` (the caller derives it from configuration).
     pub fn new(key: &[u8; 32]) -> Self {
         RequestStateSealer {
-            cipher: Aes256Gcm::new(key.into()),
+            sealer: Sealer::new(key),
         }
     }
 
@@ -164,27 +154,19 @@ impl RequestStateSealer {
         if state.payload.len() > MAX_PAYLOAD {
             return Err(RequestStateError::TooLarge);
         }
-        let plain_len = HEADER_LEN + state.payload.len();
-        let mut buf = vec![0u8; GCM_NONCE_LEN + plain_len + TAG_LEN];
-        let (gcm_nonce, rest) = buf.split_at_mut(GCM_NONCE_LEN);
-        rand::thread_rng().fill_bytes(gcm_nonce);
-        let (body, tag_out) = rest.split_at_mut(plain_len);
-        body[0] = FORMAT_VERSION;
-        body[OFF_NONCE..OFF_SUBJECT].copy_from_slice(&state.nonce);
-        body[OFF_SUBJECT..OFF_REQUEST].copy_from_slice(&state.subject);
-        body[OFF_REQUEST..OFF_ISSUED].copy_from_slice(&state.request);
-        body[OFF_ISSUED..OFF_EXPIRES].copy_from_slice(&state.issued_at.to_be_bytes());
-        body[OFF_EXPIRES..HEADER_LEN].copy_from_slice(&state.expires_at.to_be_bytes());
-        body[HEADER_LEN..].copy_from_slice(&state.payload);
-        match self
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(gcm_nonce), AAD, body)
-        {
-            Ok(tag) => tag_out.copy_from_slice(&tag),
-            // AES-GCM refuses only plaintexts beyond 2^36 bytes; ours is at most ~2 KiB.
-            Err(_) => return Err(RequestStateError::TooLarge),
-        }
-        Ok(URL_SAFE_NO_PAD.encode(&buf))
+        let mut plain = vec![0u8; HEADER_LEN + state.payload.len()];
+        plain[0] = FORMAT_VERSION;
+        plain[OFF_NONCE..OFF_SUBJECT].copy_from_slice(&state.nonce);
+        plain[OFF_SUBJECT..OFF_REQUEST].copy_from_slice(&state.subject);
+        plain[OFF_REQUEST..OFF_ISSUED].copy_from_slice(&state.request);
+        plain[OFF_ISSUED..OFF_EXPIRES].copy_from_slice(&state.issued_at.to_be_bytes());
+        plain[OFF_EXPIRES..HEADER_LEN].copy_from_slice(&state.expires_at.to_be_bytes());
+        plain[HEADER_LEN..].copy_from_slice(&state.payload);
+        let sealed = self
+            .sealer
+            .seal(AAD, &plain)
+            .map_err(|_| RequestStateError::TooLarge)?;
+        Ok(URL_SAFE_NO_PAD.encode(&sealed))
     }
 
     /// Opens a presented state for the caller `sub` on the request whose digest is
@@ -204,19 +186,12 @@ impl RequestStateSealer {
         let mut buf = URL_SAFE_NO_PAD
             .decode(token.as_bytes())
             .map_err(|_| RequestStateError::Malformed)?;
-        if buf.len() < GCM_NONCE_LEN + HEADER_LEN + TAG_LEN {
+        if buf.len() < seal::OVERHEAD + HEADER_LEN {
             return Err(RequestStateError::Malformed);
         }
-        let (gcm_nonce, rest) = buf.split_at_mut(GCM_NONCE_LEN);
-        let plain_len = rest.len() - TAG_LEN;
-        let (body, tag) = rest.split_at_mut(plain_len);
-        self.cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(gcm_nonce),
-                AAD,
-                body,
-                Tag::from_slice(tag),
-            )
+        let body = self
+            .sealer
+            .open_in_place(AAD, &mut buf)
             .map_err(|_| RequestStateError::Tampered)?;
         if body[0] != FORMAT_VERSION {
             return Err(RequestStateError::Malformed);
@@ -503,23 +478,13 @@ mod tests {
     fn unknown_format_inside_a_valid_seal_is_malformed() {
         let sealer = RequestStateSealer::new(&KEY);
         let token = sealer.seal(&state()).unwrap();
-        let mut raw = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        let raw = URL_SAFE_NO_PAD.decode(&token).unwrap();
         // Re-seal a plaintext with format 2 by hand.
-        let (n, rest) = raw.split_at_mut(GCM_NONCE_LEN);
-        let plain_len = rest.len() - TAG_LEN;
-        let (body, tag) = rest.split_at_mut(plain_len);
-        sealer
-            .cipher
-            .decrypt_in_place_detached(Nonce::from_slice(n), AAD, body, Tag::from_slice(tag))
-            .unwrap();
-        body[0] = 2;
-        let t = sealer
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(n), AAD, body)
-            .unwrap();
-        tag.copy_from_slice(&t);
+        let mut plain = sealer.sealer.open(AAD, &raw).unwrap();
+        plain[0] = 2;
+        let resealed = sealer.sealer.seal(AAD, &plain).unwrap();
         assert_eq!(
-            sealer.open(&URL_SAFE_NO_PAD.encode(&raw), "alice", &digest(), NOW),
+            sealer.open(&URL_SAFE_NO_PAD.encode(&resealed), "alice", &digest(), NOW),
             Err(RequestStateError::Malformed)
         );
     }
