@@ -90,6 +90,11 @@ enum AuditCommand {
         /// A Cortex-style env file.
         #[arg(long)]
         env_file: Option<PathBuf>,
+        /// Verifies the trail kept under a data directory with the default storage (SQLite
+        /// and the generated audit secret there), without a configuration file: e.g. the
+        /// demo's (`~/.cache/cortex-gateway/demo`, or its `--data-dir`).
+        #[arg(long, conflicts_with_all = ["config", "env_file"])]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -131,8 +136,16 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Audit {
-            action: AuditCommand::Verify { config, env_file },
-        } => audit_verify(config, env_file),
+            action:
+                AuditCommand::Verify {
+                    config,
+                    env_file,
+                    data_dir,
+                },
+        } => match data_dir {
+            Some(dir) => audit_verify_data_dir(&dir),
+            None => audit_verify(config, env_file),
+        },
     }
 }
 
@@ -171,6 +184,24 @@ fn audit_verify(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
         Ok(loaded) => ExitCode::from(cortex_gateway::audit::verify::run_cli(&loaded.config)),
         Err(errors) => {
             eprintln!("configuration is invalid:\n{errors}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `audit verify --data-dir DIR`: the defaults (SQLite under DIR, the audit secret
+/// generated there) with DIR as the data directory, as the demo keeps them.
+fn audit_verify_data_dir(dir: &std::path::Path) -> ExitCode {
+    if !dir.is_dir() {
+        eprintln!("error: {} is not a directory", dir.display());
+        return ExitCode::from(2);
+    }
+    let quoted = serde_json::to_string(&dir.to_string_lossy()).unwrap_or_default();
+    let yaml = format!("data_dir: {quoted}\nauth:\n  mode: none\n");
+    match preflight::load_str(&yaml, "--data-dir", &config::MapEnv::default()) {
+        Ok(loaded) => ExitCode::from(cortex_gateway::audit::verify::run_cli(&loaded.config)),
+        Err(errors) => {
+            eprintln!("the data directory cannot be verified:\n{errors}");
             ExitCode::from(2)
         }
     }
@@ -262,8 +293,9 @@ fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
     }
-    match server::build(loaded.config) {
-        Ok((server, _state)) => server.run_forever(),
+    let source = cortex_gateway::reload::ConfigSource { file, env_file };
+    match server::build_with(loaded.config, Some(source)) {
+        Ok((server, state)) => server::run(server, &state),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub name: String,
     /// `serverInfo.websiteUrl` (`CORTEX_WEBSITE_URL`); default: the canonical URI's origin.
     pub website_url: Option<String>,
+    /// `name` of the MCP server card at `/.well-known/mcp/server-card.json`
+    /// (`CORTEX_SERVER_CARD_NAME`); default: `server.name`.
+    pub card_name: Option<String>,
     /// Extra text appended to the `instructions` of `initialize`.
     pub instructions: Option<String>,
     /// Allowed browser origins: exact origins, `*.suffix` or `*` (`CORTEX_ALLOWED_ORIGINS`).
@@ -82,6 +85,21 @@ pub struct ServerConfig {
     #[serde(with = "crate::config::units::duration")]
     #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub keepalive_timeout: Duration,
+    /// TLS listeners (HTTPS; HTTP/2 and HTTP/1.1 chosen by ALPN), next to the plain ones.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS listeners and their certificate. The certificate and key are read again whenever
+/// their files change on disk (no restart); the listen addresses are bound at start.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Addresses of the TLS listeners, `host:port` like `server.listen`.
+    pub listen: Vec<String>,
+    /// PEM certificate chain, leaf first.
+    pub cert_file: String,
+    /// PEM private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +109,7 @@ impl Default for ServerConfig {
             canonical_uri: None,
             name: "cortex-gateway".into(),
             website_url: None,
+            card_name: None,
             instructions: None,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
@@ -98,6 +117,7 @@ impl Default for ServerConfig {
             threads: 2,
             grace_period: Duration::from_secs(5),
             keepalive_timeout: Duration::from_secs(75),
+            tls: None,
         }
     }
 }

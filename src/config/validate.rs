@@ -86,6 +86,31 @@ fn check_listeners(config: &Config, f: &mut Findings) -> Vec<SocketAddr> {
             Err(message) => f.error(pi(&["server", "listen"], i), message),
         }
     }
+    if let Some(tls) = &config.server.tls {
+        if tls.listen.is_empty() {
+            f.error(
+                p(&["server", "tls", "listen"]),
+                "at least one TLS listen address is required (e.g. 0.0.0.0:8443), or remove server.tls",
+            );
+        }
+        for (i, text) in tls.listen.iter().enumerate() {
+            match super::parse_listen(text) {
+                Ok(addr) if addrs.contains(&addr) => {
+                    f.error(
+                        pi(&["server", "tls", "listen"], i),
+                        format!("`{text}` is already a listener (server.listen or server.tls.listen): one address serves either plain HTTP or TLS"),
+                    );
+                }
+                Ok(addr) => addrs.push(addr),
+                Err(message) => f.error(pi(&["server", "tls", "listen"], i), message),
+            }
+        }
+        for (key, value) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+            if value.trim().is_empty() {
+                f.error(p(&["server", "tls", key]), "must name a PEM file");
+            }
+        }
+    }
     addrs
 }
 

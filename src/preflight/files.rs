@@ -21,6 +21,16 @@ pub(crate) fn check(config: &Config, set_in_file: &dyn Fn(&[Seg]) -> bool, f: &m
     if config.audit.secret.is_none() {
         check_audit_key(config, f);
     }
+    if let Some(tls) = &config.server.tls {
+        if !tls.cert_file.trim().is_empty() && !tls.key_file.trim().is_empty() {
+            if let Err(e) = crate::tls::check_files(&tls.cert_file, &tls.key_file) {
+                f.error(
+                    p(&["server", "tls", "cert_file"]),
+                    format!("the TLS certificate and key cannot be served: {e}"),
+                );
+            }
+        }
+    }
 }
 
 /// The key that points at the data directory, for positions: `storage.data_dir` when it
