@@ -2,7 +2,7 @@
 //!
 //! Graceful shutdown ends as soon as the work it waits for is done: every request holds an
 //! [`InFlight`] guard for as long as it runs (an SSE stream too, until it closes), and the
-//! shutdown watcher (`crate::shutdown`) exits once the count is zero instead of sleeping the
+//! shutdown watcher (the `shutdown` module) exits once the count is zero instead of sleeping the
 //! whole grace period. Open notification streams listen to [`Drain::stopping`] so they close
 //! at once, not at their next keep-alive tick.
 

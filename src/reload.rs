@@ -131,6 +131,11 @@ pub fn reload(state: &AppState, source: &ConfigSource, trigger: &str) -> ReloadR
         .filter(|(_, after)| !after.is_empty())
         .map(|(id, _)| id.to_string())
         .collect();
+    let implications_changed = running.config.scopes != policy.config.scopes;
+    if implications_changed {
+        // Callers' grants are expanded at authentication: from now on with the new rules.
+        state.shared.auth.set_scope_rules(&policy.scope_rules);
+    }
     state.swap_policy(policy);
     let now = Instant::now();
     state.shared.catalog.with_health(|h| {

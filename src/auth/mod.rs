@@ -33,6 +33,8 @@ pub mod validator;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use cortex_filters::scope::{GrantedScopes, ScopeRules};
 
 use crate::config::{AuthMode, Config, DevBypassConfig, PrincipalConfig};
@@ -140,9 +142,31 @@ pub struct AuthRequest<'a> {
 /// Authenticates requests according to configuration.
 pub struct Authenticator {
     mode: AuthMode,
-    anonymous: Principal,
-    dev_bypass: Option<(DevBypassConfig, Arc<GrantedScopes>, Arc<str>)>,
+    principal: PrincipalConfig,
+    dev_bypass: Option<DevBypassConfig>,
+    /// What the scope implications decide (replaced by [`Authenticator::set_scope_rules`]
+    /// when a configuration reload changes them).
+    granted: ArcSwap<Granted>,
     oauth: Option<Validator>,
+}
+
+/// The fixed principals with their scopes expanded by the implications in force.
+struct Granted {
+    anonymous: Principal,
+    dev_bypass: Option<(Arc<GrantedScopes>, Arc<str>)>,
+}
+
+impl Granted {
+    fn new(principal: &PrincipalConfig, dev: Option<&DevBypassConfig>, rules: &ScopeRules) -> Self {
+        Granted {
+            anonymous: anonymous_principal(principal, rules),
+            dev_bypass: dev.map(|d| {
+                let grants = GrantedScopes::new(&d.scopes, rules);
+                let key = Arc::from(grants.cache_key());
+                (Arc::new(grants), key)
+            }),
+        }
+    }
 }
 
 impl Authenticator {
@@ -162,14 +186,29 @@ impl Authenticator {
         };
         Ok(Authenticator {
             mode: cfg.mode,
-            anonymous: anonymous_principal(&cfg.principal, rules),
-            dev_bypass: cfg.dev_bypass.as_ref().map(|d| {
-                let grants = GrantedScopes::new(&d.scopes, rules);
-                let key = Arc::from(grants.cache_key());
-                (d.clone(), Arc::new(grants), key)
-            }),
+            principal: cfg.principal.clone(),
+            dev_bypass: cfg.dev_bypass.clone(),
+            granted: ArcSwap::from_pointee(Granted::new(
+                &cfg.principal,
+                cfg.dev_bypass.as_ref(),
+                rules,
+            )),
             oauth,
         })
+    }
+
+    /// Puts new scope implications in force (a configuration reload): the fixed principals
+    /// are expanded again and tokens validated under the old implications are validated
+    /// again on their next use.
+    pub fn set_scope_rules(&self, rules: &ScopeRules) {
+        self.granted.store(Arc::new(Granted::new(
+            &self.principal,
+            self.dev_bypass.as_ref(),
+            rules,
+        )));
+        if let Some(v) = &self.oauth {
+            v.set_scope_rules(rules);
+        }
     }
 
     /// The trusted issuer, in `oauth` mode with an issuer configured.
@@ -200,7 +239,9 @@ impl Authenticator {
     /// Authenticates one request. Awaits only on a cache miss that needs the network (an
     /// unknown `kid`, introspection).
     pub async fn authenticate(&self, req: AuthRequest<'_>) -> AuthOutcome {
-        if let (Some((cfg, grants, scope_key)), Some(presented)) = (&self.dev_bypass, req.dev_mode)
+        let granted = self.granted.load();
+        if let (Some(cfg), Some((grants, scope_key)), Some(presented)) =
+            (&self.dev_bypass, &granted.dev_bypass, req.dev_mode)
         {
             let loopback = req.peer.is_some_and(|ip| ip.is_loopback());
             if loopback && constant_time_eq(presented.as_bytes(), cfg.token.as_bytes()) {
@@ -219,7 +260,7 @@ impl Authenticator {
             }
         }
         match self.mode {
-            AuthMode::None => AuthOutcome::Ok(self.anonymous.clone()),
+            AuthMode::None => AuthOutcome::Ok(granted.anonymous.clone()),
             AuthMode::Oauth => match bearer(req.authorization) {
                 None => AuthOutcome::Unauthorized {
                     reason: "this endpoint requires an OAuth 2.1 bearer token (Authorization: Bearer <token>)".into(),

@@ -19,10 +19,9 @@ const EXIT_WAIT: Duration = Duration::from_secs(20);
 
 fn config(backend: &TestBackend) -> String {
     TestConfig::new()
-        .server(GRACE)
         .backend("slow", &backend.url())
         .build()
-        .replace("grace_period: 0s\n", "")
+        .replace("grace_period: 0s", GRACE)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
