@@ -48,6 +48,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("shutdown", 1),
     ("reload", 8),
     ("discovery", 6),
+    ("check_backend", 5),
     // Test-only.
     ("house_rules", 11),
 ];

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth;
 pub mod builtins;
+pub mod check_backend;
 pub mod clock;
 pub mod config;
 pub mod credentials;

@@ -72,6 +72,28 @@ enum Command {
     },
     /// Prints the JSON Schema (draft 2020-12) of the YAML configuration, for editors.
     ConfigSchema,
+    /// For the author of a contract backend: runs the gateway's discovery against URL with a
+    /// technical token, shows the names the gateway would expose and every problem with a fix
+    /// (exit 0 without problems, 2 with).
+    CheckBackend {
+        /// The backend's base URL, e.g. http://127.0.0.1:4820.
+        url: String,
+        /// The contract path.
+        #[arg(long, default_value = "/api/cortex/backend")]
+        path: String,
+        /// The backend id (the prefix of its exposed names).
+        #[arg(long, default_value = "app")]
+        id: String,
+        /// The technical token (default: CORTEX_TECHNICAL_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        /// Bound of each discovery call.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Expose the names without the `<id>_` prefix (`naming: none`).
+        #[arg(long)]
+        no_prefix: bool,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -131,6 +153,25 @@ fn main() -> ExitCode {
             [running, new] => check_config_diff(running, new, env_file),
             _ => ExitCode::from(2),
         },
+        Command::CheckBackend {
+            url,
+            path,
+            id,
+            token,
+            timeout,
+            no_prefix,
+        } => check_backend(cortex_gateway::check_backend::CheckOptions {
+            url,
+            path,
+            id,
+            token: token.or_else(|| {
+                std::env::var("CORTEX_TECHNICAL_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty())
+            }),
+            timeout,
+            no_prefix,
+        }),
         Command::ConfigSchema => {
             print!("{}", config::json_schema_text());
             ExitCode::SUCCESS
@@ -186,6 +227,28 @@ fn audit_verify(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
             eprintln!("configuration is invalid:\n{errors}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn check_backend(options: cortex_gateway::check_backend::CheckOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start a runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let reserved = cortex_gateway::builtins::reserved_names();
+    let report = runtime.block_on(cortex_gateway::check_backend::check(&options, &reserved));
+    print!("{}", report.render());
+    if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
 }
 

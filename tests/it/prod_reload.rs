@@ -204,7 +204,7 @@ async fn sighup_applies_scope_implications_and_reports_restart_keys() {
         "  implies:",
         "    \"mcp:s:admin\": [\"mcp:s:write\"]",
     ])
-    .server(&format!("allowed_origins: [\"https://app.example.com\"]"))
+    .server("allowed_origins: [\"https://app.example.com\"]")
     .sessions(&format!("secret: \"{}\"", common::SECRET_B))
     .build()
     .replace(
