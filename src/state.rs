@@ -180,7 +180,14 @@ impl AppState {
             implies: config.scopes.implies.clone(),
         };
         let auth = Authenticator::new(&config, &canonical_uri, &scope_rules)?;
-        let client = Arc::new(HttpClient::new());
+        let outbound = &config.outbound;
+        let client = Arc::new(HttpClient::with_tls(
+            outbound.ca_file.clone(),
+            outbound
+                .client_cert_file
+                .clone()
+                .zip(outbound.client_key_file.clone()),
+        ));
         let ids: Vec<String> = config.backends.iter().map(|b| b.id.clone()).collect();
         let shared = Shared {
             sessions: Arc::new(SessionManager::new(&config.sessions)),

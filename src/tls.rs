@@ -97,6 +97,23 @@ fn load(cert_file: &str, key_file: &str) -> Result<CertifiedKey, TlsError> {
     CertifiedKey::from_der(certs, key, provider).map_err(|e| unusable(e.to_string()))
 }
 
+/// Checks that `path` is a PEM bundle with at least one CA certificate; returns how many.
+pub fn check_ca_file(path: &str) -> Result<usize, TlsError> {
+    let mut store = pingora::tls::RootCertStore::empty();
+    pingora::tls::load_ca_file_into_store(path, &mut store).map_err(|e| TlsError::Unusable {
+        cert: path.into(),
+        key: String::new(),
+        reason: e.to_string(),
+    })?;
+    if store.is_empty() {
+        return Err(TlsError::Missing {
+            cert: path.into(),
+            key: String::new(),
+        });
+    }
+    Ok(store.len())
+}
+
 /// Checks that `cert_file` and `key_file` load as a servable pair (for `check-config`).
 pub fn check_files(cert_file: &str, key_file: &str) -> Result<(), TlsError> {
     load(cert_file, key_file).map(|_| ())

@@ -311,7 +311,8 @@ fn build_validator(
             "auth.oauth.algorithms must name at least one algorithm".into(),
         ));
     }
-    let client = http::AsClient::new(o.http_timeout).map_err(AuthSetupError::Invalid)?;
+    let client = http::AsClient::with_ca(o.http_timeout, config.outbound.ca_file.as_deref())
+        .map_err(AuthSetupError::Invalid)?;
     let issuer = Arc::new(Issuer::new(
         issuer.to_string(),
         o.jwks_url.clone(),

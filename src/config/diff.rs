@@ -105,6 +105,10 @@ pub const RESTART: &[(&str, &str)] = &[
         "the webhook delivery service is started with it",
     ),
     ("logging", "logging is set up once at start"),
+    (
+        "outbound",
+        "the outbound connection pool and the authorization-server client are built at start",
+    ),
 ];
 
 /// `new` with every key that needs a restart ([`RESTART`]) put back to its value in

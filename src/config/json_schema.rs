@@ -386,6 +386,7 @@ tickets: {}
 dev_authorization_server: {users: [{name: a}], clients: [{id: c}]}
 storage: {}
 audit: {}
+outbound: {}
 ";
 
     #[test]

@@ -46,6 +46,23 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The audit trail.
     pub audit: AuditConfig,
+    /// TLS of the gateway's outbound connections: the CA bundle backends and the
+    /// authorization server are verified with, and the client certificate shown to backends.
+    pub outbound: OutboundConfig,
+}
+
+/// TLS of outbound connections (backends, the authorization server).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// PEM CA bundle. Backends are verified with it instead of the system's roots; the
+    /// authorization server with it in addition to them.
+    pub ca_file: Option<String>,
+    /// PEM client certificate shown to `https://` backends that ask for one (mTLS); with
+    /// `client_key_file`.
+    pub client_cert_file: Option<String>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<String>,
 }
 
 /// Listeners, public identity and request limits.

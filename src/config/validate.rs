@@ -60,6 +60,7 @@ pub(crate) fn validate(config: &Config) -> Findings {
     check_backends(config, &mut f);
     check_scopes(config, &mut f);
     check_tickets(config, &mut f);
+    check_outbound(config, &mut f);
     if config.logging.level.trim().is_empty() {
         f.error(p(&["logging", "level"]), "must not be empty (e.g. `info`)");
     }
@@ -281,6 +282,22 @@ fn check_sessions(config: &Config, f: &mut Findings) {
 }
 
 /// Builtins and tickets: a usable webhook URL, ticket backends that exist, an admin scope.
+fn check_outbound(config: &Config, f: &mut Findings) {
+    let o = &config.outbound;
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    match (set(&o.client_cert_file), set(&o.client_key_file)) {
+        (true, false) => f.error(
+            p(&["outbound", "client_key_file"]),
+            "is required with outbound.client_cert_file (the key of the client certificate)",
+        ),
+        (false, true) => f.error(
+            p(&["outbound", "client_cert_file"]),
+            "is required with outbound.client_key_file (the client certificate of the key)",
+        ),
+        _ => {}
+    }
+}
+
 fn check_tickets(config: &Config, f: &mut Findings) {
     if config.builtins.admin_scope.trim().is_empty() {
         f.error(

@@ -1,8 +1,9 @@
-//! TLS listeners of the running binary, with certificates made at test time by the openssl
-//! command line (a test CA and leaf certificates for 127.0.0.1): MCP over HTTP/2 and
-//! HTTP/1.1 chosen by ALPN (curl), a renewed certificate taken from disk without a restart,
-//! a broken one refused while the served one stays, and check-config refusing a key that
-//! does not belong to its certificate.
+//! TLS of the running binary, with certificates made at test time by the openssl command
+//! line (a test CA and leaf certificates for 127.0.0.1): MCP over HTTP/2 and HTTP/1.1 chosen
+//! by ALPN (curl), a renewed certificate taken from disk without a restart, a broken one
+//! refused while the served one stays, check-config refusing a key that does not belong to
+//! its certificate; and outbound: an HTTPS backend requiring a client certificate (Python's
+//! ssl module) reached with the configured CA bundle and client certificate.
 
 use crate::common;
 
@@ -58,7 +59,7 @@ fn make_leaf(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
     let ext = dir.join(format!("{cn}.ext"));
     std::fs::write(
         &ext,
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
     )
     .expect("write ext file");
     run(Command::new("openssl").current_dir(dir).args([
@@ -258,4 +259,104 @@ fn check_config_refuses_a_key_of_another_certificate() {
         "{stderr}"
     );
     assert!(stderr.contains("cannot be served"), "{stderr}");
+}
+
+/// The mTLS contract backend of tests/python/tls_contract_backend.py; killed on drop.
+struct MtlsBackend {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl MtlsBackend {
+    fn start(cert: &Path, key: &Path, client_ca: &Path) -> MtlsBackend {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/tls_contract_backend.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([cert, key, client_ca])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 tls_contract_backend.py");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("the backend prints its port");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("port line: {line:?}"));
+        MtlsBackend { child, port }
+    }
+}
+
+impl Drop for MtlsBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn outbound_config(port: u16, lines: &[String]) -> String {
+    let mut c = TestConfig::new().backend("m", &format!("https://127.0.0.1:{port}"));
+    if !lines.is_empty() {
+        c = c.top("outbound:");
+        for l in lines {
+            c = c.top(&format!("  {l}"));
+        }
+    }
+    c.build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_backends_are_verified_with_the_ca_bundle_and_shown_the_client_certificate() {
+    let pki = tempfile::tempdir().expect("temp dir");
+    make_ca(pki.path());
+    let (server_cert, server_key) = make_leaf(pki.path(), "backend-server");
+    let (client_cert, client_key) = make_leaf(pki.path(), "gateway-client");
+    let ca = pki.path().join("ca.pem");
+    let backend = MtlsBackend::start(&server_cert, &server_key, &ca);
+    let ca_line = format!("ca_file: \"{}\"", ca.display());
+    let cert_line = format!("client_cert_file: \"{}\"", client_cert.display());
+    let key_line = format!("client_key_file: \"{}\"", client_key.display());
+
+    // CA bundle and client certificate: discovery and calls work, and the backend saw the
+    // gateway's certificate.
+    let gateway = Gateway::start(&outbound_config(
+        backend.port,
+        &[ca_line.clone(), cert_line.clone(), key_line.clone()],
+    ))
+    .await;
+    gateway.wait_ready().await;
+    let status = gateway.backend_status("m").await;
+    assert_eq!(status["healthy"], true, "{status}\n{}", gateway.logs());
+    let result = gateway
+        .client()
+        .call_tool("m_whoami_cert", serde_json::json!({}))
+        .await;
+    assert!(
+        result.to_string().contains("gateway-client"),
+        "the backend saw the client certificate: {result}"
+    );
+    drop(gateway);
+
+    // Without the client certificate the backend refuses the handshake.
+    let gateway = Gateway::start(&outbound_config(backend.port, &[ca_line])).await;
+    gateway.wait_ready().await;
+    let status = gateway.backend_status("m").await;
+    assert_eq!(status["healthy"], false, "{status}");
+    drop(gateway);
+
+    // Without the CA bundle the backend's certificate is not trusted.
+    let gateway = Gateway::start(&outbound_config(backend.port, &[cert_line, key_line])).await;
+    gateway.wait_ready().await;
+    let status = gateway.backend_status("m").await;
+    assert_eq!(status["healthy"], false, "{status}");
 }
