@@ -356,6 +356,13 @@ fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
     }
+    // SIGHUP reloads the configuration once the reload service listens for it; until then
+    // (start-up) it is ignored rather than killing the process, its default action.
+    // SAFETY: setting a signal disposition to SIG_IGN before any thread of ours handles
+    // signals; tokio replaces it with its handler when the reload service starts.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
     let source = cortex_gateway::reload::ConfigSource { file, env_file };
     match server::build_with(loaded.config, Some(source)) {
         Ok((server, state)) => server::run(server, &state),

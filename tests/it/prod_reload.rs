@@ -280,3 +280,48 @@ async fn a_call_in_flight_finishes_on_the_policy_it_started_with() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_env_file_is_reloaded_too() {
+    let alpha = TestBackend::start(BackendSpec::tools(&["first"], "mcp:a:read")).await;
+    let beta = TestBackend::start(BackendSpec::tools(&["second"], "mcp:b:read")).await;
+    let env = |backends: &str, urls: &str| {
+        format!(
+            "OAUTH_ISSUER=https://auth.example.com\nCORTEX_DEV_BYPASS_TOKEN=dev-secret\nCORTEX_DEV_BYPASS_SCOPES=mcp:a:read,mcp:b:read\nCORTEX_TECHNICAL_TOKEN=tech-secret\nHOSTNAME=127.0.0.1\nPORT={{PORT}}\nCORTEX_BACKENDS={backends}\n{urls}"
+        )
+    };
+    let gateway = Gateway::start_env_file(&env(
+        "alpha",
+        &format!("CORTEX_BACKEND_ALPHA_URL={}\n", alpha.url()),
+    ))
+    .await;
+    gateway.wait_ready().await;
+    let client = gateway.client().with_header("x-dev-mode", "dev-secret");
+    assert!(client
+        .backend_tool_names()
+        .await
+        .contains(&"alpha_first".to_owned()));
+
+    let new = env(
+        "alpha,beta",
+        &format!(
+            "CORTEX_BACKEND_ALPHA_URL={}\nCORTEX_BACKEND_BETA_URL={}\n",
+            alpha.url(),
+            beta.url()
+        ),
+    )
+    .replace("{PORT}", &gateway.port().to_string());
+    let tmp = gateway.path("cortex.env.new");
+    std::fs::write(&tmp, new).expect("write env file");
+    std::fs::rename(&tmp, gateway.path("cortex.env")).expect("rename env file");
+    let r = wait_reloads(&gateway, "applied", 1).await;
+    assert_eq!(r["last"]["applied"], json!(["backends[beta]"]), "{r}");
+    common::eventually(WAIT, "beta's tool listed", || async {
+        client
+            .backend_tool_names()
+            .await
+            .contains(&"beta_second".to_owned())
+            .then_some(())
+    })
+    .await;
+}
