@@ -400,6 +400,52 @@ mod tests {
         assert_eq!(bearer(None), None);
     }
 
+    #[tokio::test]
+    async fn new_scope_rules_expand_the_fixed_principals_again() {
+        let mut config = Config::default();
+        config.auth.mode = AuthMode::None;
+        config.auth.principal.scopes = vec!["mcp:s:admin".into()];
+        config.auth.dev_bypass = Some(DevBypassConfig {
+            token: "dev".into(),
+            scopes: vec!["mcp:s:admin".into()],
+            role: "admin".into(),
+        });
+        let auth = Authenticator::new(&config, "http://127.0.0.1:3213/mcp", &ScopeRules::default())
+            .expect("authenticator");
+        let grants = |outcome: AuthOutcome| match outcome {
+            AuthOutcome::Ok(p) => (p.grants.clone(), p.scope_key.clone()),
+            other => panic!("{other:?}"),
+        };
+        let anonymous = AuthRequest {
+            authorization: None,
+            dev_mode: None,
+            peer: None,
+        };
+        let dev = AuthRequest {
+            dev_mode: Some("dev"),
+            peer: Some(IpAddr::from([127, 0, 0, 1])),
+            ..anonymous
+        };
+        let (before, key_before) = grants(auth.authenticate(anonymous).await);
+        assert!(!before.allows(Some("mcp:s:write")));
+        assert!(!grants(auth.authenticate(dev).await)
+            .0
+            .allows(Some("mcp:s:write")));
+
+        let mut implies = std::collections::BTreeMap::new();
+        implies.insert("mcp:s:admin".to_string(), vec!["mcp:s:write".to_string()]);
+        auth.set_scope_rules(&ScopeRules { implies });
+        let (after, key_after) = grants(auth.authenticate(anonymous).await);
+        assert!(after.allows(Some("mcp:s:write")));
+        assert_ne!(
+            key_before, key_after,
+            "list caches are keyed by the expanded grants"
+        );
+        assert!(grants(auth.authenticate(dev).await)
+            .0
+            .allows(Some("mcp:s:write")));
+    }
+
     #[test]
     fn constant_time_eq_works() {
         assert!(constant_time_eq(b"abc", b"abc"));
