@@ -139,8 +139,8 @@ pub fn run_with(
             "\n  Cortex Gateway demo\n\n  MCP endpoint:  {url}\n  Demo backend:  http://{backend_addr}/api/cortex/backend (tools demo_get_help, demo_echo, demo_get_time, demo_list_notes, demo_save_note, demo_delete_note)\n  Auth:          none (loopback only)\n\n  Connect a client:\n    MCP Inspector:  npx @modelcontextprotocol/inspector   (transport: Streamable HTTP, URL: {url})\n    Claude Code:    claude mcp add --transport http cortex-demo {url}\n    curl:           curl -s {url} -H 'content-type: application/json' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}}'\n\n  Stop with Ctrl-C.\n"
         );
     }
-    let (server, _state) = server::build(config)?;
-    server.run_forever()
+    let (server, state) = server::build(config)?;
+    server::run(server, &state)
 }
 
 /// Where the demo keeps what it persists: `~/.cache/cortex-gateway/demo` (stable, so the dev

@@ -21,7 +21,7 @@ use crate::mcp::request::RequestCtx;
 use crate::mcp::transport;
 use crate::record::{clean, Facts, MAX_IDENT};
 use crate::state::AppState;
-use crate::well_known;
+use crate::{discovery, well_known};
 
 /// The gateway service.
 pub struct Gateway {
@@ -61,6 +61,10 @@ enum Route {
     Health,
     /// `/readyz`.
     Ready,
+    /// `/`: the HTML status page.
+    StatusPage,
+    /// The MCP server card.
+    ServerCard,
     /// Anything else.
     NotFound,
 }
@@ -69,6 +73,10 @@ impl Gateway {
     fn route(&self, path: &str) -> Route {
         if path == self.state.shared.mcp_path {
             Route::Mcp
+        } else if path == "/" {
+            Route::StatusPage
+        } else if path == discovery::SERVER_CARD_PATH {
+            Route::ServerCard
         } else if path.starts_with("/.well-known/") {
             Route::WellKnown
         } else if self.dev_as.is_some() && crate::dev_as::DevAuthServer::owns_path(path) {
@@ -96,7 +104,10 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            in_flight: Some(self.state.shared.drain.enter()),
+            ..RequestCtx::default()
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -133,6 +144,12 @@ impl ProxyHttp for Gateway {
             }
             Route::Health => Answer::json(200, &b"{\"status\":\"ok\"}"[..]),
             Route::Ready => well_known::readiness(&self.state.shared, &policy),
+            Route::StatusPage => {
+                discovery::status_page(&self.state.shared, &policy, &session.req_header().method)
+            }
+            Route::ServerCard => {
+                discovery::server_card(&self.state.shared, &policy, &session.req_header().method)
+            }
             Route::NotFound => self.not_found(),
         };
         write_answer(session, answer, None).await?;

@@ -42,6 +42,13 @@ const FLOORS: &[(&str, u8)] = &[
     ("gateway", 8),
     ("server", 9),
     ("demo", 10),
+    // Production running: in-flight count, TLS certificates, signals, reload.
+    ("drain", 0),
+    ("tls", 0),
+    ("shutdown", 1),
+    ("reload", 8),
+    ("discovery", 6),
+    ("check_backend", 5),
     // Test-only.
     ("house_rules", 11),
 ];

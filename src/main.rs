@@ -72,6 +72,28 @@ enum Command {
     },
     /// Prints the JSON Schema (draft 2020-12) of the YAML configuration, for editors.
     ConfigSchema,
+    /// For the author of a contract backend: runs the gateway's discovery against URL with a
+    /// technical token, shows the names the gateway would expose and every problem with a fix
+    /// (exit 0 without problems, 2 with).
+    CheckBackend {
+        /// The backend's base URL, e.g. http://127.0.0.1:4820.
+        url: String,
+        /// The contract path.
+        #[arg(long, default_value = "/api/cortex/backend")]
+        path: String,
+        /// The backend id (the prefix of its exposed names).
+        #[arg(long, default_value = "app")]
+        id: String,
+        /// The technical token (default: CORTEX_TECHNICAL_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        /// Bound of each discovery call.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Expose the names without the `<id>_` prefix (`naming: none`).
+        #[arg(long)]
+        no_prefix: bool,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -90,6 +112,11 @@ enum AuditCommand {
         /// A Cortex-style env file.
         #[arg(long)]
         env_file: Option<PathBuf>,
+        /// Verifies the trail kept under a data directory with the default storage (SQLite
+        /// and the generated audit secret there), without a configuration file: e.g. the
+        /// demo's (`~/.cache/cortex-gateway/demo`, or its `--data-dir`).
+        #[arg(long, conflicts_with_all = ["config", "env_file"])]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -126,13 +153,40 @@ fn main() -> ExitCode {
             [running, new] => check_config_diff(running, new, env_file),
             _ => ExitCode::from(2),
         },
+        Command::CheckBackend {
+            url,
+            path,
+            id,
+            token,
+            timeout,
+            no_prefix,
+        } => check_backend(cortex_gateway::check_backend::CheckOptions {
+            url,
+            path,
+            id,
+            token: token.or_else(|| {
+                std::env::var("CORTEX_TECHNICAL_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty())
+            }),
+            timeout,
+            no_prefix,
+        }),
         Command::ConfigSchema => {
             print!("{}", config::json_schema_text());
             ExitCode::SUCCESS
         }
         Command::Audit {
-            action: AuditCommand::Verify { config, env_file },
-        } => audit_verify(config, env_file),
+            action:
+                AuditCommand::Verify {
+                    config,
+                    env_file,
+                    data_dir,
+                },
+        } => match data_dir {
+            Some(dir) => audit_verify_data_dir(&dir),
+            None => audit_verify(config, env_file),
+        },
     }
 }
 
@@ -171,6 +225,46 @@ fn audit_verify(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
         Ok(loaded) => ExitCode::from(cortex_gateway::audit::verify::run_cli(&loaded.config)),
         Err(errors) => {
             eprintln!("configuration is invalid:\n{errors}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check_backend(options: cortex_gateway::check_backend::CheckOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start a runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let reserved = cortex_gateway::builtins::reserved_names();
+    let report = runtime.block_on(cortex_gateway::check_backend::check(&options, &reserved));
+    print!("{}", report.render());
+    if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+/// `audit verify --data-dir DIR`: the defaults (SQLite under DIR, the audit secret
+/// generated there) with DIR as the data directory, as the demo keeps them.
+fn audit_verify_data_dir(dir: &std::path::Path) -> ExitCode {
+    if !dir.is_dir() {
+        eprintln!("error: {} is not a directory", dir.display());
+        return ExitCode::from(2);
+    }
+    let quoted = serde_json::to_string(&dir.to_string_lossy()).unwrap_or_default();
+    let yaml = format!("data_dir: {quoted}\nauth:\n  mode: none\n");
+    match preflight::load_str(&yaml, "--data-dir", &config::MapEnv::default()) {
+        Ok(loaded) => ExitCode::from(cortex_gateway::audit::verify::run_cli(&loaded.config)),
+        Err(errors) => {
+            eprintln!("the data directory cannot be verified:\n{errors}");
             ExitCode::from(2)
         }
     }
@@ -262,8 +356,16 @@ fn serve(file: Option<PathBuf>, env_file: Option<PathBuf>) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
     }
-    match server::build(loaded.config) {
-        Ok((server, _state)) => server.run_forever(),
+    // SIGHUP reloads the configuration once the reload service listens for it; until then
+    // (start-up) it is ignored rather than killing the process, its default action.
+    // SAFETY: setting a signal disposition to SIG_IGN before any thread of ours handles
+    // signals; tokio replaces it with its handler when the reload service starts.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    let source = cortex_gateway::reload::ConfigSource { file, env_file };
+    match server::build_with(loaded.config, Some(source)) {
+        Ok((server, state)) => server::run(server, &state),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)

@@ -1,16 +1,20 @@
-//! Builds and runs the Pingora server: the proxy service on every listener and the
-//! catalog refresher as a background service.
+//! Builds and runs the Pingora server: the proxy service on every listener (plain and TLS),
+//! the catalog refresher and the other background services, the configuration reload, and
+//! the shutdown signals that end as soon as the work in flight is done.
 
 use std::sync::Arc;
 
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use tracing::{info, warn};
 
 use crate::config::{AuthMode, Config};
 use crate::gateway::Gateway;
+use crate::reload::{ConfigSource, ReloadService};
+use crate::shutdown::Signals;
 use crate::state::AppState;
+use crate::tls::CertStore;
 use crate::upstream::{RefreshService, RefreshSettings, Refresher};
 
 /// Why the server could not start.
@@ -28,10 +32,23 @@ pub enum StartError {
     /// The store cannot be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The TLS certificate cannot be served.
+    #[error("server.tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
-/// Builds the server for `config`. Returns the server ready to run and the shared state.
+/// Builds the server for `config`, without configuration reload (the demo). Returns the
+/// server ready to run and the shared state.
 pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
+    build_with(config, None)
+}
+
+/// Builds the server for `config`; with a `source`, SIGHUP and a change of its files reload
+/// the configuration (`crate::reload`).
+pub fn build_with(
+    config: Config,
+    source: Option<ConfigSource>,
+) -> Result<(Server, Arc<AppState>), StartError> {
     let mut conf = ServerConf {
         threads: config.server.threads.max(1),
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
@@ -47,10 +64,15 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
         .join(format!("cortex-gateway-{}.sock", std::process::id()))
         .to_string_lossy()
         .into_owned();
+    let certs = match &config.server.tls {
+        Some(tls) => Some(CertStore::open(&tls.cert_file, &tls.key_file)?),
+        None => None,
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
     let listen = config.listen_addrs();
+    let tls_listen = config.tls_listen_addrs();
     if config.auth.mode == AuthMode::None {
         warn!("AUTH IS OFF (auth.mode: none): every request runs as the configured principal; loopback listeners only");
     }
@@ -82,7 +104,8 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
             shared.client.clone(),
             &policy.config.tickets,
             shared.builtins.webhook_wake(),
-        ),
+        )
+        .with_drain(shared.drain.clone()),
     ));
     server.add_service(background_service(
         "audit flush",
@@ -127,13 +150,50 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
     }
+    if let Some(certs) = &certs {
+        for addr in &tls_listen {
+            proxy.add_tls_with_settings(&addr.to_string(), None, certs.listener_settings()?);
+        }
+    }
     server.add_service(proxy);
+    if let Some(source) = source {
+        server.add_service(background_service(
+            "configuration reload",
+            ReloadService::new(state.clone(), source, certs.clone()),
+        ));
+    }
     for addr in &listen {
         info!(
             "listening on http://{addr} (MCP endpoint {}{})",
             addr, state.shared.mcp_path
         );
     }
+    for addr in &tls_listen {
+        info!(
+            "listening on https://{addr} (TLS, HTTP/2 and HTTP/1.1; MCP endpoint {}{})",
+            addr, state.shared.mcp_path
+        );
+    }
     info!(canonical_uri = %state.shared.canonical_uri, backends = policy.upstreams.len(), "cortex-gateway ready to serve");
     Ok((server, state))
+}
+
+/// Runs `server` until a shutdown signal (`crate::shutdown`): SIGTERM drains and exits as
+/// soon as nothing is in flight (at most `server.grace_period`), flushing the audit queue.
+pub fn run(server: Server, state: &Arc<AppState>) -> ! {
+    let grace = state.policy().config.server.grace_period;
+    let audit = state.shared.audit.clone();
+    let signals = Signals::new(
+        state.shared.drain.clone(),
+        grace,
+        Box::new(move || {
+            if !audit.close(crate::audit::CLOSE_TIMEOUT) {
+                warn!("audit: not every record reached the store before shutdown");
+            }
+        }),
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    std::process::exit(0)
 }

@@ -22,6 +22,7 @@ use crate::auth::{AuthSetupError, Authenticator};
 use crate::builtins::{BuiltinRuntime, Builtins};
 use crate::config::Config;
 use crate::credentials::IdentityService;
+use crate::drain::Drain;
 use crate::sessions::SessionManager;
 use crate::store::Store;
 use crate::upstream::{Backend, CatalogStore, ContractBackend, HttpClient, TargetError, Upstreams};
@@ -66,6 +67,70 @@ pub struct Shared {
     pub client: Arc<HttpClient>,
     /// The builtins' process-lifetime parts (search index, webhook wake-up).
     pub builtins: BuiltinRuntime,
+    /// Requests in flight and the draining flag (graceful shutdown).
+    pub drain: Arc<Drain>,
+    /// What the configuration reloads did (shown on `/readyz`).
+    pub reloads: ReloadStatus,
+}
+
+/// What the configuration and certificate reloads did, for `/readyz` and the logs.
+#[derive(Debug, Default)]
+pub struct ReloadStatus {
+    /// Reloads that put a new policy in force.
+    pub applied: std::sync::atomic::AtomicU64,
+    /// Reloads refused (the file did not validate); the running policy stayed.
+    pub refused: std::sync::atomic::AtomicU64,
+    /// TLS certificates taken from disk after start.
+    pub certificates: std::sync::atomic::AtomicU64,
+    /// TLS certificate changes refused (the pair did not load); the old one stayed.
+    pub certificate_errors: std::sync::atomic::AtomicU64,
+    /// The last reload's outcome.
+    pub last: std::sync::Mutex<Option<ReloadReport>>,
+}
+
+/// The outcome of one reload.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadReport {
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+    /// What started it: `SIGHUP` or `file change`.
+    pub trigger: String,
+    /// `applied`, `unchanged` or `refused`.
+    pub outcome: &'static str,
+    /// Keys put in force.
+    pub applied: Vec<String>,
+    /// Keys that changed in the file but need a restart (not applied).
+    pub needs_restart: Vec<String>,
+    /// Why it was refused.
+    pub error: Option<String>,
+}
+
+impl ReloadStatus {
+    /// Records `report` as the last outcome.
+    pub fn record(&self, report: ReloadReport) {
+        let mut last = match self.last.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *last = Some(report);
+    }
+
+    /// The counters and the last outcome, as `/readyz` shows them.
+    pub fn to_json(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = match self.last.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        serde_json::json!({
+            "applied": self.applied.load(Relaxed),
+            "refused": self.refused.load(Relaxed),
+            "certificates": self.certificates.load(Relaxed),
+            "certificateErrors": self.certificate_errors.load(Relaxed),
+            "last": last,
+        })
+    }
 }
 
 /// What a configuration reload replaces.
@@ -115,7 +180,14 @@ impl AppState {
             implies: config.scopes.implies.clone(),
         };
         let auth = Authenticator::new(&config, &canonical_uri, &scope_rules)?;
-        let client = Arc::new(HttpClient::new());
+        let outbound = &config.outbound;
+        let client = Arc::new(HttpClient::with_tls(
+            outbound.ca_file.clone(),
+            outbound
+                .client_cert_file
+                .clone()
+                .zip(outbound.client_key_file.clone()),
+        ));
         let ids: Vec<String> = config.backends.iter().map(|b| b.id.clone()).collect();
         let shared = Shared {
             sessions: Arc::new(SessionManager::new(&config.sessions)),
@@ -129,6 +201,8 @@ impl AppState {
             audit: AuditSink::disabled(),
             client,
             builtins: BuiltinRuntime::default(),
+            drain: Drain::new(),
+            reloads: ReloadStatus::default(),
         };
         let policy = Policy::build(Arc::new(config), &shared)?;
         Ok(AppState {

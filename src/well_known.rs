@@ -290,7 +290,7 @@ pub fn readiness(shared: &Shared, policy: &Policy) -> Answer {
         .collect();
     let (auth_ready, auth) = auth_readiness(shared, policy);
     let ready = ready && auth_ready;
-    let body = json!({"ready": ready, "backends": backends, "problems": problems, "auth": auth});
+    let body = json!({"ready": ready, "backends": backends, "problems": problems, "auth": auth, "reloads": shared.reloads.to_json()});
     Answer::json(
         if ready { 200 } else { 503 },
         serde_json::to_vec(&body).unwrap_or_default(),

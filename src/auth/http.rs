@@ -83,7 +83,23 @@ pub struct AsClient {
 impl AsClient {
     /// Builds a client with `timeout` per call.
     pub fn new(timeout: Duration) -> Result<AsClient, String> {
-        let http = reqwest::Client::builder()
+        AsClient::with_ca(timeout, None)
+    }
+
+    /// Builds a client with `timeout` per call that also trusts the CA certificates of the
+    /// PEM bundle `ca_file` (`outbound.ca_file`), besides the system's roots.
+    pub fn with_ca(timeout: Duration, ca_file: Option<&str>) -> Result<AsClient, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = ca_file.filter(|p| !p.trim().is_empty()) {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("outbound.ca_file {path}: cannot read it: {e}"))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("outbound.ca_file {path}: not a PEM bundle: {e}"))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::limited(3))

@@ -33,6 +33,8 @@ pub mod validator;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use cortex_filters::scope::{GrantedScopes, ScopeRules};
 
 use crate::config::{AuthMode, Config, DevBypassConfig, PrincipalConfig};
@@ -140,9 +142,31 @@ pub struct AuthRequest<'a> {
 /// Authenticates requests according to configuration.
 pub struct Authenticator {
     mode: AuthMode,
-    anonymous: Principal,
-    dev_bypass: Option<(DevBypassConfig, Arc<GrantedScopes>, Arc<str>)>,
+    principal: PrincipalConfig,
+    dev_bypass: Option<DevBypassConfig>,
+    /// What the scope implications decide (replaced by [`Authenticator::set_scope_rules`]
+    /// when a configuration reload changes them).
+    granted: ArcSwap<Granted>,
     oauth: Option<Validator>,
+}
+
+/// The fixed principals with their scopes expanded by the implications in force.
+struct Granted {
+    anonymous: Principal,
+    dev_bypass: Option<(Arc<GrantedScopes>, Arc<str>)>,
+}
+
+impl Granted {
+    fn new(principal: &PrincipalConfig, dev: Option<&DevBypassConfig>, rules: &ScopeRules) -> Self {
+        Granted {
+            anonymous: anonymous_principal(principal, rules),
+            dev_bypass: dev.map(|d| {
+                let grants = GrantedScopes::new(&d.scopes, rules);
+                let key = Arc::from(grants.cache_key());
+                (Arc::new(grants), key)
+            }),
+        }
+    }
 }
 
 impl Authenticator {
@@ -162,14 +186,29 @@ impl Authenticator {
         };
         Ok(Authenticator {
             mode: cfg.mode,
-            anonymous: anonymous_principal(&cfg.principal, rules),
-            dev_bypass: cfg.dev_bypass.as_ref().map(|d| {
-                let grants = GrantedScopes::new(&d.scopes, rules);
-                let key = Arc::from(grants.cache_key());
-                (d.clone(), Arc::new(grants), key)
-            }),
+            principal: cfg.principal.clone(),
+            dev_bypass: cfg.dev_bypass.clone(),
+            granted: ArcSwap::from_pointee(Granted::new(
+                &cfg.principal,
+                cfg.dev_bypass.as_ref(),
+                rules,
+            )),
             oauth,
         })
+    }
+
+    /// Puts new scope implications in force (a configuration reload): the fixed principals
+    /// are expanded again and tokens validated under the old implications are validated
+    /// again on their next use.
+    pub fn set_scope_rules(&self, rules: &ScopeRules) {
+        self.granted.store(Arc::new(Granted::new(
+            &self.principal,
+            self.dev_bypass.as_ref(),
+            rules,
+        )));
+        if let Some(v) = &self.oauth {
+            v.set_scope_rules(rules);
+        }
     }
 
     /// The trusted issuer, in `oauth` mode with an issuer configured.
@@ -200,7 +239,9 @@ impl Authenticator {
     /// Authenticates one request. Awaits only on a cache miss that needs the network (an
     /// unknown `kid`, introspection).
     pub async fn authenticate(&self, req: AuthRequest<'_>) -> AuthOutcome {
-        if let (Some((cfg, grants, scope_key)), Some(presented)) = (&self.dev_bypass, req.dev_mode)
+        let granted = self.granted.load();
+        if let (Some(cfg), Some((grants, scope_key)), Some(presented)) =
+            (&self.dev_bypass, &granted.dev_bypass, req.dev_mode)
         {
             let loopback = req.peer.is_some_and(|ip| ip.is_loopback());
             if loopback && constant_time_eq(presented.as_bytes(), cfg.token.as_bytes()) {
@@ -219,7 +260,7 @@ impl Authenticator {
             }
         }
         match self.mode {
-            AuthMode::None => AuthOutcome::Ok(self.anonymous.clone()),
+            AuthMode::None => AuthOutcome::Ok(granted.anonymous.clone()),
             AuthMode::Oauth => match bearer(req.authorization) {
                 None => AuthOutcome::Unauthorized {
                     reason: "this endpoint requires an OAuth 2.1 bearer token (Authorization: Bearer <token>)".into(),
@@ -270,7 +311,8 @@ fn build_validator(
             "auth.oauth.algorithms must name at least one algorithm".into(),
         ));
     }
-    let client = http::AsClient::new(o.http_timeout).map_err(AuthSetupError::Invalid)?;
+    let client = http::AsClient::with_ca(o.http_timeout, config.outbound.ca_file.as_deref())
+        .map_err(AuthSetupError::Invalid)?;
     let issuer = Arc::new(Issuer::new(
         issuer.to_string(),
         o.jwks_url.clone(),
@@ -356,6 +398,52 @@ mod tests {
         assert_eq!(bearer(Some("Basic abc")), None);
         assert_eq!(bearer(Some("Bearer ")), None);
         assert_eq!(bearer(None), None);
+    }
+
+    #[tokio::test]
+    async fn new_scope_rules_expand_the_fixed_principals_again() {
+        let mut config = Config::default();
+        config.auth.mode = AuthMode::None;
+        config.auth.principal.scopes = vec!["mcp:s:admin".into()];
+        config.auth.dev_bypass = Some(DevBypassConfig {
+            token: "dev".into(),
+            scopes: vec!["mcp:s:admin".into()],
+            role: "admin".into(),
+        });
+        let auth = Authenticator::new(&config, "http://127.0.0.1:3213/mcp", &ScopeRules::default())
+            .expect("authenticator");
+        let grants = |outcome: AuthOutcome| match outcome {
+            AuthOutcome::Ok(p) => (p.grants.clone(), p.scope_key.clone()),
+            other => panic!("{other:?}"),
+        };
+        let anonymous = AuthRequest {
+            authorization: None,
+            dev_mode: None,
+            peer: None,
+        };
+        let dev = AuthRequest {
+            dev_mode: Some("dev"),
+            peer: Some(IpAddr::from([127, 0, 0, 1])),
+            ..anonymous
+        };
+        let (before, key_before) = grants(auth.authenticate(anonymous).await);
+        assert!(!before.allows(Some("mcp:s:write")));
+        assert!(!grants(auth.authenticate(dev).await)
+            .0
+            .allows(Some("mcp:s:write")));
+
+        let mut implies = std::collections::BTreeMap::new();
+        implies.insert("mcp:s:admin".to_string(), vec!["mcp:s:write".to_string()]);
+        auth.set_scope_rules(&ScopeRules { implies });
+        let (after, key_after) = grants(auth.authenticate(anonymous).await);
+        assert!(after.allows(Some("mcp:s:write")));
+        assert_ne!(
+            key_before, key_after,
+            "list caches are keyed by the expanded grants"
+        );
+        assert!(grants(auth.authenticate(dev).await)
+            .0
+            .allows(Some("mcp:s:write")));
     }
 
     #[test]

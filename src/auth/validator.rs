@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use cortex_filters::scope::{GrantedScopes, ScopeRules};
 use tracing::debug;
 
@@ -43,7 +45,7 @@ pub struct Validator {
     algorithms: Vec<Alg>,
     required_scopes: Vec<String>,
     required_pool: Option<String>,
-    scope_rules: ScopeRules,
+    scope_rules: ArcSwap<ScopeRules>,
     cache_ttl: Duration,
     cache: DeadlineCache<Principal>,
     introspector: Option<Introspector>,
@@ -85,11 +87,18 @@ impl Validator {
             algorithms: s.algorithms,
             required_scopes: s.required_scopes,
             required_pool: s.required_pool,
-            scope_rules: s.scope_rules,
+            scope_rules: ArcSwap::from_pointee(s.scope_rules),
             cache_ttl: s.cache_ttl,
             cache: DeadlineCache::new(capacity),
             introspector,
         }
+    }
+
+    /// Puts new scope implications in force and forgets the tokens validated under the old
+    /// ones (their grants were expanded with them).
+    pub fn set_scope_rules(&self, rules: &ScopeRules) {
+        self.scope_rules.store(Arc::new(rules.clone()));
+        self.cache.clear();
     }
 
     /// The issuer.
@@ -109,8 +118,11 @@ impl Validator {
         if let Some(p) = self.cache.get(&key) {
             return Verdict::Ok(p);
         }
-        let verdict = self.validate_uncached(token).await;
-        if let Verdict::Ok(p) = &verdict {
+        let rules = self.scope_rules.load_full();
+        let verdict = self.validate_uncached(token, &rules).await;
+        // Not cached when the implications changed meanwhile: its grants are the old ones.
+        let current = Arc::ptr_eq(&rules, &self.scope_rules.load());
+        if let (Verdict::Ok(p), true) = (&verdict, current) {
             if let Some(deadline) = p
                 .expires_at
                 .and_then(|exp| deadline_for(exp, self.cache_ttl))
@@ -121,12 +133,12 @@ impl Validator {
         verdict
     }
 
-    async fn validate_uncached(&self, token: &str) -> Verdict {
+    async fn validate_uncached(&self, token: &str, scope_rules: &ScopeRules) -> Verdict {
         let claims = match self.verify(token).await {
             Ok(c) => c,
             Err(v) => return v,
         };
-        let grants = GrantedScopes::new(&claims.scopes, &self.scope_rules);
+        let grants = GrantedScopes::new(&claims.scopes, scope_rules);
         let missing: Vec<&str> = self
             .required_scopes
             .iter()

@@ -161,9 +161,18 @@ pub struct DeliveryService {
     current_url: Option<String>,
     max_backoff: Duration,
     lease: Duration,
+    /// Graceful shutdown waits for the last round of deliveries.
+    drain: Option<Arc<crate::drain::Drain>>,
 }
 
 impl DeliveryService {
+    /// Counts the last round of deliveries at shutdown as work in flight, so a graceful
+    /// shutdown waits for it.
+    pub fn with_drain(mut self, drain: Arc<crate::drain::Drain>) -> Self {
+        self.drain = Some(drain);
+        self
+    }
+
     /// A service for `store`, sending through `client`, woken early through `wake` when a
     /// delivery is enqueued.
     pub fn new(
@@ -179,6 +188,7 @@ impl DeliveryService {
             current_url: cfg.webhook_url.clone(),
             max_backoff: cfg.webhook_max_backoff,
             lease: cfg.webhook_timeout + Duration::from_secs(10),
+            drain: None,
         }
     }
 
@@ -261,6 +271,11 @@ impl BackgroundService for DeliveryService {
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
+        // Shutting down: one last round for what came due meanwhile (each attempt bounded
+        // by the webhook timeout). What is still waiting stays in the outbox for the next
+        // start or another replica.
+        let _in_flight = self.drain.as_ref().map(|d| d.enter());
+        self.run_once().await;
     }
 }
 

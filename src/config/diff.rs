@@ -28,6 +28,10 @@ pub const RESTART: &[(&str, &str)] = &[
     ("server.listen", "the listeners are bound at start"),
     ("server.threads", "the worker threads are started at start"),
     (
+        "server.tls",
+        "the TLS listeners and the certificate's file names are set up at start (the files' contents are re-read live)",
+    ),
+    (
         "server.grace_period",
         "the shutdown settings are fixed at start",
     ),
@@ -101,7 +105,43 @@ pub const RESTART: &[(&str, &str)] = &[
         "the webhook delivery service is started with it",
     ),
     ("logging", "logging is set up once at start"),
+    (
+        "outbound",
+        "the outbound connection pool and the authorization-server client are built at start",
+    ),
 ];
+
+/// `new` with every key that needs a restart ([`RESTART`]) put back to its value in
+/// `running`: what a reload puts in force, so that nothing is half-applied (the process keeps
+/// running on the restart-only settings it started with, and every other part of the policy
+/// agrees with them). Fails only if the result does not read back as a configuration.
+pub fn keep_restart_keys(running: &Config, new: &Config) -> Result<Config, String> {
+    let old = serde_json::to_value(running).map_err(|e| e.to_string())?;
+    let mut merged = serde_json::to_value(new).map_err(|e| e.to_string())?;
+    for (path, _) in RESTART {
+        let keys: Vec<&str> = path.split('.').collect();
+        let Some((last, parents)) = keys.split_last() else {
+            continue;
+        };
+        let running_value = parents
+            .iter()
+            .try_fold(&old, |v, k| v.get(*k))
+            .and_then(|v| v.get(*last))
+            .cloned();
+        let parent: String = parents.iter().map(|k| format!("/{k}")).collect();
+        if let Some(Value::Object(map)) = merged.pointer_mut(&parent) {
+            match running_value {
+                Some(v) => {
+                    map.insert((*last).to_string(), v);
+                }
+                None => {
+                    map.remove(*last);
+                }
+            }
+        }
+    }
+    serde_json::from_value(merged).map_err(|e| e.to_string())
+}
 
 /// Keys whose values are never shown.
 const SECRET_KEYS: &[&str] = &[
@@ -411,6 +451,61 @@ backends:
             .iter()
             .map(|c| (c.path.as_str(), c.kind, c.reloadable))
             .collect()
+    }
+
+    #[test]
+    fn a_reload_keeps_every_restart_key_and_applies_the_rest() {
+        let running = config(BASE);
+        let new = config(
+            "\
+server:
+  listen: [\"127.0.0.1:9999\"]
+  threads: 7
+  grace_period: 42s
+  allowed_origins: [\"https://app.example.com\"]
+sessions:
+  secret: \"0123456789abcdef0123456789abcdef-new\"
+  idle_timeout: 99s
+catalog:
+  refresh: 9s
+  page_size: 7
+auth:
+  mode: none
+  principal:
+    sub: someone-else
+technical_token: t
+logging:
+  level: debug
+backends:
+  - id: crm
+    url: http://127.0.0.1:4011
+",
+        );
+        let merged = keep_restart_keys(&running, &new).expect("merges");
+        let left = diff(&running, &merged);
+        assert!(
+            left.iter().all(|c| c.reloadable),
+            "a restart-only key was applied: {left:?}"
+        );
+        let applied: Vec<&str> = left.iter().map(|c| c.path.as_str()).collect();
+        assert!(applied.contains(&"server.allowed_origins"), "{applied:?}");
+        assert!(applied.contains(&"catalog.page_size"), "{applied:?}");
+        assert!(applied.contains(&"backends[crm].url"), "{applied:?}");
+        assert!(applied.contains(&"backends[billing]"), "{applied:?}");
+        // Everything not applied is exactly what the diff calls restart-only.
+        let restart: Vec<String> = diff(&running, &new)
+            .into_iter()
+            .filter(|c| !c.reloadable)
+            .map(|c| c.path)
+            .collect();
+        assert!(restart.len() >= 8, "{restart:?}");
+        assert_eq!(
+            diff(&merged, &new)
+                .into_iter()
+                .map(|c| c.path)
+                .collect::<Vec<_>>(),
+            restart
+        );
     }
 
     #[test]

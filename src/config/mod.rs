@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use diff::{diff, render_diff, Change, ChangeKind};
+pub use diff::{diff, keep_restart_keys, render_diff, Change, ChangeKind};
 pub use env::{parse_env_str, read_env_file, EnvSource, LayeredEnv, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrors, ConfigIssue};
 pub use json_schema::{json_schema, json_schema_text};
@@ -444,7 +444,22 @@ impl Config {
     /// Whether every listener is on a loopback address (and there is at least one).
     pub fn all_listeners_loopback(&self) -> bool {
         let addrs = self.listen_addrs();
-        !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        !addrs.is_empty()
+            && addrs
+                .iter()
+                .chain(self.tls_listen_addrs().iter())
+                .all(|a| a.ip().is_loopback())
+    }
+
+    /// The TLS listen addresses (`server.tls.listen`), validated like
+    /// [`Config::listen_addrs`].
+    pub fn tls_listen_addrs(&self) -> Vec<SocketAddr> {
+        self.server
+            .tls
+            .iter()
+            .flat_map(|t| t.listen.iter())
+            .filter_map(|text| parse_listen(text).ok())
+            .collect()
     }
 
     /// The listen addresses. A loaded configuration has validated them all; entries that do

@@ -19,7 +19,6 @@ const DEFAULT_PORT: u16 = 3213;
 /// Cortex variables this version does not act on. They are named in a warning so that a
 /// migrated env file does not silently lose a setting.
 const NOT_HONOURED: &[&str] = &[
-    "CORTEX_SERVER_CARD_NAME",
     "CORTEX_RATE_LIMIT_PER_MINUTE",
     "RATE_LIMIT_DISABLED",
     "CORTEX_TOOL_INTEGRITY_MODE",
@@ -157,6 +156,7 @@ fn apply_strings(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         ("CORTEX_CANONICAL_URI", &["server", "canonical_uri"]),
         ("CORTEX_SERVER_NAME", &["server", "name"]),
         ("CORTEX_WEBSITE_URL", &["server", "website_url"]),
+        ("CORTEX_SERVER_CARD_NAME", &["server", "card_name"]),
         ("OAUTH_ISSUER", &["auth", "oauth", "issuer"]),
         ("OAUTH_AUDIENCE", &["auth", "oauth", "audience"]),
         ("OAUTH_JWKS_URL", &["auth", "oauth", "jwks_url"]),

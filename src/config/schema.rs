@@ -46,6 +46,23 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The audit trail.
     pub audit: AuditConfig,
+    /// TLS of the gateway's outbound connections: the CA bundle backends and the
+    /// authorization server are verified with, and the client certificate shown to backends.
+    pub outbound: OutboundConfig,
+}
+
+/// TLS of outbound connections (backends, the authorization server).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// PEM CA bundle. Backends are verified with it instead of the system's roots; the
+    /// authorization server with it in addition to them.
+    pub ca_file: Option<String>,
+    /// PEM client certificate shown to `https://` backends that ask for one (mTLS); with
+    /// `client_key_file`.
+    pub client_cert_file: Option<String>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<String>,
 }
 
 /// Listeners, public identity and request limits.
@@ -62,6 +79,9 @@ pub struct ServerConfig {
     pub name: String,
     /// `serverInfo.websiteUrl` (`CORTEX_WEBSITE_URL`); default: the canonical URI's origin.
     pub website_url: Option<String>,
+    /// `name` of the MCP server card at `/.well-known/mcp/server-card.json`
+    /// (`CORTEX_SERVER_CARD_NAME`); default: `server.name`.
+    pub card_name: Option<String>,
     /// Extra text appended to the `instructions` of `initialize`.
     pub instructions: Option<String>,
     /// Allowed browser origins: exact origins, `*.suffix` or `*` (`CORTEX_ALLOWED_ORIGINS`).
@@ -82,6 +102,21 @@ pub struct ServerConfig {
     #[serde(with = "crate::config::units::duration")]
     #[schemars(schema_with = "crate::config::units::duration::schema")]
     pub keepalive_timeout: Duration,
+    /// TLS listeners (HTTPS; HTTP/2 and HTTP/1.1 chosen by ALPN), next to the plain ones.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS listeners and their certificate. The certificate and key are read again whenever
+/// their files change on disk (no restart); the listen addresses are bound at start.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Addresses of the TLS listeners, `host:port` like `server.listen`.
+    pub listen: Vec<String>,
+    /// PEM certificate chain, leaf first.
+    pub cert_file: String,
+    /// PEM private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +126,7 @@ impl Default for ServerConfig {
             canonical_uri: None,
             name: "cortex-gateway".into(),
             website_url: None,
+            card_name: None,
             instructions: None,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
@@ -98,6 +134,7 @@ impl Default for ServerConfig {
             threads: 2,
             grace_period: Duration::from_secs(5),
             keepalive_timeout: Duration::from_secs(75),
+            tls: None,
         }
     }
 }

@@ -920,6 +920,32 @@ fn examples_load() {
     assert_eq!(loaded.config.backends[0].timeout, Duration::from_secs(5));
     assert_eq!(loaded.config.catalog.page_size, 200);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+    // TLS (the certificate files themselves are checked by the start-up checks, above
+    // this module).
+    let tls = include_str!("../../conf/examples/tls.yaml");
+    let loaded = load_str(tls, "tls.yaml", &env(&secrets)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.config.tls_listen_addrs().len(), 1);
+    assert!(!loaded.config.all_listeners_loopback());
+
+    // The configuration embedded in the Kubernetes manifest's ConfigMap.
+    let kube = include_str!("../../conf/examples/kubernetes.yaml");
+    let embedded: String = kube
+        .split("gateway.yaml: |\n")
+        .nth(1)
+        .expect("the ConfigMap's gateway.yaml")
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let kube_secrets = [
+        secrets[0],
+        secrets[1],
+        ("CORTEX_DATABASE_URL", "postgres://cortex@db:5432/cortex"),
+        ("AUDIT_SECRET", "0123456789abcdef0123456789abcdef0123"),
+    ];
+    let loaded = ok(&embedded, &kube_secrets);
+    assert_eq!(loaded.config.backends[0].id, "crm");
 }
 
 #[test]

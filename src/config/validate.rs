@@ -60,6 +60,7 @@ pub(crate) fn validate(config: &Config) -> Findings {
     check_backends(config, &mut f);
     check_scopes(config, &mut f);
     check_tickets(config, &mut f);
+    check_outbound(config, &mut f);
     if config.logging.level.trim().is_empty() {
         f.error(p(&["logging", "level"]), "must not be empty (e.g. `info`)");
     }
@@ -84,6 +85,31 @@ fn check_listeners(config: &Config, f: &mut Findings) -> Vec<SocketAddr> {
             }
             Ok(addr) => addrs.push(addr),
             Err(message) => f.error(pi(&["server", "listen"], i), message),
+        }
+    }
+    if let Some(tls) = &config.server.tls {
+        if tls.listen.is_empty() {
+            f.error(
+                p(&["server", "tls", "listen"]),
+                "at least one TLS listen address is required (e.g. 0.0.0.0:8443), or remove server.tls",
+            );
+        }
+        for (i, text) in tls.listen.iter().enumerate() {
+            match super::parse_listen(text) {
+                Ok(addr) if addrs.contains(&addr) => {
+                    f.error(
+                        pi(&["server", "tls", "listen"], i),
+                        format!("`{text}` is already a listener (server.listen or server.tls.listen): one address serves either plain HTTP or TLS"),
+                    );
+                }
+                Ok(addr) => addrs.push(addr),
+                Err(message) => f.error(pi(&["server", "tls", "listen"], i), message),
+            }
+        }
+        for (key, value) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+            if value.trim().is_empty() {
+                f.error(p(&["server", "tls", key]), "must name a PEM file");
+            }
         }
     }
     addrs
@@ -256,6 +282,22 @@ fn check_sessions(config: &Config, f: &mut Findings) {
 }
 
 /// Builtins and tickets: a usable webhook URL, ticket backends that exist, an admin scope.
+fn check_outbound(config: &Config, f: &mut Findings) {
+    let o = &config.outbound;
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    match (set(&o.client_cert_file), set(&o.client_key_file)) {
+        (true, false) => f.error(
+            p(&["outbound", "client_key_file"]),
+            "is required with outbound.client_cert_file (the key of the client certificate)",
+        ),
+        (false, true) => f.error(
+            p(&["outbound", "client_cert_file"]),
+            "is required with outbound.client_key_file (the client certificate of the key)",
+        ),
+        _ => {}
+    }
+}
+
 fn check_tickets(config: &Config, f: &mut Findings) {
     if config.builtins.admin_scope.trim().is_empty() {
         f.error(

@@ -148,8 +148,11 @@ impl IdentityService {
                     "a backend uses identity: exchange, so auth.oauth.token_exchange.client_id and client_secret are required".into(),
                 ));
             }
-            let client =
-                AsClient::new(config.auth.oauth.http_timeout).map_err(AuthSetupError::Invalid)?;
+            let client = AsClient::with_ca(
+                config.auth.oauth.http_timeout,
+                config.outbound.ca_file.as_deref(),
+            )
+            .map_err(AuthSetupError::Invalid)?;
             Some(Exchanger::new(client, x.clone(), issuer))
         } else {
             None

@@ -20,6 +20,9 @@ pub struct RequestCtx {
     pub cors_origin: Option<String>,
     /// When the request arrived.
     pub started: Instant,
+    /// Counts the request as in flight until the context is dropped (graceful shutdown
+    /// waits for it).
+    pub in_flight: Option<crate::drain::InFlight>,
 }
 
 impl Default for RequestCtx {
@@ -28,6 +31,7 @@ impl Default for RequestCtx {
             record: RequestRecord::default(),
             cors_origin: None,
             started: Instant::now(),
+            in_flight: None,
         }
     }
 }

@@ -86,6 +86,9 @@ pub async fn open(
             _ = session.as_downstream_mut().read_body_or_idle(true) => {
                 return Ok(());
             }
+            // Graceful shutdown: the stream ends cleanly now (the client reconnects to
+            // another instance with `Last-Event-ID`), so the drain need not wait for it.
+            _ = state.shared.drain.stopped() => break,
         }
     }
     session.write_response_body(None, true).await?;

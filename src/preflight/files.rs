@@ -21,6 +21,40 @@ pub(crate) fn check(config: &Config, set_in_file: &dyn Fn(&[Seg]) -> bool, f: &m
     if config.audit.secret.is_none() {
         check_audit_key(config, f);
     }
+    let o = &config.outbound;
+    if let Some(ca) = o.ca_file.as_deref().filter(|c| !c.trim().is_empty()) {
+        if let Err(e) = crate::tls::check_ca_file(ca) {
+            f.error(
+                p(&["outbound", "ca_file"]),
+                format!("is not a usable PEM CA bundle: {e}"),
+            );
+        }
+    }
+    if let (Some(cert), Some(key)) = (
+        o.client_cert_file
+            .as_deref()
+            .filter(|c| !c.trim().is_empty()),
+        o.client_key_file
+            .as_deref()
+            .filter(|c| !c.trim().is_empty()),
+    ) {
+        if let Err(e) = crate::tls::check_files(cert, key) {
+            f.error(
+                p(&["outbound", "client_cert_file"]),
+                format!("the client certificate and key cannot be used: {e}"),
+            );
+        }
+    }
+    if let Some(tls) = &config.server.tls {
+        if !tls.cert_file.trim().is_empty() && !tls.key_file.trim().is_empty() {
+            if let Err(e) = crate::tls::check_files(&tls.cert_file, &tls.key_file) {
+                f.error(
+                    p(&["server", "tls", "cert_file"]),
+                    format!("the TLS certificate and key cannot be served: {e}"),
+                );
+            }
+        }
+    }
 }
 
 /// The key that points at the data directory, for positions: `storage.data_dir` when it

@@ -145,6 +145,12 @@ impl CatalogStore {
         generation
     }
 
+    /// Drops every cached list page (after a configuration reload: the pages were built
+    /// under the previous presentation settings).
+    pub fn forget_views(&self) {
+        self.views.invalidate_all();
+    }
+
     /// A snapshot of every backend's health.
     pub fn health(&self) -> Vec<BackendHealth> {
         match self.health.lock() {

@@ -246,6 +246,22 @@ impl HttpClient {
         }
     }
 
+    /// A client verifying `https://` peers with the CA bundle `ca_file` (instead of the
+    /// system's roots) and showing the client certificate `client_cert_key` (certificate
+    /// and key files) to peers that ask for one. The files were checked by the start-up
+    /// checks.
+    pub fn with_tls(ca_file: Option<String>, client_cert_key: Option<(String, String)>) -> Self {
+        if ca_file.is_none() && client_cert_key.is_none() {
+            return Self::new();
+        }
+        let mut options = pingora::connectors::ConnectorOptions::new(128);
+        options.ca_file = ca_file;
+        options.cert_key_file = client_cert_key;
+        HttpClient {
+            connector: Connector::new(Some(options)),
+        }
+    }
+
     /// POSTs `body` (JSON) to `target` with `headers` (lowercase name, value) besides `Host`,
     /// `Content-Type` and `Content-Length`, within `limits`. Never retried: the request may
     /// have reached the other side.

@@ -281,6 +281,46 @@ impl Gateway {
             .unwrap_or(Value::Null)
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the running process; panics if it has exited.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("the gateway is running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        // SAFETY: a plain signal to the PID of a child we spawned and have not reaped yet.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits at most `timeout` for the process to exit; its exit code (`Some(None)` when a
+    /// signal ended it), or `None` while it still runs.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.code());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (bounded by `timeout`) until the logs contain `needle`.
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.logs().contains(needle) {
+            if Instant::now() >= deadline {
+                panic!(
+                    "no `{needle}` in the logs after {timeout:?}:\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Stops the process now (SIGTERM, then SIGKILL after the grace) and returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
