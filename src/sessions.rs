@@ -364,3 +364,50 @@ fn derive_key(secret: &str) -> [u8; 32] {
     h.update(secret.as_bytes());
     h.finalize().into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cortex_filters::modern::state::{request_digest, RequestState};
+    use serde_json::json;
+
+    #[test]
+    fn a_request_state_opens_once_for_its_caller_and_request() {
+        let manager = SessionManager::new(&SessionsConfig::default());
+        let states = manager.request_states();
+        let params = json!({"name": "echo", "arguments": {"a": 1}});
+        let digest = request_digest("tools/call", Some(&params));
+        let now = unix_now();
+        let sealed = states
+            .sealer()
+            .seal(&RequestState::new(
+                "alice",
+                digest,
+                now,
+                300,
+                b"held call 7".to_vec(),
+            ))
+            .expect("seal");
+        let opened = states
+            .sealer()
+            .open(&sealed, "alice", &digest, now)
+            .expect("open");
+        assert_eq!(opened.payload, b"held call 7");
+        assert!(states.first_use(&opened), "first use");
+        let again = states
+            .sealer()
+            .open(&sealed, "alice", &digest, now)
+            .expect("still authentic");
+        assert!(!states.first_use(&again), "a replay is refused");
+        // Another caller, another call, or a state sealed under another gateway key.
+        assert!(states.sealer().open(&sealed, "bob", &digest, now).is_err());
+        let other = request_digest("tools/call", Some(&json!({"name": "echo"})));
+        assert!(states.sealer().open(&sealed, "alice", &other, now).is_err());
+        let foreign = SessionManager::new(&SessionsConfig::default());
+        assert!(foreign
+            .request_states()
+            .sealer()
+            .open(&sealed, "alice", &digest, now)
+            .is_err());
+    }
+}

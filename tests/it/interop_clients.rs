@@ -317,11 +317,13 @@ async fn the_server_discover_probe_is_answered_with_both_eras() {
     assert_eq!(result["resultType"], "complete", "{body}");
     assert!(result["ttlMs"].as_u64().is_some(), "{body}");
     assert_eq!(
-        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
-        "cortex-gateway",
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "cortex-gateway",
         "{body}"
     );
-    assert!(reply.header("mcp-session-id").is_none(), "no session in 2026-07-28");
+    assert!(
+        reply.header("mcp-session-id").is_none(),
+        "no session in 2026-07-28"
+    );
 
     let reply = setup
         .client()
