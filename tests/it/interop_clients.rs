@@ -592,3 +592,139 @@ async fn the_typescript_sdk_connects_lists_and_calls() {
     assert_eq!(backend.call_count("test_simple_text"), 1);
     println!("typescript sdk: {:.1?}", started.elapsed());
 }
+
+/// The TypeScript v2 client (`@modelcontextprotocol/client`, the version the pinned inspector
+/// brings) in its dual-era `auto` mode: it probes `server/discover`, adopts 2026-07-28 and
+/// never opens a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_v2_client_speaks_2026_07_28_statelessly() {
+    let started = Instant::now();
+    let dir = interop::toolbox_dir().join("inspector/node_modules/@modelcontextprotocol/client");
+    assert!(
+        dir.join("dist/index.mjs").exists(),
+        "@modelcontextprotocol/client is not installed ({} is missing): run scripts/toolbox.sh",
+        dir.display()
+    );
+    let setup = start().await;
+    let (backend, gateway) = (&setup.backend, setup.gateway());
+    let mut env = setup.headers_env();
+    env.push(("CORTEX_TS_CLIENT_DIR".into(), dir.display().to_string()));
+    let run = interop::run_tool_async(
+        interop::node(),
+        vec![
+            interop::repo_path("tests/js/client_modern.mjs")
+                .display()
+                .to_string(),
+            gateway.mcp_url(),
+        ],
+        env,
+        gateway.dir().to_owned(),
+        "ts-client-modern",
+        CLIENT_TIMEOUT,
+    )
+    .await;
+    let out = parse_output(&run, gateway);
+
+    assert_eq!(out["protocolVersion"], "2026-07-28", "{out}");
+    assert_eq!(
+        out["sessionId"],
+        Value::Null,
+        "no session in 2026-07-28: {out}"
+    );
+    // The v2 client follows nextCursor itself (one listTools call returns every page).
+    let tools = gateway_view(&setup, "tools/list", "tools", "name").await;
+    assert!(tools.len() > 2, "page_size 2 pages the list");
+    assert_eq!(
+        strings(&out["tools"]),
+        tools.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        out["echo"]["structuredContent"],
+        json!({"echoed": "hello from the ts v2 client"}),
+        "{out}"
+    );
+    assert_eq!(
+        out["simple"]["content"],
+        json!([{"type": "text", "text": SIMPLE_TEXT}])
+    );
+    assert_eq!(
+        out["text"]["contents"][0]["text"],
+        fixture_backend::STATIC_TEXT,
+        "{out}"
+    );
+    assert_eq!(
+        out["prompt"]["messages"][0]["content"]["text"],
+        "Prompt with arguments: arg1='a', arg2='b'",
+        "{out}"
+    );
+    assert_eq!(backend.call_count("echo"), 1, "{:?}", backend.calls());
+    assert_eq!(backend.call_count("test_simple_text"), 1);
+    println!(
+        "typescript v2 client (2026-07-28): {:.1?}",
+        started.elapsed()
+    );
+}
+
+/// The MCP Inspector v2 CLI with `--protocol-era modern`: lists and calls over 2026-07-28.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_inspector_cli_lists_and_calls_in_the_modern_era() {
+    let setup = start().await;
+    let (backend, gateway) = (&setup.backend, setup.gateway());
+    let header = format!("Authorization: {}", setup.bearer());
+    let list = inspector(
+        gateway,
+        &[
+            "--protocol-era",
+            "modern",
+            "--method",
+            "tools/list",
+            "--header",
+            &header,
+            "--format",
+            "json",
+        ],
+        "inspector-modern-list",
+    )
+    .await;
+    assert_eq!(list.code(), 0, "{}\n{}", list.describe(), gateway.logs());
+    let listed = inspector_json(&list);
+    let tools = listed
+        .pointer("/result/tools")
+        .or_else(|| listed.get("tools"))
+        .unwrap_or_else(|| panic!("no tools in {listed}"));
+    let names: Vec<&str> = tools
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    let truth = gateway_view(&setup, "tools/list", "tools", "name").await;
+    assert_eq!(names, truth, "every page, in order: {listed}");
+
+    let call = inspector(
+        gateway,
+        &[
+            "--protocol-era",
+            "modern",
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "echo",
+            "--tool-arg",
+            "message=hello in 2026",
+            "--header",
+            &header,
+            "--format",
+            "json",
+        ],
+        "inspector-modern-call",
+    )
+    .await;
+    assert_eq!(call.code(), 0, "{}\n{}", call.describe(), gateway.logs());
+    let called = inspector_json(&call);
+    let result = called.get("result").unwrap_or(&called);
+    assert_eq!(
+        result["structuredContent"],
+        json!({"echoed": "hello in 2026"}),
+        "{called}"
+    );
+    assert_eq!(backend.call_count("echo"), 1, "{:?}", backend.calls());
+}
