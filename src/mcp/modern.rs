@@ -25,8 +25,9 @@ use cortex_filters::jsonrpc::{self, codes, Id, Incoming, Message};
 use cortex_filters::modern::discover::{self, Discover, ServerCapabilities, ServerInfo};
 use cortex_filters::modern::envelope::{self, ModernRequest};
 use cortex_filters::modern::headers::{self, RequestHeaders};
+use cortex_filters::modern::mrtr::{self, InputRequest};
 use cortex_filters::modern::result::{self, CacheHint, CacheScope, Decoration};
-use cortex_filters::modern::state::{request_digest, RequestStateError};
+use cortex_filters::modern::state::{request_digest, RequestState, RequestStateError};
 use cortex_filters::modern::{select_era, Refusal as ModernRefusal};
 use cortex_filters::version::{self, Era};
 use pingora::proxy::Session;
@@ -35,6 +36,7 @@ use serde_json::Value;
 use crate::auth::Principal;
 use crate::http::{write_answer, Answer};
 use crate::record::Stage;
+use crate::sessions::RequestStates;
 use crate::state::{AppState, Policy};
 use crate::GATEWAY_VERSION;
 
@@ -127,7 +129,6 @@ pub async fn post(
         ),
         client_caps: f.client_caps,
     };
-    drop(req);
     let cors = ctx.cors_origin.clone();
     let answer = match f.method.as_str() {
         "server/discover" => {
@@ -179,19 +180,91 @@ fn check_request(
     }
     if let Some(token) = req.request_state {
         let states = state.shared.sessions.request_states();
-        let digest = request_digest(req.method, req.params);
-        let opened = states
-            .sealer()
-            .open(token, &principal.sub, &digest, crate::clock::unix_now())
-            .map_err(RequestStateError::refusal)?;
-        if !states.first_use(&opened) {
-            return Err(ModernRefusal::invalid_params(
-                "Invalid params: requestState was already used; start the request again \
-                 without it",
-            ));
-        }
+        open_state(
+            states,
+            &principal.sub,
+            req.method,
+            req.params,
+            token,
+            crate::clock::unix_now(),
+        )?;
     }
     Ok(())
+}
+
+/// How long a sealed `requestState` stays valid: long enough for a person to answer an
+/// elicitation or link an account, short enough that a leaked state is soon worthless.
+pub const REQUEST_STATE_TTL_SECS: u64 = 600;
+
+/// What a call answers when it needs the user before it can go on (the vault's
+/// account-linking consent, a native upstream's elicitation, sampling or roots request): the
+/// input requests, and the gateway's own continuation data, sealed into the `requestState`.
+#[derive(Debug, Clone)]
+pub struct InputNeeded {
+    /// What to ask the client (keys unique; only methods whose capability the request
+    /// declared, else the answer is -32021).
+    pub requests: Vec<InputRequest>,
+    /// The continuation: what the retry needs to resume the call (bounded by
+    /// [`cortex_filters::modern::state::MAX_PAYLOAD`]).
+    pub payload: Vec<u8>,
+}
+
+/// The `InputRequiredResult` (serialized `result`) of a modern `method` call with `params`
+/// by `sub`: `needed`'s input requests and a `requestState` sealed for this caller and this
+/// very call, valid [`REQUEST_STATE_TTL_SECS`] from `now`.
+pub fn input_required(
+    states: &RequestStates,
+    sub: &str,
+    method: &str,
+    params: Option<&Value>,
+    declared_caps: u8,
+    needed: &InputNeeded,
+    now: u64,
+) -> Result<Vec<u8>, ModernRefusal> {
+    let internal = |e: RequestStateError| {
+        ModernRefusal::new(500, codes::INTERNAL_ERROR, format!("Internal error: {e}"))
+    };
+    if !mrtr::allows_input_required(method) {
+        return Err(ModernRefusal::new(
+            500,
+            codes::INTERNAL_ERROR,
+            format!("Internal error: {method} cannot ask for input"),
+        ));
+    }
+    let digest = request_digest(method, params);
+    let sealed = states
+        .sealer()
+        .seal(&RequestState::new(
+            sub,
+            digest,
+            now,
+            REQUEST_STATE_TTL_SECS,
+            needed.payload.clone(),
+        ))
+        .map_err(internal)?;
+    mrtr::input_required_result(&needed.requests, Some(&sealed), declared_caps)
+}
+
+/// Opens the `requestState` a retry presents: sealed by this gateway, for `sub`, for this
+/// very call (`method` and `params`, without `_meta` and the retry fields), unexpired, and
+/// never used before. Returns the continuation; anything else is HTTP 400, -32602.
+pub fn open_state(
+    states: &RequestStates,
+    sub: &str,
+    method: &str,
+    params: Option<&Value>,
+    token: &str,
+    now: u64,
+) -> Result<RequestState, ModernRefusal> {
+    let digest = request_digest(method, params);
+    let opened = states
+        .sealer()
+        .open(token, sub, &digest, now)
+        .map_err(RequestStateError::refusal)?;
+    if !states.first_use(&opened) {
+        return Err(RequestStateError::Replayed.refusal());
+    }
+    Ok(opened)
 }
 
 /// `Mcp-Param-*` against the routed tool's `x-mcp-header` annotations. A tool the caller
@@ -343,7 +416,97 @@ fn modern_error(body: Vec<u8>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SessionsConfig;
+    use crate::sessions::SessionManager;
+    use cortex_filters::session::caps;
     use serde_json::json;
+
+    fn call(args: Value) -> Value {
+        json!({"name": "crm_export", "arguments": args,
+               "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}})
+    }
+
+    #[test]
+    fn an_input_required_answer_resumes_once_for_its_caller_and_call() {
+        let sessions = SessionManager::new(&SessionsConfig::default());
+        let states = sessions.request_states();
+        let needed = InputNeeded {
+            requests: vec![InputRequest::elicit_url(
+                "link",
+                "Link your CRM account to continue.",
+                "https://gw.example/link/start",
+            )],
+            payload: b"backend=crm".to_vec(),
+        };
+        let params = call(json!({"q": "x"}));
+        let now = 1_900_000_000;
+        // A client that did not declare URL elicitation is not asked (-32021).
+        let refused = input_required(
+            states,
+            "alice",
+            "tools/call",
+            Some(&params),
+            0,
+            &needed,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!((refused.http_status, refused.code), (400, -32021));
+        let body = input_required(
+            states,
+            "alice",
+            "tools/call",
+            Some(&params),
+            caps::ELICITATION | caps::ELICITATION_URL,
+            &needed,
+            now,
+        )
+        .expect("input required");
+        let result: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(result["resultType"], "input_required");
+        assert_eq!(
+            result["inputRequests"]["link"]["method"],
+            "elicitation/create"
+        );
+        assert!(result["ttlMs"].is_null(), "never cacheable");
+        let token = result["requestState"].as_str().unwrap();
+
+        // The retry: same call (its _meta may differ), other fields added by the client.
+        let mut retry = call(json!({"q": "x"}));
+        retry["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                "io.modelcontextprotocol/clientCapabilities": {}});
+        retry["requestState"] = json!(token);
+        retry["inputResponses"] = json!({"link": {"action": "accept"}});
+        let later = now + 5;
+        // Another caller, or the same state on a different call: refused.
+        let other = open_state(states, "bob", "tools/call", Some(&retry), token, later);
+        assert_eq!(other.unwrap_err().code, -32602);
+        let changed = call(json!({"q": "y"}));
+        let mismatch = open_state(states, "alice", "tools/call", Some(&changed), token, later);
+        assert_eq!(mismatch.unwrap_err().code, -32602);
+        // Tampered: one character changed.
+        let mut bad = token.to_owned();
+        let last = if bad.ends_with('A') { "B" } else { "A" };
+        bad.replace_range(bad.len() - 1.., last);
+        let tampered = open_state(states, "alice", "tools/call", Some(&retry), &bad, later);
+        assert_eq!(tampered.unwrap_err().http_status, 400);
+        // Expired.
+        let expired = open_state(
+            states,
+            "alice",
+            "tools/call",
+            Some(&retry),
+            token,
+            now + REQUEST_STATE_TTL_SECS,
+        );
+        assert!(expired.unwrap_err().message.contains("expired"));
+        // The right caller, the right call: the continuation, once.
+        let opened =
+            open_state(states, "alice", "tools/call", Some(&retry), token, later).expect("resumes");
+        assert_eq!(opened.payload, b"backend=crm");
+        let replay = open_state(states, "alice", "tools/call", Some(&retry), token, later);
+        assert!(replay.unwrap_err().message.contains("already used"));
+    }
 
     #[test]
     fn retired_and_undefined_codes_are_rewritten() {
