@@ -61,7 +61,7 @@ pub fn era(session: &Session, incoming: &Incoming) -> Era {
 fn refusal(r: ModernRefusal, id: Option<&Id>) -> Refusal {
     let stage = match r.code {
         codes::UNSUPPORTED_PROTOCOL_VERSION | codes::HEADER_MISMATCH => Stage::Version,
-        codes::METHOD_NOT_FOUND => Stage::HttpMethod,
+        // Unknown or retired methods, malformed _meta or retry fields: the message itself.
         _ => Stage::Parse,
     };
     let answer = Answer::json(r.http_status, r.body(id));
