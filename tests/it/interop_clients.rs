@@ -727,4 +727,38 @@ async fn the_mcp_inspector_cli_lists_and_calls_in_the_modern_era() {
         "{called}"
     );
     assert_eq!(backend.call_count("echo"), 1, "{:?}", backend.calls());
+    // The inspector shows results without resultType: the audit trail says which era the
+    // requests spoke. Every request ran at 2026-07-28; none was an initialize.
+    let lines = crate::common::eventually(
+        Duration::from_secs(10),
+        "audit lines of the inspector's tools/call",
+        || async {
+            let lines = crate::audit_support::audit_lines(gateway);
+            lines
+                .iter()
+                .any(|l| l["method"] == "tools/call")
+                .then_some(lines)
+        },
+    )
+    .await;
+    assert!(
+        lines.iter().all(|l| l["method"] != "initialize"),
+        "{lines:#?}"
+    );
+    // (The test's own reference listing, gateway_view, is a plain legacy tools/list.)
+    let calls: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["method"] == "tools/call")
+        .collect();
+    assert!(!calls.is_empty());
+    for l in calls {
+        assert_eq!(l["protocol_version"], "2026-07-28", "{l}");
+        assert_eq!(l["session_id"], Value::Null, "{l}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["method"] == "tools/list" && l["protocol_version"] == "2026-07-28"),
+        "the inspector's listing ran at 2026-07-28: {lines:#?}"
+    );
 }
