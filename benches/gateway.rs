@@ -222,6 +222,7 @@ fn bench_catalog_cache(c: &mut Criterion) {
             session: None,
             version: ProtocolVersion::V2025_06_18,
             presentation: Default::default(),
+            client_caps: 0,
         };
         let Some(list) = message(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#) else {
             return;
@@ -248,6 +249,7 @@ fn bench_call_path(c: &mut Criterion) {
         session: None,
         version: ProtocolVersion::V2025_06_18,
         presentation: Default::default(),
+        client_caps: 0,
     };
     g.bench_function("authenticate/mode_none", |b| {
         b.iter(|| {
@@ -324,6 +326,7 @@ fn alloc_report() {
         session: None,
         version: ProtocolVersion::V2025_06_18,
         presentation: Default::default(),
+        client_caps: 0,
     };
     r.measure(
         "authenticate (auth.mode none: principal clone)",

@@ -12,6 +12,8 @@
 #   oidc-provider  a local OAuth 2.1 authorization server for the OAuth tests, at
 #                  $DIR/node/node_modules/oidc-provider (next to the runtime)
 #   conformance    the official MCP conformance suite, at $DIR/conformance
+#   conformance-modern  the conformance pre-release with the 2026-07-28 server scenarios (no
+#                  stable release has them), at $DIR/conformance-modern
 #   inspector      the MCP Inspector v2 (its CLI mode), at $DIR/inspector
 #   ts-sdk         the TypeScript MCP SDK for tests/js/client.mjs, at $DIR/ts-sdk
 # Every Node package has its own folder so their dependency trees cannot disturb each other.
@@ -29,6 +31,7 @@ MCP_PY_VERSION="2.3.0"
 NODE_VERSION="22.23.3"
 OIDC_PROVIDER_VERSION="9.13.3"
 CONFORMANCE_VERSION="0.1.16"
+CONFORMANCE_MODERN_VERSION="0.2.0-alpha.12"
 INSPECTOR_VERSION="2.12.0"
 TS_SDK_VERSION="1.32.2"
 
@@ -157,6 +160,15 @@ check_conformance() {
         [[ -f "$TOOLBOX_DIR/conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js" ]]
 }
 
+install_conformance_modern() {
+    npm_install "$TOOLBOX_DIR/conformance-modern" "@modelcontextprotocol/conformance@$1"
+}
+
+check_conformance_modern() {
+    [[ "$(package_version "$TOOLBOX_DIR/conformance-modern" @modelcontextprotocol/conformance)" == "$1" ]] &&
+        [[ -f "$TOOLBOX_DIR/conformance-modern/node_modules/@modelcontextprotocol/conformance/dist/index.js" ]]
+}
+
 install_inspector() {
     npm_install "$TOOLBOX_DIR/inspector" "@modelcontextprotocol/inspector@$1"
 }
@@ -180,6 +192,7 @@ summary() {
     log "  node $NODE_VERSION: $NODE_BIN_DIR/node"
     log "  oidc-provider $OIDC_PROVIDER_VERSION: $NODE_DIR/node_modules/oidc-provider"
     log "  conformance $CONFORMANCE_VERSION: $TOOLBOX_DIR/conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+    log "  conformance $CONFORMANCE_MODERN_VERSION (2026-07-28): $TOOLBOX_DIR/conformance-modern/node_modules/@modelcontextprotocol/conformance/dist/index.js"
     log "  inspector $INSPECTOR_VERSION: $TOOLBOX_DIR/inspector/node_modules/.bin/mcp-inspector"
     log "  TypeScript SDK $TS_SDK_VERSION: $TOOLBOX_DIR/ts-sdk/node_modules/@modelcontextprotocol/sdk"
 }
@@ -189,6 +202,7 @@ component python-mcp "$MCP_PY_VERSION" install_python_mcp check_python_mcp
 component node "$NODE_VERSION" install_node check_node
 component oidc-provider "$OIDC_PROVIDER_VERSION" install_oidc_provider check_oidc_provider
 component conformance "$CONFORMANCE_VERSION" install_conformance check_conformance
+component conformance-modern "$CONFORMANCE_MODERN_VERSION" install_conformance_modern check_conformance_modern
 component inspector "$INSPECTOR_VERSION" install_inspector check_inspector
 component ts-sdk "$TS_SDK_VERSION" install_ts_sdk check_ts_sdk
 summary

@@ -14,7 +14,7 @@ use cortex_filters::sse;
 use cortex_filters::version::ProtocolVersion;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::clock::unix_now;
 use crate::config::SessionsConfig;
@@ -65,6 +65,71 @@ pub struct SessionManager {
     max_streams: usize,
     states: moka::sync::Cache<[u8; 16], Arc<SessionState>>,
     revoked: moka::sync::Cache<[u8; 16], ()>,
+    /// Catalog changes for the 2026-07-28 listen streams (which have no session): each
+    /// stream filters by its caller's scopes and its subscription.
+    catalog_changes: broadcast::Sender<Arc<CatalogDiff>>,
+    /// Sealed `requestState` of multi-round-trip requests, and the nonces already used.
+    request_states: RequestStates,
+}
+
+/// Capacity of the catalog-change broadcast; a listen stream that lags past it is told its
+/// lists may have changed (every list it subscribed to), which is always safe.
+const CATALOG_CHANGES: usize = 64;
+
+/// Most used request-state nonces remembered on this replica (each until its state expires).
+const MAX_USED_STATES: u64 = 100_000;
+
+/// The sealer of multi-round-trip `requestState` (2026-07-28) and its replay set: a state is
+/// accepted once. Keyed apart from session ids (its own key and associated data), so neither
+/// can be presented as the other.
+pub struct RequestStates {
+    sealer: cortex_filters::modern::state::RequestStateSealer,
+    used: moka::sync::Cache<String, Duration>,
+}
+
+impl RequestStates {
+    fn new(session_key: &[u8; 32]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"cortex/request-state-key/v1");
+        h.update(session_key);
+        let key: [u8; 32] = h.finalize().into();
+        RequestStates {
+            sealer: cortex_filters::modern::state::RequestStateSealer::new(&key),
+            used: moka::sync::Cache::builder()
+                .max_capacity(MAX_USED_STATES)
+                .expire_after(UntilExpiry)
+                .build(),
+        }
+    }
+
+    /// The sealer (seal on an input-required answer, open on the retry).
+    pub fn sealer(&self) -> &cortex_filters::modern::state::RequestStateSealer {
+        &self.sealer
+    }
+
+    /// Marks an opened state as used; `false` when it was used before (a replay). The nonce
+    /// is remembered until the state expires (the sealer refuses it after that anyway).
+    pub fn first_use(&self, state: &cortex_filters::modern::state::RequestState) -> bool {
+        let ttl = Duration::from_secs(state.expires_at.saturating_sub(unix_now()).clamp(1, 3600));
+        self.used
+            .entry(state.replay_key())
+            .or_insert(ttl)
+            .is_fresh()
+    }
+}
+
+/// Keeps a used nonce for the time stored with it: until its state would have expired.
+struct UntilExpiry;
+
+impl moka::Expiry<String, Duration> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        ttl: &Duration,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(*ttl)
+    }
 }
 
 impl SessionManager {
@@ -92,7 +157,19 @@ impl SessionManager {
                 .max_capacity(MAX_TRACKED_SESSIONS)
                 .time_to_live(cfg.absolute_timeout)
                 .build(),
+            catalog_changes: broadcast::channel(CATALOG_CHANGES).0,
+            request_states: RequestStates::new(&key),
         }
+    }
+
+    /// Subscribes to catalog changes (a 2026-07-28 listen stream).
+    pub fn catalog_changes(&self) -> broadcast::Receiver<Arc<CatalogDiff>> {
+        self.catalog_changes.subscribe()
+    }
+
+    /// Sealed request states of multi-round-trip requests.
+    pub fn request_states(&self) -> &RequestStates {
+        &self.request_states
     }
 
     /// Creates a session for `sub` and returns its id.
@@ -186,6 +263,10 @@ impl SessionManager {
     /// Sends list_changed notifications to every tracked session whose visible catalog
     /// changed.
     pub fn notify_catalog_change(&self, diff: &CatalogDiff) {
+        if self.catalog_changes.receiver_count() > 0 {
+            // No listen stream open: nothing to tell (a send error only means that).
+            let _ = self.catalog_changes.send(Arc::new(diff.clone()));
+        }
         for (_, state) in self.states.iter() {
             let Some(grants) = state.grants() else {
                 continue;
@@ -282,4 +363,51 @@ fn derive_key(secret: &str) -> [u8; 32] {
     h.update(b"cortex-gateway session key v1\0");
     h.update(secret.as_bytes());
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cortex_filters::modern::state::{request_digest, RequestState};
+    use serde_json::json;
+
+    #[test]
+    fn a_request_state_opens_once_for_its_caller_and_request() {
+        let manager = SessionManager::new(&SessionsConfig::default());
+        let states = manager.request_states();
+        let params = json!({"name": "echo", "arguments": {"a": 1}});
+        let digest = request_digest("tools/call", Some(&params));
+        let now = unix_now();
+        let sealed = states
+            .sealer()
+            .seal(&RequestState::new(
+                "alice",
+                digest,
+                now,
+                300,
+                b"held call 7".to_vec(),
+            ))
+            .expect("seal");
+        let opened = states
+            .sealer()
+            .open(&sealed, "alice", &digest, now)
+            .expect("open");
+        assert_eq!(opened.payload, b"held call 7");
+        assert!(states.first_use(&opened), "first use");
+        let again = states
+            .sealer()
+            .open(&sealed, "alice", &digest, now)
+            .expect("still authentic");
+        assert!(!states.first_use(&again), "a replay is refused");
+        // Another caller, another call, or a state sealed under another gateway key.
+        assert!(states.sealer().open(&sealed, "bob", &digest, now).is_err());
+        let other = request_digest("tools/call", Some(&json!({"name": "echo"})));
+        assert!(states.sealer().open(&sealed, "alice", &other, now).is_err());
+        let foreign = SessionManager::new(&SessionsConfig::default());
+        assert!(foreign
+            .request_states()
+            .sealer()
+            .open(&sealed, "alice", &digest, now)
+            .is_err());
+    }
 }

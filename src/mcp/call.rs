@@ -27,6 +27,10 @@ pub struct CallContext<'a> {
     pub version: ProtocolVersion,
     /// How `tools/list` is presented (`X-Cortex-Tool-Mode`, `X-Cortex-Backends`).
     pub presentation: Presentation,
+    /// The client capabilities in force, as [`cortex_filters::session::caps`] bits: the
+    /// session's (declared at `initialize`) or, for a 2026-07-28 request, the ones its
+    /// `_meta` declares for this request alone.
+    pub client_caps: u8,
 }
 
 impl CallContext<'_> {

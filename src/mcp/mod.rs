@@ -8,13 +8,18 @@
 //! - [`call`]: the call context and what dispatch answers;
 //! - [`dispatch`]: the method table;
 //! - [`lifecycle`], [`lists`]: `initialize` and friends, the four lists;
-//! - [`stream`]: the session's notification stream (GET).
+//! - [`stream`]: the session's notification stream (GET);
+//! - [`modern`]: the stateless 2026-07-28 era on the same endpoint (`_meta`, mirrored headers,
+//!   `server/discover`, result decoration, input-required results);
+//! - [`listen`]: its `subscriptions/listen` stream.
 
 pub mod call;
 pub mod dispatch;
 pub mod envelope;
 pub mod lifecycle;
+pub mod listen;
 pub mod lists;
+pub mod modern;
 pub mod request;
 pub mod stream;
 pub mod transport;

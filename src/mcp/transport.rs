@@ -22,7 +22,8 @@ use super::call::{CallContext, Dispatched};
 use super::envelope::{self, Need};
 use super::lists::Presentation;
 use super::request::{Refusal, RequestCtx, RequestFacts, Stop};
-use super::{dispatch, stream};
+use super::{dispatch, modern, stream};
+use cortex_filters::version::Era;
 
 const ALLOW: &str = "GET, POST, DELETE, OPTIONS";
 
@@ -194,6 +195,9 @@ async fn post(
         matches!(&incoming, Incoming::Single(m) if m.method() == Some("initialize"));
     ctx.record
         .message(&incoming, &body, state.shared.audit.hasher());
+    if modern::era(session, &incoming) == Era::Modern {
+        return modern::post(state, policy, facts, session, ctx, principal, incoming).await;
+    }
     let env = envelope::open(
         &state.shared,
         policy.config.sessions.mode,
@@ -215,6 +219,7 @@ async fn post(
             facts.backends.as_deref(),
             policy.config.catalog.tool_mode,
         ),
+        client_caps: env.session.as_ref().map_or(0, |s| s.claims.client_caps),
     };
     let cors = ctx.cors_origin.clone();
     let answer = match incoming {

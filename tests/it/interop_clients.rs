@@ -1,7 +1,7 @@
 //! Real MCP clients that nobody here wrote, driving the real gateway binary in front of the
 //! conformance fixture backend (`naming: none`, `catalog.page_size: 2` so every list pages):
-//! - the Python MCP SDK (`mcp`) in legacy mode (initialize) and auto mode (server/discover
-//!   probe, then fallback to initialize);
+//! - the Python MCP SDK (`mcp`) in legacy mode (initialize, a session) and auto mode
+//!   (server/discover probe, then stateless 2026-07-28 requests);
 //! - the MCP Inspector v2 CLI: tools/list and tools/call, exit codes checked, `--header` used;
 //! - the TypeScript MCP SDK (tests/js/client.mjs): connect over Streamable HTTP, list, call.
 //!
@@ -179,10 +179,15 @@ async fn python_sdk(mode: &str) {
     let out = parse_output(&run, gateway);
 
     assert_eq!(out["mode"], mode);
-    assert_eq!(out["protocolVersion"], "2025-11-25", "{out}");
-    // The gateway speaks the handshake era only (no server/discover yet): auto mode must have
-    // fallen back to initialize. Update this when the gateway serves 2026-07-28 statelessly.
-    assert_eq!(out["handshake"], "initialize", "{out}");
+    // Auto mode probes server/discover, which the gateway serves: the SDK adopts 2026-07-28 and
+    // every later request is stateless (its version and capabilities in _meta, no session).
+    // Legacy mode keeps the initialize handshake and its session.
+    let (version, handshake) = match mode {
+        "auto" => ("2026-07-28", "discover"),
+        _ => ("2025-11-25", "initialize"),
+    };
+    assert_eq!(out["protocolVersion"], version, "{out}");
+    assert_eq!(out["handshake"], handshake, "{out}");
     assert_eq!(out["serverName"], "cortex-gateway", "{out}");
     let tools = gateway_view(&setup, "tools/list", "tools", "name").await;
     assert_listing(
@@ -274,31 +279,61 @@ async fn the_python_sdk_in_legacy_mode_lists_calls_reads_and_gets_prompts() {
     python_sdk("legacy").await;
 }
 
-/// Auto mode probes `server/discover` at the 2026 protocol version first: the gateway refuses
-/// that version (400 listing the supported ones) and the SDK falls back to `initialize`.
+/// Auto mode probes `server/discover` at 2026-07-28 first: the gateway answers it, so the SDK
+/// speaks the stateless era for the whole run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_sdk_in_auto_mode_falls_back_to_initialize_and_works() {
+async fn the_python_sdk_in_auto_mode_negotiates_2026_07_28_and_works() {
     python_sdk("auto").await;
 }
 
-/// What the auto-mode probe gets: a 400 whose JSON-RPC error lists the supported versions
-/// (not -32022 with a modern-only list, which would make the SDK give up instead of falling
-/// back).
+/// What the auto-mode probe gets: the discover result listing both eras, with its caching
+/// hints; a probe without the `_meta` 2026-07-28 requires is a 400 with -32602, not a
+/// silent legacy answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_discover_probe_is_refused_with_the_supported_versions() {
+async fn the_server_discover_probe_is_answered_with_both_eras() {
     let setup = start().await;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
     let reply = setup
         .client()
         .post(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}),
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}}),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "server/discover"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    let result = &body["result"];
+    assert_eq!(
+        strings(&result["supportedVersions"]),
+        vec!["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"],
+        "{body}"
+    );
+    assert_eq!(result["resultType"], "complete", "{body}");
+    assert!(result["ttlMs"].as_u64().is_some(), "{body}");
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "cortex-gateway",
+        "{body}"
+    );
+    assert!(
+        reply.header("mcp-session-id").is_none(),
+        "no session in 2026-07-28"
+    );
+
+    let reply = setup
+        .client()
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": {}}),
             &[("mcp-protocol-version", "2026-07-28")],
         )
         .await;
     assert_eq!(reply.status, 400, "{}", reply.text());
-    let body = reply.json();
-    assert_ne!(body["error"]["code"], -32022, "{body}");
-    let supported = strings(&body["error"]["data"]["supported"]);
-    assert!(supported.contains(&"2025-11-25"), "{body}");
+    assert_eq!(reply.json()["error"]["code"], -32602, "{}", reply.text());
 }
 
 /// Runs `mcp-inspector --cli <url> --transport http …` with Node 22.
@@ -556,4 +591,174 @@ async fn the_typescript_sdk_connects_lists_and_calls() {
     assert_eq!(backend.call_count("echo"), 1, "{:?}", backend.calls());
     assert_eq!(backend.call_count("test_simple_text"), 1);
     println!("typescript sdk: {:.1?}", started.elapsed());
+}
+
+/// The TypeScript v2 client (`@modelcontextprotocol/client`, the version the pinned inspector
+/// brings) in its dual-era `auto` mode: it probes `server/discover`, adopts 2026-07-28 and
+/// never opens a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_v2_client_speaks_2026_07_28_statelessly() {
+    let started = Instant::now();
+    let dir = interop::toolbox_dir().join("inspector/node_modules/@modelcontextprotocol/client");
+    assert!(
+        dir.join("dist/index.mjs").exists(),
+        "@modelcontextprotocol/client is not installed ({} is missing): run scripts/toolbox.sh",
+        dir.display()
+    );
+    let setup = start().await;
+    let (backend, gateway) = (&setup.backend, setup.gateway());
+    let mut env = setup.headers_env();
+    env.push(("CORTEX_TS_CLIENT_DIR".into(), dir.display().to_string()));
+    let run = interop::run_tool_async(
+        interop::node(),
+        vec![
+            interop::repo_path("tests/js/client_modern.mjs")
+                .display()
+                .to_string(),
+            gateway.mcp_url(),
+        ],
+        env,
+        gateway.dir().to_owned(),
+        "ts-client-modern",
+        CLIENT_TIMEOUT,
+    )
+    .await;
+    let out = parse_output(&run, gateway);
+
+    assert_eq!(out["protocolVersion"], "2026-07-28", "{out}");
+    assert_eq!(
+        out["sessionId"],
+        Value::Null,
+        "no session in 2026-07-28: {out}"
+    );
+    // The v2 client follows nextCursor itself (one listTools call returns every page).
+    let tools = gateway_view(&setup, "tools/list", "tools", "name").await;
+    assert!(tools.len() > 2, "page_size 2 pages the list");
+    assert_eq!(
+        strings(&out["tools"]),
+        tools.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        out["echo"]["structuredContent"],
+        json!({"echoed": "hello from the ts v2 client"}),
+        "{out}"
+    );
+    assert_eq!(
+        out["simple"]["content"],
+        json!([{"type": "text", "text": SIMPLE_TEXT}])
+    );
+    assert_eq!(
+        out["text"]["contents"][0]["text"],
+        fixture_backend::STATIC_TEXT,
+        "{out}"
+    );
+    assert_eq!(
+        out["prompt"]["messages"][0]["content"]["text"],
+        "Prompt with arguments: arg1='a', arg2='b'",
+        "{out}"
+    );
+    assert_eq!(backend.call_count("echo"), 1, "{:?}", backend.calls());
+    assert_eq!(backend.call_count("test_simple_text"), 1);
+    println!(
+        "typescript v2 client (2026-07-28): {:.1?}",
+        started.elapsed()
+    );
+}
+
+/// The MCP Inspector v2 CLI with `--protocol-era modern`: lists and calls over 2026-07-28.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_inspector_cli_lists_and_calls_in_the_modern_era() {
+    let setup = start().await;
+    let (backend, gateway) = (&setup.backend, setup.gateway());
+    let header = format!("Authorization: {}", setup.bearer());
+    let list = inspector(
+        gateway,
+        &[
+            "--protocol-era",
+            "modern",
+            "--method",
+            "tools/list",
+            "--header",
+            &header,
+            "--format",
+            "json",
+        ],
+        "inspector-modern-list",
+    )
+    .await;
+    assert_eq!(list.code(), 0, "{}\n{}", list.describe(), gateway.logs());
+    let listed = inspector_json(&list);
+    let tools = listed
+        .pointer("/result/tools")
+        .or_else(|| listed.get("tools"))
+        .unwrap_or_else(|| panic!("no tools in {listed}"));
+    let names: Vec<&str> = tools
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    let truth = gateway_view(&setup, "tools/list", "tools", "name").await;
+    assert_eq!(names, truth, "every page, in order: {listed}");
+
+    let call = inspector(
+        gateway,
+        &[
+            "--protocol-era",
+            "modern",
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "echo",
+            "--tool-arg",
+            "message=hello in 2026",
+            "--header",
+            &header,
+            "--format",
+            "json",
+        ],
+        "inspector-modern-call",
+    )
+    .await;
+    assert_eq!(call.code(), 0, "{}\n{}", call.describe(), gateway.logs());
+    let called = inspector_json(&call);
+    let result = called.get("result").unwrap_or(&called);
+    assert_eq!(
+        result["structuredContent"],
+        json!({"echoed": "hello in 2026"}),
+        "{called}"
+    );
+    assert_eq!(backend.call_count("echo"), 1, "{:?}", backend.calls());
+    // The inspector shows results without resultType: the audit trail says which era the
+    // requests spoke. Every request ran at 2026-07-28; none was an initialize.
+    let lines = crate::common::eventually(
+        Duration::from_secs(10),
+        "audit lines of the inspector's tools/call",
+        || async {
+            let lines = crate::audit_support::audit_lines(gateway);
+            lines
+                .iter()
+                .any(|l| l["method"] == "tools/call")
+                .then_some(lines)
+        },
+    )
+    .await;
+    assert!(
+        lines.iter().all(|l| l["method"] != "initialize"),
+        "{lines:#?}"
+    );
+    // (The test's own reference listing, gateway_view, is a plain legacy tools/list.)
+    let calls: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["method"] == "tools/call")
+        .collect();
+    assert!(!calls.is_empty());
+    for l in calls {
+        assert_eq!(l["protocol_version"], "2026-07-28", "{l}");
+        assert_eq!(l["session_id"], Value::Null, "{l}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["method"] == "tools/list" && l["protocol_version"] == "2026-07-28"),
+        "the inspector's listing ran at 2026-07-28: {lines:#?}"
+    );
 }

@@ -32,6 +32,8 @@ mod docker_image;
 mod federation;
 mod interop_clients;
 mod mcp_transport;
+mod modern_conformance;
+mod modern_endpoint;
 mod oauth_discovery;
 mod oauth_identity;
 mod oauth_introspection;

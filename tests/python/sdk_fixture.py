@@ -62,8 +62,8 @@ async def main(url: str, mode: str) -> dict:
         return {
             "mode": mode,
             "protocolVersion": client.protocol_version,
-            # Which handshake connected: auto mode probes server/discover first and must fall
-            # back to initialize against this (pre-2026) server.
+            # Which handshake connected: auto mode probes server/discover, which the gateway
+            # answers (2026-07-28, stateless); legacy mode runs initialize.
             "handshake": "initialize" if client.session.initialize_result is not None else "discover",
             "serverName": client.server_info.name if client.server_info else None,
             "tools": [t.name for t in tools],
