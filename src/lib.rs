@@ -26,6 +26,7 @@ pub mod sessions;
 pub mod state;
 pub mod store;
 pub mod upstream;
+pub mod vault;
 pub mod well_known;
 
 #[cfg(test)]

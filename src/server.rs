@@ -72,7 +72,11 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
     };
     let store = crate::store::open(&config)?;
     let audit = crate::audit::start(&config, store.clone())?;
-    let state = Arc::new(AppState::new(config)?.with_store(store.clone(), audit));
+    let state = Arc::new(
+        AppState::new(config)?
+            .with_store(store.clone(), audit)
+            .with_vault()?,
+    );
     let shared = &state.shared;
     let policy = state.policy();
     server.add_service(background_service(

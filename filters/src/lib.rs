@@ -22,3 +22,4 @@ pub mod search;
 pub mod session;
 pub mod sse;
 pub mod version;
+pub mod vault;

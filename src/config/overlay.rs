@@ -163,6 +163,7 @@ fn apply_strings(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         ("CORTEX_REQUIRED_POOL", &["auth", "oauth", "required_pool"]),
         ("CORTEX_DATABASE_URL", &["storage", "database_url"]),
         ("CORTEX_AUDIT_RETENTION_DAYS", &["audit", "retention_days"]),
+        ("CORTEX_VAULT_KEY", &["vault", "key"]),
         (
             "OAUTH_INTROSPECT_URL",
             &["auth", "oauth", "introspection", "url"],

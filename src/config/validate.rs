@@ -60,6 +60,7 @@ pub(crate) fn validate(config: &Config) -> Findings {
     check_backends(config, &mut f);
     check_scopes(config, &mut f);
     check_tickets(config, &mut f);
+    super::vault::check(config, &mut f);
     if config.logging.level.trim().is_empty() {
         f.error(p(&["logging", "level"]), "must not be empty (e.g. `info`)");
     }

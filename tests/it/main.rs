@@ -44,3 +44,5 @@ mod python_sdk;
 mod sessions;
 mod sse;
 mod store_suite;
+mod vault_store;
+mod vault_link;
