@@ -386,6 +386,7 @@ tickets: {}
 dev_authorization_server: {users: [{name: a}], clients: [{id: c}]}
 storage: {}
 audit: {}
+vault: {keys: [{id: a, key: k}], providers: [{id: p, resource: 'http://127.0.0.1:1/mcp'}]}
 ";
 
     #[test]

@@ -258,8 +258,8 @@ pub trait OutboxStore: StoreBase {
 }
 
 /// The per-user token vault: sealed grants, client registrations at providers, and the
-/// single-use marks of linking states. The store sees only sealed values (see
-/// `crate::vault`); it never decrypts.
+/// single-use marks of linking states. The store sees only sealed values (the vault
+/// module seals them); it never decrypts.
 #[async_trait]
 pub trait VaultStore: StoreBase {
     /// The grant of `subject` at `provider`.
