@@ -252,11 +252,11 @@ impl Linked {
         b.sign_in_and_consent(&authorize, login, &self.gateway()).await
     }
 
-    /// Calls `crm__lookup` as the user of `token`.
+    /// Calls `crm_lookup` as the user of `token`.
     async fn call(&self, token: &str) -> Value {
         self.setup
             .client(token)
-            .call_tool("crm__lookup", json!({ "message": "hi" }))
+            .call_tool("crm_lookup", json!({ "message": "hi" }))
             .await
     }
 
