@@ -103,7 +103,8 @@ impl Gateway {
         use crate::vault::edge;
         let shared = &self.state.shared;
         let authorization = header(session, "authorization").map(str::to_string);
-        let user = if authorization.is_some() || shared.auth.mode() == crate::config::AuthMode::None {
+        let user = if authorization.is_some() || shared.auth.mode() == crate::config::AuthMode::None
+        {
             let peer = session
                 .client_addr()
                 .and_then(|a| a.as_inet())
@@ -120,12 +121,17 @@ impl Gateway {
                 AuthOutcome::Ok(p) => Some(p.sub),
                 AuthOutcome::Unauthorized { reason, .. } => {
                     let body = json!({"error": "invalid_token", "error_description": reason});
-                    return Ok(Answer::json(401, serde_json::to_vec(&body).unwrap_or_default())
-                        .with_header("www-authenticate", "Bearer error=\"invalid_token\""));
+                    return Ok(
+                        Answer::json(401, serde_json::to_vec(&body).unwrap_or_default())
+                            .with_header("www-authenticate", "Bearer error=\"invalid_token\""),
+                    );
                 }
                 AuthOutcome::Forbidden { error, reason, .. } => {
                     let body = json!({"error": error, "error_description": reason});
-                    return Ok(Answer::json(403, serde_json::to_vec(&body).unwrap_or_default()));
+                    return Ok(Answer::json(
+                        403,
+                        serde_json::to_vec(&body).unwrap_or_default(),
+                    ));
                 }
                 AuthOutcome::Unavailable { reason } => return Ok(well_known::unavailable(&reason)),
             }

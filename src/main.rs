@@ -173,7 +173,9 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             match preflight::load(config.as_deref(), env.as_ref()) {
-                Ok(loaded) => ExitCode::from(cortex_gateway::vault::cli::run_cli(&loaded.config, action)),
+                Ok(loaded) => {
+                    ExitCode::from(cortex_gateway::vault::cli::run_cli(&loaded.config, action))
+                }
                 Err(errors) => {
                     eprintln!("configuration is invalid:\n{errors}");
                     ExitCode::from(2)

@@ -30,7 +30,8 @@ pub const MAX_PART: usize = 4096;
 /// `purpose | len(a) | a | len(b) | b`: length-prefixed so that ("ab", "c") and ("a", "bc")
 /// never produce the same bytes.
 fn bound(purpose: &[u8], parts: &[&str]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(purpose.len() + parts.iter().map(|p| p.len() + 4).sum::<usize>());
+    let mut out =
+        Vec::with_capacity(purpose.len() + parts.iter().map(|p| p.len() + 4).sum::<usize>());
     out.extend_from_slice(purpose);
     for p in parts {
         let len = u32::try_from(p.len().min(MAX_PART)).unwrap_or(u32::MAX);
@@ -302,7 +303,10 @@ pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 /// The link page of `provider` on the gateway at `public_origin`. It carries no personal
 /// data and authenticates nobody: opening it still requires the user to sign in.
 pub fn link_url(public_origin: &str, provider: &str) -> String {
-    format!("{}/link/{provider}/start", public_origin.trim_end_matches('/'))
+    format!(
+        "{}/link/{provider}/start",
+        public_origin.trim_end_matches('/')
+    )
 }
 
 /// Why the caller has no usable credential for a provider.
@@ -375,7 +379,10 @@ pub enum CatalogSource {
 /// The catalog source of a vault backend: a static catalog wins (no token at all is spent on
 /// discovery), else the catalog subject.
 pub fn catalog_source(static_catalog: bool, catalog_sub: Option<&str>) -> CatalogSource {
-    match (static_catalog, catalog_sub.map(str::trim).filter(|s| !s.is_empty())) {
+    match (
+        static_catalog,
+        catalog_sub.map(str::trim).filter(|s| !s.is_empty()),
+    ) {
         (true, _) => CatalogSource::Static,
         (false, Some(s)) => CatalogSource::Subject(s.to_string()),
         (false, None) => CatalogSource::Unknown,
@@ -408,14 +415,20 @@ mod tests {
         let sealed = s.seal(&grant_aad("alice", "p", "k"), b"tok").unwrap();
         assert!(s.open(&grant_aad("bob", "p", "k"), &sealed).is_err());
         assert!(s.open(&grant_aad("alice", "q", "k"), &sealed).is_err());
-        assert_eq!(s.open(&grant_aad("alice", "p", "k"), &sealed).unwrap(), b"tok");
+        assert_eq!(
+            s.open(&grant_aad("alice", "p", "k"), &sealed).unwrap(),
+            b"tok"
+        );
     }
 
     #[test]
     fn pkce_matches_the_rfc_7636_example() {
         // RFC 7636 Appendix B.
         let v = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        assert_eq!(pkce_challenge(v), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(
+            pkce_challenge(v),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
         assert_eq!(pkce_verifier(&[0; 32]).len(), 43);
         assert!(supports_s256(Some(&["plain".into(), "S256".into()])));
         assert!(!supports_s256(Some(&["plain".into()])));
@@ -445,7 +458,13 @@ mod tests {
             Err(StateError::Invalid)
         );
         assert_eq!(
-            open_state(&Sealer::new(&[3; 32]), "design", Some(&sealed), Some("cookie-1"), 1),
+            open_state(
+                &Sealer::new(&[3; 32]),
+                "design",
+                Some(&sealed),
+                Some("cookie-1"),
+                1
+            ),
             Err(StateError::Invalid)
         );
         let mut bad = sealed.into_bytes();
@@ -478,7 +497,10 @@ mod tests {
             Err(CallbackError::MissingIssuer(_))
         ));
         assert_eq!(callback_code(Some("c"), None, None), Ok("c"));
-        assert_eq!(callback_code(Some(""), None, None), Err(CallbackError::NoCode));
+        assert_eq!(
+            callback_code(Some(""), None, None),
+            Err(CallbackError::NoCode)
+        );
         assert_eq!(
             callback_code(None, Some("access_denied"), Some("no")),
             Err(CallbackError::Refused("access_denied (no)".into()))
@@ -509,8 +531,14 @@ mod tests {
             next_refresh_token(Some("old".into()), Some("new".into())),
             Some("new".into())
         );
-        assert_eq!(next_refresh_token(Some("old".into()), None), Some("old".into()));
-        assert_eq!(next_refresh_token(Some("old".into()), Some(String::new())), Some("old".into()));
+        assert_eq!(
+            next_refresh_token(Some("old".into()), None),
+            Some("old".into())
+        );
+        assert_eq!(
+            next_refresh_token(Some("old".into()), Some(String::new())),
+            Some("old".into())
+        );
         assert_eq!(expiry_ms(1_000, Some(60)), Some(61_000));
         assert_eq!(expiry_ms(1_000, Some(-5)), Some(1_000));
         assert_eq!(expiry_ms(1_000, None), None);
@@ -528,7 +556,9 @@ mod tests {
         assert_eq!(e["code"], URL_ELICITATION_REQUIRED);
         assert_eq!(e["data"]["elicitations"][0]["mode"], "url");
         assert_eq!(e["data"]["elicitations"][0]["url"], url);
-        assert!(declares_url_elicitation(&json!({"elicitation": {"url": {}}})));
+        assert!(declares_url_elicitation(
+            &json!({"elicitation": {"url": {}}})
+        ));
         assert!(!declares_url_elicitation(&json!({"elicitation": {}})));
         assert!(!declares_url_elicitation(&json!({})));
     }

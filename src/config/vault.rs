@@ -113,8 +113,12 @@ pub fn decode_key(text: &str) -> Result<[u8; 32], String> {
         .iter()
         .find_map(|e| e.decode(t).ok())
         .ok_or_else(|| "is not base64".to_string())?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| format!("decodes to {} bytes; a vault key is exactly 32", bytes.len()))
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "decodes to {} bytes; a vault key is exactly 32",
+            bytes.len()
+        )
+    })
 }
 
 fn valid_key_id(id: &str) -> bool {

@@ -263,8 +263,11 @@ pub trait OutboxStore: StoreBase {
 #[async_trait]
 pub trait VaultStore: StoreBase {
     /// The grant of `subject` at `provider`.
-    async fn get_grant(&self, subject: &str, provider: &str)
-        -> Result<Option<StoredGrant>, StoreError>;
+    async fn get_grant(
+        &self,
+        subject: &str,
+        provider: &str,
+    ) -> Result<Option<StoredGrant>, StoreError>;
 
     /// Every grant of `subject`, by provider.
     async fn list_grants(&self, subject: &str) -> Result<Vec<StoredGrant>, StoreError>;
@@ -293,8 +296,11 @@ pub trait VaultStore: StoreBase {
     ) -> Result<bool, StoreError>;
 
     /// Up to `limit` grants not sealed under `key_id` (a rotation's next batch).
-    async fn grants_not_under(&self, key_id: &str, limit: u32)
-        -> Result<Vec<StoredGrant>, StoreError>;
+    async fn grants_not_under(
+        &self,
+        key_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredGrant>, StoreError>;
 
     /// The client registration made for `provider`.
     async fn get_client(&self, provider: &str) -> Result<Option<StoredClient>, StoreError>;

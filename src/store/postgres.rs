@@ -817,7 +817,8 @@ impl VaultStore for PostgresStore {
     async fn get_client(&self, provider: &str) -> Result<Option<StoredClient>, StoreError> {
         let p = provider.to_string();
         self.run(move |c| async move {
-            let sql = format!("SELECT {CLIENT_COLUMNS} FROM cortex_vault_clients WHERE provider = $1");
+            let sql =
+                format!("SELECT {CLIENT_COLUMNS} FROM cortex_vault_clients WHERE provider = $1");
             one(c.query_opt(&sql, &[&p])).await
         })
         .await

@@ -18,9 +18,7 @@ use rusqlite::{
 };
 use tracing::{info, warn};
 
-use super::rows::{
-    key_counts, Tally, CLIENT_COLUMNS, GRANT_COLUMNS,
-};
+use super::rows::{key_counts, Tally, CLIENT_COLUMNS, GRANT_COLUMNS};
 use super::rows::{
     link_all, missing_chain, notes_json, nothing_purged, placeholders, plan_purge, Aged, Column,
     FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PURGE_COLUMNS,
@@ -779,7 +777,8 @@ impl VaultStore for SqliteStore {
     async fn get_client(&self, provider: &str) -> Result<Option<StoredClient>, StoreError> {
         let p = provider.to_string();
         self.call(move |c| {
-            let sql = format!("SELECT {CLIENT_COLUMNS} FROM cortex_vault_clients WHERE provider = ?1");
+            let sql =
+                format!("SELECT {CLIENT_COLUMNS} FROM cortex_vault_clients WHERE provider = ?1");
             select_one(c, &sql, [p])
         })
         .await

@@ -42,7 +42,9 @@ pub fn run_cli(config: &Config, action: Action) -> u8 {
     ) {
         Ok(Some(v)) => v,
         Ok(None) => {
-            eprintln!("error: no vault key is configured (vault.key / CORTEX_VAULT_KEY, vault.keys)");
+            eprintln!(
+                "error: no vault key is configured (vault.key / CORTEX_VAULT_KEY, vault.keys)"
+            );
             return exit::CONFIG;
         }
         Err(e) => {

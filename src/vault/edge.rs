@@ -89,7 +89,10 @@ fn page(status: u16, title: &str, body_html: &str) -> Answer {
         status,
         content_type: Some("text/html; charset=utf-8"),
         headers: vec![
-            ("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'".into()),
+            (
+                "content-security-policy",
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'".into(),
+            ),
             ("x-frame-options", "DENY".into()),
             ("referrer-policy", "no-referrer".into()),
         ],
@@ -119,10 +122,19 @@ fn sign_in_needed(json: bool) -> Answer {
 /// Handles one `/link` request. `vault` is `None` when no vault is configured.
 pub async fn handle(vault: Option<&Vault>, req: LinkRequest<'_>) -> Answer {
     let Some(vault) = vault else {
-        return message(404, req.wants_json, "No vault", "account linking is not configured on this gateway (vault.providers)");
+        return message(
+            404,
+            req.wants_json,
+            "No vault",
+            "account linking is not configured on this gateway (vault.providers)",
+        );
     };
     let rest = req.path.strip_prefix("/link").unwrap_or("");
-    let parts: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = rest
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match (req.method, parts.as_slice()) {
         ("GET", []) => list_page(vault, req).await,
         ("GET", ["client-metadata.json"]) => client_metadata(vault),
@@ -130,11 +142,11 @@ pub async fn handle(vault: Option<&Vault>, req: LinkRequest<'_>) -> Answer {
         ("GET", [p, "callback"]) => callback(vault, req, p).await,
         ("POST", [p, "unlink"]) => unlink(vault, req, p).await,
         (_, [] | [_, "start" | "callback"] | ["client-metadata.json"]) => {
-            message(405, req.wants_json, "Method not allowed", "use GET").with_header("allow", "GET")
+            message(405, req.wants_json, "Method not allowed", "use GET")
+                .with_header("allow", "GET")
         }
-        (_, [_, "unlink"]) => {
-            message(405, req.wants_json, "Method not allowed", "use POST").with_header("allow", "POST")
-        }
+        (_, [_, "unlink"]) => message(405, req.wants_json, "Method not allowed", "use POST")
+            .with_header("allow", "POST"),
         _ => message(404, req.wants_json, "Not found", "no such link page"),
     }
 }
@@ -166,7 +178,10 @@ async fn list_page(vault: &Vault, req: LinkRequest<'_>) -> Answer {
         Err(e) => return message(503, req.wants_json, "Unavailable", &e.to_string()),
     };
     if req.wants_json {
-        return Answer::json(200, serde_json::to_vec(&json!({ "links": links })).unwrap_or_default());
+        return Answer::json(
+            200,
+            serde_json::to_vec(&json!({ "links": links })).unwrap_or_default(),
+        );
     }
     // A fresh ticket for the buttons (the page may have been opened with a bearer).
     let ticket = vault.ticket_for(&sub);
@@ -197,7 +212,11 @@ async fn list_page(vault: &Vault, req: LinkRequest<'_>) -> Answer {
 }
 
 fn client_metadata(vault: &Vault) -> Answer {
-    let redirects: Vec<String> = vault.providers().iter().map(|p| vault.redirect_uri(&p.id)).collect();
+    let redirects: Vec<String> = vault
+        .providers()
+        .iter()
+        .map(|p| vault.redirect_uri(&p.id))
+        .collect();
     let doc = json!({
         "client_id": vault.client_metadata_url(),
         "client_name": "Cortex Gateway",
@@ -211,14 +230,23 @@ fn client_metadata(vault: &Vault) -> Answer {
 
 async fn start(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer {
     if !known(vault, provider) {
-        return message(404, req.wants_json, "Unknown provider", "no such provider on this gateway");
+        return message(
+            404,
+            req.wants_json,
+            "Unknown provider",
+            "no such provider on this gateway",
+        );
     }
     let Some((sub, _)) = user(vault, &req) else {
         return sign_in_needed(req.wants_json);
     };
     match vault.start_link(&sub, provider).await {
         Ok((url, cookie_value)) => {
-            let secure = if vault.public_origin.starts_with("https://") { "; Secure" } else { "" };
+            let secure = if vault.public_origin.starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
             let max_age = vault.link_ttl_ms / 1000;
             Answer::empty(302)
                 .with_header("location", url)
@@ -236,7 +264,12 @@ async fn start(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer {
 
 async fn callback(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer {
     if !known(vault, provider) {
-        return message(404, req.wants_json, "Unknown provider", "no such provider on this gateway");
+        return message(
+            404,
+            req.wants_json,
+            "Unknown provider",
+            "no such provider on this gateway",
+        );
     }
     let q = req.query;
     let params = CallbackParams {
@@ -247,12 +280,19 @@ async fn callback(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer
         error_description: param(q, "error_description"),
     };
     let name = format!("{COOKIE_PREFIX}{provider}");
-    let clear = format!("{name}=; Path=/link/{provider}/callback; Max-Age=0; HttpOnly; SameSite=Lax");
-    match vault.finish_link(provider, &params, cookie(req.cookies, &name)).await {
+    let clear =
+        format!("{name}=; Path=/link/{provider}/callback; Max-Age=0; HttpOnly; SameSite=Lax");
+    match vault
+        .finish_link(provider, &params, cookie(req.cookies, &name))
+        .await
+    {
         Ok(display) => {
             let text = format!("Your {display} account is linked. You can close this window and retry in your agent.");
             if req.wants_json {
-                Answer::json(200, serde_json::to_vec(&json!({"linked": provider})).unwrap_or_default())
+                Answer::json(
+                    200,
+                    serde_json::to_vec(&json!({"linked": provider})).unwrap_or_default(),
+                )
             } else {
                 page(200, "Account linked", &format!("<p>{}</p>", escape(&text)))
             }
@@ -264,14 +304,20 @@ async fn callback(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer
                 LinkError::Vault(super::VaultError::Store(_)) => 503,
                 _ => 400,
             };
-            message(status, req.wants_json, "Linking failed", &e.to_string()).with_header("set-cookie", clear)
+            message(status, req.wants_json, "Linking failed", &e.to_string())
+                .with_header("set-cookie", clear)
         }
     }
 }
 
 async fn unlink(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer {
     if !known(vault, provider) {
-        return message(404, req.wants_json, "Unknown provider", "no such provider on this gateway");
+        return message(
+            404,
+            req.wants_json,
+            "Unknown provider",
+            "no such provider on this gateway",
+        );
     }
     let Some((sub, ticket)) = user(vault, &req) else {
         return sign_in_needed(req.wants_json);
@@ -285,7 +331,8 @@ async fn unlink(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer {
             }
             _ => Answer::json(
                 200,
-                serde_json::to_vec(&json!({"provider": provider, "unlinked": was})).unwrap_or_default(),
+                serde_json::to_vec(&json!({"provider": provider, "unlinked": was}))
+                    .unwrap_or_default(),
             ),
         },
         Err(e) => message(503, req.wants_json, "Unlink failed", &e.to_string()),
@@ -298,11 +345,20 @@ mod tests {
 
     #[test]
     fn cookies_and_params_are_read() {
-        assert_eq!(cookie(Some("a=1; cortex_link_x=v=w; b=2"), "cortex_link_x"), Some("v=w"));
+        assert_eq!(
+            cookie(Some("a=1; cortex_link_x=v=w; b=2"), "cortex_link_x"),
+            Some("v=w")
+        );
         assert_eq!(cookie(Some("a=1"), "cortex_link_x"), None);
-        assert_eq!(param(Some("code=a%20b&state=s"), "code").as_deref(), Some("a b"));
+        assert_eq!(
+            param(Some("code=a%20b&state=s"), "code").as_deref(),
+            Some("a b")
+        );
         assert_eq!(param(None, "code"), None);
-        assert_eq!(escape("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
         assert!(owns_path("/link") && owns_path("/link/x/start") && !owns_path("/linked"));
     }
 }

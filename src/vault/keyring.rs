@@ -54,7 +54,9 @@ pub enum OpenError {
     #[error("sealed under key `{0}`, which is not in the vault's key ring")]
     UnknownKey(String),
     /// Altered, moved to another row, or relabelled.
-    #[error("a vault record failed authentication (altered, or moved from another user or provider)")]
+    #[error(
+        "a vault record failed authentication (altered, or moved from another user or provider)"
+    )]
     Tampered,
 }
 
@@ -154,7 +156,12 @@ impl KeyRing {
     }
 
     /// Seals a client secret registered for `provider` at `issuer`: (key id, sealed).
-    pub fn seal_client_secret(&self, provider: &str, issuer: &str, secret: &str) -> (String, String) {
+    pub fn seal_client_secret(
+        &self,
+        provider: &str,
+        issuer: &str,
+        secret: &str,
+    ) -> (String, String) {
         let id = self.newest_id().to_string();
         let sealed = self
             .newest()
@@ -208,18 +215,35 @@ mod tests {
         assert!(!sealed.contains("at-secret"));
         let ring = KeyRing::new(vec![("a".into(), [1; 32]), ("b".into(), [2; 32])]).unwrap();
         assert_eq!(ring.newest_id(), "b");
-        assert_eq!(ring.open_grant("alice", "p", "a", &sealed).unwrap(), grant());
+        assert_eq!(
+            ring.open_grant("alice", "p", "a", &sealed).unwrap(),
+            grant()
+        );
         // Moved to another user or provider, or relabelled: refused.
-        assert_eq!(ring.open_grant("bob", "p", "a", &sealed), Err(OpenError::Tampered));
-        assert_eq!(ring.open_grant("alice", "q", "a", &sealed), Err(OpenError::Tampered));
-        assert_eq!(ring.open_grant("alice", "p", "b", &sealed), Err(OpenError::Tampered));
+        assert_eq!(
+            ring.open_grant("bob", "p", "a", &sealed),
+            Err(OpenError::Tampered)
+        );
+        assert_eq!(
+            ring.open_grant("alice", "q", "a", &sealed),
+            Err(OpenError::Tampered)
+        );
+        assert_eq!(
+            ring.open_grant("alice", "p", "b", &sealed),
+            Err(OpenError::Tampered)
+        );
         assert_eq!(
             ring.open_grant("alice", "p", "zz", &sealed),
             Err(OpenError::UnknownKey("zz".into()))
         );
         let (id, s) = ring.seal_client_secret("p", "https://as", "shh");
-        assert_eq!(ring.open_client_secret("p", "https://as", &id, &s).unwrap(), "shh");
-        assert!(ring.open_client_secret("p", "https://other", &id, &s).is_err());
+        assert_eq!(
+            ring.open_client_secret("p", "https://as", &id, &s).unwrap(),
+            "shh"
+        );
+        assert!(ring
+            .open_client_secret("p", "https://other", &id, &s)
+            .is_err());
         assert!(!format!("{:?}", grant()).contains("secret"));
     }
 }

@@ -237,7 +237,9 @@ impl Vault {
             public_origin: public_origin.trim_end_matches('/').to_string(),
             http: ProviderHttp::new(config.timeout)?,
             resolved: tokio::sync::Mutex::new(HashMap::new()),
-            locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             link_ttl_ms: ms(config.link_ttl),
             refresh_before_ms: ms(config.refresh_before),
         }))
@@ -532,7 +534,12 @@ impl Vault {
                 secret: None,
             });
         }
-        if let Some(c) = self.store.get_client(&p.id).await.map_err(VaultError::from)? {
+        if let Some(c) = self
+            .store
+            .get_client(&p.id)
+            .await
+            .map_err(VaultError::from)?
+        {
             if c.issuer == meta.issuer {
                 let secret = match &c.sealed_secret {
                     Some(s) => Some(
@@ -652,7 +659,12 @@ impl Vault {
             }
         }
         let state = outcome?;
-        if !self.store.consume_state(&state.id, state.exp_ms, now).await.map_err(VaultError::from)? {
+        if !self
+            .store
+            .consume_state(&state.id, state.exp_ms, now)
+            .await
+            .map_err(VaultError::from)?
+        {
             return Err(LinkError::Replayed);
         }
         let code = rules::callback_code(
@@ -764,7 +776,11 @@ impl Vault {
             .map(|p| {
                 let row = rows.iter().find(|r| r.provider == p.id);
                 let scope = row
-                    .and_then(|r| self.ring.open_grant(&r.subject, &r.provider, &r.key_id, &r.sealed).ok())
+                    .and_then(|r| {
+                        self.ring
+                            .open_grant(&r.subject, &r.provider, &r.key_id, &r.sealed)
+                            .ok()
+                    })
                     .and_then(|g| g.scope);
                 LinkInfo {
                     provider: p.id.clone(),
@@ -817,7 +833,8 @@ impl Vault {
                     .open_grant(&row.subject, &row.provider, &row.key_id, &row.sealed)
                 {
                     Ok(g) => {
-                        let (key_id, sealed) = self.ring.seal_grant(&row.subject, &row.provider, &g);
+                        let (key_id, sealed) =
+                            self.ring.seal_grant(&row.subject, &row.provider, &g);
                         let write = NewGrant {
                             subject: row.subject.clone(),
                             provider: row.provider.clone(),
@@ -825,7 +842,12 @@ impl Vault {
                             sealed,
                             now_ms: crate::clock::now_ms(),
                         };
-                        if self.store.replace_grant(write, row.version).await?.is_some() {
+                        if self
+                            .store
+                            .replace_grant(write, row.version)
+                            .await?
+                            .is_some()
+                        {
                             report.grants += 1;
                         }
                     }
@@ -839,7 +861,10 @@ impl Vault {
         }
         for c in self.store.clients_not_under(&newest).await? {
             let secret = match &c.sealed_secret {
-                Some(s) => match self.ring.open_client_secret(&c.provider, &c.issuer, &c.key_id, s) {
+                Some(s) => match self
+                    .ring
+                    .open_client_secret(&c.provider, &c.issuer, &c.key_id, s)
+                {
                     Ok(s) => Some(s),
                     Err(_) => {
                         report.unreadable += 1;

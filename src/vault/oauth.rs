@@ -192,9 +192,11 @@ impl ProviderHttp {
         let mut tried = Vec::new();
         let mut candidates = Vec::new();
         // An unauthenticated probe: an MCP server answers 401 with the hint.
-        let probe = self.http.post(resource).header("content-type", "application/json").body(
-            json!({"jsonrpc":"2.0","id":0,"method":"ping"}).to_string(),
-        );
+        let probe = self
+            .http
+            .post(resource)
+            .header("content-type", "application/json")
+            .body(json!({"jsonrpc":"2.0","id":0,"method":"ping"}).to_string());
         if let Ok((401, headers, _)) = self.send(resource, probe).await {
             for v in headers.get_all("www-authenticate") {
                 if let Some(url) = v.to_str().ok().and_then(resource_metadata_param) {
@@ -207,9 +209,12 @@ impl ProviderHttp {
             match self.get_json(&url).await {
                 Ok(v) => match serde_json::from_value::<ResourceMeta>(v) {
                     Ok(m) if same_resource(&m.resource, resource) => {
-                        let issuer = m.authorization_servers.into_iter().next().ok_or_else(|| {
-                            ProviderError::Protocol(format!("{url} names no authorization server"))
-                        })?;
+                        let issuer =
+                            m.authorization_servers.into_iter().next().ok_or_else(|| {
+                                ProviderError::Protocol(format!(
+                                    "{url} names no authorization server"
+                                ))
+                            })?;
                         return Ok((issuer, m.scopes_supported));
                     }
                     Ok(m) => tried.push(format!("{url}: for resource {:?}", m.resource)),
@@ -317,7 +322,11 @@ impl ProviderHttp {
         hint: &str,
     ) -> Result<(), ProviderError> {
         let (status, _, bytes) = self
-            .post_form(endpoint, client, &[("token", token), ("token_type_hint", hint)])
+            .post_form(
+                endpoint,
+                client,
+                &[("token", token), ("token_type_hint", hint)],
+            )
             .await?;
         if (200..300).contains(&status) {
             Ok(())
@@ -360,9 +369,11 @@ fn form_encode(s: &str) -> String {
 }
 
 fn refused(url: &str, status: u16, body: &[u8]) -> ProviderError {
-    let error = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(Value::as_str).map(|s| s.chars().take(64).collect()));
+    let error = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        v.get("error")
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(64).collect())
+    });
     ProviderError::Refused {
         url: url.to_string(),
         status,

@@ -44,5 +44,5 @@ mod python_sdk;
 mod sessions;
 mod sse;
 mod store_suite;
-mod vault_store;
 mod vault_link;
+mod vault_store;

@@ -70,7 +70,10 @@ async fn migrations_are_applied_once(db: TestDb) {
     let store = db.open();
     store.ping().await.expect("ping");
     let latest = cortex_gateway::store::sqlite::MIGRATIONS.len() as i64;
-    assert_eq!(cortex_gateway::store::postgres::MIGRATIONS.len() as i64, latest);
+    assert_eq!(
+        cortex_gateway::store::postgres::MIGRATIONS.len() as i64,
+        latest
+    );
     assert_eq!(store.schema_version().await.unwrap(), latest);
     // A second handle (restart, or a replica starting at the same time) migrates nothing.
     let (a, b) = (db.open(), db.open());

@@ -49,7 +49,11 @@ impl Browser {
 
     fn authority(url: &str) -> String {
         let u = url::Url::parse(url).expect("absolute URL");
-        format!("{}:{}", u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0))
+        format!(
+            "{}:{}",
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        )
     }
 
     /// The cookie `name` the browser holds for `url`'s host.
@@ -125,7 +129,12 @@ impl Browser {
 
     /// From the provider's authorization URL to the gateway's callback URL: signs in as
     /// `login` and consents. Returns the callback URL (not yet opened).
-    async fn sign_in_and_consent(&mut self, authorize_url: &str, login: &str, gateway: &str) -> String {
+    async fn sign_in_and_consent(
+        &mut self,
+        authorize_url: &str,
+        login: &str,
+        gateway: &str,
+    ) -> String {
         let mut url = authorize_url.to_string();
         for _ in 0..16 {
             if url.starts_with(gateway) {
@@ -137,17 +146,25 @@ impl Browser {
                 continue;
             }
             assert_eq!(page.status, 200, "{url}: {}", page.body);
-            let action = form_action(&page.body).unwrap_or_else(|| panic!("no form at {url}: {}", page.body));
-            let action = url::Url::parse(&url).unwrap().join(&action).unwrap().to_string();
+            let action = form_action(&page.body)
+                .unwrap_or_else(|| panic!("no form at {url}: {}", page.body));
+            let action = url::Url::parse(&url)
+                .unwrap()
+                .join(&action)
+                .unwrap()
+                .to_string();
             let fields: Vec<(&str, &str)> = if page.body.contains("name=\"login\"") {
                 vec![("prompt", "login"), ("login", login), ("password", "any")]
             } else {
                 vec![("prompt", "consent")]
             };
             let after = self.post_form(&action, &fields).await;
-            url = after
-                .location
-                .unwrap_or_else(|| panic!("{action} did not redirect ({}): {}", after.status, after.body));
+            url = after.location.unwrap_or_else(|| {
+                panic!(
+                    "{action} did not redirect ({}): {}",
+                    after.status, after.body
+                )
+            });
         }
         panic!("the provider never redirected back to the gateway");
     }
@@ -168,10 +185,74 @@ struct Linked {
     provider: OidcProvider,
     upstream: TestBackend,
     resource: String,
-    _db: TestDb,
+    /// The database this setup created (dropped with it), if any.
+    _fresh: Option<TestDb>,
+    /// Opens handles on the database.
+    _db: DbHandle,
+}
+
+/// Opens store handles on a test database and queries it, without owning it.
+struct DbHandle {
+    kind: Kind,
+    sqlite_file: Option<std::path::PathBuf>,
+    pg_url: Option<String>,
+}
+
+impl DbHandle {
+    fn open(&self) -> std::sync::Arc<dyn cortex_gateway::store::Store> {
+        match self.kind {
+            Kind::Sqlite => std::sync::Arc::new(cortex_gateway::store::SqliteStore::open(
+                self.sqlite_file.clone().expect("sqlite"),
+            )),
+            Kind::Postgres => std::sync::Arc::new(
+                cortex_gateway::store::PostgresStore::new(self.pg_url.as_deref().expect("pg"))
+                    .expect("postgres store"),
+            ),
+        }
+    }
+
+    /// Grants whose sealed record contains `needle` (nothing may be stored in clear).
+    async fn grants_containing(&self, needle: &str) -> usize {
+        let store = self.open();
+        let mut n = 0;
+        for sub in ["alice", "bob", "carol"] {
+            for g in store.list_grants(sub).await.unwrap() {
+                if g.sealed.contains(needle) || g.key_id.contains(needle) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+trait Handle {
+    fn handle(&self) -> DbHandle;
+}
+
+impl Handle for TestDb {
+    fn handle(&self) -> DbHandle {
+        match self.kind {
+            Kind::Sqlite => DbHandle {
+                kind: Kind::Sqlite,
+                sqlite_file: Some(self.sqlite_file()),
+                pg_url: None,
+            },
+            Kind::Postgres => DbHandle {
+                kind: Kind::Postgres,
+                sqlite_file: None,
+                pg_url: Some(self.pg_url()),
+            },
+        }
+    }
 }
 
 async fn start(kind: Kind, vault_lines: &[&str]) -> Linked {
+    start_with(None, kind, vault_lines).await
+}
+
+/// The setup on `db` when given (its data survives this gateway), else on a fresh one.
+async fn start_with(db: Option<&TestDb>, kind: Kind, vault_lines: &[&str]) -> Linked {
     let upstream = TestBackend::start(BackendSpec {
         tools: vec![tool("lookup", SCOPE)],
         ..BackendSpec::default()
@@ -179,11 +260,16 @@ async fn start(kind: Kind, vault_lines: &[&str]) -> Linked {
     .await;
     let provider_port = common::free_port();
     let resource = format!("{}/mcp", upstream.url());
-    let db = TestDb::new(kind).await;
-    let storage = match kind {
-        Kind::Sqlite => format!("storage:\n  data_dir: \"{}\"", db.data_dir().display()),
-        Kind::Postgres => format!("storage:\n  database_url: \"{}\"", db.pg_uri()),
+    let fresh = match db {
+        Some(_) => None,
+        None => Some(TestDb::new(kind).await),
     };
+    let dbr = db.or(fresh.as_ref()).expect("a database");
+    let storage = match kind {
+        Kind::Sqlite => format!("storage:\n  data_dir: \"{}\"", dbr.data_dir().display()),
+        Kind::Postgres => format!("storage:\n  database_url: \"{}\"", dbr.pg_uri()),
+    };
+    let db_handle = dbr.handle();
     let key = base64::engine::general_purpose::STANDARD.encode(KEY);
     let mut vault = format!(
         "vault:\n  key: \"{key}\"\n  providers:\n    - id: design\n      name: Design\n      resource: \"{resource}\"\n      issuer: \"http://127.0.0.1:{provider_port}\"\n      scopes: [\"{SCOPE}\"]"
@@ -191,10 +277,11 @@ async fn start(kind: Kind, vault_lines: &[&str]) -> Linked {
     for line in vault_lines {
         vault.push_str(&format!("\n  {line}"));
     }
-    let config = TestConfig::new()
-        .top(&storage)
-        .top(&vault)
-        .backend_with("crm", &upstream.url(), &["vault_provider: design"]);
+    let config = TestConfig::new().top(&storage).top(&vault).backend_with(
+        "crm",
+        &upstream.url(),
+        &["vault_provider: design"],
+    );
     let setup = OAuthSetup::start(config, &[]).await;
     let provider = OidcProvider::start_on(provider_port, &[resource.clone()]).await;
     Linked {
@@ -202,7 +289,8 @@ async fn start(kind: Kind, vault_lines: &[&str]) -> Linked {
         provider,
         upstream,
         resource,
-        _db: db,
+        _fresh: fresh,
+        _db: db_handle,
     }
 }
 
@@ -232,7 +320,10 @@ impl Linked {
     async fn start_link(&self, b: &mut Browser, token: &str, login: &str) -> String {
         let auth = format!("Bearer {token}");
         let start = b
-            .get(&format!("{}/link/design/start", self.gateway()), &[("authorization", &auth)])
+            .get(
+                &format!("{}/link/design/start", self.gateway()),
+                &[("authorization", &auth)],
+            )
             .await;
         assert_eq!(start.status, 302, "start: {}", start.body);
         let authorize = start.location.expect("a redirect to the provider");
@@ -241,15 +332,22 @@ impl Linked {
             .query_pairs()
             .into_owned()
             .collect();
-        assert!(authorize.starts_with(&self.provider.issuer()), "{authorize}");
+        assert!(
+            authorize.starts_with(&self.provider.issuer()),
+            "{authorize}"
+        );
         assert_eq!(q["code_challenge_method"], "S256");
         assert_eq!(q["resource"], self.resource);
-        assert_eq!(q["redirect_uri"], format!("{}/link/design/callback", self.gateway()));
+        assert_eq!(
+            q["redirect_uri"],
+            format!("{}/link/design/callback", self.gateway())
+        );
         // The state is sealed: it names neither the user nor the verifier.
         let (_, claims) = decode_jwt(token);
         assert!(!q["state"].contains(claims["sub"].as_str().unwrap()));
         assert!(b.cookie(&self.gateway(), "cortex_link_design").is_some());
-        b.sign_in_and_consent(&authorize, login, &self.gateway()).await
+        b.sign_in_and_consent(&authorize, login, &self.gateway())
+            .await
     }
 
     /// Calls `crm_lookup` as the user of `token`.
@@ -299,7 +397,10 @@ impl Linked {
         let store = self._db.open();
         let row = store.get_grant(sub, "design").await.unwrap()?;
         let ring = KeyRing::new(vec![("primary".into(), KEY)]).unwrap();
-        Some(ring.open_grant(sub, "design", &row.key_id, &row.sealed).expect("opens"))
+        Some(
+            ring.open_grant(sub, "design", &row.key_id, &row.sealed)
+                .expect("opens"),
+        )
     }
 }
 
@@ -338,12 +439,19 @@ async fn the_whole_flow(kind: Kind) {
     let links = t.links(&alice).await;
     assert_eq!(links["links"][0]["linked"], true, "{links}");
     let stored = t.stored_grant("alice").await.expect("a stored grant");
-    assert!(stored.refresh_token.is_some(), "the provider issued a refresh token");
-    let db = &t._db;
-    let jwt_at_rest = db
-        .query_i64("SELECT COUNT(*) FROM cortex_vault_grants WHERE sealed LIKE '%eyJ%'")
-        .await;
-    assert_eq!(jwt_at_rest, 0, "a token is stored in clear");
+    assert!(
+        stored.refresh_token.is_some(),
+        "the provider issued a refresh token"
+    );
+    assert_eq!(
+        t._db.grants_containing("eyJ").await,
+        0,
+        "a token is stored in clear"
+    );
+    assert_eq!(
+        t._db.grants_containing(stored.access_token.as_str()).await,
+        0
+    );
 
     // A call carries alice's own provider token, never her gateway token.
     let r = t.call(&alice).await;
@@ -365,7 +473,10 @@ async fn the_whole_flow(kind: Kind) {
     let rt_after = t.stored_grant("alice").await.unwrap().refresh_token;
     assert_ne!(rt_before, rt_after, "the rotated refresh token is stored");
     let r = t.call(&alice).await;
-    assert_ne!(r["isError"], true, "a second refresh with the rotated token: {r}");
+    assert_ne!(
+        r["isError"], true,
+        "a second refresh with the rotated token: {r}"
+    );
 
     // Unlink: revoked at the provider, deleted here; the next call asks to link again.
     let spent = t.stored_grant("alice").await.unwrap();
@@ -382,7 +493,11 @@ async fn the_whole_flow(kind: Kind) {
         .send()
         .await
         .unwrap();
-    assert_eq!(reuse.status(), 400, "the refresh token was revoked at the provider");
+    assert_eq!(
+        reuse.status(),
+        400,
+        "the refresh token was revoked at the provider"
+    );
     assert!(is_link_error(&t.call(&alice).await));
     assert_eq!(t.unlink(&alice).await["unlinked"], false);
 }
@@ -403,7 +518,11 @@ async fn two_users_reach_their_own_accounts() {
     let (alice, bob) = (t.token("alice").await, t.token("bob").await);
     t.link(&alice, "alice-at-design").await;
     t.link(&bob, "bob-at-design").await;
-    for (token, account) in [(&alice, "alice-at-design"), (&bob, "bob-at-design"), (&alice, "alice-at-design")] {
+    for (token, account) in [
+        (&alice, "alice-at-design"),
+        (&bob, "bob-at-design"),
+        (&alice, "alice-at-design"),
+    ] {
         let r = t.call(token).await;
         assert_ne!(r["isError"], true, "{r}");
         let (_, claims) = decode_jwt(&t.last_upstream_token());
@@ -450,7 +569,13 @@ async fn a_state_is_single_use_and_bound_to_its_browser() {
     let pairs: Vec<(String, String)> = u
         .query_pairs()
         .into_owned()
-        .map(|(k, v)| if k == "state" { (k, "AAAA".to_string()) } else { (k, v) })
+        .map(|(k, v)| {
+            if k == "state" {
+                (k, "AAAA".to_string())
+            } else {
+                (k, v)
+            }
+        })
         .collect();
     u.query_pairs_mut().clear().extend_pairs(pairs);
     let bad = reqwest::Client::new()
@@ -473,9 +598,18 @@ async fn iss_of_another_server_is_refused() {
     let pairs: Vec<(String, String)> = u
         .query_pairs()
         .into_owned()
-        .map(|(k, v)| if k == "iss" { (k, "http://127.0.0.1:1".to_string()) } else { (k, v) })
+        .map(|(k, v)| {
+            if k == "iss" {
+                (k, "http://127.0.0.1:1".to_string())
+            } else {
+                (k, v)
+            }
+        })
         .collect();
-    assert!(pairs.iter().any(|(k, _)| k == "iss"), "oidc-provider sends iss (RFC 9207)");
+    assert!(
+        pairs.iter().any(|(k, _)| k == "iss"),
+        "oidc-provider sends iss (RFC 9207)"
+    );
     u.query_pairs_mut().clear().extend_pairs(pairs);
     let page = b.get(u.as_str(), &[]).await;
     assert_eq!(page.status, 400, "{}", page.body);
@@ -505,7 +639,10 @@ async fn a_revoked_grant_asks_to_link_again() {
     // and the user is asked to link again.
     let r = t.call(&alice).await;
     assert!(r["isError"] == true, "{r}");
-    assert!(r["content"][0]["text"].as_str().unwrap().contains("again"), "{r}");
+    assert!(
+        r["content"][0]["text"].as_str().unwrap().contains("again"),
+        "{r}"
+    );
     assert!(t.stored_grant("alice").await.is_none());
 }
 
@@ -522,8 +659,13 @@ async fn the_link_page_lists_providers_for_a_ticket() {
         .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("Design") && html.contains("not linked"), "{html}");
-    let at = html.find("/link/design/start?ticket=").expect("a link button");
+    assert!(
+        html.contains("Design") && html.contains("not linked"),
+        "{html}"
+    );
+    let at = html
+        .find("/link/design/start?ticket=")
+        .expect("a link button");
     let href: String = html[at..].chars().take_while(|c| *c != '"').collect();
     let href = href.replace("&amp;", "&");
     // A browser (no bearer) follows the button: the ticket signs it in as alice.
@@ -537,10 +679,210 @@ async fn the_link_page_lists_providers_for_a_ticket() {
     assert!(t.stored_grant("alice").await.is_some());
     // A forged ticket signs in nobody.
     let forged = reqwest::Client::new()
-        .get(format!("{}/link?ticket=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", t.gateway()))
+        .get(format!(
+            "{}/link?ticket=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            t.gateway()
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
     b.drop_cookies(&t.gateway());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoami_lists_linked_and_unlinked_providers() {
+    let t = start(Kind::Sqlite, &[]).await;
+    let alice = t.token("alice").await;
+    let whoami = |token: String| {
+        let client = t.setup.client(&token);
+        async move {
+            let r = client.call_tool("whoami", json!({})).await;
+            r["structuredContent"]["linked_accounts"].clone()
+        }
+    };
+    let before = whoami(alice.clone()).await;
+    assert_eq!(before["providers"][0]["provider"], "design");
+    assert_eq!(before["providers"][0]["linked"], false);
+    assert_eq!(
+        before["providers"][0]["link_url"],
+        format!("{}/link/design/start", t.gateway())
+    );
+    // The public link URL names nobody.
+    assert!(!before["providers"][0]["link_url"]
+        .as_str()
+        .unwrap()
+        .contains("alice"));
+    // The manage URL opens the page in a browser without a bearer.
+    let manage = before["manage_url"].as_str().unwrap().to_string();
+    let page = reqwest::get(&manage).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("not linked"));
+
+    t.link(&alice, "alice-at-design").await;
+    let after = whoami(alice.clone()).await;
+    assert_eq!(after["providers"][0]["linked"], true, "{after}");
+    // Nothing secret in whoami.
+    let grant = t.stored_grant("alice").await.unwrap();
+    assert!(!after.to_string().contains(&grant.access_token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_outage_keeps_the_grant_and_fails_the_call_clearly() {
+    let mut t = start(Kind::Sqlite, &["refresh_before: 11m"]).await;
+    let alice = t.token("alice").await;
+    t.link(&alice, "alice-at-design").await;
+    t.provider.stop();
+    // The token still has ~10 minutes: the failed refresh is logged and the call goes on.
+    let r = t.call(&alice).await;
+    assert_ne!(r["isError"], true, "{r}");
+    assert!(
+        t.stored_grant("alice").await.is_some(),
+        "a transient failure keeps the grant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_with_the_provider_down_fails_clearly_and_is_kept() {
+    // Tokens of 600 s refreshed 11 minutes before expiry are "due"; with the provider down
+    // and the token past its expiry the call must fail with a clear message, grant kept.
+    let mut t = start(Kind::Sqlite, &["refresh_before: 11m"]).await;
+    let alice = t.token("alice").await;
+    t.link(&alice, "alice-at-design").await;
+    // Age the stored grant: re-seal it with an expiry in the past (the test holds the key).
+    let store = t._db.open();
+    let row = store.get_grant("alice", "design").await.unwrap().unwrap();
+    let ring = KeyRing::new(vec![("primary".into(), KEY)]).unwrap();
+    let mut g = ring
+        .open_grant("alice", "design", &row.key_id, &row.sealed)
+        .unwrap();
+    g.expires_at_ms = Some(1);
+    let (key_id, sealed) = ring.seal_grant("alice", "design", &g);
+    store
+        .replace_grant(
+            cortex_gateway::store::NewGrant {
+                subject: "alice".into(),
+                provider: "design".into(),
+                key_id,
+                sealed,
+                now_ms: 2,
+            },
+            row.version,
+        )
+        .await
+        .unwrap()
+        .expect("replaced");
+    t.provider.stop();
+    let reply = t
+        .setup
+        .client(&alice)
+        .rpc("tools/call", json!({"name": "crm_lookup", "arguments": {}}))
+        .await;
+    let text = reply.to_string();
+    assert!(text.contains("could not be reached"), "{text}");
+    assert!(t.stored_grant("alice").await.is_some(), "the grant is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_under_load_fails_no_call() {
+    let db = TestDb::new(Kind::Postgres).await;
+    // Phase 1: link three users under the primary key only.
+    let t = start_on(&db, &[]).await;
+    let users = ["alice", "bob", "carol"];
+    for u in users {
+        let token = t.token(u).await;
+        t.link(&token, &format!("{u}-at-design")).await;
+    }
+    let config_path = t.setup.gateway.path("gateway.yaml");
+    let yaml = std::fs::read_to_string(&config_path).unwrap();
+    let new_key = base64::engine::general_purpose::STANDARD.encode([0x77u8; 32]);
+    drop(t);
+    // Phase 2: the ring gains a newer key; the gateway restarts with both.
+    let t = start_on(
+        &db,
+        &["keys:", &format!("  - {{id: k2, key: \"{new_key}\"}}")],
+    )
+    .await;
+    // New gateway tokens (the gateway's own authorization server restarted too); the
+    // users' provider grants are the ones stored in phase 1.
+    let mut tokens = Vec::new();
+    for u in users {
+        tokens.push(t.token(u).await);
+    }
+    let status = vault_cli(&t, "status");
+    assert!(status.contains("key primary: 3 grant(s)"), "{status}");
+    // Calls run before, during and after `vault rotate` re-seals every record (at least 8
+    // rounds, and on until the rotation is done; bounded).
+    let rotated_flag = std::sync::atomic::AtomicBool::new(false);
+    let load = async {
+        let mut failures = Vec::new();
+        for round in 0..150 {
+            if round >= 8 && rotated_flag.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            for (i, token) in tokens.iter().enumerate() {
+                let r = t.call(token).await;
+                if r["isError"] == true {
+                    failures.push(format!("round {round} user {i}: {r}"));
+                }
+            }
+        }
+        failures
+    };
+    let rotate = async {
+        let cfg = t.setup.gateway.path("gateway.yaml");
+        let dir = t.setup.gateway.dir().to_path_buf();
+        let out = tokio::task::spawn_blocking(move || run_cli(&dir, &cfg, "rotate"))
+            .await
+            .unwrap();
+        rotated_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        out
+    };
+    let (failures, rotated) = tokio::join!(load, rotate);
+    assert!(
+        failures.is_empty(),
+        "calls failed during the rotation: {failures:?}"
+    );
+    assert!(rotated.contains("re-sealed 3 grant(s)"), "{rotated}");
+    let status = vault_cli(&t, "status");
+    assert!(status.contains("key k2: 3 grant(s)"), "{status}");
+    assert!(!status.contains("key primary"), "{status}");
+    let _ = yaml;
+    // Every user still reaches their own account (no re-link).
+    for (u, token) in users.iter().zip(&tokens) {
+        let r = t.call(token).await;
+        assert_ne!(r["isError"], true, "{r}");
+        let (_, claims) = decode_jwt(&t.last_upstream_token());
+        assert_eq!(claims["sub"], format!("{u}-at-design"));
+    }
+}
+
+/// Like [`start`], on an existing database (a restart keeps the vault).
+async fn start_on(db: &TestDb, vault_lines: &[&str]) -> Linked {
+    start_with(Some(db), Kind::Postgres, vault_lines).await
+}
+
+fn run_cli(dir: &std::path::Path, config: &std::path::Path, action: &str) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cortex-gateway"));
+    cmd.current_dir(dir)
+        .args(["vault", action, "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::null());
+    common::process::scrub_env(&mut cmd);
+    let out = cmd.output().expect("run the CLI");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "vault {action}: {text}");
+    text
+}
+
+fn vault_cli(t: &Linked, action: &str) -> String {
+    run_cli(
+        t.setup.gateway.dir(),
+        &t.setup.gateway.path("gateway.yaml"),
+        action,
+    )
 }

@@ -92,10 +92,22 @@ fn vault(store: Arc<dyn Store>, config: &VaultConfig) -> Vault {
 async fn grants_are_versioned_and_written_conditionally(db: TestDb) {
     let store = db.open();
     assert!(store.get_grant("alice", "design").await.unwrap().is_none());
-    let first = store.put_grant(new_grant("alice", "design", "s1", 10)).await.unwrap();
-    assert_eq!((first.version, first.created_at_ms, first.updated_at_ms), (1, 10, 10));
-    store.put_grant(new_grant("alice", "code", "s2", 11)).await.unwrap();
-    store.put_grant(new_grant("bob", "design", "s3", 12)).await.unwrap();
+    let first = store
+        .put_grant(new_grant("alice", "design", "s1", 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.version, first.created_at_ms, first.updated_at_ms),
+        (1, 10, 10)
+    );
+    store
+        .put_grant(new_grant("alice", "code", "s2", 11))
+        .await
+        .unwrap();
+    store
+        .put_grant(new_grant("bob", "design", "s3", 12))
+        .await
+        .unwrap();
     let listed: Vec<_> = store
         .list_grants("alice")
         .await
@@ -118,15 +130,32 @@ async fn grants_are_versioned_and_written_conditionally(db: TestDb) {
         .await
         .unwrap()
         .is_none());
-    assert_eq!(store.get_grant("alice", "design").await.unwrap().unwrap().sealed, "s1b");
+    assert_eq!(
+        store
+            .get_grant("alice", "design")
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        "s1b"
+    );
 
     // A new link replaces the row: a later version, a new link time.
-    let relinked = store.put_grant(new_grant("alice", "design", "s1c", 30)).await.unwrap();
+    let relinked = store
+        .put_grant(new_grant("alice", "design", "s1c", 30))
+        .await
+        .unwrap();
     assert_eq!((relinked.version, relinked.created_at_ms), (3, 30));
 
     // Deleting a version that is no longer current deletes nothing.
-    assert!(!store.delete_grant("alice", "design", Some(2)).await.unwrap());
-    assert!(store.delete_grant("alice", "design", Some(3)).await.unwrap());
+    assert!(!store
+        .delete_grant("alice", "design", Some(2))
+        .await
+        .unwrap());
+    assert!(store
+        .delete_grant("alice", "design", Some(3))
+        .await
+        .unwrap());
     assert!(!store.delete_grant("alice", "design", None).await.unwrap());
     assert!(store.delete_grant("bob", "design", None).await.unwrap());
     assert!(store.get_grant("bob", "design").await.unwrap().is_none());
@@ -140,7 +169,10 @@ async fn grants_are_versioned_and_written_conditionally(db: TestDb) {
 
 async fn concurrent_refreshes_of_one_grant_have_one_winner(db: TestDb) {
     let store = db.open();
-    store.put_grant(new_grant("alice", "design", "s0", 1)).await.unwrap();
+    store
+        .put_grant(new_grant("alice", "design", "s0", 1))
+        .await
+        .unwrap();
     let replicas: Vec<_> = (0..6).map(|_| db.open()).collect();
     let writes = replicas.iter().enumerate().map(|(i, s)| {
         let s = s.clone();
@@ -167,7 +199,11 @@ async fn link_states_are_single_use(db: TestDb) {
     assert!(b.consume_state("st_2", 500, 30).await.unwrap());
     // Marks past their expiry are cleared on the way (their states are refused anyway).
     assert!(a.consume_state("st_3", 5_000, 2_000).await.unwrap());
-    assert_eq!(db.query_i64("SELECT COUNT(*) FROM cortex_vault_states").await, 1);
+    assert_eq!(
+        db.query_i64("SELECT COUNT(*) FROM cortex_vault_states")
+            .await,
+        1
+    );
 }
 
 async fn client_registrations_and_key_counts(db: TestDb) {
@@ -182,7 +218,10 @@ async fn client_registrations_and_key_counts(db: TestDb) {
         created_at_ms: 5,
     };
     store.put_client(client.clone()).await.unwrap();
-    assert_eq!(store.get_client("design").await.unwrap(), Some(client.clone()));
+    assert_eq!(
+        store.get_client("design").await.unwrap(),
+        Some(client.clone())
+    );
     // The issuer changed: the new registration replaces the old one.
     let moved = StoredClient {
         issuer: "https://as-2".into(),
@@ -194,8 +233,14 @@ async fn client_registrations_and_key_counts(db: TestDb) {
     store.put_client(moved.clone()).await.unwrap();
     assert_eq!(store.get_client("design").await.unwrap(), Some(moved));
 
-    store.put_grant(new_grant("alice", "design", "s", 1)).await.unwrap();
-    store.put_grant(new_grant("bob", "design", "s", 1)).await.unwrap();
+    store
+        .put_grant(new_grant("alice", "design", "s", 1))
+        .await
+        .unwrap();
+    store
+        .put_grant(new_grant("bob", "design", "s", 1))
+        .await
+        .unwrap();
     let mut carol = new_grant("carol", "design", "s", 1);
     carol.key_id = "k2".into();
     store.put_grant(carol).await.unwrap();
@@ -235,7 +280,10 @@ async fn nothing_is_in_clear_and_a_swapped_row_is_refused(db: TestDb) {
     seal_into(store.as_ref(), v.ring(), "alice", "alice-token-123").await;
     seal_into(store.as_ref(), v.ring(), "bob", "bob-token-456").await;
     assert_eq!(
-        v.credential_for("alice", "design").await.unwrap().access_token,
+        v.credential_for("alice", "design")
+            .await
+            .unwrap()
+            .access_token,
         "alice-token-123"
     );
     // At rest: no token, no refresh token, no endpoint in any column.
@@ -284,13 +332,25 @@ async fn rotation_reseals_every_record_without_relinking(db: TestDb) {
     let store = db.open();
     let old = vault(store.clone(), &vault_config(Some([1; 32]), &[]));
     for i in 0..5 {
-        seal_into(store.as_ref(), old.ring(), &format!("user{i}"), &format!("tok{i}")).await;
+        seal_into(
+            store.as_ref(),
+            old.ring(),
+            &format!("user{i}"),
+            &format!("tok{i}"),
+        )
+        .await;
     }
     // A new key appended: the ring opens both, seals with the new one.
-    let both = vault(store.clone(), &vault_config(Some([1; 32]), &[("k2027", [2; 32])]));
+    let both = vault(
+        store.clone(),
+        &vault_config(Some([1; 32]), &[("k2027", [2; 32])]),
+    );
     assert_eq!(both.ring().newest_id(), "k2027");
     let before = both.status().await.unwrap();
-    assert_eq!((before[0].key_id.as_str(), before[0].grants), ("primary", 5));
+    assert_eq!(
+        (before[0].key_id.as_str(), before[0].grants),
+        ("primary", 5)
+    );
     let report = both.rotate().await.unwrap();
     assert_eq!((report.grants, report.unreadable), (5, 0));
     let after = both.status().await.unwrap();
