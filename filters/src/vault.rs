@@ -354,6 +354,20 @@ pub fn url_elicitation_error(provider: &str, url: &str, elicitation_id: &str) ->
     })
 }
 
+/// For a client that declared URL-mode elicitation (2025-11-25 and later): the `-32042`
+/// error replacing an unlinked-provider tool result (one built by [`unlinked_tool_result`]),
+/// so the client opens the link page in the middle of the call and retries. `None` for any
+/// other result (it is answered as it is).
+pub fn url_elicitation_for(result: &Value, elicitation_id: &str) -> Option<Value> {
+    let link = result.get("_meta")?.get("cortex/link")?;
+    if result.get("isError") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let provider = link.get("provider")?.as_str()?;
+    let url = link.get("url")?.as_str()?;
+    Some(url_elicitation_error(provider, url, elicitation_id))
+}
+
 /// Whether a client's `initialize` capabilities declare URL-mode elicitation
 /// (`capabilities.elicitation.url`).
 pub fn declares_url_elicitation(capabilities: &Value) -> bool {
@@ -561,6 +575,15 @@ mod tests {
         ));
         assert!(!declares_url_elicitation(&json!({"elicitation": {}})));
         assert!(!declares_url_elicitation(&json!({})));
+        let as_error = url_elicitation_for(&r, "el-2").unwrap();
+        assert_eq!(as_error["code"], URL_ELICITATION_REQUIRED);
+        assert_eq!(as_error["data"]["elicitations"][0]["elicitationId"], "el-2");
+        assert_eq!(as_error["data"]["elicitations"][0]["url"], url);
+        // An ordinary tool error, or a success carrying the same meta, stays as it is.
+        assert!(url_elicitation_for(&json!({"isError": true, "content": []}), "x").is_none());
+        let mut ok = r.clone();
+        ok["isError"] = json!(false);
+        assert!(url_elicitation_for(&ok, "x").is_none());
     }
 
     #[test]

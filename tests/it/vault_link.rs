@@ -886,3 +886,52 @@ fn vault_cli(t: &Linked, action: &str) -> String {
         action,
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_elicitation_client_is_sent_to_the_link_page_then_retries() {
+    let t = start(Kind::Sqlite, &[]).await;
+    let alice = t.token("alice").await;
+    // A 2025-11-25 client that declared URL-mode elicitation.
+    let client = t.setup.client(&alice);
+    let init = client.request_body(
+        "initialize",
+        json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": { "elicitation": { "url": {} } },
+            "clientInfo": { "name": "url-elicitation-client", "version": "1" }
+        }),
+    );
+    let reply = client.post(&init, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let session = reply
+        .header("mcp-session-id")
+        .expect("a session")
+        .to_string();
+    let client = client
+        .with_header("mcp-session-id", &session)
+        .with_header("mcp-protocol-version", "2025-11-25");
+    client.notify("notifications/initialized", json!({})).await;
+
+    let call = json!({"name": "crm_lookup", "arguments": {"message": "hi"}});
+    let err = client.error("tools/call", call.clone()).await;
+    assert_eq!(err["code"], -32042, "{err}");
+    let elicitation = &err["data"]["elicitations"][0];
+    assert_eq!(elicitation["mode"], "url");
+    assert_eq!(
+        elicitation["url"],
+        format!("{}/link/design/start", t.gateway())
+    );
+    assert!(elicitation["elicitationId"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    assert!(t.upstream.calls("lookup").is_empty());
+
+    // The user links (in a browser), then the client retries the same call.
+    t.link(&alice, "alice-at-design").await;
+    let r = client.result("tools/call", call).await;
+    assert_ne!(r["isError"], true, "{r}");
+    let (_, claims) = decode_jwt(&t.last_upstream_token());
+    assert_eq!(claims["sub"], "alice-at-design");
+
+    // A client without URL elicitation gets the tool error instead (tested in the_whole_flow).
+}
