@@ -283,7 +283,7 @@ async fn start_with(db: Option<&TestDb>, kind: Kind, vault_lines: &[&str]) -> Li
         &["vault_provider: design"],
     );
     let setup = OAuthSetup::start(config, &[]).await;
-    let provider = OidcProvider::start_on(provider_port, &[resource.clone()]).await;
+    let provider = OidcProvider::start_on(provider_port, std::slice::from_ref(&resource)).await;
     Linked {
         setup,
         provider,
