@@ -253,13 +253,33 @@ async fn start(kind: Kind, vault_lines: &[&str]) -> Linked {
 
 /// The setup on `db` when given (its data survives this gateway), else on a fresh one.
 async fn start_with(db: Option<&TestDb>, kind: Kind, vault_lines: &[&str]) -> Linked {
+    start_full(db, kind, vault_lines, None).await
+}
+
+/// With `discovered`: the provider's resource is that URL, and its issuer and scopes are not
+/// configured (RFC 9728 discovery finds them); `provider_port` is the provider's port.
+async fn start_full(
+    db: Option<&TestDb>,
+    kind: Kind,
+    vault_lines: &[&str],
+    discovered: Option<(String, u16)>,
+) -> Linked {
     let upstream = TestBackend::start(BackendSpec {
         tools: vec![tool("lookup", SCOPE)],
         ..BackendSpec::default()
     })
     .await;
-    let provider_port = common::free_port();
-    let resource = format!("{}/mcp", upstream.url());
+    let provider_port = discovered
+        .as_ref()
+        .map_or_else(common::free_port, |(_, port)| *port);
+    let resource = discovered
+        .as_ref()
+        .map_or_else(|| format!("{}/mcp", upstream.url()), |(r, _)| r.clone());
+    let as_lines = if discovered.is_some() {
+        String::new()
+    } else {
+        format!("\n      issuer: \"http://127.0.0.1:{provider_port}\"\n      scopes: [\"{SCOPE}\"]")
+    };
     let fresh = match db {
         Some(_) => None,
         None => Some(TestDb::new(kind).await),
@@ -272,7 +292,7 @@ async fn start_with(db: Option<&TestDb>, kind: Kind, vault_lines: &[&str]) -> Li
     let db_handle = dbr.handle();
     let key = base64::engine::general_purpose::STANDARD.encode(KEY);
     let mut vault = format!(
-        "vault:\n  key: \"{key}\"\n  providers:\n    - id: design\n      name: Design\n      resource: \"{resource}\"\n      issuer: \"http://127.0.0.1:{provider_port}\"\n      scopes: [\"{SCOPE}\"]"
+        "vault:\n  key: \"{key}\"\n  providers:\n    - id: design\n      name: Design\n      resource: \"{resource}\"{as_lines}"
     );
     for line in vault_lines {
         vault.push_str(&format!("\n  {line}"));
@@ -934,4 +954,79 @@ async fn a_url_elicitation_client_is_sent_to_the_link_page_then_retries() {
     assert_eq!(claims["sub"], "alice-at-design");
 
     // A client without URL elicitation gets the tool error instead (tested in the_whole_flow).
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_server_is_discovered_from_the_resource() {
+    use http_body_util::Full;
+    // The upstream MCP server's front: 401 with the RFC 9728 hint, and its metadata at a
+    // non-well-known path (so only the hint can find it).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let provider_port = common::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let meta = json!({
+        "resource": resource,
+        "authorization_servers": [format!("http://127.0.0.1:{provider_port}")],
+        "scopes_supported": [SCOPE],
+    })
+    .to_string();
+    let hint = format!("Bearer resource_metadata=\"http://127.0.0.1:{port}/meta/prm\"");
+    let _front = common::http_server::Server::spawn(
+        listener,
+        move |req: hyper::Request<hyper::body::Incoming>| {
+            let (meta, hint) = (meta.clone(), hint.clone());
+            async move {
+                let mut resp = hyper::Response::new(Full::new(bytes::Bytes::new()));
+                match (req.method().as_str(), req.uri().path()) {
+                    ("POST", "/mcp") => {
+                        *resp.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+                        resp.headers_mut()
+                            .insert("www-authenticate", hint.parse().unwrap());
+                    }
+                    ("GET", "/meta/prm") => {
+                        *resp.body_mut() = Full::new(bytes::Bytes::from(meta));
+                        resp.headers_mut()
+                            .insert("content-type", "application/json".parse().unwrap());
+                    }
+                    _ => *resp.status_mut() = hyper::StatusCode::NOT_FOUND,
+                }
+                resp
+            }
+        },
+    )
+    .unwrap();
+    let t = start_full(
+        None,
+        Kind::Sqlite,
+        &[],
+        Some((resource.clone(), provider_port)),
+    )
+    .await;
+    let alice = t.token("alice").await;
+    let mut b = Browser::new();
+    let start = b
+        .get(
+            &format!("{}/link/design/start", t.gateway()),
+            &[("authorization", &format!("Bearer {alice}"))],
+        )
+        .await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let authorize = start.location.unwrap();
+    assert!(authorize.starts_with(&t.provider.issuer()), "{authorize}");
+    let q: HashMap<String, String> = url::Url::parse(&authorize)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert!(
+        q["scope"].split(' ').any(|s| s == SCOPE),
+        "scopes from the metadata: {q:?}"
+    );
+    let callback = b
+        .sign_in_and_consent(&authorize, "alice-at-design", &t.gateway())
+        .await;
+    assert_eq!(b.get(&callback, &[]).await.status, 200);
+    let r = t.call(&alice).await;
+    assert_ne!(r["isError"], true, "{r}");
 }
