@@ -253,7 +253,7 @@ async fn start(kind: Kind, vault_lines: &[&str]) -> Linked {
 
 /// The setup on `db` when given (its data survives this gateway), else on a fresh one.
 async fn start_with(db: Option<&TestDb>, kind: Kind, vault_lines: &[&str]) -> Linked {
-    start_full(db, kind, vault_lines, None).await
+    start_full(db, kind, vault_lines, None, &[]).await
 }
 
 /// With `discovered`: the provider's resource is that URL, and its issuer and scopes are not
@@ -263,6 +263,7 @@ async fn start_full(
     kind: Kind,
     vault_lines: &[&str],
     discovered: Option<(String, u16)>,
+    provider_lines: &[&str],
 ) -> Linked {
     let upstream = TestBackend::start(BackendSpec {
         tools: vec![tool("lookup", SCOPE)],
@@ -294,6 +295,9 @@ async fn start_full(
     let mut vault = format!(
         "vault:\n  key: \"{key}\"\n  providers:\n    - id: design\n      name: Design\n      resource: \"{resource}\"{as_lines}"
     );
+    for line in provider_lines {
+        vault.push_str(&format!("\n      {line}"));
+    }
     for line in vault_lines {
         vault.push_str(&format!("\n  {line}"));
     }
@@ -1001,6 +1005,7 @@ async fn the_authorization_server_is_discovered_from_the_resource() {
         Kind::Sqlite,
         &[],
         Some((resource.clone(), provider_port)),
+        &[],
     )
     .await;
     let alice = t.token("alice").await;
@@ -1029,4 +1034,29 @@ async fn the_authorization_server_is_discovered_from_the_resource() {
     assert_eq!(b.get(&callback, &[]).await.status, 200);
     let r = t.call(&alice).await;
     assert_ne!(r["isError"], true, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_uses_the_catalog_subjects_linked_token() {
+    let t = start_full(None, Kind::Sqlite, &[], None, &["catalog_sub: catalog-svc"]).await;
+    // The catalog subject (a service account) links once.
+    let svc = t.token("catalog-svc").await;
+    t.link(&svc, "svc-at-design").await;
+    t.upstream.clear_requests();
+    // The next discovery rounds (catalog.refresh: 1s) carry the catalog subject's own
+    // provider token, so every user sees the tools before linking.
+    let calls = t
+        .upstream
+        .wait_for_calls("list_tools", 1, Duration::from_secs(20))
+        .await;
+    let bearer = calls[0]
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .expect("discovery carries a bearer");
+    let (_, claims) = decode_jwt(bearer);
+    assert_eq!(claims["sub"], "svc-at-design");
+    // A user who linked nothing sees the tool (this stand-in upstream lists tools for any
+    // caller; what the test proves is the credential above).
+    let names = t.setup.client(&t.token("dave").await).tool_names().await;
+    assert!(names.iter().any(|n| n == "crm_lookup"), "{names:?}");
 }
