@@ -112,6 +112,7 @@ pub async fn check(options: &CheckOptions, reserved: &[&str]) -> Report {
             identity: Default::default(),
             audience: None,
             resource: None,
+            vault_provider: None,
         }],
         ..Config::default()
     };

@@ -65,6 +65,8 @@ enum Route {
     StatusPage,
     /// The MCP server card.
     ServerCard,
+    /// `/link` and `/link/*`: account linking (the vault).
+    Link,
     /// Anything else.
     NotFound,
 }
@@ -85,6 +87,8 @@ impl Gateway {
             Route::Health
         } else if path == "/readyz" {
             Route::Ready
+        } else if crate::vault::edge::owns_path(path) {
+            Route::Link
         } else {
             Route::NotFound
         }
@@ -96,6 +100,75 @@ impl Gateway {
             "error_description": format!("nothing here; the MCP endpoint is {}", self.state.shared.mcp_path),
         });
         Answer::json(404, serde_json::to_vec(&body).unwrap_or_default())
+    }
+}
+
+impl Gateway {
+    /// A `/link` request: authenticates a presented bearer (a browser brings a ticket
+    /// instead), reads a small form body, and hands the rest to `vault::edge`.
+    async fn link(&self, session: &mut Session, path: &str) -> Result<Answer> {
+        use crate::auth::{AuthOutcome, AuthRequest};
+        use crate::vault::edge;
+        let shared = &self.state.shared;
+        let authorization = header(session, "authorization").map(str::to_string);
+        let user = if authorization.is_some() || shared.auth.mode() == crate::config::AuthMode::None
+        {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            let outcome = shared
+                .auth
+                .authenticate(AuthRequest {
+                    authorization: authorization.as_deref(),
+                    dev_mode: header(session, "x-dev-mode"),
+                    peer,
+                })
+                .await;
+            match outcome {
+                AuthOutcome::Ok(p) => Some(p.sub),
+                AuthOutcome::Unauthorized { reason, .. } => {
+                    let body = json!({"error": "invalid_token", "error_description": reason});
+                    return Ok(
+                        Answer::json(401, serde_json::to_vec(&body).unwrap_or_default())
+                            .with_header("www-authenticate", "Bearer error=\"invalid_token\""),
+                    );
+                }
+                AuthOutcome::Forbidden { error, reason, .. } => {
+                    let body = json!({"error": error, "error_description": reason});
+                    return Ok(Answer::json(
+                        403,
+                        serde_json::to_vec(&body).unwrap_or_default(),
+                    ));
+                }
+                AuthOutcome::Unavailable { reason } => return Ok(well_known::unavailable(&reason)),
+            }
+        } else {
+            None
+        };
+        let method = session.req_header().method.as_str().to_string();
+        let body = if method == "POST" {
+            match crate::http::read_body(session, edge::MAX_FORM).await? {
+                crate::http::BodyRead::Complete(b) => b,
+                crate::http::BodyRead::TooLarge => {
+                    return Ok(Answer::json(413, &b"{\"error\":\"form too large\"}"[..]))
+                }
+            }
+        } else {
+            bytes::Bytes::new()
+        };
+        let query = session.req_header().uri.query().map(str::to_string);
+        let wants_json = header(session, "accept").is_some_and(|a| a.contains("application/json"));
+        let req = edge::LinkRequest {
+            method: &method,
+            path,
+            query: query.as_deref(),
+            cookies: header(session, "cookie"),
+            wants_json,
+            body: &body,
+            user: user.as_deref(),
+        };
+        Ok(edge::handle(shared.vault.as_deref(), req).await)
     }
 }
 
@@ -150,6 +223,7 @@ impl ProxyHttp for Gateway {
             Route::ServerCard => {
                 discovery::server_card(&self.state.shared, &policy, &session.req_header().method)
             }
+            Route::Link => self.link(session, &path).await?,
             Route::NotFound => self.not_found(),
         };
         write_answer(session, answer, None).await?;

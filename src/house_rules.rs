@@ -27,6 +27,7 @@ const FLOORS: &[(&str, u8)] = &[
     // What backends receive; the record of a request.
     ("credentials", 2),
     ("record", 2),
+    ("vault", 2),
     // Behind the gateway; the audit trail.
     ("upstream", 3),
     ("audit", 3),

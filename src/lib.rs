@@ -32,6 +32,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod upstream;
+pub mod vault;
 pub mod well_known;
 
 #[cfg(test)]

@@ -99,6 +99,35 @@ enum Command {
         #[command(subcommand)]
         action: AuditCommand,
     },
+    /// The per-user token vault.
+    Vault {
+        #[command(subcommand)]
+        action: VaultCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    /// Re-seals every stored grant and client secret under the newest vault key, while
+    /// gateways keep running (their ring must hold the old and the new key); prints the
+    /// counts per key after.
+    Rotate {
+        /// YAML configuration (the same one the gateway serves with).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// A Cortex-style env file.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+    /// Prints how many records are sealed under each key id.
+    Status {
+        /// YAML configuration (the same one the gateway serves with).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// A Cortex-style env file.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +216,26 @@ fn main() -> ExitCode {
             Some(dir) => audit_verify_data_dir(&dir),
             None => audit_verify(config, env_file),
         },
+        Command::Vault { action } => {
+            use cortex_gateway::vault::cli::Action;
+            let (config, env_file, action) = match action {
+                VaultCommand::Rotate { config, env_file } => (config, env_file, Action::Rotate),
+                VaultCommand::Status { config, env_file } => (config, env_file, Action::Status),
+            };
+            let env = match environment(env_file.as_ref()) {
+                Ok(e) => e,
+                Err(code) => return code,
+            };
+            match preflight::load(config.as_deref(), env.as_ref()) {
+                Ok(loaded) => {
+                    ExitCode::from(cortex_gateway::vault::cli::run_cli(&loaded.config, action))
+                }
+                Err(errors) => {
+                    eprintln!("configuration is invalid:\n{errors}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 

@@ -94,7 +94,11 @@ pub fn build_with(
     };
     let store = crate::store::open(&config)?;
     let audit = crate::audit::start(&config, store.clone())?;
-    let state = Arc::new(AppState::new(config)?.with_store(store.clone(), audit));
+    let state = Arc::new(
+        AppState::new(config)?
+            .with_store(store.clone(), audit)
+            .with_vault()?,
+    );
     let shared = &state.shared;
     let policy = state.policy();
     server.add_service(background_service(

@@ -317,6 +317,11 @@ impl SessionState {
         self.claims.version
     }
 
+    /// The client's declared capabilities (`cortex_filters::session::caps` bits).
+    pub fn client_caps(&self) -> u8 {
+        self.claims.client_caps
+    }
+
     fn grants(&self) -> Option<Arc<GrantedScopes>> {
         self.inner.lock().ok().and_then(|s| s.grants.clone())
     }

@@ -41,6 +41,9 @@ pub enum StateError {
     /// Authentication or identity propagation could not be set up.
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
+    /// The vault could not be set up.
+    #[error("vault: {0}")]
+    Vault(String),
 }
 
 /// What lives as long as the process.
@@ -67,6 +70,8 @@ pub struct Shared {
     pub client: Arc<HttpClient>,
     /// The builtins' process-lifetime parts (search index, webhook wake-up).
     pub builtins: BuiltinRuntime,
+    /// The per-user token vault (`vault:`), once the store is known ([`AppState::with_vault`]).
+    pub vault: Option<Arc<crate::vault::Vault>>,
     /// Requests in flight and the draining flag (graceful shutdown).
     pub drain: Arc<Drain>,
     /// What the configuration reloads did (shown on `/readyz`).
@@ -203,6 +208,7 @@ impl AppState {
             builtins: BuiltinRuntime::default(),
             drain: Drain::new(),
             reloads: ReloadStatus::default(),
+            vault: None,
         };
         let policy = Policy::build(Arc::new(config), &shared)?;
         Ok(AppState {
@@ -216,6 +222,25 @@ impl AppState {
         self.shared.store = Some(store);
         self.shared.audit = audit;
         self
+    }
+
+    /// The state with the per-user token vault over its store (when `vault:` has a key), and
+    /// the policy rebuilt so that backends naming a `vault_provider` hold it.
+    pub fn with_vault(mut self) -> Result<Self, StateError> {
+        let config = self.policy().config.clone();
+        let Some(store) = self.shared.store.clone() else {
+            return Ok(self);
+        };
+        let vault = crate::vault::Vault::from_config(
+            &config.vault,
+            store as Arc<dyn crate::store::VaultStore>,
+            &self.shared.public_origin,
+        )
+        .map_err(StateError::Vault)?;
+        self.shared.vault = vault.map(Arc::new);
+        let policy = Policy::build(config, &self.shared)?;
+        self.swap_policy(policy);
+        Ok(self)
     }
 
     /// The policy in force. Take it once per request.
@@ -271,6 +296,12 @@ impl Policy {
                     shared.client.clone(),
                     identity.clone(),
                 )
+                .map(|c| match (&b.vault_provider, &shared.vault) {
+                    (Some(provider), Some(vault)) => {
+                        c.with_vault(crate::vault::VaultLink::new(vault.clone(), provider))
+                    }
+                    _ => c,
+                })
                 .map(|c| Arc::new(c) as Arc<dyn Backend>)
                 .map_err(|source| StateError::Backend {
                     id: b.id.clone(),

@@ -21,4 +21,5 @@ pub mod seal;
 pub mod search;
 pub mod session;
 pub mod sse;
+pub mod vault;
 pub mod version;

@@ -227,6 +227,8 @@ pub struct BuiltinCx<'a> {
     pub upstreams: &'a Upstreams,
     /// Tickets and the webhook outbox, when the gateway has a store.
     pub store: Option<&'a Arc<dyn Store>>,
+    /// The per-user token vault, when configured (`whoami` lists the caller's links).
+    pub vault: Option<&'a Arc<crate::vault::Vault>>,
 }
 
 /// An MCP `Tool` object for a builtin.

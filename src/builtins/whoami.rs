@@ -38,7 +38,8 @@ pub async fn whoami(cx: &BuiltinCx<'_>) -> Value {
         .map(rfc3339_of);
     let oauth = &cx.config.auth.oauth;
     let is_token = p.kind == PrincipalKind::Token;
-    json!({
+    let links = account_links(cx).await;
+    let mut out = json!({
         "identity": {
             "sub": p.sub,
             "email": p.email,
@@ -65,6 +66,32 @@ pub async fn whoami(cx: &BuiltinCx<'_>) -> Value {
         "backends": backends,
         "visibility": visibility(cx, admin),
         "discovered_at": discovered_at,
+    });
+    if let Some(links) = links {
+        out["linked_accounts"] = links;
+    }
+    out
+}
+
+/// The caller's linked and unlinked vault providers, and a short-lived page to manage them
+/// in a browser (`/link?ticket=…`: the ticket signs the browser in as the caller for a few
+/// minutes; the per-provider `link_url` is the public one and authenticates nobody).
+async fn account_links(cx: &BuiltinCx<'_>) -> Option<Value> {
+    let vault = cx.vault?;
+    let p = cx.principal;
+    Some(match vault.links(&p.sub).await {
+        Ok(links) => {
+            let ticket: String =
+                url::form_urlencoded::byte_serialize(vault.ticket_for(&p.sub).as_bytes()).collect();
+            let origin = url::Url::parse(cx.canonical_uri)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default();
+            json!({
+                "providers": links,
+                "manage_url": format!("{origin}/link?ticket={ticket}"),
+            })
+        }
+        Err(e) => json!({ "error": e.to_string() }),
     })
 }
 

@@ -89,6 +89,10 @@ pub const RESTART: &[(&str, &str)] = &[
         "its signing key and clients are set up at start",
     ),
     (
+        "vault",
+        "the vault's key ring and providers are set up at start",
+    ),
+    (
         "tickets.webhook_url",
         "the webhook delivery service is started with it",
     ),
@@ -151,6 +155,7 @@ const SECRET_KEYS: &[&str] = &[
     "technical_token",
     "webhook_secret",
     "database_url",
+    "key",
 ];
 
 /// How a key changed.

@@ -387,6 +387,7 @@ dev_authorization_server: {users: [{name: a}], clients: [{id: c}]}
 storage: {}
 audit: {}
 outbound: {}
+vault: {keys: [{id: a, key: k}], providers: [{id: p, resource: 'http://127.0.0.1:1/mcp'}]}
 ";
 
     #[test]

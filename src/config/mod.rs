@@ -30,6 +30,7 @@ pub mod schema;
 mod tree;
 pub mod units;
 mod validate;
+pub mod vault;
 
 #[cfg(test)]
 mod tests;

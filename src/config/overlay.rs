@@ -96,6 +96,7 @@ pub(crate) fn apply(tree: &mut Node, env: &dyn EnvSource) -> Overlay {
     apply_dev_bypass(tree, env, &mut out);
     apply_backends(tree, env, &mut out);
     apply_builtins(tree, env, &mut out);
+    apply_vault_providers(tree, env, &mut out);
     for name in NOT_HONOURED {
         if var(env, name).is_some() {
             out.warnings.push(format!(
@@ -163,6 +164,7 @@ fn apply_strings(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         ("CORTEX_REQUIRED_POOL", &["auth", "oauth", "required_pool"]),
         ("CORTEX_DATABASE_URL", &["storage", "database_url"]),
         ("CORTEX_AUDIT_RETENTION_DAYS", &["audit", "retention_days"]),
+        ("CORTEX_VAULT_KEY", &["vault", "key"]),
         (
             "OAUTH_INTROSPECT_URL",
             &["auth", "oauth", "introspection", "url"],
@@ -389,6 +391,33 @@ fn entry_id(node: &Node) -> Option<String> {
         .map(|id| id.trim().to_ascii_lowercase())
 }
 
+/// Cortex's per-server OAuth client and catalog subject onto the vault providers of the
+/// file: `CORTEX_MCP_<ID>_CLIENT_ID`, `_CLIENT_SECRET` and `_CATALOG_SUB` set `client_id`,
+/// `client_secret` and `catalog_sub` of `vault.providers[id]` (ID uppercased, `-` as `_`).
+fn apply_vault_providers(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    let Some(Node {
+        kind: Kind::Seq(items),
+        ..
+    }) = tree.at_mut(&super::tree::keys(&["vault", "providers"]))
+    else {
+        return;
+    };
+    for item in items.iter_mut() {
+        let Some(id) = entry_id(item) else { continue };
+        let prefix = format!("CORTEX_MCP_{}_", id.to_ascii_uppercase().replace('-', "_"));
+        for (suffix, key) in [
+            ("CLIENT_ID", "client_id"),
+            ("CLIENT_SECRET", "client_secret"),
+            ("CATALOG_SUB", "catalog_sub"),
+        ] {
+            let name = format!("{prefix}{suffix}");
+            if let Some(value) = var(env, &name) {
+                set(item, &[key], Node::env_str(value, &name), &name, out);
+            }
+        }
+    }
+}
+
 /// `CORTEX_BACKEND_<ID>_URL/_PATH/_TIMEOUT_MS` onto one backend entry.
 fn apply_backend_vars(backend: &mut Node, id: &str, env: &dyn EnvSource, out: &mut Overlay) {
     let url_var = backend_var(id, "URL");
@@ -559,6 +588,29 @@ mod tests {
             out.overrides,
             vec!["CORTEX_BACKENDS", "CORTEX_BACKEND_DEMO_URL"]
         );
+    }
+
+    #[test]
+    fn mcp_client_variables_apply_to_vault_providers() {
+        let (tree, _) = run(
+            "vault:\n  providers:\n    - id: my-design\n      resource: https://d.example/mcp\n",
+            &[
+                ("CORTEX_MCP_MY_DESIGN_CLIENT_ID", "cid"),
+                ("CORTEX_MCP_MY_DESIGN_CLIENT_SECRET", "shh"),
+                ("CORTEX_MCP_MY_DESIGN_CATALOG_SUB", "svc"),
+                ("CORTEX_MCP_OTHER_CLIENT_ID", "ignored"),
+            ],
+        );
+        let p = tree
+            .at(&crate::config::tree::keys(&["vault", "providers"]))
+            .and_then(|n| match &n.kind {
+                Kind::Seq(items) => items.first(),
+                _ => None,
+            })
+            .expect("the provider");
+        assert_eq!(p.get("client_id").and_then(Node::as_str), Some("cid"));
+        assert_eq!(p.get("client_secret").and_then(Node::as_str), Some("shh"));
+        assert_eq!(p.get("catalog_sub").and_then(Node::as_str), Some("svc"));
     }
 
     #[test]

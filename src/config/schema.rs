@@ -46,6 +46,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The audit trail.
     pub audit: AuditConfig,
+    /// The per-user token vault and the providers users link accounts at (docs/vault.md).
+    pub vault: super::vault::VaultConfig,
     /// TLS of the gateway's outbound connections: the CA bundle backends and the
     /// authorization server are verified with, and the client certificate shown to backends.
     pub outbound: OutboundConfig,
@@ -527,6 +529,10 @@ pub struct BackendConfig {
     /// RFC 8707 `resource` sent on `exchange`; default none (only `audience`).
     #[serde(default)]
     pub resource: Option<String>,
+    /// The vault provider (`vault.providers[].id`) whose per-user linked token this backend
+    /// receives instead of the caller's (docs/vault.md).
+    #[serde(default)]
+    pub vault_provider: Option<String>,
 }
 
 /// Which credential a backend receives with user calls (see docs/authentication.md).

@@ -996,3 +996,48 @@ fn empty_dev_bypass_token_is_refused() {
         Some("auth.dev_bypass.token")
     );
 }
+
+#[test]
+fn vault_keys_and_providers_are_checked() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // 32 bytes
+    let good = format!(
+        "{BASE}vault:\n  key: \"{key}\"\n  keys:\n    - {{id: k2, key: \"{key}\"}}\n  providers:\n    - id: design\n      resource: https://mcp.design.example/mcp\nbackends:\n  - id: d\n    url: http://127.0.0.1:9\n    vault_provider: design\n"
+    );
+    let loaded = ok(&good, &[]);
+    assert_eq!(loaded.config.vault.providers[0].id, "design");
+    assert_eq!(
+        loaded.config.backends[0].vault_provider.as_deref(),
+        Some("design")
+    );
+    // CORTEX_VAULT_KEY is the first key.
+    let from_env = ok(BASE, &[("CORTEX_VAULT_KEY", key)]);
+    assert_eq!(from_env.config.vault.key.as_deref(), Some(key));
+    // A short key, a key id used twice, providers without a key, an unknown provider.
+    let issues = errs(&format!("{BASE}vault:\n  key: \"AAAA\"\n"), &[]);
+    find(&issues, "3 bytes");
+    let issues = errs(
+        &format!(
+            "{BASE}vault:\n  key: \"{key}\"\n  keys:\n    - {{id: primary, key: \"{key}\"}}\n"
+        ),
+        &[],
+    );
+    find(&issues, "used twice");
+    let issues = errs(
+        &format!(
+            "{BASE}vault:\n  providers:\n    - id: design\n      resource: https://x.example/mcp\n"
+        ),
+        &[],
+    );
+    find(&issues, "no vault key");
+    let issues = errs(
+        &format!("{BASE}vault:\n  key: \"{key}\"\nbackends:\n  - id: d\n    url: http://127.0.0.1:9\n    vault_provider: nope\n"),
+        &[],
+    );
+    find(&issues, "no provider `nope`");
+    let issues = errs(
+        &format!("{BASE}vault:\n  key: \"{key}\"\n  providers:\n    - id: Design!\n      resource: not-a-url\n"),
+        &[],
+    );
+    find(&issues, "a provider id");
+    find(&issues, "not a URL");
+}

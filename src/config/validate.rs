@@ -61,6 +61,7 @@ pub(crate) fn validate(config: &Config) -> Findings {
     check_scopes(config, &mut f);
     check_tickets(config, &mut f);
     check_outbound(config, &mut f);
+    super::vault::check(config, &mut f);
     if config.logging.level.trim().is_empty() {
         f.error(p(&["logging", "level"]), "must not be empty (e.g. `info`)");
     }

@@ -47,6 +47,7 @@ impl CallContext<'_> {
             catalog: &self.shared.catalog,
             upstreams: &self.policy.upstreams,
             store: self.shared.store.as_ref(),
+            vault: self.shared.vault.as_ref(),
         }
     }
 }

@@ -125,6 +125,22 @@ async fn call_tool(
         .await
         .outcome()
         .await;
+    // A provider the caller has not linked: a client that declared URL-mode elicitation is
+    // sent to the link page in the middle of the call (the vault, docs/vault.md).
+    let url_mode = cx.session.is_some_and(|s| {
+        s.client_caps() & cortex_filters::session::caps::ELICITATION_URL != 0
+            && s.version() >= cortex_filters::version::ProtocolVersion::V2025_11_25
+    });
+    if let (true, cortex_filters::contract::Outcome::Result(result)) = (url_mode, &outcome) {
+        let elicitation_id = crate::store::random_id("el_");
+        if let Some(e) = cortex_filters::vault::url_elicitation_for(result, &elicitation_id) {
+            let code = e["code"]
+                .as_i64()
+                .unwrap_or(cortex_filters::vault::URL_ELICITATION_REQUIRED);
+            let message = e["message"].as_str().unwrap_or("");
+            return Dispatched::Answer(jsonrpc::error(Some(id), code, message, Some(&e["data"])));
+        }
+    }
     Dispatched::Answer(outcome.to_response(id))
 }
 

@@ -14,19 +14,7 @@ use super::call::{CallContext, Dispatched};
 pub fn initialize(cx: &CallContext<'_>, id: &Id, params: &Value) -> Dispatched {
     let requested = params.get("protocolVersion").and_then(Value::as_str);
     let negotiated = version::negotiate(requested);
-    let client_caps = params.get("capabilities").map_or(0, |c| {
-        let mut bits = 0;
-        if c.get("roots").is_some() {
-            bits |= caps::ROOTS;
-        }
-        if c.get("sampling").is_some() {
-            bits |= caps::SAMPLING;
-        }
-        if c.get("elicitation").is_some() {
-            bits |= caps::ELICITATION;
-        }
-        bits
-    });
+    let client_caps = params.get("capabilities").map_or(0, caps::from_json);
     let config = &cx.policy.config;
     let mut server_info = json!({
         "name": config.server.name,

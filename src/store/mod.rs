@@ -257,6 +257,74 @@ pub trait OutboxStore: StoreBase {
     ) -> Result<Vec<Delivery>, StoreError>;
 }
 
+/// The per-user token vault: sealed grants, client registrations at providers, and the
+/// single-use marks of linking states. The store sees only sealed values (the vault
+/// module seals them); it never decrypts.
+#[async_trait]
+pub trait VaultStore: StoreBase {
+    /// The grant of `subject` at `provider`.
+    async fn get_grant(
+        &self,
+        subject: &str,
+        provider: &str,
+    ) -> Result<Option<StoredGrant>, StoreError>;
+
+    /// Every grant of `subject`, by provider.
+    async fn list_grants(&self, subject: &str) -> Result<Vec<StoredGrant>, StoreError>;
+
+    /// Stores the grant of (subject, provider), replacing any (a new link): version 1 for a
+    /// new row, the old version + 1 otherwise; `created_at_ms` is the link time.
+    async fn put_grant(&self, grant: NewGrant) -> Result<StoredGrant, StoreError>;
+
+    /// Replaces the sealed record of (subject, provider) only if its version is still
+    /// `expected_version` (a refresh or a rotation that read it). `None` when the row changed
+    /// or is gone meanwhile (another replica refreshed, the user unlinked): re-read.
+    async fn replace_grant(
+        &self,
+        grant: NewGrant,
+        expected_version: i64,
+    ) -> Result<Option<StoredGrant>, StoreError>;
+
+    /// Deletes the grant of (subject, provider); false when there was none. With
+    /// `expected_version`, only that version (a refresh that found the grant refused must not
+    /// delete a newer link).
+    async fn delete_grant(
+        &self,
+        subject: &str,
+        provider: &str,
+        expected_version: Option<i64>,
+    ) -> Result<bool, StoreError>;
+
+    /// Up to `limit` grants not sealed under `key_id` (a rotation's next batch).
+    async fn grants_not_under(
+        &self,
+        key_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredGrant>, StoreError>;
+
+    /// The client registration made for `provider`.
+    async fn get_client(&self, provider: &str) -> Result<Option<StoredClient>, StoreError>;
+
+    /// Stores the registration for `provider`, replacing any (a new issuer).
+    async fn put_client(&self, client: StoredClient) -> Result<(), StoreError>;
+
+    /// Registrations whose secret is sealed under a key other than `key_id`.
+    async fn clients_not_under(&self, key_id: &str) -> Result<Vec<StoredClient>, StoreError>;
+
+    /// Records and secrets per key id, by key id.
+    async fn vault_key_counts(&self) -> Result<Vec<KeyCount>, StoreError>;
+
+    /// Marks the linking state `id` used; true the first time, false if it was already used
+    /// (a replay), on any replica. Marks past their `expires_at_ms` (their state is refused
+    /// anyway) are deleted on the way, at `now_ms`.
+    async fn consume_state(
+        &self,
+        id: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Everything the gateway persists: every concern at once. Object-safe; the gateway holds
 /// one `Arc<dyn Store>` and can hand a feature the narrow trait it uses (an upcast:
 /// `store as Arc<dyn OutboxStore>`). Implemented by every type that implements each
@@ -266,9 +334,9 @@ pub trait OutboxStore: StoreBase {
 /// every method is atomic (one transaction); methods that several replicas may race on
 /// (audit append, ticket deduplication, delivery claims) serialize correctly across
 /// processes sharing one database.
-pub trait Store: AuditStore + TicketStore + OutboxStore {}
+pub trait Store: AuditStore + TicketStore + OutboxStore + VaultStore {}
 
-impl<T: AuditStore + TicketStore + OutboxStore> Store for T {}
+impl<T: AuditStore + TicketStore + OutboxStore + VaultStore> Store for T {}
 
 /// The store the configuration asks for: PostgreSQL when `storage.database_url` is set,
 /// else SQLite at `<storage dir>/cortex-gateway.db` ([`Config::storage_dir`]). Nothing is

@@ -27,6 +27,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use tracing::{info, warn};
 
+use super::rows::{key_counts, Tally, CLIENT_COLUMNS, GRANT_COLUMNS};
 use super::rows::{
     link_all, missing_chain, notes_json, nothing_purged, placeholders, plan_purge, Aged, Column,
     FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PURGE_COLUMNS,
@@ -35,11 +36,18 @@ use super::rows::{
 use super::*;
 
 /// Embedded migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/postgres/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "vault",
+        sql: include_str!("migrations/postgres/0002_vault.sql"),
+    },
+];
 
 /// Longest a whole store call may take (connect included) before it counts as an outage.
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -701,6 +709,189 @@ impl OutboxStore for PostgresStore {
                 "SELECT {DELIVERY_COLUMNS} FROM cortex_outbox WHERE state = $1 ORDER BY created_at_ms, id LIMIT $2"
             );
             all(c.query(&sql, &[&state.as_str(), &sql_limit(limit)])).await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl VaultStore for PostgresStore {
+    async fn get_grant(
+        &self,
+        subject: &str,
+        provider: &str,
+    ) -> Result<Option<StoredGrant>, StoreError> {
+        let (s, p) = (subject.to_string(), provider.to_string());
+        self.run(move |c| async move {
+            let sql = format!(
+                "SELECT {GRANT_COLUMNS} FROM cortex_vault_grants WHERE subject = $1 AND provider = $2"
+            );
+            one(c.query_opt(&sql, &[&s, &p])).await
+        })
+        .await
+    }
+
+    async fn list_grants(&self, subject: &str) -> Result<Vec<StoredGrant>, StoreError> {
+        let s = subject.to_string();
+        self.run(move |c| async move {
+            let sql = format!(
+                "SELECT {GRANT_COLUMNS} FROM cortex_vault_grants WHERE subject = $1 ORDER BY provider"
+            );
+            all(c.query(&sql, &[&s])).await
+        })
+        .await
+    }
+
+    async fn put_grant(&self, g: NewGrant) -> Result<StoredGrant, StoreError> {
+        self.run(move |c| async move {
+            let sql = format!(
+                "INSERT INTO cortex_vault_grants (subject, provider, key_id, sealed, version, created_at_ms, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, 1, $5, $5) \
+                 ON CONFLICT (subject, provider) DO UPDATE SET key_id = EXCLUDED.key_id, sealed = EXCLUDED.sealed, \
+                 version = cortex_vault_grants.version + 1, created_at_ms = EXCLUDED.created_at_ms, \
+                 updated_at_ms = EXCLUDED.updated_at_ms RETURNING {GRANT_COLUMNS}"
+            );
+            one(c.query_opt(&sql, &[&g.subject, &g.provider, &g.key_id, &g.sealed, &g.now_ms]))
+                .await?
+                .ok_or_else(|| StoreError::Query("the grant upsert returned no row".into()))
+        })
+        .await
+    }
+
+    async fn replace_grant(
+        &self,
+        g: NewGrant,
+        expected_version: i64,
+    ) -> Result<Option<StoredGrant>, StoreError> {
+        self.run(move |c| async move {
+            let sql = format!(
+                "UPDATE cortex_vault_grants SET key_id = $3, sealed = $4, version = version + 1, updated_at_ms = $5 \
+                 WHERE subject = $1 AND provider = $2 AND version = $6 RETURNING {GRANT_COLUMNS}"
+            );
+            one(c.query_opt(
+                &sql,
+                &[&g.subject, &g.provider, &g.key_id, &g.sealed, &g.now_ms, &expected_version],
+            ))
+            .await
+        })
+        .await
+    }
+
+    async fn delete_grant(
+        &self,
+        subject: &str,
+        provider: &str,
+        expected_version: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let (s, p) = (subject.to_string(), provider.to_string());
+        self.run(move |c| async move {
+            let n = c
+                .execute(
+                    "DELETE FROM cortex_vault_grants WHERE subject = $1 AND provider = $2 \
+                     AND ($3::bigint IS NULL OR version = $3)",
+                    &[&s, &p, &expected_version],
+                )
+                .await
+                .map_err(classify)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn grants_not_under(
+        &self,
+        key_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredGrant>, StoreError> {
+        let k = key_id.to_string();
+        self.run(move |c| async move {
+            let sql = format!(
+                "SELECT {GRANT_COLUMNS} FROM cortex_vault_grants WHERE key_id <> $1 \
+                 ORDER BY subject, provider LIMIT $2"
+            );
+            all(c.query(&sql, &[&k, &sql_limit(limit)])).await
+        })
+        .await
+    }
+
+    async fn get_client(&self, provider: &str) -> Result<Option<StoredClient>, StoreError> {
+        let p = provider.to_string();
+        self.run(move |c| async move {
+            let sql =
+                format!("SELECT {CLIENT_COLUMNS} FROM cortex_vault_clients WHERE provider = $1");
+            one(c.query_opt(&sql, &[&p])).await
+        })
+        .await
+    }
+
+    async fn put_client(&self, cl: StoredClient) -> Result<(), StoreError> {
+        self.run(move |c| async move {
+            c.execute(
+                "INSERT INTO cortex_vault_clients (provider, issuer, client_id, key_id, sealed_secret, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (provider) DO UPDATE SET issuer = EXCLUDED.issuer, \
+                 client_id = EXCLUDED.client_id, key_id = EXCLUDED.key_id, sealed_secret = EXCLUDED.sealed_secret, \
+                 created_at_ms = EXCLUDED.created_at_ms",
+                &[&cl.provider, &cl.issuer, &cl.client_id, &cl.key_id, &cl.sealed_secret, &cl.created_at_ms],
+            )
+            .await
+            .map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clients_not_under(&self, key_id: &str) -> Result<Vec<StoredClient>, StoreError> {
+        let k = key_id.to_string();
+        self.run(move |c| async move {
+            let sql = format!(
+                "SELECT {CLIENT_COLUMNS} FROM cortex_vault_clients WHERE key_id <> $1 ORDER BY provider"
+            );
+            all(c.query(&sql, &[&k])).await
+        })
+        .await
+    }
+
+    async fn vault_key_counts(&self) -> Result<Vec<KeyCount>, StoreError> {
+        self.run(move |c| async move {
+            let grants: Vec<Tally> = all(c.query(
+                "SELECT key_id, COUNT(*) AS n FROM cortex_vault_grants GROUP BY key_id",
+                &[],
+            ))
+            .await?;
+            let clients: Vec<Tally> = all(c.query(
+                "SELECT key_id, COUNT(*) AS n FROM cortex_vault_clients GROUP BY key_id",
+                &[],
+            ))
+            .await?;
+            Ok(key_counts(grants, clients))
+        })
+        .await
+    }
+
+    async fn consume_state(
+        &self,
+        id: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(classify)?;
+            tx.execute(
+                "DELETE FROM cortex_vault_states WHERE expires_at_ms < $1",
+                &[&now_ms],
+            )
+            .await
+            .map_err(classify)?;
+            let n = tx
+                .execute(
+                    "INSERT INTO cortex_vault_states (id, expires_at_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                    &[&id, &expires_at_ms],
+                )
+                .await
+                .map_err(classify)?;
+            tx.commit().await.map_err(classify)?;
+            Ok(n == 1)
         })
         .await
     }

@@ -5,8 +5,9 @@
 //! SQL text of their dialect, their transactions and their locks.
 
 use super::{
-    AuditRecord, ChainHead, ChainLinker, ChainState, Delivery, DeliveryState, PurgeOutcome,
-    StoreError, StoredAudit, Ticket, TicketNote, TicketSeverity, TicketStatus,
+    AuditRecord, ChainHead, ChainLinker, ChainState, Delivery, DeliveryState, KeyCount,
+    PurgeOutcome, StoreError, StoredAudit, StoredClient, StoredGrant, Ticket, TicketNote,
+    TicketSeverity, TicketStatus,
 };
 
 // ----- column lists (the SELECT and INSERT order of each table) ---------------------------
@@ -34,6 +35,15 @@ pub(crate) const TICKET_COLUMNS: &str =
 pub(crate) const DELIVERY_COLUMNS: &str =
     "id, kind, target, payload, state, attempts, next_attempt_at_ms, lease_token, \
      lease_until_ms, last_error, created_at_ms, delivered_at_ms";
+
+/// `cortex_vault_grants`.
+pub(crate) const GRANT_COLUMNS: &str =
+    "subject, provider, key_id, sealed, version, created_at_ms, updated_at_ms";
+/// `cortex_vault_clients`.
+pub(crate) const CLIENT_COLUMNS: &str =
+    "provider, issuer, client_id, key_id, sealed_secret, created_at_ms";
+/// A `key_id, COUNT(*)` group.
+pub(crate) const TALLY_COLUMNS: &str = "key_id, n";
 
 // ----- reading rows -----------------------------------------------------------------------
 
@@ -212,6 +222,75 @@ impl FromRow for Delivery {
             delivered_at_ms: c.take()?,
         })
     }
+}
+
+/// A `cortex_vault_grants` row ([`GRANT_COLUMNS`]).
+impl FromRow for StoredGrant {
+    fn from_row<R: RowRead + ?Sized>(row: &R) -> Result<Self, StoreError> {
+        let mut c = Cols::new(row, "vault grant", GRANT_COLUMNS);
+        Ok(StoredGrant {
+            subject: c.take()?,
+            provider: c.take()?,
+            key_id: c.take()?,
+            sealed: c.take()?,
+            version: c.take()?,
+            created_at_ms: c.take()?,
+            updated_at_ms: c.take()?,
+        })
+    }
+}
+
+/// A `cortex_vault_clients` row ([`CLIENT_COLUMNS`]).
+impl FromRow for StoredClient {
+    fn from_row<R: RowRead + ?Sized>(row: &R) -> Result<Self, StoreError> {
+        let mut c = Cols::new(row, "vault client", CLIENT_COLUMNS);
+        Ok(StoredClient {
+            provider: c.take()?,
+            issuer: c.take()?,
+            client_id: c.take()?,
+            key_id: c.take()?,
+            sealed_secret: c.take()?,
+            created_at_ms: c.take()?,
+        })
+    }
+}
+
+/// One `key_id, n` group ([`TALLY_COLUMNS`]).
+pub(crate) struct Tally {
+    key_id: String,
+    n: i64,
+}
+
+impl FromRow for Tally {
+    fn from_row<R: RowRead + ?Sized>(row: &R) -> Result<Self, StoreError> {
+        let mut c = Cols::new(row, "vault key count", TALLY_COLUMNS);
+        Ok(Tally {
+            key_id: c.take()?,
+            n: c.take()?,
+        })
+    }
+}
+
+/// Grants and client secrets per key, merged by key id (sorted).
+pub(crate) fn key_counts(grants: Vec<Tally>, clients: Vec<Tally>) -> Vec<KeyCount> {
+    let mut out: std::collections::BTreeMap<String, KeyCount> = std::collections::BTreeMap::new();
+    for (t, is_grant) in grants
+        .into_iter()
+        .map(|t| (t, true))
+        .chain(clients.into_iter().map(|t| (t, false)))
+    {
+        let e = out.entry(t.key_id.clone()).or_insert(KeyCount {
+            key_id: t.key_id,
+            grants: 0,
+            clients: 0,
+        });
+        if is_grant {
+            e.grants += t.n;
+        } else {
+            e.clients += t.n;
+        }
+    }
+    out.into_values().collect()
 }
 
 fn parse_severity(s: &str) -> Result<TicketSeverity, StoreError> {
@@ -493,5 +572,21 @@ mod tests {
         assert_eq!(TICKET_COLUMNS.split(',').count(), 16);
         assert_eq!(DELIVERY_COLUMNS.split(',').count(), 12);
         assert_eq!(CHAIN_COLUMNS.split(',').count(), 6);
+        assert_eq!(GRANT_COLUMNS.split(',').count(), 7);
+        assert_eq!(CLIENT_COLUMNS.split(',').count(), 6);
+    }
+
+    #[test]
+    fn key_counts_merge_grants_and_clients_by_key() {
+        let t = |k: &str, n| Tally {
+            key_id: k.into(),
+            n,
+        };
+        let merged = key_counts(vec![t("b", 3), t("a", 1)], vec![t("c", 2), t("a", 4)]);
+        let flat: Vec<_> = merged
+            .iter()
+            .map(|k| (k.key_id.as_str(), k.grants, k.clients))
+            .collect();
+        assert_eq!(flat, [("a", 1, 4), ("b", 3, 0), ("c", 0, 2)]);
     }
 }

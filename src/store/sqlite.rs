@@ -18,6 +18,7 @@ use rusqlite::{
 };
 use tracing::{info, warn};
 
+use super::rows::{key_counts, Tally, CLIENT_COLUMNS, GRANT_COLUMNS};
 use super::rows::{
     link_all, missing_chain, notes_json, nothing_purged, placeholders, plan_purge, Aged, Column,
     FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PURGE_COLUMNS,
@@ -26,11 +27,18 @@ use super::rows::{
 use super::*;
 
 /// Embedded migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/sqlite/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "vault",
+        sql: include_str!("migrations/sqlite/0002_vault.sql"),
+    },
+];
 
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -629,5 +637,204 @@ impl OutboxStore for SqliteStore {
             select(c, &sql, params![state.as_str(), sql_limit(limit)])
         })
         .await
+    }
+}
+
+fn grant(c: &Connection, subject: &str, provider: &str) -> Result<Option<StoredGrant>, StoreError> {
+    let sql = format!(
+        "SELECT {GRANT_COLUMNS} FROM cortex_vault_grants WHERE subject = ?1 AND provider = ?2"
+    );
+    select_one(c, &sql, params![subject, provider])
+}
+
+fn put_grant(c: &mut Connection, g: &NewGrant) -> Result<StoredGrant, StoreError> {
+    let tx = begin(c)?;
+    tx.execute(
+        "INSERT INTO cortex_vault_grants (subject, provider, key_id, sealed, version, created_at_ms, updated_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5) \
+         ON CONFLICT (subject, provider) DO UPDATE SET key_id = excluded.key_id, sealed = excluded.sealed, \
+         version = cortex_vault_grants.version + 1, created_at_ms = excluded.created_at_ms, \
+         updated_at_ms = excluded.updated_at_ms",
+        params![g.subject, g.provider, g.key_id, g.sealed, g.now_ms],
+    )
+    .map_err(classify)?;
+    let stored = grant(&tx, &g.subject, &g.provider)?
+        .ok_or_else(|| StoreError::Query("the grant vanished inside its transaction".into()))?;
+    tx.commit().map_err(classify)?;
+    Ok(stored)
+}
+
+fn replace_grant(
+    c: &mut Connection,
+    g: &NewGrant,
+    expected: i64,
+) -> Result<Option<StoredGrant>, StoreError> {
+    let tx = begin(c)?;
+    let n = tx
+        .execute(
+            "UPDATE cortex_vault_grants SET key_id = ?3, sealed = ?4, version = version + 1, updated_at_ms = ?5 \
+             WHERE subject = ?1 AND provider = ?2 AND version = ?6",
+            params![g.subject, g.provider, g.key_id, g.sealed, g.now_ms, expected],
+        )
+        .map_err(classify)?;
+    let out = if n == 1 {
+        grant(&tx, &g.subject, &g.provider)?
+    } else {
+        None
+    };
+    tx.commit().map_err(classify)?;
+    Ok(out)
+}
+
+fn consume_state(c: &mut Connection, id: &str, exp: i64, now: i64) -> Result<bool, StoreError> {
+    let tx = begin(c)?;
+    tx.execute(
+        "DELETE FROM cortex_vault_states WHERE expires_at_ms < ?1",
+        [now],
+    )
+    .map_err(classify)?;
+    let n = tx
+        .execute(
+            "INSERT INTO cortex_vault_states (id, expires_at_ms) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+            params![id, exp],
+        )
+        .map_err(classify)?;
+    tx.commit().map_err(classify)?;
+    Ok(n == 1)
+}
+
+#[async_trait]
+impl VaultStore for SqliteStore {
+    async fn get_grant(
+        &self,
+        subject: &str,
+        provider: &str,
+    ) -> Result<Option<StoredGrant>, StoreError> {
+        let (s, p) = (subject.to_string(), provider.to_string());
+        self.call(move |c| grant(c, &s, &p)).await
+    }
+
+    async fn list_grants(&self, subject: &str) -> Result<Vec<StoredGrant>, StoreError> {
+        let s = subject.to_string();
+        self.call(move |c| {
+            let sql = format!(
+                "SELECT {GRANT_COLUMNS} FROM cortex_vault_grants WHERE subject = ?1 ORDER BY provider"
+            );
+            select(c, &sql, [s])
+        })
+        .await
+    }
+
+    async fn put_grant(&self, g: NewGrant) -> Result<StoredGrant, StoreError> {
+        self.call(move |c| put_grant(c, &g)).await
+    }
+
+    async fn replace_grant(
+        &self,
+        g: NewGrant,
+        expected_version: i64,
+    ) -> Result<Option<StoredGrant>, StoreError> {
+        self.call(move |c| replace_grant(c, &g, expected_version))
+            .await
+    }
+
+    async fn delete_grant(
+        &self,
+        subject: &str,
+        provider: &str,
+        expected_version: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let (s, p) = (subject.to_string(), provider.to_string());
+        self.call(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM cortex_vault_grants WHERE subject = ?1 AND provider = ?2 \
+                     AND (?3 IS NULL OR version = ?3)",
+                    params![s, p, expected_version],
+                )
+                .map_err(classify)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn grants_not_under(
+        &self,
+        key_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredGrant>, StoreError> {
+        let k = key_id.to_string();
+        self.call(move |c| {
+            let sql = format!(
+                "SELECT {GRANT_COLUMNS} FROM cortex_vault_grants WHERE key_id <> ?1 \
+                 ORDER BY subject, provider LIMIT ?2"
+            );
+            select(c, &sql, params![k, sql_limit(limit)])
+        })
+        .await
+    }
+
+    async fn get_client(&self, provider: &str) -> Result<Option<StoredClient>, StoreError> {
+        let p = provider.to_string();
+        self.call(move |c| {
+            let sql =
+                format!("SELECT {CLIENT_COLUMNS} FROM cortex_vault_clients WHERE provider = ?1");
+            select_one(c, &sql, [p])
+        })
+        .await
+    }
+
+    async fn put_client(&self, cl: StoredClient) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO cortex_vault_clients (provider, issuer, client_id, key_id, sealed_secret, created_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (provider) DO UPDATE SET issuer = excluded.issuer, \
+                 client_id = excluded.client_id, key_id = excluded.key_id, sealed_secret = excluded.sealed_secret, \
+                 created_at_ms = excluded.created_at_ms",
+                params![cl.provider, cl.issuer, cl.client_id, cl.key_id, cl.sealed_secret, cl.created_at_ms],
+            )
+            .map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clients_not_under(&self, key_id: &str) -> Result<Vec<StoredClient>, StoreError> {
+        let k = key_id.to_string();
+        self.call(move |c| {
+            let sql = format!(
+                "SELECT {CLIENT_COLUMNS} FROM cortex_vault_clients WHERE key_id <> ?1 ORDER BY provider"
+            );
+            select(c, &sql, [k])
+        })
+        .await
+    }
+
+    async fn vault_key_counts(&self) -> Result<Vec<KeyCount>, StoreError> {
+        self.call(move |c| {
+            let grants: Vec<Tally> = select(
+                c,
+                "SELECT key_id, COUNT(*) AS n FROM cortex_vault_grants GROUP BY key_id",
+                [],
+            )?;
+            let clients: Vec<Tally> = select(
+                c,
+                "SELECT key_id, COUNT(*) AS n FROM cortex_vault_clients GROUP BY key_id",
+                [],
+            )?;
+            Ok(key_counts(grants, clients))
+        })
+        .await
+    }
+
+    async fn consume_state(
+        &self,
+        id: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.call(move |c| consume_state(c, &id, expires_at_ms, now_ms))
+            .await
     }
 }

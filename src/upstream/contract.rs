@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::config::{BackendConfig, Naming};
 use crate::credentials::IdentityService;
+use crate::vault::VaultLink;
 
 use super::backend::{Backend, BackendKind, Call, Discovery, Operation, Replies};
 use super::http_client::{HttpClient, Limits, RawReply, Target, TargetError};
@@ -32,6 +33,9 @@ pub struct ContractBackend {
     technical_token: Option<String>,
     client: Arc<HttpClient>,
     credentials: Arc<IdentityService>,
+    /// `vault_provider`: user calls carry the caller's own linked token at that provider
+    /// instead of the caller's gateway token.
+    vault: Option<VaultLink>,
 }
 
 impl ContractBackend {
@@ -62,7 +66,15 @@ impl ContractBackend {
                 .or_else(|| default_technical_token.map(str::to_string)),
             client,
             credentials,
+            vault: None,
         })
+    }
+
+    /// User calls carry the caller's linked token at `link`'s provider (never the caller's
+    /// own token); discovery uses the provider's catalog subject when one is configured.
+    pub fn with_vault(mut self, link: VaultLink) -> Self {
+        self.vault = Some(link);
+        self
     }
 
     /// The per-call timeout.
@@ -87,7 +99,18 @@ impl ContractBackend {
     /// A discovery method (technical token, no caller).
     async fn discovery_call(&self, method: &str) -> DiscoveryReply {
         let mut headers = vec![("accept", "application/json".to_string())];
-        if let Some(t) = &self.technical_token {
+        let catalog = match &self.vault {
+            Some(link) => match link.catalog_credential().await {
+                Some(Ok(c)) => Some(c.access_token),
+                Some(Err(e)) => {
+                    tracing::warn!(backend = %self.id, "the catalog subject's linked token is unusable ({e}); discovering with the technical token");
+                    None
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if let Some(t) = catalog.as_ref().or(self.technical_token.as_ref()) {
             headers.push(("authorization", format!("Bearer {t}")));
         }
         match self.post(method, None, &headers).await {
@@ -219,6 +242,13 @@ impl Backend for ContractBackend {
                 return Replies::Final(Outcome::from(cortex_filters::jsonrpc::RpcError::from(e)))
             }
         };
+        if let Some(link) = &self.vault {
+            headers.retain(|(name, _)| *name != "authorization");
+            match link.credential_for(&call.caller.sub).await {
+                Ok(c) => headers.insert(0, ("authorization", format!("Bearer {}", c.access_token))),
+                Err(e) => return Replies::Final(vault_refusal(&e, &call.op)),
+            }
+        }
         headers.push(("accept", "application/json".to_string()));
         let reply = match self.post(method, params, &headers).await {
             Ok(reply) => reply,
@@ -232,6 +262,27 @@ impl Backend for ContractBackend {
             Operation::Complete { .. } => contract::map_completion_reply(r, ctx),
             Operation::ContractMethod { .. } => contract::map_method_reply(r, ctx),
         })
+    }
+}
+
+/// The answer to a call whose caller has no usable linked token: a tool call gets a tool
+/// error naming the account and the link URL (the agent can show it); other operations a
+/// JSON-RPC error with the same text and the URL in `data`.
+fn vault_refusal(e: &crate::vault::VaultError, op: &Operation<'_>) -> Outcome {
+    match (e.unlinked(), op) {
+        (Some((why, name, url)), Operation::CallTool { .. }) => {
+            Outcome::Result(cortex_filters::vault::unlinked_tool_result(name, url, why))
+        }
+        (Some((_, _, url)), _) => Outcome::Error {
+            code: -32603,
+            message: e.to_string(),
+            data: json!({ "link_url": url }),
+        },
+        (None, _) => Outcome::Error {
+            code: -32603,
+            message: e.to_string(),
+            data: Value::Null,
+        },
     }
 }
 

@@ -51,3 +51,5 @@ mod python_sdk;
 mod sessions;
 mod sse;
 mod store_suite;
+mod vault_link;
+mod vault_store;

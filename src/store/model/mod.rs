@@ -5,10 +5,12 @@
 mod audit;
 mod outbox;
 mod ticket;
+mod vault;
 
 pub use audit::*;
 pub use outbox::*;
 pub use ticket::*;
+pub use vault::*;
 
 /// The cap applied to list limits (and to a limit of 0).
 pub const MAX_LIST: u32 = 1000;
