@@ -24,7 +24,11 @@ use crate::config::Config;
 use crate::credentials::IdentityService;
 use crate::sessions::SessionManager;
 use crate::store::Store;
-use crate::upstream::{Backend, CatalogStore, ContractBackend, HttpClient, TargetError, Upstreams};
+use crate::config::BackendKindConfig;
+use crate::upstream::{
+    Backend, CatalogStore, ContractBackend, HttpClient, NativeBackend, NativeParts, Relay,
+    TargetError, Upstreams,
+};
 
 /// Why the state cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,14 @@ pub enum StateError {
         id: String,
         /// Why.
         source: TargetError,
+    },
+    /// A native MCP backend could not be prepared.
+    #[error("backend `{id}`: {reason}")]
+    NativeBackend {
+        /// The backend's id.
+        id: String,
+        /// Why.
+        reason: String,
     },
     /// Authentication or identity propagation could not be set up.
     #[error(transparent)]
@@ -66,6 +78,9 @@ pub struct Shared {
     pub client: Arc<HttpClient>,
     /// The builtins' process-lifetime parts (search index, webhook wake-up).
     pub builtins: BuiltinRuntime,
+    /// What relays messages between callers and native MCP backends (server requests
+    /// waiting for answers, calls in flight, log levels, resource subscriptions).
+    pub relay: Arc<Relay>,
 }
 
 /// What a configuration reload replaces.
@@ -117,8 +132,10 @@ impl AppState {
         let auth = Authenticator::new(&config, &canonical_uri, &scope_rules)?;
         let client = Arc::new(HttpClient::new());
         let ids: Vec<String> = config.backends.iter().map(|b| b.id.clone()).collect();
+        let sessions = Arc::new(SessionManager::new(&config.sessions));
         let shared = Shared {
-            sessions: Arc::new(SessionManager::new(&config.sessions)),
+            relay: Arc::new(Relay::new(sessions.clone())),
+            sessions,
             catalog: Arc::new(CatalogStore::new(&ids)),
             canonical_uri,
             mcp_path,
@@ -187,11 +204,17 @@ impl Policy {
             }
         }
         let host = HostPolicy::new(config.all_listeners_loopback(), &allowed_hosts);
+        let native = NativeParts {
+            client: shared.client.clone(),
+            catalog: shared.catalog.clone(),
+            relay: shared.relay.clone(),
+            identity: identity.clone(),
+        };
         let backends = config
             .backends
             .iter()
-            .map(|b| {
-                ContractBackend::from_config(
+            .map(|b| match b.kind {
+                BackendKindConfig::Contract => ContractBackend::from_config(
                     b,
                     config.technical_token.as_deref(),
                     shared.client.clone(),
@@ -201,7 +224,15 @@ impl Policy {
                 .map_err(|source| StateError::Backend {
                     id: b.id.clone(),
                     source,
-                })
+                }),
+                BackendKindConfig::Mcp | BackendKindConfig::Stdio => {
+                    NativeBackend::from_config(b, &native)
+                        .map(|n| Arc::new(n) as Arc<dyn Backend>)
+                        .map_err(|reason| StateError::NativeBackend {
+                            id: b.id.clone(),
+                            reason,
+                        })
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Policy {

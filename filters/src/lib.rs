@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod contract;
 pub mod jsonrpc;
 pub mod modern;
+pub mod native;
 pub mod naming;
 pub mod origin;
 pub mod pinning;

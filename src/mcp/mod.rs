@@ -8,7 +8,8 @@
 //! - [`call`]: the call context and what dispatch answers;
 //! - [`dispatch`]: the method table;
 //! - [`lifecycle`], [`lists`]: `initialize` and friends, the four lists;
-//! - [`stream`]: the session's notification stream (GET).
+//! - [`stream`]: the session's notification stream (GET);
+//! - [`streaming`]: the answer of a call a native backend streams (JSON, or an event stream).
 
 pub mod call;
 pub mod dispatch;
@@ -17,4 +18,5 @@ pub mod lifecycle;
 pub mod lists;
 pub mod request;
 pub mod stream;
+pub mod streaming;
 pub mod transport;

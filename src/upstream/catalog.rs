@@ -162,6 +162,17 @@ impl CatalogStore {
         f(&mut g)
     }
 
+    /// Makes backend `id` due for discovery now (a native server said its lists changed);
+    /// the refresher picks it up at its next tick.
+    pub fn mark_due(&self, id: &str) {
+        let now = std::time::Instant::now();
+        self.with_health(|h| {
+            if let Some(b) = h.iter_mut().find(|b| b.id == id) {
+                b.next_due = now;
+            }
+        });
+    }
+
     /// Makes the health table follow `ids` (the current backends, in configuration order):
     /// new ids get a fresh entry due now, removed ids leave with their snapshot. Returns
     /// whether anything changed.
