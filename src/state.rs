@@ -20,11 +20,11 @@ use cortex_filters::scope::ScopeRules;
 use crate::audit::AuditSink;
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::builtins::{BuiltinRuntime, Builtins};
+use crate::config::BackendKindConfig;
 use crate::config::Config;
 use crate::credentials::IdentityService;
 use crate::sessions::SessionManager;
 use crate::store::Store;
-use crate::config::BackendKindConfig;
 use crate::upstream::{
     Backend, CatalogStore, ContractBackend, HttpClient, NativeBackend, NativeParts, Relay,
     TargetError, Upstreams,

@@ -341,7 +341,9 @@ mod tests {
         let n = parse_body(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert!(matches!(n, Incoming::Single(Message::Notification { .. })));
         let resp = parse_body(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
-        assert!(matches!(resp, Incoming::Single(Message::Response { ref id, .. }) if id == &json!("a")));
+        assert!(
+            matches!(resp, Incoming::Single(Message::Response { ref id, .. }) if id == &json!("a"))
+        );
     }
 
     #[test]

@@ -191,10 +191,9 @@ pub fn set_progress_token(params: &mut Value, token: &str) {
     }
 }
 
-/// The caller's `_meta.progressToken` of request params, when it is a string or a number.
-pub fn progress_token(params: &Value) -> Option<&Value> {
-    params
-        .pointer("/_meta/progressToken")
+/// The caller's `progressToken` of a request's `_meta`, when it is a string or a number.
+pub fn progress_token(meta: &Value) -> Option<&Value> {
+    meta.get("progressToken")
         .filter(|t| t.is_string() || t.is_number())
 }
 
@@ -432,7 +431,8 @@ mod tests {
     #[test]
     fn decodes_event_streams_in_pieces() {
         let mut d = SseDecoder::new(1024);
-        let stream = b"id: 1\ndata: \n\n: comment\nevent: message\ndata: {\"a\":\r\ndata: 1}\r\n\r\nda";
+        let stream =
+            b"id: 1\ndata: \n\n: comment\nevent: message\ndata: {\"a\":\r\ndata: 1}\r\n\r\nda";
         let mut events = Vec::new();
         for piece in stream.chunks(3) {
             events.extend(d.feed(piece).unwrap());
@@ -471,7 +471,9 @@ mod tests {
             })
         );
         assert!(matches!(
-            classify(json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}})),
+            classify(
+                json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}})
+            ),
             Some(Upstream::Notification { .. })
         ));
         assert_eq!(classify(json!({"id": 1, "result": {}})), None);
@@ -532,7 +534,10 @@ mod tests {
             route("sampling/createMessage", &p, &two, None),
             Delivery::Nobody
         );
-        assert_eq!(route("notifications/message", &p, &[], None), Delivery::Nobody);
+        assert_eq!(
+            route("notifications/message", &p, &[], None),
+            Delivery::Nobody
+        );
         // On a call's own stream, the message is that call's.
         assert_eq!(
             route("notifications/message", &p, &two, Some(2)),
@@ -579,10 +584,10 @@ mod tests {
         restore_progress_token(&mut note, &json!("caller-1"));
         assert_eq!(note["progressToken"], "caller-1");
         assert_eq!(
-            progress_token(&json!({"_meta": {"progressToken": 4}})),
+            progress_token(&json!({"progressToken": 4})),
             Some(&json!(4))
         );
-        assert_eq!(progress_token(&json!({"_meta": {"progressToken": {}}})), None);
+        assert_eq!(progress_token(&json!({"progressToken": {}})), None);
     }
 
     #[test]

@@ -472,14 +472,12 @@ fn check_backend(config: &Config, i: usize, backend: &BackendConfig, f: &mut Fin
     check_native_keys(i, backend, f);
     let url_path = pik(&["backends"], i, "url");
     if backend.url.trim().is_empty() {
-        let what = match backend.kind {
-            BackendKindConfig::Mcp => "the MCP endpoint of a `kind: mcp` backend",
-            _ => "the base URL of a contract backend",
-        };
+        // Worded like the loader's own missing-key errors (a contract backend's `url` was
+        // required by the schema before `kind: stdio`, which has none).
         f.error(
-            url_path,
+            pi(&["backends"], i),
             format!(
-                "`url` is required: {what} (or set {})",
+                "missing required key `url` (or set {})",
                 backend_var(&backend.id, "URL")
             ),
         );
@@ -538,24 +536,31 @@ fn check_native_keys(i: usize, backend: &BackendConfig, f: &mut Findings) {
         }
     }
     if backend.kind == BackendKindConfig::Contract {
-        for (key, set) in [
-            ("headers", !backend.headers.is_empty()),
-            ("bearer", backend.bearer.is_some()),
-            ("scope", backend.scope.is_some()),
-            ("scopes", !backend.scopes.is_empty()),
+        for (key, set, why) in [
+            ("headers", !backend.headers.is_empty(), "only applies to `kind: mcp` backends"),
+            ("bearer", backend.bearer.is_some(), "only applies to `kind: mcp` backends"),
+            ("scope", backend.scope.is_some(), "only applies to native backends (`kind: mcp` or `kind: stdio`); a contract backend declares its scopes itself"),
+            ("scopes", !backend.scopes.is_empty(), "only applies to native backends (`kind: mcp` or `kind: stdio`); a contract backend declares its scopes itself"),
         ] {
             if set {
-                f.error(
-                    pik(&["backends"], i, key),
-                    format!("`{key}` only applies to native backends (`kind: mcp` or `kind: stdio`); a contract backend declares its scopes itself"),
-                );
+                f.error(pik(&["backends"], i, key), format!("`{key}` {why}"));
             }
         }
     }
     for name in backend.headers.keys() {
         let lower = name.to_ascii_lowercase();
         let valid = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
-        if !valid || matches!(lower.as_str(), "host" | "content-length" | "content-type" | "mcp-session-id" | "mcp-protocol-version" | "transfer-encoding") {
+        if !valid
+            || matches!(
+                lower.as_str(),
+                "host"
+                    | "content-length"
+                    | "content-type"
+                    | "mcp-session-id"
+                    | "mcp-protocol-version"
+                    | "transfer-encoding"
+            )
+        {
             f.error(
                 pik(&["backends"], i, "headers"),
                 format!("`{name}` cannot be set as an upstream header (invalid, or set by the gateway itself)"),

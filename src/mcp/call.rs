@@ -103,7 +103,9 @@ impl std::fmt::Debug for Dispatched {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Dispatched::Answer(b) => f.debug_tuple("Answer").field(&b.len()).finish(),
-            Dispatched::List { entries, .. } => f.debug_struct("List").field("entries", entries).finish(),
+            Dispatched::List { entries, .. } => {
+                f.debug_struct("List").field("entries", entries).finish()
+            }
             Dispatched::Initialized { .. } => f.write_str("Initialized"),
             Dispatched::Accepted => f.write_str("Accepted"),
             Dispatched::Stream { id, .. } => f.debug_struct("Stream").field("id", id).finish(),

@@ -50,6 +50,10 @@ pub async fn answer(
     let first = tokio::select! {
         r = replies.next() => r,
         _ = &mut call.cancelled => None,
+        _ = session.as_downstream_mut().read_body_or_idle(true) => {
+            // The caller left before anything came: dropping the replies cancels the call.
+            return Ok(());
+        }
     };
     let first = match first {
         None => {
@@ -121,10 +125,9 @@ pub async fn answer(
                 params,
                 respond,
             } => match how.relay.register_request(&how.owner, respond) {
-                Some(relayed) => sse::message_event(
-                    None,
-                    &rules::relayed_request(&relayed, &method, &params),
-                ),
+                Some(relayed) => {
+                    sse::message_event(None, &rules::relayed_request(&relayed, &method, &params))
+                }
                 // Too many waiting: dropping `respond` answers the server with an error.
                 None => continue,
             },

@@ -239,9 +239,10 @@ async fn post(
                     relay: &state.shared.relay,
                     owner: cx.relay_owner(),
                     cors_origin: cors.as_deref(),
-                    accepts_sse: facts.accept.as_deref().is_some_and(|a| {
-                        a.to_ascii_lowercase().contains("text/event-stream")
-                    }),
+                    accepts_sse: facts
+                        .accept
+                        .as_deref()
+                        .is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream")),
                     keepalive: policy.config.sessions.keepalive_interval,
                 };
                 super::streaming::answer(session, how, id, replies, call, &mut ctx.record).await?;

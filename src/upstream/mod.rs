@@ -19,8 +19,8 @@ pub use catalog::{BackendHealth, CatalogState, CatalogStore, ListKind, ListPage}
 pub use contract::ContractBackend;
 pub use http_client::{HttpClient, Limits, RawReply, Target, TargetError};
 pub use native::{NativeBackend, NativeParts, UpstreamAuth};
-pub use relay::Relay;
 pub use refresh::{RefreshService, RefreshSettings, Refresher};
+pub use relay::Relay;
 
 /// The configured backends, in configuration order (the first listed wins a name
 /// collision), with an index by id. Immutable: a configuration reload builds a new one.

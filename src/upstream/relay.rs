@@ -225,10 +225,8 @@ impl Relay {
                 .filter_map(|s| s.session.upgrade())
                 .collect()
         };
-        let message = cortex_filters::native::relayed_notification(
-            "notifications/resources/updated",
-            params,
-        );
+        let message =
+            cortex_filters::native::relayed_notification("notifications/resources/updated", params);
         for s in &sessions {
             self.sessions.notify(s, &message);
         }

@@ -149,7 +149,10 @@ impl HttpLink {
 
     fn headers(&self, authorization: Option<&str>) -> Vec<(String, String)> {
         let mut h: Vec<(String, String)> = self.headers.as_ref().clone();
-        h.push(("accept".into(), "application/json, text/event-stream".into()));
+        h.push((
+            "accept".into(),
+            "application/json, text/event-stream".into(),
+        ));
         if let Some(a) = authorization {
             h.retain(|(k, _)| k != "authorization");
             h.push(("authorization".into(), a.to_string()));

@@ -175,7 +175,11 @@ impl NativeBackend {
     /// Builds a `kind: mcp` or `kind: stdio` backend. Nothing is connected or started here:
     /// the first discovery or call does it (so `check-config` starts no process).
     pub fn from_config(cfg: &BackendConfig, parts: &NativeParts) -> Result<Self, String> {
-        let sink = Arc::new(Sink::new(&cfg.id, parts.catalog.clone(), parts.relay.clone()));
+        let sink = Arc::new(Sink::new(
+            &cfg.id,
+            parts.catalog.clone(),
+            parts.relay.clone(),
+        ));
         let (kind, transport, location) = match cfg.kind {
             BackendKindConfig::Mcp => {
                 let t = http::HttpTransport::new(cfg, parts.client.clone(), sink)?;
@@ -224,7 +228,12 @@ impl NativeBackend {
 
     /// One request answered whole, for discovery: notifications are dropped, server requests
     /// answered with an error (nobody is there to answer them).
-    async fn request_final(&self, peer: &Peer, method: &str, params: Value) -> Result<Value, String> {
+    async fn request_final(
+        &self,
+        peer: &Peer,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
         let key = self.next_call.fetch_add(1, Ordering::Relaxed);
         let call = Outgoing {
             key,
@@ -298,7 +307,12 @@ impl NativeBackend {
         let mut items = self.list_all(peer, method, key).await?;
         rules::apply_scopes(&mut items, key_field, self.scope.as_deref(), &self.scopes);
         let parsed = parse(&json!({ key: items })).map_err(|e| format!("{method}: {e}"))?;
-        warnings.extend(parsed.warnings.into_iter().map(|w| format!("{method}: {w}")));
+        warnings.extend(
+            parsed
+                .warnings
+                .into_iter()
+                .map(|w| format!("{method}: {w}")),
+        );
         Ok(parsed.items)
     }
 
@@ -425,7 +439,11 @@ impl Backend for NativeBackend {
             .optional(
                 &peer,
                 peer.init.resources,
-                ("resources/templates/list", "resourceTemplates", "uriTemplate"),
+                (
+                    "resources/templates/list",
+                    "resourceTemplates",
+                    "uriTemplate",
+                ),
                 contract::parse_list_resource_templates,
                 previous.map(|p| &p.templates),
                 &mut warnings,
@@ -460,13 +478,18 @@ impl Backend for NativeBackend {
             Operation::ContractMethod { method, .. } => {
                 return Replies::Final(Outcome::from(RpcError::new(
                     codes::METHOD_NOT_FOUND,
-                    format!("{method} is a contract method; backend {} is an MCP server", self.id),
+                    format!(
+                        "{method} is a contract method; backend {} is an MCP server",
+                        self.id
+                    ),
                 )))
             }
         };
         let key = self.next_call.fetch_add(1, Ordering::Relaxed);
         let caller_token = call.meta.and_then(rules::progress_token).cloned();
-        let progress_token = caller_token.as_ref().map(|_| rules::upstream_progress_token(key));
+        let progress_token = caller_token
+            .as_ref()
+            .map(|_| rules::upstream_progress_token(key));
         if let Some(t) = &progress_token {
             rules::set_progress_token(&mut params, t);
         }

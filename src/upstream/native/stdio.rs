@@ -37,6 +37,8 @@ use super::MAX_MESSAGE_BYTES;
 pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 /// A child that ran this long before exiting counts as healthy: the next start is immediate.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How long a fresh process may take to answer `initialize` (at least).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest stderr line logged (the rest is cut).
 const MAX_STDERR_LINE: usize = 4096;
 
@@ -212,7 +214,9 @@ impl StdioTransport {
         tokio::spawn(read_stdout(Arc::downgrade(&link), stdout));
         tokio::spawn(log_stderr(self.id.clone(), stderr));
         tokio::spawn(reap(self.id.clone(), child, Arc::downgrade(&link)));
-        super::initialize(link, None, self.timeout).await
+        // A process may take a while to start (an interpreter, `npx` unpacking a package):
+        // its first answer gets at least STARTUP_TIMEOUT.
+        super::initialize(link, None, self.timeout.max(STARTUP_TIMEOUT)).await
     }
 }
 
@@ -346,25 +350,27 @@ impl StdioLink {
                 let slot = id.as_u64().and_then(|n| self.calls().remove(&n));
                 match slot {
                     Some(s) => {
-                        let _ = s
-                            .tx
-                            .send(Exchanged::Message(Upstream::Response { id, outcome }))
-                            .await;
+                        let _ =
+                            s.tx.send(Exchanged::Message(Upstream::Response { id, outcome }))
+                                .await;
                     }
-                    None => tracing::debug!(backend = %self.backend, %id, "answer to no pending request"),
+                    None => {
+                        tracing::debug!(backend = %self.backend, %id, "answer to no pending request")
+                    }
                 }
             }
-            Upstream::Notification { method, params } => {
-                match self.delivery(&method, &params) {
-                    Some((Delivery::Call(_), Some(tx))) => {
-                        let _ = tx
-                            .send(Exchanged::Message(Upstream::Notification { method, params }))
-                            .await;
-                    }
-                    Some((other, _)) => self.sink.deliver(&other, &params),
-                    None => {}
+            Upstream::Notification { method, params } => match self.delivery(&method, &params) {
+                Some((Delivery::Call(_), Some(tx))) => {
+                    let _ = tx
+                        .send(Exchanged::Message(Upstream::Notification {
+                            method,
+                            params,
+                        }))
+                        .await;
                 }
-            }
+                Some((other, _)) => self.sink.deliver(&other, &params),
+                None => {}
+            },
             Upstream::Request { id, method, params } => match self.delivery(&method, &params) {
                 Some((Delivery::Call(_), Some(tx))) => {
                     let _ = tx
