@@ -32,6 +32,7 @@ mod docker_image;
 mod federation;
 mod interop_clients;
 mod mcp_transport;
+mod native_everything;
 mod native_stdio;
 mod oauth_discovery;
 mod oauth_identity;
