@@ -33,6 +33,7 @@ mod federation;
 mod interop_clients;
 mod mcp_transport;
 mod native_everything;
+mod native_http;
 mod native_stdio;
 mod oauth_discovery;
 mod oauth_identity;
