@@ -29,7 +29,10 @@ impl Drop for HttpFixture {
 }
 
 async fn start_fixture() -> HttpFixture {
-    let port = common::free_port();
+    start_fixture_on(common::free_port()).await
+}
+
+async fn start_fixture_on(port: u16) -> HttpFixture {
     let child = Command::new(interop::python())
         .arg("-W")
         .arg("ignore")
@@ -178,4 +181,10 @@ async fn a_server_that_is_down_fails_calls_clearly_and_keeps_its_last_catalog() 
     );
     // The catalog keeps the server's entries (stale) while it is down.
     assert!(c.tool_names().await.iter().any(|n| n == "py_whoami_pid"));
+
+    // The server comes back without the gateway's session (404 on it): the gateway
+    // initializes a new one once and the call goes through.
+    let _back = start_fixture_on(fixture.port).await;
+    let r = c.call_tool("py_whoami_pid", json!({})).await;
+    assert_eq!(text_of(&r).split(' ').count(), 2, "{r}");
 }
