@@ -476,11 +476,7 @@ async fn read_stdout(link: Weak<StdioLink>, stdout: impl AsyncRead + Unpin) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
     let mut oversized = false;
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(b) => b,
-            Err(_) => break,
-        };
+    while let Ok(buf) = reader.fill_buf().await {
         if buf.is_empty() {
             break;
         }
