@@ -573,8 +573,8 @@ fn check_native_keys(i: usize, backend: &BackendConfig, f: &mut Findings) {
 fn check_stdio_backend(i: usize, backend: &BackendConfig, f: &mut Findings) {
     match backend.command.as_deref().map(str::trim) {
         None | Some("") => f.error(
-            pik(&["backends"], i, "command"),
-            "`command` is required for `kind: stdio`: the program the gateway runs (e.g. npx)",
+            pi(&["backends"], i),
+            "missing required key `command`: a `kind: stdio` backend needs the program the gateway runs (e.g. npx)",
         ),
         Some(_) => {}
     }
