@@ -188,3 +188,38 @@ async fn a_server_that_is_down_fails_calls_clearly_and_keeps_its_last_catalog() 
     let r = c.call_tool("py_whoami_pid", json!({})).await;
     assert_eq!(text_of(&r).split(' ').count(), 2, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_garbage_or_an_error_status_is_reported_clearly() {
+    use common::http_server::{json_response, Server};
+    let garbage = Server::start(|_req| async { json_response(200, "this is not JSON-RPC") })
+        .await
+        .expect("garbage server");
+    let failing = Server::start(|_req| async { json_response(500, "{\"oops\":true}") })
+        .await
+        .expect("failing server");
+    let yaml = TestConfig::new()
+        .catalog("refresh: 60s")
+        .mcp_backend(
+            "garbage",
+            &format!("http://{}/mcp", garbage.addr()),
+            &["timeout: 5s"],
+        )
+        .mcp_backend(
+            "failing",
+            &format!("http://{}/mcp", failing.addr()),
+            &["timeout: 5s"],
+        )
+        .build();
+    let gateway = Gateway::start(&yaml).await;
+    gateway.wait_ready().await;
+    let error_of = |status: &Value| status["lastError"].as_str().unwrap_or("").to_string();
+    let g = gateway.backend_status("garbage").await;
+    assert!(
+        error_of(&g).contains("not a JSON-RPC message"),
+        "{g}\n{}",
+        gateway.logs()
+    );
+    let f = gateway.backend_status("failing").await;
+    assert!(error_of(&f).contains("HTTP 500"), "{f}");
+}
