@@ -223,3 +223,26 @@ async fn a_server_that_answers_garbage_or_an_error_status_is_reported_clearly() 
     let f = gateway.backend_status("failing").await;
     assert!(error_of(&f).contains("HTTP 500"), "{f}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_streamable_http_resource_updates_and_list_changes_outside_calls_arrive() {
+    let fixture = start_fixture().await;
+    let gateway = gateway_for(&fixture).await;
+    let c = client(&gateway).await;
+    let mut stream = c.open_stream(&[]).await;
+    assert_eq!(stream.status, 200);
+    let r = c
+        .result(
+            "resources/subscribe",
+            json!({"uri": "test://watched-resource"}),
+        )
+        .await;
+    assert_eq!(r, json!({}));
+    // The server sends resources/updated on its standalone stream (outside the call).
+    c.call_tool("py_notify_changes", json!({})).await;
+    let (_, updated) = stream
+        .wait_for_method("notifications/resources/updated", WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no resources/updated\n{}", gateway.logs()));
+    assert_eq!(updated["params"]["uri"], "test://watched-resource");
+}

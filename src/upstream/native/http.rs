@@ -111,6 +111,7 @@ impl HttpTransport {
         if let Ok(mut v) = link.version.lock() {
             *v = Some(peer.init.version.clone());
         }
+        tokio::spawn(listen(Arc::downgrade(&link)));
         let peer = Arc::new(peer);
         self.sessions.insert(user.to_string(), peer.clone());
         Ok(peer)
@@ -311,6 +312,73 @@ impl Drop for HttpLink {
                 Err(f) => tracing::debug!(%backend, "ending the upstream session failed: {}", describe(&f)),
             }
         });
+    }
+}
+
+/// How long the session's standalone stream may stay silent before it is opened again.
+const LISTEN_IDLE: Duration = Duration::from_secs(300);
+/// The longest wait before opening the standalone stream again after a failure.
+const LISTEN_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The session's standalone stream (GET): what the server sends outside any call
+/// (`list_changed`, `resources/updated` of a subscription) goes to the sink. Opened again
+/// with backoff while the session lives; given up when the server does not offer one (405).
+async fn listen(link: std::sync::Weak<HttpLink>) {
+    let mut failures: u32 = 0;
+    loop {
+        let Some((client, target, headers, sink, backend)) = link.upgrade().and_then(|l| {
+            l.alive().then(|| {
+                (
+                    l.client.clone(),
+                    l.target.clone(),
+                    l.headers(None),
+                    l.sink.clone(),
+                    l.backend.clone(),
+                )
+            })
+        }) else {
+            return;
+        };
+        let mut headers = headers;
+        headers.retain(|(k, _)| k != "accept");
+        headers.push(("accept".into(), "text/event-stream".into()));
+        let opened = client
+            .send(&target, "GET", &headers, None, LISTEN_IDLE)
+            .await;
+        match opened {
+            Ok(r) if r.status == 405 || r.status == 404 => return,
+            Ok(mut r) if r.status == 200 => {
+                failures = 0;
+                let mut decoder = SseDecoder::new(MAX_MESSAGE_BYTES);
+                while let Ok(Some(chunk)) = r.chunk().await {
+                    if link.strong_count() == 0 {
+                        return;
+                    }
+                    let Ok(events) = decoder.feed(&chunk) else {
+                        break;
+                    };
+                    for data in events {
+                        let Some(Upstream::Notification { method, params }) =
+                            serde_json::from_slice::<Value>(&data)
+                                .ok()
+                                .and_then(rules::classify)
+                        else {
+                            continue;
+                        };
+                        let delivery = rules::route(&method, &params, &[], None);
+                        sink.deliver(&delivery, &params);
+                    }
+                }
+            }
+            Ok(r) => {
+                tracing::debug!(%backend, status = r.status, "the server refused its standalone stream")
+            }
+            Err(f) => tracing::debug!(%backend, "the standalone stream failed: {}", describe(&f)),
+        }
+        failures = failures.saturating_add(1);
+        let wait = Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
+            .min(LISTEN_MAX_BACKOFF);
+        tokio::time::sleep(wait).await;
     }
 }
 
