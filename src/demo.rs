@@ -122,7 +122,7 @@ pub fn run_with(
         identity: Default::default(),
         audience: None,
         resource: None,
-        vault_provider: None,
+        ..Default::default()
     }];
     crate::logging::init("info", false);
     let url = format!("http://{listen}/mcp");

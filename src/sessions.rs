@@ -292,6 +292,12 @@ impl SessionManager {
         }
     }
 
+    /// Sends one notification to a session's streams (and its replay buffer): how a native
+    /// backend's `notifications/resources/updated` reaches a subscribed session.
+    pub fn notify(&self, state: &SessionState, message: &[u8]) {
+        state.push(message, self.replay);
+    }
+
     /// Number of sessions tracked on this replica.
     pub fn tracked(&self) -> u64 {
         self.states.run_pending_tasks();

@@ -20,12 +20,16 @@ use cortex_filters::scope::ScopeRules;
 use crate::audit::AuditSink;
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::builtins::{BuiltinRuntime, Builtins};
+use crate::config::BackendKindConfig;
 use crate::config::Config;
 use crate::credentials::IdentityService;
 use crate::drain::Drain;
 use crate::sessions::SessionManager;
 use crate::store::Store;
-use crate::upstream::{Backend, CatalogStore, ContractBackend, HttpClient, TargetError, Upstreams};
+use crate::upstream::{
+    Backend, CatalogStore, ContractBackend, HttpClient, NativeBackend, NativeParts, Relay,
+    TargetError, Upstreams,
+};
 
 /// Why the state cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,14 @@ pub enum StateError {
         id: String,
         /// Why.
         source: TargetError,
+    },
+    /// A native MCP backend could not be prepared.
+    #[error("backend `{id}`: {reason}")]
+    NativeBackend {
+        /// The backend's id.
+        id: String,
+        /// Why.
+        reason: String,
     },
     /// Authentication or identity propagation could not be set up.
     #[error(transparent)]
@@ -70,6 +82,9 @@ pub struct Shared {
     pub client: Arc<HttpClient>,
     /// The builtins' process-lifetime parts (search index, webhook wake-up).
     pub builtins: BuiltinRuntime,
+    /// What relays messages between callers and native MCP backends (server requests
+    /// waiting for answers, calls in flight, log levels, resource subscriptions).
+    pub relay: Arc<Relay>,
     /// The per-user token vault (`vault:`), once the store is known ([`AppState::with_vault`]).
     pub vault: Option<Arc<crate::vault::Vault>>,
     /// Requests in flight and the draining flag (graceful shutdown).
@@ -194,8 +209,10 @@ impl AppState {
                 .zip(outbound.client_key_file.clone()),
         ));
         let ids: Vec<String> = config.backends.iter().map(|b| b.id.clone()).collect();
+        let sessions = Arc::new(SessionManager::new(&config.sessions));
         let shared = Shared {
-            sessions: Arc::new(SessionManager::new(&config.sessions)),
+            relay: Arc::new(Relay::new(sessions.clone())),
+            sessions,
             catalog: Arc::new(CatalogStore::new(&ids)),
             canonical_uri,
             mcp_path,
@@ -286,11 +303,17 @@ impl Policy {
             }
         }
         let host = HostPolicy::new(config.all_listeners_loopback(), &allowed_hosts);
+        let native = NativeParts {
+            client: shared.client.clone(),
+            catalog: shared.catalog.clone(),
+            relay: shared.relay.clone(),
+            identity: identity.clone(),
+        };
         let backends = config
             .backends
             .iter()
-            .map(|b| {
-                ContractBackend::from_config(
+            .map(|b| match b.kind {
+                BackendKindConfig::Contract => ContractBackend::from_config(
                     b,
                     config.technical_token.as_deref(),
                     shared.client.clone(),
@@ -306,7 +329,15 @@ impl Policy {
                 .map_err(|source| StateError::Backend {
                     id: b.id.clone(),
                     source,
-                })
+                }),
+                BackendKindConfig::Mcp | BackendKindConfig::Stdio => {
+                    NativeBackend::from_config(b, &native)
+                        .map(|n| Arc::new(n) as Arc<dyn Backend>)
+                        .map_err(|reason| StateError::NativeBackend {
+                            id: b.id.clone(),
+                            reason,
+                        })
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Policy {

@@ -64,6 +64,8 @@ pub enum Message {
     Response {
         /// The id being answered.
         id: Id,
+        /// `Ok(result)` or `Err(error object)`, routed back to the server that asked.
+        outcome: Result<Value, Value>,
     },
 }
 
@@ -236,7 +238,11 @@ pub fn parse_message(value: Value) -> Result<Message, RpcError> {
         )),
         None => match id {
             Some(id) if obj.contains_key("result") || obj.contains_key("error") => {
-                Ok(Message::Response { id })
+                let outcome = match obj.remove("result") {
+                    Some(result) => Ok(result),
+                    None => Err(obj.remove("error").unwrap_or(Value::Null)),
+                };
+                Ok(Message::Response { id, outcome })
             }
             _ => Err(fail(
                 "Invalid Request: a message needs a \"method\" (request or notification) or a \"result\"/\"error\" (response)".into(),
@@ -335,7 +341,9 @@ mod tests {
         let n = parse_body(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert!(matches!(n, Incoming::Single(Message::Notification { .. })));
         let resp = parse_body(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
-        assert_eq!(resp, Incoming::Single(Message::Response { id: json!("a") }));
+        assert!(
+            matches!(resp, Incoming::Single(Message::Response { ref id, .. }) if id == &json!("a"))
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod contract;
 pub mod jsonrpc;
 pub mod modern;
 pub mod naming;
+pub mod native;
 pub mod origin;
 pub mod pinning;
 pub mod ratelimit;

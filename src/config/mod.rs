@@ -209,6 +209,15 @@ fn load_tree(
         let set_in_file = |path: &[Seg]| tree.locate(path).1.is_some();
         extra(config, &set_in_file, &mut findings);
         for (path, message) in findings.errors {
+            // A key left out because its `${VAR}` did not expand is reported once, above.
+            let unexpanded_key = unexpanded.iter().any(|u| {
+                matches!(u.split_last(), Some((Seg::Key(key), parent))
+                    if parent == path.as_slice()
+                        && message.starts_with(&format!("missing required key `{key}`")))
+            });
+            if unexpanded_key {
+                continue;
+            }
             let (file_path, origin) = tree.locate(&path);
             errors.push(located(name, &file_path, origin.as_ref(), message));
         }

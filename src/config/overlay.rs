@@ -27,7 +27,6 @@ const NOT_HONOURED: &[&str] = &[
     "CORTEX_BASELINE_PUBLIC_KEY",
     "CORTEX_ADMIN_SECRET",
     "CRON_SECRET",
-    "CORTEX_MCP_SERVERS",
     "CORTEX_VAULT_KEY",
 ];
 
@@ -95,6 +94,7 @@ pub(crate) fn apply(tree: &mut Node, env: &dyn EnvSource) -> Overlay {
     apply_listener(tree, env, &mut out);
     apply_dev_bypass(tree, env, &mut out);
     apply_backends(tree, env, &mut out);
+    apply_mcp_servers(tree, env, &mut out);
     apply_builtins(tree, env, &mut out);
     apply_vault_providers(tree, env, &mut out);
     for name in NOT_HONOURED {
@@ -524,6 +524,81 @@ fn apply_backends(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
     tree.set(&["backends"], Node::new(Kind::Seq(backends), origin));
 }
 
+/// `CORTEX_MCP_SERVERS` (CSV of ids, lowercased) with `CORTEX_MCP_<ID>_URL` and `_SCOPE` as in
+/// Cortex: each becomes a `kind: mcp` backend appended to the list (or, when the file has a
+/// backend with that id, sets its kind, url and scope), its scope defaulting to `mcp:<id>:read`
+/// for every entry. A server without a URL is skipped with a warning, as in Cortex. The
+/// credential variables (`_CLIENT_ID`, `_CLIENT_SECRET`, `_OAUTH_SCOPE`, `_CATALOG_SUB`) belong
+/// to per-user linked accounts and are reported as not supported yet.
+fn apply_mcp_servers(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    const NAME: &str = "CORTEX_MCP_SERVERS";
+    let Some(csv) = var(env, NAME) else { return };
+    out.applied(NAME);
+    let origin = Origin::Env(NAME.into());
+    let mut items: Vec<Node> = match tree.get("backends").map(|b| &b.kind) {
+        Some(Kind::Seq(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    let mut seen: Vec<String> = Vec::new();
+    for id in split_csv(&csv) {
+        let id = id.to_ascii_lowercase();
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id.clone());
+        let upper = id.to_ascii_uppercase().replace('-', "_");
+        let mcp_var = |suffix: &str| format!("CORTEX_MCP_{upper}_{suffix}");
+        for suffix in ["CLIENT_ID", "CLIENT_SECRET", "OAUTH_SCOPE", "CATALOG_SUB"] {
+            if var(env, &mcp_var(suffix)).is_some() {
+                out.warnings.push(format!(
+                    "{} is set but per-user credentials for MCP servers are not supported by this version of cortex-gateway; it is ignored",
+                    mcp_var(suffix)
+                ));
+            }
+        }
+        let url_var = mcp_var("URL");
+        let Some(url) = var(env, &url_var) else {
+            out.warnings.push(format!(
+                "{NAME} lists `{id}` but {url_var} is not set; it is skipped, as in Cortex"
+            ));
+            continue;
+        };
+        let scope_var = mcp_var("SCOPE");
+        let scope = match var(env, &scope_var) {
+            Some(s) => Node::env_str(s, &scope_var),
+            None => Node::env_str(format!("mcp:{id}:read"), NAME),
+        };
+        let index = match items
+            .iter()
+            .position(|n| entry_id(n).as_deref() == Some(id.as_str()))
+        {
+            Some(i) => i,
+            None => {
+                items.push(Node::new(
+                    Kind::Map(vec![Entry {
+                        key: "id".into(),
+                        key_origin: origin.clone(),
+                        value: Node::env_str(id.clone(), NAME),
+                    }]),
+                    origin.clone(),
+                ));
+                items.len() - 1
+            }
+        };
+        let backend = &mut items[index];
+        set(backend, &["kind"], Node::env_str("mcp", NAME), NAME, out);
+        set(
+            backend,
+            &["url"],
+            Node::env_str(url, &url_var),
+            &url_var,
+            out,
+        );
+        set(backend, &["scope"], scope, &scope_var, out);
+    }
+    tree.set(&["backends"], Node::new(Kind::Seq(items), origin));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -745,6 +820,44 @@ mod tests {
         let (_, out) = run("", &[("CORTEX_RATE_LIMIT_PER_MINUTE", "100")]);
         assert!(
             out.warnings[0].starts_with("CORTEX_RATE_LIMIT_PER_MINUTE is set but not supported")
+        );
+    }
+
+    #[test]
+    fn cortex_mcp_servers_become_native_backends() {
+        let (tree, out) = run(
+            "backends:\n  - id: crm\n    url: http://127.0.0.1:1\n",
+            &[
+                ("CORTEX_MCP_SERVERS", "Canva, docs, nourl"),
+                ("CORTEX_MCP_CANVA_URL", "https://mcp.canva.example/mcp"),
+                ("CORTEX_MCP_DOCS_URL", "http://127.0.0.1:9/mcp"),
+                ("CORTEX_MCP_DOCS_SCOPE", "mcp:docs:write"),
+                ("CORTEX_MCP_CANVA_CLIENT_ID", "x"),
+            ],
+        );
+        assert_eq!(backend_ids(&tree), vec!["crm", "canva", "docs"]);
+        let Kind::Seq(items) = &tree.get("backends").unwrap().kind else {
+            panic!("backends is not a list")
+        };
+        let field = |i: usize, k: &str| items[i].get(k).and_then(Node::as_str).map(str::to_string);
+        assert_eq!(field(1, "kind").as_deref(), Some("mcp"));
+        assert_eq!(
+            field(1, "url").as_deref(),
+            Some("https://mcp.canva.example/mcp")
+        );
+        assert_eq!(field(1, "scope").as_deref(), Some("mcp:canva:read"));
+        assert_eq!(field(2, "scope").as_deref(), Some("mcp:docs:write"));
+        assert!(
+            out.warnings.iter().any(|w| w.contains("`nourl`")),
+            "{:?}",
+            out.warnings
+        );
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains("CORTEX_MCP_CANVA_CLIENT_ID")),
+            "{:?}",
+            out.warnings
         );
     }
 }

@@ -502,7 +502,13 @@ pub enum Naming {
 pub struct BackendConfig {
     /// Id: lowercase `[a-z0-9_-]`, unique (`CORTEX_BACKENDS` entry).
     pub id: String,
-    /// Base URL (`CORTEX_BACKEND_<ID>_URL`).
+    /// What the backend is: `contract` (default), `mcp` (an MCP server over streamable HTTP at
+    /// `url`) or `stdio` (an MCP server the gateway runs as a child process: `command`).
+    #[serde(default)]
+    pub kind: BackendKindConfig,
+    /// Base URL (`CORTEX_BACKEND_<ID>_URL`) of a contract backend; the MCP endpoint of a
+    /// `kind: mcp` backend. Not used by `kind: stdio`.
+    #[serde(default)]
     pub url: String,
     /// Contract path (`CORTEX_BACKEND_<ID>_PATH`), default `/api/cortex/backend`.
     #[serde(default = "default_contract_path")]
@@ -533,6 +539,74 @@ pub struct BackendConfig {
     /// receives instead of the caller's (docs/vault.md).
     #[serde(default)]
     pub vault_provider: Option<String>,
+    /// `kind: mcp`: extra request headers sent upstream on every request (`${VAR}` allowed),
+    /// e.g. an API key header. Never the caller's own token.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// `kind: mcp`: a static bearer token sent as `Authorization: Bearer …` (`${VAR}`).
+    #[serde(default)]
+    pub bearer: Option<String>,
+    /// `kind: stdio`: the program to run (looked up in `PATH` when it has no `/`).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// `kind: stdio`: its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `kind: stdio`: environment variables set for the child (on top of a minimal
+    /// environment: `PATH`, `HOME`, `LANG`; the gateway's own secrets are not inherited).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// `kind: stdio`: working directory of the child; default the gateway's.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Native backends (`mcp`, `stdio`): the scope a caller needs for every entry of this
+    /// server (MCP servers declare none); default none (every authenticated caller).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Native backends: scopes per entry, by the server's own tool/prompt name or resource
+    /// URI, overriding `scope`.
+    #[serde(default)]
+    pub scopes: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for BackendConfig {
+    /// A contract backend with every default (no id or URL yet).
+    fn default() -> Self {
+        BackendConfig {
+            id: String::new(),
+            kind: BackendKindConfig::Contract,
+            url: String::new(),
+            path: default_contract_path(),
+            timeout: default_backend_timeout(),
+            naming: Naming::Prefix,
+            technical_token: None,
+            identity: IdentityMode::Passthrough,
+            audience: None,
+            resource: None,
+            vault_provider: None,
+            headers: Default::default(),
+            bearer: None,
+            command: None,
+            args: Vec::new(),
+            env: Default::default(),
+            cwd: None,
+            scope: None,
+            scopes: Default::default(),
+        }
+    }
+}
+
+/// The kind of a backend (`kind:`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKindConfig {
+    /// A plain-HTTP app implementing the backend contract (docs/backend-contract.md).
+    #[default]
+    Contract,
+    /// An MCP server over streamable HTTP (`url`).
+    Mcp,
+    /// An MCP server run as a child process speaking MCP over stdin/stdout (`command`).
+    Stdio,
 }
 
 /// Which credential a backend receives with user calls (see docs/authentication.md).

@@ -1041,3 +1041,66 @@ fn vault_keys_and_providers_are_checked() {
     find(&issues, "a provider id");
     find(&issues, "not a URL");
 }
+
+#[test]
+fn native_backend_keys_are_checked_per_kind_with_positions() {
+    let yaml = "auth: {mode: none}
+backends:
+  - id: files
+    kind: stdio
+    url: http://127.0.0.1:1
+    headers: {X-Key: v}
+  - id: docs
+    kind: mcp
+    url: http://127.0.0.1:2/mcp
+    command: npx
+    headers: {Host: evil}
+  - id: crm
+    url: http://127.0.0.1:3
+    scope: mcp:crm:read
+  - id: nowhere
+    kind: mcp
+  - id: lost
+    kind: stdio
+    command: x
+    cwd: /does/not/exist
+";
+    let issues = errs(yaml, &[]);
+    let text = ConfigErrors(issues.clone()).to_string();
+    for (path, needle) in [
+        ("backends[0]", "missing required key `command`"),
+        ("backends[0].url", "does not apply to `kind: stdio`"),
+        ("backends[0].headers", "does not apply to `kind: stdio`"),
+        ("backends[1].command", "only applies to `kind: stdio`"),
+        ("backends[1].headers", "`Host` cannot be set"),
+        ("backends[2].scope", "only applies to native backends"),
+        ("backends[3]", "missing required key `url`"),
+        ("backends[4].cwd", "is not a directory"),
+    ] {
+        let issue = issues
+            .iter()
+            .find(|i| i.path.as_deref() == Some(path) && i.message.contains(needle))
+            .unwrap_or_else(|| panic!("no issue at {path} containing {needle:?} in:\n{text}"));
+        assert!(issue.location.is_some(), "{issue}");
+    }
+    let good = ok(
+        "auth: {mode: none}
+backends:
+  - id: files
+    kind: stdio
+    command: npx
+    args: [-y, server]
+    env: {A: b}
+    scope: mcp:files:read
+    scopes: {write_file: mcp:files:write}
+  - id: docs
+    kind: mcp
+    url: https://docs.example.com/mcp
+    bearer: t
+    headers: {X-Key: v}
+",
+        &[],
+    );
+    assert_eq!(good.config.backends[0].kind, BackendKindConfig::Stdio);
+    assert_eq!(good.config.backends[1].kind, BackendKindConfig::Mcp);
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use url::{Host, Url};
 
 use super::overlay::backend_var;
-use super::schema::{AuthMode, BackendConfig, Config, Naming};
+use super::schema::{AuthMode, BackendConfig, BackendKindConfig, Config, Naming};
 use super::tree::Seg;
 use super::units::{format_duration, format_size};
 
@@ -507,7 +507,26 @@ fn check_backend(config: &Config, i: usize, backend: &BackendConfig, f: &mut Fin
             ),
         );
     }
+    if backend.kind == BackendKindConfig::Stdio {
+        check_stdio_backend(i, backend, f);
+        check_timeout(i, backend, f);
+        return;
+    }
+    check_native_keys(i, backend, f);
     let url_path = pik(&["backends"], i, "url");
+    if backend.url.trim().is_empty() {
+        // Worded like the loader's own missing-key errors (a contract backend's `url` was
+        // required by the schema before `kind: stdio`, which has none).
+        f.error(
+            pi(&["backends"], i),
+            format!(
+                "missing required key `url` (or set {})",
+                backend_var(&backend.id, "URL")
+            ),
+        );
+        check_timeout(i, backend, f);
+        return;
+    }
     match http_url(&backend.url) {
         Err(message) => f.error(url_path, message),
         Ok(url) => {
@@ -540,6 +559,99 @@ fn check_backend(config: &Config, i: usize, backend: &BackendConfig, f: &mut Fin
             ),
         );
     }
+    check_timeout(i, backend, f);
+}
+
+/// Keys that only one kind reads: set on another kind, they would be silently ignored.
+fn check_native_keys(i: usize, backend: &BackendConfig, f: &mut Findings) {
+    let stdio_only = [
+        ("command", backend.command.is_some()),
+        ("args", !backend.args.is_empty()),
+        ("env", !backend.env.is_empty()),
+        ("cwd", backend.cwd.is_some()),
+    ];
+    for (key, set) in stdio_only {
+        if set {
+            f.error(
+                pik(&["backends"], i, key),
+                format!("`{key}` only applies to `kind: stdio` backends"),
+            );
+        }
+    }
+    if backend.kind == BackendKindConfig::Contract {
+        for (key, set, why) in [
+            ("headers", !backend.headers.is_empty(), "only applies to `kind: mcp` backends"),
+            ("bearer", backend.bearer.is_some(), "only applies to `kind: mcp` backends"),
+            ("scope", backend.scope.is_some(), "only applies to native backends (`kind: mcp` or `kind: stdio`); a contract backend declares its scopes itself"),
+            ("scopes", !backend.scopes.is_empty(), "only applies to native backends (`kind: mcp` or `kind: stdio`); a contract backend declares its scopes itself"),
+        ] {
+            if set {
+                f.error(pik(&["backends"], i, key), format!("`{key}` {why}"));
+            }
+        }
+    }
+    for name in backend.headers.keys() {
+        let lower = name.to_ascii_lowercase();
+        let valid = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+        if !valid
+            || matches!(
+                lower.as_str(),
+                "host"
+                    | "content-length"
+                    | "content-type"
+                    | "mcp-session-id"
+                    | "mcp-protocol-version"
+                    | "transfer-encoding"
+            )
+        {
+            f.error(
+                pik(&["backends"], i, "headers"),
+                format!("`{name}` cannot be set as an upstream header (invalid, or set by the gateway itself)"),
+            );
+        }
+    }
+}
+
+/// `kind: stdio`: a command to run; no URL keys.
+fn check_stdio_backend(i: usize, backend: &BackendConfig, f: &mut Findings) {
+    match backend.command.as_deref().map(str::trim) {
+        None | Some("") => f.error(
+            pi(&["backends"], i),
+            "missing required key `command`: a `kind: stdio` backend needs the program the gateway runs (e.g. npx)",
+        ),
+        Some(_) => {}
+    }
+    for (key, set) in [
+        ("url", !backend.url.trim().is_empty()),
+        ("headers", !backend.headers.is_empty()),
+        ("bearer", backend.bearer.is_some()),
+    ] {
+        if set {
+            f.error(
+                pik(&["backends"], i, key),
+                format!("`{key}` does not apply to `kind: stdio` (the server is a child process speaking over stdin/stdout)"),
+            );
+        }
+    }
+    for name in backend.env.keys() {
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            f.error(
+                pik(&["backends"], i, "env"),
+                format!("`{name}` is not a valid environment variable name"),
+            );
+        }
+    }
+    if let Some(dir) = &backend.cwd {
+        if !std::path::Path::new(dir).is_dir() {
+            f.error(
+                pik(&["backends"], i, "cwd"),
+                format!("`{dir}` is not a directory"),
+            );
+        }
+    }
+}
+
+fn check_timeout(i: usize, backend: &BackendConfig, f: &mut Findings) {
     if backend.timeout < Duration::from_millis(1) || backend.timeout > Duration::from_secs(600) {
         f.error(
             pik(&["backends"], i, "timeout"),

@@ -52,8 +52,26 @@ impl CallContext<'_> {
     }
 }
 
+impl CallContext<'_> {
+    /// Who relayed messages are bound to: the caller's session, or its subject when it has
+    /// none. A server request relayed to one owner can only be answered, and a call only
+    /// cancelled, by the same owner.
+    pub fn relay_owner(&self) -> String {
+        match self.session {
+            Some(s) => {
+                let mut out = String::with_capacity(34);
+                out.push_str("s:");
+                for b in s.claims.nonce {
+                    out.push_str(&format!("{b:02x}"));
+                }
+                out
+            }
+            None => format!("p:{}", self.principal.sub),
+        }
+    }
+}
+
 /// What to answer one message with.
-#[derive(Debug)]
 pub enum Dispatched {
     /// This JSON-RPC message.
     Answer(Vec<u8>),
@@ -73,4 +91,29 @@ pub enum Dispatched {
     },
     /// A notification or a response: 202, no body.
     Accepted,
+    /// A call whose backend streams what happens during it (native MCP backends): answered
+    /// as JSON if the outcome comes first, else as an event stream
+    /// ([`super::streaming::answer`]).
+    Stream {
+        /// The request's id.
+        id: cortex_filters::jsonrpc::Id,
+        /// The backend's replies.
+        replies: crate::upstream::backend::ReplyStream,
+        /// The call, registered for `notifications/cancelled`.
+        call: crate::upstream::relay::InFlightCall,
+    },
+}
+
+impl std::fmt::Debug for Dispatched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dispatched::Answer(b) => f.debug_tuple("Answer").field(&b.len()).finish(),
+            Dispatched::List { entries, .. } => {
+                f.debug_struct("List").field("entries", entries).finish()
+            }
+            Dispatched::Initialized { .. } => f.write_str("Initialized"),
+            Dispatched::Accepted => f.write_str("Accepted"),
+            Dispatched::Stream { id, .. } => f.debug_struct("Stream").field("id", id).finish(),
+        }
+    }
 }

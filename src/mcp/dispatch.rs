@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::record::{RequestRecord, Target};
 use crate::upstream::calls::{self, Caller};
-use crate::upstream::{ListKind, Operation};
+use crate::upstream::{ListKind, Operation, Replies};
 
 use super::call::{CallContext, Dispatched};
 use super::{lifecycle, lists};
@@ -21,7 +21,18 @@ pub async fn dispatch(
 ) -> Dispatched {
     let (id, method, params) = match message {
         Message::Request { id, method, params } => (id, method, params),
-        Message::Notification { .. } | Message::Response { .. } => return Dispatched::Accepted,
+        Message::Notification { method, params } => {
+            notification(cx, &method, params.as_ref());
+            return Dispatched::Accepted;
+        }
+        Message::Response { id, outcome } => {
+            // The caller's answer to a server request a native backend made during a call:
+            // back to that backend, if this caller is the one it was relayed to.
+            if !cx.shared.relay.answer(&cx.relay_owner(), &id, outcome) {
+                tracing::debug!(%id, "a response that answers no pending server request of this caller");
+            }
+            return Dispatched::Accepted;
+        }
     };
     let params = params.unwrap_or(Value::Object(Map::new()));
     let answer = |r: Result<Value, RpcError>| {
@@ -41,7 +52,17 @@ pub async fn dispatch(
         "prompts/get" => answer(get_prompt(cx, &params).await),
         "resources/read" => answer(read_resource(cx, &params).await),
         "completion/complete" => answer(complete(cx, &params).await),
-        "logging/setLevel" => answer(lifecycle::set_level(&params)),
+        "logging/setLevel" => {
+            let r = lifecycle::set_level(&params);
+            if r.is_ok() {
+                if let Some(level) = params.get("level").and_then(Value::as_str) {
+                    cx.shared.relay.set_level(&cx.relay_owner(), level);
+                }
+            }
+            answer(r)
+        }
+        "resources/subscribe" => answer(subscribe(cx, &params, true).await),
+        "resources/unsubscribe" => answer(subscribe(cx, &params, false).await),
         _ => answer(Err(RpcError::new(
             codes::METHOD_NOT_FOUND,
             format!("Method not found: {method}"),
@@ -121,10 +142,18 @@ async fn call_tool(
         name: &tool.target,
         arguments,
     };
-    let outcome = calls::call(&cx.policy.upstreams, caller, &tool.backend_id, op)
-        .await
-        .outcome()
-        .await;
+    let meta = params.get("_meta");
+    let outcome =
+        match calls::call_with_meta(&cx.policy.upstreams, caller, &tool.backend_id, op, meta).await {
+            Replies::Final(outcome) => outcome,
+            Replies::Stream(replies) => {
+                return Dispatched::Stream {
+                    id: id.clone(),
+                    replies,
+                    call: cx.shared.relay.begin_call(&cx.relay_owner(), id),
+                }
+            }
+        };
     // A provider the caller has not linked: a client that declared URL-mode elicitation is
     // sent to the link page in the middle of the call (the vault, docs/vault.md).
     let url_mode = cx.session.is_some_and(|s| {
@@ -142,6 +171,48 @@ async fn call_tool(
         }
     }
     Dispatched::Answer(outcome.to_response(id))
+}
+
+/// A notification from the caller: `notifications/cancelled` stops the caller's own call in
+/// flight (a native backend then tells its server); the others need nothing.
+fn notification(cx: &CallContext<'_>, method: &str, params: Option<&Value>) {
+    if method == "notifications/cancelled" {
+        if let Some(request_id) = params.and_then(|p| p.get("requestId")) {
+            cx.shared.relay.cancel(&cx.relay_owner(), request_id);
+        }
+    }
+}
+
+/// `resources/subscribe` / `resources/unsubscribe` of a resource the caller may read, on a
+/// native backend that offers subscriptions; the session then receives
+/// `notifications/resources/updated` for it on its stream.
+async fn subscribe(cx: &CallContext<'_>, params: &Value, on: bool) -> Result<Value, RpcError> {
+    let verb = if on { "subscribe" } else { "unsubscribe" };
+    let uri = params.get("uri").and_then(Value::as_str).ok_or_else(|| {
+        RpcError::invalid_params(format!(
+            "Invalid params: resources/{verb} needs a string \"uri\""
+        ))
+    })?;
+    let current = cx.shared.catalog.current();
+    let caller = Caller {
+        principal: cx.principal,
+        catalog: &current.merged,
+    };
+    let owner = cx.relay_owner();
+    if !on {
+        cx.shared.relay.unsubscribe(&owner, uri);
+    }
+    let backend = calls::subscribe(&cx.policy.upstreams, caller, uri, on).await?;
+    if on {
+        if let Some(session) = cx.session {
+            if !cx.shared.relay.subscribe(&owner, &backend, uri, session) {
+                return Err(RpcError::internal(
+                    "too many resource subscriptions on this gateway; try again later",
+                ));
+            }
+        }
+    }
+    Ok(json!({}))
 }
 
 async fn get_prompt(cx: &CallContext<'_>, params: &Value) -> Result<Value, RpcError> {

@@ -30,7 +30,7 @@ pub fn initialize(cx: &CallContext<'_>, id: &Id, params: &Value) -> Dispatched {
         "protocolVersion": negotiated.as_str(),
         "capabilities": {
             "tools": {"listChanged": true},
-            "resources": {"listChanged": true, "subscribe": false},
+            "resources": {"listChanged": true, "subscribe": cx.policy.upstreams.iter().any(|b| b.kind().is_native())},
             "prompts": {"listChanged": true},
             "completions": {},
             "logging": {},

@@ -12,6 +12,7 @@
 //! - [`modern`]: the stateless 2026-07-28 era on the same endpoint (`_meta`, mirrored headers,
 //!   `server/discover`, result decoration, input-required results);
 //! - [`listen`]: its `subscriptions/listen` stream.
+//! - [`streaming`]: the answer of a call a native backend streams (JSON, or an event stream).
 
 pub mod call;
 pub mod dispatch;
@@ -22,4 +23,5 @@ pub mod lists;
 pub mod modern;
 pub mod request;
 pub mod stream;
+pub mod streaming;
 pub mod transport;

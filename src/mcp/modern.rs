@@ -150,6 +150,14 @@ pub async fn post(
                     ctx.record.listed(entries, body.len());
                     body
                 }
+                // A native backend's streamed call. Until the era bridge turns its server
+                // requests into input-required results, the modern answer is the outcome
+                // alone: a server request is refused upstream at once ("the caller cannot
+                // answer this request") and notifications are not relayed.
+                Dispatched::Stream { id, replies, .. } => crate::upstream::Replies::Stream(replies)
+                    .outcome()
+                    .await
+                    .to_response(&id),
                 // Not reachable: the modern method table has no initialize.
                 Dispatched::Initialized { body, .. } => body,
                 Dispatched::Accepted => {

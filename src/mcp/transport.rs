@@ -239,6 +239,20 @@ async fn post(
                 Answer::json(200, body).with_header("mcp-session-id", session_id)
             }
             Dispatched::Accepted => Answer::empty(202),
+            Dispatched::Stream { id, replies, call } => {
+                let how = super::streaming::StreamAnswer {
+                    relay: &state.shared.relay,
+                    owner: cx.relay_owner(),
+                    cors_origin: cors.as_deref(),
+                    accepts_sse: facts
+                        .accept
+                        .as_deref()
+                        .is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream")),
+                    keepalive: policy.config.sessions.keepalive_interval,
+                };
+                super::streaming::answer(session, how, id, replies, call, &mut ctx.record).await?;
+                return Ok(());
+            }
         },
         Incoming::Batch(messages) => batch(&cx, messages).await?,
     };
@@ -274,6 +288,11 @@ async fn batch(
     for m in messages {
         match dispatch::dispatch(cx, m, &mut scratch).await {
             Dispatched::Answer(b) | Dispatched::List { body: b, .. } => parts.push(b),
+            Dispatched::Stream { id, replies, .. } => {
+                // A batch answers with one array: only the outcome of a streamed call.
+                let outcome = crate::upstream::Replies::Stream(replies).outcome().await;
+                parts.push(outcome.to_response(&id));
+            }
             Dispatched::Accepted | Dispatched::Initialized { .. } => {}
         }
     }

@@ -2,9 +2,9 @@
 //!
 //! A backend is something the gateway discovers a catalog from and sends calls to. Dispatch,
 //! the builtins, discovery and the proxy path never know which kind they talk to: they hold an
-//! `Arc<dyn Backend>` and use this trait. Today there is one kind, the contract backend
-//! ([`super::contract`]); native MCP servers over streamable HTTP and stdio plug in here as
-//! further implementations, without touching dispatch.
+//! `Arc<dyn Backend>` and use this trait. Two families implement it: the contract backend
+//! ([`super::contract`]) and native MCP servers over streamable HTTP or stdio
+//! ([`super::native`]), which stream what happens during a call as [`Reply`] items.
 
 use std::pin::Pin;
 
@@ -23,6 +23,10 @@ use crate::auth::Principal;
 pub enum BackendKind {
     /// A plain-HTTP app implementing the backend contract (docs/backend-contract.md).
     Contract,
+    /// An MCP server over streamable HTTP.
+    Mcp,
+    /// An MCP server run as a child process, over stdin/stdout.
+    Stdio,
 }
 
 impl BackendKind {
@@ -30,7 +34,14 @@ impl BackendKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             BackendKind::Contract => "contract",
+            BackendKind::Mcp => "mcp",
+            BackendKind::Stdio => "stdio",
         }
+    }
+
+    /// Whether the backend is an MCP server the gateway is a client of.
+    pub const fn is_native(self) -> bool {
+        !matches!(self, BackendKind::Contract)
     }
 }
 
@@ -61,6 +72,16 @@ pub enum Operation<'a> {
         /// The params object.
         params: &'a Value,
     },
+    /// `resources/subscribe` of `uri` (native backends; contract backends refuse it).
+    Subscribe {
+        /// The resource URI.
+        uri: &'a str,
+    },
+    /// `resources/unsubscribe` of `uri`.
+    Unsubscribe {
+        /// The resource URI.
+        uri: &'a str,
+    },
     /// A contract method outside MCP (`whoami`, the ticket methods). Other kinds refuse it.
     ContractMethod {
         /// The contract method.
@@ -76,6 +97,8 @@ impl Operation<'_> {
         match self {
             Operation::CallTool { name, .. } | Operation::GetPrompt { name, .. } => name,
             Operation::ReadResource { .. } => "read_resource",
+            Operation::Subscribe { .. } => "subscribe",
+            Operation::Unsubscribe { .. } => "unsubscribe",
             Operation::Complete { .. } => "complete",
             Operation::ContractMethod { method, .. } => method,
         }
@@ -92,6 +115,8 @@ pub struct Call<'a> {
     pub catalog: &'a MergedCatalog,
     /// What to do.
     pub op: Operation<'a>,
+    /// The caller's request `_meta` (its `progressToken`, …), relayed by native backends.
+    pub meta: Option<&'a Value>,
 }
 
 /// Something a backend sends while a call runs, before or as its final answer.
@@ -100,8 +125,17 @@ pub enum Reply {
     /// A JSON-RPC notification for the caller (progress, log message), as bytes.
     Notification(Bytes),
     /// A request the backend makes of the caller during the call (sampling, elicitation,
-    /// roots), as bytes; the caller's response is routed back by the backend's kind.
-    ServerRequest(Bytes),
+    /// roots). The endpoint gives it an id of its own, relays it to the caller and sends the
+    /// caller's answer (a result, or an error object) through `respond`; dropping `respond`
+    /// tells the backend nobody will answer.
+    ServerRequest {
+        /// Its method (`sampling/createMessage`, `elicitation/create`, `roots/list`…).
+        method: String,
+        /// Its params.
+        params: Value,
+        /// Where the caller's answer goes.
+        respond: tokio::sync::oneshot::Sender<Result<Value, Value>>,
+    },
     /// The call's outcome; always the last item.
     Final(Outcome),
 }

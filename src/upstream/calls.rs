@@ -36,6 +36,18 @@ pub async fn call(
     backend_id: &str,
     op: Operation<'_>,
 ) -> Replies {
+    call_with_meta(upstreams, caller, backend_id, op, None).await
+}
+
+/// Calls `backend_id` with `op` for `caller`, relaying the request's `_meta` (its progress
+/// token) to backends that use it.
+pub async fn call_with_meta(
+    upstreams: &Upstreams,
+    caller: Caller<'_>,
+    backend_id: &str,
+    op: Operation<'_>,
+    meta: Option<&Value>,
+) -> Replies {
     match upstreams.get(backend_id) {
         Some(backend) => {
             backend
@@ -43,11 +55,45 @@ pub async fn call(
                     caller: caller.principal,
                     catalog: caller.catalog,
                     op,
+                    meta,
                 })
                 .await
         }
         None => Replies::Final(Outcome::from(unknown_backend(backend_id))),
     }
+}
+
+/// `resources/subscribe` (`subscribe: true`) or `resources/unsubscribe` of a backend
+/// resource the caller may read. Returns the owning backend's id with the outcome, so the
+/// endpoint can keep the subscription.
+pub async fn subscribe(
+    upstreams: &Upstreams,
+    caller: Caller<'_>,
+    uri: &str,
+    subscribe: bool,
+) -> Result<String, RpcError> {
+    let not_found = || {
+        RpcError::new(codes::RESOURCE_NOT_FOUND, "Resource not found")
+            .with_data(json!({"uri": uri}))
+    };
+    let Some(owner) = caller.catalog.route_resource(uri).map(ResourceRoute::entry) else {
+        return Err(not_found());
+    };
+    if !caller.principal.grants.allows(owner.scope.as_deref()) {
+        return Err(not_found());
+    }
+    let backend_id = owner.backend_id.clone();
+    let op = if subscribe {
+        Operation::Subscribe { uri }
+    } else {
+        Operation::Unsubscribe { uri }
+    };
+    call(upstreams, caller, &backend_id, op)
+        .await
+        .outcome()
+        .await
+        .into_result()
+        .map(|_| backend_id)
 }
 
 /// `prompts/get` of the exposed prompt `name`.

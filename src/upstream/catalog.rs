@@ -39,6 +39,9 @@ pub struct BackendHealth {
     pub warnings: Vec<String>,
     /// The last good snapshot.
     pub snapshot: Option<BackendSnapshot>,
+    /// The backend said its catalog changed while a discovery of it was running: discover it
+    /// again as soon as that one ends (the change may have come after the server answered).
+    pub rediscover: bool,
 }
 
 impl BackendHealth {
@@ -55,6 +58,7 @@ impl BackendHealth {
             last_error: None,
             warnings: Vec::new(),
             snapshot: None,
+            rediscover: false,
         }
     }
 
@@ -166,6 +170,18 @@ impl CatalogStore {
             Err(p) => p.into_inner(),
         };
         f(&mut g)
+    }
+
+    /// Makes backend `id` due for discovery now (a native server said its lists changed);
+    /// the refresher picks it up at its next tick.
+    pub fn mark_due(&self, id: &str) {
+        let now = std::time::Instant::now();
+        self.with_health(|h| {
+            if let Some(b) = h.iter_mut().find(|b| b.id == id) {
+                b.next_due = now;
+                b.rediscover = true;
+            }
+        });
     }
 
     /// Makes the health table follow `ids` (the current backends, in configuration order):

@@ -226,6 +226,16 @@ impl Backend for ContractBackend {
                 params = p;
                 owned_params = None;
             }
+            Operation::Subscribe { .. } | Operation::Unsubscribe { .. } => {
+                // The contract has no way to tell anyone that a resource changed.
+                return Replies::Final(Outcome::from(cortex_filters::jsonrpc::RpcError::new(
+                    cortex_filters::jsonrpc::codes::METHOD_NOT_FOUND,
+                    format!(
+                        "backend {} cannot send resource updates: resources/subscribe needs a native MCP backend",
+                        self.id
+                    ),
+                )));
+            }
         }
         let params = owned_params.as_ref().or(params);
         let ctx = ReplyContext {
@@ -261,6 +271,9 @@ impl Backend for ContractBackend {
             Operation::ReadResource { uri } => contract::map_resource_reply(r, ctx, uri),
             Operation::Complete { .. } => contract::map_completion_reply(r, ctx),
             Operation::ContractMethod { .. } => contract::map_method_reply(r, ctx),
+            Operation::Subscribe { .. } | Operation::Unsubscribe { .. } => {
+                contract::map_method_reply(r, ctx)
+            }
         })
     }
 }

@@ -299,7 +299,7 @@ impl HttpClient {
             .get_http_session(&peer)
             .await
             .map_err(failed)?;
-        let head = request_head(target, headers, body.len())?;
+        let head = request_head(target, "POST", headers, body.len())?;
         session
             .write_request_header(Box::new(head))
             .await
@@ -363,13 +363,14 @@ impl HttpClient {
 /// request (cookies, session ids, its `Authorization`) leaks except what `headers` carries.
 fn request_head(
     target: &Target,
+    method: &str,
     headers: &[(&'static str, String)],
     body_len: usize,
 ) -> Result<RequestHeader, TransportFailure> {
     let invalid = |name: &str, e: Box<pingora::Error>| TransportFailure::Unreachable {
         reason: format!("invalid header {name}: {e}"),
     };
-    let mut req = RequestHeader::build("POST", target.path.as_bytes(), Some(headers.len() + 3))
+    let mut req = RequestHeader::build(method, target.path.as_bytes(), Some(headers.len() + 3))
         .map_err(|e| invalid("path", e))?;
     req.insert_header("host", &target.host_header)
         .map_err(|e| invalid("host", e))?;
@@ -382,6 +383,130 @@ fn request_head(
             .map_err(|e| invalid(name, e))?;
     }
     Ok(req)
+}
+
+/// A reply whose body is read as it arrives: the replies of MCP servers, which may be a
+/// stream of server-sent events as long as the call lasts. Every read is bounded by the
+/// timeout the request was sent with; dropping it drops the connection (never pooled half
+/// read).
+pub struct OpenReply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Mcp-Session-Id`.
+    pub session_id: Option<String>,
+    session: pingora::protocols::http::client::HttpSession,
+    timeout: Duration,
+}
+
+impl OpenReply {
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, TransportFailure> {
+        self.session
+            .read_response_body()
+            .await
+            .map_err(|e| classify(&e, self.timeout))
+    }
+
+    /// The whole (rest of the) body, at most `max` bytes.
+    pub async fn body(&mut self, max: usize) -> Result<Bytes, TransportFailure> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = self.chunk().await? {
+            if buf.len() + chunk.len() > max {
+                return Err(TransportFailure::Unreachable {
+                    reason: format!("reply larger than {max} bytes"),
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+impl HttpClient {
+    /// Sends `method` (POST, DELETE…) with an optional JSON body and returns as soon as the
+    /// reply's header is in; the body is read with [`OpenReply::chunk`]. Connect, send and
+    /// the header must come within `timeout`, and so must every later read. Never pooled:
+    /// the connection is used for this one exchange (a stream may last as long as a call).
+    pub async fn send(
+        &self,
+        target: &Target,
+        method: &str,
+        headers: &[(String, String)],
+        body: Option<Bytes>,
+        timeout: Duration,
+    ) -> Result<OpenReply, TransportFailure> {
+        match tokio::time::timeout(timeout, self.open(target, method, headers, body, timeout)).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(TransportFailure::Timeout {
+                timeout_ms: duration_ms(timeout),
+            }),
+        }
+    }
+
+    async fn open(
+        &self,
+        target: &Target,
+        method: &str,
+        headers: &[(String, String)],
+        body: Option<Bytes>,
+        timeout: Duration,
+    ) -> Result<OpenReply, TransportFailure> {
+        let peer = target
+            .peer(timeout)
+            .ok_or_else(|| TransportFailure::Unreachable {
+                reason: format!("host {} does not resolve", target.host),
+            })?;
+        let failed = |e: Box<pingora::Error>| classify(&e, timeout);
+        let (mut session, _reused) = self
+            .connector
+            .get_http_session(&peer)
+            .await
+            .map_err(failed)?;
+        let len = body.as_ref().map_or(0, Bytes::len);
+        let mut head = request_head(target, method, &[], len)?;
+        if body.is_none() {
+            head.remove_header("content-type");
+        }
+        for (name, value) in headers {
+            head.insert_header(name.clone(), value.as_str())
+                .map_err(|e| TransportFailure::Unreachable {
+                    reason: format!("invalid header {name}: {e}"),
+                })?;
+        }
+        session
+            .write_request_header(Box::new(head))
+            .await
+            .map_err(failed)?;
+        if let Some(body) = body {
+            session
+                .write_request_body(body, false)
+                .await
+                .map_err(failed)?;
+        }
+        session.finish_request_body().await.map_err(failed)?;
+        session.read_response_header().await.map_err(failed)?;
+        while session
+            .response_header()
+            .is_some_and(|h| h.status.is_informational())
+        {
+            session.read_response_header().await.map_err(failed)?;
+        }
+        let Some(h) = session.response_header() else {
+            return Err(TransportFailure::Unreachable {
+                reason: "no response header".into(),
+            });
+        };
+        Ok(OpenReply {
+            status: h.status.as_u16(),
+            content_type: header_text(h, "content-type"),
+            session_id: header_text(h, "mcp-session-id"),
+            session,
+            timeout,
+        })
+    }
 }
 
 fn header_text(h: &pingora::http::ResponseHeader, name: &str) -> Option<String> {

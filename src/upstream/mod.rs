@@ -7,7 +7,9 @@ pub mod calls;
 pub mod catalog;
 pub mod contract;
 pub mod http_client;
+pub mod native;
 pub mod refresh;
+pub mod relay;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +18,9 @@ pub use backend::{Backend, BackendKind, Call, Discovery, Operation, Replies, Rep
 pub use catalog::{BackendHealth, CatalogState, CatalogStore, ListKind, ListPage};
 pub use contract::ContractBackend;
 pub use http_client::{HttpClient, Limits, RawReply, Target, TargetError};
+pub use native::{NativeBackend, NativeParts, UpstreamAuth};
 pub use refresh::{RefreshService, RefreshSettings, Refresher};
+pub use relay::Relay;
 
 /// The configured backends, in configuration order (the first listed wins a name
 /// collision), with an index by id. Immutable: a configuration reload builds a new one.

@@ -73,10 +73,14 @@ impl Refresher {
         let membership_changed = self.store.sync_backends(&ids);
         let now = Instant::now();
         let due: Vec<(usize, Option<BackendSnapshot>)> = self.store.with_health(|h| {
-            h.iter()
+            h.iter_mut()
                 .enumerate()
                 .filter(|(_, b)| b.next_due <= now)
-                .map(|(i, b)| (i, b.snapshot.clone()))
+                .map(|(i, b)| {
+                    // This discovery sees every change announced so far.
+                    b.rediscover = false;
+                    (i, b.snapshot.clone())
+                })
                 .collect()
         });
         if due.is_empty() {
@@ -112,7 +116,11 @@ impl Refresher {
                         b.last_error = None;
                         b.warnings = warnings;
                         b.snapshot = Some(snapshot);
-                        b.next_due = now + jitter(self.settings.interval);
+                        b.next_due = if std::mem::take(&mut b.rediscover) {
+                            now
+                        } else {
+                            now + jitter(self.settings.interval)
+                        };
                     }
                     Discovery::Failed(reason) => {
                         b.failures = b.failures.saturating_add(1);
@@ -123,6 +131,7 @@ impl Refresher {
                         b.stale = b.snapshot.is_some();
                         b.last_error = Some(reason);
                         b.next_due = now + backoff;
+                        b.rediscover = false;
                     }
                 }
             }

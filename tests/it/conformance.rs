@@ -5,8 +5,10 @@
 //! Passing the suite's exit code is not enough: several checks only validate a shape (a tool
 //! that does not exist can "pass" when the server answers `isError` with "not found"), so every
 //! scenario's checks.json is read and the fixture-dependent details are asserted too, and the
-//! fixture backend must have received the calls. The expected-failures file may list only the
-//! scenarios that need a native MCP backend (server-sent notifications and requests).
+//! fixture backend must have received the calls. The scenarios that need a native MCP backend
+//! (notifications and requests sent during a call, resource subscriptions) are served by the
+//! Python SDK fixture (tests/python/native_fixture.py) behind the gateway over stdio, so the
+//! expected-failures file is empty.
 //!
 //! Needs the toolbox (scripts/toolbox.sh): Node 22 and the conformance package. A missing tool
 //! fails the test with the command to run.
@@ -61,21 +63,6 @@ const ACTIVE_SCENARIOS: [&str; 30] = [
     "dns-rebinding-protection",
 ];
 
-/// The only scenarios allowed in tests/conformance/expected-failures.yml: each needs a message
-/// from the backend that is not the reply to its call (log or progress notifications,
-/// sampling/elicitation requests, resource-change notifications), which only native MCP
-/// backends can send.
-const NEEDS_NATIVE_MCP_BACKEND: [&str; 8] = [
-    "tools-call-with-logging",
-    "tools-call-with-progress",
-    "tools-call-sampling",
-    "tools-call-elicitation",
-    "elicitation-sep1034-defaults",
-    "elicitation-sep1330-enums",
-    "resources-subscribe",
-    "resources-unsubscribe",
-];
-
 const EXPECTED_FAILURES: &str = "tests/conformance/expected-failures.yml";
 
 /// The scenario names listed under `server:` in the expected-failures file.
@@ -103,25 +90,12 @@ fn expected_failures() -> Vec<String> {
 }
 
 #[test]
-fn the_expected_failures_file_lists_only_scenarios_that_need_a_native_mcp_backend() {
+fn the_expected_failures_file_is_empty() {
     let listed = expected_failures();
-    let unique: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
-    assert_eq!(
-        unique.len(),
-        listed.len(),
-        "duplicates in {EXPECTED_FAILURES}: {listed:?}"
+    assert!(
+        listed.is_empty(),
+        "{EXPECTED_FAILURES} must stay empty (every active scenario passes): {listed:?}"
     );
-    let allowed: BTreeSet<&str> = NEEDS_NATIVE_MCP_BACKEND.into_iter().collect();
-    assert_eq!(
-        unique, allowed,
-        "{EXPECTED_FAILURES} must list exactly the scenarios that need a native MCP backend"
-    );
-    for name in &listed {
-        assert!(
-            ACTIVE_SCENARIOS.contains(&name.as_str()),
-            "{name} is not an active scenario"
-        );
-    }
 }
 
 /// Every `checks.json` under `dir`, by scenario (`server-<scenario>-<timestamp>/`).
@@ -310,6 +284,22 @@ fn assert_fixture_details(r: &BTreeMap<String, Vec<Value>>) {
     assert_eq!(d["statusCode"], 200, "{d}");
     assert_eq!(d["body"]["result"]["protocolVersion"], "2025-11-25", "{d}");
 
+    // Served by the native fixture through the gateway's relay.
+    let d = passed(r, "tools-call-with-logging", "tools-call-with-logging");
+    assert_eq!(d["logCount"], 3, "{d}");
+    let d = passed(r, "tools-call-with-progress", "tools-call-with-progress");
+    assert_eq!(d["progressCount"], 3, "{d}");
+    let d = passed(r, "tools-call-sampling", "tools-call-sampling");
+    assert_eq!(d["samplingRequested"], true, "{d}");
+    assert_eq!(
+        d["result"]["content"][0]["text"], "LLM response: This is a test response from the client",
+        "{d}"
+    );
+    let d = passed(r, "tools-call-elicitation", "tools-call-elicitation");
+    assert_eq!(d["elicitationRequested"], true, "{d}");
+    passed(r, "resources-subscribe", "resources-subscribe");
+    passed(r, "resources-unsubscribe", "resources-unsubscribe");
+
     let d = passed(
         r,
         "server-sse-multiple-streams",
@@ -324,14 +314,25 @@ async fn the_official_conformance_suite_passes_against_the_gateway() {
     let node = interop::node();
     let cli = interop::conformance_cli();
     let backend = FixtureBackend::start().await;
+    let python = interop::python().display().to_string();
+    let native = interop::repo_path("tests/python/native_fixture.py")
+        .display()
+        .to_string();
     let gateway = Gateway::start(
         &TestConfig::new()
             .catalog("refresh: 60s")
             .backend_with("fixture", &backend.url(), &["naming: none"])
+            .stdio_backend(
+                "native",
+                &python,
+                &["-W", "ignore", &native, "stdio"],
+                &["naming: none"],
+            )
             .build(),
     )
     .await;
     gateway.wait_ready().await;
+    crate::native_stdio::wait_listed(&gateway, "test_tool_with_progress").await;
     let listed = gateway.client().tool_names().await;
     for name in TOOL_NAMES {
         assert!(

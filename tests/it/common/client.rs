@@ -164,6 +164,31 @@ impl McpClient {
         reply(resp).await
     }
 
+    /// POSTs `body` and returns the reply as a live stream (a call a native backend answers
+    /// as server-sent events while it runs). A JSON reply arrives as one "event" whose data
+    /// is the whole body, so callers read both forms alike.
+    pub async fn post_stream(&self, body: &Value) -> SseStream {
+        let map = self.header_map(
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/json, text/event-stream"),
+            ],
+            &[],
+        );
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("reqwest client");
+        let resp = http
+            .post(&self.url)
+            .headers(map)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {}: {e}", self.url));
+        SseStream::new(resp)
+    }
+
     /// Sends any HTTP method to the endpoint with the default headers plus `headers`.
     pub async fn request(&self, method: &str, headers: &[(&str, &str)]) -> HttpReply {
         let map = self.header_map(&[], headers);

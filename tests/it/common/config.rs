@@ -112,6 +112,34 @@ impl TestConfig {
         self
     }
 
+    /// Adds a `kind: stdio` backend running `command` with `args`, plus extra keys.
+    pub fn stdio_backend(mut self, id: &str, command: &str, args: &[&str], extra: &[&str]) -> Self {
+        let quoted: Vec<String> = args
+            .iter()
+            .map(|a| serde_json::json!(a).to_string())
+            .collect();
+        let mut entry = format!(
+            "  - id: {id}\n    kind: stdio\n    command: {}\n    args: [{}]",
+            serde_json::json!(command),
+            quoted.join(", ")
+        );
+        for line in extra {
+            entry.push_str(&format!("\n    {line}"));
+        }
+        self.backends.push(entry);
+        self
+    }
+
+    /// Adds a `kind: mcp` backend (an MCP server over streamable HTTP at `url`).
+    pub fn mcp_backend(mut self, id: &str, url: &str, extra: &[&str]) -> Self {
+        let mut entry = format!("  - id: {id}\n    kind: mcp\n    url: \"{url}\"");
+        for line in extra {
+            entry.push_str(&format!("\n    {line}"));
+        }
+        self.backends.push(entry);
+        self
+    }
+
     pub fn build(&self) -> String {
         let block = |name: &str, lines: &[String]| {
             if lines.is_empty() {

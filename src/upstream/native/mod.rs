@@ -1,0 +1,692 @@
+//! Native MCP backends: MCP servers behind the gateway, which is their client. `kind: mcp`
+//! speaks streamable HTTP to a URL ([`http`]); `kind: stdio` runs the server as a supervised
+//! child process and speaks over its stdin/stdout ([`stdio`]). Both are one [`NativeBackend`]
+//! over a [`link::Link`], so dispatch sees one more implementation of the `Backend` seam.
+//!
+//! A call is driven by a task of its own ([`drive`]): it relays the server's notifications
+//! (progress with the caller's own token, log messages) and requests (sampling, elicitation,
+//! roots) to the caller as [`Reply`] items, sends the caller's answers back, and ends with the
+//! response. When the caller goes away (it closed the stream, or sent
+//! `notifications/cancelled`), the reply stream is dropped and the task tells the server
+//! `notifications/cancelled`. Every wait is bounded: the call's timeout while the server
+//! works, [`SERVER_REQUEST_TIMEOUT`] while the caller answers a request.
+
+pub mod http;
+pub mod link;
+pub mod stdio;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cortex_filters::catalog::BackendSnapshot;
+use cortex_filters::contract::{self, Outcome};
+use cortex_filters::jsonrpc::{codes, RpcError};
+use cortex_filters::naming::NamingMode;
+use cortex_filters::native::{self as rules, Upstream};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{BackendConfig, BackendKindConfig, IdentityMode, Naming};
+use crate::credentials::IdentityService;
+
+use super::backend::{Backend, BackendKind, Call, Discovery, Operation, Replies, Reply};
+use super::catalog::CatalogStore;
+use super::http_client::HttpClient;
+use super::relay::Relay;
+use link::{Exchange, Exchanged, LinkError, Outgoing, Peer};
+
+/// How long a caller has to answer a server request (a person may be answering an
+/// elicitation) before the server is told nobody will.
+pub const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The largest message the gateway accepts from a native server.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How many replies of one call may wait for the caller's stream.
+const REPLY_QUEUE: usize = 64;
+
+/// The credential a native backend receives with one user call: asked per call, so that a
+/// per-user credential (a linked account from the vault, a minted or exchanged token) can be
+/// injected without the backend knowing where it comes from. `Ok(None)`: no `Authorization`
+/// beyond the backend's static configuration.
+#[async_trait]
+pub trait UpstreamAuth: Send + Sync {
+    /// The `Authorization` header value for `call` to `backend_id`, if any. An error fails
+    /// the call with that error (e.g. "link your account first").
+    async fn authorization(
+        &self,
+        backend_id: &str,
+        call: &Call<'_>,
+    ) -> Result<Option<String>, RpcError>;
+}
+
+/// `identity: mint` or `exchange` for a native backend: the credential the identity service
+/// derives for this backend's audience (never the caller's own token).
+struct IdentityAuth(Arc<IdentityService>);
+
+#[async_trait]
+impl UpstreamAuth for IdentityAuth {
+    async fn authorization(
+        &self,
+        backend_id: &str,
+        call: &Call<'_>,
+    ) -> Result<Option<String>, RpcError> {
+        let headers = self
+            .0
+            .headers_for(call.catalog, backend_id, call.caller)
+            .await
+            .map_err(RpcError::from)?;
+        Ok(headers
+            .into_iter()
+            .find(|(name, _)| *name == "authorization")
+            .map(|(_, v)| v))
+    }
+}
+
+/// Where a backend's messages that belong to no call go: list changes mark the backend due
+/// for discovery at once; resource updates reach the sessions subscribed to the resource.
+pub struct Sink {
+    backend_id: String,
+    catalog: Arc<CatalogStore>,
+    relay: Arc<Relay>,
+}
+
+impl Sink {
+    /// What every native backend of a process reports to.
+    pub fn new(backend_id: &str, catalog: Arc<CatalogStore>, relay: Arc<Relay>) -> Self {
+        Sink {
+            backend_id: backend_id.to_string(),
+            catalog,
+            relay,
+        }
+    }
+
+    /// Routes an upstream notification that belongs to no call.
+    pub fn deliver(&self, delivery: &rules::Delivery, params: &Value) {
+        match delivery {
+            rules::Delivery::ListChanged => {
+                tracing::info!(backend = %self.backend_id, "the server's catalog changed; discovering it again");
+                self.catalog.mark_due(&self.backend_id);
+            }
+            rules::Delivery::ResourceUpdated(uri) => {
+                let told = self.relay.resource_updated(&self.backend_id, uri, params);
+                tracing::debug!(backend = %self.backend_id, %uri, subscribers = told, "resource updated");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The process-lifetime parts a native backend is built with.
+#[derive(Clone)]
+pub struct NativeParts {
+    /// The outbound HTTP client.
+    pub client: Arc<HttpClient>,
+    /// The live catalog (list changes make a backend due).
+    pub catalog: Arc<CatalogStore>,
+    /// The relay tables (resource subscriptions).
+    pub relay: Arc<Relay>,
+    /// The identity service (`identity: mint` / `exchange`).
+    pub identity: Arc<IdentityService>,
+}
+
+enum Transport {
+    Http(http::HttpTransport),
+    Stdio(stdio::StdioTransport),
+}
+
+impl Transport {
+    async fn peer(&self, user: &str, authorization: Option<&str>) -> Result<Arc<Peer>, String> {
+        match self {
+            Transport::Http(t) => t.peer(user, authorization).await,
+            Transport::Stdio(t) => t.peer().await,
+        }
+    }
+
+    fn forget(&self, user: &str, peer: &Arc<Peer>) {
+        match self {
+            Transport::Http(t) => t.forget(user, peer),
+            Transport::Stdio(t) => t.forget(peer),
+        }
+    }
+}
+
+/// A native MCP server behind the gateway.
+pub struct NativeBackend {
+    id: String,
+    kind: BackendKind,
+    naming: NamingMode,
+    timeout: Duration,
+    location: String,
+    scope: Option<String>,
+    scopes: BTreeMap<String, String>,
+    transport: Transport,
+    auth: Option<Arc<dyn UpstreamAuth>>,
+    next_call: AtomicU64,
+}
+
+impl NativeBackend {
+    /// Builds a `kind: mcp` or `kind: stdio` backend. Nothing is connected or started here:
+    /// the first discovery or call does it (so `check-config` starts no process).
+    pub fn from_config(cfg: &BackendConfig, parts: &NativeParts) -> Result<Self, String> {
+        let sink = Arc::new(Sink::new(
+            &cfg.id,
+            parts.catalog.clone(),
+            parts.relay.clone(),
+        ));
+        let (kind, transport, location) = match cfg.kind {
+            BackendKindConfig::Mcp => {
+                let t = http::HttpTransport::new(cfg, parts.client.clone(), sink)?;
+                let location = t.location();
+                (BackendKind::Mcp, Transport::Http(t), location)
+            }
+            BackendKindConfig::Stdio => {
+                let t = stdio::StdioTransport::new(cfg, sink)?;
+                let location = t.location();
+                (BackendKind::Stdio, Transport::Stdio(t), location)
+            }
+            BackendKindConfig::Contract => {
+                return Err("a contract backend is not a native MCP backend".into())
+            }
+        };
+        let auth: Option<Arc<dyn UpstreamAuth>> = match cfg.identity {
+            IdentityMode::Mint | IdentityMode::Exchange => {
+                Some(Arc::new(IdentityAuth(parts.identity.clone())))
+            }
+            // Never the caller's own token to another server (the MCP spec forbids token
+            // passthrough): the default gives a native backend only its static credential.
+            IdentityMode::Passthrough => None,
+        };
+        Ok(NativeBackend {
+            id: cfg.id.clone(),
+            kind,
+            naming: match cfg.naming {
+                Naming::Prefix => NamingMode::Prefix,
+                Naming::None => NamingMode::None,
+            },
+            timeout: cfg.timeout,
+            location,
+            scope: cfg.scope.clone(),
+            scopes: cfg.scopes.clone(),
+            transport,
+            auth,
+            next_call: AtomicU64::new(1),
+        })
+    }
+
+    /// Replaces the per-call credential source (the vault plugs in here).
+    pub fn with_auth(mut self, auth: Arc<dyn UpstreamAuth>) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// One request answered whole, for discovery: notifications are dropped, server requests
+    /// answered with an error (nobody is there to answer them).
+    async fn request_final(
+        &self,
+        peer: &Peer,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
+        let key = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let call = Outgoing {
+            key,
+            progress_token: None,
+            authorization: None,
+        };
+        let (_, mut exchange) = peer
+            .link
+            .request(method, params, call)
+            .await
+            .map_err(|e| e.to_string())?;
+        let wait = async {
+            while let Some(item) = exchange.recv().await {
+                match item {
+                    Exchanged::Message(Upstream::Response { outcome, .. }) => {
+                        return outcome.map_err(|e| describe_error(&e));
+                    }
+                    Exchanged::Message(Upstream::Request { id, method, .. }) => {
+                        let error = rules::error_object(
+                            codes::METHOD_NOT_FOUND,
+                            &format!("{method} is not available during discovery"),
+                        );
+                        peer.link.respond(id, Err(error), None).await;
+                    }
+                    Exchanged::Message(Upstream::Notification { .. }) => {}
+                    Exchanged::Failed(why) => return Err(why),
+                }
+            }
+            Err("the server ended the exchange without an answer".to_string())
+        };
+        match tokio::time::timeout(self.timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "no answer to {method} within {} ms",
+                self.timeout.as_millis()
+            )),
+        }
+    }
+
+    /// Every page of one list, as one array.
+    async fn list_all(&self, peer: &Peer, method: &str, key: &str) -> Result<Vec<Value>, String> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..rules::MAX_PAGES {
+            let page = self
+                .request_final(peer, method, rules::page_params(cursor.as_deref()))
+                .await?;
+            match page.get(key) {
+                Some(Value::Array(a)) => items.extend(a.iter().cloned()),
+                _ => return Err(format!("{method}: the result has no \"{key}\" array")),
+            }
+            cursor = rules::next_cursor(&page);
+            if cursor.is_none() {
+                return Ok(items);
+            }
+        }
+        Err(format!(
+            "{method}: more than {} pages (a cursor that never ends?)",
+            rules::MAX_PAGES
+        ))
+    }
+
+    /// One list as the catalog's entries, scopes from configuration.
+    async fn entries<T: Clone>(
+        &self,
+        peer: &Peer,
+        (method, key, key_field): (&str, &str, &str),
+        parse: fn(&Value) -> Result<contract::Parsed<T>, contract::ContractError>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<T>, String> {
+        let mut items = self.list_all(peer, method, key).await?;
+        rules::apply_scopes(&mut items, key_field, self.scope.as_deref(), &self.scopes);
+        let parsed = parse(&json!({ key: items })).map_err(|e| format!("{method}: {e}"))?;
+        warnings.extend(
+            parsed
+                .warnings
+                .into_iter()
+                .map(|w| format!("{method}: {w}")),
+        );
+        Ok(parsed.items)
+    }
+
+    /// An optional list: a failure keeps the previous entries.
+    async fn optional<T: Clone>(
+        &self,
+        peer: &Peer,
+        offered: bool,
+        list: (&str, &str, &str),
+        parse: fn(&Value) -> Result<contract::Parsed<T>, contract::ContractError>,
+        previous: Option<&Vec<T>>,
+        warnings: &mut Vec<String>,
+    ) -> Vec<T> {
+        if !offered {
+            return Vec::new();
+        }
+        match self.entries(peer, list, parse, warnings).await {
+            Ok(items) => items,
+            Err(why) => {
+                warnings.push(format!("{why} (keeping the previous entries)"));
+                previous.cloned().unwrap_or_default()
+            }
+        }
+    }
+
+    /// The user an upstream session is kept for.
+    fn user_key(call: &Call<'_>) -> String {
+        format!("u:{}", call.caller.sub)
+    }
+}
+
+/// An upstream error object in words.
+fn describe_error(e: &Value) -> String {
+    let code = e.get("code").and_then(Value::as_i64).unwrap_or(0);
+    let message = e.get("message").and_then(Value::as_str).unwrap_or("error");
+    format!("{message} ({code})")
+}
+
+/// An upstream error object as the caller's outcome (code, message and data kept).
+fn outcome_of(outcome: Result<Value, Value>) -> Outcome {
+    match outcome {
+        Ok(v) => Outcome::Result(v),
+        Err(e) => Outcome::Error {
+            code: e
+                .get("code")
+                .and_then(Value::as_i64)
+                .unwrap_or(codes::INTERNAL_ERROR),
+            message: e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the server answered with an error")
+                .to_string(),
+            data: e.get("data").cloned().unwrap_or(Value::Null),
+        },
+    }
+}
+
+fn failed(backend: &str, why: impl std::fmt::Display) -> Outcome {
+    Outcome::from(RpcError::internal(format!("backend {backend}: {why}")))
+}
+
+#[async_trait]
+impl Backend for NativeBackend {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    fn naming(&self) -> NamingMode {
+        self.naming
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn discover(&self, previous: Option<&BackendSnapshot>) -> Discovery {
+        let peer = match self.transport.peer("", None).await {
+            Ok(p) => p,
+            Err(why) => return Discovery::Failed(why),
+        };
+        let mut warnings = Vec::new();
+        let tools = match self
+            .entries(
+                &peer,
+                ("tools/list", "tools", "name"),
+                contract::parse_list_tools,
+                &mut warnings,
+            )
+            .await
+        {
+            Ok(t) => t,
+            Err(why) => {
+                if !peer.link.alive() {
+                    self.transport.forget("", &peer);
+                }
+                return Discovery::Failed(why);
+            }
+        };
+        let prompts = self
+            .optional(
+                &peer,
+                peer.init.prompts,
+                ("prompts/list", "prompts", "name"),
+                contract::parse_list_prompts,
+                previous.map(|p| &p.prompts),
+                &mut warnings,
+            )
+            .await;
+        let resources = self
+            .optional(
+                &peer,
+                peer.init.resources,
+                ("resources/list", "resources", "uri"),
+                contract::parse_list_resources,
+                previous.map(|p| &p.resources),
+                &mut warnings,
+            )
+            .await;
+        let templates = self
+            .optional(
+                &peer,
+                peer.init.resources,
+                (
+                    "resources/templates/list",
+                    "resourceTemplates",
+                    "uriTemplate",
+                ),
+                contract::parse_list_resource_templates,
+                previous.map(|p| &p.templates),
+                &mut warnings,
+            )
+            .await;
+        Discovery::Ok {
+            snapshot: BackendSnapshot {
+                backend_id: self.id.clone(),
+                naming: self.naming,
+                tools,
+                prompts,
+                templates,
+                resources,
+            },
+            warnings,
+        }
+    }
+
+    async fn call(&self, call: Call<'_>) -> Replies {
+        let (method, mut params) = match call.op {
+            Operation::CallTool { name, arguments } => (
+                "tools/call",
+                rules::call_tool_params(name, arguments, call.meta),
+            ),
+            Operation::GetPrompt { name, arguments } => {
+                ("prompts/get", json!({"name": name, "arguments": arguments}))
+            }
+            Operation::ReadResource { uri } => ("resources/read", json!({ "uri": uri })),
+            Operation::Complete { params } => ("completion/complete", params.clone()),
+            Operation::Subscribe { uri } => ("resources/subscribe", json!({ "uri": uri })),
+            Operation::Unsubscribe { uri } => ("resources/unsubscribe", json!({ "uri": uri })),
+            Operation::ContractMethod { method, .. } => {
+                return Replies::Final(Outcome::from(RpcError::new(
+                    codes::METHOD_NOT_FOUND,
+                    format!(
+                        "{method} is a contract method; backend {} is an MCP server",
+                        self.id
+                    ),
+                )))
+            }
+        };
+        let key = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let caller_token = call.meta.and_then(rules::progress_token).cloned();
+        let progress_token = caller_token
+            .as_ref()
+            .map(|_| rules::upstream_progress_token(key));
+        if let Some(t) = &progress_token {
+            rules::set_progress_token(&mut params, t);
+        }
+        let authorization = match &self.auth {
+            Some(a) => match a.authorization(&self.id, &call).await {
+                Ok(v) => v,
+                Err(e) => return Replies::Final(Outcome::from(e)),
+            },
+            None => None,
+        };
+        let user = Self::user_key(&call);
+        let outgoing = Outgoing {
+            key,
+            progress_token,
+            authorization: authorization.clone(),
+        };
+        // One fresh session on a 404 (the server forgot ours), then the failure stands.
+        let mut sent = None;
+        for _ in 0..2 {
+            let peer = match self.transport.peer(&user, authorization.as_deref()).await {
+                Ok(p) => p,
+                Err(why) => return Replies::Final(failed(&self.id, why)),
+            };
+            match peer
+                .link
+                .request(method, params.clone(), outgoing.clone())
+                .await
+            {
+                Ok((upstream_id, exchange)) => {
+                    sent = Some((peer, upstream_id, exchange));
+                    break;
+                }
+                Err(LinkError::SessionGone) => {
+                    tracing::info!(backend = %self.id, "upstream session expired; initializing again");
+                    self.transport.forget(&user, &peer);
+                }
+                Err(LinkError::Failed(why)) => {
+                    if !peer.link.alive() {
+                        self.transport.forget(&user, &peer);
+                    }
+                    return Replies::Final(failed(&self.id, why));
+                }
+            }
+        }
+        let Some((peer, upstream_id, exchange)) = sent else {
+            return Replies::Final(failed(&self.id, "the upstream session expired twice"));
+        };
+        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
+        tokio::spawn(drive(Drive {
+            backend: self.id.clone(),
+            link: peer.link.clone(),
+            exchange,
+            replies: tx,
+            upstream_id,
+            caller_token,
+            timeout: self.timeout,
+            authorization,
+        }));
+        Replies::Stream(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|r| (r, rx))
+        })))
+    }
+}
+
+/// One call in flight, driven by its own task.
+struct Drive {
+    backend: String,
+    link: Arc<dyn link::Link>,
+    exchange: Exchange,
+    replies: mpsc::Sender<Reply>,
+    upstream_id: Value,
+    caller_token: Option<Value>,
+    timeout: Duration,
+    authorization: Option<String>,
+}
+
+type Answered = (Value, Result<Result<Value, Value>, String>);
+
+/// Relays one call until its response, its failure, its timeout or the caller leaving.
+async fn drive(mut d: Drive) {
+    let mut answers: FuturesUnordered<
+        std::pin::Pin<Box<dyn std::future::Future<Output = Answered> + Send>>,
+    > = FuturesUnordered::new();
+    let mut deadline = tokio::time::Instant::now() + d.timeout;
+    let outcome = loop {
+        let waiting_for_caller = !answers.is_empty();
+        tokio::select! {
+            _ = d.replies.closed() => {
+                cancel(&d, "the caller went away").await;
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline), if !waiting_for_caller => {
+                cancel(&d, "the gateway's timeout for this call elapsed").await;
+                break failed(&d.backend, format!("no answer within {} ms", d.timeout.as_millis()));
+            }
+            Some((id, answer)) = answers.next(), if waiting_for_caller => {
+                let outcome = answer.unwrap_or_else(|why| {
+                    Err(rules::error_object(codes::INTERNAL_ERROR, &why))
+                });
+                d.link.respond(id, outcome, d.authorization.clone()).await;
+                deadline = tokio::time::Instant::now() + d.timeout;
+            }
+            item = d.exchange.recv() => match item {
+                None => break failed(&d.backend, "the server ended the call without an answer"),
+                Some(Exchanged::Failed(why)) => break failed(&d.backend, why),
+                Some(Exchanged::Message(Upstream::Response { outcome, .. })) => break outcome_of(outcome),
+                Some(Exchanged::Message(Upstream::Notification { method, mut params })) => {
+                    if method == "notifications/progress" {
+                        match &d.caller_token {
+                            Some(t) => rules::restore_progress_token(&mut params, t),
+                            None => continue,
+                        }
+                    }
+                    let bytes = Bytes::from(rules::relayed_notification(&method, &params));
+                    if d.replies.send(Reply::Notification(bytes)).await.is_err() {
+                        cancel(&d, "the caller went away").await;
+                        return;
+                    }
+                }
+                Some(Exchanged::Message(Upstream::Request { id, method, params })) => {
+                    if method == "ping" {
+                        d.link.respond(id, Ok(json!({})), d.authorization.clone()).await;
+                        continue;
+                    }
+                    let (respond, answer) = oneshot::channel();
+                    let request = Reply::ServerRequest { method, params, respond };
+                    if d.replies.send(request).await.is_err() {
+                        cancel(&d, "the caller went away").await;
+                        return;
+                    }
+                    answers.push(Box::pin(async move {
+                        let answer = match tokio::time::timeout(SERVER_REQUEST_TIMEOUT, answer).await {
+                            Ok(Ok(a)) => Ok(a),
+                            Ok(Err(_)) => Err("the caller cannot answer this request".to_string()),
+                            Err(_) => Err(format!(
+                                "the caller did not answer within {} s",
+                                SERVER_REQUEST_TIMEOUT.as_secs()
+                            )),
+                        };
+                        (id, answer)
+                    }));
+                }
+            }
+        }
+    };
+    let _ = d.replies.send(Reply::Final(outcome)).await;
+}
+
+/// Tells the server the gateway no longer waits for the call.
+async fn cancel(d: &Drive, reason: &str) {
+    let params = json!({"requestId": d.upstream_id, "reason": reason});
+    let notify = d
+        .link
+        .notify("notifications/cancelled", params, d.authorization.clone());
+    let _ = tokio::time::timeout(Duration::from_secs(5), notify).await;
+}
+
+/// `initialize`, checked, then `notifications/initialized`: what both transports do on a
+/// fresh link.
+pub(crate) async fn initialize(
+    link: Arc<dyn link::Link>,
+    authorization: Option<String>,
+    timeout: Duration,
+) -> Result<Peer, String> {
+    let params = rules::initialize_params(crate::GATEWAY_VERSION);
+    let call = Outgoing {
+        key: 0,
+        progress_token: None,
+        authorization: authorization.clone(),
+    };
+    let (_, mut exchange) = link
+        .request("initialize", params, call)
+        .await
+        .map_err(|e| format!("initialize: {e}"))?;
+    let wait = async {
+        while let Some(item) = exchange.recv().await {
+            match item {
+                Exchanged::Message(Upstream::Response { outcome, .. }) => {
+                    return outcome.map_err(|e| describe_error(&e));
+                }
+                Exchanged::Failed(why) => return Err(why),
+                Exchanged::Message(_) => {}
+            }
+        }
+        Err("the server ended the exchange without an answer".to_string())
+    };
+    let result = match tokio::time::timeout(timeout, wait).await {
+        Ok(r) => r.map_err(|e| format!("initialize: {e}"))?,
+        Err(_) => {
+            return Err(format!(
+                "initialize: no answer within {} ms",
+                timeout.as_millis()
+            ))
+        }
+    };
+    let init = rules::initialized(&result).map_err(|e| format!("initialize: {e}"))?;
+    link.notify("notifications/initialized", json!({}), authorization)
+        .await;
+    Ok(Peer { link, init })
+}

@@ -1,0 +1,239 @@
+"""A native MCP server on the official Python SDK (`mcp` 2.3.0, `MCPServer`), put behind the
+gateway as a `kind: stdio` or `kind: mcp` backend by tests/it/native_*.rs.
+
+Usage: python native_fixture.py stdio
+       python native_fixture.py http <port>
+
+It provides what the conformance suite asks of a server that only a native backend can
+relay (tools that log, report progress, ask for sampling and elicitation while they run; a
+resource one can subscribe to), plus a few tools the gateway's own tests use:
+  whoami_pid          the server's process id and its process group (supervision tests)
+  notify_changes      sends notifications/resources/updated for test://watched-resource and
+                      notifications/tools/list_changed
+  add_tool            adds a tool `added_later` (re-discovery after list_changed)
+  slow                sleeps `seconds` (cancellation, timeouts)
+  ask_roots           asks the caller for its roots
+"""
+
+import asyncio
+import os
+import sys
+
+import mcp_types as types
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("native-fixture", version="1.0.0")
+
+subscribed: set[str] = set()
+cancelled: list[str] = []
+
+
+def text(value: str) -> list[types.TextContent]:
+    return [types.TextContent(type="text", text=value)]
+
+
+@server.tool(description="Sends three log messages while it runs.")
+async def test_tool_with_logging(ctx: Context) -> str:
+    await ctx.info("Tool execution started")
+    await asyncio.sleep(0.05)
+    await ctx.info("Tool processing data")
+    await asyncio.sleep(0.05)
+    await ctx.info("Tool execution completed")
+    return "Tool with logging executed successfully"
+
+
+@server.tool(description="Reports progress 0, 50 and 100 of 100.")
+async def test_tool_with_progress(ctx: Context) -> str:
+    for step in (0, 50, 100):
+        await ctx.report_progress(step, 100)
+        if step < 100:
+            await asyncio.sleep(0.05)
+    return "Tool with progress executed successfully"
+
+
+@server.tool(description="Asks the client for an LLM completion of the prompt.")
+async def test_sampling(prompt: str, ctx: Context) -> str:
+    result = await ctx.session.create_message(
+        [types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))],
+        max_tokens=100,
+        related_request_id=ctx.request_id,
+    )
+    content = result.content
+    reply = getattr(content, "text", None) or str(content)
+    return f"LLM response: {reply}"
+
+
+async def elicit(ctx: Context, message: str, schema: dict) -> str:
+    result = await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_id)
+    return f"User response: action={result.action}, content={result.content}"
+
+
+@server.tool(description="Asks the user for a username and an email.")
+async def test_elicitation(message: str, ctx: Context) -> str:
+    return await elicit(
+        ctx,
+        message,
+        {
+            "type": "object",
+            "properties": {
+                "username": {"type": "string", "description": "User's response"},
+                "email": {"type": "string", "description": "User's email address"},
+            },
+            "required": ["username", "email"],
+        },
+    )
+
+
+@server.tool(description="Elicitation with default values for every primitive type (SEP-1034).")
+async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    return await elicit(
+        ctx,
+        "Please review and update the form fields with defaults",
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "description": "User name", "default": "John Doe"},
+                "age": {"type": "integer", "description": "User age", "default": 30},
+                "score": {"type": "number", "description": "User score", "default": 95.5},
+                "status": {
+                    "type": "string",
+                    "description": "User status",
+                    "enum": ["active", "inactive", "pending"],
+                    "default": "active",
+                },
+                "verified": {"type": "boolean", "description": "Verification status", "default": True},
+            },
+            "required": [],
+        },
+    )
+
+
+@server.tool(description="Elicitation with the five enum schema variants (SEP-1330).")
+async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    return await elicit(
+        ctx,
+        "Please select options from the enum fields",
+        {
+            "type": "object",
+            "properties": {
+                "untitledSingle": {
+                    "type": "string",
+                    "description": "Select one option",
+                    "enum": ["option1", "option2", "option3"],
+                },
+                "titledSingle": {
+                    "type": "string",
+                    "description": "Select one option with titles",
+                    "oneOf": [
+                        {"const": "value1", "title": "First Option"},
+                        {"const": "value2", "title": "Second Option"},
+                        {"const": "value3", "title": "Third Option"},
+                    ],
+                },
+                "legacyEnum": {
+                    "type": "string",
+                    "description": "Select one option (legacy)",
+                    "enum": ["opt1", "opt2", "opt3"],
+                    "enumNames": ["Option One", "Option Two", "Option Three"],
+                },
+                "untitledMulti": {
+                    "type": "array",
+                    "description": "Select multiple options",
+                    "minItems": 1,
+                    "maxItems": 3,
+                    "items": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                },
+                "titledMulti": {
+                    "type": "array",
+                    "description": "Select multiple options with titles",
+                    "minItems": 1,
+                    "maxItems": 3,
+                    "items": {
+                        "anyOf": [
+                            {"const": "value1", "title": "First Choice"},
+                            {"const": "value2", "title": "Second Choice"},
+                            {"const": "value3", "title": "Third Choice"},
+                        ]
+                    },
+                },
+            },
+            "required": [],
+        },
+    )
+
+
+@server.tool(description="The server's process id and process group.")
+def whoami_pid() -> str:
+    return f"{os.getpid()} {os.getpgid(0)}"
+
+
+@server.tool(description="Tells subscribers that test://watched-resource changed, and that the tools changed.")
+async def notify_changes(ctx: Context) -> str:
+    await ctx.session.send_resource_updated("test://watched-resource")
+    await ctx.session.send_tool_list_changed()
+    return f"notified; subscribed: {sorted(subscribed)}"
+
+
+@server.tool(description="Adds the tool added_later and says the tool list changed.")
+async def add_tool(ctx: Context) -> str:
+    def added_later() -> str:
+        return "added later"
+
+    server.add_tool(added_later, name="added_later", description="Added at run time.")
+    await ctx.session.send_tool_list_changed()
+    return "added"
+
+
+@server.tool(description="Sleeps for `seconds`, reporting progress each second.")
+async def slow(seconds: float, ctx: Context) -> str:
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        cancelled.append(ctx.request_id)
+        raise
+    return f"slept {seconds}"
+
+
+@server.tool(description="Lists the calls the server saw cancelled.")
+def cancelled_calls() -> str:
+    return ",".join(str(c) for c in cancelled)
+
+
+@server.tool(description="Asks the client for its roots.")
+async def ask_roots(ctx: Context) -> str:
+    roots = await ctx.session.list_roots()
+    return " ".join(str(r.uri) for r in roots.roots)
+
+
+@server.resource("test://watched-resource", name="watched-resource", description="A resource one can subscribe to.", mime_type="text/plain")
+def watched_resource() -> str:
+    return "watched content"
+
+
+@server.prompt(description="A prompt of the native fixture.")
+def native_prompt(topic: str) -> str:
+    return f"Tell me about {topic}"
+
+
+async def on_subscribe(ctx, params):
+    subscribed.add(str(params.uri))
+    return types.EmptyResult()
+
+
+async def on_unsubscribe(ctx, params):
+    subscribed.discard(str(params.uri))
+    return types.EmptyResult()
+
+
+server._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, on_subscribe)
+server._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, on_unsubscribe)
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else "stdio"
+    if mode == "stdio":
+        server.run("stdio")
+    elif mode == "http" and len(sys.argv) == 3:
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        sys.exit("usage: native_fixture.py stdio | http <port>")
