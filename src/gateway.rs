@@ -23,6 +23,16 @@ use crate::record::{clean, Facts, MAX_IDENT};
 use crate::state::AppState;
 use crate::well_known;
 
+/// The edge state of the connection `session` arrived on (None when it did not come
+/// through [`crate::edge::EdgeApp`]).
+fn edge_conn(session: &Session) -> Option<Arc<crate::edge::Conn>> {
+    let stream = session.as_downstream().stream()?;
+    (**stream)
+        .as_any()
+        .downcast_ref::<crate::edge::EdgeStream>()
+        .map(|s| s.conn().clone())
+}
+
 /// The gateway service.
 pub struct Gateway {
     state: Arc<AppState>,
@@ -100,6 +110,22 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // The header is in: the body (if any) is now read under the body deadline.
+        ctx.conn = edge_conn(session);
+        if let Some(conn) = &ctx.conn {
+            if session.is_body_empty() {
+                conn.body_done();
+            } else {
+                conn.expect_body();
+            }
+        }
+        if let Some(problem) = crate::edge::host_problem(session.req_header()) {
+            session.set_keepalive(None);
+            let body = json!({"error": "bad_request", "error_description": problem});
+            let answer = Answer::json(400, serde_json::to_vec(&body).unwrap_or_default());
+            write_answer(session, answer, None).await?;
+            return Ok(true);
+        }
         let policy = self.state.policy();
         // Only where Pingora keeps the connection: it closes, rightly, after a request it
         // cannot trust to be delimited (Content-Length with Transfer-Encoding) or an HTTP/1.0
@@ -137,6 +163,23 @@ impl ProxyHttp for Gateway {
         };
         write_answer(session, answer, None).await?;
         Ok(true)
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        // A client that goes away mid-request is the client's business, not an error of the
+        // gateway's; logging each at ERROR would let any client choose the log volume.
+        let gone = matches!(
+            e.etype(),
+            ErrorType::ReadError
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteError
+                | ErrorType::WriteTimedout
+                | ErrorType::ConnectionClosed
+        );
+        if gone {
+            debug!(error = %e, "client connection ended mid-request");
+        }
+        gone
     }
 
     async fn upstream_peer(

@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod demo;
 pub mod demo_backend;
 pub mod dev_as;
+pub mod edge;
 pub mod gateway;
 pub mod healthcheck;
 pub mod http;

@@ -22,6 +22,7 @@ use crate::auth::{AuthSetupError, Authenticator};
 use crate::builtins::{BuiltinRuntime, Builtins};
 use crate::config::Config;
 use crate::credentials::IdentityService;
+use crate::edge::{Edge, EdgeLimits};
 use crate::sessions::SessionManager;
 use crate::store::Store;
 use crate::upstream::{Backend, CatalogStore, ContractBackend, HttpClient, TargetError, Upstreams};
@@ -66,6 +67,9 @@ pub struct Shared {
     pub client: Arc<HttpClient>,
     /// The builtins' process-lifetime parts (search index, webhook wake-up).
     pub builtins: BuiltinRuntime,
+    /// The HTTP edge: connection cap, header/body deadlines, body budget, and their
+    /// counters (`edge.counters`, for the metrics endpoint).
+    pub edge: Arc<Edge>,
 }
 
 /// What a configuration reload replaces.
@@ -129,6 +133,7 @@ impl AppState {
             audit: AuditSink::disabled(),
             client,
             builtins: BuiltinRuntime::default(),
+            edge: Arc::new(Edge::new(EdgeLimits::from_config(&config.server.limits))),
         };
         let policy = Policy::build(Arc::new(config), &shared)?;
         Ok(AppState {

@@ -28,6 +28,10 @@ pub const RESTART: &[(&str, &str)] = &[
     ("server.listen", "the listeners are bound at start"),
     ("server.threads", "the worker threads are started at start"),
     (
+        "server.limits",
+        "the connection cap, deadlines and body budget are set up at start",
+    ),
+    (
         "server.grace_period",
         "the shutdown settings are fixed at start",
     ),

@@ -4,11 +4,13 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::Method;
 use pingora::proxy::Session;
 
+use crate::edge::{BodyPermit, Conn};
 use crate::http::{header, request_host, Answer};
 use crate::record::{RequestRecord, Stage};
 
@@ -20,6 +22,10 @@ pub struct RequestCtx {
     pub cors_origin: Option<String>,
     /// When the request arrived.
     pub started: Instant,
+    /// The connection's reading state (its deadlines), when it came through the edge.
+    pub conn: Option<Arc<Conn>>,
+    /// The body-budget bytes this request holds, released when it ends.
+    pub body_permit: BodyPermit,
 }
 
 impl Default for RequestCtx {
@@ -28,6 +34,8 @@ impl Default for RequestCtx {
             record: RequestRecord::default(),
             cors_origin: None,
             started: Instant::now(),
+            conn: None,
+            body_permit: BodyPermit::default(),
         }
     }
 }
