@@ -370,7 +370,7 @@ mod tests {
     /// A file that reaches every section of the configuration, so that the loader meets the
     /// field list of every struct (values do not matter: invalid ones are still visited).
     const EVERY_SECTION: &str = "\
-server: {}
+server: {limits: {}}
 sessions: {}
 catalog: {}
 auth:

@@ -23,8 +23,16 @@ use super::{Conn, Edge, EdgeCounters, EdgeStream};
 /// replaces it with `server.keepalive_timeout` where the connection is kept).
 const INITIAL_KEEPALIVE_SECS: u64 = 60;
 
+/// The body of the answer to a connection over the cap.
+const OVER_CAP_BODY: &str = "{\"error\":\"too_many_connections\",\"error_description\":\"the gateway is at server.limits.max_connections; retry shortly\"}";
+
 /// The answer to a connection over the cap.
-const OVER_CAP: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 99\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{\"error\":\"too_many_connections\",\"error_description\":\"the gateway is at server.limits.max_connections\"}";
+fn over_cap() -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{OVER_CAP_BODY}",
+        OVER_CAP_BODY.len()
+    )
+}
 
 /// How long a refused connection may take: reading what the client sent at once (so that
 /// closing does not reset the connection before the client reads the answer), writing the
@@ -115,7 +123,7 @@ async fn refuse(edge: &Arc<Edge>, mut stream: Stream) {
     let mut scratch = [0u8; 4096];
     let _ = tokio::time::timeout(REFUSAL_READ, stream.read(&mut scratch)).await;
     let _ = tokio::time::timeout(REFUSAL_WRITE, async {
-        stream.write_all(OVER_CAP).await?;
+        stream.write_all(over_cap().as_bytes()).await?;
         stream.flush().await?;
         AsyncWriteExt::shutdown(&mut stream).await
     })
@@ -130,7 +138,7 @@ async fn refuse(edge: &Arc<Edge>, mut stream: Stream) {
 mod tests {
     #[test]
     fn the_refusal_declares_its_length() {
-        let text = std::str::from_utf8(super::OVER_CAP).unwrap_or_default();
+        let text = super::over_cap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
         assert!(head.contains(&format!("content-length: {}", body.len())));
         assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());

@@ -49,7 +49,9 @@ pub fn fit(configured: usize, reserved: usize, soft: u64) -> usize {
     configured.min(room).max(1)
 }
 
+// `rlim_t` is not 64 bits wide on every Unix.
 #[cfg(unix)]
+#[allow(clippy::unnecessary_cast)]
 fn nofile() -> Option<(u64, u64)> {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
@@ -61,6 +63,7 @@ fn nofile() -> Option<(u64, u64)> {
 }
 
 #[cfg(unix)]
+#[allow(clippy::unnecessary_cast)]
 fn set_nofile(soft: u64, hard: u64) -> bool {
     let rl = libc::rlimit {
         rlim_cur: soft as libc::rlim_t,

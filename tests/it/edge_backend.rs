@@ -43,7 +43,10 @@ fn call(id: u64, tool: &str, arguments: Value) -> String {
 /// JSON-RPC answer delimited by a `Content-Length` (not an empty or chunked 200).
 async fn raw_call(gateway: &Gateway, tool: &str, arguments: Value) -> Value {
     let mut conn = RawConn::connect(gateway.port()).await;
-    assert!(conn.send(&raw::post("/mcp", "", &call(7, tool, arguments))).await);
+    assert!(
+        conn.send(&raw::post("/mcp", "", &call(7, tool, arguments)))
+            .await
+    );
     let response = conn
         .response(Duration::from_secs(20))
         .await
@@ -59,7 +62,10 @@ async fn raw_call(gateway: &Gateway, tool: &str, arguments: Value) -> Value {
         "{tool}: a Content-Length: {response:?}"
     );
     let body = response.json();
-    assert_eq!(body["jsonrpc"], "2.0", "{tool}: a JSON-RPC answer: {response:?}");
+    assert_eq!(
+        body["jsonrpc"], "2.0",
+        "{tool}: a JSON-RPC answer: {response:?}"
+    );
     assert_eq!(body["id"], 7, "{tool}: {body}");
     body
 }
@@ -88,7 +94,10 @@ async fn empty_backend_replies_become_jsonrpc_answers() {
         );
     }
     let body = raw_call(&gateway, "rogue_not_found_empty", json!({})).await;
-    assert_eq!(body["result"]["isError"], true, "an empty 404 is a tool error: {body}");
+    assert_eq!(
+        body["result"]["isError"], true,
+        "an empty 404 is a tool error: {body}"
+    );
     assert!(
         body["result"]["content"][0]["text"]
             .as_str()
@@ -128,9 +137,11 @@ async fn backend_timeout_bounds_the_whole_call() {
             .is_some_and(|m| m.contains("timed out after 1000ms")),
         "{body}"
     );
-    eventually(Duration::from_secs(10), "the gateway hangs up on the drip", || async {
-        rogue.drip_closed().then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the gateway hangs up on the drip",
+        || async { rogue.drip_closed().then_some(()) },
+    )
     .await;
 
     let body = raw_call(&gateway, "rogue_forever", json!({})).await;
@@ -170,7 +181,10 @@ async fn early_backend_413_keeps_its_message() {
             .load(std::sync::atomic::Ordering::SeqCst)
             >= 1
     );
-    assert_eq!(body["result"]["isError"], true, "a 413 is a tool error: {body}");
+    assert_eq!(
+        body["result"]["isError"], true,
+        "a 413 is a tool error: {body}"
+    );
     let text = body["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_default();

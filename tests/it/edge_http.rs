@@ -37,12 +37,19 @@ async fn malformed_chunked_bodies_are_400() {
         "7\r\n{\"a\":1}XX0\r\n\r\n",
     ] {
         let mut conn = RawConn::connect(gateway.port()).await;
-        assert!(conn.send(format!("{CHUNKED_HEAD}{chunks}").as_bytes()).await);
-        let response = conn.response(WAIT).await.unwrap_or_else(|| {
-            panic!("{chunks:?}: no response\n{}", gateway.logs())
-        });
+        assert!(
+            conn.send(format!("{CHUNKED_HEAD}{chunks}").as_bytes())
+                .await
+        );
+        let response = conn
+            .response(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{chunks:?}: no response\n{}", gateway.logs()));
         assert_eq!(response.status, 400, "{chunks:?}: {response:?}");
-        assert!(conn.closed_within(WAIT).await, "{chunks:?}: the connection closes");
+        assert!(
+            conn.closed_within(WAIT).await,
+            "{chunks:?}: the connection closes"
+        );
     }
     // A well-formed chunked body is still served.
     let body = ping(1);
@@ -88,7 +95,10 @@ async fn http10_gets_content_length_and_close() {
         assert!(conn.send(request.as_bytes()).await);
         let response = conn.response(WAIT).await.expect("a response");
         assert_eq!(response.status, 200, "{response:?}");
-        assert!(response.header("transfer-encoding").is_none(), "{response:?}");
+        assert!(
+            response.header("transfer-encoding").is_none(),
+            "{response:?}"
+        );
         assert_eq!(
             response.header("content-length"),
             Some(response.body.len().to_string().as_str()),

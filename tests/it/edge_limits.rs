@@ -14,7 +14,9 @@ use common::{eventually, Gateway, TestConfig};
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn gateway_with(limits: &str, extra: &[&str]) -> Gateway {
-    let mut config = TestConfig::new().server(&format!("limits: {{{limits}}}"));
+    let mut config = TestConfig::new()
+        .server("max_body_bytes: 64KiB")
+        .server(&format!("limits: {{{limits}}}"));
     for line in extra {
         config = config.top(line);
     }
@@ -35,6 +37,24 @@ async fn pings(gateway: &Gateway) -> bool {
             .response(WAIT)
             .await
             .is_some_and(|r| r.status == 200 && r.json()["id"] == 1)
+}
+
+/// `text` without terminal colour sequences.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Lines of the gateway's log at ERROR level.
@@ -64,7 +84,10 @@ async fn slow_headers_are_cut_at_the_header_deadline() {
     let mut cut = vec![false; slow.len()];
     for byte in header.iter().take(50) {
         for (i, conn) in slow.iter_mut().enumerate() {
-            if !cut[i] && (!conn.send(&[*byte]).await || conn.closed_within(Duration::from_millis(40)).await) {
+            if !cut[i]
+                && (!conn.send(&[*byte]).await
+                    || conn.closed_within(Duration::from_millis(40)).await)
+            {
                 cut[i] = true;
             }
         }
@@ -74,9 +97,16 @@ async fn slow_headers_are_cut_at_the_header_deadline() {
         tokio::time::sleep(Duration::from_millis(160)).await;
     }
     assert!(cut.iter().all(|c| *c), "every slow header was cut: {cut:?}");
-    assert!(silent.closed_within(WAIT).await, "a silent connection is cut too");
+    assert!(
+        silent.closed_within(WAIT).await,
+        "a silent connection is cut too"
+    );
     assert!(pings(&gateway).await, "the gateway still serves");
-    assert!(error_lines(&gateway).is_empty(), "{:?}", error_lines(&gateway));
+    assert!(
+        error_lines(&gateway).is_empty(),
+        "{:?}",
+        error_lines(&gateway)
+    );
 }
 
 /// D1: a body sent one byte at a time after a complete header gets 408 at the body deadline,
@@ -98,7 +128,8 @@ async fn slow_bodies_get_408_at_the_body_deadline() {
             break;
         }
     }
-    let response = answered.unwrap_or_else(|| panic!("no answer to a slow body\n{}", gateway.logs()));
+    let response =
+        answered.unwrap_or_else(|| panic!("no answer to a slow body\n{}", gateway.logs()));
     assert_eq!(response.status, 408, "{response:?}");
     assert_eq!(response.json()["error"]["code"], -32600, "{response:?}");
     assert!(response.closes(), "{response:?}");
@@ -138,7 +169,7 @@ async fn connections_over_the_cap_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_cap_leaves_descriptors_in_reserve() {
     let gateway = gateway_with("max_connections: 1000000, reserved_fds: 19000", &[]).await;
-    let logs = gateway.logs();
+    let logs = strip_ansi(&gateway.logs());
     let line = logs
         .lines()
         .find(|l| l.contains("edge limits"))
@@ -218,7 +249,10 @@ async fn mid_header_disconnects_are_debug_not_error() {
     .await;
     for _ in 0..20 {
         let mut conn = RawConn::connect(gateway.port()).await;
-        assert!(conn.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nconte").await);
+        assert!(
+            conn.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nconte")
+                .await
+        );
         drop(conn);
     }
     eventually(WAIT, "20 mid-header departures logged at debug", || async {
@@ -231,5 +265,9 @@ async fn mid_header_disconnects_are_debug_not_error() {
     })
     .await;
     assert!(pings(&gateway).await);
-    assert!(error_lines(&gateway).is_empty(), "{:?}", error_lines(&gateway));
+    assert!(
+        error_lines(&gateway).is_empty(),
+        "{:?}",
+        error_lines(&gateway)
+    );
 }
