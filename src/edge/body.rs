@@ -28,7 +28,7 @@ impl BodyPermit {
     }
 
     /// Takes `n` more bytes of `budget`, at once or not at all.
-    fn grow(&mut self, budget: &Arc<Semaphore>, n: usize) -> bool {
+    pub(super) fn grow(&mut self, budget: &Arc<Semaphore>, n: usize) -> bool {
         if n == 0 {
             return true;
         }

@@ -233,3 +233,47 @@ pub fn host_problem(req: &pingora::http::RequestHeader) -> Option<&'static str> 
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{BodyPermit, Edge, EdgeLimits};
+
+    fn edge(max_connections: usize, body_budget: u64) -> Arc<Edge> {
+        Arc::new(Edge::new(EdgeLimits {
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            max_connections,
+            reserved_fds: 0,
+            body_budget,
+        }))
+    }
+
+    #[test]
+    fn connections_are_admitted_up_to_the_cap_and_freed_on_drop() {
+        let edge = edge(2, 1024);
+        let a = edge.try_admit();
+        let b = edge.try_admit();
+        assert!(a.is_some() && b.is_some());
+        assert!(edge.try_admit().is_none(), "the third is over the cap");
+        assert_eq!(edge.open_connections(), 2);
+        drop(a);
+        assert!(edge.try_admit().is_some(), "a slot is free again");
+    }
+
+    #[test]
+    fn the_body_budget_is_shared_and_given_back() {
+        let edge = edge(2, 100);
+        let mut first = BodyPermit::default();
+        let mut second = BodyPermit::default();
+        assert!(first.grow(edge.budget(), 60));
+        assert!(!second.grow(edge.budget(), 60), "60 + 60 > 100");
+        assert!(second.grow(edge.budget(), 40));
+        assert_eq!(edge.body_budget_available(), 0);
+        assert_eq!(first.bytes() + second.bytes(), 100);
+        drop(first);
+        assert_eq!(edge.body_budget_available(), 60);
+    }
+}

@@ -415,7 +415,125 @@ impl Peek for EdgeStream {
 
 #[cfg(test)]
 mod tests {
-    use super::header_complete;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{header_complete, Conn, EdgeStream};
+    use crate::edge::{Edge, EdgeLimits};
+
+    fn edge(header_timeout: Duration) -> Arc<Edge> {
+        Arc::new(Edge::new(EdgeLimits {
+            header_timeout,
+            body_timeout: Duration::from_secs(5),
+            max_connections: 10,
+            reserved_fds: 0,
+            body_budget: 1024,
+        }))
+    }
+
+    /// A connected pair: the client socket and the server side under the edge.
+    async fn pair(edge: &Arc<Edge>) -> (TcpStream, EdgeStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let stream: pingora::protocols::Stream =
+            Box::new(pingora::protocols::l4::stream::Stream::from(server));
+        let conn = Arc::new(Conn::new(edge.clone()));
+        (client, EdgeStream::new(stream, conn))
+    }
+
+    async fn read_all_now(stream: &mut EdgeStream) -> Vec<u8> {
+        let mut buf = vec![0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("a read within 5s")
+            .expect("no read error");
+        buf.truncate(n);
+        buf
+    }
+
+    #[tokio::test]
+    async fn a_header_is_handed_over_only_when_complete() {
+        let edge = edge(Duration::from_secs(5));
+        let (mut client, mut server) = pair(&edge).await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHo")
+            .await
+            .expect("write");
+        let early =
+            tokio::time::timeout(Duration::from_millis(200), server.read(&mut [0u8; 64])).await;
+        assert!(
+            early.is_err(),
+            "nothing is handed over before the empty line"
+        );
+        client.write_all(b"st: a\r\n\r\nbody").await.expect("write");
+        let got = read_all_now(&mut server).await;
+        assert_eq!(got, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody");
+    }
+
+    #[tokio::test]
+    async fn leaving_mid_header_is_counted_and_reads_as_a_quiet_close() {
+        let edge = edge(Duration::from_secs(5));
+        let (mut client, mut server) = pair(&edge).await;
+        client
+            .write_all(b"POST /mcp HTTP/1.1\r\nHost")
+            .await
+            .expect("write");
+        drop(client);
+        assert!(read_all_now(&mut server).await.is_empty());
+        assert_eq!(
+            edge.counters.disconnects_mid_header.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(edge.counters.header_timeouts.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_header_is_cut_at_the_deadline_and_counted() {
+        let edge = edge(Duration::from_millis(300));
+        let (mut client, mut server) = pair(&edge).await;
+        client
+            .write_all(b"POST /mcp HTTP/1.1\r\nHost")
+            .await
+            .expect("write");
+        assert!(read_all_now(&mut server).await.is_empty());
+        assert_eq!(edge.counters.header_timeouts.load(Ordering::Relaxed), 1);
+        let mut rest = [0u8; 8];
+        assert!(
+            server.read(&mut rest).await.is_err(),
+            "reads after the deadline fail"
+        );
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn the_body_deadline_fails_reads_and_is_counted_once() {
+        let edge = edge(Duration::from_secs(5));
+        let (mut client, mut server) = pair(&edge).await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        read_all_now(&mut server).await;
+        let conn = server.conn().clone();
+        conn.expect_body();
+        // Pretend the deadline is now.
+        *conn.phase.lock().unwrap_or_else(|p| p.into_inner()) = super::Phase::Reading {
+            until: std::time::Instant::now(),
+            what: super::Expired::Body,
+        };
+        for _ in 0..2 {
+            assert!(server.read(&mut [0u8; 8]).await.is_err());
+        }
+        assert!(conn.body_expired());
+        assert_eq!(edge.counters.body_timeouts.load(Ordering::Relaxed), 1);
+        drop(client);
+    }
 
     #[test]
     fn header_end_is_an_empty_line_with_or_without_cr() {
