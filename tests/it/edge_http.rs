@@ -34,6 +34,7 @@ async fn malformed_chunked_bodies_are_400() {
         "ffffffffffffffffffffff\r\n{\"a\":1}\r\n0\r\n\r\n",
         "-5\r\n{\"a\":1}\r\n0\r\n\r\n",
         "0x2a\r\n{\"a\":1}\r\n0\r\n\r\n",
+        "7 1\r\n{\"a\":1}\r\n0\r\n\r\n",
         "7\r\n{\"a\":1}XX0\r\n\r\n",
     ] {
         let mut conn = RawConn::connect(gateway.port()).await;
