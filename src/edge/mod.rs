@@ -79,6 +79,8 @@ pub struct EdgeCounters {
     pub body_budget_refusals: AtomicU64,
     /// Connections the client closed (or reset) in the middle of a request header.
     pub disconnects_mid_header: AtomicU64,
+    /// Connections closed because a request header passed 64 KiB.
+    pub headers_too_large: AtomicU64,
 }
 
 impl EdgeCounters {
@@ -88,7 +90,7 @@ impl EdgeCounters {
     }
 
     /// The counters' current values, by metric-friendly name.
-    pub fn snapshot(&self) -> [(&'static str, u64); 5] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 6] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("connections_refused", get(&self.connections_refused)),
@@ -96,6 +98,7 @@ impl EdgeCounters {
             ("body_timeouts", get(&self.body_timeouts)),
             ("body_budget_refusals", get(&self.body_budget_refusals)),
             ("disconnects_mid_header", get(&self.disconnects_mid_header)),
+            ("headers_too_large", get(&self.headers_too_large)),
         ]
     }
 }

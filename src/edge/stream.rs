@@ -29,8 +29,11 @@ use tracing::debug;
 
 use super::{Edge, EdgeCounters};
 
-/// A header larger than this is handed to Pingora as it is, which refuses it (400).
-const MAX_HELD: usize = 1024 * 1024;
+/// The largest request header the edge holds (Pingora's own limit is 1 MiB): a larger one
+/// closes the connection, so that stalled headers pin at most this much memory per
+/// connection (64 KiB × `max_connections`). A request header of the gateway's clients
+/// (a bearer token, MCP headers) is a few KiB.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Which deadline expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +242,16 @@ impl EdgeStream {
                             first_byte: Some(now),
                         });
                     }
-                    if header_complete(&self.held[scan_from..]) || self.held.len() > MAX_HELD {
+                    if self.held.len() > MAX_HEADER_BYTES
+                        && !header_complete(&self.held[scan_from..])
+                    {
+                        debug!(peer = %self.peer(), "request header larger than 64 KiB; closing");
+                        EdgeCounters::inc(&self.conn.edge.counters.headers_too_large);
+                        self.held.clear();
+                        self.conn.set(Phase::Expired(Expired::Header));
+                        return Poll::Ready(Ok(()));
+                    }
+                    if header_complete(&self.held[scan_from..]) {
                         let start = first_byte.unwrap_or_else(Instant::now);
                         self.conn.set(Phase::Reading {
                             until: start + timeout,
@@ -509,6 +521,21 @@ mod tests {
             "reads after the deadline fail"
         );
         drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_header_past_64_kib_closes_the_connection() {
+        let edge = edge(Duration::from_secs(5));
+        let (mut client, mut server) = pair(&edge).await;
+        let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', super::MAX_HEADER_BYTES));
+        let writer = tokio::spawn(async move {
+            let _ = client.write_all(&big).await;
+            client
+        });
+        assert!(read_all_now(&mut server).await.is_empty());
+        assert_eq!(edge.counters.headers_too_large.load(Ordering::Relaxed), 1);
+        drop(writer.await);
     }
 
     #[tokio::test]

@@ -138,26 +138,31 @@ async fn slow_bodies_get_408_at_the_body_deadline() {
 }
 
 /// D1: one connection over `max_connections` gets 503 with `Retry-After`; when the held
-/// connections are cut by the header deadline, new ones are served again.
+/// connections go, new ones are served again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_are_refused() {
-    let gateway = gateway_with("max_connections: 4, header_timeout: 2s", &[]).await;
+    let gateway = gateway_with("max_connections: 4, header_timeout: 60s", &[]).await;
+    // Six connections that stall mid-header: at least four of them are admitted (in
+    // whatever order the workers take them), and then any further connection is refused.
     let mut held = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..6 {
         let mut conn = RawConn::connect(gateway.port()).await;
         conn.send(b"POST /mcp HTTP/1.1\r\n").await;
         held.push(conn);
     }
-    let mut extra = RawConn::connect(gateway.port()).await;
-    extra.send(&raw::post("/mcp", "", &ping(1))).await;
-    let refused = extra.response(WAIT).await.expect("an answer over the cap");
-    assert_eq!(refused.status, 503, "{refused:?}");
+    let refused = eventually(WAIT, "a connection over the cap is refused", || {
+        let port = gateway.port();
+        async move {
+            let mut extra = RawConn::connect(port).await;
+            extra.send(&raw::post("/mcp", "", &ping(1))).await;
+            extra.response(WAIT).await.filter(|r| r.status == 503)
+        }
+    })
+    .await;
     assert_eq!(refused.header("retry-after"), Some("1"), "{refused:?}");
     assert_eq!(refused.json()["error"], "too_many_connections");
     assert!(refused.closes());
-    for conn in &mut held {
-        assert!(conn.closed_within(WAIT).await, "held connections are cut");
-    }
+    drop(held);
     eventually(WAIT, "a ping is served again", || async {
         pings(&gateway).await.then_some(())
     })
@@ -194,11 +199,11 @@ async fn the_connection_cap_leaves_descriptors_in_reserve() {
 }
 
 /// D8: request bodies share one memory budget: while two slow bodies hold 120 KiB of a
-/// 128 KiB budget, a third body gets 503 with `Retry-After`; after their 408, bodies are
+/// 128 KiB budget, a third body gets 503 with `Retry-After`; once they are gone, bodies are
 /// read again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_past_the_budget_are_refused() {
-    let gateway = gateway_with("body_budget: 128KiB, body_timeout: 3s", &[]).await;
+    let gateway = gateway_with("body_budget: 128KiB, body_timeout: 60s", &[]).await;
     let head = |len: usize| {
         format!("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {len}\r\n\r\n")
     };
@@ -209,8 +214,9 @@ async fn bodies_past_the_budget_are_refused() {
         holders.push(conn);
     }
     let padded = format!("{}{}", ping(5), " ".repeat(60 * 1024 - ping(5).len()));
+    let request = format!("{}{padded}", head(padded.len()));
     let refused = eventually(WAIT, "a body over the budget is refused", || {
-        let request = format!("{}{padded}", head(padded.len()));
+        let request = request.clone();
         let port = gateway.port();
         async move {
             let mut conn = RawConn::connect(port).await;
@@ -226,15 +232,18 @@ async fn bodies_past_the_budget_are_refused() {
             .is_some_and(|m| m.contains("server.limits.body_budget")),
         "{refused:?}"
     );
-    for conn in &mut holders {
-        let answer = conn.response(WAIT).await.expect("the slow body's answer");
-        assert_eq!(answer.status, 408, "{answer:?}");
-    }
-    let request = format!("{}{padded}", head(padded.len()));
-    let mut conn = RawConn::connect(gateway.port()).await;
-    assert!(conn.send(request.as_bytes()).await);
-    let served = conn.response(WAIT).await.expect("an answer");
-    assert_eq!(served.status, 200, "the budget is free again: {served:?}");
+    assert!(refused.closes(), "{refused:?}");
+    drop(holders);
+    let served = eventually(WAIT, "the budget is free again", || {
+        let request = request.clone();
+        let port = gateway.port();
+        async move {
+            let mut conn = RawConn::connect(port).await;
+            conn.send(request.as_bytes()).await;
+            conn.response(WAIT).await.filter(|r| r.status == 200)
+        }
+    })
+    .await;
     assert_eq!(served.json()["id"], 5);
 }
 
