@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use serde_json::json;
 use tracing::debug;
@@ -22,6 +22,18 @@ use crate::mcp::transport;
 use crate::record::{clean, Facts, MAX_IDENT};
 use crate::state::AppState;
 use crate::well_known;
+
+/// Whether `e` says the client's connection broke (read or write failed, closed, timed out).
+fn client_gone(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ReadError
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteError
+            | ErrorType::WriteTimedout
+            | ErrorType::ConnectionClosed
+    )
+}
 
 /// The edge state of the connection `session` arrived on (None when it did not come
 /// through [`crate::edge::EdgeApp`]).
@@ -168,18 +180,40 @@ impl ProxyHttp for Gateway {
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
         // A client that goes away mid-request is the client's business, not an error of the
         // gateway's; logging each at ERROR would let any client choose the log volume.
-        let gone = matches!(
-            e.etype(),
-            ErrorType::ReadError
-                | ErrorType::ReadTimedout
-                | ErrorType::WriteError
-                | ErrorType::WriteTimedout
-                | ErrorType::ConnectionClosed
-        );
+        let gone = client_gone(e);
         if gone {
             debug!(error = %e, "client connection ended mid-request");
         }
         gone
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        // Pingora's default, except that a connection the client broke gets no answer (and
+        // no ERROR line for the answer that could not be written) whatever the error's
+        // source: only the request path reads the client, so its read errors are the client's.
+        let code = if client_gone(e) {
+            0
+        } else {
+            match e.etype() {
+                ErrorType::HTTPStatus(code) => *code,
+                _ if *e.esource() == pingora::ErrorSource::Downstream => 400,
+                _ => 500,
+            }
+        };
+        if code > 0 {
+            if let Err(write) = session.respond_error(code).await {
+                debug!(error = %write, "the error answer could not be written");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn upstream_peer(
