@@ -201,6 +201,9 @@ impl ProxyHttp for Gateway {
         } else {
             match e.etype() {
                 ErrorType::HTTPStatus(code) => *code,
+                // The client's framing: a bad header or a malformed chunk.
+                ErrorType::InvalidHTTPHeader => 400,
+                t if t.as_str() == "InvalidChunk" => 400,
                 _ if *e.esource() == pingora::ErrorSource::Downstream => 400,
                 _ => 500,
             }
