@@ -105,7 +105,8 @@ pub struct LimitsConfig {
     /// start to what the descriptor limit allows after `reserved_fds`. Default 4096.
     pub max_connections: usize,
     /// File descriptors kept free of client connections, for backend, store and
-    /// authorization-server connections, files and logs. Default 256.
+    /// authorization-server connections, files and logs (at most half the descriptor
+    /// limit). Default 256.
     pub reserved_fds: usize,
     /// Request-body bytes all requests together may hold in memory; a request that would
     /// pass it is answered 503 with `Retry-After`. At least `server.max_body_bytes`.

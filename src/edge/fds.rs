@@ -43,9 +43,11 @@ pub fn plan(configured: usize, reserved: usize) -> DescriptorPlan {
     }
 }
 
-/// The cap under a soft limit: at most `soft - reserved`, at least one.
+/// The cap under a soft limit: at most `soft - reserve`, at least one, where the reserve is
+/// `reserved` but never more than half the limit (a small limit is shared, not all kept).
 pub fn fit(configured: usize, reserved: usize, soft: u64) -> usize {
-    let room = usize::try_from(soft.saturating_sub(reserved as u64)).unwrap_or(usize::MAX);
+    let reserve = (reserved as u64).min(soft / 2);
+    let room = usize::try_from(soft.saturating_sub(reserve)).unwrap_or(usize::MAX);
     configured.min(room).max(1)
 }
 
@@ -91,7 +93,13 @@ mod tests {
     fn the_cap_leaves_the_reserve_free() {
         assert_eq!(fit(4096, 256, 1024), 768);
         assert_eq!(fit(100, 256, 1024), 100);
-        assert_eq!(fit(4096, 256, 100), 1);
+        assert_eq!(
+            fit(4096, 256, 256),
+            128,
+            "at most half of a small limit is kept"
+        );
+        assert_eq!(fit(4096, 256, 100), 50);
+        assert_eq!(fit(4096, 256, 1), 1);
         assert_eq!(fit(4096, 256, u64::MAX), 4096);
     }
 }
