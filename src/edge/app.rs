@@ -37,7 +37,7 @@ fn over_cap() -> String {
 /// How long a refused connection may take: reading what the client sent at once (so that
 /// closing does not reset the connection before the client reads the answer), writing the
 /// answer, and waiting for the client's close.
-const REFUSAL_READ: Duration = Duration::from_millis(200);
+const REFUSAL_READ: Duration = Duration::from_millis(100);
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
 /// An HTTP application (the gateway's Pingora proxy) behind the edge's limits.

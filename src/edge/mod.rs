@@ -116,8 +116,9 @@ pub struct Edge {
     budget: Arc<Semaphore>,
 }
 
-/// Refusal answers written at once over the cap; beyond, a connection is closed unanswered
-/// (answering must not itself hold descriptors without bound).
+/// Refusal answers written at once over the cap (and at most an eighth of the cap); beyond,
+/// a connection is closed unanswered: answering must not itself take the descriptors the
+/// cap keeps free.
 const MAX_REFUSING: usize = 64;
 
 impl Edge {
@@ -187,7 +188,8 @@ impl Edge {
 
     /// Whether one more refusal may be answered now (else the connection is just closed).
     fn begin_refusal(self: &Arc<Self>) -> Option<Refusing> {
-        if self.refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+        let max = MAX_REFUSING.min(self.max_connections() / 8).max(1);
+        if self.refusing.fetch_add(1, Ordering::AcqRel) >= max {
             self.refusing.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
