@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use serde_json::json;
 use tracing::debug;
@@ -22,6 +22,28 @@ use crate::mcp::transport;
 use crate::record::{clean, Facts, MAX_IDENT};
 use crate::state::AppState;
 use crate::{discovery, well_known};
+
+/// Whether `e` says the client's connection broke (read or write failed, closed, timed out).
+fn client_gone(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ReadError
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteError
+            | ErrorType::WriteTimedout
+            | ErrorType::ConnectionClosed
+    )
+}
+
+/// The edge state of the connection `session` arrived on (None when it did not come
+/// through [`crate::edge::EdgeApp`]).
+fn edge_conn(session: &Session) -> Option<Arc<crate::edge::Conn>> {
+    let stream = session.as_downstream().stream()?;
+    (**stream)
+        .as_any()
+        .downcast_ref::<crate::edge::EdgeStream>()
+        .map(|s| s.conn().clone())
+}
 
 /// The gateway service.
 pub struct Gateway {
@@ -184,6 +206,22 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // The header is in: the body (if any) is now read under the body deadline.
+        ctx.conn = edge_conn(session);
+        if let Some(conn) = &ctx.conn {
+            if session.is_body_empty() {
+                conn.body_done();
+            } else {
+                conn.expect_body();
+            }
+        }
+        if let Some(problem) = crate::edge::host_problem(session.req_header()) {
+            session.set_keepalive(None);
+            let body = json!({"error": "bad_request", "error_description": problem});
+            let answer = Answer::json(400, serde_json::to_vec(&body).unwrap_or_default());
+            write_answer(session, answer, None).await?;
+            return Ok(true);
+        }
         let policy = self.state.policy();
         // Only where Pingora keeps the connection: it closes, rightly, after a request it
         // cannot trust to be delimited (Content-Length with Transfer-Encoding) or an HTTP/1.0
@@ -228,6 +266,48 @@ impl ProxyHttp for Gateway {
         };
         write_answer(session, answer, None).await?;
         Ok(true)
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        // A client that goes away mid-request is the client's business, not an error of the
+        // gateway's; logging each at ERROR would let any client choose the log volume.
+        let gone = client_gone(e);
+        if gone {
+            debug!(error = %e, "client connection ended mid-request");
+        }
+        gone
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        // Pingora's default, except that a connection the client broke gets no answer (and
+        // no ERROR line for the answer that could not be written) whatever the error's
+        // source: only the request path reads the client, so its read errors are the client's.
+        let code = if client_gone(e) {
+            0
+        } else {
+            match e.etype() {
+                ErrorType::HTTPStatus(code) => *code,
+                // The client's framing: a bad header or a malformed chunk.
+                ErrorType::InvalidHTTPHeader => 400,
+                t if t.as_str() == "InvalidChunk" => 400,
+                _ if *e.esource() == pingora::ErrorSource::Downstream => 400,
+                _ => 500,
+            }
+        };
+        if code > 0 {
+            if let Err(write) = session.respond_error(code).await {
+                debug!(error = %write, "the error answer could not be written");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn upstream_peer(

@@ -24,6 +24,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("store", 1),
     ("sessions", 1),
     ("healthcheck", 1),
+    ("edge", 1),
     // What backends receive; the record of a request.
     ("credentials", 2),
     ("record", 2),

@@ -17,6 +17,7 @@ pub mod demo_backend;
 pub mod dev_as;
 pub mod discovery;
 pub mod drain;
+pub mod edge;
 pub mod gateway;
 pub mod healthcheck;
 pub mod http;

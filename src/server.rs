@@ -10,6 +10,7 @@ use pingora::services::background::background_service;
 use tracing::{info, warn};
 
 use crate::config::{AuthMode, Config};
+use crate::edge::EdgeApp;
 use crate::gateway::Gateway;
 use crate::reload::{ConfigSource, ReloadService};
 use crate::shutdown::Signals;
@@ -143,13 +144,39 @@ pub fn build_with(
         server.add_service(background_service("auth keys", auth_service));
     }
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let proxy = pingora::proxy::http_proxy(
         &server.configuration,
         match dev_as {
             Some(dev_as) => Gateway::new(state.clone()).with_dev_authorization_server(dev_as),
             None => Gateway::new(state.clone()),
         },
-        "cortex-gateway",
+    );
+    let edge = state.shared.edge.clone();
+    let plan = edge.fit_descriptors();
+    let limits = edge.limits();
+    info!(
+        max_connections = plan.max_connections,
+        configured = limits.max_connections,
+        reserved_fds = limits.reserved_fds,
+        descriptor_limit = plan.soft_limit,
+        raised_from = plan.raised_from,
+        header_timeout = ?limits.header_timeout,
+        body_timeout = ?limits.body_timeout,
+        body_budget = limits.body_budget,
+        "edge limits"
+    );
+    if plan.max_connections < limits.max_connections {
+        warn!(
+            "server.limits.max_connections lowered from {} to {}: the descriptor limit is {} and server.limits.reserved_fds keeps {} free for backends and the store (raise `ulimit -n`)",
+            limits.max_connections,
+            plan.max_connections,
+            plan.soft_limit.unwrap_or_default(),
+            limits.reserved_fds
+        );
+    }
+    let mut proxy = pingora::services::listening::Service::new(
+        "cortex-gateway".to_string(),
+        EdgeApp::new(proxy, edge),
     );
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());

@@ -24,6 +24,7 @@ use crate::config::BackendKindConfig;
 use crate::config::Config;
 use crate::credentials::IdentityService;
 use crate::drain::Drain;
+use crate::edge::{Edge, EdgeLimits};
 use crate::sessions::SessionManager;
 use crate::store::Store;
 use crate::upstream::{
@@ -82,6 +83,9 @@ pub struct Shared {
     pub client: Arc<HttpClient>,
     /// The builtins' process-lifetime parts (search index, webhook wake-up).
     pub builtins: BuiltinRuntime,
+    /// The HTTP edge: connection cap, header/body deadlines, body budget, and their
+    /// counters (`edge.counters`, for the metrics endpoint).
+    pub edge: Arc<Edge>,
     /// What relays messages between callers and native MCP backends (server requests
     /// waiting for answers, calls in flight, log levels, resource subscriptions).
     pub relay: Arc<Relay>,
@@ -226,6 +230,7 @@ impl AppState {
             drain: Drain::new(),
             reloads: ReloadStatus::default(),
             vault: None,
+            edge: Arc::new(Edge::new(EdgeLimits::from_config(&config.server.limits))),
         };
         let policy = Policy::build(Arc::new(config), &shared)?;
         Ok(AppState {

@@ -138,8 +138,10 @@ impl HostPolicy {
         if !self.enforce {
             return true;
         }
+        // Without a Host nothing says which name the client meant: a rebound name cannot
+        // be told from a loopback one, so a loopback listener refuses it.
         let Some(raw) = host else {
-            return true;
+            return false;
         };
         match parse_authority(raw.trim()) {
             Some(authority) => {
@@ -529,7 +531,8 @@ mod tests {
         ] {
             assert!(p.allows(Some(host)), "{host}");
         }
-        assert!(p.allows(None));
+        assert!(!p.allows(None), "no Host: nothing to check, refused");
+        assert!(HostPolicy::new(false, Vec::<String>::new()).allows(None));
     }
 
     #[test]

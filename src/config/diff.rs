@@ -32,6 +32,10 @@ pub const RESTART: &[(&str, &str)] = &[
         "the TLS listeners and the certificate's file names are set up at start (the files' contents are re-read live)",
     ),
     (
+        "server.limits",
+        "the connection cap, deadlines and body budget are set up at start",
+    ),
+    (
         "server.grace_period",
         "the shutdown settings are fixed at start",
     ),

@@ -370,7 +370,7 @@ mod tests {
     /// A file that reaches every section of the configuration, so that the loader meets the
     /// field list of every struct (values do not matter: invalid ones are still visited).
     const EVERY_SECTION: &str = "\
-server: {tls: {listen: [], cert_file: c, key_file: k}}
+server: {tls: {listen: [], cert_file: c, key_file: k}, limits: {}}
 sessions: {}
 catalog: {}
 auth:

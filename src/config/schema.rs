@@ -106,6 +106,50 @@ pub struct ServerConfig {
     pub keepalive_timeout: Duration,
     /// TLS listeners (HTTPS; HTTP/2 and HTTP/1.1 chosen by ALPN), next to the plain ones.
     pub tls: Option<TlsConfig>,
+    /// Limits of the HTTP edge against slow or greedy clients (docs/security.md).
+    pub limits: LimitsConfig,
+}
+
+/// Limits of the HTTP edge: how long a client may take to send a request, how many
+/// connections it may hold, how much request-body memory all requests together may pin.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The whole request header must arrive within this time of its first byte, else the
+    /// connection is closed (slowloris). Default 15s.
+    #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
+    pub header_timeout: Duration,
+    /// The whole request body must arrive within this time of the end of the header, else
+    /// 408 and the connection is closed. Default 30s.
+    #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
+    pub body_timeout: Duration,
+    /// Downstream connections open at once; one more is answered 503 and closed. Lowered at
+    /// start to what the descriptor limit allows after `reserved_fds`. Default 4096.
+    pub max_connections: usize,
+    /// File descriptors kept free of client connections, for backend, store and
+    /// authorization-server connections, files and logs (at most half the descriptor
+    /// limit). Default 256.
+    pub reserved_fds: usize,
+    /// Request-body bytes all requests together may hold in memory; a request that would
+    /// pass it is answered 503 with `Retry-After`. At least `server.max_body_bytes`.
+    /// Default 64 MiB.
+    #[serde(with = "crate::config::units::size")]
+    #[schemars(schema_with = "crate::config::units::size::schema")]
+    pub body_budget: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            reserved_fds: 256,
+            body_budget: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// TLS listeners and their certificate. The certificate and key are read again whenever
@@ -137,6 +181,7 @@ impl Default for ServerConfig {
             grace_period: Duration::from_secs(5),
             keepalive_timeout: Duration::from_secs(75),
             tls: None,
+            limits: LimitsConfig::default(),
         }
     }
 }

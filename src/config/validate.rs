@@ -200,6 +200,54 @@ fn check_server(config: &Config, f: &mut Findings) {
             format!("{} is out of range: between 1 and 256", server.threads),
         );
     }
+    limits(server, f);
+}
+
+/// `server.limits`: every deadline at least 100 ms, a connection cap of at least one, a
+/// body budget that holds at least one largest body.
+fn limits(server: &super::schema::ServerConfig, f: &mut Findings) {
+    let l = &server.limits;
+    const MIN: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(3600);
+    for (key, d) in [
+        ("header_timeout", l.header_timeout),
+        ("body_timeout", l.body_timeout),
+    ] {
+        if !(MIN..=MAX).contains(&d) {
+            f.error(
+                p(&["server", "limits", key]),
+                format!(
+                    "{} is out of range: between 100ms and 1h",
+                    format_duration(d)
+                ),
+            );
+        }
+    }
+    if !(1..=1_000_000).contains(&l.max_connections) {
+        f.error(
+            p(&["server", "limits", "max_connections"]),
+            format!(
+                "{} is out of range: between 1 and 1000000",
+                l.max_connections
+            ),
+        );
+    }
+    if l.reserved_fds > 1_000_000 {
+        f.error(
+            p(&["server", "limits", "reserved_fds"]),
+            format!("{} is out of range: at most 1000000", l.reserved_fds),
+        );
+    }
+    if l.body_budget < server.max_body_bytes {
+        f.error(
+            p(&["server", "limits", "body_budget"]),
+            format!(
+                "{} is smaller than server.max_body_bytes ({}): the largest allowed body could never be read",
+                format_size(l.body_budget),
+                format_size(server.max_body_bytes)
+            ),
+        );
+    }
 }
 
 /// An allowed origin: `scheme://host[:port]`, `*.suffix`, `*` or `null`.

@@ -4,11 +4,13 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::Method;
 use pingora::proxy::Session;
 
+use crate::edge::{BodyPermit, Conn};
 use crate::http::{header, request_host, Answer};
 use crate::record::{RequestRecord, Stage};
 
@@ -23,6 +25,10 @@ pub struct RequestCtx {
     /// Counts the request as in flight until the context is dropped (graceful shutdown
     /// waits for it).
     pub in_flight: Option<crate::drain::InFlight>,
+    /// The connection's reading state (its deadlines), when it came through the edge.
+    pub conn: Option<Arc<Conn>>,
+    /// The body-budget bytes this request holds, released when it ends.
+    pub body_permit: BodyPermit,
 }
 
 impl Default for RequestCtx {
@@ -32,6 +38,8 @@ impl Default for RequestCtx {
             cors_origin: None,
             started: Instant::now(),
             in_flight: None,
+            conn: None,
+            body_permit: BodyPermit::default(),
         }
     }
 }

@@ -13,7 +13,8 @@ use pingora::Result;
 use serde_json::json;
 
 use crate::auth::{AuthOutcome, AuthRequest, Principal};
-use crate::http::{read_body, write_answer, Answer, BodyRead, CORS_ALLOW_HEADERS};
+use crate::edge::{read_body, EdgeBodyRead};
+use crate::http::{write_answer, Answer, CORS_ALLOW_HEADERS};
 use crate::record::Stage;
 use crate::state::{AppState, Policy};
 use crate::well_known;
@@ -174,14 +175,18 @@ async fn post(
     principal: &Principal,
 ) -> std::result::Result<(), Stop> {
     let limit = policy.config.server.max_body_bytes;
-    let body = match read_body(session, limit).await? {
-        BodyRead::Complete(b) => b,
-        BodyRead::TooLarge => {
-            let msg =
-                format!("Request body exceeds the limit of {limit} bytes (server.max_body_bytes)");
-            let answer = rpc_error(413, None, codes::INVALID_REQUEST, &msg);
-            return Err(Refusal::new(Stage::Body, msg, answer).closing().into());
-        }
+    let edge = &state.shared.edge;
+    let read = read_body(
+        session,
+        limit,
+        edge,
+        ctx.conn.as_deref(),
+        &mut ctx.body_permit,
+    )
+    .await?;
+    let body = match read {
+        EdgeBodyRead::Complete(b) => b,
+        refused => return Err(body_refusal(refused, limit, edge).into()),
     };
     let incoming = jsonrpc::parse_body(&body).map_err(|e| {
         let answer = rpc_error(400, e.id.as_ref(), e.code, &e.message);
@@ -258,6 +263,35 @@ async fn post(
     };
     write_answer(session, answer, cors.as_deref()).await?;
     Ok(())
+}
+
+/// The refusal of a body that was not read whole: too large (413), over the body budget
+/// (503, retry shortly), too slow (408), malformed (400). The connection is closed: the
+/// rest of the body is unread or untrustworthy.
+fn body_refusal(read: EdgeBodyRead, limit: u64, edge: &crate::edge::Edge) -> Refusal {
+    let (status, msg) = match read {
+        EdgeBodyRead::Complete(_) | EdgeBodyRead::TooLarge => (
+            413,
+            format!("Request body exceeds the limit of {limit} bytes (server.max_body_bytes)"),
+        ),
+        EdgeBodyRead::OverBudget => (
+            503,
+            "The gateway is reading too many request bodies at once (server.limits.body_budget); retry shortly".to_string(),
+        ),
+        EdgeBodyRead::TimedOut => (
+            408,
+            format!(
+                "Request body not received within {} (server.limits.body_timeout)",
+                crate::config::units::format_duration(edge.limits().body_timeout)
+            ),
+        ),
+        EdgeBodyRead::Malformed(why) => (400, format!("Malformed request body: {why}")),
+    };
+    let mut answer = rpc_error(status, None, codes::INVALID_REQUEST, &msg);
+    if status == 503 {
+        answer = answer.with_header("retry-after", "1");
+    }
+    Refusal::new(Stage::Body, msg, answer).closing()
 }
 
 /// A 2025-03-26 batch: every message dispatched in order, one array answered. The calls

@@ -16,6 +16,8 @@ pub mod http_server;
 pub mod interop;
 pub mod oidc;
 pub mod process;
+pub mod raw;
+pub mod rogue_backend;
 pub mod sse;
 
 pub use backend::{tool, BackendSpec, Discovery, Recorded, TestBackend};
