@@ -61,6 +61,8 @@ enum Route {
     Health,
     /// `/readyz`.
     Ready,
+    /// `/admin/*`: the admin API.
+    Admin,
     /// Anything else.
     NotFound,
 }
@@ -77,6 +79,8 @@ impl Gateway {
             Route::Health
         } else if path == "/readyz" {
             Route::Ready
+        } else if path == "/admin" || path.starts_with("/admin/") {
+            Route::Admin
         } else {
             Route::NotFound
         }
@@ -133,6 +137,9 @@ impl ProxyHttp for Gateway {
             }
             Route::Health => Answer::json(200, &b"{\"status\":\"ok\"}"[..]),
             Route::Ready => well_known::readiness(&self.state.shared, &policy),
+            Route::Admin => {
+                return crate::admin::handle(&self.state, &policy, session, &mut ctx.record).await;
+            }
             Route::NotFound => self.not_found(),
         };
         write_answer(session, answer, None).await?;
@@ -160,7 +167,10 @@ impl ProxyHttp for Gateway {
             error = e.map(|e| e.to_string()),
             "request"
         );
-        if !ctx.record.is_active() || !self.state.shared.audit.is_enabled() {
+        let shared = &self.state.shared;
+        if !ctx.record.is_active()
+            || !(shared.audit.is_enabled() || shared.metrics.is_enabled())
+        {
             return;
         }
         let is_list = ctx.record.method() == Some("tools/list");
@@ -185,7 +195,10 @@ impl ProxyHttp for Gateway {
             error: e.map(|e| e.to_string()),
         };
         if let Some(record) = ctx.record.close(facts) {
-            self.state.shared.audit.submit(record);
+            shared.metrics.observe(&record);
+            if shared.audit.is_enabled() {
+                shared.audit.submit(record);
+            }
         }
     }
 }

@@ -30,6 +30,38 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// Each finding of a pinning review with changes, as an audit record
+/// (`integrity/changed`, `integrity/new`, `integrity/removed`, `integrity/quarantined`).
+fn audit_review(audit: &crate::audit::AuditSink, review: &cortex_filters::pinning::BackendReview) {
+    use cortex_filters::pinning::{ToolStatus, Verdict};
+    if !audit.is_enabled() {
+        return;
+    }
+    for t in review.tools.iter().filter(|t| t.status != ToolStatus::Unchanged) {
+        let action = match (t.verdict, t.status) {
+            (Verdict::Quarantine, _) => "integrity/quarantined",
+            (_, ToolStatus::Changed) => "integrity/changed",
+            (_, ToolStatus::New) => "integrity/new",
+            _ => "integrity/removed",
+        };
+        let mut record = crate::record::RequestRecord::event(action, &review.backend, &t.tool);
+        let facts = crate::record::Facts {
+            ts_ms: crate::clock::now_ms(),
+            latency: std::time::Duration::ZERO,
+            http_method: http::Method::GET,
+            http_status: 0,
+            response_size: 0,
+            origin: None,
+            backends_filter: None,
+            tool_mode: None,
+            error: None,
+        };
+        if let Some(closed) = record.close(facts) {
+            audit.submit(closed);
+        }
+    }
+}
+
 /// Builds the server for `config`. Returns the server ready to run and the shared state.
 pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
     let mut conf = ServerConf {
@@ -92,17 +124,40 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
     let sessions = shared.sessions.clone();
     let policy_source = state.clone();
     let catalog = &policy.config.catalog;
-    let refresher = Arc::new(Refresher::new(
-        Arc::new(move || policy_source.policy().upstreams.clone()),
-        shared.catalog.clone(),
-        RefreshSettings {
-            interval: catalog.refresh,
-            stale_grace: catalog.stale_grace,
-            max_backoff: catalog.max_backoff,
-        },
-        crate::builtins::reserved_names(),
-        Arc::new(move |diff| sessions.notify_catalog_change(diff)),
-    ));
+    let refresher = Arc::new(
+        Refresher::new(
+            Arc::new(move || policy_source.policy().upstreams.clone()),
+            shared.catalog.clone(),
+            RefreshSettings {
+                interval: catalog.refresh,
+                stale_grace: catalog.stale_grace,
+                max_backoff: catalog.max_backoff,
+            },
+            crate::builtins::reserved_names(),
+            Arc::new(move |diff| sessions.notify_catalog_change(diff)),
+        )
+        .with_integrity(shared.integrity.clone()),
+    );
+    let audit_sink = shared.audit.clone();
+    shared
+        .integrity
+        .set_listener(Arc::new(move |review| audit_review(&audit_sink, review)));
+    shared.metrics.set_sources(state.metric_sources());
+    let metrics_addr = policy
+        .config
+        .metrics
+        .listen
+        .as_deref()
+        .and_then(|l| crate::config::parse_listen(l).ok());
+    if let Some(addr) = metrics_addr {
+        let mut metrics = pingora::services::listening::Service::new(
+            "metrics".to_string(),
+            crate::metrics::server::MetricsApp::new(shared.metrics.clone()),
+        );
+        metrics.add_tcp(&addr.to_string());
+        server.add_service(metrics);
+        info!("metrics on http://{addr}/metrics");
+    }
     server.add_service(background_service(
         "catalog refresh",
         RefreshService::new(refresher),

@@ -23,7 +23,10 @@ use crate::builtins::{BuiltinRuntime, Builtins};
 use crate::config::Config;
 use crate::credentials::IdentityService;
 use crate::sessions::SessionManager;
-use crate::store::Store;
+use crate::integrity::Integrity;
+use crate::limits::{Limiter, Limits};
+use crate::metrics::Metrics;
+use crate::store::{PinStore, Store};
 use crate::upstream::{Backend, CatalogStore, ContractBackend, HttpClient, TargetError, Upstreams};
 
 /// Why the state cannot be built.
@@ -40,6 +43,20 @@ pub enum StateError {
     /// Authentication or identity propagation could not be set up.
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
+    /// A rate limit cannot be used.
+    #[error("rate_limits.{key}: {message}")]
+    RateLimits {
+        /// The key under `rate_limits`.
+        key: String,
+        /// Why.
+        message: String,
+    },
+    /// The shared rate-limit store cannot be set up.
+    #[error(transparent)]
+    Limiter(#[from] crate::limits::LimiterError),
+    /// Pinning cannot start (keys, or a baseline file that does not verify).
+    #[error(transparent)]
+    Integrity(#[from] crate::integrity::IntegrityError),
 }
 
 /// What lives as long as the process.
@@ -66,6 +83,12 @@ pub struct Shared {
     pub client: Arc<HttpClient>,
     /// The builtins' process-lifetime parts (search index, webhook wake-up).
     pub builtins: BuiltinRuntime,
+    /// Prometheus metrics (observed from each request's record).
+    pub metrics: Arc<Metrics>,
+    /// Rate-limit buckets (in memory or Redis) and their counters.
+    pub limiter: Arc<Limiter>,
+    /// Tool-definition pinning.
+    pub integrity: Arc<Integrity>,
 }
 
 /// What a configuration reload replaces.
@@ -86,6 +109,8 @@ pub struct Policy {
     pub identity: Arc<IdentityService>,
     /// The gateway's own tools and their scopes.
     pub builtins: Arc<Builtins>,
+    /// The rate limits in force.
+    pub limits: Limits,
 }
 
 /// Shared state of one gateway process.
@@ -129,6 +154,9 @@ impl AppState {
             audit: AuditSink::disabled(),
             client,
             builtins: BuiltinRuntime::default(),
+            metrics: Arc::new(Metrics::new(config.metrics.listen.is_some())),
+            limiter: Arc::new(Limiter::from_config(&config.rate_limits)?),
+            integrity: Arc::new(Integrity::from_config(&config.integrity, None)?),
         };
         let policy = Policy::build(Arc::new(config), &shared)?;
         Ok(AppState {
@@ -137,11 +165,29 @@ impl AppState {
         })
     }
 
-    /// The state with the store and the audit trail over it.
+    /// The state with the store and the audit trail over it (tool pins persist in it unless
+    /// a baseline file is configured).
     pub fn with_store(mut self, store: Arc<dyn Store>, audit: AuditSink) -> Self {
+        let integrity = &self.policy().config.integrity;
+        match Integrity::from_config(integrity, Some(store.clone() as Arc<dyn PinStore>)) {
+            Ok(i) => self.shared.integrity = Arc::new(i),
+            // Unreachable: the same configuration built one in `new`.
+            Err(e) => tracing::error!("{e}"),
+        }
         self.shared.store = Some(store);
         self.shared.audit = audit;
         self
+    }
+
+    /// What the metrics read at scrape time.
+    pub fn metric_sources(&self) -> crate::metrics::Sources {
+        crate::metrics::Sources {
+            catalog: self.shared.catalog.clone(),
+            sessions: self.shared.sessions.clone(),
+            audit: self.shared.audit.clone(),
+            limiter: self.shared.limiter.clone(),
+            integrity: self.shared.integrity.clone(),
+        }
     }
 
     /// The policy in force. Take it once per request.
@@ -204,7 +250,13 @@ impl Policy {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let limits =
+            Limits::from_config(&config.rate_limits).map_err(|(key, e)| StateError::RateLimits {
+                key,
+                message: e.to_string(),
+            })?;
         Ok(Policy {
+            limits,
             website_url,
             origin,
             host,

@@ -101,6 +101,15 @@ pub const RESTART: &[(&str, &str)] = &[
         "the webhook delivery service is started with it",
     ),
     ("logging", "logging is set up once at start"),
+    ("metrics", "the metrics listener is bound at start"),
+    (
+        "rate_limits.redis",
+        "the shared rate-limit store is connected at start",
+    ),
+    (
+        "integrity",
+        "pinning (keys, baseline file, modes) is set up at start",
+    ),
 ];
 
 /// Keys whose values are never shown.
@@ -111,6 +120,8 @@ const SECRET_KEYS: &[&str] = &[
     "technical_token",
     "webhook_secret",
     "database_url",
+    "redis_url",
+    "private_key",
 ];
 
 /// How a key changed.

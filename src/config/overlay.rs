@@ -20,13 +20,6 @@ const DEFAULT_PORT: u16 = 3213;
 /// migrated env file does not silently lose a setting.
 const NOT_HONOURED: &[&str] = &[
     "CORTEX_SERVER_CARD_NAME",
-    "CORTEX_RATE_LIMIT_PER_MINUTE",
-    "RATE_LIMIT_DISABLED",
-    "CORTEX_TOOL_INTEGRITY_MODE",
-    "CORTEX_TOOL_BASELINE_FILE",
-    "CORTEX_BASELINE_PRIVATE_KEY",
-    "CORTEX_BASELINE_PUBLIC_KEY",
-    "CORTEX_ADMIN_SECRET",
     "CRON_SECRET",
     "CORTEX_MCP_SERVERS",
     "CORTEX_VAULT_KEY",
@@ -97,6 +90,7 @@ pub(crate) fn apply(tree: &mut Node, env: &dyn EnvSource) -> Overlay {
     apply_dev_bypass(tree, env, &mut out);
     apply_backends(tree, env, &mut out);
     apply_builtins(tree, env, &mut out);
+    apply_protect(tree, env, &mut out);
     for name in NOT_HONOURED {
         if var(env, name).is_some() {
             out.warnings.push(format!(
@@ -129,6 +123,56 @@ fn apply_builtins(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
             &["tickets", "webhook_secret"],
         ),
         ("CORTEX_TOOL_MODE", &["catalog", "tool_mode"]),
+    ];
+    for (name, path) in strings {
+        if let Some(value) = var(env, name) {
+            set(tree, path, Node::env_str(value, name), name, out);
+        }
+    }
+}
+
+/// Rate limits, tool integrity and the admin secret, with their Cortex meaning:
+/// `CORTEX_RATE_LIMIT_PER_MINUTE=N` is the per-caller limit `N/min` (burst N);
+/// `RATE_LIMIT_DISABLED=true` (exactly that value, as in Cortex) turns every limit off, any
+/// other value is warned about and leaves limits on; `CORTEX_TOOL_INTEGRITY_MODE`;
+/// `CORTEX_TOOL_BASELINE_FILE` (Cortex's `memory` means no file); the baseline keys (PEM,
+/// literal `\n` accepted); `CORTEX_ADMIN_SECRET`.
+fn apply_protect(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    const PER_MINUTE: &str = "CORTEX_RATE_LIMIT_PER_MINUTE";
+    const DISABLED: &str = "RATE_LIMIT_DISABLED";
+    let per_minute = var(env, PER_MINUTE);
+    let disabled = var(env, DISABLED);
+    match cortex_filters::ratelimit::cortex_env(per_minute.as_deref(), disabled.as_deref()) {
+        Ok(rates) => {
+            out.warnings.extend(rates.warnings);
+            if per_minute.is_some() {
+                let node = Node::env_str(rates.per_subject.to_string(), PER_MINUTE);
+                set(tree, &["rate_limits", "per_subject"], node, PER_MINUTE, out);
+            }
+            if rates.disabled {
+                let node = Node::new(Kind::Bool(false), Origin::Env(DISABLED.into()));
+                set(tree, &["rate_limits", "enabled"], node, DISABLED, out);
+            }
+        }
+        Err(e) => out.errors.push(ConfigIssue::new(e.to_string())),
+    }
+    if let Some(mode) = var(env, "CORTEX_TOOL_INTEGRITY_MODE") {
+        let name = "CORTEX_TOOL_INTEGRITY_MODE";
+        let node = Node::env_str(mode.to_ascii_lowercase(), name);
+        set(tree, &["integrity", "mode"], node, name, out);
+    }
+    if let Some(file) = var(env, "CORTEX_TOOL_BASELINE_FILE") {
+        let name = "CORTEX_TOOL_BASELINE_FILE";
+        if file == "memory" {
+            out.applied(name);
+        } else {
+            set(tree, &["integrity", "baseline_file"], Node::env_str(file, name), name, out);
+        }
+    }
+    let strings: &[(&str, &[&str])] = &[
+        ("CORTEX_BASELINE_PRIVATE_KEY", &["integrity", "private_key"]),
+        ("CORTEX_BASELINE_PUBLIC_KEY", &["integrity", "public_key"]),
+        ("CORTEX_ADMIN_SECRET", &["admin", "secret"]),
     ];
     for (name, path) in strings {
         if let Some(value) = var(env, name) {

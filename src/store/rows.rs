@@ -6,7 +6,7 @@
 
 use super::{
     AuditRecord, ChainHead, ChainLinker, ChainState, Delivery, DeliveryState, PurgeOutcome,
-    StoreError, StoredAudit, Ticket, TicketNote, TicketSeverity, TicketStatus,
+    StoreError, StoredAudit, StoredPins, Ticket, TicketNote, TicketSeverity, TicketStatus,
 };
 
 // ----- column lists (the SELECT and INSERT order of each table) ---------------------------
@@ -194,6 +194,20 @@ impl FromRow for Ticket {
 }
 
 /// A `cortex_outbox` row ([`DELIVERY_COLUMNS`]).
+/// `cortex_tool_pins`, in `FromRow` order.
+pub(crate) const PINS_COLUMNS: &str = "backend, pins, saved_at";
+
+impl FromRow for StoredPins {
+    fn from_row<R: RowRead + ?Sized>(row: &R) -> Result<Self, StoreError> {
+        let mut c = Cols::new(row, "tool pins", PINS_COLUMNS);
+        Ok(StoredPins {
+            backend: c.take()?,
+            pins: c.take()?,
+            saved_at: c.take()?,
+        })
+    }
+}
+
 impl FromRow for Delivery {
     fn from_row<R: RowRead + ?Sized>(row: &R) -> Result<Self, StoreError> {
         let mut c = Cols::new(row, "outbox", DELIVERY_COLUMNS);
@@ -493,5 +507,6 @@ mod tests {
         assert_eq!(TICKET_COLUMNS.split(',').count(), 16);
         assert_eq!(DELIVERY_COLUMNS.split(',').count(), 12);
         assert_eq!(CHAIN_COLUMNS.split(',').count(), 6);
+        assert_eq!(PINS_COLUMNS.split(',').count(), 3);
     }
 }

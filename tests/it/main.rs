@@ -40,6 +40,7 @@ mod oauth_python;
 mod oauth_rotation;
 mod oauth_scopes;
 mod oauth_tokens;
+mod observe;
 mod python_sdk;
 mod sessions;
 mod sse;

@@ -69,17 +69,47 @@ async fn broken_at(store: &dyn Store) -> (i64, BreakKind) {
 async fn migrations_are_applied_once(db: TestDb) {
     let store = db.open();
     store.ping().await.expect("ping");
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     // A second handle (restart, or a replica starting at the same time) migrates nothing.
     let (a, b) = (db.open(), db.open());
     let (ra, rb) = tokio::join!(a.ping(), b.ping());
     ra.unwrap();
     rb.unwrap();
-    assert_eq!(b.schema_version().await.unwrap(), 1);
+    assert_eq!(b.schema_version().await.unwrap(), 2);
     assert_eq!(
         db.query_i64("SELECT COUNT(*) FROM cortex_schema_migrations")
             .await,
-        1
+        2
+    );
+}
+
+async fn tool_pins_are_saved_per_backend_and_replaced(db: TestDb) {
+    let store = db.open();
+    assert!(store.load_pins().await.unwrap().is_empty());
+    let row = |backend: &str, pins: &str, at: &str| StoredPins {
+        backend: backend.into(),
+        pins: pins.into(),
+        saved_at: at.into(),
+    };
+    store
+        .save_pins(vec![
+            row("crm", r#"{"a":{"fingerprint":"x"}}"#, "2026-12-03T10:00:00.000Z"),
+            row("erp", "{}", "2026-12-03T10:00:00.000Z"),
+        ])
+        .await
+        .unwrap();
+    store
+        .save_pins(vec![row("crm", r#"{"b":{}}"#, "2026-12-03T11:00:00.000Z")])
+        .await
+        .unwrap();
+    // A second handle (a restart) reads what the first wrote.
+    let again = db.open();
+    assert_eq!(
+        again.load_pins().await.unwrap(),
+        vec![
+            row("crm", r#"{"b":{}}"#, "2026-12-03T11:00:00.000Z"),
+            row("erp", "{}", "2026-12-03T10:00:00.000Z"),
+        ]
     );
 }
 
@@ -771,6 +801,7 @@ both!(
     outbox_claims_lease_and_finish,
     concurrent_claims_never_overlap,
     a_ticket_and_its_webhook_are_atomic,
+    tool_pins_are_saved_per_backend_and_replaced,
 );
 
 /// A store that cannot be reached fails with `Unavailable`, quickly, for both kinds.

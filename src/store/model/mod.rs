@@ -4,10 +4,12 @@
 
 mod audit;
 mod outbox;
+mod pins;
 mod ticket;
 
 pub use audit::*;
 pub use outbox::*;
+pub use pins::*;
 pub use ticket::*;
 
 /// The cap applied to list limits (and to a limit of 0).
