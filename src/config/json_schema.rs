@@ -386,6 +386,10 @@ tickets: {}
 dev_authorization_server: {users: [{name: a}], clients: [{id: c}]}
 storage: {}
 audit: {}
+metrics: {}
+rate_limits: {redis: {}}
+integrity: {}
+admin: {}
 ";
 
     #[test]

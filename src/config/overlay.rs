@@ -734,9 +734,36 @@ mod tests {
 
     #[test]
     fn unsupported_cortex_variables_are_named() {
-        let (_, out) = run("", &[("CORTEX_RATE_LIMIT_PER_MINUTE", "100")]);
-        assert!(
-            out.warnings[0].starts_with("CORTEX_RATE_LIMIT_PER_MINUTE is set but not supported")
+        let (_, out) = run("", &[("CRON_SECRET", "100")]);
+        assert!(out.warnings[0].starts_with("CRON_SECRET is set but not supported"));
+    }
+
+    #[test]
+    fn protection_variables_take_their_cortex_meaning() {
+        let (tree, out) = run(
+            "",
+            &[
+                ("CORTEX_RATE_LIMIT_PER_MINUTE", "30"),
+                ("RATE_LIMIT_DISABLED", "true"),
+                ("CORTEX_TOOL_INTEGRITY_MODE", "BLOCK"),
+                ("CORTEX_TOOL_BASELINE_FILE", "memory"),
+                ("CORTEX_ADMIN_SECRET", "s3cret-0123456789"),
+            ],
         );
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        let rl = tree.get("rate_limits").unwrap();
+        assert_eq!(rl.get("per_subject").and_then(Node::as_str), Some("30/min"));
+        assert!(matches!(rl.get("enabled").map(|n| &n.kind), Some(Kind::Bool(false))));
+        let integrity = tree.get("integrity").unwrap();
+        assert_eq!(integrity.get("mode").and_then(Node::as_str), Some("block"));
+        assert!(integrity.get("baseline_file").is_none());
+        assert_eq!(
+            tree.get("admin").unwrap().get("secret").and_then(Node::as_str),
+            Some("s3cret-0123456789")
+        );
+        let (_, out) = run("", &[("RATE_LIMIT_DISABLED", "yes")]);
+        assert!(out.warnings[0].contains("only the exact value `true`"));
+        let (_, out) = run("", &[("CORTEX_RATE_LIMIT_PER_MINUTE", "lots")]);
+        assert!(out.errors[0].to_string().contains("whole number of requests per minute"));
     }
 }
