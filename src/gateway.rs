@@ -168,9 +168,7 @@ impl ProxyHttp for Gateway {
             "request"
         );
         let shared = &self.state.shared;
-        if !ctx.record.is_active()
-            || !(shared.audit.is_enabled() || shared.metrics.is_enabled())
-        {
+        if !ctx.record.is_active() || !(shared.audit.is_enabled() || shared.metrics.is_enabled()) {
             return;
         }
         let is_list = ctx.record.method() == Some("tools/list");

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use cortex_filters::catalog::BackendSnapshot;
 use cortex_filters::pinning::{
-    self, ApprovalRequest, Approved, Baseline, BackendReview, BaselineKeys, IntegrityReport,
-    Mode, ObservedTool, PinningError, ToolStatus,
+    self, ApprovalRequest, Approved, BackendReview, Baseline, BaselineKeys, IntegrityReport, Mode,
+    ObservedTool, PinningError, ToolStatus,
 };
 use serde_json::{Map, Value};
 use tracing::{error, info, warn};
@@ -174,7 +174,10 @@ impl Integrity {
         match store.load_pins().await {
             Ok(rows) => match baseline_of_rows(&rows) {
                 Ok(b) => {
-                    info!(pinned = b.pinned_count(), "integrity: baseline read from the store");
+                    info!(
+                        pinned = b.pinned_count(),
+                        "integrity: baseline read from the store"
+                    );
                     lock(&self.inner).baseline = b;
                 }
                 Err(e) => error!("integrity: the stored baseline is unreadable: {e}"),
@@ -184,7 +187,10 @@ impl Integrity {
     }
 
     fn mode_of(&self, backend: &str) -> IntegrityMode {
-        self.modes.get(backend).copied().unwrap_or(self.default_mode)
+        self.modes
+            .get(backend)
+            .copied()
+            .unwrap_or(self.default_mode)
     }
 
     /// Reviews a backend's fresh snapshot: quarantined tools are removed from it (block
@@ -214,9 +220,7 @@ impl Integrity {
             {
                 inner.dirty.push(snapshot.backend_id.clone());
             }
-            inner
-                .observed
-                .insert(snapshot.backend_id.clone(), observed);
+            inner.observed.insert(snapshot.backend_id.clone(), observed);
             inner
                 .reviews
                 .insert(snapshot.backend_id.clone(), review.clone());
@@ -229,7 +233,11 @@ impl Integrity {
                 .retain(|t| !quarantined.contains(&t.name.as_str()));
         }
         if review.has_changes() && !review.first_sight {
-            for t in review.tools.iter().filter(|t| t.status != ToolStatus::Unchanged) {
+            for t in review
+                .tools
+                .iter()
+                .filter(|t| t.status != ToolStatus::Unchanged)
+            {
                 let counter = match t.status {
                     ToolStatus::Changed => &self.stats.changed,
                     ToolStatus::New => &self.stats.new,
@@ -263,7 +271,10 @@ impl Integrity {
         };
         let result = match &self.persist {
             Persist::None => Ok(()),
-            Persist::Store(store) => store.save_pins(rows_of(&baseline, &dirty)).await.map_err(|e| e.to_string()),
+            Persist::Store(store) => store
+                .save_pins(rows_of(&baseline, &dirty))
+                .await
+                .map_err(|e| e.to_string()),
             Persist::File(path) => self.write_file(path, &baseline),
         };
         if let Err(e) = result {
@@ -333,10 +344,16 @@ impl Integrity {
         let at = crate::clock::iso8601_ms(crate::clock::now_ms());
         let outcome = {
             let mut inner = lock(&self.inner);
-            let observed = inner.observed.get(&req.backend).cloned().unwrap_or_default();
+            let observed = inner
+                .observed
+                .get(&req.backend)
+                .cloned()
+                .unwrap_or_default();
             let outcome = match &req.tool {
                 Some(tool) => {
-                    let r = inner.baseline.approve_tool(&req.backend, tool, &observed, &at)?;
+                    let r = inner
+                        .baseline
+                        .approve_tool(&req.backend, tool, &observed, &at)?;
                     serde_json::json!({"backend": req.backend, "tool": tool, "approved": r})
                 }
                 None => {
@@ -447,10 +464,17 @@ mod tests {
         let mut first = snapshot(vec![tool("a", "reads"), tool("b", "writes")]);
         integrity.check(&mut first);
         assert_eq!(first.tools.len(), 2, "first sight pins and serves");
-        let mut changed = snapshot(vec![tool("a", "reads AND exfiltrates"), tool("b", "writes")]);
+        let mut changed = snapshot(vec![
+            tool("a", "reads AND exfiltrates"),
+            tool("b", "writes"),
+        ]);
         integrity.check(&mut changed);
         assert_eq!(
-            changed.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            changed
+                .tools
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>(),
             ["b"]
         );
         assert_eq!(integrity.stats.changed.load(Ordering::Relaxed), 1);
@@ -462,7 +486,10 @@ mod tests {
             })
             .await
             .unwrap();
-        let mut again = snapshot(vec![tool("a", "reads AND exfiltrates"), tool("b", "writes")]);
+        let mut again = snapshot(vec![
+            tool("a", "reads AND exfiltrates"),
+            tool("b", "writes"),
+        ]);
         integrity.check(&mut again);
         assert_eq!(again.tools.len(), 2);
     }

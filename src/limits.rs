@@ -258,7 +258,9 @@ impl Limiter {
         match decided {
             Some((Decision::Allowed { .. }, _)) => Verdict::Allowed,
             Some((Decision::Limited { retry_after_ms }, i)) => {
-                let which = i.and_then(|i| buckets.get(i)).map_or(Which::Subject, |b| b.2);
+                let which = i
+                    .and_then(|i| buckets.get(i))
+                    .map_or(Which::Subject, |b| b.2);
                 self.stats.limited(which);
                 Verdict::Limited {
                     retry_after_ms,
@@ -267,7 +269,9 @@ impl Limiter {
             }
             Some((Decision::ExceedsBurst, i)) => {
                 // One token never exceeds a burst of at least one; kept total anyway.
-                let which = i.and_then(|i| buckets.get(i)).map_or(Which::Subject, |b| b.2);
+                let which = i
+                    .and_then(|i| buckets.get(i))
+                    .map_or(Which::Subject, |b| b.2);
                 self.stats.limited(which);
                 Verdict::Limited {
                     retry_after_ms: 1_000,
@@ -406,7 +410,11 @@ impl RedisBuckets {
             warn!(
                 fail_open = self.fail_open,
                 "rate limits: Redis could not decide ({what}); calls are {} until it answers",
-                if self.fail_open { "let through" } else { "refused" }
+                if self.fail_open {
+                    "let through"
+                } else {
+                    "refused"
+                }
             );
         }
     }

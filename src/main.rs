@@ -181,7 +181,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn admin(url: String, secret: Option<String>, token: Option<String>, action: AdminCommand) -> ExitCode {
+fn admin(
+    url: String,
+    secret: Option<String>,
+    token: Option<String>,
+    action: AdminCommand,
+) -> ExitCode {
     use cortex_gateway::admin::client::{self, Request, Target};
     let request = match action {
         AdminCommand::Integrity => Request::Integrity,
@@ -195,7 +200,10 @@ fn admin(url: String, secret: Option<String>, token: Option<String>, action: Adm
         secret: secret.filter(|s| !s.is_empty()),
         token,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

@@ -37,7 +37,11 @@ fn audit_review(audit: &crate::audit::AuditSink, review: &cortex_filters::pinnin
     if !audit.is_enabled() {
         return;
     }
-    for t in review.tools.iter().filter(|t| t.status != ToolStatus::Unchanged) {
+    for t in review
+        .tools
+        .iter()
+        .filter(|t| t.status != ToolStatus::Unchanged)
+    {
         let action = match (t.verdict, t.status) {
             (Verdict::Quarantine, _) => "integrity/quarantined",
             (_, ToolStatus::Changed) => "integrity/changed",

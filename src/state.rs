@@ -22,10 +22,10 @@ use crate::auth::{AuthSetupError, Authenticator};
 use crate::builtins::{BuiltinRuntime, Builtins};
 use crate::config::Config;
 use crate::credentials::IdentityService;
-use crate::sessions::SessionManager;
 use crate::integrity::Integrity;
 use crate::limits::{Limiter, Limits};
 use crate::metrics::Metrics;
+use crate::sessions::SessionManager;
 use crate::store::{PinStore, Store};
 use crate::upstream::{Backend, CatalogStore, ContractBackend, HttpClient, TargetError, Upstreams};
 
@@ -250,11 +250,12 @@ impl Policy {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let limits =
-            Limits::from_config(&config.rate_limits).map_err(|(key, e)| StateError::RateLimits {
+        let limits = Limits::from_config(&config.rate_limits).map_err(|(key, e)| {
+            StateError::RateLimits {
                 key,
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(Policy {
             limits,
             website_url,

@@ -171,8 +171,7 @@ async fn serve(
                     record.set_principal(p);
                 }
                 AuthOutcome::Ok(p) => {
-                    record
-                        .reject(Stage::Auth, format!("admin scope {scope} missing"));
+                    record.reject(Stage::Auth, format!("admin scope {scope} missing"));
                     record.set_principal(p);
                     return Ok(error(
                         403,
@@ -203,10 +202,7 @@ async fn serve(
         Action::Backends => json_answer(200, &backends(state, policy)),
         Action::Refresh(id) => {
             if state.shared.catalog.refresh_now(&id) {
-                json_answer(
-                    202,
-                    &json!({"backend": id, "refresh": "scheduled"}),
-                )
+                json_answer(202, &json!({"backend": id, "refresh": "scheduled"}))
             } else {
                 error(404, "unknown_backend", format!("no backend `{id}`"))
             }

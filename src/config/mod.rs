@@ -44,8 +44,8 @@ pub use diff::{diff, render_diff, Change, ChangeKind};
 pub use env::{parse_env_str, read_env_file, EnvSource, LayeredEnv, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrors, ConfigIssue};
 pub use json_schema::{json_schema, json_schema_text};
-pub use report::render_check_report;
 pub use protect::*;
+pub use report::render_check_report;
 pub use schema::*;
 
 use de::{Collector, DeIssue, NodeDe};

@@ -166,7 +166,13 @@ fn apply_protect(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         if file == "memory" {
             out.applied(name);
         } else {
-            set(tree, &["integrity", "baseline_file"], Node::env_str(file, name), name, out);
+            set(
+                tree,
+                &["integrity", "baseline_file"],
+                Node::env_str(file, name),
+                name,
+                out,
+            );
         }
     }
     let strings: &[(&str, &[&str])] = &[
@@ -753,17 +759,25 @@ mod tests {
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
         let rl = tree.get("rate_limits").unwrap();
         assert_eq!(rl.get("per_subject").and_then(Node::as_str), Some("30/min"));
-        assert!(matches!(rl.get("enabled").map(|n| &n.kind), Some(Kind::Bool(false))));
+        assert!(matches!(
+            rl.get("enabled").map(|n| &n.kind),
+            Some(Kind::Bool(false))
+        ));
         let integrity = tree.get("integrity").unwrap();
         assert_eq!(integrity.get("mode").and_then(Node::as_str), Some("block"));
         assert!(integrity.get("baseline_file").is_none());
         assert_eq!(
-            tree.get("admin").unwrap().get("secret").and_then(Node::as_str),
+            tree.get("admin")
+                .unwrap()
+                .get("secret")
+                .and_then(Node::as_str),
             Some("s3cret-0123456789")
         );
         let (_, out) = run("", &[("RATE_LIMIT_DISABLED", "yes")]);
         assert!(out.warnings[0].contains("only the exact value `true`"));
         let (_, out) = run("", &[("CORTEX_RATE_LIMIT_PER_MINUTE", "lots")]);
-        assert!(out.errors[0].to_string().contains("whole number of requests per minute"));
+        assert!(out.errors[0]
+            .to_string()
+            .contains("whole number of requests per minute"));
     }
 }

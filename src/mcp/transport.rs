@@ -14,12 +14,12 @@ use pingora::Result;
 use serde_json::json;
 
 use crate::auth::{AuthOutcome, AuthRequest, Principal};
-use crate::limits::Verdict;
-use cortex_filters::ratelimit::retry_after_seconds;
 use crate::http::{read_body, write_answer, Answer, BodyRead, CORS_ALLOW_HEADERS};
+use crate::limits::Verdict;
 use crate::record::Stage;
 use crate::state::{AppState, Policy};
 use crate::well_known;
+use cortex_filters::ratelimit::retry_after_seconds;
 
 use super::call::{CallContext, Dispatched};
 use super::envelope::{self, Need};

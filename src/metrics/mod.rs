@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::audit::AuditSink;
@@ -562,7 +562,8 @@ impl Metrics {
             g(&l.failed_open),
         );
         mirror(
-            &m.rate_limit_store_errors.with_label_values(&["fail_closed"]),
+            &m.rate_limit_store_errors
+                .with_label_values(&["fail_closed"]),
             g(&l.failed_closed),
         );
         let i = &s.integrity.stats;

@@ -60,8 +60,10 @@ impl ServeHttp for MetricsApp {
                 "text/plain; charset=utf-8",
                 b"method not allowed\n".to_vec(),
             );
-            r.headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+            r.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("GET, HEAD"),
+            );
             return r;
         }
         match self.metrics.render() {

@@ -16,9 +16,12 @@ pub const MIN_ADMIN_SECRET: usize = 16;
 pub(crate) fn check(config: &Config, f: &mut Findings) {
     if let Some(listen) = &config.metrics.listen {
         match crate::config::parse_listen(listen) {
-            Ok(addr) if config.server.listen.iter().any(|l| {
-                crate::config::parse_listen(l).is_ok_and(|a| a == addr)
-            }) =>
+            Ok(addr)
+                if config
+                    .server
+                    .listen
+                    .iter()
+                    .any(|l| crate::config::parse_listen(l).is_ok_and(|a| a == addr)) =>
             {
                 f.error(
                     p(&["metrics", "listen"]),

@@ -20,8 +20,8 @@ use tracing::{info, warn};
 
 use super::rows::{
     link_all, missing_chain, notes_json, nothing_purged, placeholders, plan_purge, Aged, Column,
-    FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PURGE_COLUMNS,
-    PINS_COLUMNS, TICKET_COLUMNS,
+    FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PINS_COLUMNS,
+    PURGE_COLUMNS, TICKET_COLUMNS,
 };
 use super::*;
 

@@ -8,7 +8,9 @@ use crate::common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{eventually, free_port, tool, unused_port, BackendSpec, Gateway, TestBackend, TestConfig};
+use common::{
+    eventually, free_port, tool, unused_port, BackendSpec, Gateway, TestBackend, TestConfig,
+};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -26,9 +28,7 @@ fn http() -> reqwest::Client {
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))
-        })
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .filter(|l| {
             labels
                 .iter()
@@ -75,7 +75,10 @@ fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "promtool check metrics failed:\n{said}");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{said}"
+    );
     assert!(said.trim().is_empty(), "promtool has remarks:\n{said}");
 }
 
@@ -95,7 +98,9 @@ async fn metrics_are_scraped_after_real_traffic_and_pass_promtool() {
     let metrics_port = free_port();
     let gateway = Gateway::start(
         &TestConfig::new()
-            .top(&format!("metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"))
+            .top(&format!(
+                "metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"
+            ))
             .backend("crm", &backend.url())
             .build(),
     )
@@ -104,12 +109,16 @@ async fn metrics_are_scraped_after_real_traffic_and_pass_promtool() {
     let client = gateway.client();
     client.result("tools/list", json!({})).await;
     client.call_tool("crm_echo", json!({"message": "hi"})).await;
-    client.call_tool("crm_echo", json!({"message": "again"})).await;
+    client
+        .call_tool("crm_echo", json!({"message": "again"}))
+        .await;
     let failed = client
         .rpc("tools/call", json!({"name": "crm_slow", "arguments": {}}))
         .await;
     assert!(failed.get("error").is_some(), "{failed}");
-    let unknown = client.error("tools/call", json!({"name": "no_such_tool_x1"})).await;
+    let unknown = client
+        .error("tools/call", json!({"name": "no_such_tool_x1"}))
+        .await;
     assert_eq!(unknown["code"], -32602);
     // A refused request (bad JSON) is counted under its stage.
     let bad = client.post_raw(b"{not json".to_vec(), &[]).await;
@@ -119,12 +128,20 @@ async fn metrics_are_scraped_after_real_traffic_and_pass_promtool() {
     promtool_check(&text);
     let requests = "cortex_gateway_mcp_requests_total";
     assert_eq!(
-        sample(&text, requests, &[("method", "tools/call"), ("outcome", "ok")]),
+        sample(
+            &text,
+            requests,
+            &[("method", "tools/call"), ("outcome", "ok")]
+        ),
         2.0,
         "{text}"
     );
     assert_eq!(
-        sample(&text, requests, &[("method", "tools/call"), ("outcome", "error")]),
+        sample(
+            &text,
+            requests,
+            &[("method", "tools/call"), ("outcome", "error")]
+        ),
         2.0
     );
     assert_eq!(
@@ -132,26 +149,46 @@ async fn metrics_are_scraped_after_real_traffic_and_pass_promtool() {
         1.0
     );
     assert_eq!(
-        sample(&text, requests, &[("method", "tools/list"), ("outcome", "ok")]),
+        sample(
+            &text,
+            requests,
+            &[("method", "tools/list"), ("outcome", "ok")]
+        ),
         1.0
     );
     let calls = "cortex_gateway_tool_calls_total";
     assert_eq!(
-        sample(&text, calls, &[("backend", "crm"), ("tool", "crm_echo"), ("outcome", "ok")]),
+        sample(
+            &text,
+            calls,
+            &[("backend", "crm"), ("tool", "crm_echo"), ("outcome", "ok")]
+        ),
         2.0
     );
     assert_eq!(
         sample(
             &text,
             calls,
-            &[("backend", "crm"), ("tool", "crm_slow"), ("outcome", "backend_error")]
+            &[
+                ("backend", "crm"),
+                ("tool", "crm_slow"),
+                ("outcome", "backend_error")
+            ]
         ),
         1.0
     );
     // A name the catalog does not have never becomes a label.
     assert!(!text.contains("no_such_tool_x1"));
     assert_eq!(
-        sample(&text, calls, &[("backend", "none"), ("tool", "unknown"), ("outcome", "unknown_tool")]),
+        sample(
+            &text,
+            calls,
+            &[
+                ("backend", "none"),
+                ("tool", "unknown"),
+                ("outcome", "unknown_tool")
+            ]
+        ),
         1.0
     );
     assert_eq!(
@@ -170,12 +207,30 @@ async fn metrics_are_scraped_after_real_traffic_and_pass_promtool() {
         ),
         4.0
     );
-    assert_eq!(sample(&text, "cortex_gateway_backend_up", &[("backend", "crm")]), 1.0);
-    assert_eq!(sample(&text, "cortex_gateway_backend_stale", &[("backend", "crm")]), 0.0);
-    assert!(sample(&text, "cortex_gateway_discovery_runs_total", &[("backend", "crm")]) >= 1.0);
+    assert_eq!(
+        sample(&text, "cortex_gateway_backend_up", &[("backend", "crm")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "cortex_gateway_backend_stale", &[("backend", "crm")]),
+        0.0
+    );
+    assert!(
+        sample(
+            &text,
+            "cortex_gateway_discovery_runs_total",
+            &[("backend", "crm")]
+        ) >= 1.0
+    );
     // Two backend tools plus the builtins.
     assert!(sample(&text, "cortex_gateway_catalog_entries", &[("kind", "tool")]) >= 2.0);
-    assert!(sample(&text, "cortex_gateway_list_page_cache_total", &[("result", "miss")]) >= 1.0);
+    assert!(
+        sample(
+            &text,
+            "cortex_gateway_list_page_cache_total",
+            &[("result", "miss")]
+        ) >= 1.0
+    );
     assert!(sample(&text, "cortex_gateway_audit_records_stored_total", &[]) >= 0.0);
     assert!(sample(&text, "process_resident_memory_bytes", &[]) > 0.0);
     assert!(sample(&text, "process_open_fds", &[]) > 0.0);
@@ -209,7 +264,9 @@ async fn the_caller_limit_answers_429_with_retry_after_before_the_body_is_read()
     let metrics_port = free_port();
     let gateway = Gateway::start(
         &TestConfig::new()
-            .top(&format!("metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"))
+            .top(&format!(
+                "metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"
+            ))
             .top("rate_limits: {per_subject: \"3/min\"}")
             .backend("crm", &backend.url())
             .build(),
@@ -237,7 +294,11 @@ async fn the_caller_limit_answers_429_with_retry_after_before_the_body_is_read()
 
     let text = scrape(metrics_port).await;
     assert_eq!(
-        sample(&text, "cortex_gateway_rate_limit_rejections_total", &[("limit", "subject")]),
+        sample(
+            &text,
+            "cortex_gateway_rate_limit_rejections_total",
+            &[("limit", "subject")]
+        ),
         1.0
     );
     assert_eq!(
@@ -270,16 +331,27 @@ async fn tool_and_backend_limits_answer_a_json_rpc_error_with_retry_after_ms() {
     gateway.wait_ready().await;
     let client = gateway.client();
     client.call_tool("crm_echo", json!({})).await;
-    let err = client.error("tools/call", json!({"name": "crm_echo"})).await;
+    let err = client
+        .error("tools/call", json!({"name": "crm_echo"}))
+        .await;
     assert_eq!(err["code"], -32000, "{err}");
     assert_eq!(err["data"]["limit"], "tool");
-    assert!(err["data"]["retryAfterMs"].as_u64().unwrap() > 50_000, "{err}");
+    assert!(
+        err["data"]["retryAfterMs"].as_u64().unwrap() > 50_000,
+        "{err}"
+    );
     // Another tool has its own bucket; the backend's bucket (3/min) is shared.
     client.call_tool("crm_other", json!({})).await;
     let before = backend.calls("other").len();
-    let err = client.error("tools/call", json!({"name": "crm_other"})).await;
+    let err = client
+        .error("tools/call", json!({"name": "crm_other"}))
+        .await;
     assert_eq!(err["data"]["limit"], "tool");
-    assert_eq!(backend.calls("other").len(), before, "a refused call never reaches the backend");
+    assert_eq!(
+        backend.calls("other").len(),
+        before,
+        "a refused call never reaches the backend"
+    );
 }
 
 /// A Redis key prefix of this test run (buckets of other runs never interfere).
@@ -340,11 +412,19 @@ async fn redis_down_fails_open_or_closed_as_configured_and_is_counted() {
     }
     let text = scrape(metrics_port).await;
     assert_eq!(
-        sample(&text, "cortex_gateway_rate_limit_store_errors_total", &[("action", "fail_open")]),
+        sample(
+            &text,
+            "cortex_gateway_rate_limit_store_errors_total",
+            &[("action", "fail_open")]
+        ),
         3.0,
         "{text}"
     );
-    assert!(open.logs().contains("Redis could not decide"), "{}", open.logs());
+    assert!(
+        open.logs().contains("Redis could not decide"),
+        "{}",
+        open.logs()
+    );
 
     let closed = Gateway::start(
         &TestConfig::new()
@@ -356,7 +436,9 @@ async fn redis_down_fails_open_or_closed_as_configured_and_is_counted() {
     )
     .await;
     let client = closed.client();
-    let refused = client.post(&client.request_body("ping", json!({})), &[]).await;
+    let refused = client
+        .post(&client.request_body("ping", json!({})), &[])
+        .await;
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.header("retry-after"), Some("1"));
 }
@@ -369,15 +451,23 @@ async fn cortex_rate_limit_variables_keep_their_meaning() {
         backend.url()
     );
     let gateway = Gateway::start_env_file(&env).await;
-    let client = gateway.client().with_header("x-dev-mode", "dev-token-0123456789");
+    let client = gateway
+        .client()
+        .with_header("x-dev-mode", "dev-token-0123456789");
     client.result("ping", json!({})).await;
     client.result("ping", json!({})).await;
-    let refused = client.post(&client.request_body("ping", json!({})), &[]).await;
+    let refused = client
+        .post(&client.request_body("ping", json!({})), &[])
+        .await;
     assert_eq!(refused.status, 429, "{}", refused.text());
-    assert!(!gateway.logs().contains("CORTEX_RATE_LIMIT_PER_MINUTE is set but not supported"));
+    assert!(!gateway
+        .logs()
+        .contains("CORTEX_RATE_LIMIT_PER_MINUTE is set but not supported"));
 
     let disabled = Gateway::start_env_file(&format!("{env}RATE_LIMIT_DISABLED=true\n")).await;
-    let client = disabled.client().with_header("x-dev-mode", "dev-token-0123456789");
+    let client = disabled
+        .client()
+        .with_header("x-dev-mode", "dev-token-0123456789");
     for _ in 0..4 {
         client.result("ping", json!({})).await;
     }
@@ -427,23 +517,40 @@ async fn block_mode_quarantines_a_changed_tool_until_an_admin_approves_it() {
     let metrics_port = free_port();
     let gateway = Gateway::start(
         &admin_config(&backend, "{mode: block}")
-            .top(&format!("metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"))
+            .top(&format!(
+                "metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"
+            ))
             .build(),
     )
     .await;
     gateway.wait_ready().await;
     let client = gateway.client();
-    assert!(client.backend_tool_names().await.contains(&"crm_echo".to_owned()));
+    assert!(client
+        .backend_tool_names()
+        .await
+        .contains(&"crm_echo".to_owned()));
 
     // The backend rewrites what `echo` says it does.
     backend.set_tools(vec![changed_echo(), tool("stable", "mcp:a:read")]);
     eventually(WAIT, "crm_echo quarantined", || async {
-        (!client.backend_tool_names().await.contains(&"crm_echo".to_owned())).then_some(())
+        (!client
+            .backend_tool_names()
+            .await
+            .contains(&"crm_echo".to_owned()))
+        .then_some(())
     })
     .await;
-    assert!(client.backend_tool_names().await.contains(&"crm_stable".to_owned()));
-    let err = client.error("tools/call", json!({"name": "crm_echo"})).await;
-    assert_eq!(err["code"], -32602, "a quarantined tool is not callable: {err}");
+    assert!(client
+        .backend_tool_names()
+        .await
+        .contains(&"crm_stable".to_owned()));
+    let err = client
+        .error("tools/call", json!({"name": "crm_echo"}))
+        .await;
+    assert_eq!(
+        err["code"], -32602,
+        "a quarantined tool is not callable: {err}"
+    );
     assert!(backend.calls("echo").is_empty());
 
     let (status, report) = admin_get(&gateway, "/admin/integrity").await;
@@ -462,21 +569,42 @@ async fn block_mode_quarantines_a_changed_tool_until_an_admin_approves_it() {
     assert_eq!(echo["changedFields"], json!(["description"]));
     let text = scrape(metrics_port).await;
     assert_eq!(
-        sample(&text, "cortex_gateway_integrity_quarantined_tools", &[("backend", "crm")]),
+        sample(
+            &text,
+            "cortex_gateway_integrity_quarantined_tools",
+            &[("backend", "crm")]
+        ),
         1.0
     );
     assert_eq!(
-        sample(&text, "cortex_gateway_integrity_changes_total", &[("status", "changed")]),
+        sample(
+            &text,
+            "cortex_gateway_integrity_changes_total",
+            &[("status", "changed")]
+        ),
         1.0
     );
 
     // An admin reviews and approves it, with the CLI: the tool comes back.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cortex-gateway"))
-        .args(["admin", "--url", &gateway.url(), "approve", "--backend", "crm", "--tool", "echo"])
+        .args([
+            "admin",
+            "--url",
+            &gateway.url(),
+            "approve",
+            "--backend",
+            "crm",
+            "--tool",
+            "echo",
+        ])
         .env("CORTEX_ADMIN_SECRET", ADMIN_SECRET)
         .output()
         .expect("run the admin CLI");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(answer["approved"], "pinned");
     eventually(WAIT, "crm_echo back after approval", || async {
@@ -489,8 +617,18 @@ async fn block_mode_quarantines_a_changed_tool_until_an_admin_approves_it() {
     .await;
     client.call_tool("crm_echo", json!({})).await;
     let audited = audit_lines(&gateway);
-    assert!(audited.iter().any(|r| r["method"] == "integrity/quarantined" && r["tool"] == "echo"), "{audited:?}");
-    assert!(audited.iter().any(|r| r["method"] == "admin/integrity/approve"), "{audited:?}");
+    assert!(
+        audited
+            .iter()
+            .any(|r| r["method"] == "integrity/quarantined" && r["tool"] == "echo"),
+        "{audited:?}"
+    );
+    assert!(
+        audited
+            .iter()
+            .any(|r| r["method"] == "admin/integrity/approve"),
+        "{audited:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,7 +637,9 @@ async fn warn_mode_serves_the_change_reports_it_and_notifies() {
     let metrics_port = free_port();
     let gateway = Gateway::start(
         &admin_config(&backend, "{mode: warn}")
-            .top(&format!("metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"))
+            .top(&format!(
+                "metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"
+            ))
             .build(),
     )
     .await;
@@ -511,13 +651,22 @@ async fn warn_mode_serves_the_change_reports_it_and_notifies() {
         let tools = client.list_all_tools().await;
         tools
             .iter()
-            .any(|t| t["name"] == "crm_echo" && t["description"].as_str().is_some_and(|d| d.contains("attacker")))
+            .any(|t| {
+                t["name"] == "crm_echo"
+                    && t["description"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("attacker"))
+            })
             .then_some(())
     })
     .await;
     let text = scrape(metrics_port).await;
     assert_eq!(
-        sample(&text, "cortex_gateway_integrity_changes_total", &[("status", "changed")]),
+        sample(
+            &text,
+            "cortex_gateway_integrity_changes_total",
+            &[("status", "changed")]
+        ),
         1.0
     );
     assert!(gateway.logs().contains("differs from its approved pin"));
@@ -561,7 +710,14 @@ async fn a_baseline_file_whose_signature_fails_refuses_the_start() {
     let key = SigningKey::from_pem(&key_pem).unwrap();
     let public_pem = key.verifying_key().to_pem();
     let mut doc = Baseline::default().to_json();
-    sign_document(&mut doc, &key, "2026-12-03T10:00:00.000Z", Signing::Operator, None).unwrap();
+    sign_document(
+        &mut doc,
+        &key,
+        "2026-12-03T10:00:00.000Z",
+        Signing::Operator,
+        None,
+    )
+    .unwrap();
     // Tampered after signing.
     doc["savedAt"] = json!("2026-12-04T10:00:00.000Z");
     let file = dir.path().join("baseline.json");
@@ -575,7 +731,9 @@ async fn a_baseline_file_whose_signature_fails_refuses_the_start() {
     let config = dir.path().join("gateway.yaml");
     std::fs::write(&config, &yaml).unwrap();
     for args in [vec!["check-config"], vec!["serve", "--config"]] {
-        let mut cmd = common::process::gateway_command(env!("CARGO_BIN_EXE_cortex-gateway"), dir.path()).unwrap();
+        let mut cmd =
+            common::process::gateway_command(env!("CARGO_BIN_EXE_cortex-gateway"), dir.path())
+                .unwrap();
         let out = cmd
             .args(&args)
             .arg(&config)
@@ -610,7 +768,11 @@ async fn the_admin_api_is_404_without_access_configured_and_checks_the_secret() 
 
     let gateway = Gateway::start(&admin_config(&backend, "{mode: warn}").build()).await;
     gateway.wait_ready().await;
-    for (secret, status) in [(None, 401), (Some("wrong-secret-0123456789"), 401), (Some(ADMIN_SECRET), 200)] {
+    for (secret, status) in [
+        (None, 401),
+        (Some("wrong-secret-0123456789"), 401),
+        (Some(ADMIN_SECRET), 200),
+    ] {
         let mut req = http().get(format!("{}/admin/backends", gateway.url()));
         if let Some(s) = secret {
             req = req.header("x-cortex-admin-secret", s);
@@ -635,18 +797,33 @@ async fn the_admin_api_is_404_without_access_configured_and_checks_the_secret() 
     .await;
     let (status, _) = admin_post(&gateway, "/admin/backends/nope/refresh", json!({})).await;
     assert_eq!(status, 404);
-    let (status, body) = admin_post(&gateway, "/admin/integrity/approve", json!({"backend": "crm", "tool": "nope"})).await;
+    let (status, body) = admin_post(
+        &gateway,
+        "/admin/integrity/approve",
+        json!({"backend": "crm", "tool": "nope"}),
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
     let (status, _) = admin_post(&gateway, "/admin/integrity/approve", json!({"bogus": 1})).await;
     assert_eq!(status, 400);
     let (status, baseline) = admin_get(&gateway, "/admin/integrity/baseline").await;
     assert_eq!(status, 200);
     assert_eq!(baseline["version"], 2);
-    assert!(baseline["tools"]["crm"]["echo"]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(baseline["tools"]["crm"]["echo"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
 
     // The CLI against the running gateway.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cortex-gateway"))
-        .args(["admin", "--url", &gateway.url(), "--secret", "wrong-secret-0123456789", "backends"])
+        .args([
+            "admin",
+            "--url",
+            &gateway.url(),
+            "--secret",
+            "wrong-secret-0123456789",
+            "backends",
+        ])
         .env_remove("CORTEX_ADMIN_SECRET")
         .output()
         .unwrap();
@@ -656,8 +833,12 @@ async fn the_admin_api_is_404_without_access_configured_and_checks_the_secret() 
     // Every admin action is audited, refusals included.
     let audited = eventually(WAIT, "admin audit records", || async {
         let lines = audit_lines(&gateway);
-        (lines.iter().any(|r| r["method"] == "admin/backends/refresh")
-            && lines.iter().any(|r| r["method"] == "admin/backends" && r["stage"] == "auth"))
+        (lines
+            .iter()
+            .any(|r| r["method"] == "admin/backends/refresh")
+            && lines
+                .iter()
+                .any(|r| r["method"] == "admin/backends" && r["stage"] == "auth"))
         .then_some(lines)
     })
     .await;

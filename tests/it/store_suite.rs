@@ -93,7 +93,11 @@ async fn tool_pins_are_saved_per_backend_and_replaced(db: TestDb) {
     };
     store
         .save_pins(vec![
-            row("crm", r#"{"a":{"fingerprint":"x"}}"#, "2026-12-03T10:00:00.000Z"),
+            row(
+                "crm",
+                r#"{"a":{"fingerprint":"x"}}"#,
+                "2026-12-03T10:00:00.000Z",
+            ),
             row("erp", "{}", "2026-12-03T10:00:00.000Z"),
         ])
         .await
