@@ -16,8 +16,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use cortex_filters::catalog::BackendSnapshot;
 use cortex_filters::pinning::{
@@ -45,6 +46,9 @@ pub enum IntegrityError {
         message: String,
     },
 }
+
+/// Longest wait for the stored pins at each attempt.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Counters of reviews (exported as metrics).
 #[derive(Debug, Default)]
@@ -88,7 +92,8 @@ pub struct Integrity {
     persist: Persist,
     inner: Mutex<Inner>,
     listener: Mutex<Option<ReviewListener>>,
-    loaded: tokio::sync::OnceCell<()>,
+    /// The stored pins were read (always true without a store).
+    loaded: AtomicBool,
     /// What reviews found.
     pub stats: IntegrityStats,
 }
@@ -140,7 +145,6 @@ impl Integrity {
             modes: cfg.backends.clone(),
             pin_first_sight: cfg.pin_first_sight,
             keys,
-            persist,
             inner: Mutex::new(Inner {
                 baseline: from_file.unwrap_or_default(),
                 reviews: BTreeMap::new(),
@@ -148,7 +152,8 @@ impl Integrity {
                 dirty: Vec::new(),
             }),
             listener: Mutex::new(None),
-            loaded: tokio::sync::OnceCell::new(),
+            loaded: AtomicBool::new(!matches!(persist, Persist::Store(_))),
+            persist,
             stats: IntegrityStats::default(),
         })
     }
@@ -158,31 +163,40 @@ impl Integrity {
         *lock(&self.listener) = Some(listener);
     }
 
-    /// [`load`](Self::load), once per process (the refresher calls it before its first
-    /// review).
+    /// Reads the pins kept in the store, until it succeeds (the refresher calls it before
+    /// each review; once read, it returns at once). Each attempt is bounded by
+    /// [`LOAD_TIMEOUT`]. Until the pins are read, reviews pin nothing and save nothing: a
+    /// backend is not trusted on first sight (its tools are new: served with a warning in
+    /// `warn` mode, quarantined in `block` mode), so a slow or down store can never replace
+    /// the approvals it holds.
     pub async fn ensure_loaded(&self) {
-        self.loaded.get_or_init(|| self.load()).await;
-    }
-
-    /// Reads the pins kept in the store (nothing for a file or no store). A store that cannot
-    /// be read leaves the baseline empty, logged: with `pin_first_sight` the backends are
-    /// pinned again as they are; in `block` mode without it, they are quarantined.
-    pub async fn load(&self) {
+        if self.loaded.load(Ordering::Acquire) {
+            return;
+        }
         let Persist::Store(store) = &self.persist else {
             return;
         };
-        match store.load_pins().await {
-            Ok(rows) => match baseline_of_rows(&rows) {
-                Ok(b) => {
-                    info!(
-                        pinned = b.pinned_count(),
-                        "integrity: baseline read from the store"
-                    );
-                    lock(&self.inner).baseline = b;
-                }
-                Err(e) => error!("integrity: the stored baseline is unreadable: {e}"),
-            },
-            Err(e) => error!("integrity: cannot read the stored baseline: {e}"),
+        let rows = match tokio::time::timeout(LOAD_TIMEOUT, store.load_pins()).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                error!("integrity: cannot read the stored baseline (retrying at the next refresh): {e}");
+                return;
+            }
+            Err(_) => {
+                error!("integrity: the store did not answer within {LOAD_TIMEOUT:?} (retrying at the next refresh)");
+                return;
+            }
+        };
+        match baseline_of_rows(&rows) {
+            Ok(b) => {
+                info!(
+                    pinned = b.pinned_count(),
+                    "integrity: baseline read from the store"
+                );
+                lock(&self.inner).baseline = b;
+                self.loaded.store(true, Ordering::Release);
+            }
+            Err(e) => error!("integrity: the stored baseline is unreadable: {e}"),
         }
     }
 
@@ -208,14 +222,16 @@ impl Integrity {
         let at = crate::clock::iso8601_ms(crate::clock::now_ms());
         let review = {
             let mut inner = lock(&self.inner);
+            let loaded = self.loaded.load(Ordering::Acquire);
             let review = pinning::review(
                 &inner.baseline,
                 &snapshot.backend_id,
                 &observed,
                 m,
-                self.pin_first_sight,
+                self.pin_first_sight && loaded,
             );
-            if inner.baseline.apply(&review, &observed, &at)
+            if loaded
+                && inner.baseline.apply(&review, &observed, &at)
                 && !inner.dirty.contains(&snapshot.backend_id)
             {
                 inner.dirty.push(snapshot.backend_id.clone());
@@ -262,6 +278,9 @@ impl Integrity {
 
     /// Writes the pins changed since the last save (after a refresh or an approval).
     pub async fn save(&self) {
+        if !self.loaded.load(Ordering::Acquire) {
+            return;
+        }
         let (dirty, baseline) = {
             let mut inner = lock(&self.inner);
             if inner.dirty.is_empty() {
@@ -341,6 +360,7 @@ impl Integrity {
     /// `POST /admin/integrity/approve`: pins one tool, or a whole backend, as last listed.
     /// The caller then has the backend rediscovered so the catalog follows.
     pub async fn approve(&self, req: &ApprovalRequest) -> Result<Value, PinningError> {
+        self.ensure_loaded().await;
         let at = crate::clock::iso8601_ms(crate::clock::now_ms());
         let outcome = {
             let mut inner = lock(&self.inner);
@@ -492,6 +512,47 @@ mod tests {
         ]);
         integrity.check(&mut again);
         assert_eq!(again.tools.len(), 2);
+    }
+
+    /// A store that is down.
+    struct DownStore;
+
+    #[async_trait::async_trait]
+    impl crate::store::StoreBase for DownStore {
+        fn kind(&self) -> crate::store::StoreKind {
+            crate::store::StoreKind::Postgres("down".into())
+        }
+        async fn ping(&self) -> Result<(), crate::store::StoreError> {
+            Err(crate::store::StoreError::Unavailable("down".into()))
+        }
+        async fn schema_version(&self) -> Result<i64, crate::store::StoreError> {
+            Err(crate::store::StoreError::Unavailable("down".into()))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl PinStore for DownStore {
+        async fn load_pins(&self) -> Result<Vec<StoredPins>, crate::store::StoreError> {
+            Err(crate::store::StoreError::Unavailable("down".into()))
+        }
+        async fn save_pins(&self, _: Vec<StoredPins>) -> Result<(), crate::store::StoreError> {
+            panic!("nothing is saved before the stored pins are read");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_be_read_never_trusts_on_first_sight() {
+        let cfg = IntegrityConfig {
+            mode: IntegrityMode::Block,
+            ..IntegrityConfig::default()
+        };
+        let integrity = Integrity::from_config(&cfg, Some(Arc::new(DownStore))).unwrap();
+        integrity.ensure_loaded().await;
+        let mut snap = snapshot(vec![tool("a", "reads")]);
+        integrity.check(&mut snap);
+        assert!(snap.tools.is_empty(), "unapproved tools stay quarantined");
+        integrity.save().await;
+        assert_eq!(lock(&integrity.inner).baseline.pinned_count(), 0);
     }
 
     #[test]

@@ -30,6 +30,20 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// Counters kept by other parts of the gateway, exported on the metrics listener next to the
+/// request metrics: each part hands a `prometheus` collector over its own atomics to
+/// [`Metrics::register_collector`](crate::metrics::Metrics::register_collector) here (the
+/// edge counters plug in at this place). A collector that cannot be registered (a name
+/// taken twice) is logged and left out; the gateway still serves.
+fn register_extra_collectors(metrics: &crate::metrics::Metrics) {
+    let extra: Vec<Box<dyn prometheus::core::Collector>> = Vec::new();
+    for collector in extra {
+        if let Err(e) = metrics.register_collector(collector) {
+            warn!("metrics: a collector could not be registered: {e}");
+        }
+    }
+}
+
 /// Each finding of a pinning review with changes, as an audit record
 /// (`integrity/changed`, `integrity/new`, `integrity/removed`, `integrity/quarantined`).
 fn audit_review(audit: &crate::audit::AuditSink, review: &cortex_filters::pinning::BackendReview) {
@@ -147,6 +161,7 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
         .integrity
         .set_listener(Arc::new(move |review| audit_review(&audit_sink, review)));
     shared.metrics.set_sources(state.metric_sources());
+    register_extra_collectors(&shared.metrics);
     let metrics_addr = policy
         .config
         .metrics
