@@ -290,10 +290,17 @@ impl Integrity {
         };
         let result = match &self.persist {
             Persist::None => Ok(()),
-            Persist::Store(store) => store
-                .save_pins(rows_of(&baseline, &dirty))
+            Persist::Store(store) => {
+                match tokio::time::timeout(
+                    LOAD_TIMEOUT,
+                    store.save_pins(rows_of(&baseline, &dirty)),
+                )
                 .await
-                .map_err(|e| e.to_string()),
+                {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("the store did not answer within {LOAD_TIMEOUT:?}")),
+                }
+            }
             Persist::File(path) => self.write_file(path, &baseline),
         };
         if let Err(e) = result {

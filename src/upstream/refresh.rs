@@ -109,7 +109,6 @@ impl Refresher {
                     integrity.check(snapshot);
                 }
             }
-            integrity.save().await;
         }
         let now = Instant::now();
         self.store.with_health(|h| {
@@ -150,6 +149,10 @@ impl Refresher {
         });
         self.expire_stale(now);
         self.publish_if_changed();
+        // After publishing: a slow store delays the next tick, never the catalog.
+        if let Some(integrity) = &self.integrity {
+            integrity.save().await;
+        }
     }
 
     /// Drops snapshots of backends failing for longer than the grace period.
