@@ -89,6 +89,8 @@ enum Route {
     ServerCard,
     /// `/link` and `/link/*`: account linking (the vault).
     Link,
+    /// `/admin/*`: the admin API.
+    Admin,
     /// Anything else.
     NotFound,
 }
@@ -111,6 +113,8 @@ impl Gateway {
             Route::Ready
         } else if crate::vault::edge::owns_path(path) {
             Route::Link
+        } else if path == "/admin" || path.starts_with("/admin/") {
+            Route::Admin
         } else {
             Route::NotFound
         }
@@ -262,6 +266,9 @@ impl ProxyHttp for Gateway {
                 discovery::server_card(&self.state.shared, &policy, &session.req_header().method)
             }
             Route::Link => self.link(session, &path).await?,
+            Route::Admin => {
+                return crate::admin::handle(&self.state, &policy, session, &mut ctx.record).await;
+            }
             Route::NotFound => self.not_found(),
         };
         write_answer(session, answer, None).await?;
@@ -331,7 +338,8 @@ impl ProxyHttp for Gateway {
             error = e.map(|e| e.to_string()),
             "request"
         );
-        if !ctx.record.is_active() || !self.state.shared.audit.is_enabled() {
+        let shared = &self.state.shared;
+        if !ctx.record.is_active() || !(shared.audit.is_enabled() || shared.metrics.is_enabled()) {
             return;
         }
         let is_list = ctx.record.method() == Some("tools/list");
@@ -356,7 +364,10 @@ impl ProxyHttp for Gateway {
             error: e.map(|e| e.to_string()),
         };
         if let Some(record) = ctx.record.close(facts) {
-            self.state.shared.audit.submit(record);
+            shared.metrics.observe(&record);
+            if shared.audit.is_enabled() {
+                shared.audit.submit(record);
+            }
         }
     }
 }

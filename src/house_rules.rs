@@ -53,6 +53,11 @@ const FLOORS: &[(&str, u8)] = &[
     ("check_backend", 5),
     // Test-only.
     ("house_rules", 11),
+    // Observe and protect: rate-limit buckets, pinning on the catalog, metrics, admin API.
+    ("limits", 1),
+    ("integrity", 2),
+    ("metrics", 4),
+    ("admin", 6),
 ];
 
 fn floor(module: &str) -> Option<u8> {

@@ -35,6 +35,11 @@ pub mod tls;
 pub mod upstream;
 pub mod vault;
 pub mod well_known;
+// Observe and protect the agent ingress (metrics, rate limits, pinning, admin API).
+pub mod admin;
+pub mod integrity;
+pub mod limits;
+pub mod metrics;
 
 #[cfg(test)]
 mod house_rules;

@@ -104,6 +104,21 @@ enum Command {
         #[command(subcommand)]
         action: VaultCommand,
     },
+    /// The admin API of a running gateway (pinning report and approvals, backends). Prints
+    /// the gateway's JSON; exit 0 on success, 1 when refused or unreachable.
+    Admin {
+        /// Base URL of the gateway.
+        #[arg(long, default_value = "http://127.0.0.1:3213")]
+        url: String,
+        /// The admin secret (default: CORTEX_ADMIN_SECRET).
+        #[arg(long, env = "CORTEX_ADMIN_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// A bearer token carrying `admin.scope`, instead of the secret.
+        #[arg(long)]
+        token: Option<String>,
+        #[command(subcommand)]
+        action: AdminCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -127,6 +142,30 @@ enum VaultCommand {
         /// A Cortex-style env file.
         #[arg(long)]
         env_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// The pinning report (GET /admin/integrity).
+    Integrity,
+    /// Approves one tool or a whole backend as listed now (POST /admin/integrity/approve).
+    Approve {
+        /// The backend id.
+        #[arg(long)]
+        backend: String,
+        /// One tool (its name at the backend); absent: every tool of the backend.
+        #[arg(long)]
+        tool: Option<String>,
+    },
+    /// Exports the baseline (GET /admin/integrity/baseline).
+    Baseline,
+    /// Backend health, staleness, last error and catalog counts (GET /admin/backends).
+    Backends,
+    /// Rediscovers a backend now (POST /admin/backends/<id>/refresh).
+    Refresh {
+        /// The backend id.
+        backend: String,
     },
 }
 
@@ -235,6 +274,53 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::Admin {
+            url,
+            secret,
+            token,
+            action,
+        } => admin(url, secret, token, action),
+    }
+}
+
+fn admin(
+    url: String,
+    secret: Option<String>,
+    token: Option<String>,
+    action: AdminCommand,
+) -> ExitCode {
+    use cortex_gateway::admin::client::{self, Request, Target};
+    let request = match action {
+        AdminCommand::Integrity => Request::Integrity,
+        AdminCommand::Approve { backend, tool } => Request::Approve { backend, tool },
+        AdminCommand::Baseline => Request::Baseline,
+        AdminCommand::Backends => Request::Backends,
+        AdminCommand::Refresh { backend } => Request::Refresh { backend },
+    };
+    let target = Target {
+        url,
+        secret: secret.filter(|s| !s.is_empty()),
+        token,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(client::run(&target, &request)) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -94,6 +94,51 @@ pub enum Target {
     },
 }
 
+/// How a backend call ended, as the gateway saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallResult {
+    /// A result.
+    Ok,
+    /// A result flagged `isError` (the tool ran and reported a failure).
+    ToolError,
+    /// A JSON-RPC error mapped from the backend's reply or the transport.
+    Error,
+    /// No reply within the backend's timeout.
+    Timeout,
+}
+
+impl CallResult {
+    /// The name in metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CallResult::Ok => "ok",
+            CallResult::ToolError => "tool_error",
+            CallResult::Error => "backend_error",
+            CallResult::Timeout => "timeout",
+        }
+    }
+
+    /// How `outcome` ended.
+    pub fn of(outcome: &Outcome) -> CallResult {
+        match outcome {
+            Outcome::Result(v) => {
+                if v.get("isError").and_then(Value::as_bool) == Some(true) {
+                    CallResult::ToolError
+                } else {
+                    CallResult::Ok
+                }
+            }
+            Outcome::Error { data, .. } => {
+                if data.get("timeoutMs").is_some() {
+                    CallResult::Timeout
+                } else {
+                    CallResult::Error
+                }
+            }
+        }
+    }
+}
+
 /// The record of one request that reached the MCP endpoint.
 #[derive(Debug, Default)]
 pub struct RequestRecord {
@@ -109,6 +154,8 @@ pub struct RequestRecord {
     rpc: Option<RpcOutcome>,
     /// `tools/list` only: (tools on the page, answer bytes).
     listed: Option<(u32, usize)>,
+    /// The backend call of this request: how long it took and how it ended.
+    call: Option<(Duration, CallResult)>,
 }
 
 /// The largest request body kept for hashing its params on the audit thread; larger ones
@@ -279,6 +326,31 @@ impl RequestRecord {
         }
     }
 
+    /// An event that is not a request, recorded on a backend's tool (a pinning review
+    /// finding a changed, new, removed or quarantined tool): `action` names it.
+    pub fn event(action: &'static str, backend: &str, tool: &str) -> RequestRecord {
+        RequestRecord {
+            active: true,
+            method: Some(Cow::Borrowed(action)),
+            tool: Some(clean(tool, MAX_IDENT)),
+            target: Some(Target::Backend {
+                id: clean(backend, MAX_IDENT),
+                scope: None,
+            }),
+            ..RequestRecord::default()
+        }
+    }
+
+    /// A request that is not JSON-RPC but is recorded as one action (the admin API).
+    pub fn action(&mut self, name: &'static str) {
+        self.method = Some(Cow::Borrowed(name));
+    }
+
+    /// The backend call made for this request took `latency` and ended as `result`.
+    pub fn backend_call(&mut self, latency: Duration, result: CallResult) {
+        self.call = Some((latency, result));
+    }
+
     /// The mapped reply of a backend call.
     pub fn outcome(&mut self, outcome: &Outcome) {
         self.rpc = Some(match outcome.error_code() {
@@ -306,6 +378,7 @@ impl RequestRecord {
             session_id: r.session_id,
             rpc: r.rpc,
             listed: r.listed,
+            call: r.call,
         })
     }
 }
@@ -359,6 +432,8 @@ pub struct ClosedRecord {
     pub rpc: Option<RpcOutcome>,
     /// `tools/list`: (tools on the page, answer bytes).
     pub listed: Option<(u32, usize)>,
+    /// The backend call: how long it took and how it ended.
+    pub call: Option<(Duration, CallResult)>,
 }
 
 impl ClosedRecord {

@@ -38,6 +38,56 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
 }
 
+/// Counters kept by other parts of the gateway, exported on the metrics listener next to the
+/// request metrics: each part hands a `prometheus` collector over its own atomics to
+/// [`Metrics::register_collector`](crate::metrics::Metrics::register_collector) here (the
+/// edge counters plug in at this place). A collector that cannot be registered (a name
+/// taken twice) is logged and left out; the gateway still serves.
+fn register_extra_collectors(metrics: &crate::metrics::Metrics) {
+    let extra: Vec<Box<dyn prometheus::core::Collector>> = Vec::new();
+    for collector in extra {
+        if let Err(e) = metrics.register_collector(collector) {
+            warn!("metrics: a collector could not be registered: {e}");
+        }
+    }
+}
+
+/// Each finding of a pinning review with changes, as an audit record
+/// (`integrity/changed`, `integrity/new`, `integrity/removed`, `integrity/quarantined`).
+fn audit_review(audit: &crate::audit::AuditSink, review: &cortex_filters::pinning::BackendReview) {
+    use cortex_filters::pinning::{ToolStatus, Verdict};
+    if !audit.is_enabled() {
+        return;
+    }
+    for t in review
+        .tools
+        .iter()
+        .filter(|t| t.status != ToolStatus::Unchanged)
+    {
+        let action = match (t.verdict, t.status) {
+            (Verdict::Quarantine, _) => "integrity/quarantined",
+            (_, ToolStatus::Changed) => "integrity/changed",
+            (_, ToolStatus::New) => "integrity/new",
+            _ => "integrity/removed",
+        };
+        let mut record = crate::record::RequestRecord::event(action, &review.backend, &t.tool);
+        let facts = crate::record::Facts {
+            ts_ms: crate::clock::now_ms(),
+            latency: std::time::Duration::ZERO,
+            http_method: http::Method::GET,
+            http_status: 0,
+            response_size: 0,
+            origin: None,
+            backends_filter: None,
+            tool_mode: None,
+            error: None,
+        };
+        if let Some(closed) = record.close(facts) {
+            audit.submit(closed);
+        }
+    }
+}
+
 /// Builds the server for `config`, without configuration reload (the demo). Returns the
 /// server ready to run and the shared state.
 pub fn build(config: Config) -> Result<(Server, Arc<AppState>), StartError> {
@@ -120,17 +170,41 @@ pub fn build_with(
     let sessions = shared.sessions.clone();
     let policy_source = state.clone();
     let catalog = &policy.config.catalog;
-    let refresher = Arc::new(Refresher::new(
-        Arc::new(move || policy_source.policy().upstreams.clone()),
-        shared.catalog.clone(),
-        RefreshSettings {
-            interval: catalog.refresh,
-            stale_grace: catalog.stale_grace,
-            max_backoff: catalog.max_backoff,
-        },
-        crate::builtins::reserved_names(),
-        Arc::new(move |diff| sessions.notify_catalog_change(diff)),
-    ));
+    let refresher = Arc::new(
+        Refresher::new(
+            Arc::new(move || policy_source.policy().upstreams.clone()),
+            shared.catalog.clone(),
+            RefreshSettings {
+                interval: catalog.refresh,
+                stale_grace: catalog.stale_grace,
+                max_backoff: catalog.max_backoff,
+            },
+            crate::builtins::reserved_names(),
+            Arc::new(move |diff| sessions.notify_catalog_change(diff)),
+        )
+        .with_integrity(shared.integrity.clone()),
+    );
+    let audit_sink = shared.audit.clone();
+    shared
+        .integrity
+        .set_listener(Arc::new(move |review| audit_review(&audit_sink, review)));
+    shared.metrics.set_sources(state.metric_sources());
+    register_extra_collectors(&shared.metrics);
+    let metrics_addr = policy
+        .config
+        .metrics
+        .listen
+        .as_deref()
+        .and_then(|l| crate::config::parse_listen(l).ok());
+    if let Some(addr) = metrics_addr {
+        let mut metrics = pingora::services::listening::Service::new(
+            "metrics".to_string(),
+            crate::metrics::server::MetricsApp::new(shared.metrics.clone()),
+        );
+        metrics.add_tcp(&addr.to_string());
+        server.add_service(metrics);
+        info!("metrics on http://{addr}/metrics");
+    }
     server.add_service(background_service(
         "catalog refresh",
         RefreshService::new(refresher),

@@ -303,6 +303,21 @@ impl SessionManager {
         self.states.run_pending_tasks();
         self.states.entry_count()
     }
+
+    /// Notification streams open on this replica (a walk over the sessions: for a scrape,
+    /// not for the request path).
+    pub fn open_streams(&self) -> u64 {
+        self.states
+            .iter()
+            .map(|(_, s)| {
+                let inner = match s.inner.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                inner.streams.iter().filter(|t| !t.is_closed()).count() as u64
+            })
+            .sum()
+    }
 }
 
 impl SessionState {

@@ -25,8 +25,11 @@ use crate::config::Config;
 use crate::credentials::IdentityService;
 use crate::drain::Drain;
 use crate::edge::{Edge, EdgeLimits};
+use crate::integrity::Integrity;
+use crate::limits::{Limiter, Limits};
+use crate::metrics::Metrics;
 use crate::sessions::SessionManager;
-use crate::store::Store;
+use crate::store::{PinStore, Store};
 use crate::upstream::{
     Backend, CatalogStore, ContractBackend, HttpClient, NativeBackend, NativeParts, Relay,
     TargetError, Upstreams,
@@ -57,6 +60,20 @@ pub enum StateError {
     /// The vault could not be set up.
     #[error("vault: {0}")]
     Vault(String),
+    /// A rate limit cannot be used.
+    #[error("rate_limits.{key}: {message}")]
+    RateLimits {
+        /// The key under `rate_limits`.
+        key: String,
+        /// Why.
+        message: String,
+    },
+    /// The shared rate-limit store cannot be set up.
+    #[error(transparent)]
+    Limiter(#[from] crate::limits::LimiterError),
+    /// Pinning cannot start (keys, or a baseline file that does not verify).
+    #[error(transparent)]
+    Integrity(#[from] crate::integrity::IntegrityError),
 }
 
 /// What lives as long as the process.
@@ -83,6 +100,12 @@ pub struct Shared {
     pub client: Arc<HttpClient>,
     /// The builtins' process-lifetime parts (search index, webhook wake-up).
     pub builtins: BuiltinRuntime,
+    /// Prometheus metrics (observed from each request's record).
+    pub metrics: Arc<Metrics>,
+    /// Rate-limit buckets (in memory or Redis) and their counters.
+    pub limiter: Arc<Limiter>,
+    /// Tool-definition pinning.
+    pub integrity: Arc<Integrity>,
     /// The HTTP edge: connection cap, header/body deadlines, body budget, and their
     /// counters (`edge.counters`, for the metrics endpoint).
     pub edge: Arc<Edge>,
@@ -175,6 +198,8 @@ pub struct Policy {
     pub identity: Arc<IdentityService>,
     /// The gateway's own tools and their scopes.
     pub builtins: Arc<Builtins>,
+    /// The rate limits in force.
+    pub limits: Limits,
 }
 
 /// Shared state of one gateway process.
@@ -231,6 +256,9 @@ impl AppState {
             reloads: ReloadStatus::default(),
             vault: None,
             edge: Arc::new(Edge::new(EdgeLimits::from_config(&config.server.limits))),
+            metrics: Arc::new(Metrics::new(config.metrics.listen.is_some())),
+            limiter: Arc::new(Limiter::from_config(&config.rate_limits)?),
+            integrity: Arc::new(Integrity::from_config(&config.integrity, None)?),
         };
         let policy = Policy::build(Arc::new(config), &shared)?;
         Ok(AppState {
@@ -239,8 +267,15 @@ impl AppState {
         })
     }
 
-    /// The state with the store and the audit trail over it.
+    /// The state with the store and the audit trail over it (tool pins persist in it unless
+    /// a baseline file is configured).
     pub fn with_store(mut self, store: Arc<dyn Store>, audit: AuditSink) -> Self {
+        let integrity = &self.policy().config.integrity;
+        match Integrity::from_config(integrity, Some(store.clone() as Arc<dyn PinStore>)) {
+            Ok(i) => self.shared.integrity = Arc::new(i),
+            // Unreachable: the same configuration built one in `new`.
+            Err(e) => tracing::error!("{e}"),
+        }
         self.shared.store = Some(store);
         self.shared.audit = audit;
         self
@@ -263,6 +298,17 @@ impl AppState {
         let policy = Policy::build(config, &self.shared)?;
         self.swap_policy(policy);
         Ok(self)
+    }
+
+    /// What the metrics read at scrape time.
+    pub fn metric_sources(&self) -> crate::metrics::Sources {
+        crate::metrics::Sources {
+            catalog: self.shared.catalog.clone(),
+            sessions: self.shared.sessions.clone(),
+            audit: self.shared.audit.clone(),
+            limiter: self.shared.limiter.clone(),
+            integrity: self.shared.integrity.clone(),
+        }
     }
 
     /// The policy in force. Take it once per request.
@@ -345,7 +391,14 @@ impl Policy {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let limits = Limits::from_config(&config.rate_limits).map_err(|(key, e)| {
+            StateError::RateLimits {
+                key,
+                message: e.to_string(),
+            }
+        })?;
         Ok(Policy {
+            limits,
             website_url,
             origin,
             host,

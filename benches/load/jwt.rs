@@ -43,6 +43,7 @@ fn oauth_yaml(port: u16, issuer: &Issuer, echo: std::net::SocketAddr) -> String 
          dev_bypass:\n    token: \"{BYPASS}\"\n    scopes: [\"{SCOPE}\"]\n\
          sessions:\n  secret: \"{SECRET}\"\n\
          catalog:\n  refresh: 1h\n  page_size: {PAGE_SIZE}\n\
+         rate_limits:\n  enabled: false\n\
          backends:\n  - id: echo\n    url: http://{echo}\n",
         issuer.issuer, issuer.jwks_url
     )

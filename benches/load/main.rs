@@ -22,7 +22,7 @@
 //!
 //! Environment: `LOAD_QUICK=1` (a ~30 s smoke run), `LOAD_OUT=<file>` (JSON results; default
 //! `$CARGO_TARGET_DIR/load-results.json`); overrides for investigations: `LOAD_ROUNDS`,
-//! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_PHASES=calls,jwt,sse,big,refresh`,
+//! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_PHASES=calls,jwt,observe,sse,big,refresh`,
 //! `LOAD_GATEWAY_BIN` (run another build of the gateway, e.g. one with symbols for perf),
 //! `LOAD_STOP_GRACE_S` (SIGTERM → SIGKILL delay, default 5).
 //! Every process it starts is stopped by PID, also on panic (drop guards).
@@ -39,6 +39,7 @@ mod gateway;
 mod http_server;
 mod issuer;
 mod jwt;
+mod observe;
 #[path = "../../tests/it/common/process.rs"]
 mod process;
 mod procfs;
@@ -88,7 +89,7 @@ struct Plan {
     init_cell_s: f64,
     streams: usize,
     refresh_rounds: usize,
-    /// Phases to run (`LOAD_PHASES=calls,jwt,sse,big,refresh`; default all).
+    /// Phases to run (`LOAD_PHASES=calls,jwt,observe,sse,big,refresh`; default all).
     phases: Vec<String>,
 }
 
@@ -180,6 +181,7 @@ fn gateway_yaml(
          auth:\n  mode: none\n\
          sessions:\n  secret: \"{SECRET}\"\n\
          catalog:\n  refresh: 1h\n  page_size: {page_size}\n\
+         rate_limits:\n  enabled: false\n\
          backends:\n"
     );
     for (id, addr) in backends {
@@ -868,6 +870,7 @@ fn print_summary(plan: &Plan, results: &Results, targets: &[report::Target]) {
         );
     }
     print_jwt(results);
+    observe::print_observe(results);
     report::print_targets(targets);
     if !results.gateway_log_problems.is_empty() {
         println!("\n#### Gateway log lines worth a look\n");
@@ -917,6 +920,9 @@ async fn run(plan: &Plan) -> Result<(), String> {
     }
     if plan.runs("jwt") {
         jwt_phase(plan, &be, &mut results).await?;
+    }
+    if plan.runs("observe") {
+        observe::observe_phase(plan, &be, &mut results).await?;
     }
     if plan.runs("sse") {
         sse_gateway_phase(plan, &be, &mut results).await?;

@@ -117,6 +117,15 @@ pub const RESTART: &[(&str, &str)] = &[
         "outbound",
         "the outbound connection pool and the authorization-server client are built at start",
     ),
+    ("metrics", "the metrics listener is bound at start"),
+    (
+        "rate_limits.redis",
+        "the shared rate-limit store is connected at start",
+    ),
+    (
+        "integrity",
+        "pinning (keys, baseline file, modes) is set up at start",
+    ),
 ];
 
 /// `new` with every key that needs a restart ([`RESTART`]) put back to its value in
@@ -160,6 +169,8 @@ const SECRET_KEYS: &[&str] = &[
     "webhook_secret",
     "database_url",
     "key",
+    "redis_url",
+    "private_key",
 ];
 
 /// How a key changed.

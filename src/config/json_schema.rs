@@ -388,6 +388,10 @@ storage: {}
 audit: {}
 outbound: {}
 vault: {keys: [{id: a, key: k}], providers: [{id: p, resource: 'http://127.0.0.1:1/mcp'}]}
+metrics: {}
+rate_limits: {redis: {}}
+integrity: {}
+admin: {}
 ";
 
     #[test]

@@ -25,6 +25,7 @@ mod error;
 mod expand;
 mod json_schema;
 mod overlay;
+pub mod protect;
 mod report;
 pub mod schema;
 mod tree;
@@ -44,6 +45,7 @@ pub use diff::{diff, keep_restart_keys, render_diff, Change, ChangeKind};
 pub use env::{parse_env_str, read_env_file, EnvSource, LayeredEnv, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrors, ConfigIssue};
 pub use json_schema::{json_schema, json_schema_text};
+pub use protect::*;
 pub use report::render_check_report;
 pub use schema::*;
 

@@ -18,17 +18,7 @@ const DEFAULT_PORT: u16 = 3213;
 
 /// Cortex variables this version does not act on. They are named in a warning so that a
 /// migrated env file does not silently lose a setting.
-const NOT_HONOURED: &[&str] = &[
-    "CORTEX_RATE_LIMIT_PER_MINUTE",
-    "RATE_LIMIT_DISABLED",
-    "CORTEX_TOOL_INTEGRITY_MODE",
-    "CORTEX_TOOL_BASELINE_FILE",
-    "CORTEX_BASELINE_PRIVATE_KEY",
-    "CORTEX_BASELINE_PUBLIC_KEY",
-    "CORTEX_ADMIN_SECRET",
-    "CRON_SECRET",
-    "CORTEX_VAULT_KEY",
-];
+const NOT_HONOURED: &[&str] = &["CRON_SECRET"];
 
 /// What the overlay did.
 #[derive(Debug, Default)]
@@ -97,6 +87,7 @@ pub(crate) fn apply(tree: &mut Node, env: &dyn EnvSource) -> Overlay {
     apply_mcp_servers(tree, env, &mut out);
     apply_builtins(tree, env, &mut out);
     apply_vault_providers(tree, env, &mut out);
+    apply_protect(tree, env, &mut out);
     for name in NOT_HONOURED {
         if var(env, name).is_some() {
             out.warnings.push(format!(
@@ -129,6 +120,62 @@ fn apply_builtins(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
             &["tickets", "webhook_secret"],
         ),
         ("CORTEX_TOOL_MODE", &["catalog", "tool_mode"]),
+    ];
+    for (name, path) in strings {
+        if let Some(value) = var(env, name) {
+            set(tree, path, Node::env_str(value, name), name, out);
+        }
+    }
+}
+
+/// Rate limits, tool integrity and the admin secret, with their Cortex meaning:
+/// `CORTEX_RATE_LIMIT_PER_MINUTE=N` is the per-caller limit `N/min` (burst N);
+/// `RATE_LIMIT_DISABLED=true` (exactly that value, as in Cortex) turns every limit off, any
+/// other value is warned about and leaves limits on; `CORTEX_TOOL_INTEGRITY_MODE`;
+/// `CORTEX_TOOL_BASELINE_FILE` (Cortex's `memory` means no file); the baseline keys (PEM,
+/// literal `\n` accepted); `CORTEX_ADMIN_SECRET`.
+fn apply_protect(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
+    const PER_MINUTE: &str = "CORTEX_RATE_LIMIT_PER_MINUTE";
+    const DISABLED: &str = "RATE_LIMIT_DISABLED";
+    let per_minute = var(env, PER_MINUTE);
+    let disabled = var(env, DISABLED);
+    match cortex_filters::ratelimit::cortex_env(per_minute.as_deref(), disabled.as_deref()) {
+        Ok(rates) => {
+            out.warnings.extend(rates.warnings);
+            if per_minute.is_some() {
+                let node = Node::env_str(rates.per_subject.to_string(), PER_MINUTE);
+                set(tree, &["rate_limits", "per_subject"], node, PER_MINUTE, out);
+            }
+            if rates.disabled {
+                let node = Node::new(Kind::Bool(false), Origin::Env(DISABLED.into()));
+                set(tree, &["rate_limits", "enabled"], node, DISABLED, out);
+            }
+        }
+        Err(e) => out.errors.push(ConfigIssue::new(e.to_string())),
+    }
+    if let Some(mode) = var(env, "CORTEX_TOOL_INTEGRITY_MODE") {
+        let name = "CORTEX_TOOL_INTEGRITY_MODE";
+        let node = Node::env_str(mode.to_ascii_lowercase(), name);
+        set(tree, &["integrity", "mode"], node, name, out);
+    }
+    if let Some(file) = var(env, "CORTEX_TOOL_BASELINE_FILE") {
+        let name = "CORTEX_TOOL_BASELINE_FILE";
+        if file == "memory" {
+            out.applied(name);
+        } else {
+            set(
+                tree,
+                &["integrity", "baseline_file"],
+                Node::env_str(file, name),
+                name,
+                out,
+            );
+        }
+    }
+    let strings: &[(&str, &[&str])] = &[
+        ("CORTEX_BASELINE_PRIVATE_KEY", &["integrity", "private_key"]),
+        ("CORTEX_BASELINE_PUBLIC_KEY", &["integrity", "public_key"]),
+        ("CORTEX_ADMIN_SECRET", &["admin", "secret"]),
     ];
     for (name, path) in strings {
         if let Some(value) = var(env, name) {
@@ -817,10 +864,45 @@ mod tests {
 
     #[test]
     fn unsupported_cortex_variables_are_named() {
-        let (_, out) = run("", &[("CORTEX_RATE_LIMIT_PER_MINUTE", "100")]);
-        assert!(
-            out.warnings[0].starts_with("CORTEX_RATE_LIMIT_PER_MINUTE is set but not supported")
+        let (_, out) = run("", &[("CRON_SECRET", "100")]);
+        assert!(out.warnings[0].starts_with("CRON_SECRET is set but not supported"));
+    }
+
+    #[test]
+    fn protection_variables_take_their_cortex_meaning() {
+        let (tree, out) = run(
+            "",
+            &[
+                ("CORTEX_RATE_LIMIT_PER_MINUTE", "30"),
+                ("RATE_LIMIT_DISABLED", "true"),
+                ("CORTEX_TOOL_INTEGRITY_MODE", "BLOCK"),
+                ("CORTEX_TOOL_BASELINE_FILE", "memory"),
+                ("CORTEX_ADMIN_SECRET", "s3cret-0123456789"),
+            ],
         );
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        let rl = tree.get("rate_limits").unwrap();
+        assert_eq!(rl.get("per_subject").and_then(Node::as_str), Some("30/min"));
+        assert!(matches!(
+            rl.get("enabled").map(|n| &n.kind),
+            Some(Kind::Bool(false))
+        ));
+        let integrity = tree.get("integrity").unwrap();
+        assert_eq!(integrity.get("mode").and_then(Node::as_str), Some("block"));
+        assert!(integrity.get("baseline_file").is_none());
+        assert_eq!(
+            tree.get("admin")
+                .unwrap()
+                .get("secret")
+                .and_then(Node::as_str),
+            Some("s3cret-0123456789")
+        );
+        let (_, out) = run("", &[("RATE_LIMIT_DISABLED", "yes")]);
+        assert!(out.warnings[0].contains("only the exact value `true`"));
+        let (_, out) = run("", &[("CORTEX_RATE_LIMIT_PER_MINUTE", "lots")]);
+        assert!(out.errors[0]
+            .to_string()
+            .contains("whole number of requests per minute"));
     }
 
     #[test]

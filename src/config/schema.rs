@@ -46,6 +46,14 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The audit trail.
     pub audit: AuditConfig,
+    /// The Prometheus listener (off by default).
+    pub metrics: super::protect::MetricsConfig,
+    /// Rate limits per caller, per caller and tool, per backend.
+    pub rate_limits: super::protect::RateLimitsConfig,
+    /// Tool-definition pinning (rug-pull protection).
+    pub integrity: super::protect::IntegrityConfig,
+    /// The admin API.
+    pub admin: super::protect::AdminConfig,
     /// The per-user token vault and the providers users link accounts at (docs/vault.md).
     pub vault: super::vault::VaultConfig,
     /// TLS of the gateway's outbound connections: the CA bundle backends and the

@@ -742,7 +742,7 @@ fn check_report_summarises_without_secrets() {
         "dev bypass",
         "demo  http://127.0.0.1:4820/api/cortex/backend  timeout 10s",
         "environment overrides: CORTEX_TECHNICAL_TOKEN, CORTEX_BACKENDS, CORTEX_BACKEND_DEMO_URL",
-        "CORTEX_RATE_LIMIT_PER_MINUTE is set but not supported",
+        "CORTEX_BACKEND_DEMO_URL, CORTEX_RATE_LIMIT_PER_MINUTE",
         "technical token: set",
     ] {
         assert!(

@@ -6,7 +6,12 @@
 use cortex_filters::jsonrpc::{self, codes, Id, Message, RpcError};
 use serde_json::{json, Map, Value};
 
-use crate::record::{RequestRecord, Target};
+use std::time::Instant;
+
+use cortex_filters::ratelimit::retry_after_seconds;
+
+use crate::limits::{Verdict, Which};
+use crate::record::{CallResult, RequestRecord, Stage, Target};
 use crate::upstream::calls::{self, Caller};
 use crate::upstream::{ListKind, Operation, Replies};
 
@@ -133,6 +138,9 @@ async fn call_tool(
     {
         return answer(Err(unknown()));
     }
+    if let Some(refused) = rate_limit(cx, name, &tool.backend_id, rec).await {
+        return answer(Err(refused));
+    }
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
@@ -143,8 +151,10 @@ async fn call_tool(
         arguments,
     };
     let meta = params.get("_meta");
+    let started = Instant::now();
     let outcome =
-        match calls::call_with_meta(&cx.policy.upstreams, caller, &tool.backend_id, op, meta).await {
+        match calls::call_with_meta(&cx.policy.upstreams, caller, &tool.backend_id, op, meta).await
+        {
             Replies::Final(outcome) => outcome,
             Replies::Stream(replies) => {
                 return Dispatched::Stream {
@@ -154,6 +164,7 @@ async fn call_tool(
                 }
             }
         };
+    rec.backend_call(started.elapsed(), CallResult::of(&outcome));
     // A provider the caller has not linked: a client that declared URL-mode elicitation is
     // sent to the link page in the middle of the call (the vault, docs/vault.md).
     let url_mode = cx.session.is_some_and(|s| {
@@ -213,6 +224,47 @@ async fn subscribe(cx: &CallContext<'_>, params: &Value, on: bool) -> Result<Val
         }
     }
     Ok(json!({}))
+}
+
+/// The caller-and-tool and backend limits of a tool call: the JSON-RPC error to answer
+/// (with `data.retryAfterMs`) when one refuses, recorded as a rate-limit refusal.
+async fn rate_limit(
+    cx: &CallContext<'_>,
+    tool: &str,
+    backend: &str,
+    rec: &mut RequestRecord,
+) -> Option<RpcError> {
+    let verdict = cx
+        .shared
+        .limiter
+        .check_call(&cx.policy.limits, &cx.principal.sub, tool, backend)
+        .await;
+    let (message, data) = match verdict {
+        Verdict::Allowed => return None,
+        Verdict::Limited {
+            retry_after_ms,
+            which,
+        } => {
+            let what = match which {
+                Which::Backend => format!("backend {backend}"),
+                _ => format!("tool {tool}"),
+            };
+            (
+                format!(
+                    "Rate limit exceeded for {what}: retry after {} s",
+                    retry_after_seconds(retry_after_ms)
+                ),
+                json!({"retryAfterMs": retry_after_ms, "limit": which.as_str()}),
+            )
+        }
+        Verdict::Unavailable => (
+            "Rate limits cannot be decided right now (the shared store is unavailable); retry shortly"
+                .to_owned(),
+            json!({"retryAfterMs": 1000, "limit": "unavailable"}),
+        ),
+    };
+    rec.reject(Stage::RateLimit, message.clone());
+    Some(RpcError::new(codes::REQUEST_REFUSED, message).with_data(data))
 }
 
 async fn get_prompt(cx: &CallContext<'_>, params: &Value) -> Result<Value, RpcError> {

@@ -1,7 +1,8 @@
 //! The Streamable HTTP transport on the MCP path, as one straight chain of guards:
 //!
-//! Host (DNS rebinding) → Origin → CORS preflight → authentication → HTTP method →
-//! body (bounded) → JSON-RPC parse → envelope (version, session) → dispatch.
+//! Host (DNS rebinding) → Origin → CORS preflight → authentication → the caller's rate
+//! limit → HTTP method → body (bounded) → JSON-RPC parse → envelope (version, session) →
+//! dispatch.
 //!
 //! Each guard returns the value the next one needs or a [`Stop`]; one place records a
 //! refusal with its stage and reason and writes its answer ([`handle`]).
@@ -15,9 +16,11 @@ use serde_json::json;
 use crate::auth::{AuthOutcome, AuthRequest, Principal};
 use crate::edge::{read_body, EdgeBodyRead};
 use crate::http::{write_answer, Answer, CORS_ALLOW_HEADERS};
+use crate::limits::Verdict;
 use crate::record::Stage;
 use crate::state::{AppState, Policy};
 use crate::well_known;
+use cortex_filters::ratelimit::retry_after_seconds;
 
 use super::call::{CallContext, Dispatched};
 use super::envelope::{self, Need};
@@ -69,6 +72,10 @@ async fn serve(
         return Err(Stop::Answered(preflight(ctx.cors_origin.is_some())));
     }
     let principal = authenticate(state, policy, facts, ctx).await?;
+    if let Err(refused) = guard_rate(state, policy, &principal).await {
+        ctx.record.set_principal(principal);
+        return Err(refused.into());
+    }
     let served = match facts.method {
         Method::POST => post(state, policy, facts, session, ctx, &principal).await,
         Method::GET => stream::open(state, policy, facts, session, ctx, &principal).await,
@@ -82,6 +89,45 @@ async fn serve(
     };
     ctx.record.set_principal(principal);
     served
+}
+
+/// The caller's rate limit, before the body is read: over it, 429 with `Retry-After` (and
+/// the wait in `data.retryAfterMs`); a shared store that cannot decide and fails closed,
+/// 503.
+async fn guard_rate(
+    state: &AppState,
+    policy: &Policy,
+    principal: &Principal,
+) -> std::result::Result<(), Refusal> {
+    let verdict = state
+        .shared
+        .limiter
+        .check_subject(&policy.limits, &principal.sub)
+        .await;
+    match verdict {
+        Verdict::Allowed => Ok(()),
+        Verdict::Limited { retry_after_ms, .. } => {
+            let secs = retry_after_seconds(retry_after_ms);
+            let msg = format!("Rate limit exceeded for this caller: retry after {secs} s");
+            let data = json!({"retryAfterMs": retry_after_ms, "limit": "subject"});
+            let body = jsonrpc::error(None, codes::REQUEST_REFUSED, &msg, Some(&data));
+            Err(Refusal::new(
+                Stage::RateLimit,
+                msg,
+                Answer::json(429, body).with_header("retry-after", secs.to_string()),
+            ))
+        }
+        Verdict::Unavailable => {
+            let msg = "Rate limits cannot be decided right now (the shared store is unavailable); retry shortly";
+            let data = json!({"retryAfterMs": 1000, "limit": "subject"});
+            let body = jsonrpc::error(None, codes::REQUEST_REFUSED, msg, Some(&data));
+            Err(Refusal::new(
+                Stage::RateLimit,
+                msg,
+                Answer::json(503, body).with_header("retry-after", "1"),
+            ))
+        }
+    }
 }
 
 /// DNS-rebinding protection: the `Host` must be one this listener serves.

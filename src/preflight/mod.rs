@@ -9,6 +9,7 @@
 //! exactly what the others refuse.
 
 mod files;
+mod protect;
 mod startup;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ use crate::config::{self, Config, ConfigErrors, EnvSource, LoadedConfig};
 fn checks(config: &Config, set_in_file: &dyn Fn(&[Seg]) -> bool, f: &mut Findings) {
     startup::check(config, f);
     files::check(config, set_in_file, f);
+    protect::check(config, f);
 }
 
 /// Loads and checks the configuration at `path` (or the defaults) with `env`, as `serve`

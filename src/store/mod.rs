@@ -216,6 +216,16 @@ pub trait TicketStore: StoreBase {
     ) -> Result<Option<Ticket>, StoreError>;
 }
 
+/// Approved tool definitions (tool-definition pinning), one row per backend.
+#[async_trait]
+pub trait PinStore: StoreBase {
+    /// Every backend's pins.
+    async fn load_pins(&self) -> Result<Vec<StoredPins>, StoreError>;
+
+    /// Writes these backends' pins (each replaces the backend's row), in one transaction.
+    async fn save_pins(&self, rows: Vec<StoredPins>) -> Result<(), StoreError>;
+}
+
 /// The durable webhook outbox.
 #[async_trait]
 pub trait OutboxStore: StoreBase {
@@ -334,9 +344,9 @@ pub trait VaultStore: StoreBase {
 /// every method is atomic (one transaction); methods that several replicas may race on
 /// (audit append, ticket deduplication, delivery claims) serialize correctly across
 /// processes sharing one database.
-pub trait Store: AuditStore + TicketStore + OutboxStore + VaultStore {}
+pub trait Store: AuditStore + TicketStore + OutboxStore + VaultStore + PinStore {}
 
-impl<T: AuditStore + TicketStore + OutboxStore + VaultStore> Store for T {}
+impl<T: AuditStore + TicketStore + OutboxStore + VaultStore + PinStore> Store for T {}
 
 /// The store the configuration asks for: PostgreSQL when `storage.database_url` is set,
 /// else SQLite at `<storage dir>/cortex-gateway.db` ([`Config::storage_dir`]). Nothing is

@@ -6,8 +6,8 @@
 
 use super::{
     AuditRecord, ChainHead, ChainLinker, ChainState, Delivery, DeliveryState, KeyCount,
-    PurgeOutcome, StoreError, StoredAudit, StoredClient, StoredGrant, Ticket, TicketNote,
-    TicketSeverity, TicketStatus,
+    PurgeOutcome, StoreError, StoredAudit, StoredClient, StoredGrant, StoredPins, Ticket,
+    TicketNote, TicketSeverity, TicketStatus,
 };
 
 // ----- column lists (the SELECT and INSERT order of each table) ---------------------------
@@ -204,6 +204,20 @@ impl FromRow for Ticket {
 }
 
 /// A `cortex_outbox` row ([`DELIVERY_COLUMNS`]).
+/// `cortex_tool_pins`, in `FromRow` order.
+pub(crate) const PINS_COLUMNS: &str = "backend, pins, saved_at";
+
+impl FromRow for StoredPins {
+    fn from_row<R: RowRead + ?Sized>(row: &R) -> Result<Self, StoreError> {
+        let mut c = Cols::new(row, "tool pins", PINS_COLUMNS);
+        Ok(StoredPins {
+            backend: c.take()?,
+            pins: c.take()?,
+            saved_at: c.take()?,
+        })
+    }
+}
+
 impl FromRow for Delivery {
     fn from_row<R: RowRead + ?Sized>(row: &R) -> Result<Self, StoreError> {
         let mut c = Cols::new(row, "outbox", DELIVERY_COLUMNS);
@@ -572,6 +586,7 @@ mod tests {
         assert_eq!(TICKET_COLUMNS.split(',').count(), 16);
         assert_eq!(DELIVERY_COLUMNS.split(',').count(), 12);
         assert_eq!(CHAIN_COLUMNS.split(',').count(), 6);
+        assert_eq!(PINS_COLUMNS.split(',').count(), 3);
         assert_eq!(GRANT_COLUMNS.split(',').count(), 7);
         assert_eq!(CLIENT_COLUMNS.split(',').count(), 6);
     }

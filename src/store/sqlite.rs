@@ -21,8 +21,8 @@ use tracing::{info, warn};
 use super::rows::{key_counts, Tally, CLIENT_COLUMNS, GRANT_COLUMNS};
 use super::rows::{
     link_all, missing_chain, notes_json, nothing_purged, placeholders, plan_purge, Aged, Column,
-    FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PURGE_COLUMNS,
-    TICKET_COLUMNS,
+    FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PINS_COLUMNS,
+    PURGE_COLUMNS, TICKET_COLUMNS,
 };
 use super::*;
 
@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "vault",
         sql: include_str!("migrations/sqlite/0002_vault.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "tool_pins",
+        sql: include_str!("migrations/sqlite/0003_tool_pins.sql"),
     },
 ];
 
@@ -587,6 +592,35 @@ impl TicketStore for SqliteStore {
     ) -> Result<Option<Ticket>, StoreError> {
         let id = id.to_string();
         self.call(move |c| update_ticket(c, &id, &update)).await
+    }
+}
+
+#[async_trait]
+impl PinStore for SqliteStore {
+    async fn load_pins(&self) -> Result<Vec<StoredPins>, StoreError> {
+        self.call(move |c| {
+            let sql = format!("SELECT {PINS_COLUMNS} FROM cortex_tool_pins ORDER BY backend");
+            select(c, &sql, [])
+        })
+        .await
+    }
+
+    async fn save_pins(&self, rows: Vec<StoredPins>) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(classify)?;
+            for r in &rows {
+                tx.execute(
+                    "INSERT INTO cortex_tool_pins (backend, pins, saved_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (backend) DO UPDATE SET pins = excluded.pins, saved_at = excluded.saved_at",
+                    params![r.backend, r.pins, r.saved_at],
+                )
+                .map_err(classify)?;
+            }
+            tx.commit().map_err(classify)
+        })
+        .await
     }
 }
 

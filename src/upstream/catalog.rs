@@ -37,6 +37,10 @@ pub struct BackendHealth {
     pub last_error: Option<String>,
     /// Entries skipped or repaired in the last discovery.
     pub warnings: Vec<String>,
+    /// Discoveries attempted (metrics).
+    pub discoveries: u64,
+    /// Discoveries failed (metrics).
+    pub discovery_failures: u64,
     /// The last good snapshot.
     pub snapshot: Option<BackendSnapshot>,
     /// The backend said its catalog changed while a discovery of it was running: discover it
@@ -57,6 +61,8 @@ impl BackendHealth {
             next_due: Instant::now(),
             last_error: None,
             warnings: Vec::new(),
+            discoveries: 0,
+            discovery_failures: 0,
             snapshot: None,
             rediscover: false,
         }
@@ -105,6 +111,8 @@ pub struct CatalogStore {
     current: RwLock<Arc<CatalogState>>,
     health: Mutex<Vec<BackendHealth>>,
     views: moka::sync::Cache<ViewKey, ListPage>,
+    page_hits: std::sync::atomic::AtomicU64,
+    page_misses: std::sync::atomic::AtomicU64,
 }
 
 impl CatalogStore {
@@ -124,7 +132,27 @@ impl CatalogStore {
                     (v.bytes.len() + k.scope_key.len() + 64).min(u32::MAX as usize) as u32
                 })
                 .build(),
+            page_hits: Default::default(),
+            page_misses: Default::default(),
         }
+    }
+
+    /// List pages served from the cache and built, since start (metrics).
+    pub fn page_cache_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.page_hits.load(Relaxed), self.page_misses.load(Relaxed))
+    }
+
+    /// Has backend `id` discovered again at the next refresher tick (admin refresh, an
+    /// approval). `false` when no such backend.
+    pub fn refresh_now(&self, id: &str) -> bool {
+        self.with_health(|h| match h.iter_mut().find(|b| b.id == id) {
+            Some(b) => {
+                b.next_due = Instant::now();
+                true
+            }
+            None => false,
+        })
     }
 
     /// The catalog currently served.
@@ -228,8 +256,12 @@ impl CatalogStore {
             cursor: cursor.map(Box::from),
         };
         if let Some(hit) = self.views.get(&key) {
+            self.page_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(hit);
         }
+        self.page_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let built = build()?;
         self.views.insert(key, built.clone());
         Ok(built)

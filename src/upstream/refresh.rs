@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::backend::Discovery;
 use super::catalog::CatalogStore;
 use super::Upstreams;
+use crate::integrity::Integrity;
 
 /// Called with every published change (sends list_changed notifications).
 pub type ChangeListener = Arc<dyn Fn(&CatalogDiff) + Send + Sync>;
@@ -45,6 +46,7 @@ pub struct Refresher {
     settings: RefreshSettings,
     reserved: Vec<&'static str>,
     listener: ChangeListener,
+    integrity: Option<Arc<Integrity>>,
 }
 
 impl Refresher {
@@ -63,7 +65,15 @@ impl Refresher {
             settings,
             reserved,
             listener,
+            integrity: None,
         }
+    }
+
+    /// Reviews every fresh discovery against the approved tool definitions before it is
+    /// published (quarantined tools never reach the catalog).
+    pub fn with_integrity(mut self, integrity: Arc<Integrity>) -> Self {
+        self.integrity = Some(integrity);
+        self
     }
 
     /// Discovers every backend that is due, then merges and publishes. Returns when done.
@@ -91,16 +101,25 @@ impl Refresher {
             self.expire_stale(now);
             return;
         }
-        let results = join_all(due.into_iter().filter_map(|(i, previous)| {
+        let mut results = join_all(due.into_iter().filter_map(|(i, previous)| {
             let backend = upstreams.get(ids.get(i)?)?.clone();
             Some(async move { (i, backend.discover(previous.as_ref()).await) })
         }))
         .await;
+        if let Some(integrity) = &self.integrity {
+            integrity.ensure_loaded().await;
+            for (_, result) in results.iter_mut() {
+                if let Discovery::Ok { snapshot, .. } = result {
+                    integrity.check(snapshot);
+                }
+            }
+        }
         let now = Instant::now();
         self.store.with_health(|h| {
             for (i, result) in results {
                 let Some(b) = h.get_mut(i) else { continue };
                 b.attempted = true;
+                b.discoveries = b.discoveries.saturating_add(1);
                 match result {
                     Discovery::Ok { snapshot, warnings } => {
                         if !b.healthy && b.failures > 0 {
@@ -124,6 +143,7 @@ impl Refresher {
                     }
                     Discovery::Failed(reason) => {
                         b.failures = b.failures.saturating_add(1);
+                        b.discovery_failures = b.discovery_failures.saturating_add(1);
                         let backoff = backoff(b.failures, self.settings.max_backoff)
                             .min(self.settings.interval.max(Duration::from_secs(1)));
                         warn!(backend = %b.id, failures = b.failures, retry_in = ?backoff, "discovery failed: {reason}");
@@ -138,6 +158,10 @@ impl Refresher {
         });
         self.expire_stale(now);
         self.publish_if_changed();
+        // After publishing: a slow store delays the next tick, never the catalog.
+        if let Some(integrity) = &self.integrity {
+            integrity.save().await;
+        }
     }
 
     /// Drops snapshots of backends failing for longer than the grace period.

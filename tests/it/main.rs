@@ -48,6 +48,7 @@ mod oauth_python;
 mod oauth_rotation;
 mod oauth_scopes;
 mod oauth_tokens;
+mod observe;
 mod prod_check_backend;
 mod prod_discovery;
 mod prod_reload;

@@ -88,6 +88,40 @@ async fn migrations_are_applied_once(db: TestDb) {
     );
 }
 
+async fn tool_pins_are_saved_per_backend_and_replaced(db: TestDb) {
+    let store = db.open();
+    assert!(store.load_pins().await.unwrap().is_empty());
+    let row = |backend: &str, pins: &str, at: &str| StoredPins {
+        backend: backend.into(),
+        pins: pins.into(),
+        saved_at: at.into(),
+    };
+    store
+        .save_pins(vec![
+            row(
+                "crm",
+                r#"{"a":{"fingerprint":"x"}}"#,
+                "2026-12-03T10:00:00.000Z",
+            ),
+            row("erp", "{}", "2026-12-03T10:00:00.000Z"),
+        ])
+        .await
+        .unwrap();
+    store
+        .save_pins(vec![row("crm", r#"{"b":{}}"#, "2026-12-03T11:00:00.000Z")])
+        .await
+        .unwrap();
+    // A second handle (a restart) reads what the first wrote.
+    let again = db.open();
+    assert_eq!(
+        again.load_pins().await.unwrap(),
+        vec![
+            row("crm", r#"{"b":{}}"#, "2026-12-03T11:00:00.000Z"),
+            row("erp", "{}", "2026-12-03T10:00:00.000Z"),
+        ]
+    );
+}
+
 async fn audit_append_links_records_in_order(db: TestDb) {
     let store = db.open();
     let empty = store.audit_chain().await.unwrap();
@@ -776,6 +810,7 @@ both!(
     outbox_claims_lease_and_finish,
     concurrent_claims_never_overlap,
     a_ticket_and_its_webhook_are_atomic,
+    tool_pins_are_saved_per_backend_and_replaced,
 );
 
 /// A store that cannot be reached fails with `Unavailable`, quickly, for both kinds.

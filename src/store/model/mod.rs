@@ -4,11 +4,13 @@
 
 mod audit;
 mod outbox;
+mod pins;
 mod ticket;
 mod vault;
 
 pub use audit::*;
 pub use outbox::*;
+pub use pins::*;
 pub use ticket::*;
 pub use vault::*;
 

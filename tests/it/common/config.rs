@@ -5,7 +5,9 @@ use super::SECRET_A;
 /// Builds a gateway YAML listening on `127.0.0.1:{PORT}` (substituted by
 /// [`Gateway::start`](super::Gateway::start)). Defaults: `auth.mode: none` (principal with
 /// scopes `*` and token `user-token`), `sessions.secret` = [`SECRET_A`], `catalog.refresh: 1s`,
-/// `technical_token: tech-secret`, `server.grace_period: 0s`.
+/// `technical_token: tech-secret`, `server.grace_period: 0s`, and no per-caller rate limit
+/// (suites that drive hundreds of requests through one principal must not meet the default
+/// 200/min; a `rate_limits:` line given to [`TestConfig::top`] replaces this one).
 #[derive(Debug, Clone)]
 pub struct TestConfig {
     server: Vec<String>,
@@ -33,7 +35,10 @@ impl Default for TestConfig {
                 "  scopes: [\"*\"]".into(),
                 "  token: user-token".into(),
             ],
-            top: vec!["technical_token: tech-secret".into()],
+            top: vec![
+                "technical_token: tech-secret".into(),
+                "rate_limits: {per_subject: \"\"}".into(),
+            ],
             backends: Vec::new(),
         }
     }
@@ -91,8 +96,11 @@ impl TestConfig {
         ])
     }
 
-    /// Adds a top-level line.
+    /// Adds a top-level line; a `rate_limits:` line replaces the default one.
     pub fn top(mut self, line: &str) -> Self {
+        if line.starts_with("rate_limits:") {
+            self.top.retain(|l| !l.starts_with("rate_limits:"));
+        }
         self.top.push(line.into());
         self
     }
