@@ -38,15 +38,80 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
 }
 
-/// Counters kept by other parts of the gateway, exported on the metrics listener next to the
-/// request metrics: each part hands a `prometheus` collector over its own atomics to
-/// [`Metrics::register_collector`](crate::metrics::Metrics::register_collector) here (the
-/// edge counters plug in at this place). A collector that cannot be registered (a name
+/// Counters kept by other parts of the gateway in their own atomics, exported on the metrics
+/// listener next to the request metrics, read at scrape time: the HTTP edge (connection cap,
+/// deadlines, body budget, clients leaving mid-header; docs/security.md) and the
+/// configuration reloads (docs/operations.md). A collector that cannot be registered (a name
 /// taken twice) is logged and left out; the gateway still serves.
-fn register_extra_collectors(metrics: &crate::metrics::Metrics) {
-    let extra: Vec<Box<dyn prometheus::core::Collector>> = Vec::new();
-    for collector in extra {
-        if let Err(e) = metrics.register_collector(collector) {
+fn register_extra_collectors(shared: &crate::state::Shared) {
+    use crate::metrics::mirrored::{Kind, Mirrored, Spec};
+    use std::sync::atomic::Ordering::Relaxed;
+    let spec = |name, help, kind| Spec { name, help, kind };
+    let edge_specs = vec![
+        spec("edge_connections_refused_total", "Client connections answered 503 and closed because server.limits.max_connections were open.", Kind::Counter),
+        spec("edge_header_timeouts_total", "Connections closed because the request header did not arrive within server.limits.header_timeout.", Kind::Counter),
+        spec("edge_body_timeouts_total", "Requests answered 408 because the body did not arrive within server.limits.body_timeout.", Kind::Counter),
+        spec("edge_body_budget_refusals_total", "Requests answered 503 because server.limits.body_budget was spent.", Kind::Counter),
+        spec("edge_disconnects_mid_header_total", "Connections the client closed or reset in the middle of a request header.", Kind::Counter),
+        spec("edge_headers_too_large_total", "Connections closed because a request header passed 64 KiB.", Kind::Counter),
+        spec("edge_open_connections", "Client connections open now.", Kind::Gauge),
+        spec("edge_max_connections", "The connection cap in force (lowered at start to keep reserved_fds free).", Kind::Gauge),
+        spec("edge_body_budget_available_bytes", "Request-body bytes still available in the global body budget.", Kind::Gauge),
+    ];
+    let edge = shared.edge.clone();
+    let read_edge = std::sync::Arc::new(move || {
+        let mut v: Vec<f64> = edge
+            .counters
+            .snapshot()
+            .iter()
+            .map(|(_, n)| *n as f64)
+            .collect();
+        v.push(edge.open_connections() as f64);
+        v.push(edge.max_connections() as f64);
+        v.push(edge.body_budget_available() as f64);
+        v
+    });
+    let reload_specs = vec![
+        spec(
+            "config_reloads_applied_total",
+            "Configuration reloads that put a new policy in force.",
+            Kind::Counter,
+        ),
+        spec(
+            "config_reloads_refused_total",
+            "Configuration reloads refused (the file did not validate); the running policy stayed.",
+            Kind::Counter,
+        ),
+        spec(
+            "tls_certificate_reloads_total",
+            "TLS certificates taken from disk after start.",
+            Kind::Counter,
+        ),
+        spec(
+            "tls_certificate_reload_errors_total",
+            "TLS certificate changes refused (the pair did not load); the old one stayed.",
+            Kind::Counter,
+        ),
+    ];
+    let reloads = shared.reloads.clone();
+    let read_reloads = std::sync::Arc::new(move || {
+        vec![
+            reloads.applied.load(Relaxed) as f64,
+            reloads.refused.load(Relaxed) as f64,
+            reloads.certificates.load(Relaxed) as f64,
+            reloads.certificate_errors.load(Relaxed) as f64,
+        ]
+    });
+    for (specs, read) in [
+        (edge_specs, read_edge as crate::metrics::mirrored::Reader),
+        (
+            reload_specs,
+            read_reloads as crate::metrics::mirrored::Reader,
+        ),
+    ] {
+        let registered =
+            Mirrored::new(specs, read).and_then(|m| shared.metrics.register_collector(Box::new(m)));
+        if let Err(e) = registered {
             warn!("metrics: a collector could not be registered: {e}");
         }
     }
@@ -189,7 +254,7 @@ pub fn build_with(
         .integrity
         .set_listener(Arc::new(move |review| audit_review(&audit_sink, review)));
     shared.metrics.set_sources(state.metric_sources());
-    register_extra_collectors(&shared.metrics);
+    register_extra_collectors(shared);
     let metrics_addr = policy
         .config
         .metrics

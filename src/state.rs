@@ -117,7 +117,7 @@ pub struct Shared {
     /// Requests in flight and the draining flag (graceful shutdown).
     pub drain: Arc<Drain>,
     /// What the configuration reloads did (shown on `/readyz`).
-    pub reloads: ReloadStatus,
+    pub reloads: Arc<ReloadStatus>,
 }
 
 /// What the configuration and certificate reloads did, for `/readyz` and the logs.
@@ -253,7 +253,7 @@ impl AppState {
             client,
             builtins: BuiltinRuntime::default(),
             drain: Drain::new(),
-            reloads: ReloadStatus::default(),
+            reloads: Arc::new(ReloadStatus::default()),
             vault: None,
             edge: Arc::new(Edge::new(EdgeLimits::from_config(&config.server.limits))),
             metrics: Arc::new(Metrics::new(config.metrics.listen.is_some())),

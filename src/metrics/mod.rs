@@ -23,6 +23,7 @@
 //! Other parts of the gateway export their own counters by handing a collector to
 //! [`Metrics::register_collector`] (the edge counters are meant to plug in there).
 
+pub mod mirrored;
 pub mod server;
 
 use std::sync::atomic::{AtomicU64, Ordering};

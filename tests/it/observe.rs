@@ -126,6 +126,27 @@ async fn metrics_are_scraped_after_real_traffic_and_pass_promtool() {
 
     let text = scrape(metrics_port).await;
     promtool_check(&text);
+    // The edge's and the reloads' own counters are exported beside the request metrics.
+    assert!(
+        sample(&text, "cortex_gateway_edge_max_connections", &[]) > 0.0,
+        "{text}"
+    );
+    assert!(sample(&text, "cortex_gateway_edge_open_connections", &[]) >= 1.0);
+    assert!(
+        sample(
+            &text,
+            "cortex_gateway_edge_body_budget_available_bytes",
+            &[]
+        ) > 0.0
+    );
+    assert_eq!(
+        sample(&text, "cortex_gateway_edge_header_timeouts_total", &[]),
+        0.0
+    );
+    assert_eq!(
+        sample(&text, "cortex_gateway_config_reloads_refused_total", &[]),
+        0.0
+    );
     let requests = "cortex_gateway_mcp_requests_total";
     assert_eq!(
         sample(
