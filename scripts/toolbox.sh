@@ -31,6 +31,8 @@ STAMPS="$TOOLBOX_DIR/stamps"
 
 # Pinned versions. Change a pin and the next run reinstalls that component.
 MCP_PY_VERSION="2.3.0"
+# HTTP/2 for the Python SDK's HTTP client (the TLS test speaks h2 with it).
+PY_H2_VERSION="4.4.1"
 NODE_VERSION="22.23.3"
 OIDC_PROVIDER_VERSION="9.13.3"
 CONFORMANCE_VERSION="0.1.16"
@@ -86,6 +88,15 @@ install_python_mcp() {
 
 check_python_mcp() {
     "$TOOLBOX_DIR/venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$1')" >/dev/null 2>&1
+}
+
+# h2 into the SDK's venv, so that its HTTP client can speak HTTP/2 (`http2=True`).
+install_python_h2() {
+    "$TOOLBOX_DIR/venv/bin/python" -m pip install --quiet --disable-pip-version-check "h2==$1"
+}
+
+check_python_h2() {
+    "$TOOLBOX_DIR/venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('h2') != '$1')" >/dev/null 2>&1
 }
 
 need_npm() {
@@ -213,6 +224,7 @@ summary() {
 
 mkdir -p "$TOOLBOX_DIR"
 component python-mcp "$MCP_PY_VERSION" install_python_mcp check_python_mcp
+component python-h2 "$PY_H2_VERSION" install_python_h2 check_python_h2
 component node "$NODE_VERSION" install_node check_node
 component oidc-provider "$OIDC_PROVIDER_VERSION" install_oidc_provider check_oidc_provider
 component conformance "$CONFORMANCE_VERSION" install_conformance check_conformance

@@ -232,36 +232,40 @@ async fn mcp_over_tls_with_h2_and_h1_and_a_renewed_certificate_without_restart()
         gateway.logs()
     );
 
-    // The official Python SDK over TLS (HTTP/1.1: its HTTP client has no h2 in the toolbox),
-    // trusting only the test CA, against the renewed certificate.
+    // The official Python SDK over TLS, over HTTP/1.1 and over HTTP/2 (ALPN), trusting only the
+    // test CA, against the renewed certificate; every response's HTTP version is reported.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_tls.py");
-    let stdout = common::interop::run_python_script(
-        vec![
-            script.to_string(),
-            mcp.clone(),
-            ca.display().to_string(),
-            "t_echo".into(),
-        ],
-        gateway.dir().to_owned(),
-        Duration::from_secs(60),
-    )
-    .await;
-    let out: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("script output is not JSON ({e}): {stdout}"));
-    assert!(
-        out["tools"]
-            .as_array()
-            .is_some_and(|t| t.contains(&serde_json::json!("t_echo"))),
-        "{out}"
-    );
-    assert_eq!(out["isError"], false, "{out}");
-    assert!(
-        out["text"]
-            .as_str()
-            .unwrap_or("")
-            .contains("python over tls"),
-        "{out}"
-    );
+    for (alpn, expected) in [("h1", "HTTP/1.1"), ("h2", "HTTP/2")] {
+        let stdout = common::interop::run_python_script(
+            vec![
+                script.to_string(),
+                mcp.clone(),
+                ca.display().to_string(),
+                "t_echo".into(),
+                alpn.into(),
+            ],
+            gateway.dir().to_owned(),
+            Duration::from_secs(60),
+        )
+        .await;
+        let out: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("script output is not JSON ({e}): {stdout}"));
+        assert!(
+            out["tools"]
+                .as_array()
+                .is_some_and(|t| t.contains(&serde_json::json!("t_echo"))),
+            "{out}"
+        );
+        assert_eq!(out["isError"], false, "{out}");
+        assert!(
+            out["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("python over tls"),
+            "{out}"
+        );
+        assert_eq!(out["httpVersions"], serde_json::json!([expected]), "{out}");
+    }
 }
 
 #[test]
