@@ -85,9 +85,9 @@ enum Persist {
 
 /// Pinning for one gateway process.
 pub struct Integrity {
-    default_mode: IntegrityMode,
-    modes: BTreeMap<String, IntegrityMode>,
-    pin_first_sight: bool,
+    /// The modes and the first-sight rule: live, a configuration reload replaces them
+    /// ([`Integrity::set_modes`]).
+    modes: Mutex<Modes>,
     keys: BaselineKeys,
     persist: Persist,
     inner: Mutex<Inner>,
@@ -96,6 +96,25 @@ pub struct Integrity {
     loaded: AtomicBool,
     /// What reviews found.
     pub stats: IntegrityStats,
+}
+
+/// What a reload may change of pinning: the global mode, the modes per backend, and whether a
+/// backend never seen before is pinned as it is.
+#[derive(Debug, Clone, PartialEq)]
+struct Modes {
+    default: IntegrityMode,
+    backends: BTreeMap<String, IntegrityMode>,
+    pin_first_sight: bool,
+}
+
+impl Modes {
+    fn of(cfg: &IntegrityConfig) -> Modes {
+        Modes {
+            default: cfg.mode,
+            backends: cfg.backends.clone(),
+            pin_first_sight: cfg.pin_first_sight,
+        }
+    }
 }
 
 fn mode(m: IntegrityMode) -> Mode {
@@ -141,9 +160,7 @@ impl Integrity {
             (None, None) => Persist::None,
         };
         Ok(Integrity {
-            default_mode: cfg.mode,
-            modes: cfg.backends.clone(),
-            pin_first_sight: cfg.pin_first_sight,
+            modes: Mutex::new(Modes::of(cfg)),
             keys,
             inner: Mutex::new(Inner {
                 baseline: from_file.unwrap_or_default(),
@@ -201,10 +218,25 @@ impl Integrity {
     }
 
     fn mode_of(&self, backend: &str) -> IntegrityMode {
-        self.modes
+        let modes = lock(&self.modes);
+        modes
+            .backends
             .get(backend)
             .copied()
-            .unwrap_or(self.default_mode)
+            .unwrap_or(modes.default)
+    }
+
+    /// Puts the modes of `cfg` in force (a configuration reload); the baseline file and keys
+    /// stay as they were read at start. Returns whether anything changed, so that the caller
+    /// reviews every backend again under the new modes.
+    pub fn set_modes(&self, cfg: &IntegrityConfig) -> bool {
+        let new = Modes::of(cfg);
+        let mut modes = lock(&self.modes);
+        if *modes == new {
+            return false;
+        }
+        *modes = new;
+        true
     }
 
     /// Reviews a backend's fresh snapshot: quarantined tools are removed from it (block
@@ -228,7 +260,7 @@ impl Integrity {
                 &snapshot.backend_id,
                 &observed,
                 m,
-                self.pin_first_sight && loaded,
+                lock(&self.modes).pin_first_sight && loaded,
             );
             if loaded
                 && inner.baseline.apply(&review, &observed, &at)
@@ -337,7 +369,7 @@ impl Integrity {
     pub fn report(&self) -> IntegrityReport {
         let inner = lock(&self.inner);
         pinning::report(
-            mode(self.default_mode),
+            mode(lock(&self.modes).default),
             self.keys.signing(),
             &inner.baseline,
             inner.reviews.values().cloned().collect(),

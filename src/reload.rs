@@ -136,10 +136,16 @@ pub fn reload(state: &AppState, source: &ConfigSource, trigger: &str) -> ReloadR
         // Callers' grants are expanded at authentication: from now on with the new rules.
         state.shared.auth.set_scope_rules(&policy.scope_rules);
     }
+    // Pinning modes are live: when they change, every backend is reviewed again at once
+    // (block quarantines what warn let through; warn or off releases what block held).
+    let modes_changed = state.shared.integrity.set_modes(&policy.config.integrity);
     state.swap_policy(policy);
     let now = Instant::now();
     state.shared.catalog.with_health(|h| {
-        for b in h.iter_mut().filter(|b| changed_backends.contains(&b.id)) {
+        for b in h
+            .iter_mut()
+            .filter(|b| modes_changed || changed_backends.contains(&b.id))
+        {
             b.next_due = now;
         }
     });

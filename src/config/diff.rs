@@ -123,8 +123,16 @@ pub const RESTART: &[(&str, &str)] = &[
         "the shared rate-limit store is connected at start",
     ),
     (
-        "integrity",
-        "pinning (keys, baseline file, modes) is set up at start",
+        "integrity.baseline_file",
+        "the baseline file is read and verified at start",
+    ),
+    (
+        "integrity.private_key",
+        "the baseline signing key is read at start",
+    ),
+    (
+        "integrity.public_key",
+        "the baseline verification key is read at start",
     ),
 ];
 

@@ -900,3 +900,71 @@ async fn an_admin_scope_on_a_bearer_token_opens_the_admin_api() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
 }
+
+/// Pinning modes are live: a reload from `block` to `warn` reviews the backend again at once
+/// (the catalog refresh here is an hour), so the quarantined tool is served again; the
+/// baseline file and keys stay restart-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_pinning_mode_and_reviews_backends_at_once() {
+    let backend = TestBackend::start(BackendSpec::tools(&["echo", "stable"], "mcp:a:read")).await;
+    let config = |mode: &str| {
+        admin_config(&backend, &format!("{{mode: {mode}}}"))
+            .catalog("refresh: 1h")
+            .build()
+    };
+    let gateway = Gateway::start(&config("block")).await;
+    gateway.wait_ready().await;
+    let client = gateway.client();
+    assert!(client
+        .backend_tool_names()
+        .await
+        .contains(&"crm_echo".to_owned()));
+
+    // The backend rewrites `echo`; an admin refresh makes the gateway see it: quarantined.
+    backend.set_tools(vec![changed_echo(), tool("stable", "mcp:a:read")]);
+    let (status, body) = admin_post(&gateway, "/admin/backends/crm/refresh", json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    eventually(WAIT, "crm_echo quarantined", || async {
+        (!client
+            .backend_tool_names()
+            .await
+            .contains(&"crm_echo".to_owned()))
+        .then_some(())
+    })
+    .await;
+
+    // The file now says `warn`: a reload puts it in force and reviews the backend again.
+    gateway
+        .wait_for_log("configuration reload: on SIGHUP", WAIT)
+        .await;
+    let yaml = config("warn")
+        .replace("{PORT}", &gateway.port().to_string())
+        .replace("{DIR}", &gateway.dir().display().to_string());
+    let tmp = gateway.path("gateway.yaml.new");
+    std::fs::write(&tmp, yaml).expect("write the new configuration");
+    std::fs::rename(&tmp, gateway.path("gateway.yaml")).expect("replace the configuration");
+    gateway.signal(libc::SIGHUP);
+    let reloads = eventually(WAIT, "the reload applied", || async {
+        let r = gateway.readyz().await.1["reloads"].clone();
+        (r["applied"].as_u64() == Some(1)).then_some(r)
+    })
+    .await;
+    assert!(
+        reloads["last"]["applied"]
+            .to_string()
+            .contains("integrity.mode"),
+        "{reloads}"
+    );
+    assert_eq!(reloads["last"]["needsRestart"], json!([]), "{reloads}");
+    eventually(WAIT, "crm_echo served again under warn", || async {
+        client
+            .backend_tool_names()
+            .await
+            .contains(&"crm_echo".to_owned())
+            .then_some(())
+    })
+    .await;
+    let (_, report) = admin_get(&gateway, "/admin/integrity").await;
+    assert_eq!(report["mode"], "warn", "{report}");
+    assert_eq!(report["quarantinedTools"], 0, "{report}");
+}
