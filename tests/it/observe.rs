@@ -968,3 +968,56 @@ async fn a_reload_changes_the_pinning_mode_and_reviews_backends_at_once() {
     assert_eq!(report["mode"], "warn", "{report}");
     assert_eq!(report["quarantinedTools"], 0, "{report}");
 }
+
+/// Rate limits are live: a caller held at `1/min` is let through again right after a reload
+/// raises the limit (at `1/min` the next token would take a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_rate_limits_in_force() {
+    let backend = TestBackend::start(BackendSpec::tools(&["echo"], "mcp:a:read")).await;
+    let config = |limit: &str| {
+        TestConfig::new()
+            .top(&format!("rate_limits: {{per_subject: \"{limit}\"}}"))
+            .backend("crm", &backend.url())
+            .build()
+    };
+    let gateway = Gateway::start(&config("1/min")).await;
+    gateway.wait_ready().await;
+    gateway
+        .wait_for_log("configuration reload: on SIGHUP", WAIT)
+        .await;
+    let client = gateway.client();
+    let mut refused = None;
+    for _ in 0..5 {
+        let r = client.post_raw(b"{not json".to_vec(), &[]).await;
+        if r.status == 429 {
+            refused = Some(r);
+            break;
+        }
+    }
+    assert!(refused.is_some(), "1/min never refused the caller");
+
+    let yaml = config("6000/min")
+        .replace("{PORT}", &gateway.port().to_string())
+        .replace("{DIR}", &gateway.dir().display().to_string());
+    let tmp = gateway.path("gateway.yaml.new");
+    std::fs::write(&tmp, yaml).expect("write the new configuration");
+    std::fs::rename(&tmp, gateway.path("gateway.yaml")).expect("replace the configuration");
+    gateway.signal(libc::SIGHUP);
+    let reloads = eventually(WAIT, "the reload applied", || async {
+        let r = gateway.readyz().await.1["reloads"].clone();
+        (r["applied"].as_u64() == Some(1)).then_some(r)
+    })
+    .await;
+    assert!(
+        reloads["last"]["applied"]
+            .to_string()
+            .contains("rate_limits.per_subject"),
+        "{reloads}"
+    );
+    // Under the new limit the caller is served again (a bad body now gets its 400, not 429).
+    eventually(WAIT, "the caller is let through", || async {
+        let r = client.post_raw(b"{not json".to_vec(), &[]).await;
+        (r.status == 400).then_some(())
+    })
+    .await;
+}
