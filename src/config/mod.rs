@@ -33,9 +33,6 @@ pub mod units;
 mod validate;
 pub mod vault;
 
-#[cfg(test)]
-mod tests;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 

@@ -34,3 +34,6 @@ pub fn load(path: Option<&Path>, env: &dyn EnvSource) -> Result<LoadedConfig, Co
 pub fn load_str(yaml: &str, name: &str, env: &dyn EnvSource) -> Result<LoadedConfig, ConfigErrors> {
     config::load_str_with(yaml, name, env, &checks)
 }
+
+#[cfg(test)]
+mod tests;

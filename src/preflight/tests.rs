@@ -1,10 +1,11 @@
-//! Tests of the whole loading pipeline: YAML → expansion → overlay → typed config → checks
-//! (through `crate::preflight`, so the features' start-up checks run too, as for `serve`).
+//! Tests of the whole loading pipeline: YAML → expansion → overlay → typed config → checks,
+//! through [`load_str`](super::load_str), so the features' start-up checks run too, as for
+//! `serve`. They live here, above the features, because they exercise those checks.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::*;
+use crate::config::*;
 
 fn env(pairs: &[(&str, &str)]) -> MapEnv {
     MapEnv::from_pairs(pairs.iter().copied())
@@ -14,14 +15,14 @@ fn env(pairs: &[(&str, &str)]) -> MapEnv {
 const BASE: &str = "auth:\n  mode: none\n";
 
 fn ok(yaml: &str, pairs: &[(&str, &str)]) -> LoadedConfig {
-    match crate::preflight::load_str(yaml, "gw.yaml", &env(pairs)) {
+    match super::load_str(yaml, "gw.yaml", &env(pairs)) {
         Ok(loaded) => loaded,
         Err(errors) => panic!("expected a valid config, got:\n{errors}"),
     }
 }
 
 fn errs(yaml: &str, pairs: &[(&str, &str)]) -> Vec<ConfigIssue> {
-    match crate::preflight::load_str(yaml, "gw.yaml", &env(pairs)) {
+    match super::load_str(yaml, "gw.yaml", &env(pairs)) {
         Ok(loaded) => panic!("expected errors, got a config: {:?}", loaded.config),
         Err(ConfigErrors(issues)) => issues,
     }
