@@ -138,6 +138,14 @@ pub async fn handle(vault: Option<&Vault>, req: LinkRequest<'_>) -> Answer {
     match (req.method, parts.as_slice()) {
         ("GET", []) => list_page(vault, req).await,
         ("GET", ["client-metadata.json"]) => client_metadata(vault),
+        ("GET", [p, "start" | "callback"]) | ("POST", [p, "unlink"]) if !known(vault, p) => {
+            message(
+                404,
+                req.wants_json,
+                "Unknown provider",
+                "no such provider on this gateway",
+            )
+        }
         ("GET", [p, "start"]) => start(vault, req, p).await,
         ("GET", [p, "callback"]) => callback(vault, req, p).await,
         ("POST", [p, "unlink"]) => unlink(vault, req, p).await,
@@ -229,14 +237,6 @@ fn client_metadata(vault: &Vault) -> Answer {
 }
 
 async fn start(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer {
-    if !known(vault, provider) {
-        return message(
-            404,
-            req.wants_json,
-            "Unknown provider",
-            "no such provider on this gateway",
-        );
-    }
     let Some((sub, _)) = user(vault, &req) else {
         return sign_in_needed(req.wants_json);
     };
@@ -263,14 +263,6 @@ async fn start(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer {
 }
 
 async fn callback(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer {
-    if !known(vault, provider) {
-        return message(
-            404,
-            req.wants_json,
-            "Unknown provider",
-            "no such provider on this gateway",
-        );
-    }
     let q = req.query;
     let params = CallbackParams {
         code: param(q, "code"),
@@ -311,14 +303,6 @@ async fn callback(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer
 }
 
 async fn unlink(vault: &Vault, req: LinkRequest<'_>, provider: &str) -> Answer {
-    if !known(vault, provider) {
-        return message(
-            404,
-            req.wants_json,
-            "Unknown provider",
-            "no such provider on this gateway",
-        );
-    }
     let Some((sub, ticket)) = user(vault, &req) else {
         return sign_in_needed(req.wants_json);
     };

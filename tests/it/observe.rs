@@ -937,12 +937,7 @@ async fn a_reload_changes_the_pinning_mode_and_reviews_backends_at_once() {
     gateway
         .wait_for_log("configuration reload: on SIGHUP", WAIT)
         .await;
-    let yaml = config("warn")
-        .replace("{PORT}", &gateway.port().to_string())
-        .replace("{DIR}", &gateway.dir().display().to_string());
-    let tmp = gateway.path("gateway.yaml.new");
-    std::fs::write(&tmp, yaml).expect("write the new configuration");
-    std::fs::rename(&tmp, gateway.path("gateway.yaml")).expect("replace the configuration");
+    gateway.rewrite_config(&config("warn"));
     gateway.signal(libc::SIGHUP);
     let reloads = eventually(WAIT, "the reload applied", || async {
         let r = gateway.readyz().await.1["reloads"].clone();
@@ -996,12 +991,7 @@ async fn a_reload_changes_the_rate_limits_in_force() {
     }
     assert!(refused.is_some(), "1/min never refused the caller");
 
-    let yaml = config("6000/min")
-        .replace("{PORT}", &gateway.port().to_string())
-        .replace("{DIR}", &gateway.dir().display().to_string());
-    let tmp = gateway.path("gateway.yaml.new");
-    std::fs::write(&tmp, yaml).expect("write the new configuration");
-    std::fs::rename(&tmp, gateway.path("gateway.yaml")).expect("replace the configuration");
+    gateway.rewrite_config(&config("6000/min"));
     gateway.signal(libc::SIGHUP);
     let reloads = eventually(WAIT, "the reload applied", || async {
         let r = gateway.readyz().await.1["reloads"].clone();

@@ -12,17 +12,6 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Writes `yaml` (with `{PORT}` and `{DIR}` substituted as at start) over the gateway's
-/// configuration file, atomically (a temp file renamed over it, as editors and ConfigMaps do).
-fn rewrite(gateway: &Gateway, yaml: &str) {
-    let yaml = yaml
-        .replace("{PORT}", &gateway.port().to_string())
-        .replace("{DIR}", &gateway.dir().display().to_string());
-    let tmp = gateway.path("gateway.yaml.new");
-    std::fs::write(&tmp, yaml).expect("write new config");
-    std::fs::rename(&tmp, gateway.path("gateway.yaml")).expect("rename new config");
-}
-
 /// The `reloads` object of `/readyz`.
 async fn reloads(gateway: &Gateway) -> Value {
     gateway.readyz().await.1["reloads"].clone()
@@ -56,10 +45,7 @@ async fn a_changed_file_swaps_backends_and_keeps_sessions_and_streams() {
         .await
         .contains(&"alpha_first".to_owned()));
 
-    rewrite(
-        &gateway,
-        &TestConfig::new().backend("beta", &beta.url()).build(),
-    );
+    gateway.rewrite_config(&TestConfig::new().backend("beta", &beta.url()).build());
     let r = wait_reloads(&gateway, "applied", 1).await;
     assert_eq!(r["last"]["outcome"], "applied", "{r}");
     assert_eq!(r["last"]["trigger"], "file change", "{r}");
@@ -111,7 +97,7 @@ async fn a_bad_file_is_refused_with_positions_and_the_old_policy_stays() {
     let bad = TestConfig::new()
         .backend_with("alpha", "not a url", &["timeuot: 3s"])
         .build();
-    rewrite(&gateway, &bad);
+    gateway.rewrite_config(&bad);
     let r = wait_reloads(&gateway, "refused", 1).await;
     assert_eq!(r["applied"], 0, "{r}");
     assert_eq!(r["last"]["outcome"], "refused", "{r}");
@@ -149,8 +135,7 @@ async fn a_bad_file_is_refused_with_positions_and_the_old_policy_stays() {
     assert_eq!(alpha.calls("first").len(), 1);
 
     // Fixing the file applies it.
-    rewrite(
-        &gateway,
+    gateway.rewrite_config(
         &TestConfig::new()
             .backend_with("alpha", &alpha.url(), &["timeout: 3s"])
             .build(),
@@ -211,7 +196,7 @@ async fn sighup_applies_scope_implications_and_reports_restart_keys() {
         "listen: [\"127.0.0.1:{PORT}\"]",
         &format!("listen: [\"127.0.0.1:{other_port}\"]"),
     );
-    rewrite(&gateway, &yaml);
+    gateway.rewrite_config(&yaml);
     gateway.signal(libc::SIGHUP);
     let r = wait_reloads(&gateway, "applied", 1).await;
     let mut restart: Vec<String> = r["last"]["needsRestart"]
@@ -260,10 +245,7 @@ async fn a_call_in_flight_finishes_on_the_policy_it_started_with() {
     .await;
 
     // The backend is removed while its call runs.
-    rewrite(
-        &gateway,
-        &TestConfig::new().backend("other", &other.url()).build(),
-    );
+    gateway.rewrite_config(&TestConfig::new().backend("other", &other.url()).build());
     wait_reloads(&gateway, "applied", 1).await;
     let result = tokio::time::timeout(WAIT, call)
         .await

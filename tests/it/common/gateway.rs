@@ -228,6 +228,17 @@ impl Gateway {
         self.dir.path().join(name)
     }
 
+    /// Replaces the configuration file the way an editor or a ConfigMap update does (a new
+    /// file renamed over the old one), with `{PORT}` and `{DIR}` filled in as at start.
+    pub fn rewrite_config(&self, yaml: &str) {
+        let yaml = yaml
+            .replace("{PORT}", &self.port().to_string())
+            .replace("{DIR}", &self.dir().display().to_string());
+        let tmp = self.path("gateway.yaml.new");
+        std::fs::write(&tmp, yaml).expect("write the new configuration");
+        std::fs::rename(&tmp, self.path("gateway.yaml")).expect("replace the configuration");
+    }
+
     /// A client for the MCP endpoint.
     pub fn client(&self) -> McpClient {
         McpClient::new(&self.mcp_url())
