@@ -67,26 +67,7 @@ const EXPECTED_FAILURES: &str = "tests/conformance/expected-failures.yml";
 
 /// The scenario names listed under `server:` in the expected-failures file.
 fn expected_failures() -> Vec<String> {
-    let text = std::fs::read_to_string(interop::repo_path(EXPECTED_FAILURES))
-        .unwrap_or_else(|e| panic!("read {EXPECTED_FAILURES}: {e}"));
-    let mut in_server = false;
-    let mut names = Vec::new();
-    for line in text.lines() {
-        let code = line.split('#').next().unwrap_or("").trim_end();
-        if code.trim().is_empty() {
-            continue;
-        }
-        if !code.starts_with(' ') && !code.starts_with('-') {
-            in_server = code.trim() == "server:";
-            continue;
-        }
-        if in_server {
-            if let Some(name) = code.trim().strip_prefix("- ") {
-                names.push(name.trim().to_owned());
-            }
-        }
-    }
-    names
+    interop::expected_failures(EXPECTED_FAILURES)
 }
 
 #[test]

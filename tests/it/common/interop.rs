@@ -212,3 +212,28 @@ pub async fn run_python_script(args: Vec<String>, dir: PathBuf, timeout: Duratio
     );
     run.stdout
 }
+
+/// The scenario names listed under `server:` in a conformance expected-failures file
+/// (`path` relative to the repository).
+pub fn expected_failures(path: &str) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(repo_path(path)).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let mut in_server = false;
+    let mut names = Vec::new();
+    for line in text.lines() {
+        let code = line.split('#').next().unwrap_or("").trim_end();
+        if code.trim().is_empty() {
+            continue;
+        }
+        if !code.starts_with(' ') && !code.starts_with('-') {
+            in_server = code.trim() == "server:";
+            continue;
+        }
+        if in_server {
+            if let Some(name) = code.trim().strip_prefix("- ") {
+                names.push(name.trim().to_owned());
+            }
+        }
+    }
+    names
+}
