@@ -642,25 +642,4 @@ mod tests {
         let s = format!("{:?}", SessionSealer::new(&KEY));
         assert_eq!(s, "SessionSealer(..)");
     }
-
-    /// Rough cost check; run with `cargo test --release -- --ignored seal_open_cost`.
-    #[test]
-    #[ignore]
-    fn seal_open_cost() {
-        let sealer = SessionSealer::new(&KEY);
-        let c = claims();
-        let n = 200_000u32;
-        let start = std::time::Instant::now();
-        let mut last = String::new();
-        for _ in 0..n {
-            last = sealer.seal(std::hint::black_box(&c));
-        }
-        let seal = start.elapsed() / n;
-        let start = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(sealer.open(std::hint::black_box(&last), NOW).unwrap());
-        }
-        let open = start.elapsed() / n;
-        println!("seal {seal:?}/op, open {open:?}/op");
-    }
 }
