@@ -24,6 +24,7 @@
 //! [`Metrics::register_collector`] (the edge counters are meant to plug in there).
 
 pub mod mirrored;
+pub mod owners;
 pub mod server;
 
 use std::sync::atomic::{AtomicU64, Ordering};

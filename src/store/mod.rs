@@ -265,6 +265,9 @@ pub trait OutboxStore: StoreBase {
         state: DeliveryState,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// How many deliveries are pending (due or waiting for a retry): the outbox depth.
+    async fn count_pending_deliveries(&self) -> Result<u64, StoreError>;
 }
 
 /// The per-user token vault: sealed grants, client registrations at providers, and the

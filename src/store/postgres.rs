@@ -745,6 +745,19 @@ impl OutboxStore for PostgresStore {
         })
         .await
     }
+
+    async fn count_pending_deliveries(&self) -> Result<u64, StoreError> {
+        self.run(|c| async move {
+            c.query_one(
+                "SELECT COUNT(*) FROM cortex_outbox WHERE state = 'pending'",
+                &[],
+            )
+            .await
+            .map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0))
+            .map_err(classify)
+        })
+        .await
+    }
 }
 
 #[async_trait]

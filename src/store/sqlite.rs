@@ -672,6 +672,19 @@ impl OutboxStore for SqliteStore {
         })
         .await
     }
+
+    async fn count_pending_deliveries(&self) -> Result<u64, StoreError> {
+        self.call(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM cortex_outbox WHERE state = 'pending'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(classify)
+        })
+        .await
+    }
 }
 
 fn grant(c: &Connection, subject: &str, provider: &str) -> Result<Option<StoredGrant>, StoreError> {

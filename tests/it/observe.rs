@@ -1011,3 +1011,201 @@ async fn a_reload_changes_the_rate_limits_in_force() {
     })
     .await;
 }
+
+/// The token pipeline's metrics after real traffic against a real authorization server
+/// (oidc-provider): JWKS fetches and keys held, the validated-token cache (hits, misses,
+/// evictions under a tiny size limit), the refetch an unknown `kid` causes, introspection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_token_cache_and_introspection_metrics_follow_real_traffic() {
+    use common::oidc::OAuthSetup;
+    const READ: &str = "mcp:demo:read";
+    let backend = TestBackend::start(BackendSpec::tools(&["echo"], READ)).await;
+    let metrics_port = free_port();
+    let setup = OAuthSetup::start(
+        TestConfig::new()
+            .top(&format!(
+                "metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"
+            ))
+            .backend("demo", &backend.url()),
+        &[
+            "token_cache_ttl: 30s",
+            "token_cache_size: 1",
+            "introspection:",
+            "  url: \"{AS}/test/introspect\"",
+            "  client_id: gateway",
+            "  client_secret: gateway-secret",
+            "  cache_ttl: 30s",
+        ],
+    )
+    .await;
+    let token = setup.token(READ).await;
+    let client = setup.client(&token);
+    client.call_tool("demo_echo", json!({"message": "a"})).await;
+    client.call_tool("demo_echo", json!({"message": "b"})).await;
+    let text = scrape(metrics_port).await;
+    promtool_check(&text);
+    let lookups = "cortex_gateway_token_cache_lookups_total";
+    assert!(
+        sample(
+            &text,
+            "cortex_gateway_jwks_fetches_total",
+            &[("result", "ok")]
+        ) >= 1.0,
+        "{text}"
+    );
+    let keys = setup.oidc.jwks().await["keys"].as_array().unwrap().len();
+    let held = sample(&text, "cortex_gateway_jwks_keys", &[]);
+    assert!(
+        held >= 1.0 && held <= keys as f64,
+        "{held} of {keys}: {text}"
+    );
+    assert!(
+        sample(&text, lookups, &[("result", "miss")]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, lookups, &[("result", "hit")]) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_token_introspections_total",
+            &[("result", "active")]
+        ),
+        1.0,
+        "one introspection, then the cache: {text}"
+    );
+    assert_eq!(
+        sample(&text, "cortex_gateway_token_cache_resets_total", &[]),
+        0.0
+    );
+
+    // A token naming a key the gateway does not hold makes it fetch the JWKS once more
+    // (after jwks_min_refetch, 1 s here, since the last fetch).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let foreign = setup
+        .oidc
+        .sign(setup.claims(READ), json!({"foreign": true}))
+        .await;
+    let refused = setup
+        .client(&foreign)
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}), &[])
+        .await;
+    assert_eq!(refused.status, 401);
+    let text = scrape(metrics_port).await;
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_jwks_unknown_kid_refetches_total",
+            &[]
+        ),
+        1.0,
+        "{text}"
+    );
+
+    // A cache of one entry: other tokens push each other out.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(setup.token(READ).await);
+    }
+    eventually(WAIT, "token cache evictions counted", || async {
+        for t in &others {
+            setup.client(t).result("tools/list", json!({})).await;
+        }
+        let text = scrape(metrics_port).await;
+        (sample(&text, "cortex_gateway_token_cache_evictions_total", &[]) >= 1.0).then_some(())
+    })
+    .await;
+    let text = scrape(metrics_port).await;
+    promtool_check(&text);
+    // No token, subject or kid ever becomes a label.
+    assert!(!text.contains(&token));
+    assert!(!text.contains("m2m"));
+}
+
+/// The webhook outbox's metrics with a real receiver that fails, then accepts: the depth
+/// while the delivery waits, the failed attempt, the retry, the delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_outbox_metrics_follow_a_real_delivery() {
+    use crate::builtins_support::{call_ok, WebhookReceiver};
+    let port = free_port();
+    let receiver = WebhookReceiver::start_on(port).await;
+    receiver.set_status(503);
+    let metrics_port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gateway = Gateway::start(
+        &TestConfig::new()
+            .top(&format!(
+                "metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"
+            ))
+            .top(&format!(
+                "tickets:\n  webhook_url: \"http://127.0.0.1:{port}/hook\"\n  webhook_secret: \"s3cret-for-the-metrics-test\"\n  webhook_max_backoff: 30s\n  webhook_timeout: 2s"
+            ))
+            .top(&format!("storage:\n  data_dir: \"{}\"", dir.path().display()))
+            .build(),
+    )
+    .await;
+    gateway.wait_ready().await;
+    let client = gateway.client();
+    let ticket = call_ok(
+        &client,
+        "report_missing_capability",
+        json!({"whatIWanted": "Export invoices", "userIntent": "close the month", "severity": "blocking", "contextApp": "erp"}),
+    )
+    .await;
+    assert_eq!(ticket["adminNotified"], true, "{ticket}");
+    // The receiver refuses the first attempt: the delivery waits in the outbox.
+    let text = eventually(WAIT, "a failed attempt counted", || async {
+        let text = scrape(metrics_port).await;
+        (sample(
+            &text,
+            "cortex_gateway_webhook_deliveries_total",
+            &[("outcome", "failed")],
+        ) >= 1.0)
+            .then_some(text)
+    })
+    .await;
+    promtool_check(&text);
+    assert_eq!(
+        sample(&text, "cortex_gateway_webhook_outbox_depth", &[]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_webhook_deliveries_total",
+            &[("outcome", "delivered")]
+        ),
+        0.0
+    );
+    // It accepts the retry (1 s backoff after the first attempt).
+    receiver.set_status(200);
+    let text = eventually(WAIT, "the delivery made", || async {
+        let text = scrape(metrics_port).await;
+        (sample(
+            &text,
+            "cortex_gateway_webhook_deliveries_total",
+            &[("outcome", "delivered")],
+        ) == 1.0
+            && sample(&text, "cortex_gateway_webhook_outbox_depth", &[]) == 0.0)
+            .then_some(text)
+    })
+    .await;
+    assert!(
+        sample(&text, "cortex_gateway_webhook_delivery_retries_total", &[]) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_webhook_deliveries_total",
+            &[("outcome", "dead")]
+        ),
+        0.0
+    );
+    let got = receiver.received();
+    assert!(got.len() >= 2, "a refused attempt then the accepted one");
+    promtool_check(&text);
+}
