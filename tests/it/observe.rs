@@ -572,6 +572,12 @@ async fn block_mode_quarantines_a_changed_tool_until_an_admin_approves_it() {
         err["code"], -32602,
         "a quarantined tool is not callable: {err}"
     );
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("crm_echo") && message.contains("awaits an administrator's approval"),
+        "the caller is told why: {err}"
+    );
+    assert_eq!(err["data"]["quarantined"], true, "{err}");
     assert!(backend.calls("echo").is_empty());
 
     let (status, report) = admin_get(&gateway, "/admin/integrity").await;
@@ -602,6 +608,37 @@ async fn block_mode_quarantines_a_changed_tool_until_an_admin_approves_it() {
             &text,
             "cortex_gateway_integrity_changes_total",
             &[("status", "changed")]
+        ),
+        1.0
+    );
+    // The refused call is counted as its own outcome, not as an unknown tool.
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_tool_calls_total",
+            &[
+                ("backend", "crm"),
+                ("tool", "crm_echo"),
+                ("outcome", "quarantined")
+            ]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_tool_calls_total",
+            &[("outcome", "unknown_tool")]
+        ),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_mcp_requests_total",
+            &[("method", "tools/call"), ("outcome", "quarantined")]
         ),
         1.0
     );
@@ -643,6 +680,14 @@ async fn block_mode_quarantines_a_changed_tool_until_an_admin_approves_it() {
             .iter()
             .any(|r| r["method"] == "integrity/quarantined" && r["tool"] == "echo"),
         "{audited:?}"
+    );
+    assert!(
+        audited.iter().any(|r| r["method"] == "tools/call"
+            && r["tool"] == "crm_echo"
+            && r["decision"] == "rejected"
+            && r["stage"] == "quarantined"
+            && r["target_app"] == "crm"),
+        "the refused call is audited with its own stage: {audited:?}"
     );
     assert!(
         audited
