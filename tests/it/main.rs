@@ -17,6 +17,7 @@ mod builtins_support;
 mod dev_as_common;
 mod store_support;
 
+mod attack_http;
 mod attack_jwt;
 mod audit_trail;
 mod builtins_catalog;
