@@ -19,6 +19,8 @@ mod store_support;
 
 mod attack_http;
 mod attack_jwt;
+mod attack_sessions;
+mod attack_vault;
 mod audit_trail;
 mod builtins_catalog;
 mod builtins_tickets;
