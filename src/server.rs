@@ -230,13 +230,20 @@ pub fn build_with(
     server.add_service(background_service(
         "ticket webhook",
         crate::builtins::webhook::DeliveryService::new(
-            store,
+            store.clone(),
             shared.client.clone(),
             &policy.config.tickets,
             shared.builtins.webhook_wake(),
         )
         .with_drain(shared.drain.clone())
         .with_stats(shared.builtins.webhook_stats()),
+    ));
+    server.add_service(background_service(
+        "session ends",
+        crate::sessions::RevocationSync::new(
+            shared.sessions.clone(),
+            store.clone() as Arc<dyn crate::store::SessionStore>,
+        ),
     ));
     server.add_service(background_service(
         "audit flush",
