@@ -294,8 +294,9 @@ async fn deep_json_nesting_is_a_parse_error() {
     let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     let objects = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
     let in_params = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"x\",\"arguments\":{}}}}}",
-        format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000))
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"x\",\"arguments\":{}1{}}}}}",
+        "{\"a\":".repeat(10_000),
+        "}".repeat(10_000)
     );
     let unclosed = "[".repeat(depth);
     for (what, body) in [
