@@ -74,6 +74,9 @@ struct Inner {
     observed: BTreeMap<String, Vec<ObservedTool>>,
     /// Backends whose pins changed since the last save.
     dirty: Vec<String>,
+    /// The tools quarantined now, by exposed name: (backend, required scope). A call of one
+    /// is told it awaits approval instead of "Unknown tool".
+    held: BTreeMap<String, (String, Option<String>)>,
 }
 
 /// Where baselines persist.
@@ -167,6 +170,7 @@ impl Integrity {
                 reviews: BTreeMap::new(),
                 observed: BTreeMap::new(),
                 dirty: Vec::new(),
+                held: BTreeMap::new(),
             }),
             listener: Mutex::new(None),
             loaded: AtomicBool::new(!matches!(persist, Persist::Store(_))),
@@ -244,6 +248,9 @@ impl Integrity {
     pub fn check(&self, snapshot: &mut BackendSnapshot) {
         let m = mode(self.mode_of(&snapshot.backend_id));
         if m == Mode::Off {
+            lock(&self.inner)
+                .held
+                .retain(|_, (backend, _)| *backend != snapshot.backend_id);
             return;
         }
         let observed: Vec<ObservedTool> = snapshot
@@ -275,6 +282,27 @@ impl Integrity {
             review
         };
         let quarantined: Vec<&str> = review.quarantined().collect();
+        {
+            let mut inner = lock(&self.inner);
+            inner
+                .held
+                .retain(|_, (backend, _)| *backend != snapshot.backend_id);
+            for t in snapshot
+                .tools
+                .iter()
+                .filter(|t| quarantined.contains(&t.name.as_str()))
+            {
+                if let Some(exposed) = cortex_filters::naming::exposed_name(
+                    &snapshot.backend_id,
+                    &t.name,
+                    snapshot.naming,
+                ) {
+                    inner
+                        .held
+                        .insert(exposed, (snapshot.backend_id.clone(), t.scope.clone()));
+                }
+            }
+        }
         if !quarantined.is_empty() {
             snapshot
                 .tools
@@ -385,6 +413,12 @@ impl Integrity {
             pinning::sign_document(&mut doc, signer, &at, self.keys.signing(), None)?;
         }
         Ok(doc)
+    }
+
+    /// The backend and required scope of the tool exposed as `name`, when it is quarantined
+    /// now (asked only for a tools/call of a name the catalog does not have).
+    pub fn quarantined_tool(&self, name: &str) -> Option<(String, Option<String>)> {
+        lock(&self.inner).held.get(name).cloned()
     }
 
     /// Tools quarantined now, per backend (for metrics).

@@ -49,6 +49,9 @@ pub enum Stage {
     Scope,
     /// Over the rate limit.
     RateLimit,
+    /// A tools/call of a tool quarantined by tool-definition pinning (block mode): its
+    /// definition changed and awaits an administrator's approval.
+    Quarantine,
 }
 
 impl Stage {
@@ -67,6 +70,7 @@ impl Stage {
             Stage::Batch => "batch",
             Stage::Scope => "scope",
             Stage::RateLimit => "rate_limit",
+            Stage::Quarantine => "quarantined",
         }
     }
 }

@@ -40,13 +40,14 @@ pub enum StartError {
 
 /// Counters kept by other parts of the gateway in their own atomics, exported on the metrics
 /// listener next to the request metrics, read at scrape time: the HTTP edge (connection cap,
-/// deadlines, body budget, clients leaving mid-header; docs/security.md) and the
-/// configuration reloads (docs/operations.md). A collector that cannot be registered (a name
+/// deadlines, body budget, clients leaving mid-header; docs/security.md), the
+/// configuration reloads (docs/operations.md), the token pipeline and the webhook outbox
+/// (`metrics::owners`). A collector that cannot be registered (a name
 /// taken twice) is logged and left out; the gateway still serves.
 fn register_extra_collectors(shared: &crate::state::Shared) {
     use crate::metrics::mirrored::{Kind, Mirrored, Spec};
     use std::sync::atomic::Ordering::Relaxed;
-    let spec = |name, help, kind| Spec { name, help, kind };
+    let spec = Spec::new;
     let edge_specs = vec![
         spec("edge_connections_refused_total", "Client connections answered 503 and closed because server.limits.max_connections were open.", Kind::Counter),
         spec("edge_header_timeouts_total", "Connections closed because the request header did not arrive within server.limits.header_timeout.", Kind::Counter),
@@ -112,6 +113,15 @@ fn register_extra_collectors(shared: &crate::state::Shared) {
         let registered =
             Mirrored::new(specs, read).and_then(|m| shared.metrics.register_collector(Box::new(m)));
         if let Err(e) = registered {
+            warn!("metrics: a collector could not be registered: {e}");
+        }
+    }
+    for collector in crate::metrics::owners::collectors(
+        shared.auth.stats(),
+        shared.auth.issuer().cloned(),
+        shared.builtins.webhook_stats(),
+    ) {
+        if let Err(e) = collector.and_then(|m| shared.metrics.register_collector(Box::new(m))) {
             warn!("metrics: a collector could not be registered: {e}");
         }
     }
@@ -220,12 +230,20 @@ pub fn build_with(
     server.add_service(background_service(
         "ticket webhook",
         crate::builtins::webhook::DeliveryService::new(
-            store,
+            store.clone(),
             shared.client.clone(),
             &policy.config.tickets,
             shared.builtins.webhook_wake(),
         )
-        .with_drain(shared.drain.clone()),
+        .with_drain(shared.drain.clone())
+        .with_stats(shared.builtins.webhook_stats()),
+    ));
+    server.add_service(background_service(
+        "session ends",
+        crate::sessions::RevocationSync::new(
+            shared.sessions.clone(),
+            store.clone() as Arc<dyn crate::store::SessionStore>,
+        ),
     ));
     server.add_service(background_service(
         "audit flush",

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::clock::unix_now;
 use crate::config::SessionsConfig;
+use crate::store::SessionStore;
 
 /// Capacity of one stream's outgoing channel; a client that does not read is dropped from
 /// delivery (its events stay in the replay buffer).
@@ -70,6 +71,8 @@ pub struct SessionManager {
     catalog_changes: broadcast::Sender<Arc<CatalogDiff>>,
     /// Sealed `requestState` of multi-round-trip requests, and the nonces already used.
     request_states: RequestStates,
+    /// Where ends (DELETE) are shared with the other replicas, when there is a store.
+    shared_ends: std::sync::OnceLock<Arc<dyn SessionStore>>,
 }
 
 /// Capacity of the catalog-change broadcast; a listen stream that lags past it is told its
@@ -159,6 +162,7 @@ impl SessionManager {
                 .build(),
             catalog_changes: broadcast::channel(CATALOG_CHANGES).0,
             request_states: RequestStates::new(&key),
+            shared_ends: std::sync::OnceLock::new(),
         }
     }
 
@@ -227,12 +231,57 @@ impl SessionManager {
         Ok(state)
     }
 
-    /// Ends a session (DELETE): its id is refused from now on.
+    /// Ends a session (DELETE): its id is refused from now on, here at once and, through the
+    /// store, on the other replicas within a second ([`RevocationSync`]).
     pub fn revoke(&self, state: &SessionState) {
-        self.revoked.insert(state.claims.nonce, ());
-        self.states.invalidate(&state.claims.nonce);
+        self.end_locally(state.claims.nonce);
         if let Ok(mut s) = state.inner.lock() {
             s.streams.clear();
+        }
+        let Some(store) = self.shared_ends.get().cloned() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let nonce = hex(&state.claims.nonce);
+        let expires_ms =
+            i64::try_from(state.claims.expires_at.saturating_mul(1000)).unwrap_or(i64::MAX);
+        runtime.spawn(async move {
+            if let Err(e) = store
+                .revoke_session(&nonce, crate::clock::now_ms(), expires_ms)
+                .await
+            {
+                tracing::warn!(error = %e, "a session end could not be shared with the other replicas (store unavailable); they accept its id until it idles out");
+            }
+        });
+    }
+
+    /// Shares session ends (DELETE) through `store` (set once, when the store exists).
+    pub fn share_ends(&self, store: Arc<dyn SessionStore>) {
+        let _ = self.shared_ends.set(store);
+    }
+
+    /// Refuses the session `nonce` from now on and drops its state on this replica (its open
+    /// streams close).
+    fn end_locally(&self, nonce: [u8; 16]) {
+        self.revoked.insert(nonce, ());
+        if let Some(state) = self.states.get(&nonce) {
+            if let Ok(mut s) = state.inner.lock() {
+                s.streams.clear();
+            }
+        }
+        self.states.invalidate(&nonce);
+    }
+
+    /// A session ended on another replica (hex nonce, as stored); false when malformed.
+    pub fn ended_elsewhere(&self, nonce_hex: &str) -> bool {
+        match unhex(nonce_hex) {
+            Some(nonce) => {
+                self.end_locally(nonce);
+                true
+            }
+            None => false,
         }
     }
 
@@ -391,8 +440,95 @@ fn derive_key(secret: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+fn hex(bytes: &[u8; 16]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// How often the session ends of the other replicas are read from the store.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// Ends recorded this long before the newest one seen are read again, so that replicas whose
+/// clocks differ a little miss none.
+const SYNC_OVERLAP_MS: i64 = 10_000;
+
+/// Reads the session ends (DELETE) recorded by every replica sharing the store, every
+/// second, and refuses those ids here too. At start it reads every end not yet expired, so
+/// an id deleted before a restart stays refused.
+pub struct RevocationSync {
+    sessions: Arc<SessionManager>,
+    store: Arc<dyn SessionStore>,
+}
+
+impl RevocationSync {
+    /// Syncs `sessions` with the ends in `store`.
+    pub fn new(sessions: Arc<SessionManager>, store: Arc<dyn SessionStore>) -> Self {
+        RevocationSync { sessions, store }
+    }
+
+    /// Reads the ends after `after_ms`; returns the newest end time seen.
+    pub async fn run_once(&self, after_ms: i64) -> i64 {
+        let mut newest = after_ms;
+        let mut since = after_ms.saturating_sub(SYNC_OVERLAP_MS).max(0);
+        loop {
+            let rows = match self
+                .store
+                .session_revocations_since(since, crate::clock::now_ms())
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::debug!(error = %e, "session ends not read (store unavailable)");
+                    return newest;
+                }
+            };
+            let full = rows.len() >= 10_000;
+            for (nonce, at) in rows {
+                self.sessions.ended_elsewhere(&nonce);
+                newest = newest.max(at);
+            }
+            if !full {
+                return newest;
+            }
+            since = newest;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for RevocationSync {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut newest = 0;
+        loop {
+            newest = self.run_once(newest).await;
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(SYNC_EVERY) => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nonces_round_trip_through_hex_and_malformed_ones_are_refused() {
+        let nonce = [0xa5u8; 16];
+        assert_eq!(super::unhex(&super::hex(&nonce)), Some(nonce));
+        assert_eq!(super::unhex("zz"), None);
+        assert_eq!(super::unhex(&"g".repeat(32)), None);
+        assert_eq!(super::unhex(&"é".repeat(16)), None);
+    }
+
     use super::*;
     use cortex_filters::modern::state::{request_digest, RequestState};
     use serde_json::json;

@@ -276,6 +276,9 @@ impl AppState {
             // Unreachable: the same configuration built one in `new`.
             Err(e) => tracing::error!("{e}"),
         }
+        self.shared
+            .sessions
+            .share_ends(store.clone() as Arc<dyn crate::store::SessionStore>);
         self.shared.store = Some(store);
         self.shared.audit = audit;
         self

@@ -7,8 +7,10 @@
 //! carries its own deadline, which callers set to at most the token's `exp`, so nothing is
 //! ever served past its expiry.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use moka::Expiry;
 use sha2::{Digest, Sha256};
@@ -57,6 +59,24 @@ impl<V: Clone + Send + Sync + 'static> DeadlineCache<V> {
             Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(ByDeadline)
+                .build()
+        });
+        DeadlineCache { inner }
+    }
+
+    /// Like [`new`](Self::new), calling `on_evict` for every entry dropped because it
+    /// expired or the size limit pushed it out (not for [`clear`](Self::clear)). The cache
+    /// notices both lazily, during its housekeeping, so the count lags a little.
+    pub fn counting_evictions(capacity: u64, on_evict: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let inner = (capacity > 0).then(|| {
+            Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(ByDeadline)
+                .eviction_listener(move |_key, _value, cause: RemovalCause| {
+                    if cause.was_evicted() {
+                        on_evict();
+                    }
+                })
                 .build()
         });
         DeadlineCache { inner }
@@ -114,6 +134,33 @@ mod tests {
         assert_eq!(c.get(&k), None);
         c.insert(k, 2, Instant::now() - Duration::from_secs(1));
         assert_eq!(c.get(&k), None, "a past deadline is not stored");
+    }
+
+    #[test]
+    fn evictions_by_size_are_counted_and_clears_are_not() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let n = Arc::new(AtomicU64::new(0));
+        let counted = n.clone();
+        let c: DeadlineCache<u32> = DeadlineCache::counting_evictions(
+            2,
+            Arc::new(move || {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }),
+        );
+        let later = Instant::now() + Duration::from_secs(60);
+        for i in 0..10u32 {
+            c.insert(digest(&[&i.to_le_bytes()]), i, later);
+        }
+        c.inner.as_ref().unwrap().run_pending_tasks();
+        assert!(
+            n.load(Ordering::Relaxed) >= 8,
+            "{}",
+            n.load(Ordering::Relaxed)
+        );
+        let before = n.load(Ordering::Relaxed);
+        c.clear();
+        c.inner.as_ref().unwrap().run_pending_tasks();
+        assert_eq!(n.load(Ordering::Relaxed), before);
     }
 
     #[test]

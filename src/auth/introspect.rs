@@ -5,6 +5,7 @@
 //! fails closed by default: the request gets a 503 saying revocation cannot be checked.
 //! `fail_open: true` restores the Cortex behaviour for those who prefer availability.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use tracing::warn;
 
 use super::cache::{deadline_for, digest, DeadlineCache};
 use super::http::{AsClient, ClientAuth};
+use super::stats::{bump, AuthStats};
 use crate::config::IntrospectionConfig;
 
 /// What introspection says about a token.
@@ -40,6 +42,7 @@ pub struct Introspector {
     fail_open: bool,
     client: AsClient,
     cache: DeadlineCache<bool>,
+    stats: Arc<AuthStats>,
 }
 
 impl Introspector {
@@ -54,7 +57,14 @@ impl Introspector {
             fail_open: cfg.fail_open,
             client,
             cache: DeadlineCache::new(capacity),
+            stats: Arc::default(),
         })
+    }
+
+    /// Counts its requests in `stats` (the issuer's).
+    pub fn with_stats(mut self, stats: Arc<AuthStats>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// Asks about `token`, whose `exp` is known from its (already verified) claims.
@@ -79,6 +89,11 @@ impl Introspector {
             .await
         {
             Ok(answer) => {
+                bump(if answer.active {
+                    &self.stats.introspection_active
+                } else {
+                    &self.stats.introspection_inactive
+                });
                 // An inactive token never becomes active again: remember it until it expires.
                 let ttl = if answer.active {
                     self.ttl
@@ -96,10 +111,12 @@ impl Introspector {
                 }
             }
             Err(e) if self.fail_open => {
+                bump(&self.stats.introspection_failed);
                 warn!(error = %e, "token introspection failed; accepting the token (introspection.fail_open: true)");
                 Introspected::Active
             }
             Err(e) => {
+                bump(&self.stats.introspection_failed);
                 warn!(error = %e, "token introspection failed; refusing the request (fail closed)");
                 Introspected::Unavailable(format!(
                     "the authorization server's introspection endpoint cannot be reached, so token revocation cannot be checked: {e}"

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use super::discovery::{self, AsMetadata};
 use super::http::AsClient;
 use super::jwk::KeySet;
+use super::stats::{bump, AuthStats};
 
 /// What `/readyz` shows about the issuer.
 #[derive(Debug, Clone)]
@@ -52,6 +53,7 @@ pub struct Issuer {
     min_refetch: Duration,
     state: RwLock<State>,
     fetch: tokio::sync::Mutex<()>,
+    stats: Arc<AuthStats>,
 }
 
 impl Issuer {
@@ -69,7 +71,13 @@ impl Issuer {
             min_refetch,
             state: RwLock::new(State::default()),
             fetch: tokio::sync::Mutex::new(()),
+            stats: Arc::default(),
         }
+    }
+
+    /// The counters of the token pipeline of this issuer (shared with its validator).
+    pub fn stats(&self) -> &Arc<AuthStats> {
+        &self.stats
     }
 
     /// The configured issuer.
@@ -140,6 +148,7 @@ impl Issuer {
             return keys;
         }
         info!(issuer = %self.issuer, kid = %kid, "token signed with an unknown key id: refetching the JWKS");
+        bump(&self.stats.jwks_unknown_kid_refetches);
         // The failure is recorded in the status; the caller gets whatever keys we still have.
         let _ = self.refresh_locked().await;
         self.keys()
@@ -151,6 +160,7 @@ impl Issuer {
         let mut s = self.write();
         match result {
             Ok((meta, uri, keys)) => {
+                bump(&self.stats.jwks_fetch_ok);
                 let changed = s.keys.as_ref().is_none_or(|old| old.kids() != keys.kids());
                 if changed {
                     info!(issuer = %self.issuer, jwks_uri = %uri, kids = ?keys.kids(), "issuer signing keys loaded");
@@ -165,6 +175,7 @@ impl Issuer {
                 Ok(())
             }
             Err(e) => {
+                bump(&self.stats.jwks_fetch_failed);
                 warn!(issuer = %self.issuer, error = %e, "cannot load the issuer's signing keys");
                 s.last_error = Some(e.clone());
                 Err(e)

@@ -28,6 +28,7 @@ pub mod jwk;
 pub mod jwt;
 pub mod mint;
 pub mod service;
+pub mod stats;
 pub mod validator;
 
 use std::net::IpAddr;
@@ -214,6 +215,12 @@ impl Authenticator {
     /// The trusted issuer, in `oauth` mode with an issuer configured.
     pub fn issuer(&self) -> Option<&Arc<Issuer>> {
         self.oauth.as_ref().map(Validator::issuer)
+    }
+
+    /// The counters of the token pipeline (JWKS fetches, token cache, introspection), in
+    /// `oauth` mode with an issuer configured.
+    pub fn stats(&self) -> Option<Arc<stats::AuthStats>> {
+        self.issuer().map(|i| i.stats().clone())
     }
 
     /// The token validator, in `oauth` mode with an issuer configured.

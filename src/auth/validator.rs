@@ -15,6 +15,7 @@ use super::claims::{self, ClaimRules, TokenClaims};
 use super::introspect::{Introspected, Introspector};
 use super::issuer::Issuer;
 use super::jwt::{self, Alg, JwtError};
+use super::stats::{bump, AuthStats};
 use super::{unix_now, Principal, PrincipalKind};
 
 /// The verdict on one token.
@@ -49,6 +50,7 @@ pub struct Validator {
     cache_ttl: Duration,
     cache: DeadlineCache<Principal>,
     introspector: Option<Introspector>,
+    stats: Arc<AuthStats>,
 }
 
 /// Settings of a [`Validator`].
@@ -81,6 +83,13 @@ impl Validator {
         } else {
             s.cache_size
         };
+        let stats = issuer.stats().clone();
+        let evicted = stats.clone();
+        let cache = DeadlineCache::counting_evictions(
+            capacity,
+            Arc::new(move || bump(&evicted.token_cache_evictions)),
+        );
+        let introspector = introspector.map(|i| i.with_stats(stats.clone()));
         Validator {
             issuer,
             rules: s.rules,
@@ -89,8 +98,9 @@ impl Validator {
             required_pool: s.required_pool,
             scope_rules: ArcSwap::from_pointee(s.scope_rules),
             cache_ttl: s.cache_ttl,
-            cache: DeadlineCache::new(capacity),
+            cache,
             introspector,
+            stats,
         }
     }
 
@@ -99,6 +109,7 @@ impl Validator {
     pub fn set_scope_rules(&self, rules: &ScopeRules) {
         self.scope_rules.store(Arc::new(rules.clone()));
         self.cache.clear();
+        bump(&self.stats.token_cache_resets);
     }
 
     /// The issuer.
@@ -116,8 +127,10 @@ impl Validator {
     pub async fn validate(&self, token: &str) -> Verdict {
         let key = digest(&[b"validated", token.as_bytes()]);
         if let Some(p) = self.cache.get(&key) {
+            bump(&self.stats.token_cache_hits);
             return Verdict::Ok(p);
         }
+        bump(&self.stats.token_cache_misses);
         let rules = self.scope_rules.load_full();
         let verdict = self.validate_uncached(token, &rules).await;
         // Not cached when the implications changed meanwhile: its grants are the old ones.

@@ -105,11 +105,12 @@ pub struct BuiltinDef {
 }
 
 /// The builtins' process-lifetime parts: the `find_tools` index (rebuilt per catalog
-/// generation) and the webhook service's wake-up.
+/// generation), the webhook service's wake-up and its counters.
 #[derive(Default)]
 pub struct BuiltinRuntime {
     index: find_tools::IndexCache,
     webhook_wake: Arc<tokio::sync::Notify>,
+    webhook_stats: Arc<webhook::OutboxStats>,
 }
 
 impl BuiltinRuntime {
@@ -121,6 +122,11 @@ impl BuiltinRuntime {
     /// The notifier the webhook delivery service waits on.
     pub fn webhook_wake(&self) -> Arc<tokio::sync::Notify> {
         self.webhook_wake.clone()
+    }
+
+    /// The webhook outbox's counters (the delivery service counts, the metrics read).
+    pub fn webhook_stats(&self) -> Arc<webhook::OutboxStats> {
+        self.webhook_stats.clone()
     }
 }
 

@@ -17,8 +17,9 @@
 //! - `X-Cortex-Signature: sha256=<hex>`: HMAC-SHA256 under `tickets.webhook_secret` of
 //!   `<timestamp>.<body>` (receivers recompute it and reject stale timestamps).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -54,6 +55,40 @@ const POLL: Duration = Duration::from_secs(1);
 const BATCH: u32 = 16;
 /// Most bytes of a receiver's reply read (a larger reply fails the attempt).
 const MAX_REPLY: usize = 1024 * 1024;
+
+/// How often the outbox depth is counted in the store when no delivery was attempted (it is
+/// also counted after every round that attempted one).
+const DEPTH_EVERY: Duration = Duration::from_secs(10);
+
+/// What the delivery service did, in plain atomics read at scrape time (metrics).
+#[derive(Debug, Default)]
+pub struct OutboxStats {
+    /// Pending deliveries in the outbox at the last count (every replica sharing the store
+    /// sees the same outbox).
+    pub depth: AtomicU64,
+    /// Attempts the receiver accepted (2xx).
+    pub delivered: AtomicU64,
+    /// Attempts that failed and were rescheduled.
+    pub failed: AtomicU64,
+    /// Deliveries given up after [`GIVE_UP_AFTER`].
+    pub dead: AtomicU64,
+    /// Attempts that were not a delivery's first (retries).
+    pub retries: AtomicU64,
+}
+
+impl OutboxStats {
+    /// `[depth, delivered, failed, dead, retries]`.
+    pub fn values(&self) -> [u64; 5] {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            g(&self.depth),
+            g(&self.delivered),
+            g(&self.failed),
+            g(&self.dead),
+            g(&self.retries),
+        ]
+    }
+}
 
 /// `sha256=<hex>` of HMAC-SHA256(`secret`, `<timestamp>.<body>`).
 pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
@@ -163,6 +198,7 @@ pub struct DeliveryService {
     lease: Duration,
     /// Graceful shutdown waits for the last round of deliveries.
     drain: Option<Arc<crate::drain::Drain>>,
+    stats: Arc<OutboxStats>,
 }
 
 impl DeliveryService {
@@ -171,6 +207,21 @@ impl DeliveryService {
     pub fn with_drain(mut self, drain: Arc<crate::drain::Drain>) -> Self {
         self.drain = Some(drain);
         self
+    }
+
+    /// Counts deliveries and the outbox depth in `stats` (exported as metrics).
+    pub fn with_stats(mut self, stats: Arc<OutboxStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// Counts the pending deliveries in the store (one `count(*)`); a failed count leaves
+    /// the last value.
+    async fn count_depth(&self) {
+        match self.store.count_pending_deliveries().await {
+            Ok(n) => self.stats.depth.store(n, Ordering::Relaxed),
+            Err(e) => debug!(error = %e, "webhook outbox: depth not counted"),
+        }
     }
 
     /// A service for `store`, sending through `client`, woken early through `wake` when a
@@ -189,6 +240,7 @@ impl DeliveryService {
             max_backoff: cfg.webhook_max_backoff,
             lease: cfg.webhook_timeout + Duration::from_secs(10),
             drain: None,
+            stats: Arc::default(),
         }
     }
 
@@ -222,20 +274,26 @@ impl DeliveryService {
 
     async fn attempt(&self, d: &Delivery) {
         let url = self.current_url.as_deref().unwrap_or(&d.target);
+        if d.attempts > 1 {
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
         let result = self.sender.send(url, d).await;
         let now = now_ms();
         let outcome = match &result {
             Ok(()) => {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 info!(delivery = %d.id, attempts = d.attempts, "webhook delivered");
                 DeliveryOutcome::Delivered { at_ms: now }
             }
             Err(e) if now - d.created_at_ms > GIVE_UP_AFTER.as_millis() as i64 => {
+                self.stats.dead.fetch_add(1, Ordering::Relaxed);
                 error!(delivery = %d.id, attempts = d.attempts, error = %e, "webhook delivery given up after 7 days");
                 DeliveryOutcome::Dead {
                     error: e.to_string(),
                 }
             }
             Err(e) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 let wait = backoff(d.attempts, self.max_backoff);
                 warn!(delivery = %d.id, attempts = d.attempts, error = %e, retry_in_ms = wait.as_millis() as u64, "webhook delivery failed; will retry");
                 DeliveryOutcome::Retry {
@@ -263,8 +321,13 @@ impl DeliveryService {
 #[async_trait]
 impl BackgroundService for DeliveryService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut counted: Option<Instant> = None;
         loop {
-            self.run_once().await;
+            let attempted = self.run_once().await;
+            if attempted > 0 || counted.is_none_or(|t| t.elapsed() >= DEPTH_EVERY) {
+                self.count_depth().await;
+                counted = Some(Instant::now());
+            }
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = self.wake.notified() => {}

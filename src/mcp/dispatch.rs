@@ -127,7 +127,7 @@ async fn call_tool(
     let current = cx.shared.catalog.current();
     let unknown = || RpcError::invalid_params(format!("Unknown tool: {name}"));
     let Some(tool) = current.merged.tool(name) else {
-        return answer(Err(unknown()));
+        return answer(Err(quarantined(cx, name, rec).unwrap_or_else(unknown)));
     };
     rec.route(Target::Backend {
         id: tool.backend_id.clone(),
@@ -182,6 +182,28 @@ async fn call_tool(
         }
     }
     Dispatched::Answer(outcome.to_response(id))
+}
+
+/// The answer to a call of a tool that pinning holds back (block mode): the caller is told
+/// it awaits an administrator's approval, and the record says so (stage `quarantined`). A
+/// caller whose scopes would not allow the tool is told nothing more than "Unknown tool".
+fn quarantined(cx: &CallContext<'_>, name: &str, rec: &mut RequestRecord) -> Option<RpcError> {
+    let (backend, scope) = cx.shared.integrity.quarantined_tool(name)?;
+    if !cx.principal.grants.allows(scope.as_deref()) {
+        return None;
+    }
+    let reason = format!(
+        "Tool {name} is quarantined and awaits an administrator's approval: its definition is new or changed since it was last approved (tool-definition pinning), so it cannot be called until then"
+    );
+    rec.route(Target::Backend {
+        id: backend.clone(),
+        scope,
+    });
+    rec.reject(Stage::Quarantine, reason.clone());
+    Some(
+        RpcError::invalid_params(reason)
+            .with_data(json!({"quarantined": true, "backend": backend})),
+    )
 }
 
 /// A notification from the caller: `notifications/cancelled` stops the caller's own call in

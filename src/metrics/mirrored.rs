@@ -1,11 +1,12 @@
 //! Values another part of the gateway keeps in its own atomics, exported as they are at
-//! scrape time: the edge's counters and gauges, the reload counters. The owner hands a
+//! scrape time: the edge's counters and gauges, the reload counters, the JWKS and token
+//! cache counters, the webhook outbox. The owner hands a
 //! reader; nothing is counted twice and the request path pays nothing.
 
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Counter, Gauge, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use super::PREFIX;
 
@@ -18,7 +19,9 @@ pub enum Kind {
     Gauge,
 }
 
-/// One exported value: its name (without the gateway prefix), help text and kind.
+/// One exported value: its name (without the gateway prefix), help text, kind and, for one
+/// series of a family with a fixed label (`result="ok"`), that label. Specs sharing a name
+/// form one family; give them the same help, kind and label name.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec {
     /// Name after [`PREFIX`], e.g. `edge_connections_refused_total`.
@@ -27,6 +30,36 @@ pub struct Spec {
     pub help: &'static str,
     /// Counter or gauge.
     pub kind: Kind,
+    /// A constant label of this series (a bounded value, never caller data).
+    pub label: Option<(&'static str, &'static str)>,
+}
+
+impl Spec {
+    /// An unlabelled series.
+    pub const fn new(name: &'static str, help: &'static str, kind: Kind) -> Spec {
+        Spec {
+            name,
+            help,
+            kind,
+            label: None,
+        }
+    }
+
+    /// The series of family `name` whose label `key` is `value`.
+    pub const fn labelled(
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        key: &'static str,
+        value: &'static str,
+    ) -> Spec {
+        Spec {
+            name,
+            help,
+            kind,
+            label: Some((key, value)),
+        }
+    }
 }
 
 /// Reads the current values, in the order of the specs.
@@ -57,7 +90,10 @@ impl Mirrored {
                     format!("{PREFIX}{}", s.name),
                     s.help.to_string(),
                     Vec::new(),
-                    Default::default(),
+                    s.label
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -77,6 +113,12 @@ impl Collector for Mirrored {
             .zip(values)
             .map(|(spec, value)| {
                 let mut metric = Metric::default();
+                if let Some((k, v)) = spec.label {
+                    let mut pair = LabelPair::default();
+                    pair.set_name(k.to_string());
+                    pair.set_value(v.to_string());
+                    metric.set_label(vec![pair]);
+                }
                 let mut family = MetricFamily::default();
                 family.set_name(format!("{PREFIX}{}", spec.name));
                 family.set_help(spec.help.to_string());
@@ -108,18 +150,24 @@ mod tests {
     #[test]
     fn mirrored_values_are_encoded_with_their_kind() {
         let specs = vec![
-            Spec {
-                name: "test_refused_total",
-                help: "Refused.",
-                kind: Kind::Counter,
-            },
-            Spec {
-                name: "test_open",
-                help: "Open.",
-                kind: Kind::Gauge,
-            },
+            Spec::new("test_refused_total", "Refused.", Kind::Counter),
+            Spec::new("test_open", "Open.", Kind::Gauge),
+            Spec::labelled(
+                "test_fetches_total",
+                "Fetches.",
+                Kind::Counter,
+                "result",
+                "ok",
+            ),
+            Spec::labelled(
+                "test_fetches_total",
+                "Fetches.",
+                Kind::Counter,
+                "result",
+                "failed",
+            ),
         ];
-        let m = Mirrored::new(specs, Arc::new(|| vec![3.0, 7.0])).expect("valid names");
+        let m = Mirrored::new(specs, Arc::new(|| vec![3.0, 7.0, 5.0, 2.0])).expect("valid names");
         let registry = prometheus::Registry::new();
         registry.register(Box::new(m)).expect("registered");
         let text = prometheus::TextEncoder::new()
@@ -138,5 +186,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("cortex_gateway_test_open 7"), "{text}");
+        // Labelled series of one name form one family.
+        assert_eq!(
+            text.matches("# TYPE cortex_gateway_test_fetches_total counter")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("cortex_gateway_test_fetches_total{result=\"ok\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cortex_gateway_test_fetches_total{result=\"failed\"} 2"),
+            "{text}"
+        );
     }
 }

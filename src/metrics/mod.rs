@@ -24,6 +24,7 @@
 //! [`Metrics::register_collector`] (the edge counters are meant to plug in there).
 
 pub mod mirrored;
+pub mod owners;
 pub mod server;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,6 +87,7 @@ pub const OUTCOMES: &[&str] = &[
     "batch",
     "scope",
     "rate_limit",
+    "quarantined",
 ];
 
 /// Latency buckets in seconds: 0.5 ms to 30 s.
@@ -269,7 +271,7 @@ impl Metrics {
         let tool_calls = counter_vec(
             &r,
             "tool_calls_total",
-            "tools/call by backend (gateway for builtins, none when the tool is unknown), tool and outcome: ok, tool_error, backend_error, timeout, scope_refused, rate_limited, unknown_tool, error.",
+            "tools/call by backend (gateway for builtins, none when the tool is unknown), tool and outcome: ok, tool_error, backend_error, timeout, scope_refused, rate_limited, quarantined, unknown_tool, error.",
             &["backend", "tool", "outcome"],
         );
         let backend_duration = histogram_vec(
@@ -457,6 +459,7 @@ impl Metrics {
         let outcome = match (r.refusal(), r.call, &r.target) {
             (Some((Stage::RateLimit, _)), _, _) => "rate_limited",
             (Some((Stage::Scope, _)), _, _) => "scope_refused",
+            (Some((Stage::Quarantine, _)), _, _) => "quarantined",
             (_, Some((latency, result)), Some(Target::Backend { id, .. })) => {
                 self.backend_duration
                     .with_label_values(&[id.as_str(), result.as_str()])
@@ -617,6 +620,7 @@ mod tests {
             Stage::Batch,
             Stage::Scope,
             Stage::RateLimit,
+            Stage::Quarantine,
         ] {
             assert!(OUTCOMES.contains(&stage.as_str()), "{stage:?}");
         }

@@ -265,6 +265,9 @@ pub trait OutboxStore: StoreBase {
         state: DeliveryState,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// How many deliveries are pending (due or waiting for a retry): the outbox depth.
+    async fn count_pending_deliveries(&self) -> Result<u64, StoreError>;
 }
 
 /// The per-user token vault: sealed grants, client registrations at providers, and the
@@ -335,6 +338,29 @@ pub trait VaultStore: StoreBase {
     ) -> Result<bool, StoreError>;
 }
 
+/// Sessions ended with DELETE, shared by the replicas of a fleet (a sealed session id opens
+/// on every replica holding the key, so an end must reach them all).
+#[async_trait]
+pub trait SessionStore: StoreBase {
+    /// Records that the session `nonce` (hex) ended at `revoked_at_ms`; the record is kept
+    /// until `expires_at_ms`, when the id would be refused anyway. Recording twice is a no-op.
+    /// Also purges the records past their expiry.
+    async fn revoke_session(
+        &self,
+        nonce: &str,
+        revoked_at_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The sessions ended after `after_ms` and not yet expired at `now_ms`, as (nonce,
+    /// revoked_at_ms), oldest first, at most 10,000.
+    async fn session_revocations_since(
+        &self,
+        after_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+}
+
 /// Everything the gateway persists: every concern at once. Object-safe; the gateway holds
 /// one `Arc<dyn Store>` and can hand a feature the narrow trait it uses (an upcast:
 /// `store as Arc<dyn OutboxStore>`). Implemented by every type that implements each
@@ -344,9 +370,12 @@ pub trait VaultStore: StoreBase {
 /// every method is atomic (one transaction); methods that several replicas may race on
 /// (audit append, ticket deduplication, delivery claims) serialize correctly across
 /// processes sharing one database.
-pub trait Store: AuditStore + TicketStore + OutboxStore + VaultStore + PinStore {}
+pub trait Store:
+    AuditStore + TicketStore + OutboxStore + VaultStore + PinStore + SessionStore
+{
+}
 
-impl<T: AuditStore + TicketStore + OutboxStore + VaultStore + PinStore> Store for T {}
+impl<T: AuditStore + TicketStore + OutboxStore + VaultStore + PinStore + SessionStore> Store for T {}
 
 /// The store the configuration asks for: PostgreSQL when `storage.database_url` is set,
 /// else SQLite at `<storage dir>/cortex-gateway.db` ([`Config::storage_dir`]). Nothing is

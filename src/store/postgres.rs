@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tool_pins",
         sql: include_str!("migrations/postgres/0003_tool_pins.sql"),
     },
+    Migration {
+        version: 4,
+        name: "session_revocations",
+        sql: include_str!("migrations/postgres/0004_session_revocations.sql"),
+    },
 ];
 
 /// Longest a whole store call may take (connect included) before it counts as an outage.
@@ -745,6 +750,19 @@ impl OutboxStore for PostgresStore {
         })
         .await
     }
+
+    async fn count_pending_deliveries(&self) -> Result<u64, StoreError> {
+        self.run(|c| async move {
+            c.query_one(
+                "SELECT COUNT(*) FROM cortex_outbox WHERE state = 'pending'",
+                &[],
+            )
+            .await
+            .map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0))
+            .map_err(classify)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -925,6 +943,54 @@ impl VaultStore for PostgresStore {
                 .map_err(classify)?;
             tx.commit().await.map_err(classify)?;
             Ok(n == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn revoke_session(
+        &self,
+        nonce: &str,
+        revoked_at_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let nonce = nonce.to_string();
+        self.run(move |c| async move {
+            c.execute(
+                "INSERT INTO cortex_session_revocations (nonce, revoked_at_ms, expires_at_ms) \
+                 VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING",
+                &[&nonce, &revoked_at_ms, &expires_at_ms],
+            )
+            .await
+            .map_err(classify)?;
+            c.execute(
+                "DELETE FROM cortex_session_revocations WHERE expires_at_ms < $1",
+                &[&revoked_at_ms],
+            )
+            .await
+            .map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session_revocations_since(
+        &self,
+        after_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.run(move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT nonce, revoked_at_ms FROM cortex_session_revocations \
+                     WHERE revoked_at_ms > $1 AND expires_at_ms > $2 ORDER BY revoked_at_ms LIMIT 10000",
+                    &[&after_ms, &now_ms],
+                )
+                .await
+                .map_err(classify)?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
         .await
     }

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tool_pins",
         sql: include_str!("migrations/sqlite/0003_tool_pins.sql"),
     },
+    Migration {
+        version: 4,
+        name: "session_revocations",
+        sql: include_str!("migrations/sqlite/0004_session_revocations.sql"),
+    },
 ];
 
 /// How long a statement waits for another process's write lock.
@@ -672,6 +677,19 @@ impl OutboxStore for SqliteStore {
         })
         .await
     }
+
+    async fn count_pending_deliveries(&self) -> Result<u64, StoreError> {
+        self.call(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM cortex_outbox WHERE state = 'pending'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(classify)
+        })
+        .await
+    }
 }
 
 fn grant(c: &Connection, subject: &str, provider: &str) -> Result<Option<StoredGrant>, StoreError> {
@@ -870,5 +888,54 @@ impl VaultStore for SqliteStore {
         let id = id.to_string();
         self.call(move |c| consume_state(c, &id, expires_at_ms, now_ms))
             .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn revoke_session(
+        &self,
+        nonce: &str,
+        revoked_at_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let nonce = nonce.to_string();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO cortex_session_revocations (nonce, revoked_at_ms, expires_at_ms) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT (nonce) DO NOTHING",
+                params![nonce, revoked_at_ms, expires_at_ms],
+            )
+            .map_err(classify)?;
+            c.execute(
+                "DELETE FROM cortex_session_revocations WHERE expires_at_ms < ?1",
+                params![revoked_at_ms],
+            )
+            .map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session_revocations_since(
+        &self,
+        after_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT nonce, revoked_at_ms FROM cortex_session_revocations \
+                     WHERE revoked_at_ms > ?1 AND expires_at_ms > ?2 ORDER BY revoked_at_ms LIMIT 10000",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map(params![after_ms, now_ms], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(classify)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+        })
+        .await
     }
 }

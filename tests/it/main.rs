@@ -17,6 +17,10 @@ mod builtins_support;
 mod dev_as_common;
 mod store_support;
 
+mod attack_http;
+mod attack_jwt;
+mod attack_sessions;
+mod attack_vault;
 mod audit_trail;
 mod builtins_catalog;
 mod builtins_tickets;

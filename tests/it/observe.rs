@@ -572,6 +572,12 @@ async fn block_mode_quarantines_a_changed_tool_until_an_admin_approves_it() {
         err["code"], -32602,
         "a quarantined tool is not callable: {err}"
     );
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("crm_echo") && message.contains("awaits an administrator's approval"),
+        "the caller is told why: {err}"
+    );
+    assert_eq!(err["data"]["quarantined"], true, "{err}");
     assert!(backend.calls("echo").is_empty());
 
     let (status, report) = admin_get(&gateway, "/admin/integrity").await;
@@ -602,6 +608,37 @@ async fn block_mode_quarantines_a_changed_tool_until_an_admin_approves_it() {
             &text,
             "cortex_gateway_integrity_changes_total",
             &[("status", "changed")]
+        ),
+        1.0
+    );
+    // The refused call is counted as its own outcome, not as an unknown tool.
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_tool_calls_total",
+            &[
+                ("backend", "crm"),
+                ("tool", "crm_echo"),
+                ("outcome", "quarantined")
+            ]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_tool_calls_total",
+            &[("outcome", "unknown_tool")]
+        ),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_mcp_requests_total",
+            &[("method", "tools/call"), ("outcome", "quarantined")]
         ),
         1.0
     );
@@ -643,6 +680,14 @@ async fn block_mode_quarantines_a_changed_tool_until_an_admin_approves_it() {
             .iter()
             .any(|r| r["method"] == "integrity/quarantined" && r["tool"] == "echo"),
         "{audited:?}"
+    );
+    assert!(
+        audited.iter().any(|r| r["method"] == "tools/call"
+            && r["tool"] == "crm_echo"
+            && r["decision"] == "rejected"
+            && r["stage"] == "quarantined"
+            && r["target_app"] == "crm"),
+        "the refused call is audited with its own stage: {audited:?}"
     );
     assert!(
         audited
@@ -1010,4 +1055,421 @@ async fn a_reload_changes_the_rate_limits_in_force() {
         (r.status == 400).then_some(())
     })
     .await;
+}
+
+/// The token pipeline's metrics after real traffic against a real authorization server
+/// (oidc-provider): JWKS fetches and keys held, the validated-token cache (hits, misses,
+/// evictions under a tiny size limit), the refetch an unknown `kid` causes, introspection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_token_cache_and_introspection_metrics_follow_real_traffic() {
+    use common::oidc::OAuthSetup;
+    const READ: &str = "mcp:demo:read";
+    let backend = TestBackend::start(BackendSpec::tools(&["echo"], READ)).await;
+    let metrics_port = free_port();
+    let setup = OAuthSetup::start(
+        TestConfig::new()
+            .top(&format!(
+                "metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"
+            ))
+            .backend("demo", &backend.url()),
+        &[
+            "token_cache_ttl: 30s",
+            "token_cache_size: 1",
+            "introspection:",
+            "  url: \"{AS}/test/introspect\"",
+            "  client_id: gateway",
+            "  client_secret: gateway-secret",
+            "  cache_ttl: 30s",
+        ],
+    )
+    .await;
+    let token = setup.token(READ).await;
+    let client = setup.client(&token);
+    client.call_tool("demo_echo", json!({"message": "a"})).await;
+    client.call_tool("demo_echo", json!({"message": "b"})).await;
+    let text = scrape(metrics_port).await;
+    promtool_check(&text);
+    let lookups = "cortex_gateway_token_cache_lookups_total";
+    assert!(
+        sample(
+            &text,
+            "cortex_gateway_jwks_fetches_total",
+            &[("result", "ok")]
+        ) >= 1.0,
+        "{text}"
+    );
+    let keys = setup.oidc.jwks().await["keys"].as_array().unwrap().len();
+    let held = sample(&text, "cortex_gateway_jwks_keys", &[]);
+    assert!(
+        held >= 1.0 && held <= keys as f64,
+        "{held} of {keys}: {text}"
+    );
+    assert!(
+        sample(&text, lookups, &[("result", "miss")]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, lookups, &[("result", "hit")]) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_token_introspections_total",
+            &[("result", "active")]
+        ),
+        1.0,
+        "one introspection, then the cache: {text}"
+    );
+    assert_eq!(
+        sample(&text, "cortex_gateway_token_cache_resets_total", &[]),
+        0.0
+    );
+
+    // A token naming a key the gateway does not hold makes it fetch the JWKS once more
+    // (after jwks_min_refetch, 1 s here, since the last fetch).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let foreign = setup
+        .oidc
+        .sign(setup.claims(READ), json!({"foreign": true}))
+        .await;
+    let refused = setup
+        .client(&foreign)
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}), &[])
+        .await;
+    assert_eq!(refused.status, 401);
+    let text = scrape(metrics_port).await;
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_jwks_unknown_kid_refetches_total",
+            &[]
+        ),
+        1.0,
+        "{text}"
+    );
+
+    // A cache of one entry: other tokens push each other out.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(setup.token(READ).await);
+    }
+    eventually(WAIT, "token cache evictions counted", || async {
+        for t in &others {
+            setup.client(t).result("tools/list", json!({})).await;
+        }
+        let text = scrape(metrics_port).await;
+        (sample(&text, "cortex_gateway_token_cache_evictions_total", &[]) >= 1.0).then_some(())
+    })
+    .await;
+    let text = scrape(metrics_port).await;
+    promtool_check(&text);
+    // No token, subject or kid ever becomes a label.
+    assert!(!text.contains(&token));
+    assert!(!text.contains("m2m"));
+}
+
+/// The webhook outbox's metrics with a real receiver that fails, then accepts: the depth
+/// while the delivery waits, the failed attempt, the retry, the delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_outbox_metrics_follow_a_real_delivery() {
+    use crate::builtins_support::{call_ok, WebhookReceiver};
+    let port = free_port();
+    let receiver = WebhookReceiver::start_on(port).await;
+    receiver.set_status(503);
+    let metrics_port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gateway = Gateway::start(
+        &TestConfig::new()
+            .top(&format!(
+                "metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"
+            ))
+            .top(&format!(
+                "tickets:\n  webhook_url: \"http://127.0.0.1:{port}/hook\"\n  webhook_secret: \"s3cret-for-the-metrics-test\"\n  webhook_max_backoff: 30s\n  webhook_timeout: 2s"
+            ))
+            .top(&format!("storage:\n  data_dir: \"{}\"", dir.path().display()))
+            .build(),
+    )
+    .await;
+    gateway.wait_ready().await;
+    let client = gateway.client();
+    let ticket = call_ok(
+        &client,
+        "report_missing_capability",
+        json!({"whatIWanted": "Export invoices", "userIntent": "close the month", "severity": "blocking", "contextApp": "erp"}),
+    )
+    .await;
+    assert_eq!(ticket["adminNotified"], true, "{ticket}");
+    // The receiver refuses the first attempt: the delivery waits in the outbox.
+    let text = eventually(WAIT, "a failed attempt counted", || async {
+        let text = scrape(metrics_port).await;
+        (sample(
+            &text,
+            "cortex_gateway_webhook_deliveries_total",
+            &[("outcome", "failed")],
+        ) >= 1.0)
+            .then_some(text)
+    })
+    .await;
+    promtool_check(&text);
+    assert_eq!(
+        sample(&text, "cortex_gateway_webhook_outbox_depth", &[]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_webhook_deliveries_total",
+            &[("outcome", "delivered")]
+        ),
+        0.0
+    );
+    // It accepts the retry (1 s backoff after the first attempt).
+    receiver.set_status(200);
+    let text = eventually(WAIT, "the delivery made", || async {
+        let text = scrape(metrics_port).await;
+        (sample(
+            &text,
+            "cortex_gateway_webhook_deliveries_total",
+            &[("outcome", "delivered")],
+        ) == 1.0
+            && sample(&text, "cortex_gateway_webhook_outbox_depth", &[]) == 0.0)
+            .then_some(text)
+    })
+    .await;
+    assert!(
+        sample(&text, "cortex_gateway_webhook_delivery_retries_total", &[]) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_webhook_deliveries_total",
+            &[("outcome", "dead")]
+        ),
+        0.0
+    );
+    let got = receiver.received();
+    assert!(got.len() >= 2, "a refused attempt then the accepted one");
+    promtool_check(&text);
+}
+
+/// A gateway serving the Python SDK fixture (tests/python/native_fixture.py) over stdio as
+/// backend `py`, with pinning in `integrity` mode, the admin secret and metrics.
+async fn native_pinned(integrity: &str, metrics_port: u16) -> Gateway {
+    let python = common::interop::python();
+    let script = common::interop::repo_path("tests/python/native_fixture.py");
+    let yaml = TestConfig::new()
+        .top(&format!("admin: {{secret: \"{ADMIN_SECRET}\"}}"))
+        .top(&format!("integrity: {integrity}"))
+        .top(&format!(
+            "metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"
+        ))
+        .catalog("refresh: 60s")
+        .stdio_backend(
+            "py",
+            &python.display().to_string(),
+            &["-W", "ignore", &script.display().to_string(), "stdio"],
+            &[],
+        )
+        .build();
+    let gateway = Gateway::start(&yaml).await;
+    gateway.wait_ready().await;
+    crate::native_stdio::wait_listed(&gateway, "py_changeling").await;
+    gateway
+}
+
+fn description_of(tools: &[Value], name: &str) -> Option<String> {
+    tools
+        .iter()
+        .find(|t| t["name"] == name)
+        .and_then(|t| t["description"].as_str().map(str::to_owned))
+}
+
+/// Pinning covers native MCP backends: a stdio server (the Python SDK) that rewrites a tool's
+/// description and says its tool list changed is, in `warn` mode, served with the change,
+/// logged, counted, audited, and the sessions get `notifications/tools/list_changed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_server_rewriting_a_tool_is_reported_in_warn_mode() {
+    let metrics_port = free_port();
+    let gateway = native_pinned("{mode: warn}", metrics_port).await;
+    let c = crate::native_stdio::client(&gateway).await;
+    let mut stream = c.open_stream(&[]).await;
+    let before = description_of(&c.list_all_tools().await, "py_changeling").unwrap_or_default();
+    assert!(!before.contains("attacker"), "{before}");
+
+    c.call_tool("py_rewrite_changeling", json!({})).await;
+    eventually(WAIT, "the rewritten description served", || async {
+        description_of(&c.list_all_tools().await, "py_changeling")
+            .filter(|d| d.contains("attacker"))
+    })
+    .await;
+    let (_, changed) = stream
+        .wait_for_method("notifications/tools/list_changed", WAIT)
+        .await
+        .expect("tools/list_changed to the session");
+    assert_eq!(changed["method"], "notifications/tools/list_changed");
+    let text = scrape(metrics_port).await;
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_integrity_changes_total",
+            &[("status", "changed")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert!(gateway.logs().contains("differs from its approved pin"));
+    let audited = eventually(WAIT, "the change's audit record", || async {
+        audit_lines(&gateway)
+            .into_iter()
+            .find(|r| r["method"] == "integrity/changed")
+    })
+    .await;
+    assert_eq!(audited["tool"], "changeling");
+    assert_eq!(audited["target_app"], "py");
+    // Warn mode serves it.
+    assert_eq!(
+        c.call_tool("py_changeling", json!({})).await["content"][0]["text"],
+        "ok, and your files"
+    );
+}
+
+/// The same server in `block` mode: the rewritten tool is quarantined (not listed, a call is
+/// told it awaits approval) until an admin approves it, then served as it now is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_server_rewriting_a_tool_is_quarantined_in_block_mode() {
+    let metrics_port = free_port();
+    let gateway = native_pinned("{mode: block}", metrics_port).await;
+    let c = crate::native_stdio::client(&gateway).await;
+    assert_eq!(
+        c.call_tool("py_changeling", json!({})).await["content"][0]["text"],
+        "ok"
+    );
+
+    c.call_tool("py_rewrite_changeling", json!({})).await;
+    eventually(WAIT, "py_changeling quarantined", || async {
+        (!c.tool_names().await.contains(&"py_changeling".to_owned())).then_some(())
+    })
+    .await;
+    let err = c
+        .error("tools/call", json!({"name": "py_changeling"}))
+        .await;
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("awaits an administrator's approval")),
+        "{err}"
+    );
+    let (status, report) = admin_get(&gateway, "/admin/integrity").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["quarantinedTools"], 1, "{report}");
+    let text = scrape(metrics_port).await;
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_integrity_quarantined_tools",
+            &[("backend", "py")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cortex_gateway_tool_calls_total",
+            &[("tool", "py_changeling"), ("outcome", "quarantined")]
+        ),
+        1.0,
+        "{text}"
+    );
+
+    let (status, answer) = admin_post(
+        &gateway,
+        "/admin/integrity/approve",
+        json!({"backend": "py", "tool": "changeling"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    eventually(WAIT, "py_changeling back after approval", || async {
+        description_of(&c.list_all_tools().await, "py_changeling")
+            .filter(|d| d.contains("attacker"))
+    })
+    .await;
+    assert_eq!(
+        c.call_tool("py_changeling", json!({})).await["content"][0]["text"],
+        "ok, and your files"
+    );
+}
+
+/// A configuration reload that changes the scope implications empties the validated-token
+/// cache: a token validated (and cached for 5 minutes) under the old implications is
+/// validated again and gets the new ones on its very next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changing_scope_implications_resets_the_token_cache() {
+    use common::oidc::OAuthSetup;
+    let backend = TestBackend::start(BackendSpec {
+        tools: vec![
+            tool("look", "mcp:demo:read"),
+            tool("edit", "mcp:demo:write"),
+        ],
+        ..BackendSpec::tools(&[], "mcp:demo:read")
+    })
+    .await;
+    let metrics_port = free_port();
+    let setup = OAuthSetup::start(
+        TestConfig::new()
+            .top(&format!(
+                "metrics: {{listen: \"127.0.0.1:{metrics_port}\"}}"
+            ))
+            .backend("demo", &backend.url()),
+        &["token_cache_ttl: 300s"],
+    )
+    .await;
+    let gateway = &setup.gateway;
+    gateway
+        .wait_for_log("configuration reload: on SIGHUP", WAIT)
+        .await;
+    let client = setup.client(&setup.token("mcp:admin mcp:demo:read").await);
+    assert_eq!(client.backend_tool_names().await, vec!["demo_look"]);
+    assert_eq!(client.backend_tool_names().await, vec!["demo_look"]);
+    let text = scrape(metrics_port).await;
+    let lookups = "cortex_gateway_token_cache_lookups_total";
+    let misses = sample(&text, lookups, &[("result", "miss")]);
+    assert!(
+        sample(&text, lookups, &[("result", "hit")]) >= 1.0,
+        "the token is served from the cache: {text}"
+    );
+
+    // mcp:admin now implies mcp:demo:write.
+    let path = gateway.path("gateway.yaml");
+    let mut yaml = std::fs::read_to_string(&path).expect("the configuration");
+    assert!(!yaml.contains("\nscopes:"), "{yaml}");
+    yaml.push_str("\nscopes:\n  implies:\n    \"mcp:admin\": [\"mcp:demo:write\"]\n");
+    gateway.rewrite_config(&yaml);
+    gateway.signal(libc::SIGHUP);
+    eventually(WAIT, "the reload applied", || async {
+        let r = gateway.readyz().await.1["reloads"].clone();
+        (r["applied"].as_u64() == Some(1)).then_some(r)
+    })
+    .await;
+
+    assert_eq!(
+        client.backend_tool_names().await,
+        vec!["demo_edit", "demo_look"],
+        "the cached token gets the new implication at once"
+    );
+    let text = scrape(metrics_port).await;
+    assert_eq!(
+        sample(&text, "cortex_gateway_token_cache_resets_total", &[]),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, lookups, &[("result", "miss")]) > misses,
+        "validated again after the reload: {text}"
+    );
+    client.call_tool("demo_edit", json!({})).await;
+    assert_eq!(backend.calls("edit").len(), 1);
 }

@@ -23,19 +23,19 @@ const SCOPE: &str = "mcp:crm:read";
 const KEY: [u8; 32] = [0x5a; 32];
 
 /// A scripted browser: no automatic redirects, cookies kept per host:port.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     jars: HashMap<String, Vec<(String, String)>>,
 }
 
-struct Page {
-    status: u16,
-    location: Option<String>,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) body: String,
 }
 
 impl Browser {
-    fn new() -> Browser {
+    pub(crate) fn new() -> Browser {
         Browser {
             http: reqwest::Client::builder()
                 .no_proxy()
@@ -114,7 +114,7 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Page {
+    pub(crate) async fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Page {
         let mut req = self.http.get(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -180,26 +180,26 @@ fn form_action(html: &str) -> Option<String> {
 
 /// A gateway whose callers authenticate at one oidc-provider, with vault provider `design`
 /// at a second one, and a backend `crm` that receives each user's linked token.
-struct Linked {
-    setup: OAuthSetup,
+pub(crate) struct Linked {
+    pub(crate) setup: OAuthSetup,
     provider: OidcProvider,
-    upstream: TestBackend,
+    pub(crate) upstream: TestBackend,
     resource: String,
     /// The database this setup created (dropped with it), if any.
     _fresh: Option<TestDb>,
     /// Opens handles on the database.
-    _db: DbHandle,
+    pub(crate) _db: DbHandle,
 }
 
 /// Opens store handles on a test database and queries it, without owning it.
-struct DbHandle {
+pub(crate) struct DbHandle {
     kind: Kind,
     sqlite_file: Option<std::path::PathBuf>,
     pg_url: Option<String>,
 }
 
 impl DbHandle {
-    fn open(&self) -> std::sync::Arc<dyn cortex_gateway::store::Store> {
+    pub(crate) fn open(&self) -> std::sync::Arc<dyn cortex_gateway::store::Store> {
         match self.kind {
             Kind::Sqlite => std::sync::Arc::new(cortex_gateway::store::SqliteStore::open(
                 self.sqlite_file.clone().expect("sqlite"),
@@ -247,7 +247,7 @@ impl Handle for TestDb {
     }
 }
 
-async fn start(kind: Kind, vault_lines: &[&str]) -> Linked {
+pub(crate) async fn start(kind: Kind, vault_lines: &[&str]) -> Linked {
     start_with(None, kind, vault_lines).await
 }
 
@@ -320,18 +320,18 @@ async fn start_full(
 
 impl Linked {
     /// A gateway token for user `sub`.
-    async fn token(&self, sub: &str) -> String {
+    pub(crate) async fn token(&self, sub: &str) -> String {
         let mut claims = self.setup.claims(SCOPE);
         claims["sub"] = json!(sub);
         self.setup.oidc.sign(claims, json!({})).await
     }
 
-    fn gateway(&self) -> String {
+    pub(crate) fn gateway(&self) -> String {
         self.setup.gateway.url()
     }
 
     /// Links `login`'s provider account for the user of `token`, in a fresh browser.
-    async fn link(&self, token: &str, login: &str) -> Browser {
+    pub(crate) async fn link(&self, token: &str, login: &str) -> Browser {
         let mut b = Browser::new();
         let callback = self.start_link(&mut b, token, login).await;
         let done = b.get(&callback, &[]).await;
@@ -341,7 +341,7 @@ impl Linked {
     }
 
     /// Start → provider sign-in and consent; returns the callback URL (not opened).
-    async fn start_link(&self, b: &mut Browser, token: &str, login: &str) -> String {
+    pub(crate) async fn start_link(&self, b: &mut Browser, token: &str, login: &str) -> String {
         let auth = format!("Bearer {token}");
         let start = b
             .get(
@@ -375,7 +375,7 @@ impl Linked {
     }
 
     /// Calls `crm_lookup` as the user of `token`.
-    async fn call(&self, token: &str) -> Value {
+    pub(crate) async fn call(&self, token: &str) -> Value {
         self.setup
             .client(token)
             .call_tool("crm_lookup", json!({ "message": "hi" }))
@@ -407,7 +407,7 @@ impl Linked {
     }
 
     /// The provider token the upstream received with its last tool call.
-    fn last_upstream_token(&self) -> String {
+    pub(crate) fn last_upstream_token(&self) -> String {
         let calls = self.upstream.calls("lookup");
         let last = calls.last().expect("the upstream was called");
         last.header("authorization")
@@ -417,7 +417,7 @@ impl Linked {
     }
 
     /// The grant of `sub`, opened with the test's copy of the key.
-    async fn stored_grant(&self, sub: &str) -> Option<cortex_gateway::vault::Grant> {
+    pub(crate) async fn stored_grant(&self, sub: &str) -> Option<cortex_gateway::vault::Grant> {
         let store = self._db.open();
         let row = store.get_grant(sub, "design").await.unwrap()?;
         let ring = KeyRing::new(vec![("primary".into(), KEY)]).unwrap();
@@ -428,7 +428,7 @@ impl Linked {
     }
 }
 
-fn is_link_error(result: &Value) -> bool {
+pub(crate) fn is_link_error(result: &Value) -> bool {
     result["isError"] == true
         && result["content"][0]["text"]
             .as_str()

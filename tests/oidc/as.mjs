@@ -25,7 +25,7 @@
 // with any user name, then consent) are on.
 //
 // Test-only endpoints under /test/ (loopback test server only, never a real AS feature):
-//   POST /test/sign        {"claims":{…},"alg":"RS256","kid":"…","foreign":false,"typ":"at+jwt"}
+//   POST /test/sign        {"claims":{…},"alg":"RS256","kid":"…","foreign":false,"typ":"at+jwt","header":{…}}
 //                          → {"token"}: claims signed with this server's current key for alg
 //                          (or with a key it never published when foreign is true)
 //   POST /test/introspect  RFC 7662 for the JWT access tokens it issues (oidc-provider's own
@@ -165,7 +165,7 @@ async function verifyOwnToken(token) {
   return payload;
 }
 
-async function sign(claims, { alg = 'RS256', kid, foreign = false, typ = 'at+jwt' } = {}) {
+async function sign(claims, { alg = 'RS256', kid, foreign = false, typ = 'at+jwt', header: extra = {} } = {}) {
   let key;
   let keyId;
   if (foreign) {
@@ -177,7 +177,8 @@ async function sign(claims, { alg = 'RS256', kid, foreign = false, typ = 'at+jwt
     key = k.privateKey;
     keyId = kid ?? k.jwk.kid;
   }
-  const header = { alg, typ };
+  // `header` adds protected-header parameters (jku, x5u, x5c, crit…) for the attack tests.
+  const header = { ...extra, alg, typ };
   if (keyId !== null) header.kid = keyId;
   return new jose.SignJWT(claims).setProtectedHeader(header).sign(key);
 }

@@ -292,6 +292,11 @@ impl Gateway {
             .unwrap_or(Value::Null)
     }
 
+    /// The PID of the running process (to read its `/proc` entries); panics if it has exited.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the gateway is running").id()
+    }
+
     /// Sends `signal` (e.g. `libc::SIGHUP`) to the running process; panics if it has exited.
     pub fn signal(&self, signal: libc::c_int) {
         let child = self.child.as_ref().expect("the gateway is running");
