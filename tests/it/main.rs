@@ -32,6 +32,7 @@ mod docker_image;
 mod edge_backend;
 mod edge_http;
 mod edge_limits;
+mod fault_contract;
 mod federation;
 mod interop_clients;
 mod mcp_transport;

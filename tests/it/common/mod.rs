@@ -10,6 +10,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod faulty_backend;
 pub mod fixture_backend;
 pub mod gateway;
 pub mod http_server;
@@ -19,6 +20,7 @@ pub mod process;
 pub mod raw;
 pub mod rogue_backend;
 pub mod sse;
+pub mod usage;
 
 pub use backend::{tool, BackendSpec, Discovery, Recorded, TestBackend};
 pub use client::{HttpReply, McpClient};
