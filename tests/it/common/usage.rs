@@ -10,6 +10,8 @@ pub struct Usage {
     pub fds: usize,
     pub threads: usize,
     pub rss_kib: u64,
+    /// The highest resident memory so far (`VmHWM`): what a transient buffer costs.
+    pub peak_rss_kib: u64,
 }
 
 /// How far above a baseline a process may stay after the faults (docs/reliability.md).
@@ -47,6 +49,7 @@ impl Usage {
             fds,
             threads: field("Threads:") as usize,
             rss_kib: field("VmRSS:"),
+            peak_rss_kib: field("VmHWM:"),
         }
     }
 
