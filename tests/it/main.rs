@@ -33,6 +33,8 @@ mod edge_backend;
 mod edge_http;
 mod edge_limits;
 mod fault_contract;
+mod fault_native;
+mod fault_store;
 mod federation;
 mod interop_clients;
 mod mcp_transport;

@@ -16,9 +16,11 @@ pub mod gateway;
 pub mod http_server;
 pub mod interop;
 pub mod oidc;
+pub mod private_pg;
 pub mod process;
 pub mod raw;
 pub mod rogue_backend;
+pub mod rogue_mcp;
 pub mod sse;
 pub mod usage;
 
@@ -91,4 +93,22 @@ pub fn tool_names(result: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `s` without ANSI escape sequences (the gateway colours its logs).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
