@@ -32,6 +32,7 @@ mod docker_image;
 mod edge_backend;
 mod edge_http;
 mod edge_limits;
+mod fault_auth;
 mod fault_contract;
 mod fault_native;
 mod fault_store;
