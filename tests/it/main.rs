@@ -35,6 +35,7 @@ mod edge_limits;
 mod fault_auth;
 mod fault_contract;
 mod fault_native;
+mod fault_redis;
 mod fault_store;
 mod federation;
 mod interop_clients;

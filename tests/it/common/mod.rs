@@ -17,6 +17,7 @@ pub mod http_server;
 pub mod interop;
 pub mod oidc;
 pub mod private_pg;
+pub mod private_redis;
 pub mod process;
 pub mod raw;
 pub mod rogue_backend;
