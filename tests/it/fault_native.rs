@@ -207,6 +207,25 @@ async fn a_stdio_child_that_exits_or_hangs_fails_its_call_and_the_others_go_on()
     let message = error_message(&hung, "hang");
     assert!(message.contains("no answer within 2000 ms"), "{message}");
     assert_eq!(text(&ok), second, "not blocked by the hanging call");
+
+    // More exits (restarts back off: 0.5 s, 1 s, 2 s) and hangs: the children's pipes and
+    // the calls' tasks do not pile up.
+    let pid = gateway.pid();
+    let baseline = Usage::of(pid);
+    for _ in 0..3 {
+        let (exited, hung) = tokio::join!(
+            call(&c, "st_exit", json!({})),
+            call(&c, "st_hang", json!({}))
+        );
+        error_message(&exited, "exit");
+        error_message(&hung, "hang");
+        eventually(WAIT, "the child restarted", || async {
+            call(&c, "st_ok", json!({})).await.get("result").map(|_| ())
+        })
+        .await;
+    }
+    let after = settles_to(pid, &baseline, "after 3 more exits and hangs").await;
+    eprintln!("stdio exits and hangs: baseline {baseline:?}, after {after:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -260,7 +260,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             Fault::Healthy => write_healthy(&mut stream, &method, false).await,
             Fault::Reset => return reset(stream),
             Fault::Flap => {
-                if shared.flap.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                if shared.flap.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                     write_healthy(&mut stream, &method, true).await
                 } else {
                     return reset(stream);
