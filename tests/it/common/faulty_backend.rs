@@ -35,12 +35,14 @@ pub enum Fault {
     Slow = 2,
     /// `200`, `application/json`, a body that is not JSON.
     Garbage = 3,
-    /// `200` with a 50 MB body.
+    /// `200` with a 50 MB body, its length announced.
     Huge = 4,
     /// `200` announcing 100 bytes, 10 sent, then the connection is closed.
     Cut = 5,
     /// Every other request answered healthily (then the connection is closed), the others reset.
     Flap = 6,
+    /// `200` with a 50 MB body in chunks, no length announced.
+    HugeChunked = 7,
 }
 
 impl Fault {
@@ -52,6 +54,7 @@ impl Fault {
             4 => Fault::Huge,
             5 => Fault::Cut,
             6 => Fault::Flap,
+            7 => Fault::HugeChunked,
             _ => Fault::Healthy,
         }
     }
@@ -282,21 +285,33 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 );
                 stream.write_all(reply.as_bytes()).await.is_ok()
             }
-            Fault::Huge => {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {HUGE_BYTES}\r\n\r\n"
-                );
+            Fault::Huge | Fault::HugeChunked => {
+                let chunked = fault == Fault::HugeChunked;
+                let head = if chunked {
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_string()
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {HUGE_BYTES}\r\n\r\n"
+                    )
+                };
                 let mut ok = stream.write_all(head.as_bytes()).await.is_ok();
-                let block = vec![b' '; 64 * 1024];
+                let mut block = Vec::new();
+                if chunked {
+                    block.extend_from_slice(format!("{:x}\r\n", 64 * 1024).as_bytes());
+                }
+                block.extend(std::iter::repeat_n(b' ', 64 * 1024));
+                if chunked {
+                    block.extend_from_slice(b"\r\n");
+                }
                 let mut sent = 0u64;
                 while ok && sent < HUGE_BYTES {
                     ok = stream.write_all(&block).await.is_ok();
                     if ok {
-                        sent += block.len() as u64;
+                        sent += 64 * 1024;
                         shared
                             .stats
                             .huge_written
-                            .fetch_add(block.len() as u64, Ordering::SeqCst);
+                            .fetch_add(64 * 1024, Ordering::SeqCst);
                     }
                 }
                 if !ok {
