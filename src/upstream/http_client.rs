@@ -325,11 +325,12 @@ impl HttpClient {
         {
             session.read_response_header().await.map_err(failed)?;
         }
-        let (status, content_type, reply_kind) = match session.response_header() {
+        let (status, content_type, reply_kind, announced) = match session.response_header() {
             Some(h) => (
                 h.status.as_u16(),
                 header_text(h, "content-type"),
                 header_text(h, cortex_filters::contract::REPLY_KIND_HEADER),
+                header_text(h, "content-length").and_then(|v| v.trim().parse::<u64>().ok()),
             ),
             None => {
                 return Err(TransportFailure::Unreachable {
@@ -337,6 +338,13 @@ impl HttpClient {
                 })
             }
         };
+        // A reply that announces more than the limit is refused before its body is read:
+        // reading 16 MiB only to throw it away costs the call's whole timeout under load.
+        if announced.is_some_and(|n| n > limits.max_reply as u64) {
+            return Err(TransportFailure::Unreachable {
+                reason: format!("reply larger than {} bytes", limits.max_reply),
+            });
+        }
         let mut buf = BytesMut::new();
         while let Some(chunk) = session.read_response_body().await.map_err(failed)? {
             if buf.len() + chunk.len() > limits.max_reply {

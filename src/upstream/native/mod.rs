@@ -546,6 +546,7 @@ impl Backend for NativeBackend {
             upstream_id,
             caller_token,
             timeout: self.timeout,
+            request_bound: SERVER_REQUEST_TIMEOUT,
             authorization,
         }));
         Replies::Stream(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
@@ -563,6 +564,8 @@ struct Drive {
     upstream_id: Value,
     caller_token: Option<Value>,
     timeout: Duration,
+    /// How long the caller may take to answer a server request ([`SERVER_REQUEST_TIMEOUT`]).
+    request_bound: Duration,
     authorization: Option<String>,
 }
 
@@ -620,14 +623,12 @@ async fn drive(mut d: Drive) {
                         cancel(&d, "the caller went away").await;
                         return;
                     }
+                    let bound = d.request_bound;
                     answers.push(Box::pin(async move {
-                        let answer = match tokio::time::timeout(SERVER_REQUEST_TIMEOUT, answer).await {
+                        let answer = match tokio::time::timeout(bound, answer).await {
                             Ok(Ok(a)) => Ok(a),
                             Ok(Err(_)) => Err("the caller cannot answer this request".to_string()),
-                            Err(_) => Err(format!(
-                                "the caller did not answer within {} s",
-                                SERVER_REQUEST_TIMEOUT.as_secs()
-                            )),
+                            Err(_) => Err(format!("the caller did not answer within {bound:?}")),
                         };
                         (id, answer)
                     }));
@@ -689,4 +690,99 @@ pub(crate) async fn initialize(
     link.notify("notifications/initialized", json!({}), authorization)
         .await;
     Ok(Peer { link, init })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A link that records what the gateway sends the server.
+    #[derive(Default)]
+    struct Recorder {
+        answers: Mutex<Vec<(Value, Result<Value, Value>)>>,
+        notified: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl link::Link for Recorder {
+        async fn request(
+            &self,
+            _method: &str,
+            _params: Value,
+            _call: Outgoing,
+        ) -> Result<(Value, Exchange), LinkError> {
+            Err(LinkError::Failed("not used".into()))
+        }
+        async fn notify(&self, method: &str, _params: Value, _authorization: Option<String>) {
+            self.notified.lock().expect("lock").push(method.to_string());
+        }
+        async fn respond(&self, id: Value, outcome: Result<Value, Value>, _: Option<String>) {
+            self.answers.lock().expect("lock").push((id, outcome));
+        }
+        fn alive(&self) -> bool {
+            true
+        }
+    }
+
+    /// A server request the caller holds without ever answering ends after the bound: the
+    /// server gets an error answer, and the call then ends at its own timeout, cancelled.
+    #[tokio::test]
+    async fn an_unanswered_server_request_ends_the_call_after_the_bound() {
+        let recorder = Arc::new(Recorder::default());
+        let (server, exchange) = mpsc::channel(8);
+        let (replies, mut caller) = mpsc::channel(8);
+        let task = tokio::spawn(drive(Drive {
+            backend: "b".into(),
+            link: recorder.clone(),
+            exchange,
+            replies,
+            upstream_id: json!(1),
+            caller_token: None,
+            timeout: Duration::from_millis(100),
+            request_bound: Duration::from_millis(200),
+            authorization: None,
+        }));
+        server
+            .send(Exchanged::Message(Upstream::Request {
+                id: json!("srv-1"),
+                method: "elicitation/create".into(),
+                params: json!({}),
+            }))
+            .await
+            .expect("send");
+        // The caller receives the request and keeps it, unanswered.
+        let held = match caller.recv().await {
+            Some(Reply::ServerRequest {
+                respond, method, ..
+            }) => {
+                assert_eq!(method, "elicitation/create");
+                respond
+            }
+            _ => panic!("the request reaches the caller"),
+        };
+        let last = tokio::time::timeout(Duration::from_secs(10), caller.recv())
+            .await
+            .expect("the call ends within its bounds");
+        match last {
+            Some(Reply::Final(Outcome::Error { message, .. })) => {
+                assert!(message.contains("no answer within 100 ms"), "{message}")
+            }
+            _ => panic!("a final error"),
+        }
+        task.await.expect("drive ends");
+        drop(held);
+        let answers = recorder.answers.lock().expect("lock").clone();
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        assert_eq!(answers[0].0, json!("srv-1"));
+        let error = answers[0].1.clone().expect_err("an error answer");
+        assert!(
+            error.to_string().contains("did not answer within 200ms"),
+            "{error}"
+        );
+        assert_eq!(
+            *recorder.notified.lock().expect("lock"),
+            vec!["notifications/cancelled".to_string()]
+        );
+    }
 }

@@ -528,16 +528,45 @@ async fn read_stdout(link: Weak<StdioLink>, stdout: impl AsyncRead + Unpin) {
     }
 }
 
-/// Logs the child's stderr with the backend id, one bounded line at a time.
+/// Logs the child's stderr with the backend id, one bounded line at a time: at most
+/// [`MAX_STDERR_LINE`] bytes of a line are kept, the rest is read and dropped, so a child
+/// writing without end (or without a newline) costs the gateway no memory.
 async fn log_stderr(backend: String, stderr: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(stderr).split(b'\n');
-    while let Ok(Some(line)) = lines.next_segment().await {
-        let text: String = String::from_utf8_lossy(&line[..line.len().min(MAX_STDERR_LINE)])
-            .trim_end()
-            .to_string();
-        if !text.is_empty() {
-            tracing::info!(%backend, "stderr: {text}");
+    let mut reader = BufReader::new(stderr);
+    let mut line: Vec<u8> = Vec::new();
+    let mut cut = false;
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(buf) if !buf.is_empty() => buf,
+            _ => break,
+        };
+        let (piece, used, complete) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], i + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        let room = MAX_STDERR_LINE.saturating_sub(line.len());
+        line.extend_from_slice(&piece[..piece.len().min(room)]);
+        cut |= piece.len() > room;
+        reader.consume(used);
+        if complete {
+            log_stderr_line(&backend, &line, cut);
+            line.clear();
+            cut = false;
         }
+    }
+    log_stderr_line(&backend, &line, cut);
+}
+
+fn log_stderr_line(backend: &str, line: &[u8], cut: bool) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end();
+    if text.is_empty() {
+        return;
+    }
+    if cut {
+        tracing::info!(%backend, "stderr: {text} … (line cut at {MAX_STDERR_LINE} bytes)");
+    } else {
+        tracing::info!(%backend, "stderr: {text}");
     }
 }
 

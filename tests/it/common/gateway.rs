@@ -193,6 +193,11 @@ impl Gateway {
         }
     }
 
+    /// The process id of the running gateway; panics if it has exited.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the gateway is running").id()
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port

@@ -10,15 +10,20 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod faulty_backend;
 pub mod fixture_backend;
 pub mod gateway;
 pub mod http_server;
 pub mod interop;
 pub mod oidc;
+pub mod private_pg;
+pub mod private_redis;
 pub mod process;
 pub mod raw;
 pub mod rogue_backend;
+pub mod rogue_mcp;
 pub mod sse;
+pub mod usage;
 
 pub use backend::{tool, BackendSpec, Discovery, Recorded, TestBackend};
 pub use client::{HttpReply, McpClient};
@@ -89,4 +94,22 @@ pub fn tool_names(result: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `s` without ANSI escape sequences (the gateway colours its logs).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
