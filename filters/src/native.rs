@@ -363,14 +363,19 @@ fn strip_progress(meta: &Value) -> Value {
 }
 
 /// Reads a server-sent event stream piece by piece and yields the data of each event (the
-/// JSON-RPC messages of a streamable HTTP reply). Comments, `id:`, `event:` and `retry:`
-/// lines are skipped; an event or a line larger than the limit is an error (the stream is
-/// then abandoned), so an upstream cannot grow the gateway's memory without bound.
+/// JSON-RPC messages of a streamable HTTP reply), following the reading rules of the SSE
+/// specification: lines end at CRLF, LF or a lone CR (also when a CRLF is split between two
+/// reads); a `data` line without a colon adds an empty line of data; comments, `id:`,
+/// `event:` and `retry:` lines are skipped. An event or a line larger than the limit is an
+/// error (the stream is then abandoned), so an upstream cannot grow the gateway's memory
+/// without bound.
 #[derive(Debug)]
 pub struct SseDecoder {
     line: Vec<u8>,
     data: Vec<u8>,
     has_data: bool,
+    /// The last byte read was a CR: an LF right after it ends no further line.
+    after_cr: bool,
     max: usize,
 }
 
@@ -381,6 +386,7 @@ impl SseDecoder {
             line: Vec::new(),
             data: Vec::new(),
             has_data: false,
+            after_cr: false,
             max,
         }
     }
@@ -389,17 +395,18 @@ impl SseDecoder {
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         let mut out = Vec::new();
         for &b in chunk {
-            if b != b'\n' {
+            let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
+            if b == b'\n' && after_cr {
+                continue;
+            }
+            if b != b'\n' && b != b'\r' {
                 if self.line.len() >= self.max {
                     return Err(format!("an event stream line exceeds {} bytes", self.max));
                 }
                 self.line.push(b);
                 continue;
             }
-            let mut line = std::mem::take(&mut self.line);
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
+            let line = std::mem::take(&mut self.line);
             if line.is_empty() {
                 if self.has_data {
                     out.push(std::mem::take(&mut self.data));
@@ -407,17 +414,22 @@ impl SseDecoder {
                 }
                 continue;
             }
-            if let Some(rest) = line.strip_prefix(b"data:") {
-                let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-                if self.has_data {
-                    self.data.push(b'\n');
-                }
-                if self.data.len() + rest.len() > self.max {
-                    return Err(format!("an event exceeds {} bytes", self.max));
-                }
-                self.data.extend_from_slice(rest);
-                self.has_data = true;
+            let value = match line.strip_prefix(b"data") {
+                Some(b"") => &b""[..],
+                Some(rest) => match rest.strip_prefix(b":") {
+                    Some(v) => v.strip_prefix(b" ").unwrap_or(v),
+                    None => continue,
+                },
+                None => continue,
+            };
+            if self.has_data {
+                self.data.push(b'\n');
             }
+            if self.data.len() + value.len() > self.max {
+                return Err(format!("an event exceeds {} bytes", self.max));
+            }
+            self.data.extend_from_slice(value);
+            self.has_data = true;
         }
         Ok(out)
     }
@@ -444,6 +456,24 @@ mod tests {
         assert!(small.feed(b"data: 0123456789\n").is_err());
         let mut small = SseDecoder::new(8);
         assert!(small.feed(b"data: 0123\ndata: 4567\n").is_err());
+    }
+
+    #[test]
+    fn ends_lines_at_a_lone_cr_and_reads_a_bare_data_line() {
+        // Found by the `sse` fuzz target (fuzz/corpus/sse/cr-only): lone CRs ended no line,
+        // so an upstream writing CR line ends had its events merged into one.
+        let stream = b"data: one\r\rdata\r\rdata:two\r\n\r\n";
+        let mut d = SseDecoder::new(1024);
+        assert_eq!(
+            d.feed(stream).unwrap(),
+            vec![b"one".to_vec(), b"".to_vec(), b"two".to_vec()]
+        );
+        // A CRLF split between two reads ends one line, not two.
+        let mut d = SseDecoder::new(1024);
+        let mut events = d.feed(b"data: a\r").unwrap();
+        events.extend(d.feed(b"\ndata: b\r").unwrap());
+        events.extend(d.feed(b"\n\r\n").unwrap());
+        assert_eq!(events, vec![b"a\nb".to_vec()]);
     }
 
     #[test]

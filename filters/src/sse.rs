@@ -14,9 +14,10 @@ pub fn priming_event(id: &str) -> Vec<u8> {
 /// A keepalive comment (ignored by clients, keeps proxies from closing an idle stream).
 pub const KEEPALIVE: &[u8] = b": keepalive\n\n";
 
-/// One `message` event carrying a JSON-RPC message. `data` must be one line of JSON (the
-/// serializer never emits raw newlines); any newline is split into several `data:` lines so
-/// the framing can never break.
+/// One `message` event carrying a JSON-RPC message. `data` should be one line of JSON (the
+/// serializer never emits raw line breaks); any line break (CRLF, LF, or a lone CR, which
+/// ends a line for an SSE reader too) is split into several `data:` lines so the framing can
+/// never break: the reader sees one event whose data has LF where the breaks were.
 pub fn message_event(id: Option<&str>, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 40);
     if let Some(id) = id {
@@ -24,14 +25,20 @@ pub fn message_event(id: Option<&str>, data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(id.as_bytes());
         out.push(b'\n');
     }
-    out.extend_from_slice(b"event: message\n");
-    for line in data.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line);
-        out.push(b'\n');
+    out.extend_from_slice(b"event: message\ndata: ");
+    let mut bytes = data.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' | b'\n' => {
+                if b == b'\r' && bytes.peek() == Some(&b'\n') {
+                    bytes.next();
+                }
+                out.extend_from_slice(b"\ndata: ");
+            }
+            _ => out.push(b),
+        }
     }
-    out.push(b'\n');
+    out.extend_from_slice(b"\n\n");
     out
 }
 
@@ -56,5 +63,15 @@ mod tests {
             b"event: message\ndata: a\ndata: b\n\n"
         );
         assert_eq!(retry_field(500), b"retry: 500\n\n");
+    }
+
+    #[test]
+    fn a_lone_cr_in_data_cannot_end_the_event() {
+        // Found by the `sse` fuzz target: a lone CR ends a line for an SSE reader, so
+        // `a\r\rid: x` was read as an event `a`, then a second event.
+        assert_eq!(
+            message_event(None, b"a\r\rid: x"),
+            b"event: message\ndata: a\ndata: \ndata: id: x\n\n"
+        );
     }
 }

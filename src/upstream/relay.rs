@@ -59,6 +59,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct InFlightCall {
     relay: Arc<Relay>,
     key: Option<(String, String)>,
+    /// The sender of a call that could not be registered, held so that `cancelled` stays
+    /// pending: a dropped sender would read as a cancellation.
+    _unregistered: Option<oneshot::Sender<()>>,
     /// Fires when the caller cancels the call.
     pub cancelled: oneshot::Receiver<()>,
 }
@@ -135,20 +138,27 @@ impl Relay {
     }
 
     /// Registers the call `id` of `owner` for cancellation.
+    ///
+    /// A call whose id is already in flight for the same owner is not registered (it runs,
+    /// but `notifications/cancelled` for that id stops the first one only): stateless callers
+    /// of one subject share an owner, and their ids collide (every client counts from 0 or
+    /// 1), so replacing the entry would cancel the other client's call. Nor is a call over
+    /// [`MAX_IN_FLIGHT`].
     pub fn begin_call(self: &Arc<Self>, owner: &str, id: &Value) -> InFlightCall {
         let (tx, rx) = oneshot::channel();
         let key = (owner.to_string(), id.to_string());
         let mut calls = lock(&self.in_flight);
         calls.retain(|_, t| !t.is_closed());
-        let key = if calls.len() < MAX_IN_FLIGHT {
+        let (key, unregistered) = if calls.len() < MAX_IN_FLIGHT && !calls.contains_key(&key) {
             calls.insert(key.clone(), tx);
-            Some(key)
+            (Some(key), None)
         } else {
-            None
+            (None, Some(tx))
         };
         InFlightCall {
             relay: self.clone(),
             key,
+            _unregistered: unregistered,
             cancelled: rx,
         }
     }
@@ -269,6 +279,27 @@ mod tests {
         let done = r.begin_call("alice", &json!(4));
         drop(done);
         assert!(!r.cancel("alice", &json!(4)));
+    }
+
+    #[test]
+    fn a_second_call_with_the_same_id_cancels_neither() {
+        // Two stateless clients of one subject, both on id 1 (found by scripts/soak.sh: the
+        // first call was answered with an empty 202 as if cancelled).
+        let r = relay();
+        let mut first = r.begin_call("p:alice", &json!(1));
+        let mut second = r.begin_call("p:alice", &json!(1));
+        assert_eq!(
+            first.cancelled.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        );
+        assert_eq!(
+            second.cancelled.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        );
+        // The second ending leaves the first cancellable; a cancel reaches the first.
+        drop(second);
+        assert!(r.cancel("p:alice", &json!(1)));
+        assert!(first.cancelled.try_recv().is_ok());
     }
 
     #[test]
