@@ -23,19 +23,19 @@ const SCOPE: &str = "mcp:crm:read";
 const KEY: [u8; 32] = [0x5a; 32];
 
 /// A scripted browser: no automatic redirects, cookies kept per host:port.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     jars: HashMap<String, Vec<(String, String)>>,
 }
 
-struct Page {
-    status: u16,
-    location: Option<String>,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) body: String,
 }
 
 impl Browser {
-    fn new() -> Browser {
+    pub(crate) fn new() -> Browser {
         Browser {
             http: reqwest::Client::builder()
                 .no_proxy()
@@ -114,7 +114,7 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Page {
+    pub(crate) async fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Page {
         let mut req = self.http.get(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -129,7 +129,7 @@ impl Browser {
 
     /// From the provider's authorization URL to the gateway's callback URL: signs in as
     /// `login` and consents. Returns the callback URL (not yet opened).
-    async fn sign_in_and_consent(
+    pub(crate) async fn sign_in_and_consent(
         &mut self,
         authorize_url: &str,
         login: &str,
@@ -192,14 +192,14 @@ struct Linked {
 }
 
 /// Opens store handles on a test database and queries it, without owning it.
-struct DbHandle {
+pub(crate) struct DbHandle {
     kind: Kind,
     sqlite_file: Option<std::path::PathBuf>,
     pg_url: Option<String>,
 }
 
 impl DbHandle {
-    fn open(&self) -> std::sync::Arc<dyn cortex_gateway::store::Store> {
+    pub(crate) fn open(&self) -> std::sync::Arc<dyn cortex_gateway::store::Store> {
         match self.kind {
             Kind::Sqlite => std::sync::Arc::new(cortex_gateway::store::SqliteStore::open(
                 self.sqlite_file.clone().expect("sqlite"),
@@ -226,7 +226,7 @@ impl DbHandle {
     }
 }
 
-trait Handle {
+pub(crate) trait Handle {
     fn handle(&self) -> DbHandle;
 }
 
