@@ -343,8 +343,31 @@ async fn the_whole_flow(kind: Kind) {
         assert_ne!(token, &alice, "the caller's own token reached the upstream");
         let (_, claims) = decode_jwt(token);
         assert_eq!(claims["iss"], t.provider.issuer(), "{claims}");
-        assert_eq!(claims["sub"], "alice-at-design", "{claims}");
+        assert!(
+            claims["sub"].as_str().unwrap().starts_with("alice-"),
+            "{claims}"
+        );
     }
+
+    // Linked again to another account: the server binds its sessions to the principal that
+    // opened them, so it answers the gateway's session with 404; the gateway opens a new
+    // one with the new account's token, and the call goes through.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/link/design/unlink", t.gateway()))
+        .bearer_auth(&alice)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    t.link(&alice, "alice-second-account").await;
+    let seen = t.seen(&alice).await;
+    assert_eq!(seen["sub"], "alice-second-account", "{seen}");
+    let logs = t.setup.gateway.logs();
+    assert!(
+        logs.contains("upstream session expired; initializing again"),
+        "the old session was refused and replaced:\n{logs}"
+    );
 
     // whoami lists the native backend's provider, linked.
     let who = t.setup.client(&alice).call_tool("whoami", json!({})).await;
@@ -591,4 +614,22 @@ async fn explicit_passthrough_to_a_native_backend_is_warned_at_start() {
     assert!(warning.contains("WARN"), "{warning}");
     assert!(warning.contains("forbids token passthrough"), "{warning}");
     assert!(!logs.contains("backends[1].identity"), "{logs}");
+    // `check-config` prints the same warning (and accepts the file).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cortex-gateway"));
+    cmd.current_dir(gateway.dir())
+        .arg("check-config")
+        .arg(gateway.path("gateway.yaml"))
+        .stdin(Stdio::null());
+    common::process::scrub_env(&mut cmd);
+    let out = cmd.output().expect("check-config");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("backends[0].identity: `passthrough` hands each caller's own gateway token"),
+        "{text}"
+    );
 }
