@@ -1209,3 +1209,43 @@ fn explicit_passthrough_to_a_native_server_warns_and_a_vault_backend_without_cat
     // The static catalog answers it; a contract backend's passthrough is its default.
     assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
 }
+
+#[test]
+fn cortex_mcp_servers_with_per_user_credentials_become_vault_backends() {
+    let loaded = ok(
+        "auth: {mode: none}\ntechnical_token: t\n",
+        &[
+            ("CORTEX_MCP_SERVERS", "canva"),
+            ("CORTEX_MCP_CANVA_URL", "https://mcp.canva.example/mcp"),
+            ("CORTEX_MCP_CANVA_CLIENT_ID", "cid"),
+            ("CORTEX_MCP_CANVA_CATALOG_SUB", "svc"),
+            (
+                "CORTEX_VAULT_KEY",
+                "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=",
+            ),
+        ],
+    );
+    let b = &loaded.config.backends[0];
+    assert_eq!(b.kind, BackendKindConfig::Mcp);
+    assert_eq!(b.identity_mode(), IdentityMode::Vault);
+    assert_eq!(b.vault_provider.as_deref(), Some("canva"));
+    let p = &loaded.config.vault.providers[0];
+    assert_eq!(p.id, "canva");
+    assert_eq!(p.resource, "https://mcp.canva.example/mcp");
+    assert_eq!(p.client_id.as_deref(), Some("cid"));
+    assert_eq!(p.catalog_sub.as_deref(), Some("svc"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // Without a vault key, the provider it needs is refused with the fix.
+    let issues = errs(
+        "auth: {mode: none}\ntechnical_token: t\n",
+        &[
+            ("CORTEX_MCP_SERVERS", "canva"),
+            ("CORTEX_MCP_CANVA_URL", "https://mcp.canva.example/mcp"),
+            ("CORTEX_MCP_CANVA_CLIENT_ID", "cid"),
+        ],
+    );
+    find(
+        &issues,
+        "there is no vault key: set vault.key (CORTEX_VAULT_KEY",
+    );
+}
