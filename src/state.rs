@@ -20,8 +20,8 @@ use cortex_filters::scope::ScopeRules;
 use crate::audit::AuditSink;
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::builtins::{BuiltinRuntime, Builtins};
-use crate::config::BackendKindConfig;
 use crate::config::Config;
+use crate::config::{BackendKindConfig, IdentityMode};
 use crate::credentials::IdentityService;
 use crate::drain::Drain;
 use crate::edge::{Edge, EdgeLimits};
@@ -32,7 +32,7 @@ use crate::sessions::SessionManager;
 use crate::store::{PinStore, Store};
 use crate::upstream::{
     Backend, CatalogStore, ContractBackend, HttpClient, NativeBackend, NativeParts, Relay,
-    TargetError, Upstreams,
+    TargetError, Upstreams, VaultAuth,
 };
 
 /// Why the state cannot be built.
@@ -386,6 +386,16 @@ impl Policy {
                 }),
                 BackendKindConfig::Mcp | BackendKindConfig::Stdio => {
                     NativeBackend::from_config(b, &native)
+                        .map(
+                            |n| match (&b.vault_provider, &shared.vault, b.identity_mode()) {
+                                (Some(provider), Some(vault), IdentityMode::Vault) => {
+                                    n.with_auth(Arc::new(VaultAuth::new(
+                                        crate::vault::VaultLink::new(vault.clone(), provider),
+                                    )))
+                                }
+                                _ => n,
+                            },
+                        )
                         .map(|n| Arc::new(n) as Arc<dyn Backend>)
                         .map_err(|reason| StateError::NativeBackend {
                             id: b.id.clone(),

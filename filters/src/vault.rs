@@ -403,6 +403,97 @@ pub fn catalog_source(static_catalog: bool, catalog_sub: Option<&str>) -> Catalo
     }
 }
 
+/// The lists of a catalog written in the configuration (`static_catalog`), entries as the
+/// server's own list methods return them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StaticLists<'a> {
+    /// `tools/list` entries.
+    pub tools: &'a [Value],
+    /// `prompts/list` entries.
+    pub prompts: &'a [Value],
+    /// `resources/list` entries.
+    pub resources: &'a [Value],
+    /// `resources/templates/list` entries.
+    pub templates: &'a [Value],
+}
+
+/// A backend's snapshot from its static catalog, with the configured scopes applied as for a
+/// discovered one (`scope` for every entry, `scopes` per name or URI). Entries that do not
+/// parse are left out and named in the warnings; a list that is not a list of objects fails.
+pub fn static_snapshot(
+    backend_id: &str,
+    naming: crate::naming::NamingMode,
+    lists: StaticLists<'_>,
+    scope: Option<&str>,
+    scopes: &std::collections::BTreeMap<String, String>,
+) -> Result<(crate::catalog::BackendSnapshot, Vec<String>), String> {
+    use crate::contract as c;
+    let mut warnings = Vec::new();
+    fn list<T>(
+        items: &[Value],
+        (key, key_field): (&str, &str),
+        parse: fn(&Value) -> Result<c::Parsed<T>, c::ContractError>,
+        scope: Option<&str>,
+        scopes: &std::collections::BTreeMap<String, String>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<T>, String> {
+        let mut items = items.to_vec();
+        crate::native::apply_scopes(&mut items, key_field, scope, scopes);
+        let parsed =
+            parse(&json!({ key: items })).map_err(|e| format!("static_catalog.{key}: {e}"))?;
+        warnings.extend(
+            parsed
+                .warnings
+                .into_iter()
+                .map(|w| format!("static_catalog: {w}")),
+        );
+        Ok(parsed.items)
+    }
+    let tools = list(
+        lists.tools,
+        ("tools", "name"),
+        c::parse_list_tools,
+        scope,
+        scopes,
+        &mut warnings,
+    )?;
+    let prompts = list(
+        lists.prompts,
+        ("prompts", "name"),
+        c::parse_list_prompts,
+        scope,
+        scopes,
+        &mut warnings,
+    )?;
+    let resources = list(
+        lists.resources,
+        ("resources", "uri"),
+        c::parse_list_resources,
+        scope,
+        scopes,
+        &mut warnings,
+    )?;
+    let templates = list(
+        lists.templates,
+        ("resourceTemplates", "uriTemplate"),
+        c::parse_list_resource_templates,
+        scope,
+        scopes,
+        &mut warnings,
+    )?;
+    Ok((
+        crate::catalog::BackendSnapshot {
+            backend_id: backend_id.to_string(),
+            naming,
+            tools,
+            prompts,
+            templates,
+            resources,
+        },
+        warnings,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,6 +688,33 @@ mod tests {
         // A state is not a ticket (purposes are separate).
         let st = seal_state(&s, &state(1_000)).unwrap();
         assert_eq!(open_ticket(&s, &st, 1), None);
+    }
+
+    #[test]
+    fn a_static_catalog_gets_the_configured_scopes() {
+        let tools = [
+            json!({"name": "search", "inputSchema": {"type": "object"}}),
+            json!({"name": "edit", "inputSchema": {"type": "object"}}),
+            json!({"description": "no name"}),
+        ];
+        let mut scopes = std::collections::BTreeMap::new();
+        scopes.insert("edit".to_string(), "mcp:design:write".to_string());
+        let (snap, warnings) = static_snapshot(
+            "design",
+            crate::naming::NamingMode::Prefix,
+            StaticLists {
+                tools: &tools,
+                ..Default::default()
+            },
+            Some("mcp:design:read"),
+            &scopes,
+        )
+        .unwrap();
+        assert_eq!(snap.tools.len(), 2);
+        assert_eq!(snap.tools[0].scope.as_deref(), Some("mcp:design:read"));
+        assert_eq!(snap.tools[1].scope.as_deref(), Some("mcp:design:write"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(snap.prompts.is_empty() && snap.resources.is_empty());
     }
 
     #[test]

@@ -379,7 +379,7 @@ auth:
   oauth: {introspection: {}, token_exchange: {}}
   mint: {}
 scopes: {}
-backends: [{id: a, url: 'http://127.0.0.1:1'}]
+backends: [{id: a, url: 'http://127.0.0.1:1', static_catalog: {}}]
 logging: {}
 builtins: {scopes: {}}
 tickets: {}

@@ -23,6 +23,7 @@ mod diff;
 mod env;
 mod error;
 mod expand;
+mod identity;
 mod json_schema;
 mod overlay;
 pub mod protect;

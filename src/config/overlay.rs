@@ -574,9 +574,11 @@ fn apply_backends(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
 /// `CORTEX_MCP_SERVERS` (CSV of ids, lowercased) with `CORTEX_MCP_<ID>_URL` and `_SCOPE` as in
 /// Cortex: each becomes a `kind: mcp` backend appended to the list (or, when the file has a
 /// backend with that id, sets its kind, url and scope), its scope defaulting to `mcp:<id>:read`
-/// for every entry. A server without a URL is skipped with a warning, as in Cortex. The
-/// credential variables (`_CLIENT_ID`, `_CLIENT_SECRET`, `_OAUTH_SCOPE`, `_CATALOG_SUB`) belong
-/// to per-user linked accounts and are reported as not supported yet.
+/// for every entry. A server without a URL is skipped with a warning, as in Cortex. A server
+/// with a credential variable (`_CLIENT_ID`, `_CLIENT_SECRET`, `_OAUTH_SCOPE`, `_CATALOG_SUB`),
+/// or any server when `CORTEX_VAULT_KEY` is set, is reached with each user's own linked
+/// account as in Cortex: `vault_provider: <id>` (unless the file sets `identity` or
+/// `vault_provider`) and a vault provider of that id (unless the file has one).
 fn apply_mcp_servers(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
     const NAME: &str = "CORTEX_MCP_SERVERS";
     let Some(csv) = var(env, NAME) else { return };
@@ -587,6 +589,7 @@ fn apply_mcp_servers(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         _ => Vec::new(),
     };
     let mut seen: Vec<String> = Vec::new();
+    let mut providers: Vec<(String, String, String)> = Vec::new();
     for id in split_csv(&csv) {
         let id = id.to_ascii_lowercase();
         if seen.contains(&id) {
@@ -595,14 +598,12 @@ fn apply_mcp_servers(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         seen.push(id.clone());
         let upper = id.to_ascii_uppercase().replace('-', "_");
         let mcp_var = |suffix: &str| format!("CORTEX_MCP_{upper}_{suffix}");
-        for suffix in ["CLIENT_ID", "CLIENT_SECRET", "OAUTH_SCOPE", "CATALOG_SUB"] {
-            if var(env, &mcp_var(suffix)).is_some() {
-                out.warnings.push(format!(
-                    "{} is set but per-user credentials for MCP servers are not supported by this version of cortex-gateway; it is ignored",
-                    mcp_var(suffix)
-                ));
-            }
-        }
+        // As in Cortex, a server with a per-user OAuth client (or behind a vault key) is
+        // reached with each user's own linked account: a vault provider of the same id.
+        let per_user = ["CLIENT_ID", "CLIENT_SECRET", "OAUTH_SCOPE", "CATALOG_SUB"]
+            .iter()
+            .any(|suffix| var(env, &mcp_var(suffix)).is_some())
+            || var(env, "CORTEX_VAULT_KEY").is_some();
         let url_var = mcp_var("URL");
         let Some(url) = var(env, &url_var) else {
             out.warnings.push(format!(
@@ -642,8 +643,84 @@ fn apply_mcp_servers(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
             out,
         );
         set(backend, &["scope"], scope, &scope_var, out);
+        if per_user && backend.get("identity").is_none() && backend.get("vault_provider").is_none()
+        {
+            set(
+                backend,
+                &["vault_provider"],
+                Node::env_str(id.clone(), NAME),
+                NAME,
+                out,
+            );
+            providers.push((id.clone(), url_of(backend), mcp_var("OAUTH_SCOPE")));
+        }
     }
     tree.set(&["backends"], Node::new(Kind::Seq(items), origin));
+    for (id, url, scope_var) in providers {
+        add_vault_provider(
+            tree,
+            &id,
+            url,
+            var(env, &scope_var).map(|s| (s, scope_var)),
+            out,
+        );
+    }
+}
+
+fn url_of(backend: &Node) -> String {
+    backend
+        .get("url")
+        .and_then(Node::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The vault provider of a `CORTEX_MCP_SERVERS` server with per-user credentials, unless the
+/// file has one with that id: its `resource` is the server's URL (its authorization server is
+/// discovered, RFC 9728), its scopes `CORTEX_MCP_<ID>_OAUTH_SCOPE`; the client and catalog
+/// variables are applied to it next ([`apply_vault_providers`]).
+fn add_vault_provider(
+    tree: &mut Node,
+    id: &str,
+    resource: String,
+    scopes: Option<(String, String)>,
+    out: &mut Overlay,
+) {
+    const NAME: &str = "CORTEX_MCP_SERVERS";
+    let origin = Origin::Env(NAME.into());
+    let mut providers: Vec<Node> = match tree
+        .get("vault")
+        .and_then(|v| v.get("providers"))
+        .map(|p| &p.kind)
+    {
+        Some(Kind::Seq(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    if providers.iter().any(|n| entry_id(n).as_deref() == Some(id)) {
+        return;
+    }
+    let entry = |key: &str, value: Node| Entry {
+        key: key.into(),
+        key_origin: origin.clone(),
+        value,
+    };
+    let mut fields = vec![
+        entry("id", Node::env_str(id, NAME)),
+        entry("resource", Node::env_str(resource, NAME)),
+    ];
+    if let Some((text, var)) = scopes {
+        let list = split_scopes(&text);
+        fields.push(entry("scopes", Node::env_list(list, &var)));
+        out.applied(&var);
+    }
+    providers.push(Node::new(Kind::Map(fields), origin.clone()));
+    set(
+        tree,
+        &["vault", "providers"],
+        Node::new(Kind::Seq(providers), origin),
+        NAME,
+        out,
+    );
 }
 
 #[cfg(test)]
@@ -915,6 +992,7 @@ mod tests {
                 ("CORTEX_MCP_DOCS_URL", "http://127.0.0.1:9/mcp"),
                 ("CORTEX_MCP_DOCS_SCOPE", "mcp:docs:write"),
                 ("CORTEX_MCP_CANVA_CLIENT_ID", "x"),
+                ("CORTEX_MCP_CANVA_OAUTH_SCOPE", "design:read design:write"),
             ],
         );
         assert_eq!(backend_ids(&tree), vec!["crm", "canva", "docs"]);
@@ -934,8 +1012,28 @@ mod tests {
             "{:?}",
             out.warnings
         );
+        // Canva has a per-user client: a vault backend, with a provider of its own.
+        assert_eq!(field(1, "vault_provider").as_deref(), Some("canva"));
+        assert_eq!(field(2, "vault_provider"), None);
+        let Kind::Seq(providers) = &tree.get("vault").unwrap().get("providers").unwrap().kind
+        else {
+            panic!("vault.providers is not a list")
+        };
+        assert_eq!(providers.len(), 1);
+        let p = &providers[0];
+        assert_eq!(p.get("id").and_then(Node::as_str), Some("canva"));
+        assert_eq!(
+            p.get("resource").and_then(Node::as_str),
+            Some("https://mcp.canva.example/mcp")
+        );
+        assert_eq!(p.get("client_id").and_then(Node::as_str), Some("x"));
+        let Some(Kind::Seq(scopes)) = p.get("scopes").map(|s| &s.kind) else {
+            panic!("no scopes")
+        };
+        let scopes: Vec<&str> = scopes.iter().filter_map(Node::as_str).collect();
+        assert_eq!(scopes, ["design:read", "design:write"]);
         assert!(
-            out.warnings
+            !out.warnings
                 .iter()
                 .any(|w| w.contains("CORTEX_MCP_CANVA_CLIENT_ID")),
             "{:?}",

@@ -579,9 +579,11 @@ pub struct BackendConfig {
     /// Discovery token for this backend; default the global `technical_token`.
     #[serde(default)]
     pub technical_token: Option<String>,
-    /// The credential sent on user calls: `passthrough` (default, Cortex), `mint` or `exchange`.
+    /// The credential sent on user calls: `passthrough`, `mint`, `exchange`, `vault` or
+    /// `none`. Unset: `passthrough` for a contract backend (Cortex), `vault` for a backend
+    /// naming a `vault_provider`, `none` for a native backend.
     #[serde(default)]
-    pub identity: IdentityMode,
+    pub identity: Option<IdentityMode>,
     /// The backend's audience for `mint` and `exchange`; default its base URL.
     #[serde(default)]
     pub audience: Option<String>,
@@ -599,6 +601,11 @@ pub struct BackendConfig {
     /// `kind: mcp`: a static bearer token sent as `Authorization: Bearer …` (`${VAR}`).
     #[serde(default)]
     pub bearer: Option<String>,
+    /// Native backends: the catalog to publish instead of discovering it (`tools`, `prompts`,
+    /// `resources`, `resource_templates` as the server would list them), e.g. for a vault
+    /// backend whose server lists nothing without a user's token.
+    #[serde(default)]
+    pub static_catalog: Option<StaticCatalogConfig>,
     /// `kind: stdio`: the program to run (looked up in `PATH` when it has no `/`).
     #[serde(default)]
     pub command: Option<String>,
@@ -633,10 +640,11 @@ impl Default for BackendConfig {
             timeout: default_backend_timeout(),
             naming: Naming::Prefix,
             technical_token: None,
-            identity: IdentityMode::Passthrough,
+            identity: None,
             audience: None,
             resource: None,
             vault_provider: None,
+            static_catalog: None,
             headers: Default::default(),
             bearer: None,
             command: None,
@@ -662,17 +670,53 @@ pub enum BackendKindConfig {
     Stdio,
 }
 
-/// Which credential a backend receives with user calls (see docs/authentication.md).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+impl BackendConfig {
+    /// The identity mode in force: the one written, else the kind's default (`passthrough`
+    /// for a contract backend, as in Cortex; `vault` with a `vault_provider`; `none` for a
+    /// native backend, which never receives the caller's own token unless told explicitly).
+    pub fn identity_mode(&self) -> IdentityMode {
+        match (self.identity, &self.vault_provider, self.kind) {
+            (Some(m), _, _) => m,
+            (None, Some(_), _) => IdentityMode::Vault,
+            (None, None, BackendKindConfig::Contract) => IdentityMode::Passthrough,
+            (None, None, _) => IdentityMode::None,
+        }
+    }
+}
+
+/// A native backend's catalog written in the configuration (`static_catalog`): the entries
+/// as the server's `tools/list`, `prompts/list`, `resources/list` and
+/// `resources/templates/list` would return them.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StaticCatalogConfig {
+    /// Tools (`name`, `description`, `inputSchema`, …).
+    pub tools: Vec<serde_json::Value>,
+    /// Prompts (`name`, `description`, `arguments`).
+    pub prompts: Vec<serde_json::Value>,
+    /// Resources (`uri`, `name`, …).
+    pub resources: Vec<serde_json::Value>,
+    /// Resource templates (`uriTemplate`, `name`, …).
+    pub resource_templates: Vec<serde_json::Value>,
+}
+
+/// Which credential a backend receives with user calls (see docs/authentication.md and
+/// docs/mcp-backends.md).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityMode {
-    /// The caller's own bearer token plus the `X-Cortex-*` headers (Cortex-compatible).
-    #[default]
+    /// The caller's own bearer token plus the `X-Cortex-*` headers (Cortex-compatible; the
+    /// default of contract backends). On a native backend only when written, with a warning.
     Passthrough,
     /// A short-lived JWT signed by the gateway for this backend's audience.
     Mint,
     /// An RFC 8693 token exchanged at the authorization server for this backend's audience.
     Exchange,
+    /// The caller's own linked account at the backend's `vault_provider` (docs/vault.md).
+    Vault,
+    /// No per-user credential: only the backend's static `bearer` / `headers` (the default
+    /// of native backends).
+    None,
 }
 
 fn default_contract_path() -> String {

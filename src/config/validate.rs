@@ -62,6 +62,7 @@ pub(crate) fn validate(config: &Config) -> Findings {
     check_tickets(config, &mut f);
     check_outbound(config, &mut f);
     super::vault::check(config, &mut f);
+    super::identity::check(config, &mut f);
     if config.logging.level.trim().is_empty() {
         f.error(p(&["logging", "level"]), "must not be empty (e.g. `info`)");
     }

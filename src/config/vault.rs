@@ -208,7 +208,16 @@ pub(crate) fn check(config: &Config, f: &mut Findings) {
             if !v.providers.iter().any(|pr| &pr.id == name) {
                 f.error(
                     pik(&["backends"], i, "vault_provider"),
-                    format!("no provider `{name}` under vault.providers"),
+                    if v.providers.is_empty() {
+                        format!("no provider `{name}`: nothing is configured under vault.providers (add one with this id, its resource and issuer)")
+                    } else {
+                        let ids: Vec<String> =
+                            v.providers.iter().map(|pr| format!("`{}`", pr.id)).collect();
+                        format!(
+                            "no provider `{name}` under vault.providers (configured: {})",
+                            ids.join(", ")
+                        )
+                    },
                 );
             }
         }

@@ -7,6 +7,10 @@
 //!   ([`crate::auth::mint`]).
 //! - `exchange`: an RFC 8693 token from the authorization server for the backend's audience
 //!   ([`crate::auth::exchange`]).
+//! - `vault`: the caller's own linked account at the backend's `vault_provider` (the backend
+//!   asks [`crate::vault`] for it); no `Authorization` of the caller's is kept here.
+//! - `none`: no per-user credential (the default of native backends, which have their static
+//!   `bearer` / `headers`).
 //!
 //! The `X-Cortex-*` headers are sent in every mode (they are the contract); with `mint` and
 //! `exchange` a backend can trust the signed token instead of the headers. The MCP "no token
@@ -117,7 +121,7 @@ impl IdentityService {
                 (
                     b.id.to_ascii_lowercase(),
                     BackendIdentity {
-                        mode: b.identity,
+                        mode: b.identity_mode(),
                         audience,
                         resource: b.resource.clone(),
                     },
@@ -187,6 +191,12 @@ impl IdentityService {
         };
         let token = match bi.mode {
             IdentityMode::Passthrough => return Ok(headers),
+            // Never the caller's own token: `none` sends no Authorization of the caller's;
+            // `vault` gets the user's linked token from the vault (the backend adds it).
+            IdentityMode::None | IdentityMode::Vault => {
+                headers.retain(|(name, _)| *name != "authorization");
+                return Ok(headers);
+            }
             IdentityMode::Mint => {
                 let minter = self
                     .minter

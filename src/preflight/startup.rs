@@ -41,7 +41,7 @@ pub(crate) fn check(config: &Config, f: &mut Findings) {
 
 /// Whether any backend receives credentials in `mode`.
 pub(crate) fn uses(config: &Config, mode: IdentityMode) -> bool {
-    config.backends.iter().any(|b| b.identity == mode)
+    config.backends.iter().any(|b| b.identity_mode() == mode)
 }
 
 fn check_algorithms(config: &Config, f: &mut Findings) {
@@ -122,7 +122,7 @@ fn check_exchange(config: &Config, f: &mut Findings) {
         .backends
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.identity == IdentityMode::Exchange)
+        .filter(|(_, b)| b.identity_mode() == IdentityMode::Exchange)
         .map(|(i, b)| (i, b.id.as_str()))
         .collect();
     if let Some((first, _)) = users.first() {

@@ -1105,3 +1105,147 @@ backends:
     assert_eq!(good.config.backends[0].kind, BackendKindConfig::Stdio);
     assert_eq!(good.config.backends[1].kind, BackendKindConfig::Mcp);
 }
+
+/// A vault with provider `design` (optionally with a catalog subject) and `backends`.
+fn vault_yaml(provider_extra: &str, backends: &str) -> String {
+    format!(
+        "auth: {{mode: none}}\ntechnical_token: t\nvault:\n  key: \"{}\"\n  providers:\n    - {{id: design, resource: 'https://design.example.com/mcp', issuer: 'https://as.example.com'{provider_extra}}}\nbackends:\n{backends}",
+        "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo="
+    )
+}
+
+#[test]
+fn identity_modes_default_by_kind_and_provider() {
+    let loaded = ok(
+        &vault_yaml(
+            ", catalog_sub: svc",
+            "  - {id: crm, url: 'http://127.0.0.1:1'}\n  - {id: docs, kind: mcp, url: 'http://127.0.0.1:2/mcp'}\n  - {id: design, kind: mcp, url: 'http://127.0.0.1:3/mcp', vault_provider: design}\n  - {id: legacy, url: 'http://127.0.0.1:4', vault_provider: design}\n",
+        ),
+        &[],
+    );
+    let modes: Vec<IdentityMode> = loaded
+        .config
+        .backends
+        .iter()
+        .map(|b| b.identity_mode())
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            IdentityMode::Passthrough,
+            IdentityMode::None,
+            IdentityMode::Vault,
+            IdentityMode::Vault
+        ]
+    );
+    assert!(loaded.config.backends.iter().all(|b| b.identity.is_none()));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn identity_combinations_that_cannot_work_are_refused() {
+    let issues = errs(
+        &vault_yaml(
+            "",
+            "  - {id: a, kind: mcp, url: 'http://127.0.0.1:1/mcp', identity: vault}\n  - {id: b, kind: mcp, url: 'http://127.0.0.1:2/mcp', vault_provider: nope}\n  - {id: c, kind: mcp, url: 'http://127.0.0.1:3/mcp', vault_provider: design, bearer: x}\n  - {id: d, kind: mcp, url: 'http://127.0.0.1:4/mcp', vault_provider: design, headers: {Authorization: 'Bearer x'}}\n  - {id: e, kind: mcp, url: 'http://127.0.0.1:5/mcp', vault_provider: design, identity: mint}\n  - {id: f, kind: stdio, command: cat, identity: mint}\n  - {id: g, url: 'http://127.0.0.1:6', static_catalog: {tools: [{name: x}]}}\n  - {id: h, kind: mcp, url: 'http://127.0.0.1:7/mcp', static_catalog: {tools: [{description: nameless}]}}\n",
+        ),
+        &[],
+    );
+    let at = |needle: &str| find(&issues, needle).path.clone().unwrap_or_default();
+    assert_eq!(
+        at("`vault` sends each user's own linked account, so it needs `vault_provider`"),
+        "backends[0].identity"
+    );
+    find(&issues, "vault.providers has `design`");
+    assert_eq!(
+        at("no provider `nope` under vault.providers (configured: `design`)"),
+        "backends[1].vault_provider"
+    );
+    assert_eq!(
+        at("a static bearer cannot go with a vault provider"),
+        "backends[2].bearer"
+    );
+    assert_eq!(
+        at("`Authorization` cannot be a static header"),
+        "backends[3].headers"
+    );
+    assert_eq!(
+        at("`mint` cannot go with `vault_provider: design`"),
+        "backends[4].identity"
+    );
+    assert_eq!(
+        at("a `kind: stdio` server receives no Authorization header"),
+        "backends[5].identity"
+    );
+    assert_eq!(
+        at("`static_catalog` only applies to native backends"),
+        "backends[6].static_catalog"
+    );
+    assert_eq!(
+        at("(the entry would be left out)"),
+        "backends[7].static_catalog"
+    );
+}
+
+#[test]
+fn explicit_passthrough_to_a_native_server_warns_and_a_vault_backend_without_catalog_says_so() {
+    let loaded = ok(
+        &vault_yaml(
+            "",
+            "  - {id: first, kind: mcp, url: 'http://127.0.0.1:1/mcp', identity: passthrough}\n  - {id: design, kind: mcp, url: 'http://127.0.0.1:2/mcp', vault_provider: design}\n  - {id: fixed, kind: mcp, url: 'http://127.0.0.1:3/mcp', vault_provider: design, static_catalog: {tools: [{name: search, inputSchema: {type: object}}]}}\n  - {id: crm, url: 'http://127.0.0.1:4', identity: passthrough}\n",
+        ),
+        &[],
+    );
+    assert!(
+        has_warning(&loaded, "backends[0].identity: `passthrough` hands each caller's own gateway token to the MCP server of `first`"),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(
+        has_warning(&loaded, "backends[1].vault_provider: neither vault.providers[design].catalog_sub (CORTEX_MCP_DESIGN_CATALOG_SUB) nor this backend's static_catalog is set"),
+        "{:?}",
+        loaded.warnings
+    );
+    // The static catalog answers it; a contract backend's passthrough is its default.
+    assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+}
+
+#[test]
+fn cortex_mcp_servers_with_per_user_credentials_become_vault_backends() {
+    let loaded = ok(
+        "auth: {mode: none}\ntechnical_token: t\n",
+        &[
+            ("CORTEX_MCP_SERVERS", "canva"),
+            ("CORTEX_MCP_CANVA_URL", "https://mcp.canva.example/mcp"),
+            ("CORTEX_MCP_CANVA_CLIENT_ID", "cid"),
+            ("CORTEX_MCP_CANVA_CATALOG_SUB", "svc"),
+            (
+                "CORTEX_VAULT_KEY",
+                "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=",
+            ),
+        ],
+    );
+    let b = &loaded.config.backends[0];
+    assert_eq!(b.kind, BackendKindConfig::Mcp);
+    assert_eq!(b.identity_mode(), IdentityMode::Vault);
+    assert_eq!(b.vault_provider.as_deref(), Some("canva"));
+    let p = &loaded.config.vault.providers[0];
+    assert_eq!(p.id, "canva");
+    assert_eq!(p.resource, "https://mcp.canva.example/mcp");
+    assert_eq!(p.client_id.as_deref(), Some("cid"));
+    assert_eq!(p.catalog_sub.as_deref(), Some("svc"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // Without a vault key, the provider it needs is refused with the fix.
+    let issues = errs(
+        "auth: {mode: none}\ntechnical_token: t\n",
+        &[
+            ("CORTEX_MCP_SERVERS", "canva"),
+            ("CORTEX_MCP_CANVA_URL", "https://mcp.canva.example/mcp"),
+            ("CORTEX_MCP_CANVA_CLIENT_ID", "cid"),
+        ],
+    );
+    find(
+        &issues,
+        "there is no vault key: set vault.key (CORTEX_VAULT_KEY",
+    );
+}

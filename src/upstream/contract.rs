@@ -20,6 +20,7 @@ use crate::vault::VaultLink;
 
 use super::backend::{Backend, BackendKind, Call, Discovery, Operation, Replies};
 use super::http_client::{HttpClient, Limits, RawReply, Target, TargetError};
+use super::vault_auth::vault_refusal;
 
 /// The largest backend reply the gateway accepts (replies are read whole to be mapped).
 pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -275,27 +276,6 @@ impl Backend for ContractBackend {
                 contract::map_method_reply(r, ctx)
             }
         })
-    }
-}
-
-/// The answer to a call whose caller has no usable linked token: a tool call gets a tool
-/// error naming the account and the link URL (the agent can show it); other operations a
-/// JSON-RPC error with the same text and the URL in `data`.
-fn vault_refusal(e: &crate::vault::VaultError, op: &Operation<'_>) -> Outcome {
-    match (e.unlinked(), op) {
-        (Some((why, name, url)), Operation::CallTool { .. }) => {
-            Outcome::Result(cortex_filters::vault::unlinked_tool_result(name, url, why))
-        }
-        (Some((_, _, url)), _) => Outcome::Error {
-            code: -32603,
-            message: e.to_string(),
-            data: json!({ "link_url": url }),
-        },
-        (None, _) => Outcome::Error {
-            code: -32603,
-            message: e.to_string(),
-            data: Value::Null,
-        },
     }
 }
 

@@ -10,6 +10,7 @@ pub mod http_client;
 pub mod native;
 pub mod refresh;
 pub mod relay;
+pub mod vault_auth;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use http_client::{HttpClient, Limits, RawReply, Target, TargetError};
 pub use native::{NativeBackend, NativeParts, UpstreamAuth};
 pub use refresh::{RefreshService, RefreshSettings, Refresher};
 pub use relay::Relay;
+pub use vault_auth::{vault_refusal, NoVault, VaultAuth};
 
 /// The configured backends, in configuration order (the first listed wins a name
 /// collision), with an index by id. Immutable: a configuration reload builds a new one.

@@ -68,4 +68,5 @@ mod sessions;
 mod sse;
 mod store_suite;
 mod vault_link;
+mod vault_native;
 mod vault_store;

@@ -129,7 +129,7 @@ impl Browser {
 
     /// From the provider's authorization URL to the gateway's callback URL: signs in as
     /// `login` and consents. Returns the callback URL (not yet opened).
-    async fn sign_in_and_consent(
+    pub(crate) async fn sign_in_and_consent(
         &mut self,
         authorize_url: &str,
         login: &str,
@@ -226,7 +226,7 @@ impl DbHandle {
     }
 }
 
-trait Handle {
+pub(crate) trait Handle {
     fn handle(&self) -> DbHandle;
 }
 

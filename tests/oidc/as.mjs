@@ -21,6 +21,7 @@
 //   gateway / gateway-secret      the gateway's own client: token exchange (RFC 8693) and
 //                                 introspection
 //   public-native                 authorization_code + PKCE, redirect http://127.0.0.1:33418/callback
+//   EXTRA_CLIENTS (env)           more clients, a JSON array of client metadata
 // Dynamic client registration (/reg) is open, PKCE S256 is required, dev interactions (login
 // with any user name, then consent) are on.
 //
@@ -96,6 +97,9 @@ const m2m = (client_id, client_secret) => ({
   scope: SCOPES.join(' '),
 });
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+// More pre-registered clients, as a JSON array of client metadata (e.g. the gateway's vault
+// client, whose redirect URI names the gateway's port).
+const EXTRA_CLIENTS = JSON.parse(process.env.EXTRA_CLIENTS || '[]');
 
 const provider = new Provider(ISSUER, {
   jwks: { keys: Object.values(KEYS).map((k) => k.jwk) },
@@ -114,6 +118,7 @@ const provider = new Provider(ISSUER, {
       redirect_uris: ['http://127.0.0.1:33418/callback'],
       token_endpoint_auth_method: 'none',
     },
+    ...EXTRA_CLIENTS,
   ],
   pkce: { required: () => true },
   extraTokenClaims: async (_ctx, token) => {

@@ -99,6 +99,7 @@ impl HttpTransport {
             sink: self.sink.clone(),
             session_id: Mutex::new(None),
             version: Mutex::new(None),
+            authorization: Mutex::new(None),
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
         });
@@ -139,6 +140,9 @@ struct HttpLink {
     sink: SinkRef,
     session_id: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
+    /// The per-call credential this session last sent (`UpstreamAuth`): what its requests
+    /// without one of their own carry (the standalone stream, `DELETE`, discovery's lists).
+    authorization: Mutex<Option<String>>,
     next_id: AtomicU64,
     alive: AtomicBool,
 }
@@ -154,9 +158,20 @@ impl HttpLink {
             "accept".into(),
             "application/json, text/event-stream".into(),
         ));
+        let authorization = match authorization {
+            Some(a) => {
+                if let Ok(mut last) = self.authorization.lock() {
+                    if last.as_deref() != Some(a) {
+                        *last = Some(a.to_string());
+                    }
+                }
+                Some(a.to_string())
+            }
+            None => self.authorization.lock().ok().and_then(|a| a.clone()),
+        };
         if let Some(a) = authorization {
             h.retain(|(k, _)| k != "authorization");
-            h.push(("authorization".into(), a.to_string()));
+            h.push(("authorization".into(), a));
         }
         if let Some(s) = self.session_id() {
             h.push(("mcp-session-id".into(), s));
@@ -292,17 +307,17 @@ impl Link for HttpLink {
 impl Drop for HttpLink {
     /// Ends the upstream session (`DELETE`), in the background.
     fn drop(&mut self) {
-        let Some(session) = self.session_id() else {
+        if self.session_id().is_none() {
             return;
-        };
+        }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let client = self.client.clone();
         let target = self.target.clone();
         let backend = self.backend.clone();
-        let mut headers: Vec<(String, String)> = self.headers.as_ref().clone();
-        headers.push(("mcp-session-id".into(), session));
+        // With the session id, its protocol version and the credential it last used.
+        let headers = self.headers(None);
         rt.spawn(async move {
             match client
                 .send(&target, "DELETE", &headers, None, Duration::from_secs(5))

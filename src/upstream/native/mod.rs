@@ -57,17 +57,26 @@ const REPLY_QUEUE: usize = 64;
 /// beyond the backend's static configuration.
 #[async_trait]
 pub trait UpstreamAuth: Send + Sync {
-    /// The `Authorization` header value for `call` to `backend_id`, if any. An error fails
-    /// the call with that error (e.g. "link your account first").
+    /// The `Authorization` header value for `call` to `backend_id`, if any. An `Err` is the
+    /// caller's answer instead of calling the server: a JSON-RPC error, or a result (a tool
+    /// error such as "link your account first", which clients that declared URL-mode
+    /// elicitation receive as the `-32042` URL elicitation).
     async fn authorization(
         &self,
         backend_id: &str,
         call: &Call<'_>,
-    ) -> Result<Option<String>, RpcError>;
+    ) -> Result<Option<String>, Outcome>;
+
+    /// The `Authorization` value for discovery (no caller), if any: e.g. the linked token of
+    /// a vault provider's catalog subject. Default none (the static credential only).
+    async fn discovery_authorization(&self, _backend_id: &str) -> Option<String> {
+        None
+    }
 }
 
 /// `identity: mint` or `exchange` for a native backend: the credential the identity service
-/// derives for this backend's audience (never the caller's own token).
+/// derives for this backend's audience; with an explicit `identity: passthrough`, the
+/// caller's own token (a first-party server in the gateway's trust domain only).
 struct IdentityAuth(Arc<IdentityService>);
 
 #[async_trait]
@@ -76,12 +85,12 @@ impl UpstreamAuth for IdentityAuth {
         &self,
         backend_id: &str,
         call: &Call<'_>,
-    ) -> Result<Option<String>, RpcError> {
+    ) -> Result<Option<String>, Outcome> {
         let headers = self
             .0
             .headers_for(call.catalog, backend_id, call.caller)
             .await
-            .map_err(RpcError::from)?;
+            .map_err(|e| Outcome::from(RpcError::from(e)))?;
         Ok(headers
             .into_iter()
             .find(|(name, _)| *name == "authorization")
@@ -168,6 +177,8 @@ pub struct NativeBackend {
     scopes: BTreeMap<String, String>,
     transport: Transport,
     auth: Option<Arc<dyn UpstreamAuth>>,
+    /// `static_catalog`: published instead of discovering (nothing is asked of the server).
+    static_catalog: Option<crate::config::StaticCatalogConfig>,
     next_call: AtomicU64,
 }
 
@@ -195,13 +206,19 @@ impl NativeBackend {
                 return Err("a contract backend is not a native MCP backend".into())
             }
         };
-        let auth: Option<Arc<dyn UpstreamAuth>> = match cfg.identity {
-            IdentityMode::Mint | IdentityMode::Exchange => {
+        let auth: Option<Arc<dyn UpstreamAuth>> = match cfg.identity_mode() {
+            // `passthrough` only when written (a warning says so at start).
+            IdentityMode::Mint | IdentityMode::Exchange | IdentityMode::Passthrough => {
                 Some(Arc::new(IdentityAuth(parts.identity.clone())))
             }
+            // Refused until the vault's handle replaces it (`with_auth`): never sent without
+            // the user's own credential.
+            IdentityMode::Vault => Some(Arc::new(super::vault_auth::NoVault {
+                provider: cfg.vault_provider.clone().unwrap_or_default(),
+            })),
             // Never the caller's own token to another server (the MCP spec forbids token
             // passthrough): the default gives a native backend only its static credential.
-            IdentityMode::Passthrough => None,
+            IdentityMode::None => None,
         };
         Ok(NativeBackend {
             id: cfg.id.clone(),
@@ -216,6 +233,7 @@ impl NativeBackend {
             scopes: cfg.scopes.clone(),
             transport,
             auth,
+            static_catalog: cfg.static_catalog.clone(),
             next_call: AtomicU64::new(1),
         })
     }
@@ -344,6 +362,42 @@ impl NativeBackend {
     }
 }
 
+/// The upstream session discovery uses: "" without a credential of its own, else one per
+/// credential (a fingerprint, never the token itself).
+fn discovery_session_key(authorization: Option<&str>) -> String {
+    use std::hash::{Hash, Hasher};
+    match authorization {
+        None => String::new(),
+        Some(a) => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            a.hash(&mut h);
+            format!("d:{:016x}", h.finish())
+        }
+    }
+}
+
+impl NativeBackend {
+    /// The snapshot of a `static_catalog` (scopes from configuration, as discovered ones).
+    fn static_discovery(&self, c: &crate::config::StaticCatalogConfig) -> Discovery {
+        let lists = cortex_filters::vault::StaticLists {
+            tools: &c.tools,
+            prompts: &c.prompts,
+            resources: &c.resources,
+            templates: &c.resource_templates,
+        };
+        match cortex_filters::vault::static_snapshot(
+            &self.id,
+            self.naming,
+            lists,
+            self.scope.as_deref(),
+            &self.scopes,
+        ) {
+            Ok((snapshot, warnings)) => Discovery::Ok { snapshot, warnings },
+            Err(why) => Discovery::Failed(why),
+        }
+    }
+}
+
 /// An upstream error object in words.
 fn describe_error(e: &Value) -> String {
     let code = e.get("code").and_then(Value::as_i64).unwrap_or(0);
@@ -393,7 +447,22 @@ impl Backend for NativeBackend {
     }
 
     async fn discover(&self, previous: Option<&BackendSnapshot>) -> Discovery {
-        let peer = match self.transport.peer("", None).await {
+        if let Some(c) = &self.static_catalog {
+            return self.static_discovery(c);
+        }
+        // A per-user credential source may have one for discovery (a vault provider's
+        // catalog subject). The session is kept per credential: a renewed token opens a
+        // fresh one, so a server that binds sessions to tokens never sees the old one again.
+        let authorization = match &self.auth {
+            Some(a) => a.discovery_authorization(&self.id).await,
+            None => None,
+        };
+        let discovery_key = discovery_session_key(authorization.as_deref());
+        let peer = match self
+            .transport
+            .peer(&discovery_key, authorization.as_deref())
+            .await
+        {
             Ok(p) => p,
             Err(why) => return Discovery::Failed(why),
         };
@@ -410,7 +479,7 @@ impl Backend for NativeBackend {
             Ok(t) => t,
             Err(why) => {
                 if !peer.link.alive() {
-                    self.transport.forget("", &peer);
+                    self.transport.forget(&discovery_key, &peer);
                 }
                 return Discovery::Failed(why);
             }
@@ -496,7 +565,7 @@ impl Backend for NativeBackend {
         let authorization = match &self.auth {
             Some(a) => match a.authorization(&self.id, &call).await {
                 Ok(v) => v,
-                Err(e) => return Replies::Final(Outcome::from(e)),
+                Err(refused) => return Replies::Final(refused),
             },
             None => None,
         };

@@ -48,6 +48,8 @@ pub struct OidcProvider {
     child: Option<Child>,
     port: u16,
     resources: Vec<String>,
+    /// More pre-registered clients (JSON array of client metadata).
+    extra_clients: Option<String>,
     dir: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -55,10 +57,21 @@ pub struct OidcProvider {
 impl OidcProvider {
     /// Starts on `port`, issuing tokens for `resources` (the first is the default).
     pub async fn start_on(port: u16, resources: &[String]) -> OidcProvider {
+        Self::start_with_clients(port, resources, None).await
+    }
+
+    /// Like [`start_on`](Self::start_on), with more pre-registered clients (`clients`: a JSON
+    /// array of oidc-provider client metadata).
+    pub async fn start_with_clients(
+        port: u16,
+        resources: &[String],
+        clients: Option<Value>,
+    ) -> OidcProvider {
         let mut p = OidcProvider {
             child: None,
             port,
             resources: resources.to_vec(),
+            extra_clients: clients.map(|c| c.to_string()),
             dir: tempfile::tempdir().expect("temp dir"),
             http: reqwest::Client::builder()
                 .no_proxy()
@@ -75,7 +88,11 @@ impl OidcProvider {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc/as.mjs");
         let out = File::create(self.dir.path().join("as.out")).expect("stdout file");
         let err = File::create(self.dir.path().join("as.err")).expect("stderr file");
-        let child = Command::new(&node)
+        let mut command = Command::new(&node);
+        if let Some(c) = &self.extra_clients {
+            command.env("EXTRA_CLIENTS", c);
+        }
+        let child = command
             .arg(script)
             .env("AS_PORT", self.port.to_string())
             .env("MCP_RESOURCES", self.resources.join(","))
