@@ -70,6 +70,53 @@ pub struct SessionManager {
     catalog_changes: broadcast::Sender<Arc<CatalogDiff>>,
     /// Sealed `requestState` of multi-round-trip requests, and the nonces already used.
     request_states: RequestStates,
+    /// Sessions tracked per subject, and who is told when a subject's last one ends.
+    ends: Arc<SubjectEnds>,
+}
+
+/// Capacity of the subject-end broadcast; a listener that lags past it misses ends (its
+/// upstream sessions then only idle out).
+const SUBJECT_ENDS: usize = 1024;
+
+/// How many tracked sessions each subject has; when the last one ends (DELETE, idle expiry,
+/// eviction), the subject's binding ([`SessionClaims::bind_subject`]) is broadcast, so that
+/// what was kept for that user alone (a native backend's upstream session) can end too.
+struct SubjectEnds {
+    live: Mutex<std::collections::HashMap<[u8; 16], usize>>,
+    ended: broadcast::Sender<[u8; 16]>,
+}
+
+impl SubjectEnds {
+    fn began(&self, subject: [u8; 16]) {
+        let mut live = match self.live.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *live.entry(subject).or_insert(0) += 1;
+    }
+
+    fn ended(&self, subject: [u8; 16]) {
+        let last = {
+            let mut live = match self.live.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            match live.get_mut(&subject) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    live.remove(&subject);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last && self.ended.receiver_count() > 0 {
+            let _ = self.ended.send(subject);
+        }
+    }
 }
 
 /// Capacity of the catalog-change broadcast; a listen stream that lags past it is told its
@@ -143,6 +190,11 @@ impl SessionManager {
                 k
             }
         };
+        let ends = Arc::new(SubjectEnds {
+            live: Mutex::new(std::collections::HashMap::new()),
+            ended: broadcast::channel(SUBJECT_ENDS).0,
+        });
+        let on_removal = ends.clone();
         SessionManager {
             sealer: SessionSealer::new(&key),
             idle: cfg.idle_timeout,
@@ -152,6 +204,9 @@ impl SessionManager {
             states: moka::sync::Cache::builder()
                 .max_capacity(MAX_TRACKED_SESSIONS)
                 .time_to_idle(cfg.idle_timeout)
+                .eviction_listener(move |_, state: Arc<SessionState>, _| {
+                    on_removal.ended(state.claims.subject)
+                })
                 .build(),
             revoked: moka::sync::Cache::builder()
                 .max_capacity(MAX_TRACKED_SESSIONS)
@@ -159,7 +214,25 @@ impl SessionManager {
                 .build(),
             catalog_changes: broadcast::channel(CATALOG_CHANGES).0,
             request_states: RequestStates::new(&key),
+            ends,
         }
+    }
+
+    /// The subjects whose last session on this replica ended (DELETE, idle expiry), as
+    /// [`SessionClaims::bind_subject`] bindings.
+    pub fn subject_ends(&self) -> broadcast::Receiver<[u8; 16]> {
+        self.ends.ended.subscribe()
+    }
+
+    /// Applies pending expiries now (an idle session ends when this runs, not only when the
+    /// next request touches the table).
+    pub fn sweep(&self) {
+        self.states.run_pending_tasks();
+    }
+
+    fn track(&self, nonce: [u8; 16], state: Arc<SessionState>) {
+        self.ends.began(state.claims.subject);
+        self.states.insert(nonce, state);
     }
 
     /// Subscribes to catalog changes (a 2026-07-28 listen stream).
@@ -192,8 +265,7 @@ impl SessionManager {
             expires_at: now.saturating_add(self.absolute.as_secs().max(1)),
         };
         let id = self.sealer.seal(&claims);
-        self.states
-            .insert(nonce, Arc::new(SessionState::new(claims, Some(grants))));
+        self.track(nonce, Arc::new(SessionState::new(claims, Some(grants))));
         id
     }
 
@@ -223,7 +295,7 @@ impl SessionManager {
         }
         let nonce = claims.nonce;
         let state = Arc::new(SessionState::new(claims, Some(grants.clone())));
-        self.states.insert(nonce, state.clone());
+        self.track(nonce, state.clone());
         Ok(state)
     }
 

@@ -142,17 +142,22 @@ enum Transport {
 }
 
 impl Transport {
-    async fn peer(&self, user: &str, authorization: Option<&str>) -> Result<Arc<Peer>, String> {
+    async fn peer(
+        &self,
+        user: &str,
+        subject: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<Arc<Peer>, String> {
         match self {
-            Transport::Http(t) => t.peer(user, authorization).await,
-            Transport::Stdio(t) => t.peer().await,
+            Transport::Http(t) => t.peer(user, subject, authorization).await,
+            Transport::Stdio(t) => t.peer(user).await,
         }
     }
 
     fn forget(&self, user: &str, peer: &Arc<Peer>) {
         match self {
             Transport::Http(t) => t.forget(user, peer),
-            Transport::Stdio(t) => t.forget(peer),
+            Transport::Stdio(t) => t.forget(user, peer),
         }
     }
 }
@@ -182,7 +187,12 @@ impl NativeBackend {
         ));
         let (kind, transport, location) = match cfg.kind {
             BackendKindConfig::Mcp => {
-                let t = http::HttpTransport::new(cfg, parts.client.clone(), sink)?;
+                let t = http::HttpTransport::new(
+                    cfg,
+                    parts.client.clone(),
+                    sink,
+                    parts.relay.sessions().clone(),
+                )?;
                 let location = t.location();
                 (BackendKind::Mcp, Transport::Http(t), location)
             }
@@ -393,7 +403,7 @@ impl Backend for NativeBackend {
     }
 
     async fn discover(&self, previous: Option<&BackendSnapshot>) -> Discovery {
-        let peer = match self.transport.peer("", None).await {
+        let peer = match self.transport.peer("", None, None).await {
             Ok(p) => p,
             Err(why) => return Discovery::Failed(why),
         };
@@ -509,7 +519,11 @@ impl Backend for NativeBackend {
         // One fresh session on a 404 (the server forgot ours), then the failure stands.
         let mut sent = None;
         for _ in 0..2 {
-            let peer = match self.transport.peer(&user, authorization.as_deref()).await {
+            let peer = match self
+                .transport
+                .peer(&user, Some(&call.caller.sub), authorization.as_deref())
+                .await
+            {
                 Ok(p) => p,
                 Err(why) => return Replies::Final(failed(&self.id, why)),
             };
