@@ -177,3 +177,53 @@ async fn a_shared_child_idle_too_long_is_stopped_and_started_again() {
     let second = pid_of(&c, "py").await;
     assert_ne!(second, first);
 }
+
+/// Waits until the gateway applied `n` reloads.
+async fn wait_applied(gateway: &Gateway, n: u64) {
+    common::eventually(WAIT, "the reload applied", || async {
+        let (_, body) = gateway.readyz().await;
+        if body["reloads"]["applied"].as_u64().unwrap_or(0) >= n {
+            return Some(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        None
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_restarts_only_the_stdio_servers_whose_settings_changed() {
+    let config = |generation: &str, keep_extra: &str| {
+        let base = with_fixture(
+            TestConfig::new().catalog("refresh: 60s"),
+            "keep",
+            &[keep_extra],
+        );
+        with_fixture(
+            base,
+            "change",
+            &["env:", &format!("  FIXTURE_GENERATION: \"{generation}\"")],
+        )
+        .build()
+    };
+    let gateway = start(&config("1", "naming: prefix"), "keep_whoami_pid").await;
+    wait_listed(&gateway, "change_whoami_pid").await;
+    let c = initialized(gateway.client()).await;
+    let kept = pid_of(&c, "keep").await;
+    let changed = pid_of(&c, "change").await;
+
+    // `keep` changes only a key that is not about its process (its scopes); `change` gets
+    // another environment.
+    gateway.rewrite_config(&config("2", "scopes: {slow: \"mcp:slow\"}"));
+    wait_applied(&gateway, 1).await;
+    wait_gone(changed, "the changed backend's old child stopped").await;
+    let changed_now = pid_of(&c, "change").await;
+    assert_ne!(changed_now, changed);
+    assert_eq!(
+        pid_of(&c, "keep").await,
+        kept,
+        "the unchanged backend keeps its process\n{}",
+        gateway.logs()
+    );
+    assert!(group_alive(kept));
+}
