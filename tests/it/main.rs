@@ -40,6 +40,7 @@ mod modern_endpoint;
 mod native_everything;
 mod native_http;
 mod native_relay;
+mod native_roots_url;
 mod native_stdio;
 mod native_supervision;
 mod oauth_discovery;

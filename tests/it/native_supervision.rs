@@ -121,7 +121,7 @@ async fn per_user_children_are_bounded_and_idle_ones_are_reaped() {
         &["per_user: true", "max_processes: 1", "idle_timeout: 2s"],
     )
     .build();
-    let gateway = start(&yaml, "py_whoami_pid").await;
+    let mut gateway = start(&yaml, "py_whoami_pid").await;
     let alice = initialized(gateway.client()).await;
     let dev = initialized(gateway.client().with_header("x-dev-mode", DEV)).await;
 
@@ -156,6 +156,11 @@ async fn per_user_children_are_bounded_and_idle_ones_are_reaped() {
         "{}",
         gateway.logs()
     );
+
+    // The gateway stops: no per-user child (its whole group) outlives it.
+    assert!(group_alive(again));
+    gateway.stop();
+    wait_gone(again, "the per-user child gone with the gateway").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,4 +231,48 @@ async fn a_reload_restarts_only_the_stdio_servers_whose_settings_changed() {
         gateway.logs()
     );
     assert!(group_alive(kept));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_server_killed_mid_call_fails_that_call_clearly_and_the_next_call_works() {
+    let yaml = with_fixture(TestConfig::new().catalog("refresh: 60s"), "py", &[]).build();
+    let gateway = start(&yaml, "py_whoami_pid").await;
+    let c = initialized(gateway.client()).await;
+    let pid = pid_of(&c, "py").await;
+
+    // A call the server holds open (it waits for the caller's elicitation answer)...
+    let body = json!({"jsonrpc": "2.0", "id": "mid-1", "method": "tools/call", "params": {
+        "name": "py_test_elicitation", "arguments": {"message": "still there?"}}});
+    let mut s = c.post_stream(&body).await;
+    s.wait_for_method("elicitation/create", WAIT)
+        .await
+        .unwrap_or_else(|| panic!("the call is in flight\n{}", gateway.logs()));
+    // ...when its process dies.
+    // SAFETY: kills the child the gateway started (the pid it reported itself).
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let msgs = crate::native_stdio::messages_until_response(&mut s, &json!("mid-1")).await;
+    let last = msgs.last().unwrap();
+    let message = last["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        last["error"]["code"] == -32603
+            && message.contains("backend py")
+            && message.contains("server process exited"),
+        "{last}"
+    );
+
+    // The next call starts a new child and works.
+    let next = common::eventually(WAIT, "a new child answers", || async {
+        let r = c
+            .rpc(
+                "tools/call",
+                json!({"name": "py_whoami_pid", "arguments": {}}),
+            )
+            .await;
+        r.get("result").is_some().then_some(())
+    })
+    .await;
+    let _ = next;
+    assert_ne!(pid_of(&c, "py").await, pid);
 }
