@@ -470,6 +470,40 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_subjects_end_is_told_when_its_last_session_ends() {
+        let manager = SessionManager::new(&SessionsConfig::default());
+        let mut ends = manager.subject_ends();
+        let grants = Arc::new(GrantedScopes::new(
+            ["mcp:x"],
+            &cortex_filters::scope::ScopeRules::default(),
+        ));
+        let caps = 0;
+        let v = ProtocolVersion::V2025_11_25;
+        let a1 = manager.create("alice", v, caps, grants.clone());
+        let a2 = manager.create("alice", v, caps, grants.clone());
+        let b = manager.create("bob", v, caps, grants.clone());
+        let first = manager.validate(&a1, "alice", &grants).expect("a1");
+        manager.revoke(&first);
+        manager.sweep();
+        assert!(ends.try_recv().is_err(), "alice still has a session");
+        let second = manager.validate(&a2, "alice", &grants).expect("a2");
+        manager.revoke(&second);
+        manager.sweep();
+        assert_eq!(
+            ends.try_recv().ok(),
+            Some(SessionClaims::bind_subject("alice"))
+        );
+        let bob = manager.validate(&b, "bob", &grants).expect("b");
+        manager.revoke(&bob);
+        manager.sweep();
+        assert_eq!(
+            ends.try_recv().ok(),
+            Some(SessionClaims::bind_subject("bob"))
+        );
+        assert!(ends.try_recv().is_err());
+    }
+
+    #[test]
     fn a_request_state_opens_once_for_its_caller_and_request() {
         let manager = SessionManager::new(&SessionsConfig::default());
         let states = manager.request_states();
