@@ -73,6 +73,53 @@ pub struct SessionManager {
     request_states: RequestStates,
     /// Where ends (DELETE) are shared with the other replicas, when there is a store.
     shared_ends: std::sync::OnceLock<Arc<dyn SessionStore>>,
+    /// Sessions tracked per subject, and who is told when a subject's last one ends.
+    ends: Arc<SubjectEnds>,
+}
+
+/// Capacity of the subject-end broadcast; a listener that lags past it misses ends (its
+/// upstream sessions then only idle out).
+const SUBJECT_ENDS: usize = 1024;
+
+/// How many tracked sessions each subject has; when the last one ends (DELETE, idle expiry,
+/// eviction), the subject's binding ([`SessionClaims::bind_subject`]) is broadcast, so that
+/// what was kept for that user alone (a native backend's upstream session) can end too.
+struct SubjectEnds {
+    live: Mutex<std::collections::HashMap<[u8; 16], usize>>,
+    ended: broadcast::Sender<[u8; 16]>,
+}
+
+impl SubjectEnds {
+    fn began(&self, subject: [u8; 16]) {
+        let mut live = match self.live.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *live.entry(subject).or_insert(0) += 1;
+    }
+
+    fn ended(&self, subject: [u8; 16]) {
+        let last = {
+            let mut live = match self.live.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            match live.get_mut(&subject) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    live.remove(&subject);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last && self.ended.receiver_count() > 0 {
+            let _ = self.ended.send(subject);
+        }
+    }
 }
 
 /// Capacity of the catalog-change broadcast; a listen stream that lags past it is told its
@@ -146,6 +193,11 @@ impl SessionManager {
                 k
             }
         };
+        let ends = Arc::new(SubjectEnds {
+            live: Mutex::new(std::collections::HashMap::new()),
+            ended: broadcast::channel(SUBJECT_ENDS).0,
+        });
+        let on_removal = ends.clone();
         SessionManager {
             sealer: SessionSealer::new(&key),
             idle: cfg.idle_timeout,
@@ -155,6 +207,9 @@ impl SessionManager {
             states: moka::sync::Cache::builder()
                 .max_capacity(MAX_TRACKED_SESSIONS)
                 .time_to_idle(cfg.idle_timeout)
+                .eviction_listener(move |_, state: Arc<SessionState>, _| {
+                    on_removal.ended(state.claims.subject)
+                })
                 .build(),
             revoked: moka::sync::Cache::builder()
                 .max_capacity(MAX_TRACKED_SESSIONS)
@@ -163,7 +218,25 @@ impl SessionManager {
             catalog_changes: broadcast::channel(CATALOG_CHANGES).0,
             request_states: RequestStates::new(&key),
             shared_ends: std::sync::OnceLock::new(),
+            ends,
         }
+    }
+
+    /// The subjects whose last session on this replica ended (DELETE, idle expiry), as
+    /// [`SessionClaims::bind_subject`] bindings.
+    pub fn subject_ends(&self) -> broadcast::Receiver<[u8; 16]> {
+        self.ends.ended.subscribe()
+    }
+
+    /// Applies pending expiries now (an idle session ends when this runs, not only when the
+    /// next request touches the table).
+    pub fn sweep(&self) {
+        self.states.run_pending_tasks();
+    }
+
+    fn track(&self, nonce: [u8; 16], state: Arc<SessionState>) {
+        self.ends.began(state.claims.subject);
+        self.states.insert(nonce, state);
     }
 
     /// Subscribes to catalog changes (a 2026-07-28 listen stream).
@@ -196,8 +269,7 @@ impl SessionManager {
             expires_at: now.saturating_add(self.absolute.as_secs().max(1)),
         };
         let id = self.sealer.seal(&claims);
-        self.states
-            .insert(nonce, Arc::new(SessionState::new(claims, Some(grants))));
+        self.track(nonce, Arc::new(SessionState::new(claims, Some(grants))));
         id
     }
 
@@ -227,7 +299,7 @@ impl SessionManager {
         }
         let nonce = claims.nonce;
         let state = Arc::new(SessionState::new(claims, Some(grants.clone())));
-        self.states.insert(nonce, state.clone());
+        self.track(nonce, state.clone());
         Ok(state)
     }
 
@@ -532,6 +604,40 @@ mod tests {
     use super::*;
     use cortex_filters::modern::state::{request_digest, RequestState};
     use serde_json::json;
+
+    #[test]
+    fn a_subjects_end_is_told_when_its_last_session_ends() {
+        let manager = SessionManager::new(&SessionsConfig::default());
+        let mut ends = manager.subject_ends();
+        let grants = Arc::new(GrantedScopes::new(
+            ["mcp:x"],
+            &cortex_filters::scope::ScopeRules::default(),
+        ));
+        let caps = 0;
+        let v = ProtocolVersion::V2025_11_25;
+        let a1 = manager.create("alice", v, caps, grants.clone());
+        let a2 = manager.create("alice", v, caps, grants.clone());
+        let b = manager.create("bob", v, caps, grants.clone());
+        let first = manager.validate(&a1, "alice", &grants).expect("a1");
+        manager.revoke(&first);
+        manager.sweep();
+        assert!(ends.try_recv().is_err(), "alice still has a session");
+        let second = manager.validate(&a2, "alice", &grants).expect("a2");
+        manager.revoke(&second);
+        manager.sweep();
+        assert_eq!(
+            ends.try_recv().ok(),
+            Some(SessionClaims::bind_subject("alice"))
+        );
+        let bob = manager.validate(&b, "bob", &grants).expect("b");
+        manager.revoke(&bob);
+        manager.sweep();
+        assert_eq!(
+            ends.try_recv().ok(),
+            Some(SessionClaims::bind_subject("bob"))
+        );
+        assert!(ends.try_recv().is_err());
+    }
 
     #[test]
     fn a_request_state_opens_once_for_its_caller_and_request() {

@@ -13,6 +13,8 @@ use cortex_filters::jsonrpc::{codes, RpcError};
 use serde_json::{json, Map, Value};
 
 use crate::upstream::calls::{self, Caller};
+use crate::upstream::Replies;
+use cortex_filters::contract::Outcome;
 
 use super::whoami::rfc3339_of;
 use super::{
@@ -34,6 +36,21 @@ pub fn architecture_entry() -> Value {
 /// The `resources/read` result of a URI: `cortex://architecture` here, anything else from
 /// the backend that owns it.
 pub async fn read(cx: &BuiltinCx<'_>, uri: &str) -> Result<Value, RpcError> {
+    read_replies(cx, uri, None)
+        .await?
+        .outcome()
+        .await
+        .into_result()
+}
+
+/// `resources/read` as the replies of the owning backend (a native backend streams what
+/// happens during the read), with the request's `_meta`; the gateway's own resource is
+/// answered at once.
+pub async fn read_replies(
+    cx: &BuiltinCx<'_>,
+    uri: &str,
+    meta: Option<&Value>,
+) -> Result<Replies, RpcError> {
     if uri == ARCHITECTURE_URI {
         if !cx.builtins.architecture_visible(cx.principal) {
             return Err(
@@ -41,18 +58,18 @@ pub async fn read(cx: &BuiltinCx<'_>, uri: &str) -> Result<Value, RpcError> {
                     .with_data(json!({"uri": ARCHITECTURE_URI})),
             );
         }
-        return Ok(json!({"contents": [{
+        return Ok(Replies::Final(Outcome::Result(json!({"contents": [{
             "uri": ARCHITECTURE_URI,
             "mimeType": "text/markdown",
             "text": architecture(cx),
-        }]}));
+        }]}))));
     }
     let current = cx.catalog.current();
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
     };
-    calls::read_resource(cx.upstreams, caller, uri).await
+    calls::read_resource_replies(cx.upstreams, caller, uri, meta).await
 }
 
 /// `list_cortex_resources`: every resource and template the caller may read, unpaged.

@@ -619,6 +619,22 @@ pub struct BackendConfig {
     /// `kind: stdio`: working directory of the child; default the gateway's.
     #[serde(default)]
     pub cwd: Option<String>,
+    /// `kind: stdio`: one child per user (the caller's subject) instead of one shared child,
+    /// for servers that serve a single user; discovery runs its own child.
+    #[serde(default)]
+    pub per_user: bool,
+    /// `kind: stdio` with `per_user`: the most children running at once (default 32); a new
+    /// user's call beyond it fails with a clear error until an idle child is reaped.
+    #[serde(default)]
+    pub max_processes: Option<u32>,
+    /// Native backends: a stdio child, or an upstream session of a `kind: mcp` backend,
+    /// unused this long is stopped (started again on the next call); default 15m.
+    #[serde(
+        default = "default_native_idle",
+        with = "crate::config::units::duration"
+    )]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
+    pub idle_timeout: Duration,
     /// Native backends (`mcp`, `stdio`): the scope a caller needs for every entry of this
     /// server (MCP servers declare none); default none (every authenticated caller).
     #[serde(default)]
@@ -651,6 +667,9 @@ impl Default for BackendConfig {
             args: Vec::new(),
             env: Default::default(),
             cwd: None,
+            per_user: false,
+            max_processes: None,
+            idle_timeout: default_native_idle(),
             scope: None,
             scopes: Default::default(),
         }
@@ -718,6 +737,16 @@ pub enum IdentityMode {
     /// of native backends).
     None,
 }
+
+/// How long a native backend's stdio child or upstream session may stay unused.
+pub const DEFAULT_NATIVE_IDLE: Duration = Duration::from_secs(15 * 60);
+
+fn default_native_idle() -> Duration {
+    DEFAULT_NATIVE_IDLE
+}
+
+/// The most children of a `per_user` stdio backend when `max_processes` is not set.
+pub const DEFAULT_MAX_PROCESSES: u32 = 32;
 
 fn default_contract_path() -> String {
     "/api/cortex/backend".into()

@@ -8,7 +8,9 @@ use std::time::Duration;
 use url::{Host, Url};
 
 use super::overlay::backend_var;
-use super::schema::{AuthMode, BackendConfig, BackendKindConfig, Config, Naming};
+use super::schema::{
+    AuthMode, BackendConfig, BackendKindConfig, Config, Naming, DEFAULT_NATIVE_IDLE,
+};
 use super::tree::Seg;
 use super::units::{format_duration, format_size};
 
@@ -618,6 +620,8 @@ fn check_native_keys(i: usize, backend: &BackendConfig, f: &mut Findings) {
         ("args", !backend.args.is_empty()),
         ("env", !backend.env.is_empty()),
         ("cwd", backend.cwd.is_some()),
+        ("per_user", backend.per_user),
+        ("max_processes", backend.max_processes.is_some()),
     ];
     for (key, set) in stdio_only {
         if set {
@@ -633,6 +637,7 @@ fn check_native_keys(i: usize, backend: &BackendConfig, f: &mut Findings) {
             ("bearer", backend.bearer.is_some(), "only applies to `kind: mcp` backends"),
             ("scope", backend.scope.is_some(), "only applies to native backends (`kind: mcp` or `kind: stdio`); a contract backend declares its scopes itself"),
             ("scopes", !backend.scopes.is_empty(), "only applies to native backends (`kind: mcp` or `kind: stdio`); a contract backend declares its scopes itself"),
+            ("idle_timeout", backend.idle_timeout != DEFAULT_NATIVE_IDLE, "only applies to native backends (`kind: mcp` or `kind: stdio`)"),
         ] {
             if set {
                 f.error(pik(&["backends"], i, key), format!("`{key}` {why}"));
@@ -690,6 +695,18 @@ fn check_stdio_backend(i: usize, backend: &BackendConfig, f: &mut Findings) {
             );
         }
     }
+    match backend.max_processes {
+        Some(_) if !backend.per_user => f.error(
+            pik(&["backends"], i, "max_processes"),
+            "`max_processes` only applies with `per_user: true` (a shared child is one process)",
+        ),
+        Some(0) => f.error(pik(&["backends"], i, "max_processes"), "must be at least 1"),
+        Some(n) if n > 10_000 => f.error(
+            pik(&["backends"], i, "max_processes"),
+            format!("{n} is out of range: at most 10000"),
+        ),
+        _ => {}
+    }
     if let Some(dir) = &backend.cwd {
         if !std::path::Path::new(dir).is_dir() {
             f.error(
@@ -701,6 +718,17 @@ fn check_stdio_backend(i: usize, backend: &BackendConfig, f: &mut Findings) {
 }
 
 fn check_timeout(i: usize, backend: &BackendConfig, f: &mut Findings) {
+    if backend.idle_timeout < Duration::from_secs(1)
+        || backend.idle_timeout > Duration::from_secs(7 * 24 * 3600)
+    {
+        f.error(
+            pik(&["backends"], i, "idle_timeout"),
+            format!(
+                "{} is out of range: between 1s and 7d",
+                format_duration(backend.idle_timeout)
+            ),
+        );
+    }
     if backend.timeout < Duration::from_millis(1) || backend.timeout > Duration::from_secs(600) {
         f.error(
             pik(&["backends"], i, "timeout"),

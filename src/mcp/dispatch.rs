@@ -54,9 +54,9 @@ pub async fn dispatch(
         "resources/list" => lists::list(cx, &id, &params, ListKind::Resources),
         "resources/templates/list" => lists::list(cx, &id, &params, ListKind::Templates),
         "tools/call" => call_tool(cx, &id, &params, rec).await,
-        "prompts/get" => answer(get_prompt(cx, &params).await),
-        "resources/read" => answer(read_resource(cx, &params).await),
-        "completion/complete" => answer(complete(cx, &params).await),
+        "prompts/get" => streamed(cx, &id, get_prompt(cx, &params).await).await,
+        "resources/read" => streamed(cx, &id, read_resource(cx, &params).await).await,
+        "completion/complete" => streamed(cx, &id, complete(cx, &params).await).await,
         "logging/setLevel" => {
             let r = lifecycle::set_level(&params);
             if r.is_ok() {
@@ -289,7 +289,28 @@ async fn rate_limit(
     Some(RpcError::new(codes::REQUEST_REFUSED, message).with_data(data))
 }
 
-async fn get_prompt(cx: &CallContext<'_>, params: &Value) -> Result<Value, RpcError> {
+/// The answer of a call whose backend may stream what happens during it (`prompts/get`,
+/// `resources/read`, `completion/complete` on a native backend): its replies, relayed to the
+/// caller as `tools/call`'s are; or the one outcome.
+async fn streamed(cx: &CallContext<'_>, id: &Id, r: Result<Replies, RpcError>) -> Dispatched {
+    let result = match r {
+        Ok(Replies::Stream(replies)) => {
+            return Dispatched::Stream {
+                id: id.clone(),
+                replies,
+                call: cx.shared.relay.begin_call(&cx.relay_owner(), id),
+            }
+        }
+        Ok(Replies::Final(outcome)) => outcome.into_result(),
+        Err(e) => Err(e),
+    };
+    Dispatched::Answer(match result {
+        Ok(v) => jsonrpc::success(id, &v),
+        Err(e) => e.to_response(Some(id)),
+    })
+}
+
+async fn get_prompt(cx: &CallContext<'_>, params: &Value) -> Result<Replies, RpcError> {
     let name = params.get("name").and_then(Value::as_str).ok_or_else(|| {
         RpcError::invalid_params("Invalid params: prompts/get needs a string \"name\"")
     })?;
@@ -302,21 +323,22 @@ async fn get_prompt(cx: &CallContext<'_>, params: &Value) -> Result<Value, RpcEr
         principal: cx.principal,
         catalog: &current.merged,
     };
-    calls::get_prompt(&cx.policy.upstreams, caller, name, &arguments).await
+    let meta = params.get("_meta");
+    calls::get_prompt_replies(&cx.policy.upstreams, caller, name, &arguments, meta).await
 }
 
-async fn read_resource(cx: &CallContext<'_>, params: &Value) -> Result<Value, RpcError> {
+async fn read_resource(cx: &CallContext<'_>, params: &Value) -> Result<Replies, RpcError> {
     let uri = params.get("uri").and_then(Value::as_str).ok_or_else(|| {
         RpcError::invalid_params("Invalid params: resources/read needs a string \"uri\"")
     })?;
-    crate::builtins::resources::read(&cx.builtin_cx(), uri).await
+    crate::builtins::resources::read_replies(&cx.builtin_cx(), uri, params.get("_meta")).await
 }
 
-async fn complete(cx: &CallContext<'_>, params: &Value) -> Result<Value, RpcError> {
+async fn complete(cx: &CallContext<'_>, params: &Value) -> Result<Replies, RpcError> {
     let current = cx.shared.catalog.current();
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
     };
-    calls::complete(&cx.policy.upstreams, caller, params).await
+    calls::complete_replies(&cx.policy.upstreams, caller, params).await
 }

@@ -1065,6 +1065,20 @@ backends:
     kind: stdio
     command: x
     cwd: /does/not/exist
+    max_processes: 4
+    idle_timeout: 0s
+  - id: many
+    kind: stdio
+    command: x
+    per_user: true
+    max_processes: 0
+  - id: web
+    kind: mcp
+    url: http://127.0.0.1:4/mcp
+    per_user: true
+  - id: plain
+    url: http://127.0.0.1:5
+    idle_timeout: 1m
 ";
     let issues = errs(yaml, &[]);
     let text = ConfigErrors(issues.clone()).to_string();
@@ -1077,6 +1091,17 @@ backends:
         ("backends[2].scope", "only applies to native backends"),
         ("backends[3]", "missing required key `url`"),
         ("backends[4].cwd", "is not a directory"),
+        (
+            "backends[4].max_processes",
+            "only applies with `per_user: true`",
+        ),
+        ("backends[4].idle_timeout", "between 1s and 7d"),
+        ("backends[5].max_processes", "at least 1"),
+        ("backends[6].per_user", "only applies to `kind: stdio`"),
+        (
+            "backends[7].idle_timeout",
+            "only applies to native backends",
+        ),
     ] {
         let issue = issues
             .iter()
@@ -1094,16 +1119,22 @@ backends:
     env: {A: b}
     scope: mcp:files:read
     scopes: {write_file: mcp:files:write}
+    per_user: true
+    max_processes: 8
+    idle_timeout: 5m
   - id: docs
     kind: mcp
     url: https://docs.example.com/mcp
     bearer: t
     headers: {X-Key: v}
+    idle_timeout: 1h
 ",
         &[],
     );
     assert_eq!(good.config.backends[0].kind, BackendKindConfig::Stdio);
     assert_eq!(good.config.backends[1].kind, BackendKindConfig::Mcp);
+    assert!(good.config.backends[0].per_user);
+    assert_eq!(good.config.backends[0].max_processes, Some(8));
 }
 
 /// A vault with provider `design` (optionally with a catalog subject) and `backends`.

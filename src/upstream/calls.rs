@@ -103,6 +103,22 @@ pub async fn get_prompt(
     name: &str,
     arguments: &Value,
 ) -> Result<Value, RpcError> {
+    get_prompt_replies(upstreams, caller, name, arguments, None)
+        .await?
+        .outcome()
+        .await
+        .into_result()
+}
+
+/// `prompts/get` as the backend's replies (a native backend streams its progress, log
+/// messages and requests to the caller), with the request's `_meta`.
+pub async fn get_prompt_replies(
+    upstreams: &Upstreams,
+    caller: Caller<'_>,
+    name: &str,
+    arguments: &Value,
+    meta: Option<&Value>,
+) -> Result<Replies, RpcError> {
     let p = caller
         .catalog
         .prompt(name)
@@ -112,11 +128,7 @@ pub async fn get_prompt(
         name: &p.target,
         arguments,
     };
-    call(upstreams, caller, &p.backend_id, op)
-        .await
-        .outcome()
-        .await
-        .into_result()
+    Ok(call_with_meta(upstreams, caller, &p.backend_id, op, meta).await)
 }
 
 /// `resources/read` of a backend resource (`uri` matches a static resource or a template
@@ -126,6 +138,20 @@ pub async fn read_resource(
     caller: Caller<'_>,
     uri: &str,
 ) -> Result<Value, RpcError> {
+    read_resource_replies(upstreams, caller, uri, None)
+        .await?
+        .outcome()
+        .await
+        .into_result()
+}
+
+/// `resources/read` as the backend's replies, with the request's `_meta`.
+pub async fn read_resource_replies(
+    upstreams: &Upstreams,
+    caller: Caller<'_>,
+    uri: &str,
+    meta: Option<&Value>,
+) -> Result<Replies, RpcError> {
     let not_found = || {
         RpcError::new(codes::RESOURCE_NOT_FOUND, "Resource not found")
             .with_data(json!({"uri": uri}))
@@ -136,16 +162,14 @@ pub async fn read_resource(
     if !caller.principal.grants.allows(owner.scope.as_deref()) {
         return Err(not_found());
     }
-    call(
+    Ok(call_with_meta(
         upstreams,
         caller,
         &owner.backend_id,
         Operation::ReadResource { uri },
+        meta,
     )
-    .await
-    .outcome()
-    .await
-    .into_result()
+    .await)
 }
 
 /// `completion/complete`: `ref` names an exposed prompt or a resource template; the backend
@@ -156,6 +180,19 @@ pub async fn complete(
     caller: Caller<'_>,
     params: &Value,
 ) -> Result<Value, RpcError> {
+    complete_replies(upstreams, caller, params)
+        .await?
+        .outcome()
+        .await
+        .into_result()
+}
+
+/// `completion/complete` as the backend's replies (the request's `_meta` is in `params`).
+pub async fn complete_replies(
+    upstreams: &Upstreams,
+    caller: Caller<'_>,
+    params: &Value,
+) -> Result<Replies, RpcError> {
     let empty = json!({"completion": {"values": [], "hasMore": false}});
     let reference = params
         .get("ref")
@@ -195,7 +232,7 @@ pub async fn complete(
                     t.backend_id.as_str(),
                     json!({"type": "ref/resource", "uri": uri}),
                 ),
-                None => return Ok(empty),
+                None => return Ok(Replies::Final(Outcome::Result(empty))),
             }
         }
         _ => {
@@ -206,14 +243,13 @@ pub async fn complete(
     };
     let mut forwarded = params.clone();
     forwarded["ref"] = backend_ref;
-    call(
+    let meta = params.get("_meta");
+    Ok(call_with_meta(
         upstreams,
         caller,
         backend_id,
         Operation::Complete { params: &forwarded },
+        meta,
     )
-    .await
-    .outcome()
-    .await
-    .into_result()
+    .await)
 }

@@ -89,6 +89,11 @@ impl Relay {
         }
     }
 
+    /// The sessions the relay delivers to (native backends follow their ends).
+    pub fn sessions(&self) -> &Arc<SessionManager> {
+        &self.sessions
+    }
+
     /// Registers a server request relayed to `owner`; returns the id the caller sees, or
     /// `None` when too many are waiting (the backend is then answered with an error).
     pub fn register_request(

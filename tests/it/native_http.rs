@@ -56,7 +56,11 @@ async fn start_fixture_on(port: u16) -> HttpFixture {
 }
 
 async fn gateway_for(fixture: &HttpFixture) -> Gateway {
-    let yaml = TestConfig::new()
+    gateway_with(fixture, TestConfig::new()).await
+}
+
+async fn gateway_with(fixture: &HttpFixture, config: TestConfig) -> Gateway {
+    let yaml = config
         .catalog("refresh: 60s")
         .mcp_backend(
             "py",
@@ -245,4 +249,74 @@ async fn over_streamable_http_resource_updates_and_list_changes_outside_calls_ar
         .await
         .unwrap_or_else(|| panic!("no resources/updated\n{}", gateway.logs()));
     assert_eq!(updated["params"]["uri"], "test://watched-resource");
+}
+
+/// The upstream sessions the fixture saw ended (its `DELETE`s), by Mcp-Session-Id.
+async fn deleted(fixture: &HttpFixture) -> Vec<String> {
+    let url = format!("http://127.0.0.1:{}/deleted", fixture.port);
+    let reply = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .await
+        .expect("GET /deleted");
+    reply.json().await.expect("a JSON list")
+}
+
+async fn wait_deleted(fixture: &HttpFixture, session: &str, gateway: &Gateway) {
+    common::eventually(WAIT, &format!("DELETE of {session}"), || async {
+        if deleted(fixture).await.iter().any(|s| s == session) {
+            return Some(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        None
+    })
+    .await;
+    assert!(!gateway.logs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_session_ends_with_the_users_last_downstream_session() {
+    let fixture = start_fixture().await;
+    let gateway = gateway_for(&fixture).await;
+    let a = client(&gateway).await;
+    let b = client(&gateway).await;
+    // Both sessions belong to one user: they share one upstream session.
+    let upstream = text_of(&a.call_tool("py_session_id", json!({})).await);
+    assert!(!upstream.is_empty(), "the fixture saw no session id");
+    assert_eq!(
+        text_of(&b.call_tool("py_session_id", json!({})).await),
+        upstream
+    );
+
+    // The first client ends its session: the other still uses the upstream session.
+    assert_eq!(a.delete(&[]).await.status, 204);
+    assert_eq!(
+        text_of(&b.call_tool("py_session_id", json!({})).await),
+        upstream
+    );
+    assert!(!deleted(&fixture).await.contains(&upstream));
+
+    // The last one ends: the gateway ends the upstream session with DELETE.
+    assert_eq!(b.delete(&[]).await.status, 204);
+    wait_deleted(&fixture, &upstream, &gateway).await;
+
+    // A new session of the user opens a new upstream session.
+    let c = client(&gateway).await;
+    let next = text_of(&c.call_tool("py_session_id", json!({})).await);
+    assert!(!next.is_empty() && next != upstream, "{next}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_session_ends_when_the_downstream_session_idles_out() {
+    let fixture = start_fixture().await;
+    let gateway = gateway_with(&fixture, TestConfig::new().sessions("idle_timeout: 2s")).await;
+    let c = client(&gateway).await;
+    let upstream = text_of(&c.call_tool("py_session_id", json!({})).await);
+    assert!(!upstream.is_empty());
+    // Nobody touches the gateway: the downstream session idles out, and its upstream
+    // session is ended right after.
+    wait_deleted(&fixture, &upstream, &gateway).await;
 }

@@ -28,8 +28,9 @@ pub async fn gateway_with_fixture(extra: &[&str]) -> Gateway {
             extra,
         )
         .build();
+    // Not `wait_ready` (15 s): on a busy machine the Python child may take longer to start;
+    // `wait_listed` waits (60 s) for the first discovery that succeeds.
     let gateway = Gateway::start(&yaml).await;
-    gateway.wait_ready().await;
     wait_listed(&gateway, "py_whoami_pid").await;
     gateway
 }

@@ -16,9 +16,20 @@ resource one can subscribe to), plus a few tools the gateway's own tests use:
   changeling          answers "ok"; its description is rewritten by rewrite_changeling
   rewrite_changeling  changes what changeling says it does and says the tool list changed
                       (tool-definition pinning tests)
+  session_id          the Mcp-Session-Id of the request (HTTP; empty over stdio)
+  ask_url             asks the caller to open a URL (URL-mode elicitation)
+
+and, for the relay of methods other than tools/call:
+  prompt relay_prompt     logs, reports progress and asks the user (elicitation) while built
+  resource test://relay/{topic}  logs, reports progress and asks for sampling while read
+  completion/complete     logs and asks the caller for its roots, which become the values
+
+Over HTTP, every DELETE (the end of a session) is recorded, with its Mcp-Session-Id, and
+`GET /deleted` answers the list as JSON, so that tests can see which sessions were ended.
 """
 
 import asyncio
+import json
 import os
 import sys
 
@@ -228,6 +239,18 @@ async def ask_roots(ctx: Context) -> str:
     return " ".join(str(r.uri) for r in roots.roots)
 
 
+@server.tool(description="The Mcp-Session-Id the request came with.")
+def session_id(ctx: Context) -> str:
+    request = ctx.request_context.request
+    return request.headers.get("mcp-session-id", "") if request is not None else ""
+
+
+@server.tool(description="Asks the caller to open a URL (URL-mode elicitation).")
+async def ask_url(ctx: Context) -> str:
+    result = await ctx.elicit_url("Please link your account", "https://example.com/link?x=1", "el-42")
+    return f"url elicitation: {result.action}"
+
+
 @server.resource("test://watched-resource", name="watched-resource", description="A resource one can subscribe to.", mime_type="text/plain")
 def watched_resource() -> str:
     return "watched content"
@@ -236,6 +259,42 @@ def watched_resource() -> str:
 @server.prompt(description="A prompt of the native fixture.")
 def native_prompt(topic: str) -> str:
     return f"Tell me about {topic}"
+
+
+@server.prompt(description="A prompt that logs, reports progress and asks the user while it is built.")
+async def relay_prompt(topic: str, ctx: Context) -> str:
+    await ctx.info(f"building the prompt about {topic}")
+    await ctx.report_progress(1, 2)
+    answer = await ctx.session.elicit_form(
+        "Which tone?",
+        {"type": "object", "properties": {"tone": {"type": "string"}}, "required": ["tone"]},
+        related_request_id=ctx.request_id,
+    )
+    tone = (answer.content or {}).get("tone", "plain")
+    await ctx.report_progress(2, 2)
+    return f"Tell me about {topic} in a {tone} tone"
+
+
+@server.resource("test://relay/{topic}", name="relay-resource", description="Logs, reports progress and samples while read.", mime_type="text/plain")
+async def relay_resource(topic: str, ctx: Context) -> str:
+    await ctx.info(f"reading {topic}")
+    await ctx.report_progress(1, 1)
+    result = await ctx.session.create_message(
+        [types.SamplingMessage(role="user", content=types.TextContent(type="text", text=f"Summarize {topic}"))],
+        max_tokens=50,
+        related_request_id=ctx.request_id,
+    )
+    return f"{topic}: {getattr(result.content, 'text', '')}"
+
+
+async def on_complete(ctx, params):
+    await ctx.session.send_log_message("info", f"completing {params.argument.name}", related_request_id=ctx.request_id)
+    roots = await ctx.session.list_roots()
+    values = [str(r.uri) for r in roots.roots]
+    return types.CompleteResult(completion=types.Completion(values=values, total=len(values), has_more=False))
+
+
+server._lowlevel_server.add_request_handler("completion/complete", types.CompleteRequestParams, on_complete)
 
 
 async def on_subscribe(ctx, params):
@@ -252,11 +311,38 @@ server._lowlevel_server.add_request_handler("resources/subscribe", types.Subscri
 server._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, on_unsubscribe)
 
 
+deleted: list[str] = []
+
+
+def recording_deletes(app):
+    """The app, with every DELETE's session id recorded and `GET /deleted` listing them."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/deleted":
+            body = json.dumps(deleted).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if scope["type"] == "http" and scope["method"] == "DELETE":
+            headers = dict(scope.get("headers") or [])
+            deleted.append(headers.get(b"mcp-session-id", b"").decode())
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "stdio"
     if mode == "stdio":
         server.run("stdio")
     elif mode == "http" and len(sys.argv) == 3:
-        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+        import uvicorn
+
+        uvicorn.run(
+            recording_deletes(server.streamable_http_app()),
+            host="127.0.0.1",
+            port=int(sys.argv[2]),
+            log_level="warning",
+        )
     else:
         sys.exit("usage: native_fixture.py stdio | http <port>")

@@ -1,9 +1,11 @@
 //! `kind: mcp`: an MCP server over streamable HTTP. The gateway keeps one upstream session
 //! per user (and one for discovery, without a user), initialized on first use and ended with
-//! `DELETE` when it idles out or the backend is replaced. Each request is a POST answered with
+//! `DELETE` when it idles out (`idle_timeout`), when the user's last downstream session ends
+//! (the client's `DELETE /mcp` or its idle expiry), or when the backend is replaced. Each request is a POST answered with
 //! JSON or with a stream of server-sent events; what the server sends on a request's stream
 //! belongs to that request's call.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,13 +18,13 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::BackendConfig;
+use crate::sessions::SessionManager;
 use crate::upstream::http_client::{HttpClient, OpenReply, Target};
+use cortex_filters::session::SessionClaims;
 
 use super::link::{Exchange, Exchanged, Link, LinkError, Outgoing, Peer, SinkRef, EXCHANGE_QUEUE};
 use super::MAX_MESSAGE_BYTES;
 
-/// An upstream session unused this long is ended (`DELETE`).
-pub const SESSION_IDLE: Duration = Duration::from_secs(15 * 60);
 /// The most upstream sessions one backend keeps (one per active user).
 pub const MAX_SESSIONS: u64 = 10_000;
 
@@ -36,6 +38,11 @@ pub struct HttpTransport {
     sink: SinkRef,
     sessions: moka::sync::Cache<String, Arc<Peer>>,
     opening: tokio::sync::Mutex<()>,
+    /// The user key of each user's upstream session, by subject binding: a downstream
+    /// session's end names its subject only by this binding.
+    users: Arc<Mutex<HashMap<[u8; 16], String>>>,
+    follower: std::sync::Once,
+    downstream: Arc<SessionManager>,
 }
 
 impl HttpTransport {
@@ -44,6 +51,7 @@ impl HttpTransport {
         cfg: &BackendConfig,
         client: Arc<HttpClient>,
         sink: SinkRef,
+        downstream: Arc<SessionManager>,
     ) -> Result<Self, String> {
         let target = Target::from_url(&cfg.url, "").map_err(|e| e.to_string())?;
         if let Err(e) = target.resolve_blocking() {
@@ -67,9 +75,12 @@ impl HttpTransport {
             sink,
             sessions: moka::sync::Cache::builder()
                 .max_capacity(MAX_SESSIONS)
-                .time_to_idle(SESSION_IDLE)
+                .time_to_idle(cfg.idle_timeout)
                 .build(),
             opening: tokio::sync::Mutex::new(()),
+            users: Arc::new(Mutex::new(HashMap::new())),
+            follower: std::sync::Once::new(),
+            downstream,
         })
     }
 
@@ -79,7 +90,20 @@ impl HttpTransport {
     }
 
     /// The session of `user` ("" for discovery), initialized on first use.
-    pub async fn peer(&self, user: &str, authorization: Option<&str>) -> Result<Arc<Peer>, String> {
+    pub async fn peer(
+        &self,
+        user: &str,
+        subject: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<Arc<Peer>, String> {
+        self.follower.call_once(|| {
+            tokio::spawn(follow_ends(
+                self.id.clone(),
+                self.downstream.clone(),
+                self.sessions.clone(),
+                Arc::downgrade(&self.users),
+            ));
+        });
         if let Some(p) = self.sessions.get(user) {
             return Ok(p);
         }
@@ -115,6 +139,13 @@ impl HttpTransport {
         tokio::spawn(listen(Arc::downgrade(&link)));
         let peer = Arc::new(peer);
         self.sessions.insert(user.to_string(), peer.clone());
+        if let Some(sub) = subject {
+            let mut users = lock(&self.users);
+            if users.len() as u64 >= MAX_SESSIONS {
+                users.retain(|_, u| self.sessions.contains_key(u));
+            }
+            users.insert(SessionClaims::bind_subject(sub), user.to_string());
+        }
         Ok(peer)
     }
 
@@ -126,6 +157,55 @@ impl HttpTransport {
             .is_some_and(|p| Arc::ptr_eq(&p, peer))
         {
             self.sessions.invalidate(user);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// How often idle expiries (downstream and upstream sessions) are applied.
+const SWEEP: Duration = Duration::from_secs(1);
+
+/// Ends the upstream session of a user whose last downstream session ended, and applies
+/// idle expiries on time (dropping an upstream session sends its `DELETE`), while the
+/// transport lives.
+async fn follow_ends(
+    backend: String,
+    downstream: Arc<SessionManager>,
+    sessions: moka::sync::Cache<String, Arc<Peer>>,
+    users: std::sync::Weak<Mutex<HashMap<[u8; 16], String>>>,
+) {
+    let mut ends = downstream.subject_ends();
+    let mut sweep = tokio::time::interval(SWEEP);
+    loop {
+        let ended = tokio::select! {
+            e = ends.recv() => match e {
+                Ok(subject) => Some(subject),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(%backend, missed = n, "missed the end of downstream sessions; their upstream sessions will idle out");
+                    None
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = sweep.tick() => None,
+        };
+        let Some(users) = users.upgrade() else { return };
+        if let Some(subject) = ended {
+            let user = lock(&users).remove(&subject);
+            if let Some(user) = user {
+                if sessions.contains_key(&user) {
+                    tracing::debug!(%backend, "the user's last downstream session ended; ending its upstream session");
+                    sessions.invalidate(&user);
+                }
+            }
+        } else {
+            downstream.sweep();
+            sessions.run_pending_tasks();
         }
     }
 }

@@ -151,17 +151,22 @@ enum Transport {
 }
 
 impl Transport {
-    async fn peer(&self, user: &str, authorization: Option<&str>) -> Result<Arc<Peer>, String> {
+    async fn peer(
+        &self,
+        user: &str,
+        subject: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<Arc<Peer>, String> {
         match self {
-            Transport::Http(t) => t.peer(user, authorization).await,
-            Transport::Stdio(t) => t.peer().await,
+            Transport::Http(t) => t.peer(user, subject, authorization).await,
+            Transport::Stdio(t) => t.peer(user).await,
         }
     }
 
     fn forget(&self, user: &str, peer: &Arc<Peer>) {
         match self {
             Transport::Http(t) => t.forget(user, peer),
-            Transport::Stdio(t) => t.forget(peer),
+            Transport::Stdio(t) => t.forget(user, peer),
         }
     }
 }
@@ -193,7 +198,12 @@ impl NativeBackend {
         ));
         let (kind, transport, location) = match cfg.kind {
             BackendKindConfig::Mcp => {
-                let t = http::HttpTransport::new(cfg, parts.client.clone(), sink)?;
+                let t = http::HttpTransport::new(
+                    cfg,
+                    parts.client.clone(),
+                    sink,
+                    parts.relay.sessions().clone(),
+                )?;
                 let location = t.location();
                 (BackendKind::Mcp, Transport::Http(t), location)
             }
@@ -460,7 +470,7 @@ impl Backend for NativeBackend {
         let discovery_key = discovery_session_key(authorization.as_deref());
         let peer = match self
             .transport
-            .peer(&discovery_key, authorization.as_deref())
+            .peer(&discovery_key, None, authorization.as_deref())
             .await
         {
             Ok(p) => p,
@@ -578,7 +588,11 @@ impl Backend for NativeBackend {
         // One fresh session on a 404 (the server forgot ours), then the failure stands.
         let mut sent = None;
         for _ in 0..2 {
-            let peer = match self.transport.peer(&user, authorization.as_deref()).await {
+            let peer = match self
+                .transport
+                .peer(&user, Some(&call.caller.sub), authorization.as_deref())
+                .await
+            {
                 Ok(p) => p,
                 Err(why) => return Replies::Final(failed(&self.id, why)),
             };

@@ -1,22 +1,31 @@
 //! `kind: stdio`: an MCP server the gateway runs as a child process, speaking newline-delimited
 //! JSON-RPC over its stdin and stdout.
 //!
-//! Supervision: the child starts on first use, in a process group of its own, with a minimal
+//! Supervision: a child starts on first use, in a process group of its own, with a minimal
 //! environment (`PATH`, `HOME`, `LANG` and the configured `env`; none of the gateway's
 //! secrets). Its stderr goes to the gateway's log with the backend id. A child that exits is
 //! started again on the next use, at once the first time and then with a doubling delay (up to
 //! [`MAX_RESTART_DELAY`]) while it keeps failing. The whole process group is killed when the
-//! backend is dropped (a configuration reload, shutdown) and when the gateway process exits,
-//! and every child is waited for, so none is left as a zombie or an orphan.
+//! backend is dropped (a configuration reload that changed it, shutdown) and when the gateway
+//! process exits, and every child is waited for, so none is left as a zombie or an orphan.
 //!
-//! Calls share the child's one pipe: responses find their call by id, progress notifications
+//! One child serves every caller, or, with `per_user: true`, each user (the caller's subject)
+//! gets a child of its own (most stdio servers are written for one user), up to
+//! `max_processes`; discovery runs one more. A child without a call for `idle_timeout` is
+//! stopped (its stdin closed, then its group killed) and started again on the next call.
+//!
+//! Calls share a child's one pipe: responses find their call by id, progress notifications
 //! by the progress token the gateway put in the call, and other call-time messages (log
 //! messages, server requests) go to the one call in flight (see
 //! `cortex_filters::native::route`).
+//!
+//! A configuration reload that leaves a backend's process settings unchanged keeps its
+//! children (and their MCP sessions): the pool of children is found again by backend id and
+//! settings ([`pool_for`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::{Duration, Instant};
 
@@ -28,7 +37,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, DEFAULT_MAX_PROCESSES};
 
 use super::link::{Exchange, Exchanged, Link, LinkError, Outgoing, Peer, SinkRef, EXCHANGE_QUEUE};
 use super::MAX_MESSAGE_BYTES;
@@ -41,70 +50,259 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest stderr line logged (the rest is cut).
 const MAX_STDERR_LINE: usize = 4096;
+/// How long an idle child has to exit once its stdin is closed, before its group is killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// The key of the child discovery runs (and every caller shares, without `per_user`).
+const SHARED: &str = "";
 
-/// The children of one `kind: stdio` backend (one at a time).
-pub struct StdioTransport {
+/// How a child is started: everything of a backend's configuration that makes its process.
+#[derive(Debug, Clone, PartialEq)]
+struct Spec {
     id: String,
     command: String,
     args: Vec<String>,
     env: BTreeMap<String, String>,
     cwd: Option<String>,
     timeout: Duration,
-    sink: SinkRef,
-    current: tokio::sync::Mutex<Option<Arc<Peer>>>,
-    restarts: Mutex<Restarts>,
+    per_user: bool,
+    max_processes: usize,
+    idle: Duration,
 }
 
+/// The children of one `kind: stdio` backend, by user (or the one shared child).
+pub struct StdioTransport {
+    pool: Arc<Pool>,
+}
+
+/// What a reload can hand over from one configuration to the next: the backend's children.
+struct Pool {
+    spec: Spec,
+    sink: SinkRef,
+    slots: Mutex<HashMap<String, Arc<Supervisor>>>,
+    reaper: Once,
+}
+
+/// One child and its restarts.
+struct Supervisor {
+    current: tokio::sync::Mutex<Option<Running>>,
+    restarts: Mutex<Restarts>,
+    /// Calls that took this supervisor from the pool and are not done choosing a child yet
+    /// (the reaper leaves it alone meanwhile).
+    checked_out: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Running {
+    peer: Arc<Peer>,
+    link: Arc<StdioLink>,
+}
+
+#[derive(Default)]
 struct Restarts {
     failures: u32,
     not_before: Option<Instant>,
     started: Option<Instant>,
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The live pools of this process, by backend id, so that a reload keeps the children of a
+/// backend whose process settings did not change.
+static POOLS: Mutex<Vec<(String, Weak<Pool>)>> = Mutex::new(Vec::new());
+
+/// The pool of `spec`'s backend: the running one when its settings are the same, else a new
+/// one (the old one's children stop when the old configuration is dropped).
+fn pool_for(spec: Spec, sink: SinkRef) -> Arc<Pool> {
+    let mut pools = lock(&POOLS);
+    pools.retain(|(_, p)| p.strong_count() > 0);
+    if let Some(existing) = pools
+        .iter()
+        .filter(|(id, _)| *id == spec.id)
+        .filter_map(|(_, p)| p.upgrade())
+        .find(|p| p.spec == spec)
+    {
+        tracing::info!(backend = %spec.id, "unchanged stdio server: its processes keep running");
+        return existing;
+    }
+    let pool = Arc::new(Pool {
+        spec,
+        sink,
+        slots: Mutex::new(HashMap::new()),
+        reaper: Once::new(),
+    });
+    pools.push((pool.spec.id.clone(), Arc::downgrade(&pool)));
+    pool
+}
+
 impl StdioTransport {
-    /// From configuration: `command`, `args`, `env`, `cwd`.
+    /// From configuration: `command`, `args`, `env`, `cwd`, `per_user`, `max_processes`,
+    /// `idle_timeout`.
     pub fn new(cfg: &BackendConfig, sink: SinkRef) -> Result<Self, String> {
         let command = cfg
             .command
             .clone()
             .filter(|c| !c.trim().is_empty())
             .ok_or("`command` is required for kind: stdio")?;
-        Ok(StdioTransport {
+        let spec = Spec {
             id: cfg.id.clone(),
             command,
             args: cfg.args.clone(),
             env: cfg.env.clone(),
             cwd: cfg.cwd.clone(),
             timeout: cfg.timeout,
-            sink,
-            current: tokio::sync::Mutex::new(None),
-            restarts: Mutex::new(Restarts {
-                failures: 0,
-                not_before: None,
-                started: None,
-            }),
+            per_user: cfg.per_user,
+            max_processes: cfg.max_processes.unwrap_or(DEFAULT_MAX_PROCESSES).max(1) as usize,
+            idle: cfg.idle_timeout,
+        };
+        Ok(StdioTransport {
+            pool: pool_for(spec, sink),
         })
     }
 
     /// The command line, for administrators.
     pub fn location(&self) -> String {
-        let mut s = format!("stdio:{}", self.command);
-        for a in &self.args {
+        let spec = &self.pool.spec;
+        let mut s = format!("stdio:{}", spec.command);
+        for a in &spec.args {
             s.push(' ');
             s.push_str(a);
         }
         s
     }
 
+    /// The child for `user` ("" for discovery), started (again) if needed.
+    pub async fn peer(&self, user: &str) -> Result<Arc<Peer>, String> {
+        let pool = &self.pool;
+        pool.reaper.call_once(|| {
+            tokio::spawn(reap_idle(Arc::downgrade(pool)));
+        });
+        let key = if pool.spec.per_user { user } else { SHARED };
+        let supervisor = pool.check_out(key)?;
+        let peer = supervisor.peer(&pool.spec, &pool.sink).await;
+        supervisor.checked_out.fetch_sub(1, Ordering::AcqRel);
+        peer
+    }
+
+    /// Drops `peer` if it is the current child of `user` (it exited).
+    pub fn forget(&self, user: &str, peer: &Arc<Peer>) {
+        let key = if self.pool.spec.per_user {
+            user
+        } else {
+            SHARED
+        };
+        let supervisor = lock(&self.pool.slots).get(key).cloned();
+        if let Some(s) = supervisor {
+            s.forget(&self.pool.spec, peer);
+        }
+    }
+}
+
+impl Pool {
+    /// The supervisor of `key`, made if needed, within `max_processes` (per-user children;
+    /// the discovery child is one more).
+    fn check_out(&self, key: &str) -> Result<Arc<Supervisor>, String> {
+        let mut slots = lock(&self.slots);
+        if let Some(s) = slots.get(key) {
+            s.checked_out.fetch_add(1, Ordering::AcqRel);
+            return Ok(s.clone());
+        }
+        if key != SHARED {
+            let users = slots.keys().filter(|k| k.as_str() != SHARED).count();
+            if users >= self.spec.max_processes {
+                return Err(format!(
+                    "{} per-user processes are running, the most this backend allows (max_processes: {}); try again once one has been idle for {}",
+                    users,
+                    self.spec.max_processes,
+                    crate::config::units::format_duration(self.spec.idle)
+                ));
+            }
+        }
+        let s = Arc::new(Supervisor {
+            current: tokio::sync::Mutex::new(None),
+            restarts: Mutex::new(Restarts::default()),
+            checked_out: AtomicUsize::new(1),
+        });
+        slots.insert(key.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Stops every child idle for `idle_timeout` and forgets its slot; returns how many.
+    fn reap(&self) -> usize {
+        let mut stopped = Vec::new();
+        {
+            let mut slots = lock(&self.slots);
+            slots.retain(|key, s| {
+                if s.checked_out.load(Ordering::Acquire) > 0 {
+                    return true;
+                }
+                let Ok(mut current) = s.current.try_lock() else {
+                    return true;
+                };
+                match current.as_ref() {
+                    Some(r) if r.link.alive() => {
+                        if r.link.busy() || r.link.idle_for() < self.spec.idle {
+                            return true;
+                        }
+                        if let Some(r) = current.take() {
+                            stopped.push((key.clone(), r));
+                        }
+                        false
+                    }
+                    // Exited and not started again: keep its restart delay, unless idle too.
+                    _ => s.restart_wait().is_some(),
+                }
+            });
+        }
+        let n = stopped.len();
+        for (key, r) in stopped {
+            let who = if key == SHARED { "shared" } else { "per-user" };
+            tracing::info!(backend = %self.spec.id, child = who, idle = %crate::config::units::format_duration(self.spec.idle), "stopping an idle stdio server");
+            tokio::spawn(stop(r));
+        }
+        n
+    }
+}
+
+/// Stops a child nobody uses: stdin closed (a server exits on end of input), then, if it
+/// is still running after [`STOP_GRACE`], its group killed (dropping the last handle).
+async fn stop(r: Running) {
+    let Running { peer, link } = r;
+    drop(peer);
+    link.close_input().await;
+    let deadline = Instant::now() + STOP_GRACE;
+    while link.alive() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reaps idle children of `pool` while it lives.
+async fn reap_idle(pool: Weak<Pool>) {
+    let tick = match pool.upgrade() {
+        Some(p) => (p.spec.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(p) = pool.upgrade() else { return };
+        p.reap();
+    }
+}
+
+impl Supervisor {
     /// The running child, started (again) if needed.
-    pub async fn peer(&self) -> Result<Arc<Peer>, String> {
+    async fn peer(&self, spec: &Spec, sink: &SinkRef) -> Result<Arc<Peer>, String> {
         let mut current = self.current.lock().await;
-        if let Some(p) = current.as_ref() {
-            if p.link.alive() {
-                return Ok(p.clone());
+        if let Some(r) = current.as_ref() {
+            if r.link.alive() {
+                return Ok(r.peer.clone());
             }
             *current = None;
-            self.note_exit();
+            self.note_exit(spec);
         }
         if let Some(wait) = self.restart_wait() {
             return Err(format!(
@@ -112,10 +310,10 @@ impl StdioTransport {
                 wait.as_millis()
             ));
         }
-        match self.start().await {
-            Ok(peer) => {
-                let peer = Arc::new(peer);
-                *current = Some(peer.clone());
+        match start(spec, sink).await {
+            Ok(r) => {
+                let peer = r.peer.clone();
+                *current = Some(r);
                 self.note_start();
                 Ok(peer)
             }
@@ -127,97 +325,96 @@ impl StdioTransport {
     }
 
     /// Drops `peer` if it is the current child (it exited).
-    pub fn forget(&self, peer: &Arc<Peer>) {
+    fn forget(&self, spec: &Spec, peer: &Arc<Peer>) {
         if let Ok(mut current) = self.current.try_lock() {
-            if current.as_ref().is_some_and(|p| Arc::ptr_eq(p, peer)) {
+            if current.as_ref().is_some_and(|r| Arc::ptr_eq(&r.peer, peer)) {
                 *current = None;
-                self.note_exit();
+                self.note_exit(spec);
             }
         }
     }
 
-    fn restarts(&self) -> std::sync::MutexGuard<'_, Restarts> {
-        match self.restarts.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
     fn restart_wait(&self) -> Option<Duration> {
-        let r = self.restarts();
+        let r = lock(&self.restarts);
         r.not_before
             .and_then(|t| t.checked_duration_since(Instant::now()))
     }
 
     fn note_start(&self) {
-        let mut r = self.restarts();
+        let mut r = lock(&self.restarts);
         r.started = Some(Instant::now());
         r.not_before = None;
     }
 
     /// The child exited: the first restart is immediate, repeated ones back off.
-    fn note_exit(&self) {
-        let mut r = self.restarts();
+    fn note_exit(&self, spec: &Spec) {
+        let mut r = lock(&self.restarts);
         if r.started.is_some_and(|s| s.elapsed() >= HEALTHY_RUN) {
             r.failures = 0;
         }
         r.started = None;
         r.failures = r.failures.saturating_add(1);
         r.not_before = Some(Instant::now() + restart_delay(r.failures));
-        tracing::warn!(backend = %self.id, exits = r.failures, "the stdio server exited");
+        tracing::warn!(backend = %spec.id, exits = r.failures, "the stdio server exited");
     }
 
     fn note_failure(&self) {
-        let mut r = self.restarts();
+        let mut r = lock(&self.restarts);
         r.failures = r.failures.saturating_add(1);
         r.not_before = Some(Instant::now() + restart_delay(r.failures));
     }
+}
 
-    async fn start(&self) -> Result<Peer, String> {
-        let mut cmd = Command::new(&self.command);
-        cmd.args(&self.args)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
-        for key in ["PATH", "HOME", "LANG", "TMPDIR"] {
-            if let Ok(v) = std::env::var(key) {
-                cmd.env(key, v);
-            }
+/// Starts one child and initializes it.
+async fn start(spec: &Spec, sink: &SinkRef) -> Result<Running, String> {
+    let mut cmd = Command::new(&spec.command);
+    cmd.args(&spec.args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    for key in ["PATH", "HOME", "LANG", "TMPDIR"] {
+        if let Ok(v) = std::env::var(key) {
+            cmd.env(key, v);
         }
-        cmd.envs(&self.env);
-        if let Some(dir) = &self.cwd {
-            cmd.current_dir(dir);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start `{}`: {e}", self.command))?;
-        let group = child.id().map(|pid| ProcessGroup::register(pid as i32));
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err("the child's pipes are missing".into());
-        };
-        tracing::info!(backend = %self.id, pid = ?child.id(), command = %self.location(), "stdio server started");
-        let link = Arc::new(StdioLink {
-            backend: self.id.clone(),
-            stdin: tokio::sync::Mutex::new(Some(stdin)),
-            calls: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            alive: AtomicBool::new(true),
-            timeout: self.timeout,
-            sink: self.sink.clone(),
-            _group: group,
-        });
-        tokio::spawn(read_stdout(Arc::downgrade(&link), stdout));
-        tokio::spawn(log_stderr(self.id.clone(), stderr));
-        tokio::spawn(reap(self.id.clone(), child, Arc::downgrade(&link)));
-        // A process may take a while to start (an interpreter, `npx` unpacking a package):
-        // its first answer gets at least STARTUP_TIMEOUT.
-        super::initialize(link, None, self.timeout.max(STARTUP_TIMEOUT)).await
     }
+    cmd.envs(&spec.env);
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", spec.command))?;
+    let group = child.id().map(|pid| ProcessGroup::register(pid as i32));
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err("the child's pipes are missing".into());
+    };
+    tracing::info!(backend = %spec.id, pid = ?child.id(), command = %spec.command, "stdio server started");
+    let link = Arc::new(StdioLink {
+        backend: spec.id.clone(),
+        stdin: tokio::sync::Mutex::new(Some(stdin)),
+        calls: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+        alive: AtomicBool::new(true),
+        timeout: spec.timeout,
+        sink: sink.clone(),
+        last_active: Mutex::new(Instant::now()),
+        _group: group,
+    });
+    tokio::spawn(read_stdout(Arc::downgrade(&link), stdout));
+    tokio::spawn(log_stderr(spec.id.clone(), stderr));
+    tokio::spawn(reap(spec.id.clone(), child, Arc::downgrade(&link)));
+    // A process may take a while to start (an interpreter, `npx` unpacking a package):
+    // its first answer gets at least STARTUP_TIMEOUT.
+    let peer = super::initialize(link.clone(), None, spec.timeout.max(STARTUP_TIMEOUT)).await?;
+    Ok(Running {
+        peer: Arc::new(peer),
+        link,
+    })
 }
 
 fn restart_delay(failures: u32) -> Duration {
@@ -299,15 +496,33 @@ struct StdioLink {
     alive: AtomicBool,
     timeout: Duration,
     sink: SinkRef,
+    /// When a request was last sent or answered (idle reaping).
+    last_active: Mutex<Instant>,
     _group: Option<ProcessGroup>,
 }
 
 impl StdioLink {
     fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {
-        match self.calls.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.calls)
+    }
+
+    /// Whether a request to the child waits for its answer.
+    fn busy(&self) -> bool {
+        !self.calls().is_empty()
+    }
+
+    fn touch(&self) {
+        *lock(&self.last_active) = Instant::now();
+    }
+
+    /// How long since a request was last sent or answered.
+    fn idle_for(&self) -> Duration {
+        lock(&self.last_active).elapsed()
+    }
+
+    /// Closes the child's stdin: a stdio server exits when its input ends.
+    async fn close_input(&self) {
+        self.stdin.lock().await.take();
     }
 
     async fn write(&self, mut line: Vec<u8>) -> Result<(), String> {
@@ -347,6 +562,7 @@ impl StdioLink {
     async fn route(&self, message: Upstream) {
         match message {
             Upstream::Response { id, outcome } => {
+                self.touch();
                 let slot = id.as_u64().and_then(|n| self.calls().remove(&n));
                 match slot {
                     Some(s) => {
@@ -428,6 +644,7 @@ impl Link for StdioLink {
             return Err(LinkError::Failed("the server process has exited".into()));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.touch();
         let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
         self.calls().insert(
             id,
