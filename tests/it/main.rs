@@ -35,6 +35,7 @@ mod edge_limits;
 mod federation;
 mod interop_clients;
 mod mcp_transport;
+mod modern_bridge;
 mod modern_conformance;
 mod modern_endpoint;
 mod native_everything;
