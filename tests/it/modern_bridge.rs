@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::sse::parse_sse_body;
 use common::{interop, Gateway, HttpReply, TestConfig};
+use crate::native_http::{start_fixture, HttpFixture};
 use serde_json::{json, Value};
 
 const V: &str = "2026-07-28";
@@ -32,7 +33,23 @@ async fn gateway(sessions: &[&str]) -> Gateway {
             &[],
         )
         .build();
-    let gateway = Gateway::start(&yaml).await;
+    start(&yaml).await
+}
+
+/// A gateway serving the Python fixture over streamable HTTP as backend `py` (server requests
+/// arrive on each call's own stream, so concurrent calls that all ask something stay apart),
+/// with `sessions` lines.
+async fn http_gateway(fixture: &HttpFixture, sessions: &[&str]) -> Gateway {
+    let mut cfg = TestConfig::new().catalog("refresh: 60s");
+    for line in sessions {
+        cfg = cfg.sessions(line);
+    }
+    let url = format!("http://127.0.0.1:{}/mcp", fixture.port);
+    start(&cfg.mcp_backend("py", &url, &["timeout: 60s"]).build()).await
+}
+
+async fn start(yaml: &str) -> Gateway {
+    let gateway = Gateway::start(yaml).await;
     // Listed is ready enough (a Python child may take long to start on a busy machine).
     crate::native_stdio::wait_listed(&gateway, "py_whoami_pid").await;
     gateway
@@ -369,7 +386,8 @@ async fn logs_only_when_the_request_asks_and_progress_with_its_own_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_calls_are_bounded_per_caller_and_in_time_with_clear_errors() {
-    let g = gateway(&["max_held_calls_per_caller: 1", "held_call_timeout: 1s"]).await;
+    let fixture = start_fixture().await;
+    let g = http_gateway(&fixture, &["max_held_calls_per_caller: 1", "held_call_timeout: 1s"]).await;
     let args = json!({"message": "Who?"});
     let first = post(
         &g,
@@ -448,7 +466,8 @@ async fn python_sdk_input(g: &Gateway, mode: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_in_both_eras_answers_a_legacy_upstreams_requests_interleaved() {
-    let g = gateway(&[]).await;
+    let fixture = start_fixture().await;
+    let g = http_gateway(&fixture, &[]).await;
     // Both eras at once on one endpoint, against the same upstream: each client gets only its
     // own requests and answers.
     let (modern, legacy) = tokio::join!(python_sdk_input(&g, "auto"), python_sdk_input(&g, "legacy"));

@@ -21,6 +21,7 @@ import sys
 
 import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.message import ServerMessageMetadata
 
 server = MCPServer("native-fixture", version="1.0.0")
 
@@ -201,7 +202,12 @@ def cancelled_calls() -> str:
 
 @server.tool(description="Asks the client for its roots.")
 async def ask_roots(ctx: Context) -> str:
-    roots = await ctx.session.list_roots()
+    # Related to the call, so that over streamable HTTP it travels on the call's own stream.
+    roots = await ctx.session.send_request(
+        types.ListRootsRequest(),
+        types.ListRootsResult,
+        metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+    )
     return " ".join(str(r.uri) for r in roots.roots)
 
 
