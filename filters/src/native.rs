@@ -587,8 +587,10 @@ mod tests {
         let modern = call_tool_params(
             "t",
             None,
-            Some(&json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {}, "trace": "x"})),
+            Some(
+                &json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}, "trace": "x"}),
+            ),
         );
         assert_eq!(modern["_meta"], json!({"trace": "x"}));
         set_progress_token(&mut params, &upstream_progress_token(9));

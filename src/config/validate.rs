@@ -328,7 +328,8 @@ fn check_sessions(config: &Config, f: &mut Findings) {
             "must be at least 1",
         );
     }
-    if s.held_call_timeout < Duration::from_secs(1) || s.held_call_timeout > Duration::from_secs(300)
+    if s.held_call_timeout < Duration::from_secs(1)
+        || s.held_call_timeout > Duration::from_secs(300)
     {
         f.error(
             p(&["sessions", "held_call_timeout"]),

@@ -255,9 +255,12 @@ fn ask(
             let missing = request.required_caps() & !b.asker.declared;
             if missing != 0 {
                 let names = cortex_filters::session::caps::to_json(missing);
-                refuse(respond, format!(
+                refuse(
+                    respond,
+                    format!(
                     "the caller did not declare the client capabilities {names} for this request"
-                ));
+                ),
+                );
             } else {
                 waiting.push(Waiting { request, respond });
             }
@@ -302,7 +305,8 @@ fn deliver(b: &Bridge<'_>, mut call: HeldCall, responses: Option<&Map<String, Va
     if call.waiting.is_empty() {
         return Resumed::Go(call);
     }
-    call.waiting.sort_by(|a, b| a.request.key.cmp(&b.request.key));
+    call.waiting
+        .sort_by(|a, b| a.request.key.cmp(&b.request.key));
     let (status, body) = hold_and_ask_later(b, call);
     Resumed::Answer(status, body)
 }

@@ -24,8 +24,8 @@
 use cortex_filters::jsonrpc::{self, codes, Id, Incoming, Message};
 use cortex_filters::modern::discover::{self, Discover, ServerCapabilities, ServerInfo};
 use cortex_filters::modern::envelope::{self, ModernRequest};
-use cortex_filters::modern::hold::{self, Continuation, HoldLimits};
 use cortex_filters::modern::headers::{self, RequestHeaders};
+use cortex_filters::modern::hold::{self, Continuation, HoldLimits};
 use cortex_filters::modern::mrtr::{self, InputRequest};
 use cortex_filters::modern::result::{self, CacheHint, CacheScope, Decoration};
 use cortex_filters::modern::state::{request_digest, RequestState, RequestStateError};
@@ -161,7 +161,8 @@ pub async fn post(
         finish: &finish,
     };
     // A retry that continues a held native call: the call goes on where it stopped.
-    if let Some(Continuation::Held(held)) = opened.as_ref().map(|o| Continuation::parse(&o.payload)) {
+    if let Some(Continuation::Held(held)) = opened.as_ref().map(|o| Continuation::parse(&o.payload))
+    {
         let Some(call) = state.shared.relay.held().take(&cx.relay_owner(), &held) else {
             let r = hold::held_call_gone(limits.timeout_secs);
             return Err(refusal(r, Some(&id)).into());

@@ -72,7 +72,10 @@ impl HeldCalls {
         let id = format!("{:032x}", u128::from_be_bytes(random));
         {
             let mut calls = lock(&self.calls);
-            let mine = calls.values().filter(|e| e.call.owner == call.owner).count();
+            let mine = calls
+                .values()
+                .filter(|e| e.call.owner == call.owner)
+                .count();
             hold::admit(mine, calls.len(), limits)?;
             calls.insert(id.clone(), Entry { call });
         }

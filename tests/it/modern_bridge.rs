@@ -10,9 +10,9 @@ use crate::common;
 
 use std::time::Duration;
 
+use crate::native_http::{start_fixture, HttpFixture};
 use common::sse::parse_sse_body;
 use common::{interop, Gateway, HttpReply, TestConfig};
-use crate::native_http::{start_fixture, HttpFixture};
 use serde_json::{json, Value};
 
 const V: &str = "2026-07-28";
@@ -116,7 +116,13 @@ async fn a_legacy_upstreams_elicitation_becomes_an_input_required_result_and_its
     // Round 1: the upstream elicits; the modern client gets an InputRequiredResult.
     let first = post(
         &g,
-        &call(1, "py_test_elicitation", args.clone(), meta(all_caps(), json!({})), json!({})),
+        &call(
+            1,
+            "py_test_elicitation",
+            args.clone(),
+            meta(all_caps(), json!({})),
+            json!({}),
+        ),
     )
     .await;
     assert_eq!(first.status, 200, "{}\n{}", first.text(), g.logs());
@@ -201,10 +207,7 @@ async fn a_legacy_upstreams_elicitation_becomes_an_input_required_result_and_its
     let r3 = done.json()["result"].clone();
     assert_eq!(r3["resultType"], "complete", "{r3}");
     let text = text_of(&r3);
-    assert!(
-        text.contains("accept") && text.contains("alice"),
-        "{text}"
-    );
+    assert!(text.contains("accept") && text.contains("alice"), "{text}");
 
     // Replayed: the state was used once.
     let replay = post(
@@ -236,7 +239,13 @@ async fn sampling_and_roots_cross_the_same_way_and_undeclared_capabilities_are_n
     let args = json!({"prompt": "Say hi"});
     let first = post(
         &g,
-        &call(1, "py_test_sampling", args.clone(), meta(all_caps(), json!({})), json!({})),
+        &call(
+            1,
+            "py_test_sampling",
+            args.clone(),
+            meta(all_caps(), json!({})),
+            json!({}),
+        ),
     )
     .await;
     let r = first.json()["result"].clone();
@@ -264,12 +273,21 @@ async fn sampling_and_roots_cross_the_same_way_and_undeclared_capabilities_are_n
         ),
     )
     .await;
-    assert_eq!(text_of(&done.json()["result"]), "LLM response: hi from the caller");
+    assert_eq!(
+        text_of(&done.json()["result"]),
+        "LLM response: hi from the caller"
+    );
 
     // Roots.
     let first = post(
         &g,
-        &call(3, "py_ask_roots", json!({}), meta(all_caps(), json!({})), json!({})),
+        &call(
+            3,
+            "py_ask_roots",
+            json!({}),
+            meta(all_caps(), json!({})),
+            json!({}),
+        ),
     )
     .await;
     let r = first.json()["result"].clone();
@@ -315,7 +333,13 @@ async fn logs_only_when_the_request_asks_and_progress_with_its_own_token() {
     // Without a logLevel: no log message, a plain JSON answer.
     let quiet = post(
         &g,
-        &call(1, "py_test_tool_with_logging", json!({}), meta(json!({}), json!({})), json!({})),
+        &call(
+            1,
+            "py_test_tool_with_logging",
+            json!({}),
+            meta(json!({}), json!({})),
+            json!({}),
+        ),
     )
     .await;
     assert!(!quiet.is_sse(), "{}", quiet.text());
@@ -328,7 +352,10 @@ async fn logs_only_when_the_request_asks_and_progress_with_its_own_token() {
             2,
             "py_test_tool_with_logging",
             json!({}),
-            meta(json!({}), json!({"io.modelcontextprotocol/logLevel": "info"})),
+            meta(
+                json!({}),
+                json!({"io.modelcontextprotocol/logLevel": "info"}),
+            ),
             json!({}),
         ),
     )
@@ -353,7 +380,10 @@ async fn logs_only_when_the_request_asks_and_progress_with_its_own_token() {
             3,
             "py_test_tool_with_logging",
             json!({}),
-            meta(json!({}), json!({"io.modelcontextprotocol/logLevel": "error"})),
+            meta(
+                json!({}),
+                json!({"io.modelcontextprotocol/logLevel": "error"}),
+            ),
             json!({}),
         ),
     )
@@ -387,11 +417,21 @@ async fn logs_only_when_the_request_asks_and_progress_with_its_own_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_calls_are_bounded_per_caller_and_in_time_with_clear_errors() {
     let fixture = start_fixture().await;
-    let g = http_gateway(&fixture, &["max_held_calls_per_caller: 1", "held_call_timeout: 1s"]).await;
+    let g = http_gateway(
+        &fixture,
+        &["max_held_calls_per_caller: 1", "held_call_timeout: 1s"],
+    )
+    .await;
     let args = json!({"message": "Who?"});
     let first = post(
         &g,
-        &call(1, "py_test_elicitation", args.clone(), meta(all_caps(), json!({})), json!({})),
+        &call(
+            1,
+            "py_test_elicitation",
+            args.clone(),
+            meta(all_caps(), json!({})),
+            json!({}),
+        ),
     )
     .await;
     let r = first.json()["result"].clone();
@@ -411,7 +451,10 @@ async fn held_calls_are_bounded_per_caller_and_in_time_with_clear_errors() {
     .await;
     let e = second.json()["error"].clone();
     assert_eq!(e["code"], -32000, "{}", second.text());
-    assert_eq!(e["data"], json!({"limit": "held_calls_per_caller", "max": 1}));
+    assert_eq!(
+        e["data"],
+        json!({"limit": "held_calls_per_caller", "max": 1})
+    );
     assert!(
         e["message"].as_str().unwrap_or("").contains("at most 1"),
         "{e}"
@@ -435,13 +478,22 @@ async fn held_calls_are_bounded_per_caller_and_in_time_with_clear_errors() {
     let e = late.json()["error"].clone();
     assert_eq!(e["code"], -32602);
     assert!(
-        e["message"].as_str().unwrap_or("").contains("no longer held"),
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no longer held"),
         "{e}"
     );
     // And the caller may be asked again.
     let again = post(
         &g,
-        &call(4, "py_test_elicitation", json!({"message": "Again?"}), meta(all_caps(), json!({})), json!({})),
+        &call(
+            4,
+            "py_test_elicitation",
+            json!({"message": "Again?"}),
+            meta(all_caps(), json!({})),
+            json!({}),
+        ),
     )
     .await;
     assert_eq!(again.json()["result"]["resultType"], "input_required");
@@ -470,7 +522,8 @@ async fn the_python_sdk_in_both_eras_answers_a_legacy_upstreams_requests_interle
     let g = http_gateway(&fixture, &[]).await;
     // Both eras at once on one endpoint, against the same upstream: each client gets only its
     // own requests and answers.
-    let (modern, legacy) = tokio::join!(python_sdk_input(&g, "auto"), python_sdk_input(&g, "legacy"));
+    let (modern, legacy) =
+        tokio::join!(python_sdk_input(&g, "auto"), python_sdk_input(&g, "legacy"));
     for (out, version) in [(&modern, "2026-07-28"), (&legacy, "2025-11-25")] {
         assert_eq!(out["protocolVersion"], version, "{out}");
         let elicited = out["elicited"].as_str().unwrap_or("");
@@ -478,9 +531,16 @@ async fn the_python_sdk_in_both_eras_answers_a_legacy_upstreams_requests_interle
             elicited.contains("accept") && elicited.contains("alice"),
             "{out}"
         );
-        assert_eq!(out["sampled"], "LLM response: sampled by the client", "{out}");
+        assert_eq!(
+            out["sampled"], "LLM response: sampled by the client",
+            "{out}"
+        );
         assert_eq!(out["roots"], "file:///client/root", "{out}");
-        assert_eq!(out["asked"], json!(["elicitation", "sampling", "roots"]), "{out}");
+        assert_eq!(
+            out["asked"],
+            json!(["elicitation", "sampling", "roots"]),
+            "{out}"
+        );
         assert_eq!(out["progress"].as_array().map(Vec::len), Some(3), "{out}");
     }
     // Log messages: the modern client opted in per request (log_level "info").

@@ -91,7 +91,11 @@ impl HoldRefusal {
 
 /// Whether one more call may be held, given how many the caller (`caller_held`) and the
 /// gateway (`total_held`) hold now.
-pub fn admit(caller_held: usize, total_held: usize, limits: &HoldLimits) -> Result<(), HoldRefusal> {
+pub fn admit(
+    caller_held: usize,
+    total_held: usize,
+    limits: &HoldLimits,
+) -> Result<(), HoldRefusal> {
     if caller_held >= limits.per_caller {
         return Err(HoldRefusal::Caller {
             max: limits.per_caller,
@@ -265,8 +269,7 @@ mod tests {
     }
 
     fn note(method: &str, params: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": method, "params": params}))
-            .unwrap()
+        serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": method, "params": params})).unwrap()
     }
 
     #[test]
@@ -291,7 +294,10 @@ mod tests {
         assert_eq!(modern_notification(&info, None, Some(&json!(1))), None);
         assert!(modern_notification(&info, Some(LogLevel::Debug), None).is_some());
         assert!(modern_notification(&info, Some(LogLevel::Info), None).is_some());
-        assert_eq!(modern_notification(&info, Some(LogLevel::Warning), None), None);
+        assert_eq!(
+            modern_notification(&info, Some(LogLevel::Warning), None),
+            None
+        );
         let odd = note(
             "notifications/message",
             json!({"level": "loud", "data": "x"}),
