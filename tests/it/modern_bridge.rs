@@ -509,11 +509,21 @@ async fn python_sdk_input(g: &Gateway, mode: &str) -> Value {
             mode.into(),
             "py_".into(),
         ],
-        g.dir().to_owned(),
+        // A folder per run: the runner keeps each run's output there.
+        {
+            let dir = g.dir().join(format!("python-{mode}"));
+            std::fs::create_dir_all(&dir).expect("run folder");
+            dir
+        },
         Duration::from_secs(120),
     )
     .await;
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}\n{}", g.logs()))
+    // The report is the one line the script prints; anything else on stdout is ignored.
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("{\"mode\""))
+        .unwrap_or_else(|| panic!("no report on stdout: {out}\n{}", g.logs()));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {out}\n{}", g.logs()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
