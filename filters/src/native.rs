@@ -353,11 +353,16 @@ pub fn call_tool_params(name: &str, arguments: Option<&Value>, meta: Option<&Val
     p
 }
 
-/// The caller's `_meta` without its progress token (the gateway sets its own).
+/// The caller's `_meta` as an upstream receives it: without its progress token (the gateway
+/// sets its own) and without the 2026-07-28 envelope (`io.modelcontextprotocol/protocolVersion`,
+/// `clientCapabilities`, `clientInfo`, `logLevel`): those describe the caller's request to the
+/// gateway, not the gateway's request upstream, and a session-based server refuses a request
+/// that carries them.
 fn strip_progress(meta: &Value) -> Value {
     let mut m = meta.clone();
     if let Value::Object(o) = &mut m {
         o.remove("progressToken");
+        o.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
     }
     m
 }
@@ -608,6 +613,16 @@ mod tests {
             Some(&json!({"progressToken": "caller-1", "other": true})),
         );
         assert_eq!(params["_meta"], json!({"other": true}));
+        // A modern caller's envelope stays at the gateway.
+        let modern = call_tool_params(
+            "t",
+            None,
+            Some(
+                &json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}, "trace": "x"}),
+            ),
+        );
+        assert_eq!(modern["_meta"], json!({"trace": "x"}));
         set_progress_token(&mut params, &upstream_progress_token(9));
         assert_eq!(params["_meta"]["progressToken"], "cortex-9");
         let mut note = json!({"progressToken": "cortex-9", "progress": 50, "total": 100});

@@ -368,6 +368,30 @@ pub fn url_elicitation_for(result: &Value, elicitation_id: &str) -> Option<Value
     Some(url_elicitation_error(provider, url, elicitation_id))
 }
 
+/// For a modern (2026-07-28) client: the input request replacing an unlinked-provider tool
+/// result (one built by [`unlinked_tool_result`]): a URL elicitation to the link page, keyed
+/// `link-<provider id>` (from the link URL, [`link_url`]), that the gateway answers with an `InputRequiredResult`; the retried call
+/// succeeds once the account is linked. `None` for any other result.
+pub fn link_input_request(result: &Value) -> Option<crate::modern::mrtr::InputRequest> {
+    let link = result.get("_meta")?.get("cortex/link")?;
+    if result.get("isError") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let provider = link.get("provider")?.as_str()?;
+    let url = link.get("url")?.as_str()?;
+    let id = url
+        .strip_suffix("/start")
+        .and_then(|u| u.rsplit_once("/link/"))
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty() && !id.contains('/'));
+    let key = id.map_or_else(|| "link".to_owned(), |id| format!("link-{id}"));
+    Some(crate::modern::mrtr::InputRequest::elicit_url(
+        key,
+        &format!("Link your {provider} account with the gateway, then retry."),
+        url,
+    ))
+}
+
 /// Whether a client's `initialize` capabilities declare URL-mode elicitation
 /// (`capabilities.elicitation.url`).
 pub fn declares_url_elicitation(capabilities: &Value) -> bool {
@@ -654,6 +678,19 @@ mod tests {
         let url = link_url("https://gw.example/", "design");
         assert_eq!(url, "https://gw.example/link/design/start");
         let r = unlinked_tool_result("design", &url, Unlinked::NotLinked);
+        let named = unlinked_tool_result("Design Tool", &url, Unlinked::Relink);
+        let input = link_input_request(&named).expect("an unlinked result asks for the link");
+        assert_eq!(
+            input.key, "link-design",
+            "keyed by the provider id of the URL"
+        );
+        assert!(input.params["message"]
+            .as_str()
+            .unwrap()
+            .contains("Design Tool"));
+        assert_eq!(input.params["mode"], "url");
+        assert_eq!(input.params["url"], json!(url));
+        assert!(link_input_request(&json!({"content": [], "isError": true})).is_none());
         assert_eq!(r["isError"], true);
         let text = r["content"][0]["text"].as_str().unwrap();
         assert!(text.contains("design") && text.contains(&url));

@@ -231,6 +231,16 @@ pub struct SessionsConfig {
     pub keepalive_interval: Duration,
     /// Most concurrent GET streams per session (older ones are closed).
     pub max_streams_per_session: usize,
+    /// How long a native call held for a 2026-07-28 caller's input (its upstream asked for an
+    /// elicitation, a sampling or the roots) waits for the retry that brings the answer;
+    /// then it is ended upstream. At most 300s (how long a native server waits for an answer).
+    #[serde(with = "crate::config::units::duration")]
+    #[schemars(schema_with = "crate::config::units::duration::schema")]
+    pub held_call_timeout: Duration,
+    /// Most native calls one caller may have held for its input at once.
+    pub max_held_calls_per_caller: usize,
+    /// Most native calls held for callers' input at once on this gateway.
+    pub max_held_calls: usize,
 }
 
 impl Default for SessionsConfig {
@@ -243,6 +253,9 @@ impl Default for SessionsConfig {
             replay_buffer: 256,
             keepalive_interval: Duration::from_secs(15),
             max_streams_per_session: 4,
+            held_call_timeout: Duration::from_secs(120),
+            max_held_calls_per_caller: 8,
+            max_held_calls: 1024,
         }
     }
 }

@@ -331,6 +331,20 @@ fn check_sessions(config: &Config, f: &mut Findings) {
             "must be at least 1",
         );
     }
+    if s.held_call_timeout < Duration::from_secs(1)
+        || s.held_call_timeout > Duration::from_secs(300)
+    {
+        f.error(
+            p(&["sessions", "held_call_timeout"]),
+            "must be between 1s and 300s (a native server waits at most 300s for an answer)",
+        );
+    }
+    if s.max_held_calls_per_caller == 0 || s.max_held_calls == 0 {
+        f.error(
+            p(&["sessions", "max_held_calls"]),
+            "max_held_calls and max_held_calls_per_caller must be at least 1",
+        );
+    }
 }
 
 /// Builtins and tickets: a usable webhook URL, ticket backends that exist, an admin scope.

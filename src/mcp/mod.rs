@@ -13,7 +13,10 @@
 //!   `server/discover`, result decoration, input-required results);
 //! - [`listen`]: its `subscriptions/listen` stream.
 //! - [`streaming`]: the answer of a call a native backend streams (JSON, or an event stream).
+//! - [`bridge`]: the same for a 2026-07-28 caller: the upstream's requests become
+//!   input-required results while its call is held.
 
+pub mod bridge;
 pub mod call;
 pub mod dispatch;
 pub mod envelope;

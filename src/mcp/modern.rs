@@ -25,6 +25,7 @@ use cortex_filters::jsonrpc::{self, codes, Id, Incoming, Message};
 use cortex_filters::modern::discover::{self, Discover, ServerCapabilities, ServerInfo};
 use cortex_filters::modern::envelope::{self, ModernRequest};
 use cortex_filters::modern::headers::{self, RequestHeaders};
+use cortex_filters::modern::hold::{self, Continuation, HoldLimits};
 use cortex_filters::modern::mrtr::{self, InputRequest};
 use cortex_filters::modern::result::{self, CacheHint, CacheScope, Decoration};
 use cortex_filters::modern::state::{request_digest, RequestState, RequestStateError};
@@ -40,6 +41,7 @@ use crate::sessions::RequestStates;
 use crate::state::{AppState, Policy};
 use crate::GATEWAY_VERSION;
 
+use super::bridge::{self, Bridge, Start};
 use super::call::{CallContext, Dispatched};
 use super::lists::Presentation;
 use super::request::{Refusal, RequestCtx, RequestFacts, Stop};
@@ -110,7 +112,8 @@ pub async fn post(
         write_answer(session, Answer::empty(202), ctx.cors_origin.as_deref()).await?;
         return Ok(());
     };
-    check_request(state, policy, principal, &headers, &req).map_err(|r| refusal(r, Some(&id)))?;
+    let opened = check_request(state, policy, principal, &headers, &req)
+        .map_err(|r| refusal(r, Some(&id)))?;
     let f = Facts {
         method: req.method.to_owned(),
         client_caps: req.client_caps,
@@ -130,6 +133,47 @@ pub async fn post(
         client_caps: f.client_caps,
     };
     let cors = ctx.cors_origin.clone();
+    // What an input-required answer of this call is sealed with (params without `_meta` and
+    // the retry fields are what binds the state to this very call).
+    let call_params = req.params.cloned();
+    let asker = Asker {
+        states: state.shared.sessions.request_states(),
+        sub: &principal.sub,
+        method: &f.method,
+        params: call_params.as_ref(),
+        declared: f.client_caps,
+    };
+    let finish = |body: Vec<u8>| match asker.vault_consent(&id, &body) {
+        Some(asked) => asked,
+        None => decorate(&id, &f, body, policy),
+    };
+    let limits = held_limits(policy);
+    let (log_level, progress_token) = (req.log_level, req.progress_token.cloned());
+    let bridge = || Bridge {
+        relay: &state.shared.relay,
+        owner: cx.relay_owner(),
+        asker: asker.clone(),
+        log_level,
+        progress_token: progress_token.clone(),
+        limits,
+        cors_origin: cors.as_deref(),
+        keepalive: policy.config.sessions.keepalive_interval,
+        finish: &finish,
+    };
+    // A retry that continues a held native call: the call goes on where it stopped.
+    if let Some(Continuation::Held(held)) = opened.as_ref().map(|o| Continuation::parse(&o.payload))
+    {
+        let Some(call) = state.shared.relay.held().take(&cx.relay_owner(), &held) else {
+            let r = hold::held_call_gone(limits.timeout_secs);
+            return Err(refusal(r, Some(&id)).into());
+        };
+        let start = Start::Resume {
+            call,
+            responses: req.input_responses,
+        };
+        let b = bridge();
+        return Ok(bridge::answer(session, &b, id.clone(), start, &mut ctx.record).await?);
+    }
     let answer = match f.method.as_str() {
         "server/discover" => {
             let body = jsonrpc::success_raw(&id, &discover_result(&cx));
@@ -150,14 +194,14 @@ pub async fn post(
                     ctx.record.listed(entries, body.len());
                     body
                 }
-                // A native backend's streamed call. Until the era bridge turns its server
-                // requests into input-required results, the modern answer is the outcome
-                // alone: a server request is refused upstream at once ("the caller cannot
-                // answer this request") and notifications are not relayed.
-                Dispatched::Stream { id, replies, .. } => crate::upstream::Replies::Stream(replies)
-                    .outcome()
-                    .await
-                    .to_response(&id),
+                // A native backend's streamed call: progress and logs relayed as the
+                // request asks, the upstream's requests to the client turned into
+                // input-required results while the call is held (super::bridge).
+                Dispatched::Stream { id, replies, .. } => {
+                    let b = bridge();
+                    let start = Start::Fresh(replies);
+                    return Ok(bridge::answer(session, &b, id, start, &mut ctx.record).await?);
+                }
                 // Not reachable: the modern method table has no initialize.
                 Dispatched::Initialized { body, .. } => body,
                 Dispatched::Accepted => {
@@ -165,7 +209,7 @@ pub async fn post(
                     return Ok(());
                 }
             };
-            let body = decorate(&id, &f, body, policy);
+            let body = finish(body);
             ctx.record.answered(&body);
             Answer::json(200, body)
         }
@@ -182,22 +226,95 @@ fn check_request(
     principal: &Principal,
     headers: &RequestHeaders<'_>,
     req: &ModernRequest<'_>,
-) -> Result<(), ModernRefusal> {
+) -> Result<Option<RequestState>, ModernRefusal> {
     if req.method == "tools/call" {
         check_param_headers(state, policy, principal, headers, req)?;
     }
-    if let Some(token) = req.request_state {
-        let states = state.shared.sessions.request_states();
-        open_state(
-            states,
-            &principal.sub,
-            req.method,
-            req.params,
-            token,
-            crate::clock::unix_now(),
-        )?;
+    let Some(token) = req.request_state else {
+        return Ok(None);
+    };
+    let states = state.shared.sessions.request_states();
+    open_state(
+        states,
+        &principal.sub,
+        req.method,
+        req.params,
+        token,
+        crate::clock::unix_now(),
+    )
+    .map(Some)
+}
+
+/// The bounds on native calls held for a caller's input, from configuration.
+fn held_limits(policy: &Policy) -> HoldLimits {
+    let s = &policy.config.sessions;
+    HoldLimits {
+        timeout_secs: s.held_call_timeout.as_secs().max(1),
+        per_caller: s.max_held_calls_per_caller,
+        total: s.max_held_calls,
     }
-    Ok(())
+}
+
+/// Seals the input-required answers of one modern request: for this caller, this very call
+/// (method and params), and only input requests whose capability the request declared.
+#[derive(Clone)]
+pub struct Asker<'a> {
+    /// The sealer and replay set.
+    pub states: &'a RequestStates,
+    /// The caller.
+    pub sub: &'a str,
+    /// The request's method.
+    pub method: &'a str,
+    /// The request's params.
+    pub params: Option<&'a Value>,
+    /// The client capabilities the request declared.
+    pub declared: u8,
+}
+
+impl Asker<'_> {
+    /// The serialized `InputRequiredResult` asking `requests`, whose state continues with
+    /// `then`.
+    pub fn ask(
+        &self,
+        requests: &[InputRequest],
+        then: &Continuation,
+    ) -> Result<Vec<u8>, ModernRefusal> {
+        let needed = InputNeeded {
+            requests: requests.to_vec(),
+            payload: then.payload(),
+        };
+        input_required(
+            self.states,
+            self.sub,
+            self.method,
+            self.params,
+            self.declared,
+            &needed,
+            crate::clock::unix_now(),
+        )
+    }
+
+    /// The vault's linking consent for a modern caller: when `body` (the JSON-RPC answer of
+    /// a tool call) is the tool error of a provider the caller has not linked (from any kind
+    /// of backend with a `vault_provider`), and the request declared URL-mode elicitation,
+    /// the answer becomes an `InputRequiredResult` with one URL elicitation to the link page;
+    /// the retry runs the call again (linked by then, it goes through). Otherwise `None`: the
+    /// tool error, which names the link page, is the answer.
+    pub fn vault_consent(&self, id: &Id, body: &[u8]) -> Option<Vec<u8>> {
+        const MARK: &[u8] = b"cortex/link";
+        if self.method != "tools/call" || !body.windows(MARK.len()).any(|w| w == MARK) {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let request = cortex_filters::vault::link_input_request(v.get("result")?)?;
+        if request.required_caps() & !self.declared != 0 {
+            return None;
+        }
+        let result = self
+            .ask(std::slice::from_ref(&request), &Continuation::Again)
+            .ok()?;
+        Some(jsonrpc::success_raw(id, &result))
+    }
 }
 
 /// How long a sealed `requestState` stays valid: long enough for a person to answer an
@@ -320,10 +437,11 @@ fn server_info(policy: &Policy) -> ServerInfo<'_> {
     }
 }
 
-/// The capabilities the gateway offers a modern client. No `logging`: the gateway itself
-/// sends no log messages, and never without a request's `logLevel`. No resource
-/// subscriptions: contract backends cannot say that a resource changed.
-fn capabilities() -> ServerCapabilities {
+/// The capabilities the gateway offers a modern client. `logging` only when a native backend
+/// is configured (their log messages are relayed on the request's stream, and only when the
+/// request's `_meta` asks for a level); the gateway itself sends none. No resource
+/// subscriptions on a listen stream.
+fn capabilities(relays_logs: bool) -> ServerCapabilities {
     ServerCapabilities {
         tools: true,
         tools_list_changed: true,
@@ -333,7 +451,7 @@ fn capabilities() -> ServerCapabilities {
         resources_list_changed: true,
         resources_subscribe: false,
         completions: true,
-        logging: false,
+        logging: relays_logs,
         extensions: Vec::new(),
     }
 }
@@ -342,7 +460,7 @@ fn capabilities() -> ServerCapabilities {
 /// name every configured app, whatever the caller's scopes), so it is `public`.
 fn discover_result(cx: &CallContext<'_>) -> Vec<u8> {
     let instructions = lifecycle::instructions(cx);
-    let caps = capabilities();
+    let caps = capabilities(cx.policy.upstreams.iter().any(|b| b.kind().is_native()));
     let info = server_info(cx.policy);
     discover::discover_result(&Discover {
         versions: &version::ALL,

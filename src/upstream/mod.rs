@@ -6,6 +6,7 @@ pub mod backend;
 pub mod calls;
 pub mod catalog;
 pub mod contract;
+pub mod held;
 pub mod http_client;
 pub mod native;
 pub mod refresh;

@@ -6,7 +6,8 @@
 //! - calls in flight, so that a caller's `notifications/cancelled` stops its own call;
 //! - each caller's `logging/setLevel`;
 //! - resource subscriptions, so that `notifications/resources/updated` reaches the sessions
-//!   subscribed to that resource.
+//!   subscribed to that resource;
+//! - calls held for a modern caller's input ([`super::held`]).
 //!
 //! Every table is bounded; an entry that cannot be added is refused, never grown past its cap.
 
@@ -46,6 +47,7 @@ pub struct Relay {
     levels: moka::sync::Cache<String, String>,
     subscriptions: Mutex<HashMap<String, Vec<Subscriber>>>,
     sessions: Arc<SessionManager>,
+    held: super::held::HeldCalls,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,12 +88,18 @@ impl Relay {
                 .build(),
             subscriptions: Mutex::new(HashMap::new()),
             sessions,
+            held: super::held::HeldCalls::default(),
         }
     }
 
     /// The sessions the relay delivers to (native backends follow their ends).
     pub fn sessions(&self) -> &Arc<SessionManager> {
         &self.sessions
+    }
+
+    /// The calls held for modern callers' input.
+    pub fn held(&self) -> &super::held::HeldCalls {
+        &self.held
     }
 
     /// Registers a server request relayed to `owner`; returns the id the caller sees, or

@@ -44,6 +44,7 @@ mod fault_store;
 mod federation;
 mod interop_clients;
 mod mcp_transport;
+mod modern_bridge;
 mod modern_conformance;
 mod modern_endpoint;
 mod native_everything;

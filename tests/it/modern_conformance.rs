@@ -1,8 +1,11 @@
 //! The official MCP conformance suite's 2026-07-28 server scenarios (`conformance server
 //! --requirements 2026-07-28`: the 37 scenarios that revision requires, frozen at its
 //! release) judge the real gateway binary in front of the Rust fixture backend
-//! (tests/it/common/fixture_backend.rs, a contract backend), with `naming: none` and
-//! `auth.mode: none`. The legacy era keeps its own run (tests/it/conformance.rs, 0.1.16).
+//! (tests/it/common/fixture_backend.rs, a contract backend) and the Python SDK native fixture
+//! (tests/python/native_fixture.py over streamable HTTP, a session-based upstream whose tools
+//! ask for input mid-call: the gateway bridges them into input-required results), with
+//! `naming: none` and `auth.mode: none`. The legacy era keeps its own run
+//! (tests/it/conformance.rs, 0.1.16).
 //!
 //! The 2026-07-28 scenarios exist only in the 0.2.0 pre-releases; the pinned one is
 //! 0.2.0-alpha.12, installed apart from the toolbox's 0.1.16:
@@ -166,14 +169,22 @@ async fn the_2026_07_28_conformance_scenarios_pass_against_the_gateway() {
     let node = interop::node();
     let cli = modern_cli();
     let backend = FixtureBackend::start().await;
+    // The native fixture over streamable HTTP: every server request arrives on its own call's
+    // stream, so calls held for the suite's input never confuse one another.
+    let native = crate::native_http::start_fixture().await;
     let gateway = Gateway::start(
         &TestConfig::new()
             .catalog("refresh: 60s")
             .backend_with("fixture", &backend.url(), &["naming: none"])
+            .mcp_backend(
+                "native",
+                &format!("http://127.0.0.1:{}/mcp", native.port),
+                &["naming: none", "timeout: 60s"],
+            )
             .build(),
     )
     .await;
-    gateway.wait_ready().await;
+    crate::native_stdio::wait_listed(&gateway, "test_input_required_result_elicitation").await;
     let listed = gateway.client().tool_names().await;
     for name in TOOL_NAMES {
         assert!(

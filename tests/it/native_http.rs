@@ -16,9 +16,10 @@ use crate::native_stdio::{client, messages_until_response, wait_listed};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The fixture over HTTP, killed (and reaped) when dropped.
-struct HttpFixture {
+pub struct HttpFixture {
     child: Child,
-    port: u16,
+    /// Its port on loopback.
+    pub port: u16,
 }
 
 impl Drop for HttpFixture {
@@ -28,7 +29,7 @@ impl Drop for HttpFixture {
     }
 }
 
-async fn start_fixture() -> HttpFixture {
+pub async fn start_fixture() -> HttpFixture {
     start_fixture_on(common::free_port()).await
 }
 

@@ -1060,3 +1060,63 @@ async fn discovery_uses_the_catalog_subjects_linked_token() {
     let names = t.setup.client(&t.token("dave").await).tool_names().await;
     assert!(names.iter().any(|n| n == "crm_lookup"), "{names:?}");
 }
+
+/// A 2026-07-28 `tools/call` of `crm_lookup` declaring `caps`, with `retry` fields.
+fn modern_lookup(caps: Value, retry: Value) -> Value {
+    let mut params = json!({"name": "crm_lookup", "arguments": {"message": "hi"}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": caps}});
+    if let (Some(p), Some(r)) = (params.as_object_mut(), retry.as_object()) {
+        p.extend(r.clone());
+    }
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_client_is_asked_to_link_with_an_input_required_result() {
+    let t = start(Kind::Sqlite, &[]).await;
+    let alice = t.token("alice").await;
+    let client = t.setup.client(&alice);
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "crm_lookup"),
+    ];
+    let url_caps = json!({"elicitation": {"url": {}}});
+
+    // Declared URL elicitation: an InputRequiredResult with one URL elicitation to the link
+    // page (the public URL, which authenticates nobody), and nothing reached the upstream.
+    let first = client
+        .post(&modern_lookup(url_caps.clone(), json!({})), &headers)
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let r = first.json()["result"].clone();
+    assert_eq!(r["resultType"], "input_required", "{r}");
+    let ask = &r["inputRequests"]["link-design"];
+    assert_eq!(ask["method"], "elicitation/create", "{r}");
+    assert_eq!(ask["params"]["mode"], "url");
+    assert_eq!(
+        ask["params"]["url"],
+        format!("{}/link/design/start", t.gateway())
+    );
+    assert!(t.upstream.calls("lookup").is_empty());
+
+    // Without URL elicitation: the tool error naming the link page, as before.
+    let plain = client
+        .post(&modern_lookup(json!({}), json!({})), &headers)
+        .await;
+    let result = plain.json()["result"].clone();
+    assert!(is_link_error(&result), "{result}");
+    assert_eq!(result["resultType"], "complete");
+
+    // The user links, then the client retries with the state: the call goes through.
+    t.link(&alice, "alice-at-design").await;
+    let retry = json!({"requestState": r["requestState"],
+        "inputResponses": {"link-design": {"action": "accept"}}});
+    let done = client.post(&modern_lookup(url_caps, retry), &headers).await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let result = done.json()["result"].clone();
+    assert_eq!(result["resultType"], "complete", "{result}");
+    assert_ne!(result["isError"], true, "{result}");
+    assert_eq!(t.upstream.calls("lookup").len(), 1);
+}

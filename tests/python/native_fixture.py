@@ -35,6 +35,7 @@ import sys
 
 import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.message import ServerMessageMetadata
 
 server = MCPServer("native-fixture", version="1.0.0")
 
@@ -235,7 +236,12 @@ def cancelled_calls() -> str:
 
 @server.tool(description="Asks the client for its roots.")
 async def ask_roots(ctx: Context) -> str:
-    roots = await ctx.session.list_roots()
+    # Related to the call, so that over streamable HTTP it travels on the call's own stream.
+    roots = await ctx.session.send_request(
+        types.ListRootsRequest(),
+        types.ListRootsResult,
+        metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+    )
     return " ".join(str(r.uri) for r in roots.roots)
 
 
@@ -249,6 +255,79 @@ def session_id(ctx: Context) -> str:
 async def ask_url(ctx: Context) -> str:
     result = await ctx.elicit_url("Please link your account", "https://example.com/link?x=1", "el-42")
     return f"url elicitation: {result.action}"
+# The tools the 2026-07-28 conformance scenarios input-required-result-* call. This server
+# speaks the session-based era to the gateway, so each asks with a server-to-client request
+# related to its call; the gateway turns the request into an InputRequiredResult for a
+# 2026-07-28 client and holds the call until the retry brings the answer.
+
+NAME_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+
+async def ask_text(ctx: Context, prompt: str) -> str:
+    result = await ctx.session.create_message(
+        [types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))],
+        max_tokens=100,
+        related_request_id=ctx.request_id,
+    )
+    return getattr(result.content, "text", None) or str(result.content)
+
+
+async def ask_form(ctx: Context, message: str, schema: dict) -> dict:
+    result = await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_id)
+    return result.content or {}
+
+
+@server.tool(name="test_input_required_result_elicitation", description="Asks the user's name.")
+async def irr_elicitation(ctx: Context) -> str:
+    answer = await ask_form(ctx, "What is your name?", NAME_SCHEMA)
+    return f"Hello, {answer.get('name')}!"
+
+
+@server.tool(name="test_input_required_result_sampling", description="Asks the client's LLM.")
+async def irr_sampling(ctx: Context) -> str:
+    return await ask_text(ctx, "What is the capital of France?")
+
+
+@server.tool(name="test_input_required_result_list_roots", description="Asks the client's roots.")
+async def irr_list_roots(ctx: Context) -> str:
+    roots = await ctx.session.send_request(
+        types.ListRootsRequest(),
+        types.ListRootsResult,
+        metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+    )
+    return "roots: " + " ".join(str(r.uri) for r in roots.roots)
+
+
+CONFIRM_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+@server.tool(name="test_input_required_result_request_state", description="Asks for a confirmation.")
+async def irr_request_state(ctx: Context) -> str:
+    answer = await ask_form(ctx, "Please confirm", CONFIRM_SCHEMA)
+    return f"state-ok: confirmed={answer.get('ok')}"
+
+
+@server.tool(name="test_input_required_result_tampered_state", description="Asks for a confirmation.")
+async def irr_tampered_state(ctx: Context) -> str:
+    answer = await ask_form(ctx, "Please confirm", CONFIRM_SCHEMA)
+    return f"confirmed={answer.get('ok')}"
+
+
+@server.tool(name="test_input_required_result_multi_round", description="Asks twice, one after the other.")
+async def irr_multi_round(ctx: Context) -> str:
+    first = await ask_form(ctx, "Step 1: What is your name?", NAME_SCHEMA)
+    color = {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}
+    second = await ask_form(ctx, "Step 2: What is your favorite color?", color)
+    return f"{first.get('name')} likes {second.get('color')}"
+
+
+@server.tool(name="test_input_required_result_capabilities", description="Asks for elicitation, then sampling.")
+async def irr_capabilities(ctx: Context) -> str:
+    try:
+        named = (await ask_form(ctx, "What is your name?", NAME_SCHEMA)).get("name")
+    except Exception as e:  # the client cannot be asked: go on without it
+        named = f"unknown ({e})"
+    return f"{named}: {await ask_text(ctx, 'Say hello')}"
 
 
 @server.resource("test://watched-resource", name="watched-resource", description="A resource one can subscribe to.", mime_type="text/plain")

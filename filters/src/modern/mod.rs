@@ -30,7 +30,8 @@
 //!    nonce for the gateway's replay set). The retry's `inputResponses` are matched with
 //!    [`mrtr::match_input_responses`]. The same module translates between a legacy
 //!    server-to-client request and an `inputRequests` entry, in both directions, for calls
-//!    that cross eras;
+//!    that cross eras; [`hold`] decides the rest of that bridge (the continuation a state
+//!    carries, the bounds on held upstream calls, which notifications a modern request gets);
 //! 9. serves `subscriptions/listen` with [`listen`]: parse the filter, acknowledge what it
 //!    honours, and decide per event whether the subscriber asked for it.
 //!
@@ -39,6 +40,7 @@
 pub mod discover;
 pub mod envelope;
 pub mod headers;
+pub mod hold;
 pub mod listen;
 pub mod mrtr;
 pub mod result;
@@ -167,6 +169,12 @@ impl Refusal {
             message: message.into(),
             data: None,
         }
+    }
+
+    /// The same refusal with `data`.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
     }
 
     /// The JSON-RPC error answer; `id` is the request's id (`null` when unknown).
