@@ -15,6 +15,7 @@ mod common;
 mod audit_support;
 mod builtins_support;
 mod dev_as_common;
+mod fleet_support;
 mod store_support;
 
 mod audit_trail;
@@ -33,6 +34,7 @@ mod edge_backend;
 mod edge_http;
 mod edge_limits;
 mod federation;
+mod fleet;
 mod interop_clients;
 mod mcp_transport;
 mod modern_conformance;

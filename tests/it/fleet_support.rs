@@ -1,0 +1,273 @@
+//! A fleet on loopback: three gateway replicas on three ports sharing one PostgreSQL schema
+//! and one Redis key prefix, behind a real nginx (Debian's `nginx` package) balancing
+//! round-robin without stickiness. nginx runs as a child process of the test with a config
+//! and prefix of its own in a temp dir (`master_process off`, so one PID to stop), never as
+//! the machine's service.
+//!
+//! nginx adds `X-Upstream: <replica address>` to every answer so a test can see which
+//! replica answered (the gateway itself never says).
+
+#![allow(dead_code)]
+
+use crate::common;
+use crate::store_support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{free_port, Gateway, McpClient, TestConfig};
+use store_support::{Kind, TestDb};
+
+/// The audit secret every replica shares.
+pub const AUDIT_SECRET: &str = "fleet-audit-secret-0123456789abcdef0123456789";
+
+/// Redis of the tests (`CORTEX_TEST_REDIS`, default 127.0.0.1:6379).
+pub fn redis_url() -> String {
+    format!(
+        "redis://{}",
+        std::env::var("CORTEX_TEST_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".into())
+    )
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A Redis key prefix no other test or run uses.
+pub fn unique_prefix(test: &str) -> String {
+    format!(
+        "cortex-fleet-test-{test}-{}-{}-{:06x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+/// Deletes every key under `prefix` in the Redis at `url` (never anything else).
+pub fn delete_prefix(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+        return;
+    };
+    let pattern = format!("{prefix}*");
+    let keys: Vec<String> = match redis::cmd("KEYS").arg(&pattern).query(&mut conn) {
+        Ok(k) => k,
+        Err(_) => return,
+    };
+    for chunk in keys.chunks(200) {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+    }
+}
+
+/// An nginx in front of `upstreams`, round-robin, on a free 127.0.0.1 port.
+pub struct Nginx {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// The nginx binary (Debian installs it in /usr/sbin, often not on a test's PATH).
+fn nginx_binary() -> PathBuf {
+    for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
+        let p = PathBuf::from(candidate);
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from("nginx")
+}
+
+impl Nginx {
+    /// Starts nginx balancing over `upstreams` (127.0.0.1 ports).
+    pub async fn start(upstreams: &[u16]) -> Nginx {
+        let mut dir = tempfile::tempdir().expect("temp dir");
+        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("nginx dirs");
+        }
+        for attempt in 0..3 {
+            let port = free_port();
+            let servers: String = upstreams
+                .iter()
+                .map(|p| format!("    server 127.0.0.1:{p} max_fails=1 fail_timeout=10s;\n"))
+                .collect();
+            let d = dir.path().display();
+            let conf = format!(
+                "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
+events {{ worker_connections 1024; }}\n\
+http {{\n  access_log {d}/logs/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+  upstream fleet {{\n{servers}    keepalive 16;\n  }}\n\
+  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://fleet;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n      proxy_buffering off;\n      proxy_request_buffering off;\n      proxy_read_timeout 300s;\n      proxy_connect_timeout 2s;\n      add_header X-Upstream $upstream_addr always;\n    }}\n  }}\n}}\n"
+            );
+            let conf_path = dir.path().join("nginx.conf");
+            std::fs::write(&conf_path, conf).expect("write nginx.conf");
+            let child = Command::new(nginx_binary())
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(&conf_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::File::create(dir.path().join("logs/stderr.log")).expect("log file"),
+                )
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start nginx ({e}): install Debian's `nginx` package (.ci/run does)")
+                });
+            let mut nginx = Nginx {
+                child: Some(child),
+                port,
+                dir,
+            };
+            match nginx.wait_listening().await {
+                Ok(()) => return nginx,
+                Err(logs) if attempt < 2 && logs.contains("Address already in use") => {
+                    dir = nginx.into_dir();
+                }
+                Err(logs) => panic!("nginx did not start:\n{logs}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn into_dir(mut self) -> tempfile::TempDir {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        dir
+    }
+
+    async fn wait_listening(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!("exited with {status}: {}", self.logs()));
+                }
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("not listening after 10 s: {}", self.logs()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// nginx's own error output.
+    pub fn logs(&self) -> String {
+        let read = |name: &str| {
+            std::fs::read_to_string(self.dir.path().join("logs").join(name)).unwrap_or_default()
+        };
+        format!("{}{}", read("stderr.log"), read("error.log"))
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The MCP endpoint behind nginx.
+    pub fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.url())
+    }
+
+    /// Stops nginx (SIGTERM, then SIGKILL) by its PID.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            common::process::stop(&mut child, Duration::from_secs(3));
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Three replicas, their database and Redis prefix, and nginx in front.
+pub struct Fleet {
+    /// The replicas (a killed one stays in place, stopped).
+    pub replicas: Vec<Gateway>,
+    pub nginx: Nginx,
+    pub db: TestDb,
+    pub prefix: String,
+    yaml: String,
+}
+
+impl Fleet {
+    /// Starts three replicas of `config` (plus the fleet's shared settings: the PostgreSQL
+    /// schema, the Redis prefix, the audit secret; `sessions.secret` is the harness default)
+    /// and nginx in front of them.
+    pub async fn start(test: &str, config: TestConfig) -> Fleet {
+        Fleet::start_n(test, config, 3).await
+    }
+
+    /// Same with `n` replicas.
+    pub async fn start_n(test: &str, config: TestConfig, n: usize) -> Fleet {
+        let db = TestDb::new(Kind::Postgres).await;
+        let prefix = unique_prefix(test);
+        let yaml = Fleet::yaml(&db, &prefix, config);
+        let mut replicas = Vec::with_capacity(n);
+        for _ in 0..n {
+            replicas.push(Gateway::start(&yaml).await);
+        }
+        for r in &replicas {
+            r.wait_ready().await;
+        }
+        let ports: Vec<u16> = replicas.iter().map(Gateway::port).collect();
+        let nginx = Nginx::start(&ports).await;
+        Fleet {
+            replicas,
+            nginx,
+            db,
+            prefix,
+            yaml,
+        }
+    }
+
+    /// The YAML of a replica of this fleet: `config` plus storage, audit and fleet sections.
+    pub fn yaml(db: &TestDb, prefix: &str, config: TestConfig) -> String {
+        config
+            .top(&format!(
+                "storage:\n  database_url: \"{}\"\naudit:\n  secret: \"{AUDIT_SECRET}\"\nfleet:\n  redis_url: \"{}\"\n  key_prefix: \"{prefix}\"",
+                db.pg_uri(),
+                redis_url()
+            ))
+            .build()
+    }
+
+    /// The YAML every replica runs.
+    pub fn replica_yaml(&self) -> &str {
+        &self.yaml
+    }
+
+    /// A client of the MCP endpoint behind nginx.
+    pub fn client(&self) -> McpClient {
+        McpClient::new(&self.nginx.mcp_url())
+    }
+
+    /// The replica listening on `addr` (`127.0.0.1:<port>`, as `X-Upstream` says).
+    pub fn replica_at(&self, addr: &str) -> Option<usize> {
+        self.replicas
+            .iter()
+            .position(|r| addr.ends_with(&format!(":{}", r.port())))
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.nginx.stop();
+        for r in &mut self.replicas {
+            r.stop();
+        }
+        delete_prefix(&redis_url(), &self.prefix);
+    }
+}
