@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tool_pins",
         sql: include_str!("migrations/sqlite/0003_tool_pins.sql"),
     },
+    Migration {
+        version: 4,
+        name: "fleet_keys",
+        sql: include_str!("migrations/sqlite/0004_fleet_keys.sql"),
+    },
 ];
 
 /// How long a statement waits for another process's write lock.

@@ -114,7 +114,9 @@ http {{\n  access_log {d}/logs/access.log;\n  client_body_temp_path {d}/body;\n 
                 )
                 .spawn()
                 .unwrap_or_else(|e| {
-                    panic!("cannot start nginx ({e}): install Debian's `nginx` package (.ci/run does)")
+                    panic!(
+                        "cannot start nginx ({e}): install Debian's `nginx` package (.ci/run does)"
+                    )
                 });
             let mut nginx = Nginx {
                 child: Some(child),
@@ -259,6 +261,36 @@ impl Fleet {
         self.replicas
             .iter()
             .position(|r| addr.ends_with(&format!(":{}", r.port())))
+    }
+}
+
+/// Starts a gateway with `yaml` that is expected to refuse to start: waits (bounded) for it
+/// to exit and returns its exit code and stderr. Panics if it becomes healthy instead.
+pub async fn start_refused(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let yaml = yaml
+        .replace("{PORT}", &port.to_string())
+        .replace("{DIR}", &dir.path().display().to_string());
+    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write config");
+    let mut cmd =
+        common::process::gateway_command(env!("CARGO_BIN_EXE_cortex-gateway"), dir.path())
+            .expect("log files");
+    cmd.args(["serve", "--config"])
+        .arg(dir.path().join("gateway.yaml"));
+    let mut child = cmd.spawn().expect("spawn the gateway");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let logs = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+            return (status.code(), logs);
+        }
+        if Instant::now() >= deadline {
+            common::process::stop(&mut child, Duration::from_secs(2));
+            let logs = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+            panic!("the gateway did not refuse to start within 30 s:\n{logs}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
