@@ -96,7 +96,7 @@ impl Nginx {
             let conf = format!(
                 "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
 events {{ worker_connections 1024; }}\n\
-http {{\n  access_log {d}/logs/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+http {{\n  log_format fleet '$upstream_addr $status $request_method \"$http_mcp_session_id\"';\n  access_log {d}/logs/access.log fleet;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
   upstream fleet {{\n{servers}    keepalive 16;\n  }}\n\
   server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://fleet;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n      proxy_buffering off;\n      proxy_request_buffering off;\n      proxy_read_timeout 300s;\n      proxy_connect_timeout 2s;\n      add_header X-Upstream $upstream_addr always;\n    }}\n  }}\n}}\n"
             );
@@ -175,6 +175,22 @@ http {{\n  access_log {d}/logs/access.log;\n  client_body_temp_path {d}/body;\n 
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Every request nginx passed on so far: (replica address, status, method, session id).
+    pub fn access_log(&self) -> Vec<(String, u16, String, String)> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let mut parts = l.splitn(4, ' ');
+                let upstream = parts.next()?.to_owned();
+                let status = parts.next()?.parse().ok()?;
+                let method = parts.next()?.to_owned();
+                let session = parts.next()?.trim_matches('"').to_owned();
+                Some((upstream, status, method, session))
+            })
+            .collect()
+    }
+
     /// The MCP endpoint behind nginx.
     pub fn mcp_url(&self) -> String {
         format!("{}/mcp", self.url())
@@ -214,9 +230,14 @@ impl Fleet {
 
     /// Same with `n` replicas.
     pub async fn start_n(test: &str, config: TestConfig, n: usize) -> Fleet {
+        Fleet::start_on(test, config, n, &redis_url()).await
+    }
+
+    /// Same with `n` replicas sharing the Redis at `redis`.
+    pub async fn start_on(test: &str, config: TestConfig, n: usize, redis: &str) -> Fleet {
         let db = TestDb::new(Kind::Postgres).await;
         let prefix = unique_prefix(test);
-        let yaml = Fleet::yaml(&db, &prefix, config);
+        let yaml = Fleet::yaml_on(&db, &prefix, config, redis);
         let mut replicas = Vec::with_capacity(n);
         for _ in 0..n {
             replicas.push(Gateway::start(&yaml).await);
@@ -237,11 +258,15 @@ impl Fleet {
 
     /// The YAML of a replica of this fleet: `config` plus storage, audit and fleet sections.
     pub fn yaml(db: &TestDb, prefix: &str, config: TestConfig) -> String {
+        Fleet::yaml_on(db, prefix, config, &redis_url())
+    }
+
+    /// The same on the Redis at `redis`.
+    pub fn yaml_on(db: &TestDb, prefix: &str, config: TestConfig, redis: &str) -> String {
         config
             .top(&format!(
-                "storage:\n  database_url: \"{}\"\naudit:\n  secret: \"{AUDIT_SECRET}\"\nfleet:\n  redis_url: \"{}\"\n  key_prefix: \"{prefix}\"",
+                "storage:\n  database_url: \"{}\"\naudit:\n  secret: \"{AUDIT_SECRET}\"\nfleet:\n  redis_url: \"{redis}\"\n  key_prefix: \"{prefix}\"\n  timeout: 300ms",
                 db.pg_uri(),
-                redis_url()
             ))
             .build()
     }
@@ -291,6 +316,78 @@ pub async fn start_refused(yaml: &str) -> (Option<i32>, String) {
             panic!("the gateway did not refuse to start within 30 s:\n{logs}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Redis server of the test's own (never the shared one), on a free port, without
+/// persistence; stopped by PID. It can be killed and started again on the same port.
+pub struct PrivateRedis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let mut redis = PrivateRedis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        redis.restart().await;
+        redis
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on its port and waits until it answers.
+    pub async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--port",
+            ])
+            .arg(self.port.to_string())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the private redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL by PID, and reaped.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
