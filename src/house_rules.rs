@@ -58,6 +58,8 @@ const FLOORS: &[(&str, u8)] = &[
     ("integrity", 2),
     ("metrics", 4),
     ("admin", 6),
+    // Fleets: the bus over Redis and the start-up key check.
+    ("fleet", 4),
 ];
 
 fn floor(module: &str) -> Option<u8> {

@@ -18,6 +18,7 @@ pub mod dev_as;
 pub mod discovery;
 pub mod drain;
 pub mod edge;
+pub mod fleet;
 pub mod gateway;
 pub mod healthcheck;
 pub mod http;

@@ -36,6 +36,70 @@ pub enum StartError {
     /// The TLS certificate cannot be served.
     #[error("server.tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// This replica cannot join its fleet (keys differ, Redis URL unusable).
+    #[error("fleet: {0}")]
+    Fleet(String),
+}
+
+/// Joins the fleet: checks this replica's keys against the fleet's (PostgreSQL) and builds
+/// the bus over Redis (`fleet.redis_url`), attached to the sessions. `None` for a lone
+/// gateway.
+fn join_fleet(
+    state: &AppState,
+    store: &Arc<dyn crate::store::Store>,
+) -> Result<Option<Arc<crate::fleet::FleetBus>>, StartError> {
+    let policy = state.policy();
+    let config = &policy.config;
+    let shared = &state.shared;
+    if config.fleet.redis_url.is_some() && config.sessions.secret.is_none() {
+        return Err(StartError::Fleet("fleet.redis_url is set but sessions.secret is not: every replica of a fleet needs the same sessions.secret to open the session ids of the others".into()));
+    }
+    let catalog = shared.catalog.clone();
+    let refresh_now: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let ids: Vec<String> = catalog.with_health(|h| h.iter().map(|b| b.id.clone()).collect());
+        for id in ids {
+            catalog.mark_due(&id);
+        }
+    });
+    let bus = crate::fleet::FleetBus::from_config(
+        &config.fleet,
+        shared.sessions.clone(),
+        config.sessions.idle_timeout,
+        config.sessions.replay_buffer,
+        refresh_now,
+    )
+    .map_err(|e| StartError::Fleet(e.to_string()))?;
+    let replica = bus.as_ref().map_or_else(
+        || format!("pid-{}", std::process::id()),
+        |b| b.replica().to_string(),
+    );
+    if config.fleet.check_keys {
+        let ours = crate::fleet::keys::fingerprints(
+            config,
+            shared.sessions.key_fingerprint(),
+            policy.identity.minter().map(|m| m.current_kid()),
+        )
+        .map_err(|e| StartError::Fleet(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StartError::Fleet(format!("cannot check the keys: {e}")))?;
+        let base: &dyn crate::store::StoreBase = store.as_ref();
+        use crate::fleet::keys::Checked;
+        match runtime.block_on(crate::fleet::keys::check(base, &ours, &replica)) {
+            Ok(Checked::Match(n)) if n > 0 => info!(keys = n, "fleet: keys match the fleet's"),
+            Ok(Checked::Match(_) | Checked::NotShared) => {}
+            Ok(Checked::Unavailable(e)) => warn!("fleet: the keys could not be compared with the fleet's (the database is down: {e}); they are compared at the next start"),
+            Err(e) => return Err(StartError::Fleet(e.to_string())),
+        }
+    }
+    if let Some(bus) = &bus {
+        shared
+            .sessions
+            .attach_bus(bus.clone() as Arc<dyn crate::sessions::SessionBus>);
+        info!(replica = %bus.replica(), "fleet: sessions, notifications and catalog changes are shared through Redis");
+    }
+    Ok(bus)
 }
 
 /// Counters kept by other parts of the gateway in their own atomics, exported on the metrics
@@ -225,8 +289,15 @@ pub fn build_with(
             .with_store(store.clone(), audit)
             .with_vault()?,
     );
+    let fleet = join_fleet(&state, &store)?;
     let shared = &state.shared;
     let policy = state.policy();
+    if let Some(bus) = &fleet {
+        server.add_service(background_service(
+            "fleet bus",
+            crate::fleet::FleetService::new(bus.clone()),
+        ));
+    }
     server.add_service(background_service(
         "ticket webhook",
         crate::builtins::webhook::DeliveryService::new(
@@ -251,6 +322,17 @@ pub fn build_with(
     ));
 
     let sessions = shared.sessions.clone();
+    let published = shared.catalog.clone();
+    let on_change: crate::upstream::refresh::ChangeListener = match fleet {
+        // Every replica sees a change: each session hears of one catalog state once, and
+        // the other replicas rediscover now instead of at their next refresh.
+        Some(bus) => Arc::new(move |diff| {
+            let digest = cortex_filters::fleet::catalog_digest(&published.current().merged);
+            sessions.notify_catalog_change_of(diff, Some(digest));
+            bus.catalog_changed();
+        }),
+        None => Arc::new(move |diff| sessions.notify_catalog_change(diff)),
+    };
     let policy_source = state.clone();
     let catalog = &policy.config.catalog;
     let refresher = Arc::new(
@@ -263,7 +345,7 @@ pub fn build_with(
                 max_backoff: catalog.max_backoff,
             },
             crate::builtins::reserved_names(),
-            Arc::new(move |diff| sessions.notify_catalog_change(diff)),
+            on_change,
         )
         .with_integrity(shared.integrity.clone()),
     );

@@ -1,5 +1,10 @@
 //! Sessions: sealed ids, revocation, idle tracking, and each session's notification stream
 //! (event ids, bounded replay buffer, delivery to the newest open GET stream).
+//!
+//! In a fleet, what replicas must share goes through one narrow seam, [`SessionBus`]
+//! (implemented over Redis by `crate::fleet`; absent, everything stays on this replica):
+//! revocations, the sessions used recently (shared idle tracking), and notification events
+//! (logged per session fleet-wide and delivered on the replica holding the open stream).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -35,11 +40,39 @@ pub enum SessionRefusal {
     NotFound,
 }
 
+/// What a fleet shares of sessions (`crate::fleet` implements it over Redis). Every method
+/// returns at once: the work happens on the bus's own task.
+pub trait SessionBus: Send + Sync {
+    /// This replica ended session `nonce` (a DELETE); its id stays refused until
+    /// `expires_at` (Unix seconds).
+    fn revoked(&self, nonce: [u8; 16], expires_at: u64);
+    /// This replica served session `nonce` (called at most every [`TOUCH_EVERY`] per
+    /// session and replica).
+    fn touched(&self, nonce: [u8; 16]);
+    /// A notification for session `nonce` (expiring at `expires_at`): log it fleet-wide and
+    /// deliver it where its stream is open. `dedup`: events with the same value for one
+    /// session are sent once across the fleet (every replica sees one catalog change).
+    /// `false` when the bus cannot take it now (then this replica delivers it itself).
+    fn event(&self, nonce: [u8; 16], expires_at: u64, message: Bytes, dedup: Option<u64>) -> bool;
+    /// The events of session `nonce` logged after `after`, in order, with their ids; `None`
+    /// when the shared log cannot be read (then this replica's own buffer replays).
+    fn replay(
+        &self,
+        nonce: [u8; 16],
+        after: Option<u64>,
+    ) -> futures::future::BoxFuture<'static, Option<Vec<(u64, Bytes)>>>;
+}
+
+/// How often a replica tells the fleet that it serves a session (at most).
+pub const TOUCH_EVERY: Duration = Duration::from_secs(5);
+
 /// Per-session state held by this replica.
 pub struct SessionState {
     /// The session's claims.
     pub claims: SessionClaims,
     inner: Mutex<StreamState>,
+    /// When this replica last told the fleet it serves this session (Unix seconds).
+    touched_at: std::sync::atomic::AtomicU64,
 }
 
 struct StreamState {
@@ -75,6 +108,12 @@ pub struct SessionManager {
     shared_ends: std::sync::OnceLock<Arc<dyn SessionStore>>,
     /// Sessions tracked per subject, and who is told when a subject's last one ends.
     ends: Arc<SubjectEnds>,
+    /// Sessions other replicas served recently (shared idle tracking), from the bus.
+    seen_elsewhere: moka::sync::Cache<[u8; 16], ()>,
+    /// What the fleet shares (set once at start; absent for a lone gateway).
+    bus: std::sync::OnceLock<Arc<dyn SessionBus>>,
+    /// Whether `sessions.secret` is configured (the key is the same on every start).
+    key_fingerprint: Option<String>,
 }
 
 /// Capacity of the subject-end broadcast; a listener that lags past it misses ends (its
@@ -185,6 +224,12 @@ impl moka::Expiry<String, Duration> for UntilExpiry {
 impl SessionManager {
     /// Builds the manager; the sealing key comes from `sessions.secret` or is random.
     pub fn new(cfg: &SessionsConfig) -> Self {
+        let key_fingerprint = cfg.secret.as_ref().map(|secret| {
+            let mut h = Sha256::new();
+            h.update(b"cortex-gateway fleet key fingerprint v1\0sessions\0");
+            h.update(derive_key(secret));
+            hex16(&h.finalize())
+        });
         let key = match &cfg.secret {
             Some(secret) => derive_key(secret),
             None => {
@@ -219,6 +264,50 @@ impl SessionManager {
             request_states: RequestStates::new(&key),
             shared_ends: std::sync::OnceLock::new(),
             ends,
+            seen_elsewhere: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED_SESSIONS)
+                .time_to_live(cfg.idle_timeout + TOUCH_EVERY)
+                .build(),
+            bus: std::sync::OnceLock::new(),
+            key_fingerprint,
+        }
+    }
+
+    /// Attaches the fleet's bus (once, at start, before serving).
+    pub fn attach_bus(&self, bus: Arc<dyn SessionBus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// A fingerprint of the session key (never the key), when it comes from
+    /// `sessions.secret`; `None` for a random per-process key.
+    pub fn key_fingerprint(&self) -> Option<&str> {
+        self.key_fingerprint.as_deref()
+    }
+
+    /// Another replica ended session `nonce` (from the bus).
+    pub fn revoked_elsewhere(&self, nonce: [u8; 16]) {
+        self.end_locally(nonce);
+    }
+
+    /// Other replicas served these sessions recently (from the bus).
+    pub fn seen_elsewhere(&self, nonces: &[[u8; 16]]) {
+        for n in nonces {
+            self.seen_elsewhere.insert(*n, ());
+        }
+    }
+
+    /// Delivers an event the fleet logged with id `id` to this replica's stream of session
+    /// `nonce`, if it has one (from the bus).
+    pub fn deliver(&self, nonce: [u8; 16], id: u64, message: &[u8]) {
+        if let Some(state) = self.states.get(&nonce) {
+            state.record_and_send(id, message, self.replay);
+        }
+    }
+
+    /// Delivers a notification the bus could not log (Redis down): this replica's own ids.
+    pub fn deliver_local(&self, nonce: [u8; 16], message: &[u8]) {
+        if let Some(state) = self.states.get(&nonce) {
+            state.push(message, self.replay);
         }
     }
 
@@ -289,23 +378,45 @@ impl SessionManager {
         }
         if let Some(state) = self.states.get(&claims.nonce) {
             state.set_grants(grants.clone());
+            self.touch(&state);
             return Ok(state);
         }
         // Not tracked here: evicted after idling, or created by another replica / before a
-        // restart. Accept it only while it could not have idled out yet.
+        // restart. Accept it only while it could not have idled out yet: issued within the
+        // idle timeout, or served by another replica of the fleet within it.
         let now = unix_now();
-        if now.saturating_sub(claims.issued_at) > self.idle.as_secs() {
+        if now.saturating_sub(claims.issued_at) > self.idle.as_secs()
+            && !self.seen_elsewhere.contains_key(&claims.nonce)
+        {
             return Err(SessionRefusal::NotFound);
         }
         let nonce = claims.nonce;
         let state = Arc::new(SessionState::new(claims, Some(grants.clone())));
         self.track(nonce, state.clone());
+        self.touch(&state);
         Ok(state)
     }
 
-    /// Ends a session (DELETE): its id is refused from now on, here at once and, through the
-    /// store, on the other replicas within a second ([`RevocationSync`]).
+    /// Tells the fleet this replica serves `state`, at most every [`TOUCH_EVERY`].
+    fn touch(&self, state: &SessionState) {
+        let Some(bus) = self.bus.get() else { return };
+        let now = unix_now();
+        let last = state.touched_at.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) >= TOUCH_EVERY.as_secs() {
+            state
+                .touched_at
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+            bus.touched(state.claims.nonce);
+        }
+    }
+
+    /// Ends a session (DELETE): its id is refused from now on, on this replica at once, on
+    /// the others of a fleet as soon as its bus tells them, and through the store (which also
+    /// outlives restarts) within a second ([`RevocationSync`]).
     pub fn revoke(&self, state: &SessionState) {
+        if let Some(bus) = self.bus.get() {
+            bus.revoked(state.claims.nonce, state.claims.expires_at);
+        }
         self.end_locally(state.claims.nonce);
         if let Ok(mut s) = state.inner.lock() {
             s.streams.clear();
@@ -357,22 +468,63 @@ impl SessionManager {
         }
     }
 
+    /// Opens a notification stream, replaying the events after `last_event_id`: from the
+    /// fleet's shared log when there is one (the client may have been on another replica),
+    /// else from this replica's buffer.
+    pub async fn open_stream_shared(
+        &self,
+        state: &SessionState,
+        last_event_id: Option<u64>,
+    ) -> StreamHandle {
+        let shared = match self.bus.get() {
+            Some(bus) => bus.replay(state.claims.nonce, last_event_id).await,
+            None => None,
+        };
+        self.open_stream_with(state, last_event_id, shared)
+    }
+
     /// Opens a notification stream, replaying buffered events after `last_event_id`.
     pub fn open_stream(&self, state: &SessionState, last_event_id: Option<u64>) -> StreamHandle {
+        self.open_stream_with(state, last_event_id, None)
+    }
+
+    fn open_stream_with(
+        &self,
+        state: &SessionState,
+        last_event_id: Option<u64>,
+        shared: Option<Vec<(u64, Bytes)>>,
+    ) -> StreamHandle {
         let (tx, rx) = mpsc::channel(STREAM_CHANNEL);
         let mut s = match state.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let last_sent = s.next_event_id.saturating_sub(1);
-        let mut preamble = vec![Bytes::from(sse::priming_event(&last_sent.to_string()))];
-        if let Some(after) = last_event_id {
-            for (id, event) in s.buffer.iter() {
-                if *id > after {
-                    preamble.push(event.clone());
+        let mut last_sent = s.next_event_id.saturating_sub(1);
+        let mut replayed = Vec::new();
+        match shared {
+            Some(events) => {
+                for (id, message) in events {
+                    last_sent = last_sent.max(id);
+                    if last_event_id.is_some() {
+                        replayed.push(Bytes::from(sse::message_event(
+                            Some(&id.to_string()),
+                            &message,
+                        )));
+                    }
+                }
+            }
+            None => {
+                if let Some(after) = last_event_id {
+                    for (id, event) in s.buffer.iter() {
+                        if *id > after {
+                            replayed.push(event.clone());
+                        }
+                    }
                 }
             }
         }
+        let mut preamble = vec![Bytes::from(sse::priming_event(&last_sent.to_string()))];
+        preamble.extend(replayed);
         s.streams.retain(|t| !t.is_closed());
         s.streams.push(tx);
         while s.streams.len() > self.max_streams {
@@ -384,6 +536,12 @@ impl SessionManager {
     /// Sends list_changed notifications to every tracked session whose visible catalog
     /// changed.
     pub fn notify_catalog_change(&self, diff: &CatalogDiff) {
+        self.notify_catalog_change_of(diff, None);
+    }
+
+    /// The same, for the catalog whose content digest is `digest`: in a fleet every replica
+    /// sees one change, and each session is told once per catalog state.
+    pub fn notify_catalog_change_of(&self, diff: &CatalogDiff, digest: Option<u64>) {
         if self.catalog_changes.receiver_count() > 0 {
             // No listen stream open: nothing to tell (a send error only means that).
             let _ = self.catalog_changes.send(Arc::new(diff.clone()));
@@ -392,23 +550,25 @@ impl SessionManager {
             let Some(grants) = state.grants() else {
                 continue;
             };
-            if diff.tools_changed_for(&grants) {
-                state.push(
-                    &jsonrpc::notification("notifications/tools/list_changed", None),
-                    self.replay,
-                );
-            }
-            if diff.prompts_changed_for(&grants) {
-                state.push(
-                    &jsonrpc::notification("notifications/prompts/list_changed", None),
-                    self.replay,
-                );
-            }
-            if diff.resources_changed_for(&grants) {
-                state.push(
-                    &jsonrpc::notification("notifications/resources/list_changed", None),
-                    self.replay,
-                );
+            let lists = [
+                (
+                    diff.tools_changed_for(&grants),
+                    "notifications/tools/list_changed",
+                ),
+                (
+                    diff.prompts_changed_for(&grants),
+                    "notifications/prompts/list_changed",
+                ),
+                (
+                    diff.resources_changed_for(&grants),
+                    "notifications/resources/list_changed",
+                ),
+            ];
+            for (i, (changed, method)) in lists.into_iter().enumerate() {
+                if changed {
+                    let dedup = digest.map(|d| d.rotate_left(i as u32 * 8) ^ i as u64);
+                    self.send(&state, &jsonrpc::notification(method, None), dedup);
+                }
             }
         }
     }
@@ -416,6 +576,23 @@ impl SessionManager {
     /// Sends one notification to a session's streams (and its replay buffer): how a native
     /// backend's `notifications/resources/updated` reaches a subscribed session.
     pub fn notify(&self, state: &SessionState, message: &[u8]) {
+        self.send(state, message, None);
+    }
+
+    /// One notification: through the fleet's bus when there is one (logged fleet-wide,
+    /// delivered where the stream is open), else into this replica's buffer and stream.
+    fn send(&self, state: &SessionState, message: &[u8], dedup: Option<u64>) {
+        if let Some(bus) = self.bus.get() {
+            let claims = &state.claims;
+            if bus.event(
+                claims.nonce,
+                claims.expires_at,
+                Bytes::copy_from_slice(message),
+                dedup,
+            ) {
+                return;
+            }
+        }
         state.push(message, self.replay);
     }
 
@@ -451,6 +628,7 @@ impl SessionState {
                 buffer: VecDeque::new(),
                 streams: Vec::new(),
             }),
+            touched_at: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -489,19 +667,42 @@ impl SessionState {
             Err(p) => p.into_inner(),
         };
         let id = s.next_event_id;
-        s.next_event_id += 1;
-        let event = Bytes::from(sse::message_event(Some(&id.to_string()), message));
-        s.buffer.push_back((id, event.clone()));
-        while s.buffer.len() > replay {
-            s.buffer.pop_front();
+        s.buffer_and_send(id, message, replay);
+    }
+
+    /// Buffers one message as the fleet's event `id` and delivers it to the newest live
+    /// stream; an id not above the last one sent here (a duplicate) is skipped.
+    fn record_and_send(&self, id: u64, message: &[u8], replay: usize) {
+        let mut s = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if id >= s.next_event_id {
+            s.buffer_and_send(id, message, replay);
         }
-        s.streams.retain(|t| !t.is_closed());
-        if let Some(newest) = s.streams.last() {
+    }
+}
+
+impl StreamState {
+    fn buffer_and_send(&mut self, id: u64, message: &[u8], replay: usize) {
+        self.next_event_id = id + 1;
+        let event = Bytes::from(sse::message_event(Some(&id.to_string()), message));
+        self.buffer.push_back((id, event.clone()));
+        while self.buffer.len() > replay {
+            self.buffer.pop_front();
+        }
+        self.streams.retain(|t| !t.is_closed());
+        if let Some(newest) = self.streams.last() {
             // A full channel means the client is not reading: it can resume with
             // Last-Event-ID from the replay buffer.
             let _ = newest.try_send(event);
         }
     }
+}
+
+/// The first 16 hex characters of a digest (a fingerprint, never a key).
+fn hex16(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Derives the 32-byte sealing key from the configured secret (once, at start).

@@ -10,6 +10,7 @@
 pub mod canonical;
 pub mod catalog;
 pub mod contract;
+pub mod fleet;
 pub mod jsonrpc;
 pub mod modern;
 pub mod naming;

@@ -48,6 +48,10 @@ pub const RESTART: &[(&str, &str)] = &[
         "open sessions are sealed with the key derived from it",
     ),
     (
+        "fleet",
+        "the Redis connection and the key check are set up at start",
+    ),
+    (
         "sessions.idle_timeout",
         "the session store is built with it at start",
     ),

@@ -210,6 +210,7 @@ fn apply_strings(tree: &mut Node, env: &dyn EnvSource, out: &mut Overlay) {
         ("OAUTH_JWKS_URL", &["auth", "oauth", "jwks_url"]),
         ("CORTEX_REQUIRED_POOL", &["auth", "oauth", "required_pool"]),
         ("CORTEX_DATABASE_URL", &["storage", "database_url"]),
+        ("CORTEX_FLEET_REDIS_URL", &["fleet", "redis_url"]),
         ("CORTEX_AUDIT_RETENTION_DAYS", &["audit", "retention_days"]),
         ("CORTEX_VAULT_KEY", &["vault", "key"]),
         (

@@ -56,6 +56,9 @@ pub struct Config {
     pub admin: super::protect::AdminConfig,
     /// The per-user token vault and the providers users link accounts at (docs/vault.md).
     pub vault: super::vault::VaultConfig,
+    /// What the replicas of a fleet share through Redis, and the start-up key check
+    /// (docs/fleet.md).
+    pub fleet: super::fleet::FleetConfig,
     /// TLS of the gateway's outbound connections: the CA bundle backends and the
     /// authorization server are verified with, and the client certificate shown to backends.
     pub outbound: OutboundConfig,

@@ -50,7 +50,8 @@ pub async fn open(
     let mut handle = state
         .shared
         .sessions
-        .open_stream(&mcp_session, last_event_id);
+        .open_stream_shared(&mcp_session, last_event_id)
+        .await;
     drop(mcp_session);
 
     let mut h = ResponseHeader::build(200, Some(6))?;

@@ -149,6 +149,34 @@ pub trait StoreBase: Send + Sync + 'static {
 
     /// The applied schema version.
     async fn schema_version(&self) -> Result<i64, StoreError>;
+
+    /// The fleet's key fingerprints: records each of `offered` that has no row yet (as set
+    /// by `replica` at `now_ms`), in one transaction, and returns the stored row of every
+    /// offered name. `None`: this store is not shared between replicas (SQLite), so there
+    /// is no fleet to compare with.
+    async fn fleet_keys(
+        &self,
+        offered: Vec<KeyFingerprint>,
+        replica: String,
+        now_ms: i64,
+    ) -> Result<Option<Vec<KeyFingerprint>>, StoreError> {
+        let _ = (offered, replica, now_ms);
+        Ok(None)
+    }
+}
+
+/// The fingerprint of one key that every replica must share (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFingerprint {
+    /// The key's name (`sessions.secret`, `audit.secret`, `auth.mint.key_file`,
+    /// `vault.keys.<id>`).
+    pub name: String,
+    /// The fingerprint.
+    pub fingerprint: String,
+    /// The replica that recorded it first.
+    pub set_by: String,
+    /// When (Unix ms).
+    pub set_at_ms: i64,
 }
 
 /// The audit trail's tables: the records and the hash chain's bookkeeping row.

@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "session_revocations",
         sql: include_str!("migrations/postgres/0004_session_revocations.sql"),
     },
+    Migration {
+        version: 5,
+        name: "fleet_keys",
+        sql: include_str!("migrations/postgres/0005_fleet_keys.sql"),
+    },
 ];
 
 /// Longest a whole store call may take (connect included) before it counts as an outage.
@@ -525,6 +530,43 @@ impl StoreBase for PostgresStore {
             .await
             .map(|r| r.get(0))
             .map_err(classify)
+        })
+        .await
+    }
+
+    async fn fleet_keys(
+        &self,
+        offered: Vec<KeyFingerprint>,
+        replica: String,
+        now_ms: i64,
+    ) -> Result<Option<Vec<KeyFingerprint>>, StoreError> {
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(classify)?;
+            let mut stored = Vec::with_capacity(offered.len());
+            for k in &offered {
+                tx.execute(
+                    "INSERT INTO cortex_fleet_keys (name, fingerprint, set_by, set_at_ms) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+                    &[&k.name, &k.fingerprint, &replica, &now_ms],
+                )
+                .await
+                .map_err(classify)?;
+                let row = tx
+                    .query_one(
+                        "SELECT name, fingerprint, set_by, set_at_ms FROM cortex_fleet_keys WHERE name = $1",
+                        &[&k.name],
+                    )
+                    .await
+                    .map_err(classify)?;
+                stored.push(KeyFingerprint {
+                    name: row.get(0),
+                    fingerprint: row.get(1),
+                    set_by: row.get(2),
+                    set_at_ms: row.get(3),
+                });
+            }
+            tx.commit().await.map_err(classify)?;
+            Ok(Some(stored))
         })
         .await
     }

@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "session_revocations",
         sql: include_str!("migrations/sqlite/0004_session_revocations.sql"),
     },
+    Migration {
+        version: 5,
+        name: "fleet_keys",
+        sql: include_str!("migrations/sqlite/0005_fleet_keys.sql"),
+    },
 ];
 
 /// How long a statement waits for another process's write lock.

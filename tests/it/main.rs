@@ -15,6 +15,7 @@ mod common;
 mod audit_support;
 mod builtins_support;
 mod dev_as_common;
+mod fleet_support;
 mod store_support;
 
 mod attack_http;
@@ -42,6 +43,7 @@ mod fault_native;
 mod fault_redis;
 mod fault_store;
 mod federation;
+mod fleet;
 mod interop_clients;
 mod mcp_transport;
 mod modern_bridge;
