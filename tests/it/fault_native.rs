@@ -152,8 +152,8 @@ async fn hundreds_of_stuck_native_calls_leak_nothing() {
     );
 }
 
-/// A gateway running tests/python/fault_stdio.py as backend `st` (2 s timeout).
-async fn stdio_gateway() -> Gateway {
+/// A gateway running tests/python/fault_stdio.py as backend `st` with `timeout`.
+async fn stdio_gateway(timeout: &str) -> Gateway {
     let python = interop::python();
     let script = interop::repo_path("tests/python/fault_stdio.py");
     let gateway = Gateway::start(
@@ -163,7 +163,7 @@ async fn stdio_gateway() -> Gateway {
                 "st",
                 &python.display().to_string(),
                 &["-u", &script.display().to_string()],
-                &["timeout: 2s"],
+                &[&format!("timeout: {timeout}")],
             )
             .build(),
     )
@@ -182,7 +182,7 @@ fn text(response: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stdio_child_that_exits_or_hangs_fails_its_call_and_the_others_go_on() {
-    let gateway = stdio_gateway().await;
+    let gateway = stdio_gateway("2s").await;
     let c = client(&gateway).await;
     let first = text(&call(&c, "st_ok", json!({})).await);
 
@@ -230,7 +230,8 @@ async fn a_stdio_child_that_exits_or_hangs_fails_its_call_and_the_others_go_on()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stdio_child_flooding_stderr_costs_the_gateway_no_memory() {
-    let gateway = stdio_gateway().await;
+    // Writing 197 MiB through a pipe takes a while on a busy machine: a long timeout.
+    let gateway = stdio_gateway("120s").await;
     let pid = gateway.pid();
     let c = client(&gateway).await;
     // Warm-up: a small flood of each kind.
