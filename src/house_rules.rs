@@ -19,13 +19,14 @@ const FLOORS: &[(&str, u8)] = &[
     ("config", 0),
     ("logging", 0),
     ("demo_backend", 0),
-    // Who calls, where things are kept, sessions.
+    // Who calls, where things are kept.
     ("auth", 1),
     ("store", 1),
-    ("sessions", 1),
     ("healthcheck", 1),
     ("edge", 1),
-    // What backends receive; the record of a request.
+    // Sessions (their ends are shared through the store); what backends receive; the
+    // record of a request.
+    ("sessions", 2),
     ("credentials", 2),
     ("record", 2),
     ("vault", 2),

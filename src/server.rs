@@ -180,10 +180,11 @@ fn register_extra_collectors(shared: &crate::state::Shared) {
             warn!("metrics: a collector could not be registered: {e}");
         }
     }
+    let outbox = shared.builtins.webhook_stats();
     for collector in crate::metrics::owners::collectors(
         shared.auth.stats(),
         shared.auth.issuer().cloned(),
-        shared.builtins.webhook_stats(),
+        std::sync::Arc::new(move || outbox.values()),
     ) {
         if let Err(e) = collector.and_then(|m| shared.metrics.register_collector(Box::new(m))) {
             warn!("metrics: a collector could not be registered: {e}");
