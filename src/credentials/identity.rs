@@ -8,7 +8,7 @@
 //! - `exchange`: an RFC 8693 token from the authorization server for the backend's audience
 //!   ([`crate::auth::exchange`]).
 //! - `vault`: the caller's own linked account at the backend's `vault_provider` (the backend
-//!   asks [`crate::vault`] for it); no `Authorization` of the caller's is kept here.
+//!   asks the vault for it, docs/vault.md); no `Authorization` of the caller's is kept here.
 //! - `none`: no per-user credential (the default of native backends, which have their static
 //!   `bearer` / `headers`).
 //!
