@@ -534,6 +534,10 @@ async fn a_rate_limit_holds_across_the_fleet() {
     );
 }
 
+/// One request of the load: the replica that answered, the status (0 for a transport
+/// error) and the ticket id its answer named.
+type Outcome = (Option<usize>, u16, Option<String>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_under_load_loses_no_answered_request_and_no_delivery() {
     use crate::builtins_support::WebhookReceiver;
@@ -551,7 +555,7 @@ async fn a_replica_killed_under_load_loses_no_answered_request_and_no_delivery()
     const WORKERS: usize = 4;
     const PER_WORKER: usize = 40;
     // (answered by, status or 0 for a transport error, ticket id)
-    let outcomes: Arc<Mutex<Vec<(Option<usize>, u16, Option<String>)>>> = Arc::default();
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let ports: Vec<u16> = fleet.replicas.iter().map(|r| r.port()).collect();
     let mut tasks = Vec::new();

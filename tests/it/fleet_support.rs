@@ -136,8 +136,7 @@ http {{\n  log_format fleet '$upstream_addr $status $request_method \"$http_mcp_
 
     fn into_dir(mut self) -> tempfile::TempDir {
         self.stop();
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
     }
 
     async fn wait_listening(&mut self) -> Result<(), String> {
