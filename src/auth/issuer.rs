@@ -147,7 +147,7 @@ impl Issuer {
         if keys.as_ref().is_some_and(|k| k.has_kid(kid)) || recent {
             return keys;
         }
-        info!(issuer = %self.issuer, kid = %kid, "token signed with an unknown key id: refetching the JWKS");
+        info!(issuer = %self.issuer, kid = ?kid, "token signed with an unknown key id: refetching the JWKS");
         bump(&self.stats.jwks_unknown_kid_refetches);
         // The failure is recorded in the status; the caller gets whatever keys we still have.
         let _ = self.refresh_locked().await;

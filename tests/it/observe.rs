@@ -1275,7 +1275,8 @@ async fn native_pinned(integrity: &str, metrics_port: u16) -> Gateway {
         )
         .build();
     let gateway = Gateway::start(&yaml).await;
-    gateway.wait_ready().await;
+    // Not wait_ready: on a busy machine the Python child may start after its deadline;
+    // wait_listed waits (bounded) for its first successful discovery.
     crate::native_stdio::wait_listed(&gateway, "py_changeling").await;
     gateway
 }
