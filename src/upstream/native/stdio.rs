@@ -91,6 +91,16 @@ struct Supervisor {
     checked_out: AtomicUsize,
 }
 
+/// A supervisor taken from the pool, given back when dropped (also when the call that took
+/// it is cancelled while its child starts).
+struct CheckedOut(Arc<Supervisor>);
+
+impl Drop for CheckedOut {
+    fn drop(&mut self) {
+        self.0.checked_out.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 #[derive(Clone)]
 struct Running {
     peer: Arc<Peer>,
@@ -182,10 +192,8 @@ impl StdioTransport {
             tokio::spawn(reap_idle(Arc::downgrade(pool)));
         });
         let key = if pool.spec.per_user { user } else { SHARED };
-        let supervisor = pool.check_out(key)?;
-        let peer = supervisor.peer(&pool.spec, &pool.sink).await;
-        supervisor.checked_out.fetch_sub(1, Ordering::AcqRel);
-        peer
+        let supervisor = CheckedOut(pool.check_out(key)?);
+        supervisor.0.peer(&pool.spec, &pool.sink).await
     }
 
     /// Drops `peer` if it is the current child of `user` (it exited).
