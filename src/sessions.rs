@@ -2,7 +2,7 @@
 //! (event ids, bounded replay buffer, delivery to the newest open GET stream).
 //!
 //! In a fleet, what replicas must share goes through one narrow seam, [`SessionBus`]
-//! (implemented over Redis by `crate::fleet`; absent, everything stays on this replica):
+//! (implemented over Redis by the fleet bus, docs/fleet.md; absent, everything stays on this replica):
 //! revocations, the sessions used recently (shared idle tracking), and notification events
 //! (logged per session fleet-wide and delivered on the replica holding the open stream).
 
@@ -40,7 +40,7 @@ pub enum SessionRefusal {
     NotFound,
 }
 
-/// What a fleet shares of sessions (`crate::fleet` implements it over Redis). Every method
+/// What a fleet shares of sessions (the fleet bus implements it over Redis). Every method
 /// returns at once: the work happens on the bus's own task.
 pub trait SessionBus: Send + Sync {
     /// This replica ended session `nonce` (a DELETE); its id stays refused until

@@ -392,6 +392,7 @@ metrics: {}
 rate_limits: {redis: {}}
 integrity: {}
 admin: {}
+fleet: {}
 ";
 
     #[test]
