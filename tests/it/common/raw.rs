@@ -185,3 +185,57 @@ pub fn post(path: &str, extra: &str, body: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// The head of one request a stand-in server received: the header block as sent, its
+/// `Content-Length`, and the body bytes that came with the header.
+pub struct RequestHead {
+    pub head: String,
+    pub length: usize,
+    pub rest: Vec<u8>,
+}
+
+/// Reads one request's header block (at most 64 KiB); `None` when the connection is gone.
+pub async fn read_request_head(stream: &mut TcpStream) -> Option<RequestHead> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return None;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+    let length = head
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:").map(str::to_owned))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    Some(RequestHead {
+        head,
+        length,
+        rest: buf[header_end..].to_vec(),
+    })
+}
+
+/// Reads the rest of the body announced by `head`; `None` when the connection is gone.
+pub async fn read_request_body(stream: &mut TcpStream, head: RequestHead) -> Option<Vec<u8>> {
+    let mut body = head.rest;
+    let mut chunk = [0u8; 8192];
+    while body.len() < head.length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(head.length);
+    Some(body)
+}

@@ -121,28 +121,8 @@ fn tool(name: &str) -> Value {
 /// Reads one request (header and, unless it is over [`EARLY_413_OVER`], body). Returns the
 /// body, or `None` after answering an early 413 or when the connection is gone.
 async fn read_request(stream: &mut TcpStream, stats: &RogueStats) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 64 * 1024 {
-            return None;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    if length > EARLY_413_OVER {
+    let head = super::raw::read_request_head(stream).await?;
+    if head.length > EARLY_413_OVER {
         stats.early_413s.fetch_add(1, Ordering::SeqCst);
         let body = json!({"error": EARLY_413_ERROR}).to_string();
         let reply = format!(
@@ -151,22 +131,14 @@ async fn read_request(stream: &mut TcpStream, stats: &RogueStats) -> Option<Vec<
         );
         let _ = stream.write_all(reply.as_bytes()).await;
         // Drain what the gateway still sends, for a while, then hang up.
+        let mut chunk = [0u8; 8192];
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
         })
         .await;
         return None;
     }
-    let mut body = buf[header_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    body.truncate(length);
-    Some(body)
+    super::raw::read_request_body(stream, head).await
 }
 
 async fn write_json(stream: &mut TcpStream, status: &str, body: Value) -> std::io::Result<()> {
