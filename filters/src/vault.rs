@@ -283,6 +283,35 @@ pub fn classify_refresh(status: Option<u16>, error: Option<&str>) -> RefreshFail
     }
 }
 
+/// What to do when the provider's resource server answered HTTP 401 to a linked token (the
+/// provider revoked it, or it expired before its announced expiry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Another call already renewed the stored token meanwhile: use the stored one.
+    UseStored,
+    /// Renew the stored grant once with its refresh token, then try again.
+    Renew,
+    /// Nothing left to try (no refresh token, or the renewed token was refused too): delete the
+    /// grant and ask the user to link again.
+    Relink,
+}
+
+/// The rule after a 401: `stored_is_rejected` whether the vault still holds the very token the
+/// server refused, `has_refresh` whether the grant has a refresh token, `renewed_already`
+/// whether the refused token was itself the result of a renewal for this call (a call renews
+/// at most once, so a provider that keeps refusing cannot make it loop).
+pub fn after_rejection(
+    stored_is_rejected: bool,
+    has_refresh: bool,
+    renewed_already: bool,
+) -> Rejected {
+    match (stored_is_rejected, renewed_already, has_refresh) {
+        (false, false, _) => Rejected::UseStored,
+        (_, true, _) | (true, false, false) => Rejected::Relink,
+        (true, false, true) => Rejected::Renew,
+    }
+}
+
 /// The refresh token to keep after a refresh: the new one if the provider rotated it, else
 /// the old one (RFC 6749 §6: the server may keep the old token valid).
 pub fn next_refresh_token(old: Option<String>, new: Option<String>) -> Option<String> {
@@ -656,6 +685,13 @@ mod tests {
             RefreshFailure::Transient
         );
         assert_eq!(classify_refresh(None, None), RefreshFailure::Transient);
+        // After a 401: renew once, use a token another call renewed, never loop.
+        assert_eq!(after_rejection(true, true, false), Rejected::Renew);
+        assert_eq!(after_rejection(true, false, false), Rejected::Relink);
+        assert_eq!(after_rejection(false, true, false), Rejected::UseStored);
+        assert_eq!(after_rejection(false, false, false), Rejected::UseStored);
+        assert_eq!(after_rejection(true, true, true), Rejected::Relink);
+        assert_eq!(after_rejection(false, true, true), Rejected::Relink);
         assert_eq!(
             next_refresh_token(Some("old".into()), Some("new".into())),
             Some("new".into())

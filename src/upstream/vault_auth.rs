@@ -61,6 +61,29 @@ impl UpstreamAuth for VaultAuth {
         }
     }
 
+    /// The provider's server refused the linked token (HTTP 401: revoked, or expired early):
+    /// the vault renews the grant once, else deletes it and the caller is asked to link again
+    /// exactly as an unlinked caller is.
+    async fn rejected(
+        &self,
+        _backend_id: &str,
+        call: &Call<'_>,
+        rejected: &str,
+        renewed_already: bool,
+    ) -> Option<Result<String, Outcome>> {
+        let token = rejected.strip_prefix("Bearer ").unwrap_or(rejected);
+        Some(
+            match self
+                .link
+                .credential_rejected(&call.caller.sub, token, renewed_already)
+                .await
+            {
+                Ok(c) => Ok(format!("Bearer {}", c.access_token)),
+                Err(e) => Err(vault_refusal(&e, &call.op)),
+            },
+        )
+    }
+
     async fn discovery_authorization(&self, backend_id: &str) -> Option<String> {
         match self.link.catalog_credential().await {
             Some(Ok(c)) => Some(format!("Bearer {}", c.access_token)),

@@ -347,9 +347,57 @@ impl Vault {
         if !rules::needs_refresh(grant.expires_at_ms, now, self.refresh_before_ms) {
             return Ok(credential(&grant));
         }
-        self.refresh(p, subject, row, grant, now).await
+        self.refresh(p, subject, row, grant, now, false).await
     }
 
+    /// The provider's server answered HTTP 401 to `rejected`, the access token a call sent
+    /// for `subject` (the provider revoked it, or it expired early). Under the pair's lock:
+    /// a token another call renewed meanwhile is returned as is; else the grant is renewed
+    /// once with its refresh token; with none, with the renewal refused for good, or when
+    /// `renewed_already` (the refused token was this call's renewal), the grant is deleted
+    /// and the caller is asked to link again ([`VaultError::Relink`]). A transient failure
+    /// of the renewal keeps the grant and fails the call ([`VaultError::Provider`]).
+    pub async fn credential_rejected(
+        &self,
+        subject: &str,
+        provider: &str,
+        rejected: &str,
+        renewed_already: bool,
+    ) -> Result<Credential, VaultError> {
+        let p = self.provider(provider)?;
+        let _one_at_a_time = self.lock_for(subject, provider).lock().await;
+        let row = self
+            .store
+            .get_grant(subject, provider)
+            .await?
+            .ok_or_else(|| self.not_linked(p))?;
+        let grant = self.open(p, &row)?;
+        let stored_is_rejected = grant.access_token == rejected;
+        match rules::after_rejection(
+            stored_is_rejected,
+            grant.refresh_token.is_some(),
+            renewed_already,
+        ) {
+            rules::Rejected::UseStored => Ok(credential(&grant)),
+            rules::Rejected::Renew => {
+                info!(provider = %p.id, "the provider refused a linked token; renewing the grant once");
+                let now = crate::clock::now_ms();
+                self.refresh(p, subject, row, grant, now, true).await
+            }
+            rules::Rejected::Relink => {
+                warn!(provider = %p.id, "the provider refused a linked token and it cannot be renewed; the grant is deleted");
+                if stored_is_rejected {
+                    self.store
+                        .delete_grant(subject, &p.id, Some(row.version))
+                        .await?;
+                }
+                Err(self.relink(p))
+            }
+        }
+    }
+
+    /// Renews `grant` with its refresh token. `rejected`: the provider already refused its
+    /// access token, so it counts as expired whatever its expiry says.
     async fn refresh(
         &self,
         p: &VaultProviderConfig,
@@ -357,8 +405,9 @@ impl Vault {
         row: StoredGrant,
         grant: Grant,
         now: i64,
+        rejected: bool,
     ) -> Result<Credential, VaultError> {
-        let expired = grant.expires_at_ms.is_some_and(|e| now >= e);
+        let expired = rejected || grant.expires_at_ms.is_some_and(|e| now >= e);
         let Some(rt) = grant.refresh_token.clone() else {
             if expired {
                 // Nothing to renew it with: the user links again.
@@ -957,5 +1006,18 @@ impl VaultLink {
     /// The caller's credential at this provider (see [`Vault::credential_for`]).
     pub async fn credential_for(&self, subject: &str) -> Result<Credential, VaultError> {
         self.vault.credential_for(subject, &self.provider).await
+    }
+
+    /// The provider's server refused `rejected`, the caller's access token (see
+    /// [`Vault::credential_rejected`]).
+    pub async fn credential_rejected(
+        &self,
+        subject: &str,
+        rejected: &str,
+        renewed_already: bool,
+    ) -> Result<Credential, VaultError> {
+        self.vault
+            .credential_rejected(subject, &self.provider, rejected, renewed_already)
+            .await
     }
 }

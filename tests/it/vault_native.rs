@@ -46,8 +46,14 @@ impl Drop for Upstream {
 }
 
 /// Starts tests/python/vault_upstream.py on `port`, accepting tokens for its own resource URL
-/// from the `trusted` issuers (`(issuer, JWKS URL)`).
-async fn start_upstream(port: u16, trusted: &[(String, String)], log: &Path) -> Upstream {
+/// from the `trusted` issuers (`(issuer, JWKS URL)`); with `introspect`, only tokens that
+/// RFC 7662 endpoint still calls active (so a token revoked at the provider is refused).
+async fn start_upstream(
+    port: u16,
+    trusted: &[(String, String)],
+    introspect: Option<&str>,
+    log: &Path,
+) -> Upstream {
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let mut cmd = Command::new(interop::python());
     cmd.arg("-W")
@@ -57,6 +63,9 @@ async fn start_upstream(port: u16, trusted: &[(String, String)], log: &Path) -> 
         .arg(&resource);
     for (iss, jwks) in trusted {
         cmd.arg(format!("{iss}={jwks}"));
+    }
+    if let Some(url) = introspect {
+        cmd.env("UPSTREAM_INTROSPECT", url);
     }
     let err = std::fs::File::create(log).expect("log file");
     let child = cmd
@@ -107,13 +116,31 @@ struct Native {
 }
 
 async fn start(kind: Kind, catalog: Catalog, preregistered: bool, vault_lines: &[&str]) -> Native {
+    start_full(kind, catalog, preregistered, vault_lines, false).await
+}
+
+/// [`start`], with an upstream that also asks the provider whether each token is still
+/// active (`revocable`), so the provider can revoke a linked token early.
+async fn start_full(
+    kind: Kind,
+    catalog: Catalog,
+    preregistered: bool,
+    vault_lines: &[&str],
+    revocable: bool,
+) -> Native {
     let db = TestDb::new(kind).await;
     let (up_port, provider_port) = (common::free_port(), common::free_port());
     let issuer = format!("http://127.0.0.1:{provider_port}");
     let logs = tempfile::tempdir().expect("temp dir");
     let log = logs.path().join("upstream.log");
-    let upstream =
-        start_upstream(up_port, &[(issuer.clone(), format!("{issuer}/jwks"))], &log).await;
+    let introspect = revocable.then(|| format!("{issuer}/test/introspect"));
+    let upstream = start_upstream(
+        up_port,
+        &[(issuer.clone(), format!("{issuer}/jwks"))],
+        introspect.as_deref(),
+        &log,
+    )
+    .await;
     let resource = upstream.resource.clone();
     let storage = match kind {
         Kind::Sqlite => format!("storage:\n  data_dir: \"{}\"", db.data_dir().display()),
@@ -475,6 +502,160 @@ async fn an_unlinked_user_is_sent_to_the_link_page_then_retries_two_users_apart_
     url_elicitation_then_retry(Kind::Postgres).await;
 }
 
+/// The `jti` of a JWT access token.
+fn jti(token: &str) -> String {
+    decode_jwt(token).1["jti"]
+        .as_str()
+        .expect("a jti")
+        .to_string()
+}
+
+impl Native {
+    /// Revokes `sub`'s stored refresh token at the provider's RFC 7009 endpoint (the user
+    /// withdrew the gateway's access there) and marks its access token revoked, so the
+    /// upstream refuses it and no renewal is possible.
+    async fn revoke_grant_at_provider(&self, sub: &str) {
+        let g = self.stored_grant(sub).await.expect("a grant");
+        let meta: Value = reqwest::get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            self.provider.issuer()
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let endpoint = meta["revocation_endpoint"].as_str().expect("RFC 7009");
+        let rt = g.refresh_token.expect("a refresh token");
+        let resp = reqwest::Client::new()
+            .post(endpoint)
+            .form(&[
+                ("token", rt.as_str()),
+                ("token_type_hint", "refresh_token"),
+                ("client_id", g.client_id.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
+        self.provider.revoke(&jti(&g.access_token)).await;
+    }
+}
+
+/// A linked token the provider revoked before its expiry: the upstream answers 401; the
+/// gateway renews the grant once with its refresh token and the call goes through. When the
+/// provider refuses the renewal too (the whole grant revoked), the grant is deleted and the
+/// user is asked to link again exactly as an unlinked user: a tool error naming the account
+/// and the link URL, or the `-32042` URL elicitation then a successful retry.
+async fn a_revoked_token(kind: Kind) {
+    let t = start_full(kind, Catalog::Static, false, &[], true).await;
+    let (alice, bob) = (t.token("alice").await, t.token("bob").await);
+    t.link(&alice, "alice-at-design").await;
+    let first = t.seen(&alice).await["token"].as_str().unwrap().to_string();
+    let grant = t.stored_grant("alice").await.unwrap();
+    assert_eq!(grant.access_token, first);
+    let first_refresh = grant
+        .refresh_token
+        .expect("a refresh token (offline_access)");
+
+    // Revoked early (its expiry is minutes away): renewed once, the call succeeds.
+    t.provider.revoke(&jti(&first)).await;
+    let seen = t.seen(&alice).await;
+    assert_eq!(seen["sub"], "alice-at-design", "{seen}");
+    let second = seen["token"].as_str().unwrap().to_string();
+    assert_ne!(second, first, "a renewed token");
+    let stored = t.stored_grant("alice").await.unwrap();
+    assert_eq!(stored.access_token, second);
+    assert_ne!(
+        stored.refresh_token.as_deref(),
+        Some(first_refresh.as_str()),
+        "the rotated refresh token replaced the old one"
+    );
+    let logs = t.setup.gateway.logs();
+    assert!(
+        logs.contains("the server refused the call's credential; trying once more"),
+        "{logs}"
+    );
+    assert!(t.presented(&alice).await.contains(&first));
+
+    // The whole grant revoked at the provider: the renewal is refused for good, the grant is
+    // deleted, and a client without URL elicitation is told to link again.
+    t.revoke_grant_at_provider("alice").await;
+    let r = t.python(&alice, "design_seen").await;
+    assert!(is_link_error(&r["first"]), "{r}");
+    assert!(
+        r["first"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("no longer accepted"),
+        "{r}"
+    );
+    assert!(
+        t.stored_grant("alice").await.is_none(),
+        "the grant is deleted"
+    );
+
+    // Bob's client declared URL-mode elicitation: the same refusal reaches it as the
+    // `-32042` URL elicitation to the link page; he links again and the retry succeeds.
+    t.link(&bob, "bob-at-design").await;
+    assert_eq!(t.seen(&bob).await["sub"], "bob-at-design");
+    t.revoke_grant_at_provider("bob").await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = spawn_elicit_client(&t, &bob, dir.path());
+    let file = dir.path().join("elicitation.json");
+    let elicitation: Value = common::eventually(
+        Duration::from_secs(60),
+        "the client's URL elicitation callback",
+        || async {
+            let text = std::fs::read_to_string(&file).ok()?;
+            serde_json::from_str(&text).ok()
+        },
+    )
+    .await;
+    assert_eq!(
+        elicitation["url"],
+        format!("{}/link/design/start", t.gateway())
+    );
+    assert!(
+        t.stored_grant("bob").await.is_none(),
+        "the grant is deleted"
+    );
+    t.link(&bob, "bob-at-design").await;
+    std::fs::write(dir.path().join("linked"), b"").unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["first"]["error"]["code"], -32042, "{report}");
+    assert_eq!(report["retry"]["isError"], false, "{report}");
+    assert_eq!(
+        seen_of(report["retry"]["text"].as_str().unwrap())["sub"],
+        "bob-at-design"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_at_the_provider_is_renewed_once_then_relinked_on_sqlite() {
+    a_revoked_token(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_at_the_provider_is_renewed_once_then_relinked_on_postgres() {
+    a_revoked_token(Kind::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pre_registered_client_links_without_dynamic_registration() {
     let t = start(Kind::Sqlite, Catalog::Static, true, &[]).await;
@@ -568,6 +749,7 @@ async fn mint_and_exchange_reach_native_backends_for_their_own_audience() {
     let _minted = start_upstream(
         minted_port,
         &[(gw.clone(), format!("{gw}/.well-known/jwks.json"))],
+        None,
         &dir.path().join("minted.log"),
     )
     .await;
@@ -575,6 +757,7 @@ async fn mint_and_exchange_reach_native_backends_for_their_own_audience() {
     let _swapped = start_upstream(
         swapped_port,
         &[(asi.clone(), format!("{asi}/jwks"))],
+        None,
         &dir.path().join("swapped.log"),
     )
     .await;

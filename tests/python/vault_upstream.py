@@ -11,11 +11,19 @@ protected-resource metadata. Its tools tell the caller which token the server sa
              the token itself
   presented  every bearer token presented to this server so far (accepted or not), so a test
              can check that a token never reached it
+
+With UPSTREAM_INTROSPECT=<URL> in the environment it also asks that RFC 7662 endpoint of the
+issuer (client `gateway`, the test authorization server's introspection client) whether each
+token is still active, so a token the provider revoked is refused with a 401 like any other.
 """
 
 import asyncio
+import base64
 import json
+import os
 import sys
+import urllib.parse
+import urllib.request
 
 import jwt
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -49,6 +57,9 @@ class JwksVerifier:
             issuer=issuer,
             options={"require": ["exp", "sub"]},
         )
+        introspect = os.environ.get("UPSTREAM_INTROSPECT")
+        if introspect and not self._active(introspect, token):
+            raise ValueError("the issuer says the token is no longer active")
         return AccessToken(
             token=token,
             client_id=str(claims.get("client_id") or claims.get("azp") or issuer),
@@ -58,6 +69,17 @@ class JwksVerifier:
             subject=str(claims["sub"]),
             claims=claims,
         )
+
+    @staticmethod
+    def _active(url: str, token: str) -> bool:
+        basic = base64.b64encode(b"gateway:gateway-secret").decode()
+        req = urllib.request.Request(
+            url,
+            data=urllib.parse.urlencode({"token": token}).encode(),
+            headers={"authorization": f"Basic {basic}", "content-type": "application/x-www-form-urlencoded"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return bool(json.load(resp).get("active"))
 
     async def verify_token(self, token: str) -> AccessToken | None:
         presented.append(token)

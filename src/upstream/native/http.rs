@@ -95,7 +95,7 @@ impl HttpTransport {
         user: &str,
         subject: Option<&str>,
         authorization: Option<&str>,
-    ) -> Result<Arc<Peer>, String> {
+    ) -> Result<Arc<Peer>, LinkError> {
         self.follower.call_once(|| {
             tokio::spawn(follow_ends(
                 self.id.clone(),
@@ -112,7 +112,7 @@ impl HttpTransport {
             return Ok(p);
         }
         if let Err(e) = self.target.resolve().await {
-            return Err(e.to_string());
+            return Err(LinkError::Failed(e.to_string()));
         }
         let link = Arc::new(HttpLink {
             backend: self.id.clone(),
@@ -321,12 +321,17 @@ impl Link for HttpLink {
         if !(200..300).contains(&reply.status) {
             let body = reply.body(4096).await.unwrap_or_default();
             let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
-            return Err(LinkError::Failed(format!(
+            let why = format!(
                 "the server answered {method} with HTTP {}{}{}",
                 reply.status,
                 if text.is_empty() { "" } else { ": " },
                 text.trim()
-            )));
+            );
+            return Err(if reply.status == 401 {
+                LinkError::Unauthorized(why)
+            } else {
+                LinkError::Failed(why)
+            });
         }
         let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
         let id = Value::from(id);

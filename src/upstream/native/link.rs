@@ -34,6 +34,9 @@ pub const EXCHANGE_QUEUE: usize = 64;
 pub enum LinkError {
     /// The upstream session is gone (HTTP 404 on a session): initialize again, once.
     SessionGone,
+    /// The server refused the request's credential (HTTP 401): a per-user credential source
+    /// may renew it once ([`super::UpstreamAuth::rejected`]).
+    Unauthorized(String),
     /// Anything else, in words for the caller.
     Failed(String),
 }
@@ -42,7 +45,7 @@ impl std::fmt::Display for LinkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LinkError::SessionGone => f.write_str("the upstream session expired"),
-            LinkError::Failed(why) => f.write_str(why),
+            LinkError::Unauthorized(why) | LinkError::Failed(why) => f.write_str(why),
         }
     }
 }

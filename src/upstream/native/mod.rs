@@ -72,6 +72,20 @@ pub trait UpstreamAuth: Send + Sync {
     async fn discovery_authorization(&self, _backend_id: &str) -> Option<String> {
         None
     }
+
+    /// The server answered HTTP 401 to `rejected`, the value this source gave for `call`
+    /// (`renewed_already`: it was itself the answer of an earlier `rejected` for this call).
+    /// `Some(Ok)`: a renewed value to send once more; `Some(Err)`: the caller's answer
+    /// instead (e.g. "link your account again"); `None` (the default): the failure stands.
+    async fn rejected(
+        &self,
+        _backend_id: &str,
+        _call: &Call<'_>,
+        _rejected: &str,
+        _renewed_already: bool,
+    ) -> Option<Result<String, Outcome>> {
+        None
+    }
 }
 
 /// `identity: mint` or `exchange` for a native backend: the credential the identity service
@@ -156,10 +170,10 @@ impl Transport {
         user: &str,
         subject: Option<&str>,
         authorization: Option<&str>,
-    ) -> Result<Arc<Peer>, String> {
+    ) -> Result<Arc<Peer>, LinkError> {
         match self {
             Transport::Http(t) => t.peer(user, subject, authorization).await,
-            Transport::Stdio(t) => t.peer(user).await,
+            Transport::Stdio(t) => t.peer(user).await.map_err(LinkError::Failed),
         }
     }
 
@@ -474,7 +488,7 @@ impl Backend for NativeBackend {
             .await
         {
             Ok(p) => p,
-            Err(why) => return Discovery::Failed(why),
+            Err(why) => return Discovery::Failed(why.to_string()),
         };
         let mut warnings = Vec::new();
         let tools = match self
@@ -572,7 +586,7 @@ impl Backend for NativeBackend {
         if let Some(t) = &progress_token {
             rules::set_progress_token(&mut params, t);
         }
-        let authorization = match &self.auth {
+        let mut authorization = match &self.auth {
             Some(a) => match a.authorization(&self.id, &call).await {
                 Ok(v) => v,
                 Err(refused) => return Replies::Final(refused),
@@ -580,37 +594,67 @@ impl Backend for NativeBackend {
             None => None,
         };
         let user = Self::user_key(&call);
-        let outgoing = Outgoing {
+        let mut outgoing = Outgoing {
             key,
             progress_token,
             authorization: authorization.clone(),
         };
-        // One fresh session on a 404 (the server forgot ours), then the failure stands.
+        // One fresh session on a 404 (the server forgot ours), one renewed credential on a
+        // 401 (the credential source decides), then the failure stands.
         let mut sent = None;
-        for _ in 0..2 {
-            let peer = match self
+        let mut renewals = 0u8;
+        for _ in 0..4 {
+            let (peer, outcome) = match self
                 .transport
                 .peer(&user, Some(&call.caller.sub), authorization.as_deref())
                 .await
             {
-                Ok(p) => p,
-                Err(why) => return Replies::Final(failed(&self.id, why)),
+                Ok(p) => {
+                    let r = p
+                        .link
+                        .request(method, params.clone(), outgoing.clone())
+                        .await;
+                    (Some(p), r)
+                }
+                Err(e) => (None, Err(e)),
             };
-            match peer
-                .link
-                .request(method, params.clone(), outgoing.clone())
-                .await
-            {
+            match outcome {
                 Ok((upstream_id, exchange)) => {
-                    sent = Some((peer, upstream_id, exchange));
+                    if let Some(peer) = peer {
+                        sent = Some((peer, upstream_id, exchange));
+                    }
                     break;
                 }
                 Err(LinkError::SessionGone) => {
                     tracing::info!(backend = %self.id, "upstream session expired; initializing again");
-                    self.transport.forget(&user, &peer);
+                    if let Some(peer) = &peer {
+                        self.transport.forget(&user, peer);
+                    }
+                }
+                Err(LinkError::Unauthorized(why)) => {
+                    // The session opened with the refused credential is not reused.
+                    if let Some(peer) = &peer {
+                        self.transport.forget(&user, peer);
+                    }
+                    let renewed = match (&self.auth, authorization.as_deref()) {
+                        (Some(a), Some(sent)) if renewals < 2 => {
+                            a.rejected(&self.id, &call, sent, renewals > 0).await
+                        }
+                        _ => None,
+                    };
+                    match renewed {
+                        Some(Ok(fresh)) => {
+                            tracing::info!(backend = %self.id, "the server refused the call's credential; trying once more with a renewed one");
+                            renewals += 1;
+                            authorization = Some(fresh);
+                            outgoing.authorization = authorization.clone();
+                        }
+                        Some(Err(answer)) => return Replies::Final(answer),
+                        None => return Replies::Final(failed(&self.id, why)),
+                    }
                 }
                 Err(LinkError::Failed(why)) => {
-                    if !peer.link.alive() {
+                    if let Some(peer) = peer.filter(|p| !p.link.alive()) {
                         self.transport.forget(&user, &peer);
                     }
                     return Replies::Final(failed(&self.id, why));
@@ -618,7 +662,10 @@ impl Backend for NativeBackend {
             }
         }
         let Some((peer, upstream_id, exchange)) = sent else {
-            return Replies::Final(failed(&self.id, "the upstream session expired twice"));
+            return Replies::Final(failed(
+                &self.id,
+                "the upstream session expired, or refused the credential, too many times",
+            ));
         };
         let (tx, rx) = mpsc::channel(REPLY_QUEUE);
         tokio::spawn(drive(Drive {
@@ -732,22 +779,25 @@ async fn cancel(d: &Drive, reason: &str) {
 }
 
 /// `initialize`, checked, then `notifications/initialized`: what both transports do on a
-/// fresh link.
+/// fresh link. A 401 stays [`LinkError::Unauthorized`] (the credential may be renewed).
 pub(crate) async fn initialize(
     link: Arc<dyn link::Link>,
     authorization: Option<String>,
     timeout: Duration,
-) -> Result<Peer, String> {
+) -> Result<Peer, LinkError> {
     let params = rules::initialize_params(crate::GATEWAY_VERSION);
     let call = Outgoing {
         key: 0,
         progress_token: None,
         authorization: authorization.clone(),
     };
-    let (_, mut exchange) = link
-        .request("initialize", params, call)
-        .await
-        .map_err(|e| format!("initialize: {e}"))?;
+    let (_, mut exchange) =
+        link.request("initialize", params, call)
+            .await
+            .map_err(|e| match e {
+                LinkError::Unauthorized(_) => e,
+                other => LinkError::Failed(format!("initialize: {other}")),
+            })?;
     let wait = async {
         while let Some(item) = exchange.recv().await {
             match item {
@@ -761,15 +811,16 @@ pub(crate) async fn initialize(
         Err("the server ended the exchange without an answer".to_string())
     };
     let result = match tokio::time::timeout(timeout, wait).await {
-        Ok(r) => r.map_err(|e| format!("initialize: {e}"))?,
+        Ok(r) => r.map_err(|e| LinkError::Failed(format!("initialize: {e}")))?,
         Err(_) => {
-            return Err(format!(
+            return Err(LinkError::Failed(format!(
                 "initialize: no answer within {} ms",
                 timeout.as_millis()
-            ))
+            )))
         }
     };
-    let init = rules::initialized(&result).map_err(|e| format!("initialize: {e}"))?;
+    let init =
+        rules::initialized(&result).map_err(|e| LinkError::Failed(format!("initialize: {e}")))?;
     link.notify("notifications/initialized", json!({}), authorization)
         .await;
     Ok(Peer { link, init })

@@ -418,7 +418,9 @@ async fn start(spec: &Spec, sink: &SinkRef) -> Result<Running, String> {
     tokio::spawn(reap(spec.id.clone(), child, Arc::downgrade(&link)));
     // A process may take a while to start (an interpreter, `npx` unpacking a package):
     // its first answer gets at least STARTUP_TIMEOUT.
-    let peer = super::initialize(link.clone(), None, spec.timeout.max(STARTUP_TIMEOUT)).await?;
+    let peer = super::initialize(link.clone(), None, spec.timeout.max(STARTUP_TIMEOUT))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Running {
         peer: Arc::new(peer),
         link,
