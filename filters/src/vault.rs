@@ -253,6 +253,38 @@ pub fn callback_code<'a>(
     code.filter(|c| !c.is_empty()).ok_or(CallbackError::NoCode)
 }
 
+// ----- the gateway's client identity at a provider ------------------------------------------
+
+/// How the gateway identifies itself to a provider's authorization server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientChoice {
+    /// The client configured for the provider (YAML, or `CORTEX_MCP_<ID>_CLIENT_ID`).
+    PreRegistered,
+    /// The gateway's Client ID Metadata Document: the client id is its https URL, which the
+    /// server fetches.
+    MetadataDocument,
+    /// Dynamic client registration (RFC 7591), stored and bound to the issuer.
+    Registration,
+}
+
+/// The MCP authorization spec's order: a pre-registered client when configured; else a
+/// Client ID Metadata Document when the server advertises
+/// `client_id_metadata_document_supported` and the gateway is reachable over https (a
+/// document's URL must be https); else dynamic registration.
+pub fn client_choice(
+    pre_registered: bool,
+    cimd_supported: bool,
+    https_origin: bool,
+) -> ClientChoice {
+    if pre_registered {
+        ClientChoice::PreRegistered
+    } else if cimd_supported && https_origin {
+        ClientChoice::MetadataDocument
+    } else {
+        ClientChoice::Registration
+    }
+}
+
 // ----- grants: refresh ------------------------------------------------------------------------
 
 /// Whether a grant expiring at `expires_at_ms` must be refreshed before use at `now_ms`:
@@ -685,6 +717,24 @@ mod tests {
             RefreshFailure::Transient
         );
         assert_eq!(classify_refresh(None, None), RefreshFailure::Transient);
+        // Client identity: pre-registered, then a metadata document (https only), then DCR.
+        assert_eq!(client_choice(true, true, true), ClientChoice::PreRegistered);
+        assert_eq!(
+            client_choice(true, false, false),
+            ClientChoice::PreRegistered
+        );
+        assert_eq!(
+            client_choice(false, true, true),
+            ClientChoice::MetadataDocument
+        );
+        assert_eq!(
+            client_choice(false, true, false),
+            ClientChoice::Registration
+        );
+        assert_eq!(
+            client_choice(false, false, true),
+            ClientChoice::Registration
+        );
         // After a 401: renew once, use a token another call renewed, never loop.
         assert_eq!(after_rejection(true, true, false), Rejected::Renew);
         assert_eq!(after_rejection(true, false, false), Rejected::Relink);

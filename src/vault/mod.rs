@@ -570,18 +570,24 @@ impl Vault {
         p: &VaultProviderConfig,
         meta: &AsMeta,
     ) -> Result<ClientCreds, LinkError> {
-        if let Some(id) = &p.client_id {
-            return Ok(ClientCreds {
-                id: id.clone(),
-                secret: p.client_secret.clone(),
-            });
-        }
-        if meta.client_id_metadata_document_supported && self.public_origin.starts_with("https://")
-        {
-            return Ok(ClientCreds {
-                id: self.client_metadata_url(),
-                secret: None,
-            });
+        match rules::client_choice(
+            p.client_id.is_some(),
+            meta.client_id_metadata_document_supported,
+            self.public_origin.starts_with("https://"),
+        ) {
+            rules::ClientChoice::PreRegistered => {
+                return Ok(ClientCreds {
+                    id: p.client_id.clone().unwrap_or_default(),
+                    secret: p.client_secret.clone(),
+                });
+            }
+            rules::ClientChoice::MetadataDocument => {
+                return Ok(ClientCreds {
+                    id: self.client_metadata_url(),
+                    secret: None,
+                });
+            }
+            rules::ClientChoice::Registration => {}
         }
         if let Some(c) = self
             .store

@@ -73,6 +73,7 @@ mod python_sdk;
 mod sessions;
 mod sse;
 mod store_suite;
+mod vault_cimd;
 mod vault_link;
 mod vault_native;
 mod vault_store;

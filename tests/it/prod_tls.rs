@@ -29,7 +29,7 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 /// A test CA in `dir` (`ca.pem`, `ca.key`).
-fn make_ca(dir: &Path) {
+pub(crate) fn make_ca(dir: &Path) {
     run(Command::new("openssl").current_dir(dir).args([
         "req",
         "-x509",
@@ -55,7 +55,7 @@ fn make_ca(dir: &Path) {
 
 /// A leaf certificate for 127.0.0.1 and localhost named `cn`, signed by the CA of `dir`;
 /// returns (certificate, key) paths.
-fn make_leaf(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn make_leaf(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
     let ext = dir.join(format!("{cn}.ext"));
     std::fs::write(
         &ext,

@@ -47,6 +47,21 @@ impl Browser {
         }
     }
 
+    /// A browser that also trusts the CA certificate at `ca` (PEM), for a gateway on https.
+    pub(crate) fn with_ca(ca: &std::path::Path) -> Browser {
+        let pem = std::fs::read(ca).expect("read the CA certificate");
+        Browser {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(20))
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM CA"))
+                .build()
+                .expect("client"),
+            jars: HashMap::new(),
+        }
+    }
+
     fn authority(url: &str) -> String {
         let u = url::Url::parse(url).expect("absolute URL");
         format!(

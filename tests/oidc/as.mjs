@@ -8,6 +8,12 @@
 //                       tokens for a different audience
 //   AS_SCOPES           space-separated scopes it knows (default "mcp:tools mcp:admin")
 //   OIDC_NODE_MODULES   the node_modules folder holding oidc-provider and jose
+//   CIMD                "1": OAuth Client ID Metadata Documents on (an https client_id is
+//                       fetched and used as the client's metadata; the metadata then says
+//                       client_id_metadata_document_supported). The test gateway is on
+//                       loopback, so the fetch goes without oidc-provider's guard against
+//                       special-use addresses; set NODE_EXTRA_CA_CERTS to the test CA so the
+//                       gateway's certificate is trusted
 //
 // Signing keys are generated at every start, with kids that differ between starts: killing and
 // restarting this script on the same port is how the tests rotate the issuer's keys.
@@ -33,7 +39,7 @@
 //                          introspection refuses structured tokens); Basic auth gateway:gateway-secret
 //   POST /test/revoke      {"jti"} → later introspections of that token answer active:false
 //   POST /test/introspection-mode {"mode":"ok"|"error"} → "error" makes /test/introspect 500
-//   GET  /test/stats       {"introspections": n, "exchanges": n}
+//   GET  /test/stats       {"introspections": n, "exchanges": n, "cimd_fetches": [URL, …]}
 // Token exchange (grant_type urn:ietf:params:oauth:grant-type:token-exchange) is registered on
 // /token for the `gateway` client: the subject_token must be a valid access token of this
 // server; the result is a JWT for `audience`/`resource` with the subject's sub and scopes (capped
@@ -100,8 +106,17 @@ const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 // More pre-registered clients, as a JSON array of client metadata (e.g. the gateway's vault
 // client, whose redirect URI names the gateway's port).
 const EXTRA_CLIENTS = JSON.parse(process.env.EXTRA_CLIENTS || '[]');
+const CIMD = process.env.CIMD === '1';
+const stats = { introspections: 0, exchanges: 0, cimd_fetches: [] };
 
 const provider = new Provider(ISSUER, {
+  // Every outbound fetch of oidc-provider (here: client metadata documents) is recorded; the
+  // special-use-address dispatcher is dropped (see CIMD above).
+  fetch: (url, options) => {
+    stats.cimd_fetches.push(String(url));
+    const { dispatcher: _loopbackGuard, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   jwks: { keys: Object.values(KEYS).map((k) => k.jwk) },
   scopes: ['openid', 'offline_access', ...SCOPES],
   clients: [
@@ -137,6 +152,7 @@ const provider = new Provider(ISSUER, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
+    clientIdMetadataDocument: { enabled: CIMD, ack: CIMD ? 'draft-02' : undefined },
     resourceIndicators: {
       enabled: true,
       defaultResource: (_ctx, _client, oneOf) => oneOf ?? RESOURCES[0],
@@ -157,7 +173,6 @@ const provider = new Provider(ISSUER, {
 });
 
 // ---- token exchange (RFC 8693) -------------------------------------------------------------
-const stats = { introspections: 0, exchanges: 0 };
 const localJwks = jose.createLocalJWKSet({ keys: Object.values(KEYS).map((k) => publicJwk(k.jwk)) });
 
 function publicJwk(jwk) {

@@ -50,6 +50,8 @@ pub struct OidcProvider {
     resources: Vec<String>,
     /// More pre-registered clients (JSON array of client metadata).
     extra_clients: Option<String>,
+    /// More environment for the script (e.g. `CIMD`, `NODE_EXTRA_CA_CERTS`).
+    extra_env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -67,11 +69,26 @@ impl OidcProvider {
         resources: &[String],
         clients: Option<Value>,
     ) -> OidcProvider {
+        Self::start_with_env(port, resources, clients, &[]).await
+    }
+
+    /// Like [`start_with_clients`](Self::start_with_clients), with more environment for
+    /// tests/oidc/as.mjs (see its header: `CIMD`, `NODE_EXTRA_CA_CERTS`).
+    pub async fn start_with_env(
+        port: u16,
+        resources: &[String],
+        clients: Option<Value>,
+        env: &[(&str, &str)],
+    ) -> OidcProvider {
         let mut p = OidcProvider {
             child: None,
             port,
             resources: resources.to_vec(),
             extra_clients: clients.map(|c| c.to_string()),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir: tempfile::tempdir().expect("temp dir"),
             http: reqwest::Client::builder()
                 .no_proxy()
@@ -91,6 +108,9 @@ impl OidcProvider {
         let mut command = Command::new(&node);
         if let Some(c) = &self.extra_clients {
             command.env("EXTRA_CLIENTS", c);
+        }
+        for (k, v) in &self.extra_env {
+            command.env(k, v);
         }
         let child = command
             .arg(script)
