@@ -261,9 +261,39 @@ impl Backend for ContractBackend {
             }
         }
         headers.push(("accept", "application/json".to_string()));
-        let reply = match self.post(method, params, &headers).await {
-            Ok(reply) => reply,
-            Err(f) => return Replies::Final(contract::map_transport_failure(&f, ctx)),
+        // A 401 to the caller's linked token (revoked, or expired early): the vault renews
+        // it once, then a second refusal deletes the grant and the caller is asked to link
+        // again (`Vault::credential_rejected`).
+        let mut renewals = 0u8;
+        let reply = loop {
+            let reply = match self.post(method, params, &headers).await {
+                Ok(reply) => reply,
+                Err(f) => return Replies::Final(contract::map_transport_failure(&f, ctx)),
+            };
+            let Some(link) = self.vault.as_ref().filter(|_| reply.status == 401) else {
+                break reply;
+            };
+            let sent = headers
+                .iter()
+                .find(|(name, _)| *name == "authorization")
+                .and_then(|(_, v)| v.strip_prefix("Bearer "))
+                .unwrap_or_default()
+                .to_string();
+            if renewals >= 2 {
+                break reply;
+            }
+            match link
+                .credential_rejected(&call.caller.sub, &sent, renewals > 0)
+                .await
+            {
+                Ok(c) => {
+                    tracing::info!(backend = %self.id, "the backend refused the caller's linked token; trying once more with a renewed one");
+                    renewals += 1;
+                    headers.retain(|(name, _)| *name != "authorization");
+                    headers.insert(0, ("authorization", format!("Bearer {}", c.access_token)));
+                }
+                Err(e) => return Replies::Final(vault_refusal(&e, &call.op)),
+            }
         };
         let r = reply.as_reply();
         Replies::Final(match call.op {

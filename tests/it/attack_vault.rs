@@ -4,8 +4,9 @@
 //! (`a_state_is_single_use_and_bound_to_its_browser`), an `iss` of another server
 //! (`iss_of_another_server_is_refused`); a sealed row copied onto another user's row through
 //! the vault API (`vault_store::nothing_is_in_clear_and_a_swapped_row_is_refused`). This file
-//! adds: a redirect URI swapped in the authorization request, and a vault row moved to
-//! another user in the database of a running gateway.
+//! adds: a redirect URI swapped in the authorization request, a vault row moved to another
+//! user in the database of a running gateway, and an authorization server that does not offer
+//! PKCE with S256 (a downgrade the gateway refuses before registering or redirecting).
 
 use crate::common;
 use crate::store_support::Kind;
@@ -116,4 +117,78 @@ async fn a_vault_row_moved_to_another_user_is_refused() {
         "nothing reached the upstream with a moved grant"
     );
     assert!(is_link_error(&t.call(&alice).await));
+}
+
+/// An authorization server whose metadata offers PKCE only with `plain` (or says nothing of
+/// PKCE) is refused when the link starts: no registration, no redirect, a message that says
+/// why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_server_without_s256_is_refused() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let registrations = Arc::new(AtomicUsize::new(0));
+    let methods = Arc::new(std::sync::Mutex::new(serde_json::json!(["plain"])));
+    let (iss, regs, m) = (issuer.clone(), registrations.clone(), methods.clone());
+    let _as = common::http_server::Server::spawn(
+        listener,
+        move |req: hyper::Request<hyper::body::Incoming>| {
+            let (iss, regs, m) = (iss.clone(), regs.clone(), m.clone());
+            async move {
+                match req.uri().path() {
+                    "/.well-known/oauth-authorization-server" => {
+                        let mut meta = serde_json::json!({
+                            "issuer": iss,
+                            "authorization_endpoint": format!("{iss}/auth"),
+                            "token_endpoint": format!("{iss}/token"),
+                            "registration_endpoint": format!("{iss}/reg"),
+                        });
+                        let methods = m.lock().map(|v| v.clone()).unwrap_or_default();
+                        if !methods.is_null() {
+                            meta["code_challenge_methods_supported"] = methods;
+                        }
+                        common::http_server::json_response(200, meta.to_string())
+                    }
+                    "/reg" => {
+                        regs.fetch_add(1, Ordering::SeqCst);
+                        common::http_server::json_response(201, r#"{"client_id":"x"}"#)
+                    }
+                    _ => common::http_server::json_response(404, "{}"),
+                }
+            }
+        },
+    )
+    .unwrap();
+    // A second provider, `legacy`, at that server (the lines continue `vault.providers`).
+    let lines = [
+        "  - id: legacy".to_string(),
+        "    name: Legacy".to_string(),
+        "    resource: \"http://127.0.0.1:1/mcp\"".to_string(),
+        format!("    issuer: \"{issuer}\""),
+    ];
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let t = start(Kind::Sqlite, &refs).await;
+    let alice = t.token("alice").await;
+    for offered in [serde_json::json!(["plain"]), serde_json::Value::Null] {
+        *methods.lock().unwrap() = offered.clone();
+        let mut b = Browser::new();
+        let page = b
+            .get(
+                &format!("{}/link/legacy/start", t.gateway()),
+                &[("authorization", &format!("Bearer {alice}"))],
+            )
+            .await;
+        assert_eq!(page.status, 502, "{offered}: {}", page.body);
+        assert!(page.location.is_none());
+        assert!(
+            page.body.contains("does not offer PKCE with S256"),
+            "{offered}: {}",
+            page.body
+        );
+    }
+    assert_eq!(registrations.load(Ordering::SeqCst), 0, "never registered");
+    // The other provider still links.
+    t.link(&alice, "alice-at-design").await;
 }

@@ -517,6 +517,23 @@ async fn the_whole_flow(kind: Kind) {
         "a second refresh with the rotated token: {r}"
     );
 
+    // No token of the user's grant is in the gateway's logs or in what it tells the user.
+    let logs = t.setup.gateway.logs();
+    let links = t.links(&alice).await.to_string();
+    let current = t.stored_grant("alice").await.unwrap();
+    let secrets = [
+        Some(first.clone()),
+        Some(second.clone()),
+        rt_before.clone(),
+        rt_after.clone(),
+        Some(current.access_token.clone()),
+        current.refresh_token.clone(),
+    ];
+    for secret in secrets.iter().flatten() {
+        assert!(!logs.contains(secret.as_str()), "a token in the logs");
+        assert!(!links.contains(secret.as_str()), "a token in /link");
+    }
+
     // Unlink: revoked at the provider, deleted here; the next call asks to link again.
     let spent = t.stored_grant("alice").await.unwrap();
     let out = t.unlink(&alice).await;
@@ -685,6 +702,51 @@ async fn a_revoked_grant_asks_to_link_again() {
     assert!(t.stored_grant("alice").await.is_none());
 }
 
+/// A contract backend that answers 401 to the user's linked token: the gateway renews the
+/// grant once and retries with the new token; refused again, the grant is deleted and the
+/// user is asked to link again; once the backend accepts tokens and the user re-linked, the
+/// call goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_refusing_the_linked_token_gets_one_renewal_then_a_relink() {
+    let t = start(Kind::Sqlite, &[]).await;
+    let alice = t.token("alice").await;
+    t.link(&alice, "alice-at-design").await;
+    let linked = t.stored_grant("alice").await.unwrap().access_token;
+    t.upstream
+        .respond("lookup", 401, json!({"error": "invalid_token"}));
+    let r = t.call(&alice).await;
+    assert!(is_link_error(&r), "{r}");
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("no longer accepted"),
+        "{r}"
+    );
+    let sent: Vec<String> = t
+        .upstream
+        .calls("lookup")
+        .iter()
+        .filter_map(|c| c.header("authorization").map(str::to_string))
+        .collect();
+    assert_eq!(sent.len(), 2, "the call and one retry: {sent:?}");
+    assert_eq!(sent[0], format!("Bearer {linked}"));
+    assert_ne!(sent[1], sent[0], "the retry carried a renewed token");
+    assert!(
+        t.stored_grant("alice").await.is_none(),
+        "the grant is deleted"
+    );
+
+    t.upstream.respond(
+        "lookup",
+        200,
+        json!({"content": [{"type": "text", "text": "ok"}]}),
+    );
+    t.link(&alice, "alice-at-design").await;
+    let r = t.call(&alice).await;
+    assert_ne!(r["isError"], true, "{r}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_link_page_lists_providers_for_a_ticket() {
     let t = start(Kind::Sqlite, &[]).await;
@@ -823,8 +885,19 @@ async fn an_expired_token_with_the_provider_down_fails_clearly_and_is_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_rotation_under_load_fails_no_call() {
-    let db = TestDb::new(Kind::Postgres).await;
+async fn key_rotation_under_load_fails_no_call_on_postgres() {
+    key_rotation_under_load(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_under_load_fails_no_call_on_sqlite() {
+    key_rotation_under_load(Kind::Sqlite).await;
+}
+
+/// `vault rotate` (the CLI, a second process on the same store) while the gateway serves
+/// calls of three linked users: no call fails, every record ends under the new key.
+async fn key_rotation_under_load(kind: Kind) {
+    let db = TestDb::new(kind).await;
     // Phase 1: link three users under the primary key only.
     let t = start_on(&db, &[]).await;
     let users = ["alice", "bob", "carol"];
@@ -896,9 +969,50 @@ async fn key_rotation_under_load_fails_no_call() {
     }
 }
 
+/// The gateway's dynamic registration is bound to the issuer: when the provider's issuer
+/// changes (here: the gateway restarts on the same store with the provider elsewhere), the
+/// gateway registers again there instead of presenting the old server's client id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_issuer_gets_a_new_registration() {
+    let db = TestDb::new(Kind::Sqlite).await;
+    let t = start_on(&db, &[]).await;
+    let alice = t.token("alice").await;
+    t.link(&alice, "alice-at-design").await;
+    let first_issuer = t.provider.issuer();
+    let first = t
+        ._db
+        .open()
+        .get_client("design")
+        .await
+        .unwrap()
+        .expect("registered");
+    assert_eq!(first.issuer, first_issuer);
+    drop(t);
+
+    let t = start_on(&db, &[]).await;
+    assert_ne!(t.provider.issuer(), first_issuer);
+    let alice = t.token("alice").await;
+    t.link(&alice, "alice-at-design").await;
+    let second = t
+        ._db
+        .open()
+        .get_client("design")
+        .await
+        .unwrap()
+        .expect("registered");
+    assert_eq!(second.issuer, t.provider.issuer());
+    assert_ne!(second.client_id, first.client_id);
+    assert_eq!(
+        t.stored_grant("alice").await.unwrap().client_id,
+        second.client_id
+    );
+    let r = t.call(&alice).await;
+    assert_ne!(r["isError"], true, "{r}");
+}
+
 /// Like [`start`], on an existing database (a restart keeps the vault).
 async fn start_on(db: &TestDb, vault_lines: &[&str]) -> Linked {
-    start_with(Some(db), Kind::Postgres, vault_lines).await
+    start_with(Some(db), db.kind, vault_lines).await
 }
 
 fn run_cli(dir: &std::path::Path, config: &std::path::Path, action: &str) -> String {
