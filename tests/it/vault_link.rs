@@ -704,7 +704,7 @@ async fn a_revoked_grant_asks_to_link_again() {
 
 /// A contract backend that answers 401 to the user's linked token: the gateway renews the
 /// grant once and retries with the new token; refused again, the grant is deleted and the
-/// user is asked to link again; once the backend accepts tokens and the user re-linked, the
+/// user is asked to link again (a tool error, or a 2026-07-28 input-required result); once the backend accepts tokens and the user re-linked, the
 /// call goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_refusing_the_linked_token_gets_one_renewal_then_a_relink() {
@@ -734,6 +734,34 @@ async fn a_backend_refusing_the_linked_token_gets_one_renewal_then_a_relink() {
     assert_ne!(sent[1], sent[0], "the retry carried a renewed token");
     assert!(
         t.stored_grant("alice").await.is_none(),
+        "the grant is deleted"
+    );
+
+    // A 2026-07-28 caller that declared URL elicitation gets the same re-link as an
+    // input-required result with the URL elicitation to the link page.
+    let bob = t.token("bob").await;
+    t.link(&bob, "bob-at-design").await;
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "crm_lookup"),
+    ];
+    let modern = t
+        .setup
+        .client(&bob)
+        .post(
+            &modern_lookup(json!({"elicitation": {"url": {}}}), json!({})),
+            &headers,
+        )
+        .await;
+    let r = modern.json()["result"].clone();
+    assert_eq!(r["resultType"], "input_required", "{r}");
+    assert_eq!(
+        r["inputRequests"]["link-design"]["params"]["url"],
+        format!("{}/link/design/start", t.gateway())
+    );
+    assert!(
+        t.stored_grant("bob").await.is_none(),
         "the grant is deleted"
     );
 
