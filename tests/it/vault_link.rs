@@ -702,6 +702,51 @@ async fn a_revoked_grant_asks_to_link_again() {
     assert!(t.stored_grant("alice").await.is_none());
 }
 
+/// Calls that find the same grant expired share one refresh: the first renews it, the others
+/// wait and reuse the new token (the provider rotates refresh tokens, so a second refresh
+/// with the spent one would be refused and would fail a call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_on_an_expired_grant_share_one_refresh() {
+    let t = start(Kind::Sqlite, &[]).await;
+    let alice = t.token("alice").await;
+    t.link(&alice, "alice-at-design").await;
+    let store = t._db.open();
+    let row = store.get_grant("alice", "design").await.unwrap().unwrap();
+    let ring = KeyRing::new(vec![("primary".into(), KEY)]).unwrap();
+    let mut g = ring
+        .open_grant("alice", "design", &row.key_id, &row.sealed)
+        .unwrap();
+    let linked = g.access_token.clone();
+    g.expires_at_ms = Some(1);
+    let (key_id, sealed) = ring.seal_grant("alice", "design", &g);
+    store
+        .replace_grant(
+            cortex_gateway::store::NewGrant {
+                subject: "alice".into(),
+                provider: "design".into(),
+                key_id,
+                sealed,
+                now_ms: 2,
+            },
+            row.version,
+        )
+        .await
+        .unwrap()
+        .expect("replaced");
+    let calls = (0..6).map(|_| t.call(&alice));
+    for r in futures::future::join_all(calls).await {
+        assert_ne!(r["isError"], true, "{r}");
+    }
+    let tokens: std::collections::HashSet<String> = t
+        .upstream
+        .calls("lookup")
+        .iter()
+        .filter_map(|c| c.header("authorization").map(str::to_string))
+        .collect();
+    assert_eq!(tokens.len(), 1, "one refresh for all six calls: {tokens:?}");
+    assert!(!tokens.contains(&format!("Bearer {linked}")));
+}
+
 /// A contract backend that answers 401 to the user's linked token: the gateway renews the
 /// grant once and retries with the new token; refused again, the grant is deleted and the
 /// user is asked to link again (a tool error, or a 2026-07-28 input-required result); once the backend accepts tokens and the user re-linked, the
