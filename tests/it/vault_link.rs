@@ -443,6 +443,39 @@ impl Linked {
     }
 }
 
+impl Linked {
+    /// Changes `sub`'s stored grant with `change` and seals it again (as a provider's answer
+    /// or the passing of time would have made it).
+    async fn reseal(&self, sub: &str, change: impl FnOnce(&mut cortex_gateway::vault::Grant)) {
+        let store = self._db.open();
+        let row = store
+            .get_grant(sub, "design")
+            .await
+            .unwrap()
+            .expect("a grant");
+        let ring = KeyRing::new(vec![("primary".into(), KEY)]).unwrap();
+        let mut g = ring
+            .open_grant(sub, "design", &row.key_id, &row.sealed)
+            .expect("opens");
+        change(&mut g);
+        let (key_id, sealed) = ring.seal_grant(sub, "design", &g);
+        store
+            .replace_grant(
+                cortex_gateway::store::NewGrant {
+                    subject: sub.into(),
+                    provider: "design".into(),
+                    key_id,
+                    sealed,
+                    now_ms: 2,
+                },
+                row.version,
+            )
+            .await
+            .unwrap()
+            .expect("replaced");
+    }
+}
+
 pub(crate) fn is_link_error(result: &Value) -> bool {
     result["isError"] == true
         && result["content"][0]["text"]
@@ -710,29 +743,8 @@ async fn concurrent_calls_on_an_expired_grant_share_one_refresh() {
     let t = start(Kind::Sqlite, &[]).await;
     let alice = t.token("alice").await;
     t.link(&alice, "alice-at-design").await;
-    let store = t._db.open();
-    let row = store.get_grant("alice", "design").await.unwrap().unwrap();
-    let ring = KeyRing::new(vec![("primary".into(), KEY)]).unwrap();
-    let mut g = ring
-        .open_grant("alice", "design", &row.key_id, &row.sealed)
-        .unwrap();
-    let linked = g.access_token.clone();
-    g.expires_at_ms = Some(1);
-    let (key_id, sealed) = ring.seal_grant("alice", "design", &g);
-    store
-        .replace_grant(
-            cortex_gateway::store::NewGrant {
-                subject: "alice".into(),
-                provider: "design".into(),
-                key_id,
-                sealed,
-                now_ms: 2,
-            },
-            row.version,
-        )
-        .await
-        .unwrap()
-        .expect("replaced");
+    let linked = t.stored_grant("alice").await.unwrap().access_token;
+    t.reseal("alice", |g| g.expires_at_ms = Some(1)).await;
     let calls = (0..6).map(|_| t.call(&alice));
     for r in futures::future::join_all(calls).await {
         assert_ne!(r["isError"], true, "{r}");
@@ -818,6 +830,29 @@ async fn a_backend_refusing_the_linked_token_gets_one_renewal_then_a_relink() {
     t.link(&alice, "alice-at-design").await;
     let r = t.call(&alice).await;
     assert_ne!(r["isError"], true, "{r}");
+}
+
+/// A refused linked token with no refresh token to renew it: the grant is deleted and the
+/// user asked to link again at once, with no second request to the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_without_a_refresh_token_asks_to_link_again_at_once() {
+    let t = start(Kind::Sqlite, &[]).await;
+    let alice = t.token("alice").await;
+    t.link(&alice, "alice-at-design").await;
+    t.reseal("alice", |g| g.refresh_token = None).await;
+    t.upstream
+        .respond("lookup", 401, json!({"error": "invalid_token"}));
+    let r = t.call(&alice).await;
+    assert!(is_link_error(&r), "{r}");
+    assert_eq!(
+        t.upstream.calls("lookup").len(),
+        1,
+        "no retry without a renewal"
+    );
+    assert!(
+        t.stored_grant("alice").await.is_none(),
+        "the grant is deleted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
