@@ -308,7 +308,19 @@ async fn nothing_is_in_clear_and_a_swapped_row_is_refused(db: TestDb) {
         }
         other => panic!("a swapped row must be refused, got {other:?}"),
     }
-    // Relabelled with another key id, or altered: refused too.
+    // One character of a sealed record altered: refused.
+    seal_into(store.as_ref(), v.ring(), "dave", "dave-token-789").await;
+    db.exec(
+        "UPDATE cortex_vault_grants SET sealed = substr(sealed, 1, 20) || \
+         (CASE WHEN substr(sealed, 21, 1) = 'A' THEN 'B' ELSE 'A' END) || substr(sealed, 22) \
+         WHERE subject = 'dave'",
+    )
+    .await;
+    assert!(matches!(
+        v.credential_for("dave", "design").await,
+        Err(VaultError::Tampered { .. })
+    ));
+    // Relabelled with another key id: refused too.
     db.exec("UPDATE cortex_vault_grants SET key_id = 'other' WHERE subject = 'bob'")
         .await;
     assert!(matches!(
