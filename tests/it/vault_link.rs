@@ -550,6 +550,22 @@ async fn the_whole_flow(kind: Kind) {
         "a second refresh with the rotated token: {r}"
     );
 
+    // RFC 8707: the code and every refresh named the resource; the provider never had to
+    // default it on its token endpoint (a request without one, made here, is counted).
+    let stats = t.provider.stats().await;
+    assert!(
+        stats["defaulted_resource"]["token"].is_null(),
+        "a token request without resource: {stats}"
+    );
+    t.provider
+        .client_credentials("m2m", "m2m-secret", SCOPE, None)
+        .await;
+    assert_eq!(
+        t.provider.stats().await["defaulted_resource"]["token"],
+        1,
+        "the counter counts"
+    );
+
     // No token of the user's grant is in the gateway's logs or in what it tells the user.
     let logs = t.setup.gateway.logs();
     let links = t.links(&alice).await.to_string();

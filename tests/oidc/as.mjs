@@ -39,7 +39,8 @@
 //                          introspection refuses structured tokens); Basic auth gateway:gateway-secret
 //   POST /test/revoke      {"jti"} → later introspections of that token answer active:false
 //   POST /test/introspection-mode {"mode":"ok"|"error"} → "error" makes /test/introspect 500
-//   GET  /test/stats       {"introspections": n, "exchanges": n, "cimd_fetches": [URL, …]}
+//   GET  /test/stats       {"introspections": n, "exchanges": n, "cimd_fetches": [URL, …],
+//                          "defaulted_resource": {route: n}} (requests that named no resource)
 // Token exchange (grant_type urn:ietf:params:oauth:grant-type:token-exchange) is registered on
 // /token for the `gateway` client: the subject_token must be a valid access token of this
 // server; the result is a JWT for `audience`/`resource` with the subject's sub and scopes (capped
@@ -107,7 +108,7 @@ const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 // client, whose redirect URI names the gateway's port).
 const EXTRA_CLIENTS = JSON.parse(process.env.EXTRA_CLIENTS || '[]');
 const CIMD = process.env.CIMD === '1';
-const stats = { introspections: 0, exchanges: 0, cimd_fetches: [] };
+const stats = { introspections: 0, exchanges: 0, cimd_fetches: [], defaulted_resource: {} };
 
 const provider = new Provider(ISSUER, {
   // Every outbound fetch of oidc-provider (here: client metadata documents) is recorded; the
@@ -155,7 +156,12 @@ const provider = new Provider(ISSUER, {
     clientIdMetadataDocument: { enabled: CIMD, ack: CIMD ? 'draft-02' : undefined },
     resourceIndicators: {
       enabled: true,
-      defaultResource: (_ctx, _client, oneOf) => oneOf ?? RESOURCES[0],
+      // Counted per route: a request that named no `resource` (RFC 8707) is defaulted here.
+      defaultResource: (ctx, _client, oneOf) => {
+        const route = ctx?.oidc?.route ?? 'unknown';
+        stats.defaulted_resource[route] = (stats.defaulted_resource[route] ?? 0) + 1;
+        return oneOf ?? RESOURCES[0];
+      },
       useGrantedResource: () => true,
       getResourceServerInfo: (_ctx, indicator, client) => {
         if (!RESOURCES.includes(indicator)) throw new errors.InvalidTarget();
