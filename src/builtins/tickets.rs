@@ -361,6 +361,7 @@ async fn call_ticket_backend(
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: 0,
     };
     let op = Operation::ContractMethod {
         method,

@@ -133,6 +133,7 @@ async fn backend_entry(
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: 0,
     };
     let op = Operation::ContractMethod {
         method: "whoami",

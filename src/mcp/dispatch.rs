@@ -144,6 +144,7 @@ async fn call_tool(
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: cx.client_caps,
     };
     let arguments = params.get("arguments").filter(|_| args.is_some());
     let op = Operation::CallTool {
@@ -230,6 +231,7 @@ async fn subscribe(cx: &CallContext<'_>, params: &Value, on: bool) -> Result<Val
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: cx.client_caps,
     };
     let owner = cx.relay_owner();
     if !on {
@@ -322,6 +324,7 @@ async fn get_prompt(cx: &CallContext<'_>, params: &Value) -> Result<Replies, Rpc
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: cx.client_caps,
     };
     let meta = params.get("_meta");
     calls::get_prompt_replies(&cx.policy.upstreams, caller, name, &arguments, meta).await
@@ -339,6 +342,7 @@ async fn complete(cx: &CallContext<'_>, params: &Value) -> Result<Replies, RpcEr
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: cx.client_caps,
     };
     calls::complete_replies(&cx.policy.upstreams, caller, params).await
 }

@@ -117,6 +117,10 @@ pub struct Call<'a> {
     pub op: Operation<'a>,
     /// The caller's request `_meta` (its `progressToken`, …), relayed by native backends.
     pub meta: Option<&'a Value>,
+    /// The caller's client capabilities (bits of `cortex_filters::session::caps`: its
+    /// session's, or its 2026-07-28 request's): what a 2026-07-28 upstream is told it may ask
+    /// for. 0 where the caller cannot be asked anything (builtins).
+    pub client_caps: u8,
 }
 
 /// Something a backend sends while a call runs, before or as its final answer.

@@ -23,6 +23,9 @@ pub struct Caller<'a> {
     pub principal: &'a Principal,
     /// The catalog as the request saw it.
     pub catalog: &'a MergedCatalog,
+    /// The caller's client capabilities (bits of `cortex_filters::session::caps`), 0 when
+    /// it cannot be asked anything.
+    pub client_caps: u8,
 }
 
 fn unknown_backend(id: &str) -> RpcError {
@@ -56,6 +59,7 @@ pub async fn call_with_meta(
                     catalog: caller.catalog,
                     op,
                     meta,
+                    client_caps: caller.client_caps,
                 })
                 .await
         }

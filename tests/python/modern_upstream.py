@@ -1,0 +1,180 @@
+"""A 2026-07-28 MCP server on the official Python SDK (`mcp` 2.3.0, `MCPServer`) over
+streamable HTTP, put behind the gateway as a `kind: mcp` backend with `protocol: 2026-07-28`
+by tests/it/modern_upstream.rs.
+
+Usage: python modern_upstream.py <port>
+
+Its tools ask for input the 2026-07-28 way: they answer `tools/call` with an
+`InputRequiredResult` (`inputRequests` plus a `requestState` of their own) and finish when the
+client retries with `inputResponses` and that state:
+  greet           asks one form elicitation (name), then greets; its state must come back
+  survey          asks three things in one round (elicitation, sampling, roots)
+  two_rounds      asks one question per round, for two rounds (the second state carries the
+                  first answer)
+  plain           answers at once
+  seen_requests   what the server saw of every request so far: method, the Mcp-Method and
+                  Mcp-Name headers, the session header, the `_meta` protocol version and
+                  client capabilities (so tests can check what the gateway sends)
+and a prompt `hello` and a resource `test://modern/info`.
+"""
+
+import json
+import sys
+
+import mcp_types as types
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("modern-upstream", version="1.0.0", instructions="A 2026-07-28 test server.")
+
+seen: list[dict] = []
+
+
+def elicit(message: str, field: str) -> types.ElicitRequest:
+    return types.ElicitRequest(
+        method="elicitation/create",
+        params=types.ElicitRequestFormParams(
+            message=message,
+            requested_schema={
+                "type": "object",
+                "properties": {field: {"type": "string"}},
+                "required": [field],
+            },
+        ),
+    )
+
+
+def answer_of(ctx: Context, key: str):
+    responses = ctx.input_responses or {}
+    value = responses.get(key)
+    if value is None:
+        return None
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return value
+
+
+@server.tool(description="Asks for your name (one elicitation), then greets you.")
+async def greet(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    answer = answer_of(ctx, "name")
+    if answer is None:
+        return types.InputRequiredResult(input_requests={"name": elicit("What is your name?", "name")}, request_state="greet-1")
+    if ctx.request_state != "greet-1":
+        return types.CallToolResult(content=[types.TextContent(type="text", text=f"bad state {ctx.request_state!r}")], is_error=True)
+    content = answer.get("content") or {}
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=f"Hello {content.get('name', '?')} ({answer.get('action')})")]
+    )
+
+
+@server.tool(description="Asks three things in one round: a form, an LLM sample and the roots.")
+async def survey(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    e, s, r = answer_of(ctx, "color"), answer_of(ctx, "poem"), answer_of(ctx, "where")
+    if e is None or s is None or r is None:
+        return types.InputRequiredResult(
+            input_requests={
+                "color": elicit("Favourite colour?", "color"),
+                "poem": types.CreateMessageRequest(
+                    method="sampling/createMessage",
+                    params=types.CreateMessageRequestParams(
+                        messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text="Write a poem"))],
+                        max_tokens=50,
+                    ),
+                ),
+                "where": types.ListRootsRequest(method="roots/list"),
+            },
+            request_state="survey-1",
+        )
+    color = (e.get("content") or {}).get("color")
+    poem = (s.get("content") or {}).get("text")
+    roots = [x.get("uri") for x in r.get("roots", [])]
+    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps({"color": color, "poem": poem, "roots": roots}))])
+
+
+@server.tool(description="Asks one question per round, for two rounds.")
+async def two_rounds(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    state = ctx.request_state
+    if state is None:
+        return types.InputRequiredResult(input_requests={"first": elicit("First?", "v")}, request_state="round-1")
+    if state == "round-1":
+        first = answer_of(ctx, "first") or {}
+        v = (first.get("content") or {}).get("v", "")
+        return types.InputRequiredResult(input_requests={"second": elicit("Second?", "v")}, request_state=f"round-2:{v}")
+    if state.startswith("round-2:"):
+        second = answer_of(ctx, "second") or {}
+        v = (second.get("content") or {}).get("v", "")
+        return types.CallToolResult(content=[types.TextContent(type="text", text=f"{state[8:]}+{v}")])
+    return types.CallToolResult(content=[types.TextContent(type="text", text=f"bad state {state!r}")], is_error=True)
+
+
+@server.tool(description="Answers at once.")
+async def plain(word: str) -> str:
+    return f"plain {word}"
+
+
+@server.tool(description="What the server saw of every request so far.")
+async def seen_requests() -> str:
+    return json.dumps(seen)
+
+
+@server.prompt(description="Says hello.")
+def hello(who: str) -> str:
+    return f"Hello, {who}!"
+
+
+@server.resource("test://modern/info", description="A fixed text.")
+def info() -> str:
+    return "modern info"
+
+
+def recording(app):
+    """The app, with every POST's method, mirrored headers and `_meta` recorded."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await app(scope, receive, send)
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        headers = {k.decode(): v.decode() for k, v in scope.get("headers") or []}
+        try:
+            msg = json.loads(body)
+            meta = (msg.get("params") or {}).get("_meta") or {}
+            seen.append(
+                {
+                    "method": msg.get("method"),
+                    "mcpMethod": headers.get("mcp-method"),
+                    "mcpName": headers.get("mcp-name"),
+                    "session": headers.get("mcp-session-id"),
+                    "version": headers.get("mcp-protocol-version"),
+                    "metaVersion": meta.get("io.modelcontextprotocol/protocolVersion"),
+                    "metaCaps": meta.get("io.modelcontextprotocol/clientCapabilities"),
+                }
+            )
+            del seen[:-200]
+        except Exception:
+            pass
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await app(scope, replay, send)
+
+    return wrapped
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: modern_upstream.py <port>")
+    import uvicorn
+
+    uvicorn.run(recording(server.streamable_http_app()), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
