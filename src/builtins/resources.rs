@@ -69,6 +69,7 @@ pub async fn read_replies(
         principal: cx.principal,
         catalog: &current.merged,
         client_caps: cx.client_caps,
+        input_responses: None,
     };
     calls::read_resource_replies(cx.upstreams, caller, uri, meta).await
 }

@@ -362,6 +362,7 @@ async fn call_ticket_backend(
         principal: cx.principal,
         catalog: &current.merged,
         client_caps: 0,
+        input_responses: None,
     };
     let op = Operation::ContractMethod {
         method,

@@ -134,6 +134,7 @@ async fn backend_entry(
         principal: cx.principal,
         catalog: &current.merged,
         client_caps: 0,
+        input_responses: None,
     };
     let op = Operation::ContractMethod {
         method: "whoami",

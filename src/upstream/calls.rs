@@ -26,6 +26,8 @@ pub struct Caller<'a> {
     /// The caller's client capabilities (bits of `cortex_filters::session::caps`), 0 when
     /// it cannot be asked anything.
     pub client_caps: u8,
+    /// `inputResponses` of a 2026-07-28 caller's first call (see `Call::input_responses`).
+    pub input_responses: Option<&'a Value>,
 }
 
 fn unknown_backend(id: &str) -> RpcError {
@@ -60,6 +62,7 @@ pub async fn call_with_meta(
                     op,
                     meta,
                     client_caps: caller.client_caps,
+                    input_responses: caller.input_responses,
                 })
                 .await
         }

@@ -19,9 +19,10 @@ const WAIT: Duration = Duration::from_secs(60);
 const V: &str = "2026-07-28";
 
 /// The Python 2026-07-28 server, killed on drop.
-struct ModernUpstream {
+pub struct ModernUpstream {
     child: Child,
-    port: u16,
+    /// Its port on loopback.
+    pub port: u16,
 }
 
 impl Drop for ModernUpstream {
@@ -31,7 +32,8 @@ impl Drop for ModernUpstream {
     }
 }
 
-async fn start_upstream() -> ModernUpstream {
+/// Starts tests/python/modern_upstream.py on a fresh port and waits until it listens.
+pub async fn start_upstream() -> ModernUpstream {
     let port = common::free_port();
     let child = Command::new(interop::python())
         .arg("-W")

@@ -16,6 +16,17 @@ client retries with `inputResponses` and that state:
                   Mcp-Name headers, the session header, the `_meta` protocol version and
                   client capabilities (so tests can check what the gateway sends)
 and a prompt `hello` and a resource `test://modern/info`.
+
+It also serves what the conformance suite's 2026-07-28 scenarios ask of a server that only a
+2026-07-28 upstream can give through the gateway (tests/it/modern_conformance.rs, `naming:
+none`): input requests under keys of its own, several in one result, answers on a first call,
+input required on `prompts/get`, and the diagnostic tools of `server-stateless`:
+  test_input_required_result_elicitation    asks `user_name`; answers "Hello, <name>!"
+  test_input_required_result_multiple_inputs asks `user_name`, `greeting`, `client_roots` at once
+  prompt test_input_required_result_prompt  asks `user_context`
+  test_missing_capability                   asks for sampling whatever the client declared
+  test_streaming_elicitation                asks for a form
+  test_logging_tool                         logs, then answers
 """
 
 import json
@@ -124,6 +135,90 @@ def hello(who: str) -> str:
 @server.resource("test://modern/info", description="A fixed text.")
 def info() -> str:
     return "modern info"
+
+
+NAME_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+
+def sample(text: str) -> types.CreateMessageRequest:
+    return types.CreateMessageRequest(
+        method="sampling/createMessage",
+        params=types.CreateMessageRequestParams(
+            messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text=text))],
+            max_tokens=50,
+        ),
+    )
+
+
+def name_request() -> types.ElicitRequest:
+    return types.ElicitRequest(
+        method="elicitation/create",
+        params=types.ElicitRequestFormParams(message="What is your name?", requested_schema=NAME_SCHEMA),
+    )
+
+
+@server.tool(name="test_input_required_result_elicitation", description="Asks the user's name.")
+async def irr_elicitation(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    answer = answer_of(ctx, "user_name")
+    if not isinstance(answer, dict) or answer.get("action") != "accept":
+        return types.InputRequiredResult(input_requests={"user_name": name_request()})
+    name = (answer.get("content") or {}).get("name", "?")
+    return types.CallToolResult(content=[types.TextContent(type="text", text=f"Hello, {name}!")])
+
+
+@server.tool(name="test_input_required_result_multiple_inputs", description="Asks three things at once.")
+async def irr_multiple(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    keys = ("user_name", "greeting", "client_roots")
+    answers = {k: answer_of(ctx, k) for k in keys}
+    if any(a is None for a in answers.values()):
+        return types.InputRequiredResult(
+            input_requests={
+                "user_name": name_request(),
+                "greeting": sample("Generate a greeting"),
+                "client_roots": types.ListRootsRequest(method="roots/list"),
+            },
+            request_state="multi-1",
+        )
+    name = (answers["user_name"].get("content") or {}).get("name")
+    greeting = (answers["greeting"].get("content") or {}).get("text")
+    return types.CallToolResult(content=[types.TextContent(type="text", text=f"{greeting} {name}")])
+
+
+@server.prompt(name="test_input_required_result_prompt", description="A prompt that needs context first.")
+async def irr_prompt(ctx: Context):
+    answer = answer_of(ctx, "user_context")
+    if answer is None:
+        schema = {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]}
+        return types.InputRequiredResult(
+            input_requests={
+                "user_context": types.ElicitRequest(
+                    method="elicitation/create",
+                    params=types.ElicitRequestFormParams(message="What context should the prompt use?", requested_schema=schema),
+                )
+            }
+        )
+    context = (answer.get("content") or {}).get("context", "")
+    return f"Use this context: {context}"
+
+
+@server.tool(description="Needs sampling, whatever the client declared.")
+async def test_missing_capability(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    if answer_of(ctx, "llm") is None:
+        return types.InputRequiredResult(input_requests={"llm": sample("Say something")})
+    return types.CallToolResult(content=[types.TextContent(type="text", text="sampled")])
+
+
+@server.tool(description="Asks for a form.")
+async def test_streaming_elicitation(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    if answer_of(ctx, "user_name") is None:
+        return types.InputRequiredResult(input_requests={"user_name": name_request()})
+    return types.CallToolResult(content=[types.TextContent(type="text", text="thanks")])
+
+
+@server.tool(description="Logs, then answers.")
+async def test_logging_tool(ctx: Context) -> str:
+    await ctx.info("a log message")
+    return "logged"
 
 
 def recording(app):

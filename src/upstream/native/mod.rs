@@ -575,6 +575,11 @@ impl Backend for NativeBackend {
                 )))
             }
         };
+        if let (true, Some(responses), Value::Object(p)) =
+            (self.transport.modern(), call.input_responses, &mut params)
+        {
+            p.insert("inputResponses".into(), responses.clone());
+        }
         let key = self.next_call.fetch_add(1, Ordering::Relaxed);
         let caller_token = call.meta.and_then(rules::progress_token).cloned();
         let progress_token = caller_token
@@ -778,7 +783,13 @@ async fn drive(mut d: Drive) {
                         continue;
                     }
                     let (respond, answer) = oneshot::channel();
-                    let request = Reply::ServerRequest { method, params, respond };
+                    let request = Reply::ServerRequest {
+                        method,
+                        params,
+                        respond,
+                        key: None,
+                        more: false,
+                    };
                     if d.replies.send(request).await.is_err() {
                         cancel(&d, "the caller went away").await;
                         return;
@@ -871,12 +882,15 @@ async fn modern_response(
         asked: Vec::with_capacity(relayed.len()),
         answered: serde_json::Map::new(),
     };
-    for (key, input, method, params) in relayed {
+    let last = relayed.len() - 1;
+    for (at, (key, input, method, params)) in relayed.into_iter().enumerate() {
         let (respond, answer) = oneshot::channel();
         let request = Reply::ServerRequest {
             method: method.to_string(),
             params,
             respond,
+            key: Some(key.clone()),
+            more: at < last,
         };
         if d.replies.send(request).await.is_err() {
             return Step::Gone;
