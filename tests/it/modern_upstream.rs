@@ -396,3 +396,64 @@ async fn a_modern_caller_gets_the_upstreams_input_requests_under_a_state_of_the_
     assert_eq!(plain["resultType"], "complete", "{plain}");
     assert_eq!(text_of(&plain), "plain now", "{plain}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_eras_ask_the_same_modern_upstream_at_once_without_cross_talk() {
+    let upstream = start_upstream().await;
+    let g = gateway_for(&upstream).await;
+
+    // Three session-based callers answer on their streams while three 2026-07-28 callers
+    // retry with the gateway's state, all against the same upstream tool at the same time:
+    // each gets the greeting for its own answer.
+    let legacy = |n: usize| {
+        let g = &g;
+        async move {
+            let c = client(g).await;
+            let id = format!("l-{n}");
+            let mut s = c.post_stream(&call_body(&id, "mo_greet")).await;
+            let (_, r) = s
+                .wait_for_method("elicitation/create", WAIT)
+                .await
+                .unwrap_or_else(|| panic!("no elicitation for {id}\n{}", g.logs()));
+            let who = format!("legacy{n}");
+            answer(
+                &c,
+                &r,
+                json!({"action": "accept", "content": {"name": who}}),
+            )
+            .await;
+            let msgs = messages_until_response(&mut s, &json!(id)).await;
+            let text = text_of(&msgs.last().expect("response")["result"]);
+            assert_eq!(text, format!("Hello {who} (accept)"), "{msgs:?}");
+        }
+    };
+    let modern = |n: usize| {
+        let g = &g;
+        async move {
+            let id = 100 + n as u64;
+            let first = post_modern(g, &modern_call(id, "mo_greet", json!({}))).await;
+            assert_eq!(first["resultType"], "input_required", "{first}");
+            let state = first["requestState"].as_str().expect("state").to_owned();
+            let who = format!("modern{n}");
+            let done = post_modern(
+                g,
+                &modern_call(
+                    id,
+                    "mo_greet",
+                    json!({"requestState": state, "inputResponses":
+                        {"name": {"action": "accept", "content": {"name": who}}}}),
+                ),
+            )
+            .await;
+            assert_eq!(text_of(&done), format!("Hello {who} (accept)"), "{done}");
+        }
+    };
+    tokio::join!(
+        legacy(1),
+        modern(1),
+        legacy(2),
+        modern(2),
+        legacy(3),
+        modern(3)
+    );
+}
