@@ -4,6 +4,11 @@
 //! (the client's `DELETE /mcp` or its idle expiry), or when the backend is replaced. Each request is a POST answered with
 //! JSON or with a stream of server-sent events; what the server sends on a request's stream
 //! belongs to that request's call.
+//!
+//! With `protocol: 2026-07-28` there is no session: the per-user link only remembers that the
+//! server answered `server/discover` and the user's last credential; every request carries
+//! `_meta` and the mirrored headers, and nothing is notified (closing a call's stream cancels
+//! it).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

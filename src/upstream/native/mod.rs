@@ -1152,4 +1152,166 @@ mod tests {
             vec!["notifications/cancelled".to_string()]
         );
     }
+
+    /// A 2026-07-28 server that answers every request with the same result, and counts
+    /// the requests and the `inputResponses` it was sent.
+    struct AlwaysAnswers {
+        result: Value,
+        sent: Mutex<Vec<Value>>,
+    }
+
+    #[async_trait]
+    impl link::Link for AlwaysAnswers {
+        async fn request(
+            &self,
+            _method: &str,
+            params: Value,
+            _call: Outgoing,
+        ) -> Result<(Value, Exchange), LinkError> {
+            self.sent.lock().expect("lock").push(params);
+            let (tx, rx) = mpsc::channel(1);
+            let response = Upstream::Response {
+                id: json!(1),
+                outcome: Ok(self.result.clone()),
+            };
+            tx.send(Exchanged::Message(response)).await.expect("send");
+            Ok((json!(1), rx))
+        }
+        async fn notify(&self, _: &str, _: Value, _: Option<String>) {}
+        async fn respond(&self, _: Value, _: Result<Value, Value>, _: Option<String>) {}
+        fn alive(&self) -> bool {
+            true
+        }
+    }
+
+    /// Drives one call of `server` for a caller with `caps`, answering every input request
+    /// with `answer`; returns the final outcome and how many requests the caller was asked.
+    async fn modern_call(server: Arc<AlwaysAnswers>, caps: u8, answer: Value) -> (Outcome, usize) {
+        let params = json!({"name": "t", "arguments": {}});
+        let outgoing = Outgoing {
+            key: 1,
+            progress_token: None,
+            authorization: None,
+            client_caps: caps,
+        };
+        let (upstream_id, exchange) = link::Link::request(
+            server.as_ref(),
+            "tools/call",
+            params.clone(),
+            outgoing.clone(),
+        )
+        .await
+        .expect("first request");
+        let (replies, mut caller) = mpsc::channel(8);
+        tokio::spawn(drive(Drive {
+            backend: "m".into(),
+            link: server,
+            exchange,
+            replies,
+            upstream_id,
+            caller_token: None,
+            timeout: Duration::from_secs(10),
+            request_bound: Duration::from_secs(10),
+            authorization: None,
+            retry: Some(Retry {
+                method: "tools/call",
+                params,
+                outgoing,
+                rounds: 0,
+            }),
+        }));
+        let mut asked = 0;
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), caller.recv())
+                .await
+                .expect("the call goes on");
+            match next {
+                Some(Reply::ServerRequest { respond, key, .. }) => {
+                    assert_eq!(key.as_deref(), Some("name"));
+                    asked += 1;
+                    let _ = respond.send(Ok(answer.clone()));
+                }
+                Some(Reply::Final(outcome)) => return (outcome, asked),
+                Some(Reply::Notification(_)) => {}
+                None => panic!("the call ended without an outcome"),
+            }
+        }
+    }
+
+    fn asks_a_name() -> Value {
+        json!({"resultType": "input_required", "requestState": "s",
+            "inputRequests": {"name": {"method": "elicitation/create",
+                "params": {"message": "Name?", "requestedSchema": {"type": "object"}}}}})
+    }
+
+    /// A 2026-07-28 server that never stops asking is given up after the bound, each round
+    /// retried with the caller's answer and the server's state.
+    #[tokio::test]
+    async fn input_rounds_with_a_modern_server_are_bounded() {
+        let server = Arc::new(AlwaysAnswers {
+            result: asks_a_name(),
+            sent: Mutex::new(Vec::new()),
+        });
+        let caps = cortex_filters::session::caps::ELICITATION
+            | cortex_filters::session::caps::ELICITATION_FORM;
+        let answer = json!({"action": "accept", "content": {"n": "Ann"}});
+        let (outcome, asked) = modern_call(server.clone(), caps, answer.clone()).await;
+        match outcome {
+            Outcome::Error { message, .. } => {
+                assert!(message.contains("after 8 rounds"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(asked, modern_rules::MAX_INPUT_ROUNDS as usize);
+        let sent = server.sent.lock().expect("lock").clone();
+        assert_eq!(sent.len(), modern_rules::MAX_INPUT_ROUNDS as usize + 1);
+        assert!(sent[0].get("inputResponses").is_none());
+        for retry in &sent[1..] {
+            assert_eq!(retry["inputResponses"]["name"], answer);
+            assert_eq!(retry["requestState"], "s");
+        }
+    }
+
+    /// A caller that did not declare the capability is never asked: the call fails with
+    /// -32021 naming what is missing, and nothing more goes upstream.
+    #[tokio::test]
+    async fn a_modern_servers_request_the_caller_cannot_answer_fails_the_call() {
+        let server = Arc::new(AlwaysAnswers {
+            result: asks_a_name(),
+            sent: Mutex::new(Vec::new()),
+        });
+        let (outcome, asked) = modern_call(
+            server.clone(),
+            cortex_filters::session::caps::SAMPLING,
+            json!({}),
+        )
+        .await;
+        match outcome {
+            Outcome::Error { code, data, .. } => {
+                assert_eq!(code, -32021);
+                assert_eq!(
+                    data["requiredCapabilities"],
+                    json!({"elicitation": {"form": {}}})
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(asked, 0);
+        assert_eq!(server.sent.lock().expect("lock").len(), 1);
+    }
+
+    /// A complete result ends the call at once, without the modern-only members.
+    #[tokio::test]
+    async fn a_modern_servers_complete_result_is_the_outcome() {
+        let server = Arc::new(AlwaysAnswers {
+            result: json!({"resultType": "complete", "content": [], "ttlMs": 0}),
+            sent: Mutex::new(Vec::new()),
+        });
+        let (outcome, asked) = modern_call(server, 0, json!({})).await;
+        assert_eq!(asked, 0);
+        match outcome {
+            Outcome::Result(v) => assert_eq!(v, json!({"content": []})),
+            other => panic!("{other:?}"),
+        }
+    }
 }
