@@ -34,12 +34,18 @@ impl Drop for ModernUpstream {
 
 /// Starts tests/python/modern_upstream.py on a fresh port and waits until it listens.
 pub async fn start_upstream() -> ModernUpstream {
+    start_upstream_with(&[]).await
+}
+
+/// The same with extra arguments (`sdk`: also the tools tests/python/sdk_input.py calls).
+async fn start_upstream_with(extra: &[&str]) -> ModernUpstream {
     let port = common::free_port();
     let child = Command::new(interop::python())
         .arg("-W")
         .arg("ignore")
         .arg(interop::repo_path("tests/python/modern_upstream.py"))
         .arg(port.to_string())
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -456,4 +462,39 @@ async fn both_eras_ask_the_same_modern_upstream_at_once_without_cross_talk() {
         legacy(3),
         modern(3)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_in_both_eras_answers_a_modern_upstreams_input_requests() {
+    let upstream = start_upstream_with(&["sdk"]).await;
+    let g = gateway_for(&upstream).await;
+    wait_listed(&g, "mo_test_elicitation").await;
+    // The SDK client in auto mode (2026-07-28: input-required results, retried by the SDK)
+    // and in legacy mode (requests on the call's stream, answered by its callbacks), at once.
+    let (modern, legacy) = tokio::join!(
+        crate::modern_bridge::python_sdk_input_with(&g, "auto", "mo_"),
+        crate::modern_bridge::python_sdk_input_with(&g, "legacy", "mo_")
+    );
+    for (out, version) in [(&modern, "2026-07-28"), (&legacy, "2025-11-25")] {
+        assert_eq!(out["protocolVersion"], version, "{out}");
+        let elicited = out["elicited"].as_str().unwrap_or("");
+        assert!(
+            elicited.contains("accept") && elicited.contains("alice"),
+            "{out}"
+        );
+        assert_eq!(
+            out["sampled"], "LLM response: sampled by the client",
+            "{out}"
+        );
+        assert_eq!(out["roots"], "file:///client/root", "{out}");
+        assert_eq!(
+            out["asked"],
+            json!(["elicitation", "sampling", "roots"]),
+            "{out}"
+        );
+        assert_eq!(out["progress"].as_array().map(Vec::len), Some(3), "{out}");
+    }
+    // The 2026-07-28 client asked for log messages (log_level "info"): its level reaches the
+    // upstream, whose messages reach that request only.
+    assert_eq!(modern["logs"].as_array().map(Vec::len), Some(3), "{modern}");
 }

@@ -2,7 +2,7 @@
 streamable HTTP, put behind the gateway as a `kind: mcp` backend with `protocol: 2026-07-28`
 by tests/it/modern_upstream.rs.
 
-Usage: python modern_upstream.py <port>
+Usage: python modern_upstream.py <port> [sdk]
 
 Its tools ask for input the 2026-07-28 way: they answer `tools/call` with an
 `InputRequiredResult` (`inputRequests` plus a `requestState` of their own) and finish when the
@@ -27,6 +27,10 @@ input required on `prompts/get`, and the diagnostic tools of `server-stateless`:
   test_missing_capability                   asks for sampling whatever the client declared
   test_streaming_elicitation                asks for a form
   test_logging_tool                         logs, then answers
+
+With `sdk`, it also serves the tools tests/python/sdk_input.py calls (test_elicitation,
+test_sampling, ask_roots, test_tool_with_logging, test_tool_with_progress), the 2026-07-28 way
+(they would collide with the native fixture's under `naming: none`, hence the flag).
 """
 
 import json
@@ -221,6 +225,47 @@ async def test_logging_tool(ctx: Context) -> str:
     return "logged"
 
 
+def sdk_tools() -> None:
+    """The tools of tests/python/sdk_input.py, asking with InputRequiredResults."""
+
+    @server.tool(description="Asks the user (one form elicitation).")
+    async def test_elicitation(message: str, ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+        answer = answer_of(ctx, "who")
+        if answer is None:
+            schema = {"type": "object", "properties": {"username": {"type": "string"}, "email": {"type": "string"}}, "required": ["username", "email"]}
+            request = types.ElicitRequest(method="elicitation/create", params=types.ElicitRequestFormParams(message=message, requested_schema=schema))
+            return types.InputRequiredResult(input_requests={"who": request})
+        return types.CallToolResult(content=[types.TextContent(type="text", text=f"User response: {json.dumps(answer)}")])
+
+    @server.tool(description="Asks the client's LLM.")
+    async def test_sampling(prompt: str, ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+        answer = answer_of(ctx, "llm")
+        if answer is None:
+            return types.InputRequiredResult(input_requests={"llm": sample(prompt)})
+        reply = (answer.get("content") or {}).get("text")
+        return types.CallToolResult(content=[types.TextContent(type="text", text=f"LLM response: {reply}")])
+
+    @server.tool(description="Asks the client's roots.")
+    async def ask_roots(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+        answer = answer_of(ctx, "roots")
+        if answer is None:
+            return types.InputRequiredResult(input_requests={"roots": types.ListRootsRequest(method="roots/list")})
+        uris = " ".join(r.get("uri", "") for r in answer.get("roots", []))
+        return types.CallToolResult(content=[types.TextContent(type="text", text=uris)])
+
+    @server.tool(description="Sends three log messages while it runs.")
+    async def test_tool_with_logging(ctx: Context) -> str:
+        for line in ("Tool execution started", "Tool processing data", "Tool execution completed"):
+            await ctx.info(line)
+        return "Tool with logging executed successfully"
+
+    @server.tool(description="Reports progress 0, 50 and 100 of 100.")
+    async def test_tool_with_progress(ctx: Context) -> str:
+        for step in (0, 50, 100):
+            await ctx.report_progress(step, 100)
+        return "Tool with progress executed successfully"
+
+
 def recording(app):
     """The app, with every POST's method, mirrored headers and `_meta` recorded."""
 
@@ -268,8 +313,10 @@ def recording(app):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: modern_upstream.py <port>")
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and sys.argv[2] != "sdk"):
+        sys.exit("usage: modern_upstream.py <port> [sdk]")
+    if len(sys.argv) == 3:
+        sdk_tools()
     import uvicorn
 
     uvicorn.run(recording(server.streamable_http_app()), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

@@ -54,6 +54,27 @@ pub fn with_request_meta(params: Value, client_caps: u8) -> Value {
     Value::Object(p)
 }
 
+/// What a 2026-07-28 upstream request takes over from the caller's request, beyond the
+/// operation itself: the log level a 2026-07-28 caller asked for in its `_meta` (the upstream
+/// then sends log messages at that level, which reach only that request), and the
+/// `inputResponses` of a first call (answers the upstream did not have to ask for).
+pub fn carry_caller_fields(
+    params: &mut Value,
+    caller_meta: Option<&Value>,
+    input_responses: Option<&Value>,
+) {
+    let Value::Object(p) = params else { return };
+    if let Some(level) = caller_meta.and_then(|m| m.get(super::META_LOG_LEVEL)) {
+        let meta = p.entry("_meta").or_insert_with(|| json!({}));
+        if let Value::Object(m) = meta {
+            m.insert(super::META_LOG_LEVEL.into(), level.clone());
+        }
+    }
+    if let Some(responses) = input_responses {
+        p.insert("inputResponses".into(), responses.clone());
+    }
+}
+
 /// The headers a modern request mirrors from its body: `MCP-Protocol-Version`, `Mcp-Method`,
 /// and `Mcp-Name` for the methods that name a target (encoded in the base64 form when the
 /// name is not plain visible ASCII). Lower-case names.
@@ -203,6 +224,20 @@ mod tests {
         let bare = with_request_meta(Value::Null, 0);
         assert_eq!(bare["_meta"][META_CLIENT_CAPABILITIES], json!({}));
         assert_eq!(discover_params(), bare);
+    }
+
+    #[test]
+    fn the_callers_log_level_and_first_answers_are_carried() {
+        let mut p = json!({"name": "t", "_meta": {"progressToken": "g-1"}});
+        let caller = json!({"io.modelcontextprotocol/logLevel": "info", "progressToken": "c"});
+        let answers = json!({"k": {"action": "accept"}});
+        carry_caller_fields(&mut p, Some(&caller), Some(&answers));
+        assert_eq!(p["_meta"]["io.modelcontextprotocol/logLevel"], "info");
+        assert_eq!(p["_meta"]["progressToken"], "g-1");
+        assert_eq!(p["inputResponses"], answers);
+        let mut bare = json!({"name": "t"});
+        carry_caller_fields(&mut bare, Some(&json!({})), None);
+        assert_eq!(bare, json!({"name": "t"}));
     }
 
     #[test]

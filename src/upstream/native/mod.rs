@@ -575,10 +575,8 @@ impl Backend for NativeBackend {
                 )))
             }
         };
-        if let (true, Some(responses), Value::Object(p)) =
-            (self.transport.modern(), call.input_responses, &mut params)
-        {
-            p.insert("inputResponses".into(), responses.clone());
+        if self.transport.modern() {
+            modern_rules::carry_caller_fields(&mut params, call.meta, call.input_responses);
         }
         let key = self.next_call.fetch_add(1, Ordering::Relaxed);
         let caller_token = call.meta.and_then(rules::progress_token).cloned();
