@@ -138,6 +138,12 @@ async fn a_modern_upstream_is_discovered_and_called_statelessly_with_meta_and_he
         "{res}"
     );
 
+    // An argument the tool annotates with `x-mcp-header` is mirrored upstream.
+    let r = c
+        .call_tool("mo_regional", json!({"region": "north-é"}))
+        .await;
+    assert_eq!(text_of(&r), "region north-é", "{r}");
+
     let seen = seen(&c).await;
     let methods: Vec<&str> = seen.iter().filter_map(|s| s["method"].as_str()).collect();
     assert!(methods.contains(&"server/discover"), "{methods:?}");
@@ -164,6 +170,17 @@ async fn a_modern_upstream_is_discovered_and_called_statelessly_with_meta_and_he
         json!({"sampling": {}, "elicitation": {"form": {}}, "roots": {}}),
         "{plain}"
     );
+    let regional = seen
+        .iter()
+        .find(|s| s["mcpName"] == "regional")
+        .unwrap_or_else(|| panic!("the call of regional: {seen:?}"));
+    // Not plain ASCII: the base64 form ("north-é").
+    assert_eq!(
+        regional["params"],
+        json!({"mcp-param-region": "=?base64?bm9ydGgtw6k=?="}),
+        "{regional}"
+    );
+    assert_eq!(plain["params"], json!({}), "{plain}");
     let read = seen
         .iter()
         .find(|s| s["method"] == "resources/read")

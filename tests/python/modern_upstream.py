@@ -12,8 +12,9 @@ client retries with `inputResponses` and that state:
   two_rounds      asks one question per round, for two rounds (the second state carries the
                   first answer)
   plain           answers at once
-  seen_requests   what the server saw of every request so far: method, the Mcp-Method and
-                  Mcp-Name headers, the session header, the `_meta` protocol version and
+  regional        answers with its `region`, annotated `x-mcp-header: Region`
+  seen_requests   what the server saw of every request so far: method, the Mcp-Method,
+                  Mcp-Name and Mcp-Param-* headers, the session header, the `_meta` protocol version and
                   client capabilities (so tests can check what the gateway sends)
 and a prompt `hello` and a resource `test://modern/info`.
 
@@ -35,6 +36,9 @@ test_sampling, ask_roots, test_tool_with_logging, test_tool_with_progress), the 
 
 import json
 import sys
+from typing import Annotated
+
+from pydantic import Field
 
 import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
@@ -124,6 +128,11 @@ async def two_rounds(ctx: Context) -> types.CallToolResult | types.InputRequired
 @server.tool(description="Answers at once.")
 async def plain(word: str) -> str:
     return f"plain {word}"
+
+
+@server.tool(description="Answers with its region, an argument clients mirror into Mcp-Param-Region.")
+async def regional(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]) -> str:
+    return f"region {region}"
 
 
 @server.tool(description="What the server saw of every request so far.")
@@ -293,6 +302,7 @@ def recording(app):
                     "version": headers.get("mcp-protocol-version"),
                     "metaVersion": meta.get("io.modelcontextprotocol/protocolVersion"),
                     "metaCaps": meta.get("io.modelcontextprotocol/clientCapabilities"),
+                    "params": {k: v for k, v in headers.items() if k.startswith("mcp-param-")},
                 }
             )
             del seen[:-200]

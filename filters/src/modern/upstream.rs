@@ -94,6 +94,38 @@ pub fn mirrored_headers(method: &str, params: &Value) -> Vec<(&'static str, Stri
     out
 }
 
+/// The `Mcp-Param-*` headers of a `tools/call` to a modern upstream: one per `x-mcp-header`
+/// annotation of the tool's `inputSchema` whose argument is present (strings in the base64
+/// form when not plain ASCII, integers and booleans as JSON writes them). A schema whose
+/// annotations are invalid gets none (the spec has clients drop such a tool). Lower-case
+/// names.
+pub fn param_headers_for(input_schema: &Value, arguments: Option<&Value>) -> Vec<(String, String)> {
+    let Ok(annotations) = super::headers::param_headers(input_schema) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for a in annotations {
+        let mut at = arguments;
+        for key in &a.path {
+            at = at.and_then(|v| v.get(key));
+        }
+        let value = match at {
+            Some(Value::String(s)) => super::headers::encode_value(s).into_owned(),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+            _ => continue,
+        };
+        out.push((
+            format!(
+                "{}{}",
+                super::headers::PARAM_PREFIX,
+                a.header.to_ascii_lowercase()
+            ),
+            value,
+        ));
+    }
+    out
+}
+
 /// The params of the gateway's `server/discover` (no capabilities: discovery has no caller).
 pub fn discover_params() -> Value {
     with_request_meta(json!({}), 0)
@@ -255,6 +287,29 @@ mod tests {
         assert!(h[2].1.starts_with("=?base64?"), "{h:?}");
         let h = mirrored_headers("tools/list", &json!({}));
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn annotated_arguments_become_param_headers() {
+        let schema = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "opts": {"type": "object", "properties": {
+                "depth": {"type": "integer", "x-mcp-header": "Depth"},
+                "dry": {"type": "boolean", "x-mcp-header": "Dry"}}},
+            "note": {"type": "string"}}});
+        let h = param_headers_for(
+            &schema,
+            Some(&json!({"region": "été", "opts": {"depth": 3, "dry": false}, "note": "x"})),
+        );
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(h[0].0, "mcp-param-region");
+        assert!(h[0].1.starts_with("=?base64?"), "{h:?}");
+        assert!(h.contains(&("mcp-param-depth".to_string(), "3".to_string())));
+        assert!(h.contains(&("mcp-param-dry".to_string(), "false".to_string())));
+        assert!(param_headers_for(&schema, Some(&json!({"note": "x"}))).is_empty());
+        assert!(param_headers_for(&schema, None).is_empty());
+        let invalid = json!({"properties": {"a": {"type": "array", "x-mcp-header": "A"}}});
+        assert!(param_headers_for(&invalid, Some(&json!({"a": []}))).is_empty());
     }
 
     #[test]

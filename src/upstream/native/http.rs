@@ -297,10 +297,10 @@ impl HttpLink {
         &self,
         body: Vec<u8>,
         authorization: Option<&str>,
-        mirrored: Vec<(&'static str, String)>,
+        mirrored: Vec<(String, String)>,
     ) -> Result<OpenReply, String> {
         let mut headers = self.headers(authorization);
-        headers.extend(mirrored.into_iter().map(|(k, v)| (k.to_string(), v)));
+        headers.extend(mirrored);
         self.client
             .send(
                 &self.target,
@@ -342,7 +342,11 @@ impl Link for HttpLink {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (params, mirrored) = if self.modern {
             let params = modern::with_request_meta(params, call.client_caps);
-            let mirrored = modern::mirrored_headers(method, &params);
+            let mut mirrored: Vec<(String, String)> = modern::mirrored_headers(method, &params)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            mirrored.extend(call.headers.iter().cloned());
             (params, mirrored)
         } else {
             (params, Vec::new())

@@ -59,6 +59,8 @@ pub struct Outgoing {
     /// The caller's client capabilities (bits of `cortex_filters::session::caps`): declared
     /// in the request's `_meta` to a 2026-07-28 upstream; 0 for discovery.
     pub client_caps: u8,
+    /// Headers of this request alone (a 2026-07-28 upstream's `Mcp-Param-*`), lower-case.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A connection to one upstream server (an HTTP session, or a child's pipes).

@@ -278,6 +278,7 @@ impl NativeBackend {
             progress_token: None,
             authorization: None,
             client_caps: 0,
+            headers: Vec::new(),
         };
         let (_, mut exchange) = peer
             .link
@@ -575,8 +576,20 @@ impl Backend for NativeBackend {
                 )))
             }
         };
+        let mut param_headers = Vec::new();
         if self.transport.modern() {
             modern_rules::carry_caller_fields(&mut params, call.meta, call.input_responses);
+            if let Operation::CallTool { name, arguments } = call.op {
+                // The tool's `x-mcp-header` arguments, mirrored as the spec asks of a client.
+                let listed = call
+                    .catalog
+                    .tools()
+                    .iter()
+                    .find(|e| e.backend_id == self.id && e.target == name);
+                if let Some(schema) = listed.and_then(|e| e.entry.get("inputSchema")) {
+                    param_headers = modern_rules::param_headers_for(schema, arguments);
+                }
+            }
         }
         let key = self.next_call.fetch_add(1, Ordering::Relaxed);
         let caller_token = call.meta.and_then(rules::progress_token).cloned();
@@ -599,6 +612,7 @@ impl Backend for NativeBackend {
             progress_token,
             authorization: authorization.clone(),
             client_caps: call.client_caps,
+            headers: param_headers,
         };
         // One fresh session on a 404 (the server forgot ours), then the failure stands.
         let mut sent = None;
@@ -982,6 +996,7 @@ pub(crate) async fn initialize(
         progress_token: None,
         authorization: authorization.clone(),
         client_caps: 0,
+        headers: Vec::new(),
     };
     let (_, mut exchange) = link
         .request("initialize", params, call)
@@ -1026,6 +1041,7 @@ pub(crate) async fn discover_modern(
         progress_token: None,
         authorization,
         client_caps: 0,
+        headers: Vec::new(),
     };
     let (_, mut exchange) = link
         .request("server/discover", modern_rules::discover_params(), call)
@@ -1191,6 +1207,7 @@ mod tests {
             progress_token: None,
             authorization: None,
             client_caps: caps,
+            headers: Vec::new(),
         };
         let (upstream_id, exchange) = link::Link::request(
             server.as_ref(),
