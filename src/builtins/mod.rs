@@ -235,6 +235,9 @@ pub struct BuiltinCx<'a> {
     pub store: Option<&'a Arc<dyn Store>>,
     /// The per-user token vault, when configured (`whoami` lists the caller's links).
     pub vault: Option<&'a Arc<crate::vault::Vault>>,
+    /// The caller's client capabilities (bits of `cortex_filters::session::caps`): what a
+    /// backend reached from a builtin path (`resources/read`) may ask the caller for.
+    pub client_caps: u8,
 }
 
 /// An MCP `Tool` object for a builtin.

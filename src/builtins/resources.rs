@@ -68,6 +68,8 @@ pub async fn read_replies(
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: cx.client_caps,
+        input_responses: None,
     };
     calls::read_resource_replies(cx.upstreams, caller, uri, meta).await
 }

@@ -361,6 +361,8 @@ async fn call_ticket_backend(
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: 0,
+        input_responses: None,
     };
     let op = Operation::ContractMethod {
         method,

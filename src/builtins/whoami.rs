@@ -133,6 +133,8 @@ async fn backend_entry(
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: 0,
+        input_responses: None,
     };
     let op = Operation::ContractMethod {
         method: "whoami",

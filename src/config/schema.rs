@@ -617,6 +617,13 @@ pub struct BackendConfig {
     /// `kind: mcp`: a static bearer token sent as `Authorization: Bearer …` (`${VAR}`).
     #[serde(default)]
     pub bearer: Option<String>,
+    /// `kind: mcp`: the protocol the gateway speaks to the server. `legacy` (default): the
+    /// session-based versions (`initialize`, one upstream session per user, 2025-11-25 or
+    /// earlier). `2026-07-28`: the stateless version (`server/discover`, `_meta` on every
+    /// request, no session); the server's input-required results reach the caller in its
+    /// own era (docs/mcp-backends.md).
+    #[serde(default)]
+    pub protocol: Option<UpstreamProtocol>,
     /// Native backends: the catalog to publish instead of discovering it (`tools`, `prompts`,
     /// `resources`, `resource_templates` as the server would list them), e.g. for a vault
     /// backend whose server lists nothing without a user's token.
@@ -679,6 +686,7 @@ impl Default for BackendConfig {
             static_catalog: None,
             headers: Default::default(),
             bearer: None,
+            protocol: None,
             command: None,
             args: Vec::new(),
             env: Default::default(),
@@ -690,6 +698,18 @@ impl Default for BackendConfig {
             scopes: Default::default(),
         }
     }
+}
+
+/// The MCP protocol the gateway speaks to a `kind: mcp` server (`protocol:`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// The session-based versions: `initialize`, then an upstream session per user.
+    #[default]
+    #[serde(rename = "legacy")]
+    Legacy,
+    /// MCP 2026-07-28: `server/discover`, per-request `_meta`, no session.
+    #[serde(rename = "2026-07-28")]
+    V2026_07_28,
 }
 
 /// The kind of a backend (`kind:`).

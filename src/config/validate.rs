@@ -649,6 +649,7 @@ fn check_native_keys(i: usize, backend: &BackendConfig, f: &mut Findings) {
         for (key, set, why) in [
             ("headers", !backend.headers.is_empty(), "only applies to `kind: mcp` backends"),
             ("bearer", backend.bearer.is_some(), "only applies to `kind: mcp` backends"),
+            ("protocol", backend.protocol.is_some(), "only applies to `kind: mcp` backends (a contract backend speaks the backend contract)"),
             ("scope", backend.scope.is_some(), "only applies to native backends (`kind: mcp` or `kind: stdio`); a contract backend declares its scopes itself"),
             ("scopes", !backend.scopes.is_empty(), "only applies to native backends (`kind: mcp` or `kind: stdio`); a contract backend declares its scopes itself"),
             ("idle_timeout", backend.idle_timeout != DEFAULT_NATIVE_IDLE, "only applies to native backends (`kind: mcp` or `kind: stdio`)"),
@@ -693,6 +694,7 @@ fn check_stdio_backend(i: usize, backend: &BackendConfig, f: &mut Findings) {
         ("url", !backend.url.trim().is_empty()),
         ("headers", !backend.headers.is_empty()),
         ("bearer", backend.bearer.is_some()),
+        ("protocol", backend.protocol.is_some()),
     ] {
         if set {
             f.error(

@@ -37,6 +37,7 @@ use crate::record::RequestRecord;
 use crate::upstream::backend::{Reply, ReplyStream};
 use crate::upstream::held::{HeldCall, Waiting};
 use crate::upstream::relay::Relay;
+use cortex_filters::contract::Outcome;
 
 use super::modern::Asker;
 
@@ -187,25 +188,49 @@ pub async fn answer(
                 }
             }
             Some(Reply::Final(outcome)) => {
+                // -32021 is an HTTP 400 in 2026-07-28 (when nothing was streamed before it).
+                let status = match &outcome {
+                    Outcome::Error { code, .. }
+                        if *code == codes::MISSING_REQUIRED_CLIENT_CAPABILITY =>
+                    {
+                        400
+                    }
+                    _ => 200,
+                };
                 let body = (b.finish)(outcome.to_response(&id));
                 rec.answered(&body);
-                return out.finish(200, body).await;
+                return out.finish(status, body).await;
             }
             Some(Reply::ServerRequest {
                 method,
                 params,
                 respond,
+                key,
+                more,
             }) => {
                 let mut waiting = Vec::new();
-                ask(b, &mut asked, &mut waiting, method, params, respond);
-                // What the upstream asked at the same moment goes into the same result.
+                let mut more = more;
+                ask(b, &mut asked, &mut waiting, (method, params, key), respond);
+                // What the upstream asked at the same moment goes into the same result: a
+                // 2026-07-28 upstream's round whole (`more`), a session-based upstream's
+                // requests already there.
                 while waiting.len() < MAX_INPUT_REQUESTS {
-                    match replies.next().now_or_never() {
+                    let next = if more {
+                        Some(replies.next().await)
+                    } else {
+                        replies.next().now_or_never()
+                    };
+                    match next {
                         Some(Some(Reply::ServerRequest {
                             method,
                             params,
                             respond,
-                        })) => ask(b, &mut asked, &mut waiting, method, params, respond),
+                            key,
+                            more: m,
+                        })) => {
+                            more = m;
+                            ask(b, &mut asked, &mut waiting, (method, params, key), respond)
+                        }
                         Some(Some(other)) => {
                             peeked.push_back(other);
                             break;
@@ -231,20 +256,27 @@ pub async fn answer(
     }
 }
 
-/// One upstream request: kept for the client when it can be asked, else refused upstream.
+/// One upstream request (method, params, and the key a 2026-07-28 upstream gave it): kept
+/// for the client when it can be asked, else refused upstream. The upstream's own key is
+/// kept when it is usable (valid and not taken in this round); else the gateway names it.
 fn ask(
     b: &Bridge<'_>,
     asked: &mut u32,
     waiting: &mut Vec<Waiting>,
-    method: String,
-    params: Value,
+    (method, params, upstream_key): (String, Value, Option<String>),
     respond: tokio::sync::oneshot::Sender<Result<Value, Value>>,
 ) {
     *asked += 1;
     let message = json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params});
-    let key = match mrtr::InputMethod::parse(&method) {
-        Some(m) => hold::input_key(m, *asked),
-        None => String::new(),
+    let usable = upstream_key.filter(|k| {
+        !k.is_empty()
+            && k.len() <= mrtr::MAX_KEY_LEN
+            && !waiting.iter().any(|w| &w.request.key == k)
+    });
+    let key = match (usable, mrtr::InputMethod::parse(&method)) {
+        (Some(k), Some(_)) => k,
+        (None, Some(m)) => hold::input_key(m, *asked),
+        (_, None) => String::new(),
     };
     let refuse = |respond: tokio::sync::oneshot::Sender<_>, why: String| {
         let _ = respond.send(Err(rules::error_object(codes::METHOD_NOT_FOUND, &why)));

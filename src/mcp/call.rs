@@ -48,6 +48,7 @@ impl CallContext<'_> {
             upstreams: &self.policy.upstreams,
             store: self.shared.store.as_ref(),
             vault: self.shared.vault.as_ref(),
+            client_caps: self.client_caps,
         }
     }
 }

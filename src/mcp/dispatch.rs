@@ -75,6 +75,18 @@ pub async fn dispatch(
     }
 }
 
+/// The `inputResponses` of a 2026-07-28 first call (no `requestState`: a retry with the
+/// gateway's state continues a held call or answers the gateway's own question, and its
+/// answers are not the upstream's to read).
+fn first_call_responses<'p>(cx: &CallContext<'_>, params: &'p Value) -> Option<&'p Value> {
+    if cx.version != cortex_filters::version::ProtocolVersion::V2026_07_28
+        || params.get("requestState").is_some()
+    {
+        return None;
+    }
+    params.get("inputResponses").filter(|v| !v.is_null())
+}
+
 /// `params.arguments` as an object (`None` when absent or null).
 fn arguments(params: &Value) -> Result<Option<&Map<String, Value>>, RpcError> {
     match params.get("arguments") {
@@ -144,6 +156,8 @@ async fn call_tool(
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: cx.client_caps,
+        input_responses: first_call_responses(cx, params),
     };
     let arguments = params.get("arguments").filter(|_| args.is_some());
     let op = Operation::CallTool {
@@ -230,6 +244,8 @@ async fn subscribe(cx: &CallContext<'_>, params: &Value, on: bool) -> Result<Val
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: cx.client_caps,
+        input_responses: None,
     };
     let owner = cx.relay_owner();
     if !on {
@@ -322,6 +338,8 @@ async fn get_prompt(cx: &CallContext<'_>, params: &Value) -> Result<Replies, Rpc
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: cx.client_caps,
+        input_responses: first_call_responses(cx, params),
     };
     let meta = params.get("_meta");
     calls::get_prompt_replies(&cx.policy.upstreams, caller, name, &arguments, meta).await
@@ -339,6 +357,8 @@ async fn complete(cx: &CallContext<'_>, params: &Value) -> Result<Replies, RpcEr
     let caller = Caller {
         principal: cx.principal,
         catalog: &current.merged,
+        client_caps: cx.client_caps,
+        input_responses: None,
     };
     calls::complete_replies(&cx.policy.upstreams, caller, params).await
 }

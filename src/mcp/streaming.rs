@@ -124,6 +124,7 @@ pub async fn answer(
                 method,
                 params,
                 respond,
+                ..
             } => match how.relay.register_request(&how.owner, respond) {
                 Some(relayed) => {
                     sse::message_event(None, &rules::relayed_request(&relayed, &method, &params))

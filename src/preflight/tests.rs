@@ -1137,6 +1137,54 @@ backends:
     assert_eq!(good.config.backends[0].max_processes, Some(8));
 }
 
+#[test]
+fn the_upstream_protocol_applies_to_kind_mcp_only() {
+    let yaml = "auth: {mode: none}
+backends:
+  - id: crm
+    url: http://127.0.0.1:3
+    protocol: 2026-07-28
+  - id: files
+    kind: stdio
+    command: x
+    protocol: legacy
+";
+    let issues = errs(yaml, &[]);
+    let text = ConfigErrors(issues.clone()).to_string();
+    for (path, needle) in [
+        ("backends[0].protocol", "only applies to `kind: mcp`"),
+        ("backends[1].protocol", "does not apply to `kind: stdio`"),
+    ] {
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.path.as_deref() == Some(path) && i.message.contains(needle)),
+            "no issue at {path} containing {needle:?} in:\n{text}"
+        );
+    }
+    let unknown = errs(
+        "auth: {mode: none}\nbackends:\n  - {id: docs, kind: mcp, url: 'http://127.0.0.1:2/mcp', protocol: '2027-01-01'}\n",
+        &[],
+    );
+    let text = ConfigErrors(unknown.clone()).to_string();
+    assert!(
+        text.contains("2026-07-28") && text.contains("legacy"),
+        "the accepted values are named: {text}"
+    );
+    let good = ok(
+        "auth: {mode: none}\nbackends:\n  - {id: docs, kind: mcp, url: 'http://127.0.0.1:2/mcp', protocol: '2026-07-28'}\n  - {id: old, kind: mcp, url: 'http://127.0.0.1:3/mcp', protocol: legacy}\n",
+        &[],
+    );
+    assert_eq!(
+        good.config.backends[0].protocol,
+        Some(crate::config::UpstreamProtocol::V2026_07_28)
+    );
+    assert_eq!(
+        good.config.backends[1].protocol,
+        Some(crate::config::UpstreamProtocol::Legacy)
+    );
+}
+
 /// A vault with provider `design` (optionally with a catalog subject) and `backends`.
 fn vault_yaml(provider_extra: &str, backends: &str) -> String {
     format!(

@@ -117,6 +117,13 @@ pub struct Call<'a> {
     pub op: Operation<'a>,
     /// The caller's request `_meta` (its `progressToken`, …), relayed by native backends.
     pub meta: Option<&'a Value>,
+    /// The caller's client capabilities (bits of `cortex_filters::session::caps`: its
+    /// session's, or its 2026-07-28 request's): what a 2026-07-28 upstream is told it may ask
+    /// for. 0 where the caller cannot be asked anything (builtins).
+    pub client_caps: u8,
+    /// `inputResponses` a 2026-07-28 caller sent with a first call (no `requestState`):
+    /// passed to a 2026-07-28 upstream, which may use answers it did not have to ask for.
+    pub input_responses: Option<&'a Value>,
 }
 
 /// Something a backend sends while a call runs, before or as its final answer.
@@ -135,6 +142,13 @@ pub enum Reply {
         params: Value,
         /// Where the caller's answer goes.
         respond: tokio::sync::oneshot::Sender<Result<Value, Value>>,
+        /// The key a 2026-07-28 upstream gave the request in its `inputRequests`: a
+        /// 2026-07-28 caller is asked under the same key. `None` from a session-based
+        /// upstream (the gateway names the request).
+        key: Option<String>,
+        /// More requests of the same round follow at once (a 2026-07-28 upstream asks them
+        /// together): a 2026-07-28 caller gets them all in one result.
+        more: bool,
     },
     /// The call's outcome; always the last item.
     Final(Outcome),

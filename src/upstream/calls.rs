@@ -23,6 +23,11 @@ pub struct Caller<'a> {
     pub principal: &'a Principal,
     /// The catalog as the request saw it.
     pub catalog: &'a MergedCatalog,
+    /// The caller's client capabilities (bits of `cortex_filters::session::caps`), 0 when
+    /// it cannot be asked anything.
+    pub client_caps: u8,
+    /// `inputResponses` of a 2026-07-28 caller's first call (see `Call::input_responses`).
+    pub input_responses: Option<&'a Value>,
 }
 
 fn unknown_backend(id: &str) -> RpcError {
@@ -56,6 +61,8 @@ pub async fn call_with_meta(
                     catalog: caller.catalog,
                     op,
                     meta,
+                    client_caps: caller.client_caps,
+                    input_responses: caller.input_responses,
                 })
                 .await
         }

@@ -113,6 +113,9 @@ pub struct CatalogStore {
     views: moka::sync::Cache<ViewKey, ListPage>,
     page_hits: std::sync::atomic::AtomicU64,
     page_misses: std::sync::atomic::AtomicU64,
+    /// Wakes the refresh loop when a backend is marked due (a list change it announced is
+    /// then discovered at once, not at the next tick).
+    due: tokio::sync::Notify,
 }
 
 impl CatalogStore {
@@ -132,6 +135,7 @@ impl CatalogStore {
                     (v.bytes.len() + k.scope_key.len() + 64).min(u32::MAX as usize) as u32
                 })
                 .build(),
+            due: tokio::sync::Notify::new(),
             page_hits: Default::default(),
             page_misses: Default::default(),
         }
@@ -210,6 +214,12 @@ impl CatalogStore {
                 b.rediscover = true;
             }
         });
+        self.due.notify_one();
+    }
+
+    /// Resolves when a backend was marked due since the last call ([`Self::mark_due`]).
+    pub async fn marked_due(&self) {
+        self.due.notified().await
     }
 
     /// Makes the health table follow `ids` (the current backends, in configuration order):

@@ -209,8 +209,12 @@ impl Refresher {
     }
 }
 
+/// The shortest time between two discoveries woken by a backend marked due.
+const MIN_WAKE_SPACING: Duration = Duration::from_millis(100);
+
 /// Drives the [`Refresher`]: a first discovery at once, then a check every 250 ms for
-/// backends whose next discovery is due.
+/// backends whose next discovery is due, and at once when one is marked due (a list change
+/// it announced).
 pub struct RefreshService {
     refresher: Arc<Refresher>,
 }
@@ -227,10 +231,18 @@ impl BackgroundService for RefreshService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_wake = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = tick.tick() => self.refresher.tick().await,
+                _ = self.refresher.store.marked_due() => {
+                    // At once, but never more than 10 times a second (an upstream that
+                    // announces list changes in a loop must not keep discovery busy).
+                    tokio::time::sleep_until(last_wake + MIN_WAKE_SPACING).await;
+                    last_wake = tokio::time::Instant::now();
+                    self.refresher.tick().await
+                }
             }
         }
     }

@@ -49,6 +49,7 @@ mod mcp_transport;
 mod modern_bridge;
 mod modern_conformance;
 mod modern_endpoint;
+mod modern_upstream;
 mod native_everything;
 mod native_http;
 mod native_relay;

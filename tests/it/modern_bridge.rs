@@ -501,13 +501,18 @@ async fn held_calls_are_bounded_per_caller_and_in_time_with_clear_errors() {
 
 /// The Python SDK (2.3.0) in `mode` against the gateway serving the fixture; its JSON report.
 async fn python_sdk_input(g: &Gateway, mode: &str) -> Value {
+    python_sdk_input_with(g, mode, "py_").await
+}
+
+/// The same, calling the tools named with `prefix` (the backend's id and `_`).
+pub async fn python_sdk_input_with(g: &Gateway, mode: &str, prefix: &str) -> Value {
     let script = interop::repo_path("tests/python/sdk_input.py");
     let out = interop::run_python_script(
         vec![
             script.display().to_string(),
             g.mcp_url(),
             mode.into(),
-            "py_".into(),
+            prefix.into(),
         ],
         // A folder per run: the runner keeps each run's output there.
         {

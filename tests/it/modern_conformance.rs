@@ -3,7 +3,9 @@
 //! release) judge the real gateway binary in front of the Rust fixture backend
 //! (tests/it/common/fixture_backend.rs, a contract backend) and the Python SDK native fixture
 //! (tests/python/native_fixture.py over streamable HTTP, a session-based upstream whose tools
-//! ask for input mid-call: the gateway bridges them into input-required results), with
+//! ask for input mid-call: the gateway bridges them into input-required results) and the
+//! Python SDK's 2026-07-28 server (tests/python/modern_upstream.py, `protocol: 2026-07-28`:
+//! its input-required results pass through under the gateway's own sealed state), with
 //! `naming: none` and `auth.mode: none`. The legacy era keeps its own run
 //! (tests/it/conformance.rs, 0.1.16).
 //!
@@ -172,6 +174,10 @@ async fn the_2026_07_28_conformance_scenarios_pass_against_the_gateway() {
     // The native fixture over streamable HTTP: every server request arrives on its own call's
     // stream, so calls held for the suite's input never confuse one another.
     let native = crate::native_http::start_fixture().await;
+    // A 2026-07-28 upstream (the Python SDK's modern server) for what only such an upstream
+    // can give through the gateway: its own input keys, several requests in one result,
+    // answers on a first call, input required on prompts/get.
+    let modern = crate::modern_upstream::start_upstream().await;
     let gateway = Gateway::start(
         &TestConfig::new()
             .catalog("refresh: 60s")
@@ -181,9 +187,15 @@ async fn the_2026_07_28_conformance_scenarios_pass_against_the_gateway() {
                 &format!("http://127.0.0.1:{}/mcp", native.port),
                 &["naming: none", "timeout: 60s"],
             )
+            .mcp_backend(
+                "modern",
+                &format!("http://127.0.0.1:{}/mcp", modern.port),
+                &["naming: none", "timeout: 60s", "protocol: 2026-07-28"],
+            )
             .build(),
     )
     .await;
+    crate::native_stdio::wait_listed(&gateway, "test_input_required_result_sampling").await;
     crate::native_stdio::wait_listed(&gateway, "test_input_required_result_elicitation").await;
     let listed = gateway.client().tool_names().await;
     for name in TOOL_NAMES {

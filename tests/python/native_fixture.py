@@ -18,6 +18,9 @@ resource one can subscribe to), plus a few tools the gateway's own tests use:
                       (tool-definition pinning tests)
   session_id          the Mcp-Session-Id of the request (HTTP; empty over stdio)
   ask_url             asks the caller to open a URL (URL-mode elicitation)
+  test_trigger_tool_change / test_trigger_prompt_change
+                      add a tool (a prompt) and say the list changed (the conformance suite's
+                      listen-stream checks)
 
 and, for the relay of methods other than tools/call:
   prompt relay_prompt     logs, reports progress and asks the user (elicitation) while built
@@ -199,6 +202,37 @@ async def add_tool(ctx: Context) -> str:
     return "added"
 
 
+triggered = {"tools": 0, "prompts": 0}
+
+
+@server.tool(name="test_trigger_tool_change", description="Adds a tool and says the tool list changed.")
+async def trigger_tool_change(ctx: Context) -> str:
+    triggered["tools"] += 1
+    name = f"triggered_tool_{triggered['tools']}"
+
+    def triggered_tool() -> str:
+        return "triggered"
+
+    server.add_tool(triggered_tool, name=name, description="Added by test_trigger_tool_change.")
+    await ctx.session.send_tool_list_changed()
+    return f"added {name}"
+
+
+@server.tool(name="test_trigger_prompt_change", description="Adds a prompt and says the prompt list changed.")
+async def trigger_prompt_change(ctx: Context) -> str:
+    from mcp.server.mcpserver.prompts.base import Prompt
+
+    triggered["prompts"] += 1
+    name = f"triggered_prompt_{triggered['prompts']}"
+
+    def triggered_prompt() -> str:
+        return "triggered"
+
+    server.add_prompt(Prompt.from_function(triggered_prompt, name=name, description="Added by test_trigger_prompt_change."))
+    await ctx.session.send_prompt_list_changed()
+    return f"added {name}"
+
+
 @server.tool(description="Answers ok.")
 def changeling() -> str:
     return "ok"
@@ -275,12 +309,6 @@ async def ask_text(ctx: Context, prompt: str) -> str:
 async def ask_form(ctx: Context, message: str, schema: dict) -> dict:
     result = await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_id)
     return result.content or {}
-
-
-@server.tool(name="test_input_required_result_elicitation", description="Asks the user's name.")
-async def irr_elicitation(ctx: Context) -> str:
-    answer = await ask_form(ctx, "What is your name?", NAME_SCHEMA)
-    return f"Hello, {answer.get('name')}!"
 
 
 @server.tool(name="test_input_required_result_sampling", description="Asks the client's LLM.")

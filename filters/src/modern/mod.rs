@@ -45,6 +45,7 @@ pub mod listen;
 pub mod mrtr;
 pub mod result;
 pub mod state;
+pub mod upstream;
 
 use serde_json::{json, Value};
 

@@ -4,6 +4,11 @@
 //! (the client's `DELETE /mcp` or its idle expiry), or when the backend is replaced. Each request is a POST answered with
 //! JSON or with a stream of server-sent events; what the server sends on a request's stream
 //! belongs to that request's call.
+//!
+//! With `protocol: 2026-07-28` there is no session: the per-user link only remembers that the
+//! server answered `server/discover` and the user's last credential; every request carries
+//! `_meta` and the mirrored headers, and nothing is notified (closing a call's stream cancels
+//! it).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,9 +22,10 @@ use cortex_filters::native::{self as rules, Delivery, SseDecoder, Upstream};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, UpstreamProtocol};
 use crate::sessions::SessionManager;
 use crate::upstream::http_client::{HttpClient, OpenReply, Target};
+use cortex_filters::modern::upstream as modern;
 use cortex_filters::session::SessionClaims;
 
 use super::link::{Exchange, Exchanged, Link, LinkError, Outgoing, Peer, SinkRef, EXCHANGE_QUEUE};
@@ -43,6 +49,10 @@ pub struct HttpTransport {
     users: Arc<Mutex<HashMap<[u8; 16], String>>>,
     follower: std::sync::Once,
     downstream: Arc<SessionManager>,
+    /// `protocol: 2026-07-28`: `server/discover` instead of `initialize`, `_meta` and the
+    /// mirrored headers on every request, no session (the "session" kept per user is only
+    /// the discovered server and the user's last credential).
+    modern: bool,
 }
 
 impl HttpTransport {
@@ -81,7 +91,13 @@ impl HttpTransport {
             users: Arc::new(Mutex::new(HashMap::new())),
             follower: std::sync::Once::new(),
             downstream,
+            modern: cfg.protocol == Some(UpstreamProtocol::V2026_07_28),
         })
+    }
+
+    /// Whether the server is spoken to in 2026-07-28 (`protocol: 2026-07-28`).
+    pub fn modern(&self) -> bool {
+        self.modern
     }
 
     /// The URL, for administrators.
@@ -126,17 +142,30 @@ impl HttpTransport {
             authorization: Mutex::new(None),
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
+            modern: self.modern,
         });
-        let peer = super::initialize(
-            link.clone(),
-            authorization.map(str::to_string),
-            self.timeout,
-        )
-        .await?;
-        if let Ok(mut v) = link.version.lock() {
-            *v = Some(peer.init.version.clone());
-        }
-        tokio::spawn(listen(Arc::downgrade(&link)));
+        let peer = if self.modern {
+            // No standalone stream either: a 2026-07-28 server's catalog changes are found
+            // by the periodic discovery.
+            super::discover_modern(
+                link.clone(),
+                authorization.map(str::to_string),
+                self.timeout,
+            )
+            .await?
+        } else {
+            let peer = super::initialize(
+                link.clone(),
+                authorization.map(str::to_string),
+                self.timeout,
+            )
+            .await?;
+            if let Ok(mut v) = link.version.lock() {
+                *v = Some(peer.init.version.clone());
+            }
+            tokio::spawn(listen(Arc::downgrade(&link)));
+            peer
+        };
         let peer = Arc::new(peer);
         self.sessions.insert(user.to_string(), peer.clone());
         if let Some(sub) = subject {
@@ -225,6 +254,8 @@ struct HttpLink {
     authorization: Mutex<Option<String>>,
     next_id: AtomicU64,
     alive: AtomicBool,
+    /// Speaks 2026-07-28 (see [`HttpTransport`]).
+    modern: bool,
 }
 
 impl HttpLink {
@@ -262,8 +293,14 @@ impl HttpLink {
         h
     }
 
-    async fn post(&self, body: Vec<u8>, authorization: Option<&str>) -> Result<OpenReply, String> {
-        let headers = self.headers(authorization);
+    async fn post(
+        &self,
+        body: Vec<u8>,
+        authorization: Option<&str>,
+        mirrored: Vec<(String, String)>,
+    ) -> Result<OpenReply, String> {
+        let mut headers = self.headers(authorization);
+        headers.extend(mirrored);
         self.client
             .send(
                 &self.target,
@@ -278,7 +315,7 @@ impl HttpLink {
 
     /// A one-way message (notification, answer): the server answers 202.
     async fn send_one_way(&self, body: Vec<u8>, authorization: Option<&str>, what: &str) {
-        match self.post(body, authorization).await {
+        match self.post(body, authorization, Vec::new()).await {
             Ok(mut r) if (200..300).contains(&r.status) => {
                 let _ = r.body(64 * 1024).await;
             }
@@ -303,10 +340,21 @@ impl Link for HttpLink {
         call: Outgoing,
     ) -> Result<(Value, Exchange), LinkError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (params, mirrored) = if self.modern {
+            let params = modern::with_request_meta(params, call.client_caps);
+            let mut mirrored: Vec<(String, String)> = modern::mirrored_headers(method, &params)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            mirrored.extend(call.headers.iter().cloned());
+            (params, mirrored)
+        } else {
+            (params, Vec::new())
+        };
         let body = rules::request(id, method, &params);
         let had_session = self.session_id().is_some();
         let mut reply = self
-            .post(body, call.authorization.as_deref())
+            .post(body, call.authorization.as_deref(), mirrored)
             .await
             .map_err(LinkError::Failed)?;
         if reply.status == 404 && had_session {
@@ -368,6 +416,12 @@ impl Link for HttpLink {
     }
 
     async fn notify(&self, method: &str, params: Value, authorization: Option<String>) {
+        if self.modern {
+            // 2026-07-28: a call is cancelled by closing its stream (dropping the exchange
+            // does), and nothing else is notified.
+            tracing::debug!(backend = %self.backend, %method, "not sent to a 2026-07-28 server");
+            return;
+        }
         let body = rules::notification(method, &params);
         self.send_one_way(body, authorization.as_deref(), method)
             .await;
@@ -379,6 +433,12 @@ impl Link for HttpLink {
         outcome: Result<Value, Value>,
         authorization: Option<String>,
     ) {
+        if self.modern {
+            // A 2026-07-28 server sends no requests to answer (its input requests come in
+            // results, and the call is retried instead).
+            tracing::warn!(backend = %self.backend, "a 2026-07-28 server sent a request mid-call; not answered");
+            return;
+        }
         let body = rules::response(&id, &outcome);
         self.send_one_way(body, authorization.as_deref(), "an answer")
             .await;

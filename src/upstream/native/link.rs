@@ -59,6 +59,11 @@ pub struct Outgoing {
     pub progress_token: Option<String>,
     /// The `Authorization` value for this request (HTTP only), if any.
     pub authorization: Option<String>,
+    /// The caller's client capabilities (bits of `cortex_filters::session::caps`): declared
+    /// in the request's `_meta` to a 2026-07-28 upstream; 0 for discovery.
+    pub client_caps: u8,
+    /// Headers of this request alone (a 2026-07-28 upstream's `Mcp-Param-*`), lower-case.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A connection to one upstream server (an HTTP session, or a child's pipes).

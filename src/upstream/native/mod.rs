@@ -39,6 +39,8 @@ use super::backend::{Backend, BackendKind, Call, Discovery, Operation, Replies, 
 use super::catalog::CatalogStore;
 use super::http_client::HttpClient;
 use super::relay::Relay;
+use cortex_filters::modern::mrtr::{self, InputMethod};
+use cortex_filters::modern::upstream::{self as modern_rules, UpstreamResult};
 use link::{Exchange, Exchanged, LinkError, Outgoing, Peer};
 
 /// How long a caller has to answer a server request (a person may be answering an
@@ -177,6 +179,14 @@ impl Transport {
         }
     }
 
+    /// Whether calls are spoken in 2026-07-28 (input required comes back in results).
+    fn modern(&self) -> bool {
+        match self {
+            Transport::Http(t) => t.modern(),
+            Transport::Stdio(_) => false,
+        }
+    }
+
     fn forget(&self, user: &str, peer: &Arc<Peer>) {
         match self {
             Transport::Http(t) => t.forget(user, peer),
@@ -281,6 +291,8 @@ impl NativeBackend {
             key,
             progress_token: None,
             authorization: None,
+            client_caps: 0,
+            headers: Vec::new(),
         };
         let (_, mut exchange) = peer
             .link
@@ -578,6 +590,21 @@ impl Backend for NativeBackend {
                 )))
             }
         };
+        let mut param_headers = Vec::new();
+        if self.transport.modern() {
+            modern_rules::carry_caller_fields(&mut params, call.meta, call.input_responses);
+            if let Operation::CallTool { name, arguments } = call.op {
+                // The tool's `x-mcp-header` arguments, mirrored as the spec asks of a client.
+                let listed = call
+                    .catalog
+                    .tools()
+                    .iter()
+                    .find(|e| e.backend_id == self.id && e.target == name);
+                if let Some(schema) = listed.and_then(|e| e.entry.get("inputSchema")) {
+                    param_headers = modern_rules::param_headers_for(schema, arguments);
+                }
+            }
+        }
         let key = self.next_call.fetch_add(1, Ordering::Relaxed);
         let caller_token = call.meta.and_then(rules::progress_token).cloned();
         let progress_token = caller_token
@@ -598,6 +625,8 @@ impl Backend for NativeBackend {
             key,
             progress_token,
             authorization: authorization.clone(),
+            client_caps: call.client_caps,
+            headers: param_headers,
         };
         // One fresh session on a 404 (the server forgot ours), one renewed credential on a
         // 401 (the credential source decides), then the failure stands.
@@ -667,6 +696,12 @@ impl Backend for NativeBackend {
                 "the upstream session expired, or refused the credential, too many times",
             ));
         };
+        let retry = self.transport.modern().then(|| Retry {
+            method,
+            params,
+            outgoing,
+            rounds: 0,
+        });
         let (tx, rx) = mpsc::channel(REPLY_QUEUE);
         tokio::spawn(drive(Drive {
             backend: self.id.clone(),
@@ -678,6 +713,7 @@ impl Backend for NativeBackend {
             timeout: self.timeout,
             request_bound: SERVER_REQUEST_TIMEOUT,
             authorization,
+            retry,
         }));
         Replies::Stream(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|r| (r, rx))
@@ -697,16 +733,47 @@ struct Drive {
     /// How long the caller may take to answer a server request ([`SERVER_REQUEST_TIMEOUT`]).
     request_bound: Duration,
     authorization: Option<String>,
+    /// A 2026-07-28 upstream: the request as sent, to retry it with the caller's answers
+    /// when the upstream needs input (None for a session-based upstream, which asks with
+    /// requests of its own mid-call).
+    retry: Option<Retry>,
+}
+
+/// What retrying a 2026-07-28 upstream request takes.
+struct Retry {
+    method: &'static str,
+    params: Value,
+    outgoing: Outgoing,
+    /// Input-required rounds so far (bounded by [`modern_rules::MAX_INPUT_ROUNDS`]).
+    rounds: u32,
+}
+
+/// One input-required round of a 2026-07-28 upstream, while the caller answers.
+struct Round {
+    request_state: Option<String>,
+    asked: Vec<(String, InputMethod)>,
+    answered: serde_json::Map<String, Value>,
+}
+
+/// What a 2026-07-28 upstream's response leads to.
+enum Step {
+    /// The call's outcome.
+    Done(Outcome),
+    /// The caller was sent the upstream's input requests; their answers are awaited.
+    Asked(Round),
+    /// The request went upstream again (a round with a state and no requests).
+    Retried,
+    /// The caller went away.
+    Gone,
 }
 
 type Answered = (Value, Result<Result<Value, Value>, String>);
 
 /// Relays one call until its response, its failure, its timeout or the caller leaving.
 async fn drive(mut d: Drive) {
-    let mut answers: FuturesUnordered<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Answered> + Send>>,
-    > = FuturesUnordered::new();
+    let mut answers: AnswerFutures = FuturesUnordered::new();
     let mut deadline = tokio::time::Instant::now() + d.timeout;
+    let mut round: Option<Round> = None;
     let outcome = loop {
         let waiting_for_caller = !answers.is_empty();
         tokio::select! {
@@ -719,16 +786,43 @@ async fn drive(mut d: Drive) {
                 break failed(&d.backend, format!("no answer within {} ms", d.timeout.as_millis()));
             }
             Some((id, answer)) = answers.next(), if waiting_for_caller => {
-                let outcome = answer.unwrap_or_else(|why| {
-                    Err(rules::error_object(codes::INTERNAL_ERROR, &why))
-                });
-                d.link.respond(id, outcome, d.authorization.clone()).await;
+                if let Some(r) = round.as_mut() {
+                    if let Err(o) = collect(&d.backend, r, &id, answer) {
+                        break o;
+                    }
+                    if r.answered.len() < r.asked.len() {
+                        continue;
+                    }
+                    let Some(r) = round.take() else { continue };
+                    if let Err(o) = retry_upstream(&mut d, r.answered, r.request_state).await {
+                        break o;
+                    }
+                } else {
+                    let outcome = answer.unwrap_or_else(|why| {
+                        Err(rules::error_object(codes::INTERNAL_ERROR, &why))
+                    });
+                    d.link.respond(id, outcome, d.authorization.clone()).await;
+                }
                 deadline = tokio::time::Instant::now() + d.timeout;
             }
-            item = d.exchange.recv() => match item {
+            item = d.exchange.recv(), if round.is_none() => match item {
                 None => break failed(&d.backend, "the server ended the call without an answer"),
                 Some(Exchanged::Failed(why)) => break failed(&d.backend, why),
-                Some(Exchanged::Message(Upstream::Response { outcome, .. })) => break outcome_of(outcome),
+                Some(Exchanged::Message(Upstream::Response { outcome, .. })) => {
+                    if d.retry.is_none() {
+                        break outcome_of(outcome);
+                    }
+                    match modern_response(&mut d, &mut answers, outcome).await {
+                        Step::Done(o) => break o,
+                        Step::Asked(r) => round = Some(r),
+                        Step::Retried => {}
+                        Step::Gone => {
+                            cancel(&d, "the caller went away").await;
+                            return;
+                        }
+                    }
+                    deadline = tokio::time::Instant::now() + d.timeout;
+                }
                 Some(Exchanged::Message(Upstream::Notification { method, mut params })) => {
                     if method == "notifications/progress" {
                         match &d.caller_token {
@@ -748,25 +842,183 @@ async fn drive(mut d: Drive) {
                         continue;
                     }
                     let (respond, answer) = oneshot::channel();
-                    let request = Reply::ServerRequest { method, params, respond };
+                    let request = Reply::ServerRequest {
+                        method,
+                        params,
+                        respond,
+                        key: None,
+                        more: false,
+                    };
                     if d.replies.send(request).await.is_err() {
                         cancel(&d, "the caller went away").await;
                         return;
                     }
-                    let bound = d.request_bound;
-                    answers.push(Box::pin(async move {
-                        let answer = match tokio::time::timeout(bound, answer).await {
-                            Ok(Ok(a)) => Ok(a),
-                            Ok(Err(_)) => Err("the caller cannot answer this request".to_string()),
-                            Err(_) => Err(format!("the caller did not answer within {bound:?}")),
-                        };
-                        (id, answer)
-                    }));
+                    answers.push(await_answer(id, answer, d.request_bound));
                 }
             }
         }
     };
     let _ = d.replies.send(Reply::Final(outcome)).await;
+}
+
+type AnswerFutures =
+    FuturesUnordered<std::pin::Pin<Box<dyn std::future::Future<Output = Answered> + Send>>>;
+
+/// A caller's answer, waited for at most `bound`, keyed by `id`.
+fn await_answer(
+    id: Value,
+    answer: oneshot::Receiver<Result<Value, Value>>,
+    bound: Duration,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Answered> + Send>> {
+    Box::pin(async move {
+        let answer = match tokio::time::timeout(bound, answer).await {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(_)) => Err("the caller cannot answer this request".to_string()),
+            Err(_) => Err(format!("the caller did not answer within {bound:?}")),
+        };
+        (id, answer)
+    })
+}
+
+/// A 2026-07-28 upstream's response: complete (the outcome), or input required: each
+/// input request goes to the caller as a server request (refused at once, failing the call,
+/// when the caller did not declare the capability it needs), and the caller's answers are
+/// awaited; a round with only a state is retried at once. Rounds are bounded.
+async fn modern_response(
+    d: &mut Drive,
+    answers: &mut AnswerFutures,
+    outcome: Result<Value, Value>,
+) -> Step {
+    let result = match outcome {
+        Ok(v) => v,
+        Err(e) => return Step::Done(outcome_of(Err(e))),
+    };
+    let asked = match modern_rules::classify_result(result) {
+        Ok(UpstreamResult::Complete(v)) => return Step::Done(Outcome::Result(v)),
+        Ok(UpstreamResult::InputRequired(asked)) => asked,
+        Err(why) => return Step::Done(failed(&d.backend, why)),
+    };
+    let Some(retry) = d.retry.as_mut() else {
+        return Step::Done(failed(
+            &d.backend,
+            "input required from a session-based server",
+        ));
+    };
+    retry.rounds += 1;
+    if retry.rounds > modern_rules::MAX_INPUT_ROUNDS {
+        return Step::Done(failed(
+            &d.backend,
+            format!(
+                "the server still asks for input after {} rounds",
+                modern_rules::MAX_INPUT_ROUNDS
+            ),
+        ));
+    }
+    let caps = retry.outgoing.client_caps;
+    let mut relayed = Vec::with_capacity(asked.requests.len());
+    for request in &asked.requests {
+        match modern_rules::server_request_for(request, caps) {
+            Ok((method, params)) => {
+                relayed.push((request.key.clone(), request.method, method, params))
+            }
+            Err(refusal) => {
+                return Step::Done(Outcome::Error {
+                    code: refusal.code,
+                    message: format!("backend {}: {}", d.backend, refusal.message),
+                    data: refusal.data.unwrap_or(Value::Null),
+                })
+            }
+        }
+    }
+    if relayed.is_empty() {
+        return match retry_upstream(d, serde_json::Map::new(), asked.request_state).await {
+            Ok(()) => Step::Retried,
+            Err(o) => Step::Done(o),
+        };
+    }
+    let mut round = Round {
+        request_state: asked.request_state,
+        asked: Vec::with_capacity(relayed.len()),
+        answered: serde_json::Map::new(),
+    };
+    let last = relayed.len() - 1;
+    for (at, (key, input, method, params)) in relayed.into_iter().enumerate() {
+        let (respond, answer) = oneshot::channel();
+        let request = Reply::ServerRequest {
+            method: method.to_string(),
+            params,
+            respond,
+            key: Some(key.clone()),
+            more: at < last,
+        };
+        if d.replies.send(request).await.is_err() {
+            return Step::Gone;
+        }
+        answers.push(await_answer(
+            Value::String(key.clone()),
+            answer,
+            d.request_bound,
+        ));
+        round.asked.push((key, input));
+    }
+    Step::Asked(round)
+}
+
+/// Keeps the caller's answer to the input request keyed `id` of this round; an error, a
+/// malformed answer or no answer in time fails the call (2026-07-28 has no error answer to
+/// give the upstream).
+fn collect(
+    backend: &str,
+    round: &mut Round,
+    id: &Value,
+    answer: Result<Result<Value, Value>, String>,
+) -> Result<(), Outcome> {
+    let key = id.as_str().unwrap_or_default();
+    let Some((_, method)) = round.asked.iter().find(|(k, _)| k == key) else {
+        return Ok(());
+    };
+    let answer = answer.map_err(|why| {
+        failed(
+            backend,
+            format!("the server asked for {} ({key}) and {why}", method.as_str()),
+        )
+    })?;
+    let value = modern_rules::input_response(*method, answer).map_err(|e| {
+        Outcome::from(RpcError::new(
+            codes::INVALID_PARAMS,
+            format!(
+                "backend {backend}: the answer to its {} request ({key}) cannot be passed on: {e}",
+                method.as_str()
+            ),
+        ))
+    })?;
+    round.answered.insert(key.to_string(), value);
+    Ok(())
+}
+
+/// Sends the request again with the caller's answers and the upstream's state; the call
+/// goes on with the new exchange.
+async fn retry_upstream(
+    d: &mut Drive,
+    responses: serde_json::Map<String, Value>,
+    request_state: Option<String>,
+) -> Result<(), Outcome> {
+    let Some(retry) = d.retry.as_ref() else {
+        return Err(failed(&d.backend, "no request to retry"));
+    };
+    let params = mrtr::retry_params(&retry.params, responses, request_state.as_deref());
+    match d
+        .link
+        .request(retry.method, params, retry.outgoing.clone())
+        .await
+    {
+        Ok((id, exchange)) => {
+            d.upstream_id = id;
+            d.exchange = exchange;
+            Ok(())
+        }
+        Err(e) => Err(failed(&d.backend, e)),
+    }
 }
 
 /// Tells the server the gateway no longer waits for the call.
@@ -790,6 +1042,8 @@ pub(crate) async fn initialize(
         key: 0,
         progress_token: None,
         authorization: authorization.clone(),
+        client_caps: 0,
+        headers: Vec::new(),
     };
     let (_, mut exchange) =
         link.request("initialize", params, call)
@@ -823,6 +1077,49 @@ pub(crate) async fn initialize(
         rules::initialized(&result).map_err(|e| LinkError::Failed(format!("initialize: {e}")))?;
     link.notify("notifications/initialized", json!({}), authorization)
         .await;
+    Ok(Peer { link, init })
+}
+
+/// `server/discover`, checked: what a 2026-07-28 link does instead of `initialize` (no
+/// session follows; the server's capabilities say which optional lists it has).
+pub(crate) async fn discover_modern(
+    link: Arc<dyn link::Link>,
+    authorization: Option<String>,
+    timeout: Duration,
+) -> Result<Peer, String> {
+    let call = Outgoing {
+        key: 0,
+        progress_token: None,
+        authorization,
+        client_caps: 0,
+        headers: Vec::new(),
+    };
+    let (_, mut exchange) = link
+        .request("server/discover", modern_rules::discover_params(), call)
+        .await
+        .map_err(|e| format!("server/discover: {e}"))?;
+    let wait = async {
+        while let Some(item) = exchange.recv().await {
+            match item {
+                Exchanged::Message(Upstream::Response { outcome, .. }) => {
+                    return outcome.map_err(|e| describe_error(&e));
+                }
+                Exchanged::Failed(why) => return Err(why),
+                Exchanged::Message(_) => {}
+            }
+        }
+        Err("the server ended the exchange without an answer".to_string())
+    };
+    let result = match tokio::time::timeout(timeout, wait).await {
+        Ok(r) => r.map_err(|e| format!("server/discover: {e}"))?,
+        Err(_) => {
+            return Err(format!(
+                "server/discover: no answer within {} ms",
+                timeout.as_millis()
+            ))
+        }
+    };
+    let init = modern_rules::discovered(&result).map_err(|e| format!("server/discover: {e}"))?;
     Ok(Peer { link, init })
 }
 
@@ -876,6 +1173,7 @@ mod tests {
             timeout: Duration::from_millis(100),
             request_bound: Duration::from_millis(200),
             authorization: None,
+            retry: None,
         }));
         server
             .send(Exchanged::Message(Upstream::Request {
@@ -918,5 +1216,168 @@ mod tests {
             *recorder.notified.lock().expect("lock"),
             vec!["notifications/cancelled".to_string()]
         );
+    }
+
+    /// A 2026-07-28 server that answers every request with the same result, and counts
+    /// the requests and the `inputResponses` it was sent.
+    struct AlwaysAnswers {
+        result: Value,
+        sent: Mutex<Vec<Value>>,
+    }
+
+    #[async_trait]
+    impl link::Link for AlwaysAnswers {
+        async fn request(
+            &self,
+            _method: &str,
+            params: Value,
+            _call: Outgoing,
+        ) -> Result<(Value, Exchange), LinkError> {
+            self.sent.lock().expect("lock").push(params);
+            let (tx, rx) = mpsc::channel(1);
+            let response = Upstream::Response {
+                id: json!(1),
+                outcome: Ok(self.result.clone()),
+            };
+            tx.send(Exchanged::Message(response)).await.expect("send");
+            Ok((json!(1), rx))
+        }
+        async fn notify(&self, _: &str, _: Value, _: Option<String>) {}
+        async fn respond(&self, _: Value, _: Result<Value, Value>, _: Option<String>) {}
+        fn alive(&self) -> bool {
+            true
+        }
+    }
+
+    /// Drives one call of `server` for a caller with `caps`, answering every input request
+    /// with `answer`; returns the final outcome and how many requests the caller was asked.
+    async fn modern_call(server: Arc<AlwaysAnswers>, caps: u8, answer: Value) -> (Outcome, usize) {
+        let params = json!({"name": "t", "arguments": {}});
+        let outgoing = Outgoing {
+            key: 1,
+            progress_token: None,
+            authorization: None,
+            client_caps: caps,
+            headers: Vec::new(),
+        };
+        let (upstream_id, exchange) = link::Link::request(
+            server.as_ref(),
+            "tools/call",
+            params.clone(),
+            outgoing.clone(),
+        )
+        .await
+        .expect("first request");
+        let (replies, mut caller) = mpsc::channel(8);
+        tokio::spawn(drive(Drive {
+            backend: "m".into(),
+            link: server,
+            exchange,
+            replies,
+            upstream_id,
+            caller_token: None,
+            timeout: Duration::from_secs(10),
+            request_bound: Duration::from_secs(10),
+            authorization: None,
+            retry: Some(Retry {
+                method: "tools/call",
+                params,
+                outgoing,
+                rounds: 0,
+            }),
+        }));
+        let mut asked = 0;
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), caller.recv())
+                .await
+                .expect("the call goes on");
+            match next {
+                Some(Reply::ServerRequest { respond, key, .. }) => {
+                    assert_eq!(key.as_deref(), Some("name"));
+                    asked += 1;
+                    let _ = respond.send(Ok(answer.clone()));
+                }
+                Some(Reply::Final(outcome)) => return (outcome, asked),
+                Some(Reply::Notification(_)) => {}
+                None => panic!("the call ended without an outcome"),
+            }
+        }
+    }
+
+    fn asks_a_name() -> Value {
+        json!({"resultType": "input_required", "requestState": "s",
+            "inputRequests": {"name": {"method": "elicitation/create",
+                "params": {"message": "Name?", "requestedSchema": {"type": "object"}}}}})
+    }
+
+    /// A 2026-07-28 server that never stops asking is given up after the bound, each round
+    /// retried with the caller's answer and the server's state.
+    #[tokio::test]
+    async fn input_rounds_with_a_modern_server_are_bounded() {
+        let server = Arc::new(AlwaysAnswers {
+            result: asks_a_name(),
+            sent: Mutex::new(Vec::new()),
+        });
+        let caps = cortex_filters::session::caps::ELICITATION
+            | cortex_filters::session::caps::ELICITATION_FORM;
+        let answer = json!({"action": "accept", "content": {"n": "Ann"}});
+        let (outcome, asked) = modern_call(server.clone(), caps, answer.clone()).await;
+        match outcome {
+            Outcome::Error { message, .. } => {
+                assert!(message.contains("after 8 rounds"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(asked, modern_rules::MAX_INPUT_ROUNDS as usize);
+        let sent = server.sent.lock().expect("lock").clone();
+        assert_eq!(sent.len(), modern_rules::MAX_INPUT_ROUNDS as usize + 1);
+        assert!(sent[0].get("inputResponses").is_none());
+        for retry in &sent[1..] {
+            assert_eq!(retry["inputResponses"]["name"], answer);
+            assert_eq!(retry["requestState"], "s");
+        }
+    }
+
+    /// A caller that did not declare the capability is never asked: the call fails with
+    /// -32021 naming what is missing, and nothing more goes upstream.
+    #[tokio::test]
+    async fn a_modern_servers_request_the_caller_cannot_answer_fails_the_call() {
+        let server = Arc::new(AlwaysAnswers {
+            result: asks_a_name(),
+            sent: Mutex::new(Vec::new()),
+        });
+        let (outcome, asked) = modern_call(
+            server.clone(),
+            cortex_filters::session::caps::SAMPLING,
+            json!({}),
+        )
+        .await;
+        match outcome {
+            Outcome::Error { code, data, .. } => {
+                assert_eq!(code, -32021);
+                assert_eq!(
+                    data["requiredCapabilities"],
+                    json!({"elicitation": {"form": {}}})
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(asked, 0);
+        assert_eq!(server.sent.lock().expect("lock").len(), 1);
+    }
+
+    /// A complete result ends the call at once, without the modern-only members.
+    #[tokio::test]
+    async fn a_modern_servers_complete_result_is_the_outcome() {
+        let server = Arc::new(AlwaysAnswers {
+            result: json!({"resultType": "complete", "content": [], "ttlMs": 0}),
+            sent: Mutex::new(Vec::new()),
+        });
+        let (outcome, asked) = modern_call(server, 0, json!({})).await;
+        assert_eq!(asked, 0);
+        match outcome {
+            Outcome::Result(v) => assert_eq!(v, json!({"content": []})),
+            other => panic!("{other:?}"),
+        }
     }
 }
