@@ -1086,7 +1086,7 @@ pub(crate) async fn discover_modern(
     link: Arc<dyn link::Link>,
     authorization: Option<String>,
     timeout: Duration,
-) -> Result<Peer, String> {
+) -> Result<Peer, LinkError> {
     let call = Outgoing {
         key: 0,
         progress_token: None,
@@ -1097,7 +1097,10 @@ pub(crate) async fn discover_modern(
     let (_, mut exchange) = link
         .request("server/discover", modern_rules::discover_params(), call)
         .await
-        .map_err(|e| format!("server/discover: {e}"))?;
+        .map_err(|e| match e {
+            LinkError::Unauthorized(_) => e,
+            other => LinkError::Failed(format!("server/discover: {other}")),
+        })?;
     let wait = async {
         while let Some(item) = exchange.recv().await {
             match item {
@@ -1111,15 +1114,16 @@ pub(crate) async fn discover_modern(
         Err("the server ended the exchange without an answer".to_string())
     };
     let result = match tokio::time::timeout(timeout, wait).await {
-        Ok(r) => r.map_err(|e| format!("server/discover: {e}"))?,
+        Ok(r) => r.map_err(|e| LinkError::Failed(format!("server/discover: {e}")))?,
         Err(_) => {
-            return Err(format!(
+            return Err(LinkError::Failed(format!(
                 "server/discover: no answer within {} ms",
                 timeout.as_millis()
-            ))
+            )))
         }
     };
-    let init = modern_rules::discovered(&result).map_err(|e| format!("server/discover: {e}"))?;
+    let init = modern_rules::discovered(&result)
+        .map_err(|e| LinkError::Failed(format!("server/discover: {e}")))?;
     Ok(Peer { link, init })
 }
 
