@@ -762,3 +762,101 @@ async fn redis_down_then_back_degrades_as_documented_without_a_panic() {
         "the outage is logged"
     );
 }
+
+/// One call of the native fixture's `session_id` tool through nginx: the replica that
+/// answered and the upstream session (the fixture's `Mcp-Session-Id`) it used.
+async fn upstream_session_via(fleet: &Fleet, client: &common::McpClient) -> (usize, String) {
+    let body = client.request_body(
+        "tools/call",
+        json!({"name": "py_session_id", "arguments": {}}),
+    );
+    let reply = client.post(&body, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let response = reply.json();
+    assert!(
+        response.get("error").is_none() && response["result"]["isError"] != true,
+        "{response}"
+    );
+    let id = crate::native_http::text_of(&response["result"]);
+    assert!(!id.is_empty(), "the fixture saw no session id: {response}");
+    (answered_by(fleet, &reply), id)
+}
+
+/// Six calls of one client session through nginx: the upstream sessions each replica used.
+async fn upstream_sessions_by_replica(
+    fleet: &Fleet,
+    client: &common::McpClient,
+) -> std::collections::BTreeMap<usize, BTreeSet<String>> {
+    let mut by_replica = std::collections::BTreeMap::<usize, BTreeSet<String>>::new();
+    for _ in 0..6 {
+        let (by, id) = upstream_session_via(fleet, client).await;
+        by_replica.entry(by).or_default().insert(id);
+    }
+    by_replica
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_mcp_backend_serves_a_session_on_every_replica_and_outlives_its_restart() {
+    use crate::native_http::{deleted, start_fixture, start_fixture_on};
+    use std::time::Duration;
+    let fixture = start_fixture().await;
+    let port = fixture.port;
+    let fleet = Fleet::start(
+        "native",
+        TestConfig::new().catalog("refresh: 60s").mcp_backend(
+            "py",
+            &format!("http://127.0.0.1:{port}/mcp"),
+            &["timeout: 30s"],
+        ),
+    )
+    .await;
+    for r in &fleet.replicas {
+        crate::native_stdio::wait_listed(r, "py_session_id").await;
+    }
+    let mut client = fleet.client();
+    client.initialize(VERSIONS[0]).await;
+
+    // Round-robin: every replica answers the session's calls, each over an upstream session
+    // of its own for the user, opened on its first call and kept for the next ones.
+    let first = upstream_sessions_by_replica(&fleet, &client).await;
+    assert_eq!(first.len(), 3, "every replica answered: {first:?}");
+    assert!(
+        first.values().all(|ids| ids.len() == 1),
+        "one upstream session per replica, kept across calls: {first:?}"
+    );
+    let before: BTreeSet<String> = first.values().flatten().cloned().collect();
+    assert_eq!(before.len(), 3, "the replicas do not share one: {first:?}");
+
+    // The upstream server restarts and forgets every session: each replica's next call is
+    // refused for its old session, initializes a new one and goes through, unseen by the
+    // client.
+    drop(fixture);
+    let fixture = start_fixture_on(port).await;
+    let second = upstream_sessions_by_replica(&fleet, &client).await;
+    assert_eq!(second.len(), 3, "{second:?}");
+    assert!(second.values().all(|ids| ids.len() == 1), "{second:?}");
+    let after: BTreeSet<String> = second.values().flatten().cloned().collect();
+    assert_eq!(after.len(), 3, "{second:?}");
+    assert!(
+        before.is_disjoint(&after),
+        "new sessions: {first:?} {second:?}"
+    );
+
+    // The client ends its session on one replica: the end reaches the others over the bus,
+    // and each ends its upstream session for the user (their only downstream session).
+    let ended = client.delete(&[]).await;
+    assert_eq!(ended.status, 204, "{}", ended.text());
+    common::eventually(
+        Duration::from_secs(30),
+        "every replica's upstream session ended",
+        || async {
+            let gone = deleted(&fixture).await;
+            if after.iter().all(|s| gone.contains(s)) {
+                return Some(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        },
+    )
+    .await;
+}
