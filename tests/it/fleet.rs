@@ -731,13 +731,13 @@ async fn redis_down_then_back_degrades_as_documented_without_a_panic() {
     let same = on_replica(&fleet, by, &client);
     let r = same.post(&same.request_body("ping", json!({})), &[]).await;
     assert_eq!(r.status, 404);
-    // ...and by the others once Redis is back (the revocation waited to be sent).
-    redis.restart().await;
+    // ...and by the others while Redis is still down: the store owns revocations (each
+    // replica reads the ends recorded in PostgreSQL every second).
     for i in (0..3).filter(|i| *i != by) {
         let other = on_replica(&fleet, i, &client);
         common::eventually(
             std::time::Duration::from_secs(15),
-            "the revocation reaches the others",
+            "the revocation reaches the others through the store",
             || {
                 let other = other.clone();
                 async move {
@@ -750,6 +750,36 @@ async fn redis_down_then_back_degrades_as_documented_without_a_panic() {
         )
         .await;
     }
+    // Redis back: every replica resubscribes and shares again; a new session works on each.
+    redis.restart().await;
+    common::eventually(
+        std::time::Duration::from_secs(15),
+        "every replica subscribed again",
+        || async {
+            fleet
+                .replicas
+                .iter()
+                .all(|r| {
+                    r.logs()
+                        .matches("subscribed to the fleet's channel")
+                        .count()
+                        >= 2
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let mut again = fleet.client();
+    again.initialize(VERSIONS[0]).await;
+    let mut seen = BTreeSet::new();
+    for _ in 0..6 {
+        let r = again
+            .post(&again.request_body("ping", json!({})), &[])
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        seen.insert(answered_by(&fleet, &r));
+    }
+    assert_eq!(seen.len(), 3);
     for r in &fleet.replicas {
         let logs = r.logs();
         assert!(!logs.contains("panicked"), "{logs}");
@@ -859,4 +889,59 @@ async fn a_native_mcp_backend_serves_a_session_on_every_replica_and_outlives_its
         },
     )
     .await;
+}
+
+/// ping with `client`'s session on `gateway` directly: the status.
+async fn ping_status(gateway: &common::Gateway, client: &common::McpClient) -> u16 {
+    let mut c = gateway.client();
+    c.session = client.session.clone();
+    c.protocol_version = client.protocol_version.clone();
+    c.post(&c.request_body("ping", json!({})), &[]).await.status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_deleted_while_postgresql_is_down_is_refused_everywhere_once_it_is_back() {
+    use common::private_pg::PrivatePg;
+    use std::time::Duration;
+    // Two replicas sharing a private PostgreSQL and no Redis: revocations go through the
+    // store alone, which owns them.
+    let pg = tokio::task::block_in_place(PrivatePg::start);
+    let yaml = TestConfig::new()
+        .top(&format!("storage:\n  database_url: \"{}\"", pg.url()))
+        .build();
+    let a = common::Gateway::start(&yaml).await;
+    let b = common::Gateway::start(&yaml).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let mut client = a.client();
+    client.initialize(VERSIONS[0]).await;
+    assert_eq!(ping_status(&b, &client).await, 200);
+
+    tokio::task::block_in_place(|| pg.stop());
+    let deleted = client.delete(&[]).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert_eq!(ping_status(&a, &client).await, 404, "refused at once here");
+    // The end waits on the replica that answered the DELETE, retried every second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| pg.start_again());
+    common::eventually(
+        Duration::from_secs(30),
+        "the other replica refuses the id once the store is back",
+        || async { (ping_status(&b, &client).await == 404).then_some(()) },
+    )
+    .await;
+    // Recorded for good: a replica started later refuses it from the start.
+    let c = common::Gateway::start(&yaml).await;
+    c.wait_ready().await;
+    common::eventually(
+        Duration::from_secs(10),
+        "a new replica reads the end",
+        || async { (ping_status(&c, &client).await == 404).then_some(()) },
+    )
+    .await;
+    assert!(
+        a.logs().contains("could not be recorded in the store yet"),
+        "{}",
+        a.logs()
+    );
 }
