@@ -872,6 +872,27 @@ async fn a_native_mcp_backend_serves_a_session_on_every_replica_and_outlives_its
         "new sessions: {first:?} {second:?}"
     );
 
+    // resources/updated crosses replicas too: the session subscribes on the first replica
+    // (which subscribes upstream over its own session), its notification stream is open on
+    // the second, and the server's update reaches it there through the session's event log.
+    let mut stream = on_replica(&fleet, 1, &client).open_stream(&[]).await;
+    assert_eq!(stream.status, 200);
+    let on_first = on_replica(&fleet, 0, &client);
+    let subscribed = on_first
+        .result(
+            "resources/subscribe",
+            json!({"uri": "test://watched-resource"}),
+        )
+        .await;
+    assert_eq!(subscribed, json!({}));
+    on_first.call_tool("py_notify_changes", json!({})).await;
+    let (_, updated) = stream
+        .wait_for_method("notifications/resources/updated", Duration::from_secs(30))
+        .await
+        .expect("resources/updated on the stream the session holds on another replica");
+    assert_eq!(updated["params"]["uri"], "test://watched-resource");
+    drop(stream);
+
     // The client ends its session on one replica: the end reaches the others over the bus,
     // and each ends its upstream session for the user (their only downstream session).
     let ended = client.delete(&[]).await;
