@@ -966,3 +966,119 @@ async fn a_session_deleted_while_postgresql_is_down_is_refused_everywhere_once_i
         a.logs()
     );
 }
+
+/// `cortex-gateway check-config <file>` with the fleet's secrets in the environment: the exit
+/// code and what it printed.
+fn check_config(file: &std::path::Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cortex-gateway"))
+        .arg("check-config")
+        .arg(file)
+        .env("SESSION_SECRET", common::SECRET_A)
+        .env("AUDIT_SECRET", fleet_support::AUDIT_SECRET)
+        .env("CORTEX_TECHNICAL_TOKEN", "technical-token-of-the-test")
+        .env(
+            "CORTEX_DATABASE_URL",
+            "postgres://cortex@127.0.0.1:5432/cortex",
+        )
+        .env("CORTEX_FLEET_REDIS_URL", "redis://127.0.0.1:6379/0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run check-config");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The reference deployment of conf/fleet/ (docs/fleet.md): its gateway configuration (the
+/// file for Compose and the one in the Kubernetes ConfigMap) is accepted by `check-config`
+/// with a fleet's settings, and the manifests parse and hold what a fleet needs.
+#[test]
+fn the_reference_deployment_in_conf_fleet_is_complete_and_accepted() {
+    use serde_json::Value;
+    let dir = common::interop::repo_path("conf/fleet");
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let (code, out) = check_config(&dir.join("gateway.yaml"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("secret set"), "{out}");
+
+    let kube: Vec<Value> =
+        serde_saphyr::from_multiple(&read("kubernetes.yaml")).expect("kubernetes.yaml parses");
+    let of_kind = |kind: &str| -> &Value {
+        kube.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in kubernetes.yaml"))
+    };
+    let embedded = of_kind("ConfigMap")["data"]["gateway.yaml"]
+        .as_str()
+        .expect("the ConfigMap holds gateway.yaml");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let embedded_path = tmp.path().join("gateway.yaml");
+    std::fs::write(&embedded_path, embedded).expect("write");
+    let (code, out) = check_config(&embedded_path);
+    assert_eq!(code, Some(0), "{out}");
+    for key in [
+        "redis_url",
+        "database_url",
+        "secret: ${SESSION_SECRET}",
+        "secret: ${AUDIT_SECRET}",
+    ] {
+        assert!(embedded.contains(key), "the ConfigMap's YAML lacks {key}");
+    }
+    let secret = &of_kind("Secret")["stringData"];
+    for key in [
+        "SESSION_SECRET",
+        "AUDIT_SECRET",
+        "CORTEX_DATABASE_URL",
+        "CORTEX_FLEET_REDIS_URL",
+    ] {
+        assert!(secret[key].is_string(), "the Secret lacks {key}");
+    }
+    let deployment = of_kind("Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert!(container[probe]["httpGet"]["path"].is_string(), "{probe}");
+    }
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert_eq!(
+        container["envFrom"][0]["secretRef"]["name"],
+        "cortex-gateway"
+    );
+    let service = of_kind("Service");
+    assert!(
+        service["spec"]["sessionAffinity"].is_null(),
+        "no stickiness"
+    );
+    assert!(of_kind("PodDisruptionBudget")["spec"]["minAvailable"].is_number());
+    let hpa = &of_kind("HorizontalPodAutoscaler")["spec"];
+    assert_eq!(hpa["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(hpa["minReplicas"], 3);
+    assert_eq!(hpa["metrics"][0]["resource"]["name"], "cpu");
+    assert!(
+        !kube.iter().any(|d| d["kind"] == "StatefulSet"),
+        "PostgreSQL and Redis are external"
+    );
+
+    let compose: Value = serde_saphyr::from_str(&read("compose.yaml")).expect("compose parses");
+    let services = &compose["services"];
+    assert_eq!(services["gateway"]["deploy"]["replicas"], 3);
+    for s in ["lb", "postgres", "redis"] {
+        assert!(services[s]["image"].is_string(), "compose service {s}");
+    }
+    let nginx = read("nginx.conf");
+    assert!(
+        nginx.contains("proxy_buffering off"),
+        "streams pass unbuffered"
+    );
+    for sticky in ["ip_hash", "sticky", "hash "] {
+        assert!(!nginx.contains(sticky), "no stickiness: {sticky}");
+    }
+}
