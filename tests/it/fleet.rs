@@ -1082,3 +1082,163 @@ fn the_reference_deployment_in_conf_fleet_is_complete_and_accepted() {
         assert!(!nginx.contains(sticky), "no stickiness: {sticky}");
     }
 }
+
+/// The calls of each Redis command so far (`INFO commandstats`), by command name.
+fn redis_command_calls(url: &str) -> std::collections::BTreeMap<String, i64> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_connection_with_timeout(std::time::Duration::from_secs(2))
+        .expect("redis connection");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .expect("INFO");
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// PostgreSQL statistics of one table of the fleet's schema: (rows inserted, rows updated).
+async fn table_writes(fleet: &Fleet, table: &str) -> (i64, i64) {
+    let sql = |col: &str| {
+        format!(
+            "SELECT coalesce(sum({col}), 0)::bigint FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = '{table}'"
+        )
+    };
+    (
+        fleet.db.query_i64(&sql("n_tup_ins")).await,
+        fleet.db.query_i64(&sql("n_tup_upd")).await,
+    )
+}
+
+/// Waits until PostgreSQL's statistics count at least `rows` inserted audit rows (other
+/// backends report theirs when idle, within seconds).
+async fn stats_settled(fleet: &Fleet, rows: i64) {
+    common::eventually(
+        std::time::Duration::from_secs(30),
+        "PostgreSQL's statistics caught up with the audit rows",
+        || async {
+            let (ins, _) = table_writes(fleet, "cortex_audit").await;
+            (ins >= rows).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_state_costs_a_bounded_number_of_redis_and_postgresql_operations_per_request() {
+    use std::time::{Duration, Instant};
+    const WORKERS: usize = 4;
+    const PER_WORKER: usize = 50;
+    let redis = fleet_support::PrivateRedis::start().await;
+    let backend = TestBackend::start(BackendSpec::tools(&["echo"], "mcp:a:read")).await;
+    let fleet = Fleet::start_on(
+        "cost",
+        TestConfig::new().backend("crm", &backend.url()).top(&format!(
+            "rate_limits:\n  per_subject: \"100000/min\"\n  redis: {{redis_url: \"{}\", key_prefix: \"{{cortex-rl-cost}}\", fail_open: false}}",
+            redis.url()
+        )),
+        3,
+        &redis.url(),
+    )
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..WORKERS {
+        let mut c = fleet.client();
+        c.initialize(VERSIONS[0]).await;
+        clients.push(c);
+    }
+    let audit_rows = || async {
+        fleet
+            .db
+            .query_i64("SELECT count(*) FROM cortex_audit")
+            .await
+    };
+    // Settle: every start-up record written and counted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rows_before = audit_rows().await;
+    stats_settled(&fleet, rows_before).await;
+    let redis_before = redis_command_calls(&redis.url());
+    let (_, chain_before) = table_writes(&fleet, "cortex_audit_chain").await;
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in clients {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..PER_WORKER {
+                let r = client
+                    .post(
+                        &client.request_body(
+                            "tools/call",
+                            json!({"name": "crm_echo", "arguments": {"n": i}}),
+                        ),
+                        &[],
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    let elapsed = started.elapsed();
+    let requests = (WORKERS * PER_WORKER) as i64;
+    let redis_after = redis_command_calls(&redis.url());
+    common::eventually(
+        Duration::from_secs(20),
+        "the audit records of the load",
+        || async { (audit_rows().await >= rows_before + requests).then_some(()) },
+    )
+    .await;
+    let rows_after = audit_rows().await;
+    stats_settled(&fleet, rows_after).await;
+    let (_, chain_after) = table_writes(&fleet, "cortex_audit_chain").await;
+
+    let delta: std::collections::BTreeMap<String, i64> = redis_after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - redis_before.get(k).copied().unwrap_or(0)))
+        .filter(|(k, v)| *v > 0 && k != "info")
+        .collect();
+    // `INFO commandstats` also counts the commands a script runs; a script is one round trip.
+    let in_script = ["time", "hmget", "hset", "pexpire"];
+    let scripts = delta.get("evalsha").copied().unwrap_or(0);
+    let round_trips: i64 = delta
+        .iter()
+        .filter(|(k, _)| !in_script.contains(&k.as_str()))
+        .map(|(_, v)| v)
+        .sum();
+    let bus = round_trips - scripts;
+    let appends = chain_after - chain_before;
+    eprintln!(
+        "fleet: {requests} tools/call in {elapsed:?} through 3 replicas: Redis {round_trips} round trips ({:.2} per request: {scripts} rate-limit scripts, {bus} bus commands; inside the scripts and all: {delta:?}), PostgreSQL {} audit rows in {appends} append transactions ({:.2} per request)",
+        round_trips as f64 / requests as f64,
+        rows_after - rows_before,
+        appends as f64 / requests as f64
+    );
+    // Redis: one rate-limit script per request; what the bus does is per replica and
+    // second (a batch of the sessions served: ZADD + PUBLISH), not per request.
+    assert_eq!(
+        scripts, requests,
+        "one rate-limit decision per request: {delta:?}"
+    );
+    let per_second_budget = 3 * 2 * (elapsed.as_secs() as i64 + 2);
+    assert!(
+        bus <= per_second_budget,
+        "bus commands {bus} over {per_second_budget}: {delta:?}"
+    );
+    // PostgreSQL: the audit chain is appended in batches, never more than once per record.
+    assert!(
+        appends >= 1 && appends <= rows_after - rows_before,
+        "{appends}"
+    );
+}
