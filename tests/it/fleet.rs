@@ -106,6 +106,22 @@ async fn a_replica_whose_keys_differ_refuses_to_start() {
     );
     let (_, logs) = fleet_support::start_refused(&no_secret).await;
     assert!(logs.contains("sessions.secret is not"), "{logs}");
+    // The vault key: the first replica configured with one records it; another is refused.
+    let with_vault = |key: &str| {
+        Fleet::yaml(
+            &fleet.db,
+            &fleet.prefix,
+            TestConfig::new().top(&format!("vault:\n  key: \"{key}\"")),
+        )
+    };
+    let vault_a = "dmF1bHQta2V5LWEtMDEyMzQ1Njc4OWFiY2RlZjAxMjM=";
+    let vault_b = "dmF1bHQta2V5LWItMDEyMzQ1Njc4OWFiY2RlZjAxMjM=";
+    let first = common::Gateway::start(&with_vault(vault_a)).await;
+    first.wait_ready().await;
+    let (_, logs) = fleet_support::start_refused(&with_vault(vault_b)).await;
+    assert!(logs.contains("keys differ from the fleet's"), "{logs}");
+    assert!(logs.contains("vault.key"), "{logs}");
+    assert!(!logs.contains(vault_b), "never the key itself: {logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
