@@ -53,7 +53,7 @@ const DEDUP_TTL_MS: u64 = 600_000;
 const SEEN_BATCH: usize = 500;
 /// Most operations waiting for Redis. Past it (Redis slow, the replica flooded) an
 /// operation is not queued: a revocation still reaches the others through the store, a
-/// touch is skipped (the session is touched again within 5 s), an event is delivered by
+/// touch is skipped (sent again at its next request 5 s later), an event is delivered by
 /// this replica, a catalog nudge is left to each replica's own refresh.
 const OPS_QUEUE: usize = 16_384;
 /// Period of the housekeeping tick (touch batches, pruning).
