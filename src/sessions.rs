@@ -106,6 +106,8 @@ pub struct SessionManager {
     request_states: RequestStates,
     /// Where ends (DELETE) are shared with the other replicas, when there is a store.
     shared_ends: std::sync::OnceLock<Arc<dyn SessionStore>>,
+    /// Ends the store could not record yet (it was down), retried by [`RevocationSync`].
+    unshared_ends: Arc<UnsharedEnds>,
     /// Sessions tracked per subject, and who is told when a subject's last one ends.
     ends: Arc<SubjectEnds>,
     /// Sessions other replicas served recently (shared idle tracking), from the bus.
@@ -263,6 +265,7 @@ impl SessionManager {
             catalog_changes: broadcast::channel(CATALOG_CHANGES).0,
             request_states: RequestStates::new(&key),
             shared_ends: std::sync::OnceLock::new(),
+            unshared_ends: Arc::default(),
             ends,
             seen_elsewhere: moka::sync::Cache::builder()
                 .max_capacity(MAX_TRACKED_SESSIONS)
@@ -411,8 +414,10 @@ impl SessionManager {
     }
 
     /// Ends a session (DELETE): its id is refused from now on, on this replica at once, on
-    /// the others of a fleet as soon as its bus tells them, and through the store (which also
-    /// outlives restarts) within a second ([`RevocationSync`]).
+    /// the others of a fleet as soon as its bus tells them, and through the store within a
+    /// second ([`RevocationSync`]). The store owns ends: its record outlives restarts and
+    /// Redis, and an end it could not take (down) is retried until it can; the bus only
+    /// makes them arrive sooner, and carries them while the store is down.
     pub fn revoke(&self, state: &SessionState) {
         if let Some(bus) = self.bus.get() {
             bus.revoked(state.claims.nonce, state.claims.expires_at);
@@ -427,15 +432,13 @@ impl SessionManager {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let nonce = hex(&state.claims.nonce);
-        let expires_ms =
-            i64::try_from(state.claims.expires_at.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let nonce = state.claims.nonce;
+        let expires_at = state.claims.expires_at;
+        let unshared = self.unshared_ends.clone();
         runtime.spawn(async move {
-            if let Err(e) = store
-                .revoke_session(&nonce, crate::clock::now_ms(), expires_ms)
-                .await
-            {
-                tracing::warn!(error = %e, "a session end could not be shared with the other replicas (store unavailable); they accept its id until it idles out");
+            if let Err(e) = record_end(store.as_ref(), nonce, expires_at).await {
+                tracing::warn!(error = %e, "a session end could not be recorded in the store yet (unavailable); retried every second");
+                unshared.push(nonce, expires_at);
             }
         });
     }
@@ -728,6 +731,45 @@ fn unhex(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// Most session ends kept for a retry while the store is down; past it the oldest are
+/// dropped (logged): those ids are then refused only where the bus carried the end.
+const MAX_UNSHARED_ENDS: usize = 10_000;
+
+/// Session ends (nonce, expiry in Unix seconds) not recorded in the store yet.
+#[derive(Default)]
+struct UnsharedEnds(Mutex<VecDeque<([u8; 16], u64)>>);
+
+impl UnsharedEnds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<([u8; 16], u64)>> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn push(&self, nonce: [u8; 16], expires_at: u64) {
+        let mut q = self.lock();
+        if q.len() >= MAX_UNSHARED_ENDS {
+            q.pop_front();
+            tracing::warn!("too many session ends wait for the store; the oldest is dropped");
+        }
+        q.push_back((nonce, expires_at));
+    }
+}
+
+/// Records the end of session `nonce` now. The end time is when it is written, not when the
+/// DELETE was answered, so that replicas reading ends after their last read see a retried one.
+async fn record_end(
+    store: &dyn SessionStore,
+    nonce: [u8; 16],
+    expires_at: u64,
+) -> Result<(), crate::store::StoreError> {
+    let expires_ms = i64::try_from(expires_at.saturating_mul(1000)).unwrap_or(i64::MAX);
+    store
+        .revoke_session(&hex(&nonce), crate::clock::now_ms(), expires_ms)
+        .await
+}
+
 /// How often the session ends of the other replicas are read from the store.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Ends recorded this long before the newest one seen are read again, so that replicas whose
@@ -748,8 +790,33 @@ impl RevocationSync {
         RevocationSync { sessions, store }
     }
 
-    /// Reads the ends after `after_ms`; returns the newest end time seen.
+    /// Records the ends the store could not take when they happened (it was down), oldest
+    /// first, until one fails again; drops those whose session has expired meanwhile.
+    pub async fn retry_unshared(&self) {
+        let waiting: Vec<([u8; 16], u64)> = self.sessions.unshared_ends.lock().drain(..).collect();
+        let now = unix_now();
+        let mut rest = waiting.into_iter().filter(|(_, exp)| *exp > now);
+        while let Some((nonce, expires_at)) = rest.next() {
+            if record_end(self.store.as_ref(), nonce, expires_at)
+                .await
+                .is_err()
+            {
+                let mut q = self.sessions.unshared_ends.lock();
+                for (i, item) in std::iter::once((nonce, expires_at)).chain(rest).enumerate() {
+                    q.insert(i, item);
+                }
+                while q.len() > MAX_UNSHARED_ENDS {
+                    q.pop_front();
+                }
+                return;
+            }
+        }
+    }
+
+    /// Records the ends waiting for the store, then reads the ends after `after_ms`;
+    /// returns the newest end time seen.
     pub async fn run_once(&self, after_ms: i64) -> i64 {
+        self.retry_unshared().await;
         let mut newest = after_ms;
         let mut since = after_ms.saturating_sub(SYNC_OVERLAP_MS).max(0);
         loop {

@@ -6,7 +6,10 @@
 //! `cortex_filters::fleet`):
 //! - revocations: a DELETE on one replica is refused by the others as soon as they read
 //!   the message; also kept in a sorted set (`<prefix>:revoked`, by expiry) that a replica
-//!   reads whenever it (re)subscribes, so an outage of its subscription loses none;
+//!   reads whenever it (re)subscribes. The store (`cortex_session_revocations`, read every
+//!   second by each replica) owns revocations and is their durable record; the bus only
+//!   makes them arrive in milliseconds, and carries them while PostgreSQL is down. A
+//!   revocation Redis cannot take is therefore not retried here: the store delivers it;
 //! - sessions served recently (shared idle tracking): sent in batches every second and kept
 //!   in `<prefix>:seen` (by time), so a replica that never saw a session, or evicted it,
 //!   accepts it while another replica served it within the idle timeout;
@@ -18,8 +21,8 @@
 //!   catalog state);
 //! - catalog nudges: a replica whose catalog changed tells the others to rediscover now.
 //!
-//! Redis down: nothing panics or blocks a request. Revocations are kept and sent when it is
-//! back (until then the other replicas still accept the id); touches are dropped (a replica
+//! Redis down: nothing panics or blocks a request. Revocations reach the other replicas
+//! through the store within a second or so; touches are dropped (a replica
 //! that never saw a session then accepts it only within the idle timeout of its issue);
 //! events are delivered by the replica that made them, from its own buffer; rate limits
 //! follow `rate_limits.redis.fail_open`.
@@ -48,7 +51,12 @@ use crate::sessions::{SessionBus, SessionManager};
 const DEDUP_TTL_MS: u64 = 600_000;
 /// Seen sessions per published batch.
 const SEEN_BATCH: usize = 500;
-/// Period of the housekeeping tick (touch batches, retries, pruning).
+/// Most operations waiting for Redis. Past it (Redis slow, the replica flooded) an
+/// operation is not queued: a revocation still reaches the others through the store, a
+/// touch is skipped (sent again at its next request 5 s later), an event is delivered by
+/// this replica, a catalog nudge is left to each replica's own refresh.
+const OPS_QUEUE: usize = 16_384;
+/// Period of the housekeeping tick (touch batches, pruning).
 const TICK: Duration = Duration::from_secs(1);
 
 /// Appends an event to a session's log, publishes it, once per dedup mark.
@@ -99,8 +107,8 @@ pub struct FleetBus {
     replay: usize,
     client: redis::Client,
     conn: Mutex<Option<ConnectionManager>>,
-    ops: mpsc::UnboundedSender<Op>,
-    ops_rx: Mutex<Option<mpsc::UnboundedReceiver<Op>>>,
+    ops: mpsc::Sender<Op>,
+    ops_rx: Mutex<Option<mpsc::Receiver<Op>>>,
     sessions: Arc<SessionManager>,
     refresh_now: Arc<dyn Fn() + Send + Sync>,
     commands_ok: AtomicBool,
@@ -130,7 +138,7 @@ impl FleetBus {
             return Ok(None);
         };
         let client = redis::Client::open(url).map_err(|e| FleetError(e.to_string()))?;
-        let (ops, ops_rx) = mpsc::unbounded_channel();
+        let (ops, ops_rx) = mpsc::channel(OPS_QUEUE);
         Ok(Some(Arc::new(FleetBus {
             replica: replica_id(),
             prefix: cfg.key_prefix.clone(),
@@ -158,7 +166,7 @@ impl FleetBus {
 
     /// Tells the other replicas that this one's catalog changed.
     pub fn catalog_changed(&self) {
-        let _ = self.ops.send(Op::Catalog);
+        let _ = self.ops.try_send(Op::Catalog);
     }
 
     fn key(&self, what: &str) -> String {
@@ -179,7 +187,7 @@ impl FleetBus {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            warn!("fleet: Redis {what}; revocations wait to be sent, notifications stay on this replica, until it answers");
+            warn!("fleet: Redis {what}; revocations go through the database only, notifications stay on this replica, until it answers");
         }
     }
 
@@ -408,30 +416,18 @@ impl FleetBus {
     }
 
     /// Carries out what the request path handed over, until shutdown.
-    async fn command_loop(
-        &self,
-        mut rx: mpsc::UnboundedReceiver<Op>,
-        shutdown: &mut ShutdownWatch,
-    ) {
-        let mut pending: HashMap<[u8; 16], u64> = HashMap::new();
+    async fn command_loop(&self, mut rx: mpsc::Receiver<Op>, shutdown: &mut ShutdownWatch) {
         let mut touched: HashSet<[u8; 16]> = HashSet::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.changed() => {
-                    // Last chance for revocations not sent yet.
-                    for (nonce, expires_at) in pending.drain() {
-                        self.send_revocation(nonce, expires_at).await;
-                    }
-                    return;
-                }
+                _ = shutdown.changed() => return,
                 op = rx.recv() => match op {
                     None => return,
                     Some(Op::Revoke { nonce, expires_at }) => {
-                        if !self.send_revocation(nonce, expires_at).await {
-                            pending.insert(nonce, expires_at);
-                        }
+                        // Not retried: the store carries it (see the module's doc).
+                        self.send_revocation(nonce, expires_at).await;
                     }
                     Some(Op::Touch(nonce)) => { touched.insert(nonce); }
                     Some(Op::Event { nonce, expires_at, message, dedup }) => {
@@ -443,14 +439,6 @@ impl FleetBus {
                     Some(Op::Catalog) => { self.publish(&BusMessage::Catalog).await; }
                 },
                 _ = tick.tick() => {
-                    if !pending.is_empty() {
-                        let retry: Vec<([u8; 16], u64)> = pending.drain().collect();
-                        for (nonce, expires_at) in retry {
-                            if !self.send_revocation(nonce, expires_at).await {
-                                pending.insert(nonce, expires_at);
-                            }
-                        }
-                    }
                     if !touched.is_empty() {
                         let batch: Vec<[u8; 16]> = touched.drain().collect();
                         self.send_seen(&batch).await;
@@ -463,11 +451,11 @@ impl FleetBus {
 
 impl SessionBus for FleetBus {
     fn revoked(&self, nonce: [u8; 16], expires_at: u64) {
-        let _ = self.ops.send(Op::Revoke { nonce, expires_at });
+        let _ = self.ops.try_send(Op::Revoke { nonce, expires_at });
     }
 
     fn touched(&self, nonce: [u8; 16]) {
-        let _ = self.ops.send(Op::Touch(nonce));
+        let _ = self.ops.try_send(Op::Touch(nonce));
     }
 
     fn event(&self, nonce: [u8; 16], expires_at: u64, message: Bytes, dedup: Option<u64>) -> bool {
@@ -475,7 +463,7 @@ impl SessionBus for FleetBus {
             return false;
         }
         self.ops
-            .send(Op::Event {
+            .try_send(Op::Event {
                 nonce,
                 expires_at,
                 message,

@@ -106,6 +106,22 @@ async fn a_replica_whose_keys_differ_refuses_to_start() {
     );
     let (_, logs) = fleet_support::start_refused(&no_secret).await;
     assert!(logs.contains("sessions.secret is not"), "{logs}");
+    // The vault key: the first replica configured with one records it; another is refused.
+    let with_vault = |key: &str| {
+        Fleet::yaml(
+            &fleet.db,
+            &fleet.prefix,
+            TestConfig::new().top(&format!("vault:\n  key: \"{key}\"")),
+        )
+    };
+    let vault_a = "dmF1bHQta2V5LWEtMDEyMzQ1Njc4OWFiY2RlZjAxMjM=";
+    let vault_b = "dmF1bHQta2V5LWItMDEyMzQ1Njc4OWFiY2RlZjAxMjM=";
+    let first = common::Gateway::start(&with_vault(vault_a)).await;
+    first.wait_ready().await;
+    let (_, logs) = fleet_support::start_refused(&with_vault(vault_b)).await;
+    assert!(logs.contains("keys differ from the fleet's"), "{logs}");
+    assert!(logs.contains("vault.key"), "{logs}");
+    assert!(!logs.contains(vault_b), "never the key itself: {logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -731,13 +747,13 @@ async fn redis_down_then_back_degrades_as_documented_without_a_panic() {
     let same = on_replica(&fleet, by, &client);
     let r = same.post(&same.request_body("ping", json!({})), &[]).await;
     assert_eq!(r.status, 404);
-    // ...and by the others once Redis is back (the revocation waited to be sent).
-    redis.restart().await;
+    // ...and by the others while Redis is still down: the store owns revocations (each
+    // replica reads the ends recorded in PostgreSQL every second).
     for i in (0..3).filter(|i| *i != by) {
         let other = on_replica(&fleet, i, &client);
         common::eventually(
             std::time::Duration::from_secs(15),
-            "the revocation reaches the others",
+            "the revocation reaches the others through the store",
             || {
                 let other = other.clone();
                 async move {
@@ -750,6 +766,36 @@ async fn redis_down_then_back_degrades_as_documented_without_a_panic() {
         )
         .await;
     }
+    // Redis back: every replica resubscribes and shares again; a new session works on each.
+    redis.restart().await;
+    common::eventually(
+        std::time::Duration::from_secs(15),
+        "every replica subscribed again",
+        || async {
+            fleet
+                .replicas
+                .iter()
+                .all(|r| {
+                    r.logs()
+                        .matches("subscribed to the fleet's channel")
+                        .count()
+                        >= 2
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let mut again = fleet.client();
+    again.initialize(VERSIONS[0]).await;
+    let mut seen = BTreeSet::new();
+    for _ in 0..6 {
+        let r = again
+            .post(&again.request_body("ping", json!({})), &[])
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        seen.insert(answered_by(&fleet, &r));
+    }
+    assert_eq!(seen.len(), 3);
     for r in &fleet.replicas {
         let logs = r.logs();
         assert!(!logs.contains("panicked"), "{logs}");
@@ -760,5 +806,455 @@ async fn redis_down_then_back_degrades_as_documented_without_a_panic() {
             .iter()
             .any(|r| r.logs().contains("fleet: Redis")),
         "the outage is logged"
+    );
+}
+
+/// One call of the native fixture's `session_id` tool through nginx: the replica that
+/// answered and the upstream session (the fixture's `Mcp-Session-Id`) it used.
+async fn upstream_session_via(fleet: &Fleet, client: &common::McpClient) -> (usize, String) {
+    let body = client.request_body(
+        "tools/call",
+        json!({"name": "py_session_id", "arguments": {}}),
+    );
+    let reply = client.post(&body, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let response = reply.json();
+    assert!(
+        response.get("error").is_none() && response["result"]["isError"] != true,
+        "{response}"
+    );
+    let id = crate::native_http::text_of(&response["result"]);
+    assert!(!id.is_empty(), "the fixture saw no session id: {response}");
+    (answered_by(fleet, &reply), id)
+}
+
+/// Six calls of one client session through nginx: the upstream sessions each replica used.
+async fn upstream_sessions_by_replica(
+    fleet: &Fleet,
+    client: &common::McpClient,
+) -> std::collections::BTreeMap<usize, BTreeSet<String>> {
+    let mut by_replica = std::collections::BTreeMap::<usize, BTreeSet<String>>::new();
+    for _ in 0..6 {
+        let (by, id) = upstream_session_via(fleet, client).await;
+        by_replica.entry(by).or_default().insert(id);
+    }
+    by_replica
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_mcp_backend_serves_a_session_on_every_replica_and_outlives_its_restart() {
+    use crate::native_http::{deleted, start_fixture, start_fixture_on};
+    use std::time::Duration;
+    let fixture = start_fixture().await;
+    let port = fixture.port;
+    let fleet = Fleet::start(
+        "native",
+        TestConfig::new().catalog("refresh: 60s").mcp_backend(
+            "py",
+            &format!("http://127.0.0.1:{port}/mcp"),
+            &["timeout: 30s"],
+        ),
+    )
+    .await;
+    for r in &fleet.replicas {
+        crate::native_stdio::wait_listed(r, "py_session_id").await;
+    }
+    let mut client = fleet.client();
+    client.initialize(VERSIONS[0]).await;
+
+    // Round-robin: every replica answers the session's calls, each over an upstream session
+    // of its own for the user, opened on its first call and kept for the next ones.
+    let first = upstream_sessions_by_replica(&fleet, &client).await;
+    assert_eq!(first.len(), 3, "every replica answered: {first:?}");
+    assert!(
+        first.values().all(|ids| ids.len() == 1),
+        "one upstream session per replica, kept across calls: {first:?}"
+    );
+    let before: BTreeSet<String> = first.values().flatten().cloned().collect();
+    assert_eq!(before.len(), 3, "the replicas do not share one: {first:?}");
+
+    // The upstream server restarts and forgets every session: each replica's next call is
+    // refused for its old session, initializes a new one and goes through, unseen by the
+    // client.
+    drop(fixture);
+    let fixture = start_fixture_on(port).await;
+    let second = upstream_sessions_by_replica(&fleet, &client).await;
+    assert_eq!(second.len(), 3, "{second:?}");
+    assert!(second.values().all(|ids| ids.len() == 1), "{second:?}");
+    let after: BTreeSet<String> = second.values().flatten().cloned().collect();
+    assert_eq!(after.len(), 3, "{second:?}");
+    assert!(
+        before.is_disjoint(&after),
+        "new sessions: {first:?} {second:?}"
+    );
+
+    // resources/updated crosses replicas too: the session subscribes on the first replica
+    // (which subscribes upstream over its own session), its notification stream is open on
+    // the second, and the server's update reaches it there through the session's event log.
+    let mut stream = on_replica(&fleet, 1, &client).open_stream(&[]).await;
+    assert_eq!(stream.status, 200);
+    let on_first = on_replica(&fleet, 0, &client);
+    let subscribed = on_first
+        .result(
+            "resources/subscribe",
+            json!({"uri": "test://watched-resource"}),
+        )
+        .await;
+    assert_eq!(subscribed, json!({}));
+    on_first.call_tool("py_notify_changes", json!({})).await;
+    let (_, updated) = stream
+        .wait_for_method("notifications/resources/updated", Duration::from_secs(30))
+        .await
+        .expect("resources/updated on the stream the session holds on another replica");
+    assert_eq!(updated["params"]["uri"], "test://watched-resource");
+    drop(stream);
+
+    // The client ends its session on one replica: the end reaches the others over the bus,
+    // and each ends its upstream session for the user (their only downstream session).
+    let ended = client.delete(&[]).await;
+    assert_eq!(ended.status, 204, "{}", ended.text());
+    common::eventually(
+        Duration::from_secs(30),
+        "every replica's upstream session ended",
+        || async {
+            let gone = deleted(&fixture).await;
+            if after.iter().all(|s| gone.contains(s)) {
+                return Some(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        },
+    )
+    .await;
+}
+
+/// ping with `client`'s session on `gateway` directly: the status.
+async fn ping_status(gateway: &common::Gateway, client: &common::McpClient) -> u16 {
+    let mut c = gateway.client();
+    c.session = client.session.clone();
+    c.protocol_version = client.protocol_version.clone();
+    c.post(&c.request_body("ping", json!({})), &[]).await.status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_deleted_while_postgresql_is_down_is_refused_everywhere_once_it_is_back() {
+    use common::private_pg::PrivatePg;
+    use std::time::Duration;
+    // Two replicas sharing a private PostgreSQL and no Redis: revocations go through the
+    // store alone, which owns them.
+    let pg = tokio::task::block_in_place(PrivatePg::start);
+    let yaml = TestConfig::new()
+        .top(&format!("storage:\n  database_url: \"{}\"", pg.url()))
+        .build();
+    let a = common::Gateway::start(&yaml).await;
+    let b = common::Gateway::start(&yaml).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let mut client = a.client();
+    client.initialize(VERSIONS[0]).await;
+    assert_eq!(ping_status(&b, &client).await, 200);
+
+    tokio::task::block_in_place(|| pg.stop());
+    let deleted = client.delete(&[]).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert_eq!(ping_status(&a, &client).await, 404, "refused at once here");
+    // The end waits on the replica that answered the DELETE, retried every second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| pg.start_again());
+    common::eventually(
+        Duration::from_secs(30),
+        "the other replica refuses the id once the store is back",
+        || async { (ping_status(&b, &client).await == 404).then_some(()) },
+    )
+    .await;
+    // Recorded for good: a replica started later refuses it from the start.
+    let c = common::Gateway::start(&yaml).await;
+    c.wait_ready().await;
+    common::eventually(
+        Duration::from_secs(10),
+        "a new replica reads the end",
+        || async { (ping_status(&c, &client).await == 404).then_some(()) },
+    )
+    .await;
+    assert!(
+        a.logs().contains("could not be recorded in the store yet"),
+        "{}",
+        a.logs()
+    );
+}
+
+/// `cortex-gateway check-config <file>` with the fleet's secrets in the environment: the exit
+/// code and what it printed.
+fn check_config(file: &std::path::Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cortex-gateway"))
+        .arg("check-config")
+        .arg(file)
+        .env("SESSION_SECRET", common::SECRET_A)
+        .env("AUDIT_SECRET", fleet_support::AUDIT_SECRET)
+        .env("CORTEX_TECHNICAL_TOKEN", "technical-token-of-the-test")
+        .env(
+            "CORTEX_DATABASE_URL",
+            "postgres://cortex@127.0.0.1:5432/cortex",
+        )
+        .env("CORTEX_FLEET_REDIS_URL", "redis://127.0.0.1:6379/0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run check-config");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The reference deployment of conf/fleet/ (docs/fleet.md): its gateway configuration (the
+/// file for Compose and the one in the Kubernetes ConfigMap) is accepted by `check-config`
+/// with a fleet's settings, and the manifests parse and hold what a fleet needs.
+#[test]
+fn the_reference_deployment_in_conf_fleet_is_complete_and_accepted() {
+    use serde_json::Value;
+    let dir = common::interop::repo_path("conf/fleet");
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let (code, out) = check_config(&dir.join("gateway.yaml"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("secret set"), "{out}");
+
+    let kube: Vec<Value> =
+        serde_saphyr::from_multiple(&read("kubernetes.yaml")).expect("kubernetes.yaml parses");
+    let of_kind = |kind: &str| -> &Value {
+        kube.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in kubernetes.yaml"))
+    };
+    let embedded = of_kind("ConfigMap")["data"]["gateway.yaml"]
+        .as_str()
+        .expect("the ConfigMap holds gateway.yaml");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let embedded_path = tmp.path().join("gateway.yaml");
+    std::fs::write(&embedded_path, embedded).expect("write");
+    let (code, out) = check_config(&embedded_path);
+    assert_eq!(code, Some(0), "{out}");
+    for key in [
+        "redis_url",
+        "database_url",
+        "secret: ${SESSION_SECRET}",
+        "secret: ${AUDIT_SECRET}",
+    ] {
+        assert!(embedded.contains(key), "the ConfigMap's YAML lacks {key}");
+    }
+    let secret = &of_kind("Secret")["stringData"];
+    for key in [
+        "SESSION_SECRET",
+        "AUDIT_SECRET",
+        "CORTEX_DATABASE_URL",
+        "CORTEX_FLEET_REDIS_URL",
+    ] {
+        assert!(secret[key].is_string(), "the Secret lacks {key}");
+    }
+    let deployment = of_kind("Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert!(container[probe]["httpGet"]["path"].is_string(), "{probe}");
+    }
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert_eq!(
+        container["envFrom"][0]["secretRef"]["name"],
+        "cortex-gateway"
+    );
+    let service = of_kind("Service");
+    assert!(
+        service["spec"]["sessionAffinity"].is_null(),
+        "no stickiness"
+    );
+    assert!(of_kind("PodDisruptionBudget")["spec"]["minAvailable"].is_number());
+    let hpa = &of_kind("HorizontalPodAutoscaler")["spec"];
+    assert_eq!(hpa["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(hpa["minReplicas"], 3);
+    assert_eq!(hpa["metrics"][0]["resource"]["name"], "cpu");
+    assert!(
+        !kube.iter().any(|d| d["kind"] == "StatefulSet"),
+        "PostgreSQL and Redis are external"
+    );
+
+    let compose: Value = serde_saphyr::from_str(&read("compose.yaml")).expect("compose parses");
+    let services = &compose["services"];
+    assert_eq!(services["gateway"]["deploy"]["replicas"], 3);
+    for s in ["lb", "postgres", "redis"] {
+        assert!(services[s]["image"].is_string(), "compose service {s}");
+    }
+    let nginx = read("nginx.conf");
+    assert!(
+        nginx.contains("proxy_buffering off"),
+        "streams pass unbuffered"
+    );
+    for sticky in ["ip_hash", "sticky", "hash "] {
+        assert!(!nginx.contains(sticky), "no stickiness: {sticky}");
+    }
+}
+
+/// The calls of each Redis command so far (`INFO commandstats`), by command name.
+fn redis_command_calls(url: &str) -> std::collections::BTreeMap<String, i64> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_connection_with_timeout(std::time::Duration::from_secs(2))
+        .expect("redis connection");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .expect("INFO");
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// PostgreSQL statistics of one table of the fleet's schema: (rows inserted, rows updated).
+async fn table_writes(fleet: &Fleet, table: &str) -> (i64, i64) {
+    let sql = |col: &str| {
+        format!(
+            "SELECT coalesce(sum({col}), 0)::bigint FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = '{table}'"
+        )
+    };
+    (
+        fleet.db.query_i64(&sql("n_tup_ins")).await,
+        fleet.db.query_i64(&sql("n_tup_upd")).await,
+    )
+}
+
+/// Waits until PostgreSQL's statistics count at least `rows` inserted audit rows (other
+/// backends report theirs when idle, within seconds).
+async fn stats_settled(fleet: &Fleet, rows: i64) {
+    common::eventually(
+        std::time::Duration::from_secs(30),
+        "PostgreSQL's statistics caught up with the audit rows",
+        || async {
+            let (ins, _) = table_writes(fleet, "cortex_audit").await;
+            (ins >= rows).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_state_costs_a_bounded_number_of_redis_and_postgresql_operations_per_request() {
+    use std::time::{Duration, Instant};
+    const WORKERS: usize = 4;
+    const PER_WORKER: usize = 50;
+    let redis = fleet_support::PrivateRedis::start().await;
+    let backend = TestBackend::start(BackendSpec::tools(&["echo"], "mcp:a:read")).await;
+    let fleet = Fleet::start_on(
+        "cost",
+        TestConfig::new().backend("crm", &backend.url()).top(&format!(
+            "rate_limits:\n  per_subject: \"100000/min\"\n  redis: {{redis_url: \"{}\", key_prefix: \"{{cortex-rl-cost}}\", fail_open: false}}",
+            redis.url()
+        )),
+        3,
+        &redis.url(),
+    )
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..WORKERS {
+        let mut c = fleet.client();
+        c.initialize(VERSIONS[0]).await;
+        clients.push(c);
+    }
+    let audit_rows = || async {
+        fleet
+            .db
+            .query_i64("SELECT count(*) FROM cortex_audit")
+            .await
+    };
+    // Settle: every start-up record written and counted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rows_before = audit_rows().await;
+    stats_settled(&fleet, rows_before).await;
+    let redis_before = redis_command_calls(&redis.url());
+    let (_, chain_before) = table_writes(&fleet, "cortex_audit_chain").await;
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in clients {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..PER_WORKER {
+                let r = client
+                    .post(
+                        &client.request_body(
+                            "tools/call",
+                            json!({"name": "crm_echo", "arguments": {"n": i}}),
+                        ),
+                        &[],
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    let elapsed = started.elapsed();
+    let requests = (WORKERS * PER_WORKER) as i64;
+    let redis_after = redis_command_calls(&redis.url());
+    common::eventually(
+        Duration::from_secs(20),
+        "the audit records of the load",
+        || async { (audit_rows().await >= rows_before + requests).then_some(()) },
+    )
+    .await;
+    let rows_after = audit_rows().await;
+    stats_settled(&fleet, rows_after).await;
+    let (_, chain_after) = table_writes(&fleet, "cortex_audit_chain").await;
+
+    let delta: std::collections::BTreeMap<String, i64> = redis_after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - redis_before.get(k).copied().unwrap_or(0)))
+        .filter(|(k, v)| *v > 0 && k != "info")
+        .collect();
+    // `INFO commandstats` also counts the commands a script runs; a script is one round trip.
+    let in_script = ["time", "hmget", "hset", "pexpire"];
+    let scripts = delta.get("evalsha").copied().unwrap_or(0);
+    let round_trips: i64 = delta
+        .iter()
+        .filter(|(k, _)| !in_script.contains(&k.as_str()))
+        .map(|(_, v)| v)
+        .sum();
+    let bus = round_trips - scripts;
+    let appends = chain_after - chain_before;
+    eprintln!(
+        "fleet: {requests} tools/call in {elapsed:?} through 3 replicas: Redis {round_trips} round trips ({:.2} per request: {scripts} rate-limit scripts, {bus} bus commands; inside the scripts and all: {delta:?}), PostgreSQL {} audit rows in {appends} append transactions ({:.2} per request)",
+        round_trips as f64 / requests as f64,
+        rows_after - rows_before,
+        appends as f64 / requests as f64
+    );
+    // Redis: one rate-limit script per request; what the bus does is per replica and
+    // second (a batch of the sessions served: ZADD + PUBLISH), not per request.
+    assert_eq!(
+        scripts, requests,
+        "one rate-limit decision per request: {delta:?}"
+    );
+    let per_second_budget = 3 * 2 * (elapsed.as_secs() as i64 + 2);
+    assert!(
+        bus <= per_second_budget,
+        "bus commands {bus} over {per_second_budget}: {delta:?}"
+    );
+    // PostgreSQL: the audit chain is appended in batches, never more than once per record.
+    assert!(
+        appends >= 1 && appends <= rows_after - rows_before,
+        "{appends}"
     );
 }

@@ -33,7 +33,8 @@ pub async fn start_fixture() -> HttpFixture {
     start_fixture_on(common::free_port()).await
 }
 
-async fn start_fixture_on(port: u16) -> HttpFixture {
+/// The fixture on `port` (to start it again where the gateway expects it).
+pub async fn start_fixture_on(port: u16) -> HttpFixture {
     let child = Command::new(interop::python())
         .arg("-W")
         .arg("ignore")
@@ -75,7 +76,8 @@ async fn gateway_with(fixture: &HttpFixture, config: TestConfig) -> Gateway {
     gateway
 }
 
-fn text_of(result: &Value) -> String {
+/// The text blocks of a tool result, joined.
+pub fn text_of(result: &Value) -> String {
     result["content"]
         .as_array()
         .map(|c| {
@@ -253,7 +255,7 @@ async fn over_streamable_http_resource_updates_and_list_changes_outside_calls_ar
 }
 
 /// The upstream sessions the fixture saw ended (its `DELETE`s), by Mcp-Session-Id.
-async fn deleted(fixture: &HttpFixture) -> Vec<String> {
+pub async fn deleted(fixture: &HttpFixture) -> Vec<String> {
     let url = format!("http://127.0.0.1:{}/deleted", fixture.port);
     let reply = reqwest::Client::builder()
         .no_proxy()
