@@ -1031,6 +1031,18 @@ pub struct AuditConfig {
     /// Records held in memory while the store is slow or down; past that they are dropped
     /// (counted and logged), never the request.
     pub queue: usize,
+    /// Append every record to a local spool file before its answer is sent, so that the
+    /// records of a replica that dies are replayed into the store (docs/audit.md).
+    pub spool: bool,
+    /// The spool directory (default `<storage dir>/audit-spool`). Replicas that share it
+    /// replay each other's spool files when one dies.
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Also `fdatasync` each spool write: records then survive a crash of the machine, at
+    /// the cost of a disk flush per request.
+    pub spool_fsync: bool,
+    /// Most bytes of spool files one process keeps (records past it are not spooled while
+    /// the store is down).
+    pub spool_max_bytes: u64,
 }
 
 impl Default for AuditConfig {
@@ -1041,6 +1053,10 @@ impl Default for AuditConfig {
             stdout: true,
             retention_days: 365,
             queue: 10_000,
+            spool: true,
+            spool_dir: None,
+            spool_fsync: false,
+            spool_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
