@@ -316,6 +316,10 @@ impl AuditSink {
 /// the caller, which shares it with the other features). Warnings (generated secret,
 /// PostgreSQL without a shared secret) are logged.
 pub fn start(config: &Config, store: Arc<dyn AuditStore>) -> Result<AuditSink, AuditError> {
+    if !config.audit.enabled {
+        warn!("audit trail off (audit.enabled: false): no request is recorded");
+        return Ok(AuditSink::disabled());
+    }
     let (keys, warning) = AuditKeys::load(config, true)?;
     if let Some(w) = warning {
         warn!("{w}");

@@ -42,6 +42,8 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Failed attempts of one batch before asking whether the store is up at all.
 const POISON_ATTEMPTS: u32 = 3;
+/// How often the audit thread drains the hand-off queue while records keep coming.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
 /// At shutdown, how long the queue must stay empty before it is closed.
 const QUIET: Duration = Duration::from_millis(100);
 /// Least time between two "dropped" warnings.
@@ -231,6 +233,13 @@ pub(crate) enum Control {
     },
 }
 
+/// What a drain of the hand-off queue found.
+enum Drained {
+    Some,
+    Nothing,
+    Closed,
+}
+
 /// How one append ended at shutdown.
 enum Flushed {
     Stored,
@@ -302,25 +311,38 @@ impl Writer {
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut retry = RetryState::default();
         let mut out = std::io::stdout();
+        // Under load the thread drains the queue on a short tick instead of being woken
+        // by every record (a cross-thread wake-up per request costs more than the record);
+        // after a tick that found nothing it waits for the next record again.
+        let mut tick = tokio::time::interval(DRAIN_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut idle = true;
         let close = loop {
             if inflight.is_none() && retry_at.is_none() {
                 inflight = self.start_append(retry.single > 0);
             }
             tokio::select! {
-                ev = events.recv() => match ev {
+                ev = events.recv(), if idle => match ev {
                     Some(ev) => {
                         let mut lines = Vec::new();
                         self.accept(ev, &mut lines);
-                        // Take whatever else is queued now: one stdout write, one batch.
-                        while let Ok(ev) = events.try_recv() {
-                            self.accept(ev, &mut lines);
-                            if lines.len() > 64 * 1024 {
-                                break;
-                            }
-                        }
+                        self.drain(&mut events, &mut lines);
                         self.write_stdout(&mut out, &lines);
+                        idle = false;
+                        tick.reset();
                     }
                     None => break None,
+                },
+                _ = tick.tick(), if !idle => {
+                    let mut lines = Vec::new();
+                    match self.drain(&mut events, &mut lines) {
+                        Drained::Some => self.write_stdout(&mut out, &lines),
+                        Drained::Nothing => idle = true,
+                        Drained::Closed => {
+                            self.write_stdout(&mut out, &lines);
+                            break None;
+                        }
+                    }
                 },
                 Some((batch, result)) = async { match inflight.as_mut() { Some(f) => Some(f.await), None => None } }, if inflight.is_some() => {
                     inflight = None;
@@ -335,6 +357,31 @@ impl Writer {
             }
         };
         self.shutdown(events, inflight, close).await;
+    }
+
+    /// Takes what is queued now (bounded: at most 64 KiB of stdout lines per call), for one
+    /// stdout write and one batch.
+    fn drain(&mut self, events: &mut mpsc::Receiver<ClosedRecord>, lines: &mut Vec<u8>) -> Drained {
+        let mut took = false;
+        loop {
+            match events.try_recv() {
+                Ok(ev) => {
+                    took = true;
+                    self.accept(ev, lines);
+                    if lines.len() > 64 * 1024 {
+                        return Drained::Some;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    return if took {
+                        Drained::Some
+                    } else {
+                        Drained::Nothing
+                    };
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return Drained::Closed,
+            }
+        }
     }
 
     /// Books the result of an append; returns when to retry, if it failed.

@@ -1017,6 +1017,9 @@ impl Config {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
+    /// Keep the audit trail (default on). Off, no record is kept anywhere: for measuring
+    /// what the trail costs, or for a gateway whose calls are audited elsewhere.
+    pub enabled: bool,
     /// Key of the HMAC pseudonyms and of the hash chain (at least 32 characters; every
     /// replica of a fleet needs the same one). Absent: a random secret generated once and
     /// kept in `<storage dir>/audit.key`, with a warning.
@@ -1048,6 +1051,7 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
+            enabled: true,
             secret: None,
             subject_in_clear: false,
             stdout: true,
