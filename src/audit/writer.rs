@@ -450,7 +450,7 @@ impl Writer {
         let record = self.builder.build(&ev);
         let mark = ev.spooled.map(|s| s.segment);
         if self.stdout {
-            lines.extend_from_slice(&record.stdout_line());
+            record.write_stdout_line(lines);
         }
         if self.store.is_none() {
             return;
