@@ -561,6 +561,29 @@ mod tests {
     }
 
     #[test]
+    fn new_records_skips_known_ids_and_repeats_only() {
+        let rec = |rid: Option<&str>| {
+            let mut r = AuditRecord::new(1, "POST");
+            r.rid = rid.map(str::to_string);
+            r
+        };
+        let batch = vec![
+            rec(Some("a")),
+            rec(None),
+            rec(Some("b")),
+            rec(Some("a")),
+            rec(None),
+        ];
+        assert!(
+            new_records(&batch[..3], &[]).is_none(),
+            "nothing to leave out"
+        );
+        let kept = new_records(&batch, &["b".to_string()]).expect("some left out");
+        let ids: Vec<_> = kept.iter().map(|r| r.rid.as_deref()).collect();
+        assert_eq!(ids, [Some("a"), None, None]);
+    }
+
+    #[test]
     fn link_all_of_nothing_reseals_the_same_head() {
         let a = link_all(&ChainState::genesis(), &[], &Plain);
         assert!(a.rows.is_empty());
