@@ -209,7 +209,16 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
+        // Pingora's default (response compression, disabled), and the audit trail's answer
+        // hook: it spools the request's record before the answer's last bytes are written.
+        modules
+            .add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(0));
+        modules.add_module(Box::new(crate::audit::answer::AnswerHookBuilder));
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        crate::audit::answer::arm(session, &ctx.record, &self.state.shared.audit, ctx.started);
         // The header is in: the body (if any) is now read under the body deadline.
         ctx.conn = edge_conn(session);
         if let Some(conn) = &ctx.conn {
@@ -307,6 +316,7 @@ impl ProxyHttp for Gateway {
             }
         };
         if code > 0 {
+            crate::audit::answer::before_error_answer(session, code);
             if let Err(write) = session.respond_error(code).await {
                 debug!(error = %write, "the error answer could not be written");
             }
@@ -342,7 +352,7 @@ impl ProxyHttp for Gateway {
         if !ctx.record.is_active() || !(shared.audit.is_enabled() || shared.metrics.is_enabled()) {
             return;
         }
-        let is_list = ctx.record.method() == Some("tools/list");
+        let is_list = ctx.record.is_method("tools/list");
         let list_header = |name: &str| {
             is_list
                 .then(|| header(session, name))

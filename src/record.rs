@@ -10,6 +10,7 @@
 //! pin big bodies.
 
 use std::borrow::Cow;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use cortex_filters::contract::Outcome;
 use cortex_filters::jsonrpc::{Incoming, Message};
 use cortex_filters::version::ProtocolVersion;
 use http::Method;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::{AuthOutcome, Principal};
@@ -143,9 +145,19 @@ impl CallResult {
     }
 }
 
-/// The record of one request that reached the MCP endpoint.
+/// The record of one request that reached the MCP endpoint, as the request path fills it
+/// in. It lives behind a lock it shares with the audit trail's answer hook
+/// ([`RecordHandle`]), which spools it just before the answer's last bytes are written; the
+/// request path and the hook run on the same task, one after the other, so the lock is
+/// never contended.
 #[derive(Debug, Default)]
 pub struct RequestRecord {
+    cell: Arc<Mutex<Draft>>,
+}
+
+/// What a [`RequestRecord`] holds.
+#[derive(Debug, Default)]
+struct Draft {
     active: bool,
     rejection: Option<(Stage, Cow<'static, str>)>,
     principal: Option<Principal>,
@@ -160,6 +172,8 @@ pub struct RequestRecord {
     listed: Option<(u32, usize)>,
     /// The backend call of this request: how long it took and how it ended.
     call: Option<(Duration, CallResult)>,
+    /// Where the record was spooled, once it was.
+    spooled: Option<Spooled>,
 }
 
 /// The largest request body kept for hashing its params on the audit thread; larger ones
@@ -205,33 +219,42 @@ pub fn message_params(m: &Message) -> Option<&Value> {
 }
 
 impl RequestRecord {
+    fn draft(&self) -> MutexGuard<'_, Draft> {
+        self.cell.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The request reached the MCP endpoint: it will be recorded. Keeps the session id
     /// header (pseudonymised by the audit trail).
     pub fn begin(&mut self, session_id: Option<&str>) {
-        self.active = true;
-        self.session_id = session_id.map(str::to_string);
+        let mut d = self.draft();
+        d.active = true;
+        d.session_id = session_id.map(str::to_string);
     }
 
     /// Whether [`begin`](Self::begin) was called.
     pub fn is_active(&self) -> bool {
-        self.active
+        self.draft().active
     }
 
     /// The gateway refused the request at `stage`; the first refusal noted wins.
     pub fn reject(&mut self, stage: Stage, reason: impl Into<Cow<'static, str>>) {
-        if self.rejection.is_none() {
-            self.rejection = Some((stage, reason.into()));
+        let mut d = self.draft();
+        if d.rejection.is_none() {
+            d.rejection = Some((stage, reason.into()));
         }
     }
 
-    /// The JSON-RPC method noted, if any.
-    pub fn method(&self) -> Option<&str> {
-        self.method.as_deref()
+    /// Whether the JSON-RPC method noted is `method`.
+    pub fn is_method(&self, method: &str) -> bool {
+        self.draft().method.as_deref() == Some(method)
     }
 
     /// The refusal noted, if any.
-    pub fn rejection(&self) -> Option<(Stage, &str)> {
-        self.rejection.as_ref().map(|(s, r)| (*s, r.as_ref()))
+    pub fn rejection(&self) -> Option<(Stage, String)> {
+        self.draft()
+            .rejection
+            .as_ref()
+            .map(|(s, r)| (*s, r.to_string()))
     }
 
     /// Notes a refused authentication (nothing for `Ok`).
@@ -250,7 +273,7 @@ impl RequestRecord {
 
     /// The authenticated caller (moved in once the request is served).
     pub fn set_principal(&mut self, principal: Principal) {
-        self.principal = Some(principal);
+        self.draft().principal = Some(principal);
     }
 
     /// The parsed body: method and tool name, and what `params_hash` is computed from. A
@@ -263,15 +286,16 @@ impl RequestRecord {
         body: &Bytes,
         hasher: Option<&dyn ParamsHasher>,
     ) {
+        let mut d = self.draft();
         match incoming {
             Incoming::Batch(_) => {
-                self.method = Some(Cow::Borrowed("batch"));
+                d.method = Some(Cow::Borrowed("batch"));
             }
             Incoming::Single(m) => {
-                self.method = m.method().map(method_name);
+                d.method = m.method().map(method_name);
                 let params = message_params(m);
                 if m.method() == Some("tools/call") {
-                    self.tool = params
+                    d.tool = params
                         .and_then(|p| p.get("name"))
                         .and_then(Value::as_str)
                         .map(|s| clean(s, MAX_IDENT));
@@ -281,7 +305,7 @@ impl RequestRecord {
                     let requested = params
                         .and_then(|p| p.get("protocolVersion"))
                         .and_then(Value::as_str);
-                    self.version = Some(cortex_filters::version::negotiate(requested));
+                    d.version = Some(cortex_filters::version::negotiate(requested));
                 }
             }
         }
@@ -290,7 +314,7 @@ impl RequestRecord {
             Incoming::Single(m) => message_params(m).is_some(),
         };
         if let (Some(hasher), true) = (hasher, has_params) {
-            self.params = Some(if body.len() <= MAX_DEFERRED_BODY {
+            d.params = Some(if body.len() <= MAX_DEFERRED_BODY {
                 ParamsHash::Deferred(body.clone())
             } else {
                 ParamsHash::Done(hasher.params_mac(incoming))
@@ -300,40 +324,42 @@ impl RequestRecord {
 
     /// The protocol version in force (an `initialize` keeps the version it negotiates).
     pub fn version(&mut self, version: ProtocolVersion) {
-        self.version.get_or_insert(version);
+        self.draft().version.get_or_insert(version);
     }
 
     /// A session id issued by `initialize`.
     pub fn session_issued(&mut self, session_id: &str) {
-        self.session_id = Some(session_id.to_string());
+        self.draft().session_id = Some(session_id.to_string());
     }
 
     /// Where the tools/call of this request was routed (a single message only: the
     /// calls of a batch are not recorded one by one).
     pub fn route(&mut self, target: Target) {
-        if self.method.as_deref() == Some("tools/call") {
-            self.target = Some(target);
+        let mut d = self.draft();
+        if d.method.as_deref() == Some("tools/call") {
+            d.target = Some(target);
         }
     }
 
     /// A JSON-RPC answer the gateway wrote itself: notes result or error code (a scan of
     /// the first bytes, never a parse).
     pub fn answered(&mut self, body: &[u8]) {
-        self.rpc = rpc_outcome(body);
+        self.draft().rpc = rpc_outcome(body);
     }
 
     /// A list answer: for `tools/list`, the tools on the page and the answer's size (the
     /// page itself is never kept: a queue of large pages would hold a lot of memory).
     pub fn listed(&mut self, entries: u32, bytes: usize) {
-        if self.method.as_deref() == Some("tools/list") {
-            self.listed = Some((entries, bytes));
+        let mut d = self.draft();
+        if d.method.as_deref() == Some("tools/list") {
+            d.listed = Some((entries, bytes));
         }
     }
 
     /// An event that is not a request, recorded on a backend's tool (a pinning review
     /// finding a changed, new, removed or quarantined tool): `action` names it.
     pub fn event(action: &'static str, backend: &str, tool: &str) -> RequestRecord {
-        RequestRecord {
+        let draft = Draft {
             active: true,
             method: Some(Cow::Borrowed(action)),
             tool: Some(clean(tool, MAX_IDENT)),
@@ -341,23 +367,26 @@ impl RequestRecord {
                 id: clean(backend, MAX_IDENT),
                 scope: None,
             }),
-            ..RequestRecord::default()
+            ..Draft::default()
+        };
+        RequestRecord {
+            cell: Arc::new(Mutex::new(draft)),
         }
     }
 
     /// A request that is not JSON-RPC but is recorded as one action (the admin API).
     pub fn action(&mut self, name: &'static str) {
-        self.method = Some(Cow::Borrowed(name));
+        self.draft().method = Some(Cow::Borrowed(name));
     }
 
     /// The backend call made for this request took `latency` and ended as `result`.
     pub fn backend_call(&mut self, latency: Duration, result: CallResult) {
-        self.call = Some((latency, result));
+        self.draft().call = Some((latency, result));
     }
 
     /// The mapped reply of a backend call.
     pub fn outcome(&mut self, outcome: &Outcome) {
-        self.rpc = Some(match outcome.error_code() {
+        self.draft().rpc = Some(match outcome.error_code() {
             None => RpcOutcome::Result,
             Some(code) => RpcOutcome::Error(code),
         });
@@ -366,25 +395,150 @@ impl RequestRecord {
     /// Ends the request: the record with what only the end knows, for the consumers.
     /// `None` when the request did not reach the MCP endpoint.
     pub fn close(&mut self, facts: Facts) -> Option<ClosedRecord> {
-        if !self.active {
+        let mut d = self.draft();
+        if !d.active {
             return None;
         }
-        let r = std::mem::take(self);
-        Some(ClosedRecord {
-            facts,
-            rejection: r.rejection,
-            principal: r.principal,
-            method: r.method,
-            tool: r.tool,
-            target: r.target,
-            params: r.params,
-            version: r.version,
-            session_id: r.session_id,
-            rpc: r.rpc,
-            listed: r.listed,
-            call: r.call,
-        })
+        let r = std::mem::take(&mut *d);
+        Some(r.closed(facts))
     }
+
+    /// A handle on this record for the audit trail's answer hook.
+    pub fn handle(&self) -> RecordHandle {
+        RecordHandle(self.cell.clone())
+    }
+}
+
+impl Draft {
+    fn closed(self, facts: Facts) -> ClosedRecord {
+        ClosedRecord {
+            facts,
+            rejection: self.rejection,
+            principal: self.principal,
+            method: self.method,
+            tool: self.tool,
+            target: self.target,
+            params: self.params,
+            version: self.version,
+            session_id: self.session_id,
+            rpc: self.rpc,
+            listed: self.listed,
+            call: self.call,
+            spooled: self.spooled,
+        }
+    }
+}
+
+impl ClosedRecord {
+    fn reopened(self) -> (Draft, Facts) {
+        let draft = Draft {
+            active: true,
+            rejection: self.rejection,
+            principal: self.principal,
+            method: self.method,
+            tool: self.tool,
+            target: self.target,
+            params: self.params,
+            version: self.version,
+            session_id: self.session_id,
+            rpc: self.rpc,
+            listed: self.listed,
+            call: self.call,
+            spooled: self.spooled,
+        };
+        (draft, self.facts)
+    }
+}
+
+/// The audit trail's hold on a request's record, for the moment the answer's last bytes
+/// are about to be written.
+#[derive(Clone)]
+pub struct RecordHandle(Arc<Mutex<Draft>>);
+
+impl RecordHandle {
+    /// When the record is active and not yet spooled: lends it, as it stands, closed with
+    /// `facts`, to `spool`, and keeps where `spool` put it. Returns `facts` back.
+    pub fn spool_now(
+        &self,
+        facts: Facts,
+        spool: impl FnOnce(&mut ClosedRecord) -> Option<Spooled>,
+    ) -> Facts {
+        let mut d = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !d.active || d.spooled.is_some() {
+            return facts;
+        }
+        let mut closed = std::mem::take(&mut *d).closed(facts);
+        let spooled = spool(&mut closed);
+        let (mut draft, facts) = closed.reopened();
+        draft.spooled = spooled;
+        *d = draft;
+        facts
+    }
+}
+
+/// A record's unique id: the writing process's random tag and a counter. Written as 32
+/// hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rid {
+    /// The process's tag (random at start).
+    pub tag: u64,
+    /// The record's number in that process.
+    pub n: u64,
+}
+
+impl std::fmt::Display for Rid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}{:016x}", self.tag, self.n)
+    }
+}
+
+impl std::str::FromStr for Rid {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Rid, ()> {
+        if s.len() != 32 || !s.is_ascii() {
+            return Err(());
+        }
+        let tag = u64::from_str_radix(&s[..16], 16).map_err(|_| ())?;
+        let n = u64::from_str_radix(&s[16..], 16).map_err(|_| ())?;
+        Ok(Rid { tag, n })
+    }
+}
+
+impl Serialize for Rid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Rid, D::Error> {
+        let s = Cow::<'de, str>::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom("not a record id"))
+    }
+}
+
+/// Where a record was spooled: its id and the spool segment that holds it (told when the
+/// record is safely stored, so the segment can go).
+#[derive(Clone)]
+pub struct Spooled {
+    /// The record's id.
+    pub rid: Rid,
+    /// The segment.
+    pub segment: Arc<dyn SpoolSegment>,
+}
+
+impl std::fmt::Debug for Spooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Spooled({})", self.rid)
+    }
+}
+
+/// A spool segment, as the record sees it.
+pub trait SpoolSegment: Send + Sync {
+    /// One record of this segment will not be needed from the spool any more (stored, or
+    /// refused by the store for good).
+    fn finished(&self);
 }
 
 /// What only the end of the request knows, from the HTTP exchange.
@@ -438,6 +592,8 @@ pub struct ClosedRecord {
     pub listed: Option<(u32, usize)>,
     /// The backend call: how long it took and how it ended.
     pub call: Option<(Duration, CallResult)>,
+    /// Where the record was spooled (by the answer hook, or at submission).
+    pub spooled: Option<Spooled>,
 }
 
 impl ClosedRecord {
@@ -564,7 +720,7 @@ mod tests {
         let mut a = RequestRecord::default();
         a.reject(Stage::Origin, "first");
         a.reject(Stage::Auth, "second");
-        assert_eq!(a.rejection(), Some((Stage::Origin, "first")));
+        assert_eq!(a.rejection(), Some((Stage::Origin, "first".to_string())));
     }
 
     #[test]

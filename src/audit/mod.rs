@@ -6,16 +6,22 @@
 //! - [`keys`]: the audit secret, HMAC pseudonyms for subject, email, session id and params.
 //! - [`record`]: the record, its stdout line and canonical form.
 //! - [`writer`]: the audit thread (bounded queue, batches, stdout, store, drops counted).
+//! - [`spool`], [`answer`] and [`replay`]: every record is appended to a local spool file
+//!   before its answer's last bytes are written, and the spool files of a process that
+//!   died are replayed into the store, so no answered request's record is lost with it.
 //! - [`chain`] and [`verify`]: the hash chain and `cortex-gateway audit verify`.
 //! - [`retention`]: the purge of old records that keeps the chain verifiable.
 //!
 //! Writing the audit never blocks or fails a request: the request path does a `try_send`
 //! of data it already has; the rest happens on the audit thread.
 
+pub mod answer;
 pub mod chain;
 pub mod keys;
 pub mod record;
+pub mod replay;
 pub mod retention;
+pub mod spool;
 pub mod verify;
 pub mod writer;
 
@@ -33,7 +39,7 @@ use cortex_filters::jsonrpc::Incoming;
 use serde_json::Value;
 
 use crate::config::{AuditConfig, Config};
-use crate::record::{message_params, ClosedRecord, ParamsHasher};
+use crate::record::{message_params, ClosedRecord, ParamsHasher, Spooled};
 use crate::store::{AuditStore, StoreError};
 
 pub use keys::AuditKeys;
@@ -84,6 +90,7 @@ pub struct AuditSink {
 
 struct Shared {
     events: mpsc::Sender<ClosedRecord>,
+    spool: Option<Arc<spool::Spool>>,
     control: mpsc::UnboundedSender<Control>,
     keys: Arc<AuditKeys>,
     stats: Arc<AuditStats>,
@@ -111,7 +118,21 @@ impl AuditSink {
         config: &AuditConfig,
         keys: Arc<AuditKeys>,
         store: Option<Arc<dyn AuditStore>>,
+        spool_dir: Option<&std::path::Path>,
     ) -> Result<AuditSink, AuditError> {
+        let spool = match (spool_dir, &store) {
+            (Some(dir), Some(_)) => Some(Arc::new(
+                spool::Spool::open(dir, config.spool_fsync, config.spool_max_bytes).map_err(
+                    |e| {
+                        AuditError::Config(format!(
+                            "cannot open the spool in {}: {e}",
+                            dir.display()
+                        ))
+                    },
+                )?,
+            )),
+            _ => None,
+        };
         // The hand-off queue absorbs bursts while the audit thread is busy; the backlog
         // (`audit.queue`) holds records while the store is down.
         let capacity = config.queue.max(1);
@@ -127,7 +148,20 @@ impl AuditSink {
             config.stdout,
             capacity,
             stats.clone(),
+            spool.clone(),
         );
+        let replayer = match (&store, &spool) {
+            (Some(store), Some(spool)) => Some(replay::Replayer {
+                store: store.clone(),
+                spool: spool.clone(),
+                builder: Builder {
+                    keys: keys.clone(),
+                    subject_in_clear: config.subject_in_clear,
+                },
+                stats: stats.clone(),
+            }),
+            _ => None,
+        };
         let retention_days = config.retention_days;
         let chain_key = keys.chain().clone();
         std::thread::Builder::new()
@@ -149,6 +183,9 @@ impl AuditSink {
                     if let Some(store) = store {
                         tokio::spawn(retention::run(store, chain_key, retention_days));
                     }
+                    if let Some(replayer) = replayer {
+                        tokio::spawn(replayer.run());
+                    }
                     writer.run(events_rx, control_rx).await;
                 });
             })
@@ -156,6 +193,7 @@ impl AuditSink {
         Ok(AuditSink {
             inner: Some(Arc::new(Shared {
                 events,
+                spool,
                 control,
                 keys,
                 stats,
@@ -177,10 +215,19 @@ impl AuditSink {
 
     /// The pipeline's counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner
-            .as_deref()
-            .map(|s| s.stats.snapshot())
-            .unwrap_or_default()
+        let Some(s) = self.inner.as_deref() else {
+            return StatsSnapshot::default();
+        };
+        let mut snap = s.stats.snapshot();
+        if let Some(spool) = &s.spool {
+            let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            snap.spooled = g(&spool.stats.spooled);
+            snap.spool_full = g(&spool.stats.full);
+            snap.spool_failed = g(&spool.stats.failed);
+            snap.replayed = g(&spool.stats.replayed);
+            snap.spool_unreadable = g(&spool.stats.unreadable);
+        }
+        snap
     }
 
     /// The params hasher for [`RequestRecord::message`](crate::record::RequestRecord::message)
@@ -189,12 +236,34 @@ impl AuditSink {
         self.keys().map(|k| k as &dyn ParamsHasher)
     }
 
-    /// Hands a finished request's record to the audit thread without waiting; a full queue
-    /// drops it (counted, logged at most every 10 s).
-    pub fn submit(&self, event: ClosedRecord) {
+    /// Whether records are spooled (the answer hook has work to do).
+    pub fn spools(&self) -> bool {
+        self.inner.as_deref().is_some_and(|s| s.spool.is_some())
+    }
+
+    /// The spool, if records are spooled.
+    pub fn spool_dir(&self) -> Option<&std::path::Path> {
+        self.inner.as_deref()?.spool.as_deref().map(|s| s.dir())
+    }
+
+    /// Appends `record` to the spool (one `write()`); `None` when there is no spool or it
+    /// cannot take the record (counted).
+    pub fn spool(&self, record: &ClosedRecord) -> Option<Spooled> {
+        self.inner.as_deref()?.spool.as_deref()?.write(record)
+    }
+
+    /// Hands a finished request's record to the audit thread without waiting (spooling it
+    /// first if the answer hook has not); a full queue drops it from memory (counted,
+    /// logged at most every 10 s), and the spool keeps it for a replay.
+    pub fn submit(&self, mut event: ClosedRecord) {
         let Some(s) = self.inner.as_deref() else {
             return;
         };
+        if event.spooled.is_none() {
+            if let Some(spool) = &s.spool {
+                event.spooled = spool.write(&event);
+            }
+        }
         match s.events.try_send(event) {
             Ok(()) => {
                 s.stats.submitted.fetch_add(1, Ordering::Relaxed);
@@ -247,6 +316,10 @@ impl AuditSink {
 /// the caller, which shares it with the other features). Warnings (generated secret,
 /// PostgreSQL without a shared secret) are logged.
 pub fn start(config: &Config, store: Arc<dyn AuditStore>) -> Result<AuditSink, AuditError> {
+    if !config.audit.enabled {
+        warn!("audit trail off (audit.enabled: false): no request is recorded");
+        return Ok(AuditSink::disabled());
+    }
     let (keys, warning) = AuditKeys::load(config, true)?;
     if let Some(w) = warning {
         warn!("{w}");
@@ -255,9 +328,22 @@ pub fn start(config: &Config, store: Arc<dyn AuditStore>) -> Result<AuditSink, A
     {
         warn!("storage is PostgreSQL but audit.secret is not set: every replica sharing this database needs the same audit.secret, or pseudonyms differ between replicas and `audit verify` cannot check the records of the others");
     }
-    let sink = AuditSink::start(&config.audit, Arc::new(keys), Some(store.clone()))?;
+    let spool_dir = config.audit.spool.then(|| {
+        config
+            .audit
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| config.storage_dir().join("audit-spool"))
+    });
+    let sink = AuditSink::start(
+        &config.audit,
+        Arc::new(keys),
+        Some(store.clone()),
+        spool_dir.as_deref(),
+    )?;
     info!(
         store = %store.kind(),
+        spool = ?sink.spool_dir(),
         stdout = config.audit.stdout,
         retention_days = config.audit.retention_days,
         "audit trail on"

@@ -12,6 +12,14 @@ impl AuditRecord {
     /// The stdout form: `{"_type":"cortex_audit","ts":"<ISO-8601>",…fields}` plus, once
     /// stored, nothing else (stdout lines are written before the store assigns `seq`).
     pub fn stdout_line(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        self.write_stdout_line(&mut out);
+        out
+    }
+
+    /// Appends the stdout form and its newline to `out` (the audit thread's buffer of one
+    /// drain: no allocation per line).
+    pub fn write_stdout_line(&self, out: &mut Vec<u8>) {
         #[derive(Serialize)]
         struct Line<'a> {
             #[serde(rename = "_type")]
@@ -25,9 +33,12 @@ impl AuditRecord {
             ts: iso8601_ms(self.ts_ms),
             record: self,
         };
-        let mut out = serde_json::to_vec(&line).unwrap_or_default();
+        let start = out.len();
+        if serde_json::to_writer(&mut *out, &line).is_err() {
+            out.truncate(start);
+            return;
+        }
         out.push(b'\n');
-        out
     }
 }
 

@@ -30,8 +30,8 @@ use tracing::{debug, error, info, warn};
 
 use super::keys::{AuditKeys, Domain};
 use super::record::{clean, clean_opt, decision, AuditRecord, MAX_IDENT, MAX_TEXT};
-use crate::auth::PrincipalKind;
-use crate::record::{ClosedRecord, RpcOutcome, Target};
+use super::spool::{RawRecord, Spool};
+use crate::record::{ClosedRecord, ParamsHash, Rid, SpoolSegment};
 use crate::store::{AuditStore, ChainHead, StoreError};
 
 /// Most records per append.
@@ -42,6 +42,8 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Failed attempts of one batch before asking whether the store is up at all.
 const POISON_ATTEMPTS: u32 = 3;
+/// How often the audit thread drains the hand-off queue while records keep coming.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
 /// At shutdown, how long the queue must stay empty before it is closed.
 const QUIET: Duration = Duration::from_millis(100);
 /// Least time between two "dropped" warnings.
@@ -83,6 +85,16 @@ pub struct StatsSnapshot {
     pub store_failures: u64,
     /// See [`AuditStats::backlog`].
     pub backlog: u64,
+    /// Records appended to the spool.
+    pub spooled: u64,
+    /// Records not spooled: the spool was full.
+    pub spool_full: u64,
+    /// Records not spooled: the write failed.
+    pub spool_failed: u64,
+    /// Records read back from spool files and handed to the store.
+    pub replayed: u64,
+    /// Spool entries that could not be read back.
+    pub spool_unreadable: u64,
 }
 
 impl AuditStats {
@@ -97,6 +109,7 @@ impl AuditStats {
             stored: g(&self.stored),
             store_failures: g(&self.store_failures),
             backlog: g(&self.backlog),
+            ..StatsSnapshot::default()
         }
     }
 
@@ -114,72 +127,74 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
-    /// The audit record of one request: pseudonyms, the route of a tool call, the
-    /// refusal, tools/list figures.
-    pub fn build(&self, ev: ClosedRecord) -> AuditRecord {
-        let refusal = ev
-            .refusal()
-            .map(|(stage, reason)| (stage, reason.into_owned()));
-        let f = &ev.facts;
-        let mut r = AuditRecord::new(f.ts_ms, f.http_method.as_str());
-        r.http_status = i32::from(f.http_status);
-        r.response_size = i64::try_from(f.response_size).unwrap_or(i64::MAX);
-        r.latency_ms = (f.latency.as_micros() as f64) / 1000.0;
-        r.origin = clean_opt(f.origin.as_deref(), MAX_IDENT);
-        r.backends_filter = f.backends_filter.clone();
-        r.tool_mode = f.tool_mode.clone();
-        r.method = ev.method.map(|m| m.into_owned());
-        r.params_hash = ev
-            .params
-            .and_then(|p| p.mac(self.keys.as_ref()))
-            .map(|mac| super::keys::hex_id(&mac));
-        r.protocol_version = ev.version.map(|v| v.as_str().to_string());
+    /// The audit record of a closed request (with its spool id when it was spooled).
+    pub fn build(&self, ev: &ClosedRecord) -> AuditRecord {
+        let rid = ev.spooled.as_ref().map(|s| s.rid);
+        let raw = RawRecord::of(ev, rid.unwrap_or(Rid { tag: 0, n: 0 }));
+        let mut r = self.build_raw(&raw);
+        if rid.is_none() {
+            r.rid = None;
+        }
+        r
+    }
+
+    /// The audit record of a raw record (live, or read back from a spool file, so every
+    /// text is bounded and cleaned again): pseudonyms, the params hash, the route of a tool
+    /// call, the refusal, tools/list figures.
+    pub fn build_raw(&self, ev: &RawRecord<'_>) -> AuditRecord {
+        let text = |s: &Option<std::borrow::Cow<'_, str>>| clean_opt(s.as_deref(), MAX_IDENT);
+        let mut r = AuditRecord::new(ev.ts_ms, &clean(&ev.http_method, MAX_IDENT));
+        r.rid = Some(ev.rid.to_string());
+        r.http_status = i32::from(ev.http_status);
+        r.response_size = i64::try_from(ev.response_size).unwrap_or(i64::MAX);
+        r.latency_ms = (ev.latency_us as f64) / 1000.0;
+        r.origin = text(&ev.origin);
+        r.backends_filter = text(&ev.backends_filter);
+        r.tool_mode = text(&ev.tool_mode);
+        r.method = text(&ev.method);
+        r.params_hash = match (&ev.params_mac, &ev.params_body) {
+            (Some(mac), _) => Some(clean(mac, MAX_IDENT)),
+            (None, Some(body)) => ParamsHash::Deferred(body.clone())
+                .mac(self.keys.as_ref())
+                .map(|mac| super::keys::hex_id(&mac)),
+            (None, None) => None,
+        };
+        r.protocol_version = text(&ev.version);
         r.session_id = ev
             .session_id
             .as_deref()
             .map(|s| self.keys.pseudonym(Domain::Session, s));
-        if let Some(p) = &ev.principal {
+        if let Some(sub) = &ev.sub {
             r.caller_sub = Some(if self.subject_in_clear {
-                clean(&p.sub, MAX_IDENT)
+                clean(sub, MAX_IDENT)
             } else {
-                self.keys.pseudonym(Domain::Subject, &p.sub)
+                self.keys.pseudonym(Domain::Subject, sub)
             });
-            r.caller_email_hash = p.email.as_deref().map(|e| self.keys.email_pseudonym(e));
-            r.caller_role = clean_opt(p.role.as_deref(), MAX_IDENT);
-            r.caller_pool = clean_opt(p.pool.as_deref(), MAX_IDENT);
-            r.client_id = clean_opt(p.client_id.as_deref(), MAX_IDENT);
-            r.dev_bypass = p.kind == PrincipalKind::DevBypass;
+            r.caller_email_hash = ev.email.as_deref().map(|e| self.keys.email_pseudonym(e));
+            r.caller_role = text(&ev.role);
+            r.caller_pool = text(&ev.pool);
+            r.client_id = text(&ev.client_id);
+            r.dev_bypass = ev.dev_bypass;
         }
         if let Some(tool) = &ev.tool {
-            match &ev.target {
-                Some(Target::Gateway) => r.target_app = Some("gateway".into()),
-                Some(Target::Backend { id, scope }) => {
-                    r.target_app = Some(id.clone());
-                    r.scope_used = scope.clone();
-                }
-                None => {}
-            }
+            r.target_app = text(&ev.target_app);
+            r.scope_used = text(&ev.scope_used);
             r.tool = Some(clean(tool, MAX_IDENT));
         }
         if let Some((tools, bytes)) = ev.listed {
             r.tools_listed = Some(i64::from(tools));
             r.tokens_estimate = Some(i64::try_from(bytes / 4).unwrap_or(i64::MAX));
         }
-        r.error_code = match ev.rpc {
-            Some(RpcOutcome::Error(code)) => Some(code),
-            _ => None,
-        };
-        let http_ok = (200..400).contains(&f.http_status);
-        r.success = refusal.is_none() && f.error.is_none() && http_ok && r.error_code.is_none();
-        match refusal {
-            Some((stage, reason)) => {
-                r.decision = decision::REJECTED.into();
-                r.stage = Some(stage.as_str().into());
-                r.reason = Some(clean(&reason, MAX_TEXT));
-            }
-            None => {
-                r.reason = f.error.as_deref().map(|e| clean(e, MAX_TEXT));
-            }
+        r.error_code = ev.rpc_error;
+        let http_ok = (200..400).contains(&ev.http_status);
+        let refused = ev.stage.is_some();
+        r.success = !refused && ev.error.is_none() && http_ok && r.error_code.is_none();
+        if refused {
+            r.decision = decision::REJECTED.into();
+            r.stage = text(&ev.stage);
+            r.reason = clean_opt(ev.reason.as_deref(), MAX_TEXT);
+        } else {
+            r.reason = clean_opt(ev.error.as_deref(), MAX_TEXT);
         }
         r
     }
@@ -218,6 +233,13 @@ pub(crate) enum Control {
     },
 }
 
+/// What a drain of the hand-off queue found.
+enum Drained {
+    Some,
+    Nothing,
+    Closed,
+}
+
 /// How one append ended at shutdown.
 enum Flushed {
     Stored,
@@ -228,6 +250,16 @@ enum Flushed {
 type Inflight =
     Pin<Box<dyn Future<Output = (Arc<Vec<AuditRecord>>, Result<ChainHead, StoreError>)> + Send>>;
 
+/// The spool segment holding a record, told once the record is stored.
+type Mark = Option<Arc<dyn SpoolSegment>>;
+
+/// Tells each segment that one of its records is no longer needed from the spool.
+fn finish(marks: Vec<Mark>) {
+    for m in marks.into_iter().flatten() {
+        m.finished();
+    }
+}
+
 /// The audit thread's state.
 pub(crate) struct Writer {
     pub builder: Builder,
@@ -235,9 +267,12 @@ pub(crate) struct Writer {
     pub stdout: bool,
     pub backlog_cap: usize,
     pub stats: Arc<AuditStats>,
-    backlog: VecDeque<AuditRecord>,
+    spool: Option<Arc<Spool>>,
+    backlog: VecDeque<(AuditRecord, Mark)>,
     /// Records in the append in flight (lost if shutdown cannot wait for it).
     inflight_len: usize,
+    /// Their spool segments.
+    inflight_marks: Vec<Mark>,
     last_drop_warning: Option<Instant>,
     dropped_since_warning: u64,
 }
@@ -249,6 +284,7 @@ impl Writer {
         stdout: bool,
         backlog_cap: usize,
         stats: Arc<AuditStats>,
+        spool: Option<Arc<Spool>>,
     ) -> Self {
         Writer {
             builder,
@@ -256,8 +292,10 @@ impl Writer {
             stdout,
             backlog_cap: backlog_cap.max(1),
             stats,
+            spool,
             backlog: VecDeque::new(),
             inflight_len: 0,
+            inflight_marks: Vec::new(),
             last_drop_warning: None,
             dropped_since_warning: 0,
         }
@@ -273,25 +311,38 @@ impl Writer {
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut retry = RetryState::default();
         let mut out = std::io::stdout();
+        // Under load the thread drains the queue on a short tick instead of being woken
+        // by every record (a cross-thread wake-up per request costs more than the record);
+        // after a tick that found nothing it waits for the next record again.
+        let mut tick = tokio::time::interval(DRAIN_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut idle = true;
         let close = loop {
             if inflight.is_none() && retry_at.is_none() {
                 inflight = self.start_append(retry.single > 0);
             }
             tokio::select! {
-                ev = events.recv() => match ev {
+                ev = events.recv(), if idle => match ev {
                     Some(ev) => {
                         let mut lines = Vec::new();
                         self.accept(ev, &mut lines);
-                        // Take whatever else is queued now: one stdout write, one batch.
-                        while let Ok(ev) = events.try_recv() {
-                            self.accept(ev, &mut lines);
-                            if lines.len() > 64 * 1024 {
-                                break;
-                            }
-                        }
+                        self.drain(&mut events, &mut lines);
                         self.write_stdout(&mut out, &lines);
+                        idle = false;
+                        tick.reset();
                     }
                     None => break None,
+                },
+                _ = tick.tick(), if !idle => {
+                    let mut lines = Vec::new();
+                    match self.drain(&mut events, &mut lines) {
+                        Drained::Some => self.write_stdout(&mut out, &lines),
+                        Drained::Nothing => idle = true,
+                        Drained::Closed => {
+                            self.write_stdout(&mut out, &lines);
+                            break None;
+                        }
+                    }
                 },
                 Some((batch, result)) = async { match inflight.as_mut() { Some(f) => Some(f.await), None => None } }, if inflight.is_some() => {
                     inflight = None;
@@ -308,6 +359,31 @@ impl Writer {
         self.shutdown(events, inflight, close).await;
     }
 
+    /// Takes what is queued now (bounded: at most 64 KiB of stdout lines per call), for one
+    /// stdout write and one batch.
+    fn drain(&mut self, events: &mut mpsc::Receiver<ClosedRecord>, lines: &mut Vec<u8>) -> Drained {
+        let mut took = false;
+        loop {
+            match events.try_recv() {
+                Ok(ev) => {
+                    took = true;
+                    self.accept(ev, lines);
+                    if lines.len() > 64 * 1024 {
+                        return Drained::Some;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    return if took {
+                        Drained::Some
+                    } else {
+                        Drained::Nothing
+                    };
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return Drained::Closed,
+            }
+        }
+    }
+
     /// Books the result of an append; returns when to retry, if it failed.
     async fn after_append(
         &mut self,
@@ -320,6 +396,10 @@ impl Writer {
                 self.stats
                     .stored
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                finish(std::mem::take(&mut self.inflight_marks));
+                if let Some(spool) = &self.spool {
+                    spool.tidy(false);
+                }
                 debug!(
                     records = batch.len(),
                     seq = head.last_seq,
@@ -346,6 +426,7 @@ impl Writer {
         if refused && batch.len() == 1 {
             self.stats.refused_by_store.fetch_add(1, Ordering::Relaxed);
             error!(error = %e, "audit: the store refuses a record while up; it is dropped (stdout has it)");
+            finish(std::mem::take(&mut self.inflight_marks));
             retry.failures = 0;
             retry.single = retry.single.saturating_sub(1);
             return None;
@@ -366,9 +447,10 @@ impl Writer {
     /// Builds the record of `ev`, appends its stdout line to `lines`, and queues it for the
     /// store (or drops it, counted, when the backlog is full).
     fn accept(&mut self, ev: ClosedRecord, lines: &mut Vec<u8>) {
-        let record = self.builder.build(ev);
+        let record = self.builder.build(&ev);
+        let mark = ev.spooled.map(|s| s.segment);
         if self.stdout {
-            lines.extend_from_slice(&record.stdout_line());
+            record.write_stdout_line(lines);
         }
         if self.store.is_none() {
             return;
@@ -393,7 +475,7 @@ impl Writer {
             }
             return;
         }
-        self.backlog.push_back(record);
+        self.backlog.push_back((record, mark));
         self.stats
             .backlog
             .store(self.backlog.len() as u64, Ordering::Relaxed);
@@ -420,8 +502,10 @@ impl Writer {
         } else {
             self.backlog.len().min(BATCH)
         };
-        let batch: Arc<Vec<AuditRecord>> = Arc::new(self.backlog.drain(..n).collect());
+        let (records, marks): (Vec<AuditRecord>, Vec<Mark>) = self.backlog.drain(..n).unzip();
+        let batch = Arc::new(records);
         self.inflight_len = n;
+        self.inflight_marks = marks;
         let key = self.builder.keys.chain().clone();
         Some(Box::pin(async move {
             let result = store.append_audit(batch.clone(), key).await;
@@ -433,7 +517,9 @@ impl Writer {
     /// fits).
     fn requeue(&mut self, batch: Arc<Vec<AuditRecord>>) {
         let records = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-        for r in records.into_iter().rev() {
+        let mut marks = std::mem::take(&mut self.inflight_marks);
+        marks.resize_with(records.len(), || None);
+        for r in records.into_iter().zip(marks).rev() {
             if self.backlog.len() >= self.backlog_cap {
                 self.backlog.pop_back();
                 self.stats
@@ -465,6 +551,7 @@ impl Writer {
                 self.stats
                     .stored
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                finish(std::mem::take(&mut self.inflight_marks));
                 Flushed::Stored
             }
             Err(e) => {
@@ -524,6 +611,11 @@ impl Writer {
             );
         }
         let lost = (self.backlog.len() + self.inflight_len) as u64;
+        if let Some(spool) = &self.spool {
+            // Every segment whose records are all stored goes; what was lost here stays in
+            // the spool for the next start (or another replica) to replay.
+            spool.tidy(true);
+        }
         self.stats
             .dropped_store_down
             .fetch_add(lost, Ordering::Relaxed);
@@ -669,6 +761,7 @@ mod flow_tests {
             false,
             cap,
             stats.clone(),
+            None,
         );
         let (tx, rx) = mpsc::channel(1024);
         let (ctl, ctl_rx) = mpsc::unbounded_channel();

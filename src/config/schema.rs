@@ -1037,6 +1037,9 @@ impl Config {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
+    /// Keep the audit trail (default on). Off, no record is kept anywhere: for measuring
+    /// what the trail costs, or for a gateway whose calls are audited elsewhere.
+    pub enabled: bool,
     /// Key of the HMAC pseudonyms and of the hash chain (at least 32 characters; every
     /// replica of a fleet needs the same one). Absent: a random secret generated once and
     /// kept in `<storage dir>/audit.key`, with a warning.
@@ -1051,16 +1054,33 @@ pub struct AuditConfig {
     /// Records held in memory while the store is slow or down; past that they are dropped
     /// (counted and logged), never the request.
     pub queue: usize,
+    /// Append every record to a local spool file before its answer is sent, so that the
+    /// records of a replica that dies are replayed into the store (docs/audit.md).
+    pub spool: bool,
+    /// The spool directory (default `<storage dir>/audit-spool`). Replicas that share it
+    /// replay each other's spool files when one dies.
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Also `fdatasync` each spool write: records then survive a crash of the machine, at
+    /// the cost of a disk flush per request.
+    pub spool_fsync: bool,
+    /// Most bytes of spool files one process keeps (records past it are not spooled while
+    /// the store is down).
+    pub spool_max_bytes: u64,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
+            enabled: true,
             secret: None,
             subject_in_clear: false,
             stdout: true,
             retention_days: 365,
             queue: 10_000,
+            spool: true,
+            spool_dir: None,
+            spool_fsync: false,
+            spool_max_bytes: 256 * 1024 * 1024,
         }
     }
 }

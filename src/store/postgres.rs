@@ -27,7 +27,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use tracing::{info, warn};
 
-use super::rows::{key_counts, Tally, CLIENT_COLUMNS, GRANT_COLUMNS};
+use super::rows::{key_counts, new_records, Tally, CLIENT_COLUMNS, GRANT_COLUMNS};
 use super::rows::{
     link_all, missing_chain, notes_json, nothing_purged, placeholders, plan_purge, Aged, Column,
     FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PINS_COLUMNS,
@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "fleet_keys",
         sql: include_str!("migrations/postgres/0005_fleet_keys.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "audit_rid",
+        sql: include_str!("migrations/postgres/0006_audit_rid.sql"),
     },
 ];
 
@@ -331,7 +336,22 @@ async fn append(
     key: &dyn ChainLinker,
 ) -> Result<ChainHead, StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
-    let linked = link_all(&locked_chain(&tx).await?, records, key);
+    let state = locked_chain(&tx).await?;
+    // Under the chain lock, so two replicas replaying the same spool cannot both insert.
+    let rids: Vec<&str> = records.iter().filter_map(|r| r.rid.as_deref()).collect();
+    let known: Vec<String> = if rids.is_empty() {
+        Vec::new()
+    } else {
+        tx.query("SELECT rid FROM cortex_audit WHERE rid = ANY($1)", &[&rids])
+            .await
+            .map_err(classify)?
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect()
+    };
+    let fresh = new_records(records, &known);
+    let records: &[AuditRecord] = fresh.as_deref().unwrap_or(records);
+    let linked = link_all(&state, records, key);
     for chunk in linked.rows.chunks(INSERT_CHUNK) {
         let sql = format!(
             "INSERT INTO cortex_audit ({AUDIT_COLUMNS}) VALUES {}",
@@ -342,7 +362,9 @@ async fn append(
             .flat_map(|row| linked.values(row))
             .map(|v| v as &(dyn ToSql + Sync))
             .collect();
-        tx.execute(sql.as_str(), &params).await.map_err(classify)?;
+        // Prepared once per connection and chunk size: a steady load reuses the plan.
+        let stmt = tx.prepare_cached(&sql).await.map_err(classify)?;
+        tx.execute(&stmt, &params).await.map_err(classify)?;
     }
     let head = &linked.head;
     tx.execute(

@@ -18,9 +18,9 @@ pub(crate) const AUDIT_COLUMNS: &str =
      http_status, caller_sub, caller_email_hash, caller_role, caller_pool, client_id, dev_bypass, \
      method, tool, target_app, scope_used, params_hash, response_size, latency_ms, success, \
      error_code, protocol_version, origin, session_id, tools_listed, tokens_estimate, \
-     backends_filter, tool_mode";
+     backends_filter, tool_mode, rid";
 /// Number of [`AUDIT_COLUMNS`] (values bound per inserted record).
-pub(crate) const AUDIT_WIDTH: usize = 32;
+pub(crate) const AUDIT_WIDTH: usize = 33;
 /// `cortex_audit_chain` (one row, id 1).
 pub(crate) const CHAIN_COLUMNS: &str =
     "last_seq, last_hash, head_mac, anchor_seq, anchor_hash, anchor_mac";
@@ -135,6 +135,7 @@ impl FromRow for StoredAudit {
                 tokens_estimate: c.take()?,
                 backends_filter: c.take()?,
                 tool_mode: c.take()?,
+                rid: c.take()?,
             },
         })
     }
@@ -415,8 +416,31 @@ impl Appended<'_> {
             &r.tokens_estimate,
             &r.backends_filter,
             &r.tool_mode,
+            &r.rid,
         ]
     }
+}
+
+/// `records` without those whose id is in `known` (already stored: a replay, or a retry
+/// whose first commit went through) and without repeats of an id within the batch; `None`
+/// when nothing is to be left out.
+pub(crate) fn new_records(records: &[AuditRecord], known: &[String]) -> Option<Vec<AuditRecord>> {
+    let mut seen: std::collections::HashSet<&str> = known.iter().map(String::as_str).collect();
+    let keep: Vec<bool> = records
+        .iter()
+        .map(|r| r.rid.as_deref().is_none_or(|id| seen.insert(id)))
+        .collect();
+    if keep.iter().all(|k| *k) {
+        return None;
+    }
+    Some(
+        records
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(r, _)| r.clone())
+            .collect(),
+    )
 }
 
 /// Links `records` after the head of `state`: each gets the next seq, the previous hash
@@ -534,6 +558,29 @@ mod tests {
         assert_eq!(a.head.last_hash, a.rows[1].hash);
         assert_eq!(a.head_mac, format!("head 6 {}", a.rows[1].hash));
         assert_eq!(a.values(&a.rows[1]).len(), AUDIT_COLUMNS.split(',').count());
+    }
+
+    #[test]
+    fn new_records_skips_known_ids_and_repeats_only() {
+        let rec = |rid: Option<&str>| {
+            let mut r = AuditRecord::new(1, "POST");
+            r.rid = rid.map(str::to_string);
+            r
+        };
+        let batch = vec![
+            rec(Some("a")),
+            rec(None),
+            rec(Some("b")),
+            rec(Some("a")),
+            rec(None),
+        ];
+        assert!(
+            new_records(&batch[..3], &[]).is_none(),
+            "nothing to leave out"
+        );
+        let kept = new_records(&batch, &["b".to_string()]).expect("some left out");
+        let ids: Vec<_> = kept.iter().map(|r| r.rid.as_deref()).collect();
+        assert_eq!(ids, [Some("a"), None, None]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use rusqlite::{
 };
 use tracing::{info, warn};
 
-use super::rows::{key_counts, Tally, CLIENT_COLUMNS, GRANT_COLUMNS};
+use super::rows::{key_counts, new_records, Tally, CLIENT_COLUMNS, GRANT_COLUMNS};
 use super::rows::{
     link_all, missing_chain, notes_json, nothing_purged, placeholders, plan_purge, Aged, Column,
     FromRow, RowRead, AUDIT_COLUMNS, AUDIT_WIDTH, CHAIN_COLUMNS, DELIVERY_COLUMNS, PINS_COLUMNS,
@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "fleet_keys",
         sql: include_str!("migrations/sqlite/0005_fleet_keys.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "audit_rid",
+        sql: include_str!("migrations/sqlite/0006_audit_rid.sql"),
     },
 ];
 
@@ -290,7 +295,21 @@ fn append(
     key: &dyn ChainLinker,
 ) -> Result<ChainHead, StoreError> {
     let tx = begin(conn)?;
-    let linked = link_all(&chain_state(&tx)?, records, key);
+    let state = chain_state(&tx)?;
+    let mut known = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached("SELECT 1 FROM cortex_audit WHERE rid = ?1")
+            .map_err(classify)?;
+        for rid in records.iter().filter_map(|r| r.rid.as_deref()) {
+            if stmt.exists(params![rid]).map_err(classify)? {
+                known.push(rid.to_string());
+            }
+        }
+    }
+    let fresh = new_records(records, &known);
+    let records: &[AuditRecord] = fresh.as_deref().unwrap_or(records);
+    let linked = link_all(&state, records, key);
     {
         let sql = format!(
             "INSERT INTO cortex_audit ({AUDIT_COLUMNS}) VALUES {}",

@@ -251,3 +251,72 @@ async fn a_sqlite_file_made_read_only_then_writable_loses_nothing() {
     let (code, out, err) = run_verify(g.dir(), &g.path("gateway.yaml")).await;
     assert_eq!(code, 0, "audit verify: {out}{err}");
 }
+
+/// A replica killed (SIGKILL) while the store is down: the records of the requests it
+/// answered during the outage were only in its memory backlog and its spool file. The
+/// replica started again on the same spool directory (a restart of the same pod) finds the
+/// file of its previous life unlocked and replays it once the store is back: every answered
+/// request's record is stored once, and the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_during_an_outage_replays_its_spool_when_started_again() {
+    let pg = tokio::task::block_in_place(PrivatePg::start);
+    let spool = tempfile::tempdir().expect("a spool directory");
+    let config = yaml(&format!("database_url: \"{}\"", pg.url()), unused_port()).replacen(
+        &format!("audit:\n  secret: \"{AUDIT_SECRET}\""),
+        &format!(
+            "audit:\n  secret: \"{AUDIT_SECRET}\"\n  spool_dir: \"{}\"",
+            spool.path().display()
+        ),
+        1,
+    );
+    assert!(config.contains("spool_dir"), "{config}");
+    let mut first = Gateway::start(&config).await;
+    let client = first.client();
+    pings(&client, 5).await;
+    eventually(WAIT, "the first records stored", || async {
+        (pg_count(
+            &pg,
+            "SELECT COUNT(*) FROM cortex_audit WHERE method = 'ping'",
+        )
+        .await?
+            >= 5)
+            .then_some(())
+    })
+    .await;
+
+    // The store stops; 20 pings are answered (their records wait in memory and in the
+    // spool); then the process is killed.
+    tokio::task::block_in_place(|| pg.stop());
+    pings(&client, 20).await;
+    first.signal(libc::SIGKILL);
+    assert!(first.wait_exit(Duration::from_secs(10)).await.is_some());
+    let left: Vec<_> = std::fs::read_dir(spool.path())
+        .expect("the spool directory")
+        .flatten()
+        .collect();
+    assert_eq!(left.len(), 1, "the killed process's spool file is left");
+
+    // The store is back and the replica starts again: the file is replayed, then deleted.
+    tokio::task::block_in_place(|| pg.start_again());
+    let mut second = Gateway::start(&config).await;
+    let pings_stored = eventually(WAIT, "the killed replica's records replayed", || async {
+        let n = pg_count(
+            &pg,
+            "SELECT COUNT(*) FROM cortex_audit WHERE method = 'ping'",
+        )
+        .await?;
+        (n >= 25).then_some(n)
+    })
+    .await;
+    assert_eq!(pings_stored, 25, "every answered ping once");
+    second
+        .wait_for_log("replayed the spool file of a process that is gone", WAIT)
+        .await;
+    let files = std::fs::read_dir(spool.path()).expect("spool").count();
+    assert_eq!(files, 1, "only the new process's own file is left");
+    second.stop();
+    let logs = logs(&second);
+    assert!(!logs.contains("panicked"), "{logs}");
+    let (code, out, err) = run_verify(second.dir(), &second.path("gateway.yaml")).await;
+    assert_eq!(code, 0, "audit verify: {out}{err}");
+}

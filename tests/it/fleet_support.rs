@@ -216,6 +216,9 @@ pub struct Fleet {
     pub nginx: Nginx,
     pub db: TestDb,
     pub prefix: String,
+    /// The audit spool directory the replicas share (each replays the files of one that
+    /// died).
+    pub spool: tempfile::TempDir,
     yaml: String,
 }
 
@@ -236,7 +239,16 @@ impl Fleet {
     pub async fn start_on(test: &str, config: TestConfig, n: usize, redis: &str) -> Fleet {
         let db = TestDb::new(Kind::Postgres).await;
         let prefix = unique_prefix(test);
-        let yaml = Fleet::yaml_on(&db, &prefix, config, redis);
+        let spool = tempfile::tempdir().expect("a spool directory");
+        let yaml = Fleet::yaml_on(&db, &prefix, config, redis).replacen(
+            &format!("audit:\n  secret: \"{AUDIT_SECRET}\""),
+            &format!(
+                "audit:\n  secret: \"{AUDIT_SECRET}\"\n  spool_dir: \"{}\"",
+                spool.path().display()
+            ),
+            1,
+        );
+        assert!(yaml.contains("spool_dir"), "{yaml}");
         let mut replicas = Vec::with_capacity(n);
         for _ in 0..n {
             replicas.push(Gateway::start(&yaml).await);
@@ -251,6 +263,7 @@ impl Fleet {
             nginx,
             db,
             prefix,
+            spool,
             yaml,
         }
     }

@@ -90,6 +90,12 @@ pub struct AuditRecord {
     pub backends_filter: Option<String>,
     /// `tools/list`: the `X-Cortex-Tool-Mode` header.
     pub tool_mode: Option<String>,
+    /// The record's unique id (the replica's tag and a counter, hex), so that a record
+    /// replayed from a spool file after a crash is stored once. Records written before
+    /// record ids existed have none, and their canonical form (hence their hash) is the
+    /// one they had: the field is left out of it when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
 }
 
 impl AuditRecord {
@@ -124,6 +130,7 @@ impl AuditRecord {
             tokens_estimate: None,
             backends_filter: None,
             tool_mode: None,
+            rid: None,
         }
     }
 }
