@@ -8,13 +8,6 @@ use clap::{Parser, Subcommand};
 use cortex_gateway::config::{self, EnvSource, LogFormat, ProcessEnv};
 use cortex_gateway::{demo, healthcheck, preflight, server};
 
-/// mimalloc instead of glibc's malloc: a proxied call makes tens of small allocations and a
-/// few large boxed futures (Pingora's connection future, the request handler), which took
-/// glibc's slow paths (`_int_malloc`, `malloc_consolidate`); docs/performance.md has the
-/// before and after.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "cortex-gateway",
