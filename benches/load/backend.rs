@@ -1,14 +1,24 @@
 //! The fast contract echo backend: hyper 1, HTTP/1.1, one OS thread with a current-thread
 //! Tokio runtime (like the peer benchmark's `cortex-echo`), any number of 127.0.0.1 listeners.
 //!
-//! Each listener answers `list_tools` with a pre-serialized catalog of its own size, the other
-//! discovery methods (`list_prompts`, …) with 404 (not offered), and every other method with
-//! `{"echoed":<params>}`: the params are echoed as raw JSON, so a call costs one borrowed
+//! A contract listener answers `list_tools` with a pre-serialized catalog of its own size, the
+//! other discovery methods (`list_prompts`, …) with 404 (not offered), and every other method
+//! with `{"echoed":<params>}`: the params are echoed as raw JSON, so a call costs one borrowed
 //! parse and one small write. No authentication: the cost measured is the gateway's.
+//!
+//! An MCP listener ([`Kind::Mcp`]) is a minimal native MCP server on streamable HTTP, always
+//! answering in JSON (never an event stream): `initialize` (with an `Mcp-Session-Id`),
+//! notifications (202), `tools/list` with one `echo` tool, `tools/call` echoing the
+//! `message` argument as text, `ping`; GET answers 405 (no standalone stream), DELETE 204.
+//! The same server is called directly and through the gateway as a `kind: mcp` backend
+//! (issue 17 §2: the work the peers were measured on).
+//!
+//! Every listener counts the connections it accepted ([`EchoBackend::connections`]), so the
+//! cells can show whether the gateway reuses its backend connections.
 
 use std::borrow::Cow;
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,14 +26,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::fixtures;
-use crate::http_server::{self, json_response};
+use crate::http_server::json_response;
 use crate::procfs;
 
 /// One listener: the backend id its tool names are generated for, and how many tools.
@@ -31,14 +44,26 @@ use crate::procfs;
 pub struct ListenerSpec {
     /// Backend id used in the generated descriptions and scopes.
     pub id: String,
-    /// Tools its `list_tools` returns.
+    /// Tools its `list_tools` returns (contract listeners).
     pub tools: usize,
+    /// What it speaks.
+    pub kind: Kind,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The Cortex backend contract (`POST /api/cortex/backend`).
+    Contract,
+    /// Native MCP on streamable HTTP (JSON replies, one `echo` tool).
+    Mcp,
 }
 
 /// The running backend thread; stopped and joined on drop.
 pub struct EchoBackend {
     addrs: Vec<SocketAddr>,
     list_bytes: Vec<usize>,
+    accepted: Arc<AtomicU64>,
     tid: Arc<AtomicI32>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
@@ -72,6 +97,9 @@ impl EchoBackend {
             })
             .collect();
         let list_bytes = lists.iter().map(Bytes::len).collect();
+        let kinds: Vec<Kind> = specs.iter().map(|s| s.kind).collect();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let accepted_in = accepted.clone();
         let tid = Arc::new(AtomicI32::new(0));
         let tid_in = tid.clone();
         let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -90,13 +118,24 @@ impl EchoBackend {
                     }
                 };
                 rt.block_on(async move {
-                    for (listener, list) in listeners.into_iter().zip(lists) {
-                        match TcpListener::from_std(listener) {
-                            Ok(l) => {
-                                let handler = move |req| handle(req, list.clone());
-                                tokio::spawn(http_server::serve(l, handler, stop_rx.clone()));
+                    for ((listener, list), kind) in listeners.into_iter().zip(lists).zip(kinds) {
+                        let l = match TcpListener::from_std(listener) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                eprintln!("echo backend: listener: {e}");
+                                continue;
                             }
-                            Err(e) => eprintln!("echo backend: listener: {e}"),
+                        };
+                        let stop = stop_rx.clone();
+                        let count = accepted_in.clone();
+                        match kind {
+                            Kind::Contract => {
+                                let handler = move |req| handle(req, list.clone());
+                                tokio::spawn(serve_counted(l, handler, stop, count));
+                            }
+                            Kind::Mcp => {
+                                tokio::spawn(serve_counted(l, handle_mcp, stop, count));
+                            }
                         }
                     }
                     // Serve until the harness drops the handle (or is gone).
@@ -106,6 +145,7 @@ impl EchoBackend {
         let backend = EchoBackend {
             addrs,
             list_bytes,
+            accepted,
             tid,
             stop: stop_tx,
             thread: Some(thread),
@@ -126,6 +166,11 @@ impl EchoBackend {
     /// Size in bytes of listener `i`'s `list_tools` reply.
     pub fn list_bytes(&self, i: usize) -> usize {
         self.list_bytes[i]
+    }
+
+    /// Connections accepted so far, all listeners together.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// CPU time (user + system) the backend thread used so far, in clock ticks.
@@ -168,6 +213,173 @@ async fn handle(req: Request<Incoming>, list: Bytes) -> Response<Full<Bytes>> {
             out.extend_from_slice(params.as_bytes());
             out.push(b'}');
             json_response(200, Bytes::from(out))
+        }
+    }
+}
+
+/// `http_server::serve` (the tests' stand-in server loop) with a count of the accepted connections: the same loop (each
+/// connection on a task of its own, closed when `stop` turns true).
+async fn serve_counted<H, F>(
+    listener: TcpListener,
+    handler: H,
+    stop: watch::Receiver<bool>,
+    accepted: Arc<AtomicU64>,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let mut accept_stop = stop.clone();
+    loop {
+        let accepted_now = tokio::select! {
+            _ = accept_stop.wait_for(|s| *s) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted_now {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        accepted.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let mut conn_stop = stop.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let reply = handler(req);
+                async move { Ok::<_, std::convert::Infallible>(reply.await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = conn_stop.wait_for(|s| *s) => {}
+            }
+        });
+    }
+}
+
+/// The session id the MCP echo server issues (it keeps no state per session).
+const MCP_SESSION: &str = "load-echo-session";
+
+/// A JSON-RPC message as the MCP echo server reads it, borrowed from the body.
+#[derive(Deserialize)]
+struct Rpc<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    #[serde(borrow, default)]
+    params: Option<CallParams<'a>>,
+}
+
+/// The params the server looks at: a tool call's name and its `message` argument.
+#[derive(Deserialize)]
+struct CallParams<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Args<'a>>,
+    #[serde(borrow, default, rename = "protocolVersion")]
+    protocol_version: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Args<'a> {
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+}
+
+const MCP_TOOLS: &str = r#"{"tools":[{"name":"echo","description":"Echoes its message.","inputSchema":{"type":"object","properties":{"message":{"type":"string"}},"required":["message"]}}]}"#;
+
+fn mcp_reply(status: u16, body: Vec<u8>, session: bool) -> Response<Full<Bytes>> {
+    let mut r = json_response(status, Bytes::from(body));
+    if session {
+        r.headers_mut()
+            .insert("mcp-session-id", HeaderValue::from_static(MCP_SESSION));
+    }
+    r
+}
+
+fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+/// `{"jsonrpc":"2.0","id":<id>,"result":<result>}` with the id spliced as sent.
+fn rpc_result(id: &RawValue, result: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + result.iter().map(|r| r.len()).sum::<usize>());
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    out.extend_from_slice(id.get().as_bytes());
+    out.extend_from_slice(br#","result":"#);
+    for r in result {
+        out.extend_from_slice(r);
+    }
+    out.push(b'}');
+    out
+}
+
+async fn handle_mcp(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match *req.method() {
+        Method::POST => {}
+        Method::DELETE => return empty(StatusCode::NO_CONTENT),
+        _ => return empty(StatusCode::METHOD_NOT_ALLOWED),
+    }
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return empty(StatusCode::BAD_REQUEST),
+    };
+    let Ok(rpc) = serde_json::from_slice::<Rpc<'_>>(&body) else {
+        let e = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}"#;
+        return mcp_reply(400, e.to_vec(), false);
+    };
+    // Notifications and answers to server requests: accepted, nothing to say.
+    let Some(id) = rpc.id else {
+        return empty(StatusCode::ACCEPTED);
+    };
+    match rpc.method.as_ref() {
+        "initialize" => {
+            let version = rpc
+                .params
+                .as_ref()
+                .and_then(|p| p.protocol_version.as_deref())
+                .filter(|v| matches!(*v, "2025-06-18" | "2025-03-26" | "2024-11-05"))
+                .unwrap_or("2025-06-18");
+            let result = format!(
+                r#"{{"protocolVersion":"{version}","capabilities":{{"tools":{{}}}},"serverInfo":{{"name":"load-echo-mcp","version":"1"}}}}"#
+            );
+            mcp_reply(200, rpc_result(id, &[result.as_bytes()]), true)
+        }
+        "tools/list" => mcp_reply(200, rpc_result(id, &[MCP_TOOLS.as_bytes()]), false),
+        "tools/call" => {
+            let params = rpc.params.as_ref();
+            if params.and_then(|p| p.name.as_deref()) != Some("echo") {
+                let mut out = br#"{"jsonrpc":"2.0","id":"#.to_vec();
+                out.extend_from_slice(id.get().as_bytes());
+                out.extend_from_slice(br#","error":{"code":-32602,"message":"Unknown tool"}}"#);
+                return mcp_reply(200, out, false);
+            }
+            let message = params
+                .and_then(|p| p.arguments.as_ref())
+                .and_then(|a| a.message)
+                .map(RawValue::get)
+                .filter(|m| m.starts_with('"'))
+                .unwrap_or(r#""""#);
+            let parts: [&[u8]; 3] = [
+                br#"{"content":[{"type":"text","text":"#,
+                message.as_bytes(),
+                b"}]}",
+            ];
+            mcp_reply(200, rpc_result(id, &parts), false)
+        }
+        "ping" => mcp_reply(200, rpc_result(id, &[b"{}"]), false),
+        _ => {
+            let mut out = br#"{"jsonrpc":"2.0","id":"#.to_vec();
+            out.extend_from_slice(id.get().as_bytes());
+            out.extend_from_slice(br#","error":{"code":-32601,"message":"Method not found"}}"#);
+            mcp_reply(200, out, false)
         }
     }
 }

@@ -169,6 +169,8 @@ pub struct CellOutcome {
     pub latency: Summary,
     /// Gateway CPU (user+sys, all threads) per request, µs.
     pub gateway_cpu_us_per_req: Option<f64>,
+    /// The kernel (system) part of the gateway's CPU per request, µs.
+    pub gateway_sys_us_per_req: Option<f64>,
     /// Backend thread CPU per request, µs.
     pub backend_cpu_us_per_req: Option<f64>,
     /// Load-driver thread CPU per request, µs.
@@ -176,6 +178,9 @@ pub struct CellOutcome {
     /// How busy the whole machine was during the cell, % of all CPUs (idle and iowait
     /// excluded): near 100 means CPU-bound, well below means latency-bound.
     pub machine_busy_pct: f64,
+    /// Connections the backend accepted during the measured interval (0 when every call
+    /// reuses a kept-alive connection).
+    pub backend_connections: u64,
 }
 
 #[derive(Default)]
@@ -412,7 +417,9 @@ pub async fn run(
     }
     warmed.wait().await;
     let gw0 = meters.gateway_pid.and_then(procfs::cpu_ticks);
+    let sys0 = meters.gateway_pid.and_then(procfs::sys_ticks);
     let be0 = meters.backend.cpu_ticks();
+    let conns0 = meters.backend.connections();
     let drv0 = procfs::self_thread_cpu_us();
     let m0 = procfs::machine_cpu();
     let t0 = Instant::now();
@@ -435,7 +442,9 @@ pub async fn run(
     }
     let elapsed = t0.elapsed();
     let gw1 = meters.gateway_pid.and_then(procfs::cpu_ticks);
+    let sys1 = meters.gateway_pid.and_then(procfs::sys_ticks);
     let be1 = meters.backend.cpu_ticks();
+    let conns1 = meters.backend.connections();
     let drv1 = procfs::self_thread_cpu_us();
     let m1 = procfs::machine_cpu();
 
@@ -463,7 +472,9 @@ pub async fn run(
     result.rps = result.ok as f64 / elapsed.as_secs_f64().max(1e-9);
     result.latency = Summary::of(&mut lat);
     result.gateway_cpu_us_per_req = ticks_to_us(gw0.zip(gw1), requests);
+    result.gateway_sys_us_per_req = ticks_to_us(sys0.zip(sys1), requests);
     result.backend_cpu_us_per_req = ticks_to_us(be0.zip(be1), requests);
+    result.backend_connections = conns1.saturating_sub(conns0);
     result.driver_cpu_us_per_req = drv1.saturating_sub(drv0) as f64 / requests.max(1) as f64;
     if let (Some((busy0, total0)), Some((busy1, total1))) = (m0, m1) {
         result.machine_busy_pct = busy1.saturating_sub(busy0) as f64

@@ -12,7 +12,11 @@
 //! - `tools/list` from the cache with 10 and 1,000 tools; `initialize` round trips;
 //! - gateway RSS idle, under load (peak), after load, with N idle sessions and N idle SSE
 //!   streams (per-session and per-stream cost);
-//! - a catalog refresh across 100 backends of 50 tools: spawn → ready with 5,000 tools.
+//! - a catalog refresh across 100 backends of 50 tools: spawn → ready with 5,000 tools;
+//! - the native MCP path (issue 17 §2): a minimal MCP echo server (streamable HTTP, JSON
+//!   replies, one `echo` tool) called directly and through the gateway as a `kind: mcp`
+//!   backend, at the same concurrencies as the contract cells;
+//! - per cell, the connections the backend accepted (connection reuse to backends).
 //!
 //! - JWT-authenticated `tools/call` vs dev mode at C = 1 and 32: a gateway in
 //!   `auth.mode: oauth` whose issuer is a stand-in served by this process (an ES256 key made
@@ -22,7 +26,8 @@
 //!
 //! Environment: `LOAD_QUICK=1` (a ~30 s smoke run), `LOAD_OUT=<file>` (JSON results; default
 //! `$CARGO_TARGET_DIR/load-results.json`); overrides for investigations: `LOAD_ROUNDS`,
-//! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_PHASES=calls,jwt,observe,sse,big,refresh`,
+//! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_CONCURRENCY=1,8` (their
+//! concurrencies), `LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh`,
 //! `LOAD_GATEWAY_BIN` (run another build of the gateway, e.g. one with symbols for perf),
 //! `LOAD_STOP_GRACE_S` (SIGTERM → SIGKILL delay, default 5).
 //! Every process it starts is stopped by PID, also on panic (drop guards).
@@ -53,7 +58,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use backend::{EchoBackend, ListenerSpec};
+use backend::{EchoBackend, Kind, ListenerSpec};
 use cells::{CellSpec, Expect, Meters, RssWatch, Target};
 use gateway::GatewayProc;
 use jwt::{jwt_json, jwt_measured, jwt_phase, print_jwt, DEV, JWT, JWT_SCENARIO};
@@ -73,6 +78,8 @@ const PAGE_SIZE: usize = 2_000;
 /// The 100-backend refresh scenario.
 const REFRESH_BACKENDS: usize = 100;
 const REFRESH_TOOLS: usize = 50;
+/// The native MCP echo server's listener (after the refresh backends).
+const NATIVE: usize = REFRESH_FIRST + REFRESH_BACKENDS;
 
 /// How big the run is.
 #[derive(Debug, Clone, Serialize)]
@@ -89,7 +96,7 @@ struct Plan {
     init_cell_s: f64,
     streams: usize,
     refresh_rounds: usize,
-    /// Phases to run (`LOAD_PHASES=calls,jwt,observe,sse,big,refresh`; default all).
+    /// Phases to run (`LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh`; default all).
     phases: Vec<String>,
 }
 
@@ -135,6 +142,16 @@ impl Plan {
         }
         if let Some(s) = env_num("LOAD_STREAMS") {
             plan.streams = s;
+        }
+        if let Ok(list) = std::env::var("LOAD_CONCURRENCY") {
+            let cs: Vec<usize> = list
+                .split(',')
+                .filter_map(|c| c.trim().parse::<usize>().ok())
+                .filter(|&c| c > 0)
+                .collect();
+            if !cs.is_empty() {
+                plan.call_concurrency = cs;
+            }
         }
         if let Some(c) = std::env::var("LOAD_CELL_SECONDS")
             .ok()
@@ -190,6 +207,16 @@ fn gateway_yaml(
     y
 }
 
+/// The YAML of a gateway in front of the native MCP echo server (`kind: mcp`), otherwise
+/// as [`gateway_yaml`].
+fn native_gateway_yaml(port: u16, addr: std::net::SocketAddr) -> String {
+    let mut y = gateway_yaml(port, &[], PAGE_SIZE);
+    y.push_str(&format!(
+        "  - id: mcp\n    kind: mcp\n    url: http://{addr}/mcp\n"
+    ));
+    y
+}
+
 /// Identity headers the gateway sends in `auth.mode: none`; the direct calls send the same
 /// so the backend does the same work on both paths.
 const IDENTITY: [(&str, &str); 7] = [
@@ -216,6 +243,13 @@ fn direct_call(addr: std::net::SocketAddr, method: &str, params: &str) -> Vec<u8
 const CALL_BODY: &[u8] =
     br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo_echo","arguments":{"message":"hello"}}}"#;
 const LIST_BODY: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+/// The same call to the native MCP echo server, directly and through the gateway.
+const NATIVE_DIRECT_BODY: &[u8] =
+    br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}"#;
+const NATIVE_CALL_BODY: &[u8] =
+    br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"mcp_echo","arguments":{"message":"hello"}}}"#;
+/// The scenario name of the native MCP cells.
+const NATIVE_SCENARIO: &str = "tools/call native MCP";
 const RESULT_PREFIX: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":"#;
 
 /// Everything measured, for the JSON file.
@@ -230,6 +264,8 @@ struct Results {
     sanity: Value,
     /// JWT vs dev mode per concurrency (from the `tools/call oauth` series).
     jwt_pairs: Vec<report::Pair>,
+    /// Gateway vs direct on the native MCP echo server.
+    native_pairs: Vec<report::Pair>,
     gateway_exit: Vec<String>,
     gateway_log_problems: Vec<String>,
 }
@@ -650,6 +686,81 @@ async fn big_catalog_phase(
     Ok(())
 }
 
+/// Phase 1c (issue 17 §2): a gateway in front of the native MCP echo server (`kind: mcp`),
+/// beside direct MCP calls to the same server, in alternating order; each worker of either
+/// path opens its MCP session first (untimed).
+async fn native_phase(plan: &Plan, be: &EchoBackend, results: &mut Results) -> Result<(), String> {
+    let server = be.addr(NATIVE);
+    let mut gw = GatewayProc::spawn(|port| native_gateway_yaml(port, server))?;
+    gw.wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        |s, b| s == 200 && scenarios::readyz_tools(b) == 1,
+    )
+    .await?;
+    let (status, call, _) = scenarios::mcp_once(&gw, NATIVE_CALL_BODY).await?;
+    if status != 200 || call["result"]["content"][0]["text"] != "hello" {
+        return Err(format!(
+            "native MCP tools/call through the gateway answered HTTP {status}: {call}"
+        ));
+    }
+    let via = Target::Mcp {
+        addr: gw.addr,
+        body: NATIVE_CALL_BODY.to_vec(),
+        credential: None,
+    };
+    let direct = Target::Mcp {
+        addr: server,
+        body: NATIVE_DIRECT_BODY.to_vec(),
+        credential: None,
+    };
+    let expect = Expect {
+        status: 200,
+        prefix: RESULT_PREFIX.to_vec(),
+        len: None,
+        forbid: Some(br#""isError":true"#.to_vec()),
+    };
+    for round in 0..plan.rounds {
+        for (i, &c) in plan.call_concurrency.iter().enumerate() {
+            let spec = plan.cell(c, plan.call_cell_s);
+            let gateway_first = (round + i) % 2 == 1;
+            for leg in 0..2 {
+                let through = (leg == 0) == gateway_first;
+                let (target, system, pid) = if through {
+                    (&via, "gateway", Some(gw.pid))
+                } else {
+                    (&direct, "direct", None)
+                };
+                let meters = Meters {
+                    gateway_pid: pid,
+                    backend: be,
+                };
+                let o = cells::run(target, &expect, spec, &meters).await;
+                progress(
+                    &format!("round {} {NATIVE_SCENARIO} C={c} {system}", round + 1),
+                    &o,
+                );
+                results.series(NATIVE_SCENARIO, c, system).rounds.push(o);
+            }
+        }
+        if !gw.alive() {
+            return Err(format!(
+                "the native MCP gateway died during round {}\n--- its log ---\n{}",
+                round + 1,
+                gw.logs()
+            ));
+        }
+    }
+    results
+        .gateway_log_problems
+        .extend(log_problems(&gw.logs()));
+    let status = gw.stop();
+    results
+        .gateway_exit
+        .push(format!("native MCP gateway: {status:?}"));
+    Ok(())
+}
+
 /// Phase 3: spawn → merged catalog of 100 backends × 50 tools.
 async fn refresh_phase(plan: &Plan, be: &EchoBackend, results: &mut Results) -> Result<(), String> {
     let backends: Vec<(String, std::net::SocketAddr)> = (0..REFRESH_BACKENDS)
@@ -723,6 +834,16 @@ fn targets(results: &Results) -> Vec<report::Target> {
             call(32).and_then(|p| p.gateway_cpu_us),
         ),
         T::at_most(
+            "gateway CPU per native MCP tools/call, C=32",
+            30.0,
+            "µs",
+            results
+                .native_pairs
+                .iter()
+                .find(|p| p.concurrency == 32)
+                .and_then(|p| p.gateway_cpu_us),
+        ),
+        T::at_most(
             "added latency p50, C=1",
             60.0,
             "µs",
@@ -794,10 +915,16 @@ fn print_summary(plan: &Plan, results: &Results, targets: &[report::Target]) {
         plan.rounds,
         if plan.quick { ", QUICK" } else { "" }
     );
-    for scenario in ["tools/call", "tools/list 10 tools", "tools/list 1000 tools"] {
+    for scenario in [
+        "tools/call",
+        NATIVE_SCENARIO,
+        "tools/list 10 tools",
+        "tools/list 1000 tools",
+    ] {
         report::print_cells(&results.series, scenario);
     }
     report::print_pairs(&results.pairs);
+    report::print_pairs(&results.native_pairs);
     println!("\n#### initialize (fresh session, C=1; each followed by initialized + DELETE)\n");
     println!("| round | sessions | init p50 µs | init p99 µs | sessions/s | gateway CPU µs/session | errors |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
@@ -896,16 +1023,24 @@ async fn run(plan: &Plan) -> Result<(), String> {
         ListenerSpec {
             id: "echo".into(),
             tools: 10,
+            kind: Kind::Contract,
         },
         ListenerSpec {
             id: "big".into(),
             tools: 1_000,
+            kind: Kind::Contract,
         },
     ];
     specs.extend((0..REFRESH_BACKENDS).map(|i| ListenerSpec {
         id: format!("r{i:03}"),
         tools: REFRESH_TOOLS,
+        kind: Kind::Contract,
     }));
+    specs.push(ListenerSpec {
+        id: "mcp".into(),
+        tools: 1,
+        kind: Kind::Mcp,
+    });
     let be = EchoBackend::start(&specs).map_err(|e| format!("echo backend: {e}"))?;
     let mut results = Results::default();
 
@@ -917,6 +1052,9 @@ async fn run(plan: &Plan) -> Result<(), String> {
     }
     if plan.runs("calls") {
         main_gateway_phase(plan, &be, &mut results).await?;
+    }
+    if plan.runs("native") {
+        native_phase(plan, &be, &mut results).await?;
     }
     if plan.runs("jwt") {
         jwt_phase(plan, &be, &mut results).await?;
@@ -937,6 +1075,7 @@ async fn run(plan: &Plan) -> Result<(), String> {
 
     results.pairs = report::pairs(&results.series, "tools/call", "gateway", "direct");
     results.jwt_pairs = report::pairs(&results.series, JWT_SCENARIO, JWT, DEV);
+    results.native_pairs = report::pairs(&results.series, NATIVE_SCENARIO, "gateway", "direct");
     let targets = targets(&results);
     print_summary(plan, &results, &targets);
 

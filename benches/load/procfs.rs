@@ -41,12 +41,23 @@ pub fn hwm_kib(pid: u32) -> Option<u64> {
 /// `utime + stime` of a `stat` file's content, in ticks. Fields are counted after the
 /// command name's closing parenthesis (the name may contain spaces).
 fn stat_cpu(text: &str) -> Option<u64> {
+    stat_user_sys(text).map(|(u, s)| u + s)
+}
+
+/// (utime, stime) in ticks from a `stat` line.
+fn stat_user_sys(text: &str) -> Option<(u64, u64)> {
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After ")": field 3 (state) is index 0, so utime (14) is 11 and stime (15) is 12.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
+}
+
+/// Kernel (system) CPU time of a whole process, in ticks: the part of its CPU spent in
+/// syscalls (sockets, epoll, wake-ups).
+pub fn sys_ticks(pid: u32) -> Option<u64> {
+    stat_user_sys(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?).map(|(_, s)| s)
 }
 
 /// CPU time of a whole process (all threads), in ticks.

@@ -37,12 +37,16 @@ pub struct Median {
     pub setup_errors: u64,
     /// Gateway CPU per request, µs.
     pub gateway_cpu_us: Option<f64>,
+    /// Of which in the kernel, µs.
+    pub gateway_sys_us: Option<f64>,
     /// Backend CPU per request, µs.
     pub backend_cpu_us: Option<f64>,
     /// Driver CPU per request, µs.
     pub driver_cpu_us: f64,
     /// Machine busy %, all CPUs.
     pub machine_busy_pct: f64,
+    /// Backend connections opened during the cell (largest over rounds).
+    pub backend_connections: u64,
 }
 
 /// The median of `values` (empty → None).
@@ -75,9 +79,16 @@ impl Series {
             errors: self.rounds.iter().map(|c| c.errors).sum(),
             setup_errors: self.rounds.iter().map(|c| c.setup_errors).sum(),
             gateway_cpu_us: mo(|c| c.gateway_cpu_us_per_req),
+            gateway_sys_us: mo(|c| c.gateway_sys_us_per_req),
             backend_cpu_us: mo(|c| c.backend_cpu_us_per_req),
             driver_cpu_us: m(|c| c.driver_cpu_us_per_req),
             machine_busy_pct: m(|c| c.machine_busy_pct),
+            backend_connections: self
+                .rounds
+                .iter()
+                .map(|c| c.backend_connections)
+                .max()
+                .unwrap_or(0),
         }
     }
 }
@@ -150,8 +161,8 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// Prints the per-system medians of one scenario.
 pub fn print_cells(series: &[Series], scenario: &str) {
     println!("\n#### {scenario} (medians over rounds)\n");
-    println!("| C | system | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | errors | gateway CPU µs/req | backend CPU µs/req | driver CPU µs/req | machine busy % |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| C | system | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | errors | gateway CPU µs/req (kernel) | backend CPU µs/req | driver CPU µs/req | machine busy % | backend conns opened |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows: Vec<&Series> = series.iter().filter(|s| s.scenario == scenario).collect();
     rows.sort_by(|a, b| (a.concurrency, &a.system).cmp(&(b.concurrency, &b.system)));
     for s in rows {
@@ -162,7 +173,7 @@ pub fn print_cells(series: &[Series], scenario: &str) {
             m.errors.to_string()
         };
         println!(
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.1} | {:.0} |",
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.1} | {:.0} | {} |",
             s.concurrency,
             s.system,
             m.rps,
@@ -171,10 +182,14 @@ pub fn print_cells(series: &[Series], scenario: &str) {
             m.p99_us,
             m.p999_us,
             errors,
-            opt(m.gateway_cpu_us, 1),
+            match (m.gateway_cpu_us, m.gateway_sys_us) {
+                (Some(c), Some(k)) => format!("{c:.1} ({k:.1})"),
+                (c, _) => opt(c, 1),
+            },
             opt(m.backend_cpu_us, 1),
             m.driver_cpu_us,
-            m.machine_busy_pct
+            m.machine_busy_pct,
+            m.backend_connections
         );
     }
 }

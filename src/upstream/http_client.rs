@@ -273,7 +273,10 @@ impl HttpClient {
         limits: Limits,
     ) -> Result<RawReply, TransportFailure> {
         let timeout = limits.timeout;
-        match tokio::time::timeout(timeout, self.exchange(target, headers, body, limits)).await {
+        // Boxed: the exchange holds Pingora's connect and session state (several KB), and
+        // every caller up to the request handler would otherwise move it by value.
+        let exchange = Box::pin(self.exchange(target, headers, body, limits));
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r,
             Err(_) => Err(TransportFailure::Timeout {
                 timeout_ms: duration_ms(timeout),
@@ -396,7 +399,7 @@ fn request_head(
 /// A reply whose body is read as it arrives: the replies of MCP servers, which may be a
 /// stream of server-sent events as long as the call lasts. Every read is bounded by the
 /// timeout the request was sent with; dropping it drops the connection (never pooled half
-/// read).
+/// read); [`HttpClient::read_whole`] reads it to its end and pools the connection again.
 pub struct OpenReply {
     /// HTTP status.
     pub status: u16,
@@ -405,6 +408,7 @@ pub struct OpenReply {
     /// `Mcp-Session-Id`.
     pub session_id: Option<String>,
     session: pingora::protocols::http::client::HttpSession,
+    peer: HttpPeer,
     timeout: Duration,
 }
 
@@ -433,10 +437,26 @@ impl OpenReply {
 }
 
 impl HttpClient {
+    /// The whole body of `reply` (at most `max` bytes), then its connection goes back to the
+    /// pool for the next request to the same peer: a JSON reply read to its end leaves the
+    /// connection clean, so a call to an MCP server does not pay a new connection each time.
+    pub async fn read_whole(
+        &self,
+        mut reply: OpenReply,
+        max: usize,
+    ) -> Result<Bytes, TransportFailure> {
+        let body = reply.body(max).await?;
+        self.connector
+            .release_http_session(reply.session, &reply.peer, Some(POOL_IDLE))
+            .await;
+        Ok(body)
+    }
+
     /// Sends `method` (POST, DELETE…) with an optional JSON body and returns as soon as the
     /// reply's header is in; the body is read with [`OpenReply::chunk`]. Connect, send and
-    /// the header must come within `timeout`, and so must every later read. Never pooled:
-    /// the connection is used for this one exchange (a stream may last as long as a call).
+    /// the header must come within `timeout`, and so must every later read. The connection
+    /// is a pooled one when one is idle; it goes back to the pool only through
+    /// [`HttpClient::read_whole`] (a stream may last as long as a call).
     pub async fn send(
         &self,
         target: &Target,
@@ -445,8 +465,8 @@ impl HttpClient {
         body: Option<Bytes>,
         timeout: Duration,
     ) -> Result<OpenReply, TransportFailure> {
-        match tokio::time::timeout(timeout, self.open(target, method, headers, body, timeout)).await
-        {
+        let open = Box::pin(self.open(target, method, headers, body, timeout));
+        match tokio::time::timeout(timeout, open).await {
             Ok(r) => r,
             Err(_) => Err(TransportFailure::Timeout {
                 timeout_ms: duration_ms(timeout),
@@ -512,6 +532,7 @@ impl HttpClient {
             content_type: header_text(h, "content-type"),
             session_id: header_text(h, "mcp-session-id"),
             session,
+            peer,
             timeout,
         })
     }

@@ -316,8 +316,8 @@ impl HttpLink {
     /// A one-way message (notification, answer): the server answers 202.
     async fn send_one_way(&self, body: Vec<u8>, authorization: Option<&str>, what: &str) {
         match self.post(body, authorization, Vec::new()).await {
-            Ok(mut r) if (200..300).contains(&r.status) => {
-                let _ = r.body(64 * 1024).await;
+            Ok(r) if (200..300).contains(&r.status) => {
+                let _ = self.client.read_whole(r, 64 * 1024).await;
             }
             Ok(r) => {
                 tracing::warn!(backend = %self.backend, status = r.status, "the server refused {what}")
@@ -393,7 +393,7 @@ impl Link for HttpLink {
             let backend = self.backend.clone();
             tokio::spawn(read_events(reply, tx, id.clone(), call.key, sink, backend));
         } else if content_type.starts_with("application/json") {
-            let item = match reply.body(MAX_MESSAGE_BYTES).await {
+            let item = match self.client.read_whole(reply, MAX_MESSAGE_BYTES).await {
                 Ok(body) => match serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(rules::classify)
