@@ -69,6 +69,8 @@ pub struct FaultStats {
     pub huge_written: AtomicU64,
     /// Huge replies the gateway hung up on before their end.
     pub huge_abandoned: AtomicU64,
+    /// Huge replies written to their end (the gateway read or buffered all 50 MB).
+    pub huge_completed: AtomicU64,
     /// Slow replies the gateway hung up on.
     pub slow_abandoned: AtomicU64,
 }
@@ -285,7 +287,9 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                             .fetch_add(64 * 1024, Ordering::SeqCst);
                     }
                 }
-                if !ok {
+                if ok {
+                    shared.stats.huge_completed.fetch_add(1, Ordering::SeqCst);
+                } else {
                     shared.stats.huge_abandoned.fetch_add(1, Ordering::SeqCst);
                 }
                 false
