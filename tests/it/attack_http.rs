@@ -336,7 +336,8 @@ async fn descriptors_running_out_pause_accept_and_the_gateway_recovers() {
         gateway.logs().contains("Accept() failed").then_some(())
     })
     .await;
-    assert!(open_fds(pid) <= limit, "the limit holds");
+    // Measured, not asserted: the limit caps descriptor numbers, not their count.
+    let exhausted = open_fds(pid);
     // A connection accepted before keeps being served during the exhaustion.
     assert!(kept.send(&raw::post("/mcp", "", &ping(2))).await);
     let during = kept.response(WAIT).await;
@@ -373,7 +374,7 @@ async fn descriptors_running_out_pause_accept_and_the_gateway_recovers() {
         failures.len()
     );
     eprintln!(
-        "descriptors run out: {before} at rest, limit {limit}, {BURST} connections, {} failed accept() over {seconds} s, recovered",
+        "descriptors run out: {before} at rest, limit {limit}, {exhausted} held when exhausted, {BURST} connections, {} failed accept() over {seconds} s, recovered",
         failures.len()
     );
 }

@@ -236,8 +236,10 @@ async fn serve(mut stream: TcpStream, stats: Arc<RogueMcpStats>) {
                         let result = json!({"content": [{"type": "text", "text": "flap"}]});
                         write_result(&mut stream, &id, result, "").await;
                     } else {
-                        // Reset: close with unread data pending is not guaranteed to RST, so
-                        // linger 0 makes the close a reset.
+                        // SO_LINGER 0: the close (when `serve` returns) sends a RST instead
+                        // of a FIN (with nothing left to send, it never blocks, which is why
+                        // tokio deprecates the method).
+                        #[allow(deprecated)]
                         let _ = stream.set_linger(Some(Duration::ZERO));
                     }
                 }
