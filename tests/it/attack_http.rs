@@ -6,7 +6,8 @@
 //! the connection cap (`edge_limits::connections_over_the_cap_are_refused`), `Host` rules
 //! (`mcp_transport::host_rules_on_loopback`, `edge_http::host_is_required_and_always_checked`).
 //! This file adds: two Content-Lengths, header floods, slowloris while others are served,
-//! 10,000 idle connections, deep JSON nesting, invalid UTF-8, and more DNS-rebinding hosts.
+//! 10,000 idle connections, descriptors running out (EMFILE) under a burst, deep JSON nesting,
+//! invalid UTF-8, and more DNS-rebinding hosts.
 
 use crate::common;
 

@@ -1,8 +1,8 @@
 //! Native MCP backends that fail (docs/reliability.md, "A native MCP backend that fails").
 //! Over streamable HTTP, a raw-socket server (`common::rogue_mcp`) whose event streams never
-//! end, whose request to the caller is never answered, or which never answers at all; over
-//! stdio, a child (tests/python/fault_stdio.py) that exits during a call, hangs, or floods
-//! its stderr. Each call ends with the documented error, the server hears that the gateway
+//! end, whose request to the caller is never answered, which never answers at all, answers
+//! 50 MB, cuts its reply or flaps; over stdio, a child (tests/python/fault_stdio.py) that
+//! exits during a call, hangs, or floods its stderr. Each call ends with the documented error, the server hears that the gateway
 //! gave up, and nothing leaks. (A server that is down, answers garbage or an error status:
 //! native_http.rs; a killed stdio child restarted: native_stdio.rs.)
 
