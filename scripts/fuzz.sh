@@ -4,7 +4,8 @@
 #   scripts/fuzz.sh [seconds-per-target] [target ...]     default: 600 s, every target
 #
 # Needs a nightly toolchain and cargo-fuzz (`rustup toolchain install nightly`,
-# `cargo install cargo-fuzz`). Each target runs niced, in one process (-jobs=1 -workers=1),
+# `cargo install cargo-fuzz`). Each target runs niced (FUZZ_NICE, default 10: the build and the
+# run yield to interactive work), in one process (-jobs=1 -workers=1),
 # bounded by -max_total_time, starting from the committed seeds (fuzz/corpus/<target>/);
 # what it learns goes to fuzz/work/<target>/ (not committed), crashes to
 # fuzz/work/<target>/artifacts/. A summary line per target is printed at the end and kept in
@@ -14,6 +15,7 @@
 set -euo pipefail
 
 seconds="${1:-600}"
+niceness="${FUZZ_NICE:-10}"
 shift || true
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root/fuzz"
@@ -37,7 +39,7 @@ fi
 for t in "${targets[@]}"; do
     case "$t" in jwt | config_load) flags+=(--features gateway) && break ;; esac
 done
-nice -n 19 cargo +nightly fuzz build "${flags[@]}"
+nice -n "$niceness" cargo +nightly fuzz build "${flags[@]}"
 
 mkdir -p work
 summary=work/summary.tsv
@@ -49,7 +51,7 @@ for t in "${targets[@]}"; do
     echo "== $t: ${seconds}s"
     start=$(date +%s)
     set +e
-    nice -n 19 cargo +nightly fuzz run "${flags[@]}" "$t" "work/$t/corpus" "corpus/$t" -- \
+    nice -n "$niceness" cargo +nightly fuzz run "${flags[@]}" "$t" "work/$t/corpus" "corpus/$t" -- \
         -max_total_time="$seconds" -jobs=1 -workers=1 -print_final_stats=1 \
         -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -artifact_prefix="work/$t/artifacts/" >"work/$t/run.log" 2>&1

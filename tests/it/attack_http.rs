@@ -6,7 +6,8 @@
 //! the connection cap (`edge_limits::connections_over_the_cap_are_refused`), `Host` rules
 //! (`mcp_transport::host_rules_on_loopback`, `edge_http::host_is_required_and_always_checked`).
 //! This file adds: two Content-Lengths, header floods, slowloris while others are served,
-//! 10,000 idle connections, deep JSON nesting, invalid UTF-8, and more DNS-rebinding hosts.
+//! 10,000 idle connections, descriptors running out (EMFILE) under a burst, deep JSON nesting,
+//! invalid UTF-8, and more DNS-rebinding hosts.
 
 use crate::common;
 
@@ -283,6 +284,100 @@ async fn ten_thousand_idle_connections_stay_bounded() {
         (open_fds(pid) <= before + 16).then_some(())
     })
     .await;
+}
+
+/// Descriptors run out under a connection burst (the gateway's limit cut far below
+/// `max_connections + reserved_fds`, as when something else eats its descriptors): the
+/// listener's `accept()` fails with EMFILE, which it logs (`Accept() failed … Too many open
+/// files`) and answers with a one-second pause instead of spinning; connections already
+/// accepted keep being served; the burst waits in the kernel's listen queue; once the idle
+/// connections are cut at the header deadline (or closed by their clients), the queued ones
+/// are accepted and answered, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptors_running_out_pause_accept_and_the_gateway_recovers() {
+    const BURST: usize = 200;
+    const HEADROOM: usize = 40;
+    let gateway =
+        gateway_with("max_connections: 1000, reserved_fds: 256, header_timeout: 4s").await;
+    let pid = gateway.pid();
+    // A keep-alive connection accepted before the descriptors run out.
+    let mut kept = RawConn::connect(gateway.port()).await;
+    assert!(kept.send(&raw::post("/mcp", "", &ping(1))).await);
+    assert_eq!(kept.response(WAIT).await.map(|r| r.status), Some(200));
+    let before = open_fds(pid);
+    let limit = before + HEADROOM;
+    let out = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .output()
+        .expect("prlimit (util-linux)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = std::time::Instant::now();
+    // The burst: far more connections than descriptors left. The kernel completes them all
+    // (the listen queue holds them); the gateway accepts until EMFILE.
+    let port = gateway.port();
+    let connects = (0..BURST).map(|_| async move {
+        tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(("127.0.0.1", port))).await
+    });
+    let mut idle = Vec::new();
+    for r in futures::future::join_all(connects).await {
+        if let Ok(Ok(s)) = r {
+            idle.push(s);
+        }
+    }
+    assert!(idle.len() > HEADROOM, "{} of {BURST} connected", idle.len());
+    eventually(WAIT, "accept() failing with EMFILE, logged", || async {
+        gateway.logs().contains("Accept() failed").then_some(())
+    })
+    .await;
+    // Measured, not asserted: the limit caps descriptor numbers, not their count.
+    let exhausted = open_fds(pid);
+    // A connection accepted before keeps being served during the exhaustion.
+    assert!(kept.send(&raw::post("/mcp", "", &ping(2))).await);
+    let during = kept.response(WAIT).await;
+    assert_eq!(during.map(|r| r.json()["id"].clone()), Some(json!(2)));
+    // A new client queued behind the burst is answered once the idle ones are cut at the
+    // header deadline: the gateway recovers by itself, its clients still connected.
+    let mut queued = RawConn::connect(gateway.port()).await;
+    assert!(queued.send(&raw::post("/mcp", "", &ping(3))).await);
+    let answered = queued.response(Duration::from_secs(60)).await;
+    assert_eq!(answered.map(|r| r.json()["id"].clone()), Some(json!(3)));
+    drop(idle);
+    eventually(WAIT, "served again", || async {
+        pings(&gateway).await.then_some(())
+    })
+    .await;
+    eventually(WAIT, "descriptors back to their level", || async {
+        (open_fds(pid) <= before + 16).then_some(())
+    })
+    .await;
+    // The pause: one failed accept() per listener and second at most, not a busy loop.
+    let logs = gateway.logs();
+    let failures = logs
+        .lines()
+        .filter(|l| l.contains("Accept() failed"))
+        .collect::<Vec<_>>();
+    assert!(
+        failures.iter().all(|l| l.contains("Too many open files")),
+        "{failures:?}"
+    );
+    let seconds = started.elapsed().as_secs() as usize + 1;
+    assert!(
+        failures.len() <= 4 * seconds,
+        "{} failed accept() in {seconds} s: the listener spins",
+        failures.len()
+    );
+    eprintln!(
+        "descriptors run out: {before} at rest, limit {limit}, {exhausted} held when exhausted, {BURST} connections, {} failed accept() over {seconds} s, recovered",
+        failures.len()
+    );
 }
 
 /// Deeply nested JSON (in the body, and inside `params`) is a parse error, not a crash or a

@@ -1,8 +1,8 @@
 //! Native MCP backends that fail (docs/reliability.md, "A native MCP backend that fails").
 //! Over streamable HTTP, a raw-socket server (`common::rogue_mcp`) whose event streams never
-//! end, whose request to the caller is never answered, or which never answers at all; over
-//! stdio, a child (tests/python/fault_stdio.py) that exits during a call, hangs, or floods
-//! its stderr. Each call ends with the documented error, the server hears that the gateway
+//! end, whose request to the caller is never answered, which never answers at all, answers
+//! 50 MB, cuts its reply or flaps; over stdio, a child (tests/python/fault_stdio.py) that
+//! exits during a call, hangs, or floods its stderr. Each call ends with the documented error, the server hears that the gateway
 //! gave up, and nothing leaks. (A server that is down, answers garbage or an error status:
 //! native_http.rs; a killed stdio child restarted: native_stdio.rs.)
 
@@ -100,6 +100,80 @@ async fn a_request_to_a_caller_who_leaves_without_answering_is_cancelled_upstrea
     // The caller and the gateway go on.
     let message = error_message(&call(&c, "rogue_hang", json!({})).await, "hang");
     assert!(message.contains(HANG_ERROR), "{message}");
+}
+
+/// A reply of 50 MB (announced, or one event growing without end), a reply cut in the middle,
+/// and a flapping server: each call ends with a clear error naming the backend (or, for the
+/// flapping one, its answer), the 50 MB are never read to their end, and nothing leaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_cut_and_flapping_replies_fail_clearly_and_leak_nothing() {
+    let (gateway, rogue) = rogue_gateway().await;
+    let pid = gateway.pid();
+    let c = client(&gateway).await;
+    let huge = error_message(&call(&c, "rogue_huge", json!({})).await, "huge");
+    assert!(
+        huge.starts_with("backend rogue:")
+            && (huge.contains("larger than 16777216 bytes") || huge.contains("1000")),
+        "{huge}"
+    );
+    let event = error_message(&call(&c, "rogue_huge_event", json!({})).await, "huge_event");
+    assert!(event.starts_with("backend rogue:"), "{event}");
+    let cut = error_message(&call(&c, "rogue_cut", json!({})).await, "cut");
+    assert!(cut.starts_with("backend rogue:"), "{cut}");
+    eprintln!("native HTTP replies: huge: {huge}; huge event: {event}; cut: {cut}");
+    let mut answered = 0;
+    for _ in 0..8 {
+        let r = call(&c, "rogue_flap", json!({})).await;
+        if r["result"]["content"][0]["text"] == "flap" {
+            answered += 1;
+        } else {
+            let message = error_message(&r, "flap");
+            assert!(message.starts_with("backend rogue:"), "{message}");
+        }
+    }
+    assert!(answered >= 1, "a flapping server's answers get through");
+    eventually(WAIT, "the huge replies hung up on", || async {
+        (rogue.count(|s| &s.open) == 0).then_some(())
+    })
+    .await;
+    assert!(
+        rogue.count(|s| &s.hung_up) >= 2,
+        "the 50 MB replies were never read to their end"
+    );
+
+    // Then many at once, measured against a baseline taken after one such round (the
+    // allocator keeps freed 16 MiB buffers for reuse: the warm-up runs at the same
+    // concurrency as the measure).
+    many_bad_replies(&c).await;
+    let baseline = Usage::of(pid);
+    for _ in 0..4 {
+        many_bad_replies(&c).await;
+    }
+    eventually(WAIT, "every upstream reply closed", || async {
+        (rogue.count(|s| &s.open) == 0).then_some(())
+    })
+    .await;
+    let after = settles_to(pid, &baseline, "after 32 huge, cut and flapping calls").await;
+    eprintln!("native HTTP replies: baseline {baseline:?}, after {after:?}");
+}
+
+/// Two calls of each of `huge`, `huge_event`, `cut` and `flap` at once.
+async fn many_bad_replies(c: &McpClient) {
+    let tools = ["rogue_huge", "rogue_huge_event", "rogue_cut", "rogue_flap"];
+    let calls = join_all(
+        tools
+            .iter()
+            .flat_map(|t| std::iter::repeat_n(*t, 2))
+            .map(|t| call(c, t, json!({}))),
+    )
+    .await;
+    for r in &calls {
+        assert!(
+            r["result"]["content"][0]["text"] == "flap"
+                || error_message(r, "many").starts_with("backend rogue:"),
+            "{r}"
+        );
+    }
 }
 
 const ROUNDS: usize = 6;

@@ -7,6 +7,10 @@
 //! | `endless` | an event stream that sends a comment every 100 ms and never the response |
 //! | `ask` | an event stream carrying an `elicitation/create` request to the caller, then comments, never the response |
 //! | `hang` | nothing: the request is read and never answered |
+//! | `huge` | a JSON reply announcing 50 MB, its body sent until the gateway hangs up |
+//! | `huge_event` | an event stream whose one event grows to 50 MB (never ended) |
+//! | `cut` | a JSON reply announcing 1,000 bytes, closed after 100 |
+//! | `flap` | every other call answered (text `flap`), the others reset without a reply |
 //!
 //! Every stream ends when the gateway hangs up (counted) or after [`MAX_CONN_TIME`].
 
@@ -33,7 +37,12 @@ pub struct RogueMcpStats {
     pub hung_up: AtomicU64,
     /// Event streams and hanging requests open right now.
     pub open: AtomicU64,
+    /// `flap` calls received (the 1st, 3rd, … are answered, the others reset).
+    pub flaps: AtomicU64,
 }
+
+/// The size the `huge` replies announce or reach: 50 MB.
+pub const HUGE_BYTES: usize = 50 * 1000 * 1000;
 
 /// A running rogue MCP server; stops accepting on drop.
 pub struct RogueMcp {
@@ -113,6 +122,35 @@ fn chunk(data: &str) -> Vec<u8> {
     format!("{:x}\r\n{data}\r\n", data.len()).into_bytes()
 }
 
+/// Writes `total` bytes of filler after `head` in 64 KiB writes (chunked when `chunked`),
+/// until done or the gateway hangs up.
+async fn write_filler(
+    stream: &mut TcpStream,
+    head: &[u8],
+    chunked: bool,
+    total: usize,
+    stats: &RogueMcpStats,
+) {
+    let mut ok = stream.write_all(head).await.is_ok();
+    let block = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while ok && sent < total {
+        let n = block.len().min(total - sent);
+        ok = if chunked {
+            stream
+                .write_all(&chunk(&String::from_utf8_lossy(&block[..n])))
+                .await
+                .is_ok()
+        } else {
+            stream.write_all(&block[..n]).await.is_ok()
+        };
+        sent += n;
+    }
+    if !ok {
+        stats.hung_up.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// Writes an event stream: `first` (if any), then a comment every 100 ms until the gateway
 /// hangs up.
 async fn stream_forever(stream: &mut TcpStream, first: Option<Value>, stats: &RogueMcpStats) {
@@ -161,7 +199,8 @@ async fn serve(mut stream: TcpStream, stats: Arc<RogueMcpStats>) {
             .await;
         }
         "tools/list" => {
-            let tools = json!({"tools": [tool("endless"), tool("ask"), tool("hang")]});
+            let tools = json!({"tools": [tool("endless"), tool("ask"), tool("hang"),
+                tool("huge"), tool("huge_event"), tool("cut"), tool("flap")]});
             write_result(&mut stream, &id, tools, "").await;
         }
         "tools/call" => {
@@ -174,6 +213,35 @@ async fn serve(mut stream: TcpStream, stats: Arc<RogueMcpStats>) {
                         "method": "elicitation/create", "params": {"message": "never answered",
                         "requestedSchema": {"type": "object", "properties": {}}}});
                     stream_forever(&mut stream, Some(request), &stats).await;
+                }
+                "huge" => {
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {HUGE_BYTES}\r\nconnection: close\r\n\r\n");
+                    write_filler(&mut stream, head.as_bytes(), false, HUGE_BYTES, &stats).await;
+                }
+                "huge_event" => {
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+                    let mut head = head.as_bytes().to_vec();
+                    head.extend_from_slice(&chunk("event: message\ndata: "));
+                    write_filler(&mut stream, &head, true, HUGE_BYTES, &stats).await;
+                }
+                "cut" => {
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n";
+                    let partial = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"");
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(partial.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                }
+                "flap" => {
+                    if stats.flaps.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                        let result = json!({"content": [{"type": "text", "text": "flap"}]});
+                        write_result(&mut stream, &id, result, "").await;
+                    } else {
+                        // SO_LINGER 0: the close (when `serve` returns) sends a RST instead
+                        // of a FIN (with nothing left to send, it never blocks, which is why
+                        // tokio deprecates the method).
+                        #[allow(deprecated)]
+                        let _ = stream.set_linger(Some(Duration::ZERO));
+                    }
                 }
                 _ => {
                     let mut probe = [0u8; 1];
