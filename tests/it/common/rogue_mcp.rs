@@ -232,7 +232,7 @@ async fn serve(mut stream: TcpStream, stats: Arc<RogueMcpStats>) {
                     let _ = stream.shutdown().await;
                 }
                 "flap" => {
-                    if stats.flaps.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                    if stats.flaps.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                         let result = json!({"content": [{"type": "text", "text": "flap"}]});
                         write_result(&mut stream, &id, result, "").await;
                     } else {
