@@ -1030,28 +1030,30 @@ async fn cancel(d: &Drive, reason: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), notify).await;
 }
 
-/// `initialize`, checked, then `notifications/initialized`: what both transports do on a
-/// fresh link. A 401 stays [`LinkError::Unauthorized`] (the credential may be renewed).
-pub(crate) async fn initialize(
-    link: Arc<dyn link::Link>,
+/// Sends one handshake request (`initialize`, `server/discover`) and waits for its result.
+/// Errors are prefixed with the method; a 401 stays [`LinkError::Unauthorized`] (the
+/// credential may be renewed).
+async fn handshake(
+    link: &Arc<dyn link::Link>,
+    method: &str,
+    params: Value,
     authorization: Option<String>,
     timeout: Duration,
-) -> Result<Peer, LinkError> {
-    let params = rules::initialize_params(crate::GATEWAY_VERSION);
+) -> Result<Value, LinkError> {
     let call = Outgoing {
         key: 0,
         progress_token: None,
-        authorization: authorization.clone(),
+        authorization,
         client_caps: 0,
         headers: Vec::new(),
     };
-    let (_, mut exchange) =
-        link.request("initialize", params, call)
-            .await
-            .map_err(|e| match e {
-                LinkError::Unauthorized(_) => e,
-                other => LinkError::Failed(format!("initialize: {other}")),
-            })?;
+    let (_, mut exchange) = link
+        .request(method, params, call)
+        .await
+        .map_err(|e| match e {
+            LinkError::Unauthorized(_) => e,
+            other => LinkError::Failed(format!("{method}: {other}")),
+        })?;
     let wait = async {
         while let Some(item) = exchange.recv().await {
             match item {
@@ -1064,15 +1066,24 @@ pub(crate) async fn initialize(
         }
         Err("the server ended the exchange without an answer".to_string())
     };
-    let result = match tokio::time::timeout(timeout, wait).await {
-        Ok(r) => r.map_err(|e| LinkError::Failed(format!("initialize: {e}")))?,
-        Err(_) => {
-            return Err(LinkError::Failed(format!(
-                "initialize: no answer within {} ms",
-                timeout.as_millis()
-            )))
-        }
-    };
+    match tokio::time::timeout(timeout, wait).await {
+        Ok(r) => r.map_err(|e| LinkError::Failed(format!("{method}: {e}"))),
+        Err(_) => Err(LinkError::Failed(format!(
+            "{method}: no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// `initialize`, checked, then `notifications/initialized`: what both transports do on a
+/// fresh link. A 401 stays [`LinkError::Unauthorized`] (the credential may be renewed).
+pub(crate) async fn initialize(
+    link: Arc<dyn link::Link>,
+    authorization: Option<String>,
+    timeout: Duration,
+) -> Result<Peer, LinkError> {
+    let params = rules::initialize_params(crate::GATEWAY_VERSION);
+    let result = handshake(&link, "initialize", params, authorization.clone(), timeout).await?;
     let init =
         rules::initialized(&result).map_err(|e| LinkError::Failed(format!("initialize: {e}")))?;
     link.notify("notifications/initialized", json!({}), authorization)
@@ -1087,41 +1098,8 @@ pub(crate) async fn discover_modern(
     authorization: Option<String>,
     timeout: Duration,
 ) -> Result<Peer, LinkError> {
-    let call = Outgoing {
-        key: 0,
-        progress_token: None,
-        authorization,
-        client_caps: 0,
-        headers: Vec::new(),
-    };
-    let (_, mut exchange) = link
-        .request("server/discover", modern_rules::discover_params(), call)
-        .await
-        .map_err(|e| match e {
-            LinkError::Unauthorized(_) => e,
-            other => LinkError::Failed(format!("server/discover: {other}")),
-        })?;
-    let wait = async {
-        while let Some(item) = exchange.recv().await {
-            match item {
-                Exchanged::Message(Upstream::Response { outcome, .. }) => {
-                    return outcome.map_err(|e| describe_error(&e));
-                }
-                Exchanged::Failed(why) => return Err(why),
-                Exchanged::Message(_) => {}
-            }
-        }
-        Err("the server ended the exchange without an answer".to_string())
-    };
-    let result = match tokio::time::timeout(timeout, wait).await {
-        Ok(r) => r.map_err(|e| LinkError::Failed(format!("server/discover: {e}")))?,
-        Err(_) => {
-            return Err(LinkError::Failed(format!(
-                "server/discover: no answer within {} ms",
-                timeout.as_millis()
-            )))
-        }
-    };
+    let params = modern_rules::discover_params();
+    let result = handshake(&link, "server/discover", params, authorization, timeout).await?;
     let init = modern_rules::discovered(&result)
         .map_err(|e| LinkError::Failed(format!("server/discover: {e}")))?;
     Ok(Peer { link, init })
