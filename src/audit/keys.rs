@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use hmac::Mac;
 use serde::Serialize;
 
-use super::chain::{derive_subkey, hex, new_mac, ChainKey, MacWriter};
+use super::chain::{derive_subkey, hex, new_mac, with_scratch, ChainKey};
 use super::AuditError;
 use crate::config::Config;
 
@@ -171,7 +171,11 @@ impl AuditKeys {
     pub fn params_mac<T: Serialize + ?Sized>(&self, value: &T) -> [u8; PSEUDONYM_BYTES] {
         let mut mac = self.pseudonym.clone();
         mac.update(Domain::Params.tag());
-        let _ = serde_json::to_writer(MacWriter(&mut mac), value);
+        // In one piece, as the chain does (see `ChainKey::link`).
+        with_scratch(|buf| {
+            let _ = serde_json::to_writer(&mut *buf, value);
+            mac.update(buf);
+        });
         let full = mac.finalize().into_bytes();
         let mut out = [0u8; PSEUDONYM_BYTES];
         out.copy_from_slice(&full[..PSEUDONYM_BYTES]);

@@ -3,7 +3,8 @@
 //!
 //! - the request's record ([`crate::record`]) arrives whole at the end of the request
 //!   ([`AuditSink::submit`]), with every decision already in it.
-//! - [`keys`]: the audit secret, HMAC pseudonyms for subject, email, session id and params.
+//! - [`keys`]: the audit secret, HMAC pseudonyms for subject, email, session id and params
+//!   ([`pseudonyms`]: the audit thread's memo of the last ones).
 //! - [`record`]: the record, its stdout line and canonical form.
 //! - [`writer`]: the audit thread (bounded queue, batches, stdout, store, drops counted).
 //! - [`spool`], [`answer`] and [`replay`]: every record is appended to a local spool file
@@ -18,6 +19,7 @@
 pub mod answer;
 pub mod chain;
 pub mod keys;
+mod pseudonyms;
 pub mod record;
 pub mod replay;
 pub mod retention;
@@ -140,10 +142,7 @@ impl AuditSink {
         let (control, control_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(AuditStats::default());
         let writer = Writer::new(
-            Builder {
-                keys: keys.clone(),
-                subject_in_clear: config.subject_in_clear,
-            },
+            Builder::new(keys.clone(), config.subject_in_clear),
             store.clone(),
             config.stdout,
             capacity,
@@ -154,10 +153,7 @@ impl AuditSink {
             (Some(store), Some(spool)) => Some(replay::Replayer {
                 store: store.clone(),
                 spool: spool.clone(),
-                builder: Builder {
-                    keys: keys.clone(),
-                    subject_in_clear: config.subject_in_clear,
-                },
+                builder: Builder::new(keys.clone(), config.subject_in_clear),
                 stats: stats.clone(),
             }),
             _ => None,

@@ -88,7 +88,7 @@ impl Replayer {
                 "audit: spool entries that do not decode are skipped"
             );
         }
-        let key = self.builder.keys.chain().clone();
+        let key = self.builder.keys().chain().clone();
         for chunk in decoded.records.chunks(BATCH) {
             let records: Vec<_> = chunk.iter().map(|r| self.builder.build_raw(r)).collect();
             let n = records.len() as u64;

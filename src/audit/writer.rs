@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use super::keys::{AuditKeys, Domain};
+use super::keys::AuditKeys;
+use super::pseudonyms::Pseudonyms;
 use super::record::{clean, clean_opt, decision, AuditRecord, MAX_IDENT, MAX_TEXT};
 use super::spool::{RawRecord, Spool};
 use crate::record::{ClosedRecord, ParamsHash, Rid, SpoolSegment};
@@ -122,11 +123,24 @@ impl AuditStats {
 
 /// What the record builder needs besides the request's record.
 pub(crate) struct Builder {
-    pub keys: Arc<AuditKeys>,
+    pub pseudonyms: Pseudonyms,
     pub subject_in_clear: bool,
 }
 
 impl Builder {
+    /// A builder under `keys`.
+    pub fn new(keys: Arc<AuditKeys>, subject_in_clear: bool) -> Self {
+        Builder {
+            pseudonyms: Pseudonyms::new(keys),
+            subject_in_clear,
+        }
+    }
+
+    /// The audit keys.
+    pub fn keys(&self) -> &Arc<AuditKeys> {
+        self.pseudonyms.keys()
+    }
+
     /// The audit record of a closed request (with its spool id when it was spooled).
     pub fn build(&self, ev: &ClosedRecord) -> AuditRecord {
         let rid = ev.spooled.as_ref().map(|s| s.rid);
@@ -155,22 +169,19 @@ impl Builder {
         r.params_hash = match (&ev.params_mac, &ev.params_body) {
             (Some(mac), _) => Some(clean(mac, MAX_IDENT)),
             (None, Some(body)) => ParamsHash::Deferred(body.clone())
-                .mac(self.keys.as_ref())
+                .mac(self.keys().as_ref())
                 .map(|mac| super::keys::hex_id(&mac)),
             (None, None) => None,
         };
         r.protocol_version = text(&ev.version);
-        r.session_id = ev
-            .session_id
-            .as_deref()
-            .map(|s| self.keys.pseudonym(Domain::Session, s));
+        r.session_id = ev.session_id.as_deref().map(|s| self.pseudonyms.session(s));
         if let Some(sub) = &ev.sub {
             r.caller_sub = Some(if self.subject_in_clear {
                 clean(sub, MAX_IDENT)
             } else {
-                self.keys.pseudonym(Domain::Subject, sub)
+                self.pseudonyms.subject(sub)
             });
-            r.caller_email_hash = ev.email.as_deref().map(|e| self.keys.email_pseudonym(e));
+            r.caller_email_hash = ev.email.as_deref().map(|e| self.pseudonyms.email(e));
             r.caller_role = text(&ev.role);
             r.caller_pool = text(&ev.pool);
             r.client_id = text(&ev.client_id);
@@ -506,7 +517,7 @@ impl Writer {
         let batch = Arc::new(records);
         self.inflight_len = n;
         self.inflight_marks = marks;
-        let key = self.builder.keys.chain().clone();
+        let key = self.builder.keys().chain().clone();
         Some(Box::pin(async move {
             let result = store.append_audit(batch.clone(), key).await;
             (batch, result)
@@ -753,10 +764,7 @@ mod flow_tests {
         ));
         let stats = Arc::new(AuditStats::default());
         let writer = Writer::new(
-            Builder {
-                keys,
-                subject_in_clear: false,
-            },
+            Builder::new(keys, false),
             Some(store as Arc<dyn AuditStore>),
             false,
             cap,
