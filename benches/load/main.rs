@@ -24,10 +24,21 @@
 //!   `Authorization: Bearer <one locally signed token>` and with `X-Dev-Mode: <bypass token>`
 //!   in alternating order.
 //!
+//! - opt-in (`LOAD_PHASES=scale`, not in the default run: it takes a few minutes more), how
+//!   the cost grows (issue 17 §4, module `scale`): a catalog of 10,000 tools over 100
+//!   backends (spawn → complete `tools/list`, CPU, RSS, cold and cached listings with one
+//!   page and with the default page size), 100 distinct scope sets (page-cache memory),
+//!   100,000 idle sessions (memory), the 10,000 idle SSE streams of the `sse` phase, and
+//!   `tools/call` bodies of 1 KB to 4 MB (per-call CPU and throughput, direct vs gateway).
+//!   Its sizes: `LOAD_SCALE_TOOLS`, `LOAD_SCALE_BACKENDS`, `LOAD_SCALE_SCOPES`,
+//!   `LOAD_SCALE_SESSIONS`, `LOAD_SCALE_BODIES=1000,16000,…`, `LOAD_SCALE_BODY_C`,
+//!   `LOAD_SCALE_CELL_SECONDS`, `LOAD_SCALE_PARTS=catalog,scopes,sessions,sse,bodies`.
+//!
 //! Environment: `LOAD_QUICK=1` (a ~30 s smoke run), `LOAD_OUT=<file>` (JSON results; default
 //! `$CARGO_TARGET_DIR/load-results.json`); overrides for investigations: `LOAD_ROUNDS`,
 //! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_CONCURRENCY=1,8` (their
-//! concurrencies), `LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh`,
+//! concurrencies), `LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh,scale` (default: all
+//! but `scale`),
 //! `LOAD_GATEWAY_BIN` (run another build of the gateway, e.g. one with symbols for perf),
 //! `LOAD_STOP_GRACE_S` (SIGTERM → SIGKILL delay, default 5).
 //! Every process it starts is stopped by PID, also on panic (drop guards).
@@ -49,6 +60,7 @@ mod observe;
 mod process;
 mod procfs;
 mod report;
+mod scale;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -80,6 +92,11 @@ const REFRESH_BACKENDS: usize = 100;
 const REFRESH_TOOLS: usize = 50;
 /// The native MCP echo server's listener (after the refresh backends).
 const NATIVE: usize = REFRESH_FIRST + REFRESH_BACKENDS;
+/// The first listener of the scale catalog (after the native server; only when the `scale`
+/// phase runs).
+const SCALE_FIRST: usize = NATIVE + 1;
+/// Phases that run only when `LOAD_PHASES` names them (too long for the default run).
+const OPT_IN: [&str; 1] = ["scale"];
 
 /// How big the run is.
 #[derive(Debug, Clone, Serialize)]
@@ -96,8 +113,11 @@ struct Plan {
     init_cell_s: f64,
     streams: usize,
     refresh_rounds: usize,
-    /// Phases to run (`LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh`; default all).
+    /// Phases to run (`LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh,scale`; default
+    /// all but the opt-in ones of [`OPT_IN`]).
     phases: Vec<String>,
+    /// Sizes of the `scale` phase.
+    scale: scale::ScalePlan,
 }
 
 impl Plan {
@@ -118,6 +138,7 @@ impl Plan {
                 streams: 1_000,
                 refresh_rounds: 1,
                 phases: Vec::new(),
+                scale: scale::ScalePlan::from_env(quick),
             }
         } else {
             Plan {
@@ -134,6 +155,7 @@ impl Plan {
                 streams: 10_000,
                 refresh_rounds: 3,
                 phases: Vec::new(),
+                scale: scale::ScalePlan::from_env(quick),
             }
         };
         let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
@@ -170,7 +192,10 @@ impl Plan {
     }
 
     fn runs(&self, phase: &str) -> bool {
-        self.phases.is_empty() || self.phases.iter().any(|p| p == phase)
+        if self.phases.is_empty() {
+            return !OPT_IN.contains(&phase);
+        }
+        self.phases.iter().any(|p| p == phase)
     }
 
     fn cell(&self, concurrency: usize, seconds: f64) -> CellSpec {
@@ -266,6 +291,8 @@ struct Results {
     jwt_pairs: Vec<report::Pair>,
     /// Gateway vs direct on the native MCP echo server.
     native_pairs: Vec<report::Pair>,
+    /// The `scale` phase (issue 17 §4).
+    scale: Option<scale::ScaleOutcome>,
     gateway_exit: Vec<String>,
     gateway_log_problems: Vec<String>,
 }
@@ -998,6 +1025,7 @@ fn print_summary(plan: &Plan, results: &Results, targets: &[report::Target]) {
     }
     print_jwt(results);
     observe::print_observe(results);
+    scale::print_scale(results);
     report::print_targets(targets);
     if !results.gateway_log_problems.is_empty() {
         println!("\n#### Gateway log lines worth a look\n");
@@ -1041,6 +1069,9 @@ async fn run(plan: &Plan) -> Result<(), String> {
         tools: 1,
         kind: Kind::Mcp,
     });
+    if plan.runs("scale") {
+        specs.extend(plan.scale.listeners());
+    }
     let be = EchoBackend::start(&specs).map_err(|e| format!("echo backend: {e}"))?;
     let mut results = Results::default();
 
@@ -1070,6 +1101,9 @@ async fn run(plan: &Plan) -> Result<(), String> {
     }
     if plan.runs("refresh") {
         refresh_phase(plan, &be, &mut results).await?;
+    }
+    if plan.runs("scale") {
+        scale::scale_phase(plan, &plan.scale, &be, SCALE_FIRST, &mut results).await?;
     }
     let background_after = background_busy().await;
 
