@@ -24,9 +24,8 @@
 //!   `Authorization: Bearer <one locally signed token>` and with `X-Dev-Mode: <bypass token>`
 //!   in alternating order.
 //!
-//! - opt-in (`LOAD_PHASES=scale`, not in the default run: it takes a few minutes more), how
-//!   the cost grows (issue 17 §4, module `scale`): a catalog of 10,000 tools over 100
-//!   backends (spawn → complete `tools/list`, CPU, RSS, cold and cached listings with one
+//! - how the cost grows (issue 17 §4, module `scale`, about 2½ minutes of the run): a
+//!   catalog of 10,000 tools over 100 backends (spawn → complete `tools/list`, CPU, RSS, cold and cached listings with one
 //!   page and with the default page size), 100 distinct scope sets (page-cache memory),
 //!   100,000 idle sessions (memory), the 10,000 idle SSE streams of the `sse` phase, and
 //!   `tools/call` bodies of 1 KB to 4 MB (per-call CPU and throughput, direct vs gateway).
@@ -37,8 +36,7 @@
 //! Environment: `LOAD_QUICK=1` (a ~30 s smoke run), `LOAD_OUT=<file>` (JSON results; default
 //! `$CARGO_TARGET_DIR/load-results.json`); overrides for investigations: `LOAD_ROUNDS`,
 //! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_CONCURRENCY=1,8` (their
-//! concurrencies), `LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh,scale` (default: all
-//! but `scale`),
+//! concurrencies), `LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh,scale` (default all),
 //! `LOAD_GATEWAY_BIN` (run another build of the gateway, e.g. one with symbols for perf),
 //! `LOAD_STOP_GRACE_S` (SIGTERM → SIGKILL delay, default 5).
 //! Every process it starts is stopped by PID, also on panic (drop guards).
@@ -95,8 +93,6 @@ const NATIVE: usize = REFRESH_FIRST + REFRESH_BACKENDS;
 /// The first listener of the scale catalog (after the native server; only when the `scale`
 /// phase runs).
 const SCALE_FIRST: usize = NATIVE + 1;
-/// Phases that run only when `LOAD_PHASES` names them (too long for the default run).
-const OPT_IN: [&str; 1] = ["scale"];
 
 /// How big the run is.
 #[derive(Debug, Clone, Serialize)]
@@ -114,7 +110,7 @@ struct Plan {
     streams: usize,
     refresh_rounds: usize,
     /// Phases to run (`LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh,scale`; default
-    /// all but the opt-in ones of [`OPT_IN`]).
+    /// all).
     phases: Vec<String>,
     /// Sizes of the `scale` phase.
     scale: scale::ScalePlan,
@@ -192,10 +188,7 @@ impl Plan {
     }
 
     fn runs(&self, phase: &str) -> bool {
-        if self.phases.is_empty() {
-            return !OPT_IN.contains(&phase);
-        }
-        self.phases.iter().any(|p| p == phase)
+        self.phases.is_empty() || self.phases.iter().any(|p| p == phase)
     }
 
     fn cell(&self, concurrency: usize, seconds: f64) -> CellSpec {

@@ -8,9 +8,11 @@
 //!    spill onto a second page) and once with the default page size (500). For each: spawn →
 //!    listening, → `/readyz` with every tool, → the first complete `tools/list` (every page,
 //!    following `nextCursor`), the gateway CPU until then, RSS; that first complete listing
-//!    (cold: every page built) and the same listing again from the page cache (median of a
-//!    few walks, gateway CPU per walk); and a closed-loop cell on the first page at C = 8
-//!    (req/s, gateway CPU per page).
+//!    (cold: every page built) and the same listing again from the page cache (medians over
+//!    at least 5 listings, more while `LOAD_SCALE_CELL_SECONDS` lasts); and a closed-loop
+//!    cell on the first page at C = 8 (req/s, gateway CPU per page). The CPU of one listing
+//!    is read from the scheduler's per-thread clocks (`/proc/<pid>/task/*/schedstat`, ns),
+//!    not from the 10 ms ticks of `/proc/<pid>/stat`.
 //! 2. **Scope sets**: the same catalog behind a gateway in `auth.mode: oauth` (the harness's
 //!    ES256 issuer stand-in, default page size, the metrics listener on to read the page-cache
 //!    hit and miss counters). `LOAD_SCALE_SCOPES` tokens (100) with distinct scope sets: token
@@ -65,8 +67,10 @@ const ONE_PAGE: usize = 10_000;
 const DEFAULT_PAGE: usize = 500;
 /// Backends each scope set grants `read` on.
 const SCOPE_WINDOW: usize = 10;
-/// Cached walks per catalog gateway (at most; also bounded by the cell time).
-const CACHED_WALKS: usize = 5;
+/// Cached listings per catalog gateway: at least this many…
+const MIN_CACHED_WALKS: usize = 5;
+/// …and more while the cell time lasts, up to this many.
+const MAX_CACHED_WALKS: usize = 1_000;
 /// The default `server.max_body_bytes` (docs/configuration.md).
 const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 /// Room for the JSON-RPC envelope around a body's argument.
@@ -127,7 +131,11 @@ impl ScalePlan {
                 parts: Vec::new(),
             }
         };
-        let num = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<usize>().ok());
+        let num = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
         if let Some(v) = num("LOAD_SCALE_BACKENDS") {
             p.backends = v.clamp(1, 1_000);
         }
@@ -405,6 +413,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Gateway CPU so far, ns (scheduler clock: fine enough for one listing).
+fn cpu_ns(gw: &GatewayProc) -> Option<u64> {
+    procfs::cpu_ns(gw.pid)
+}
+
+fn ns_ms(a: Option<u64>, b: Option<u64>) -> f64 {
+    match (a, b) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
+        _ => 0.0,
+    }
+}
+
 fn ticks_ms(a: Option<u64>, b: Option<u64>) -> f64 {
     match (a, b) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / procfs::clk_tck() * 1000.0,
@@ -420,7 +440,7 @@ async fn walk(
     credential: Option<(&str, &str)>,
 ) -> Result<Walk, String> {
     let host = gw.host();
-    let cpu0 = gw.cpu_ticks();
+    let cpu0 = cpu_ns(gw);
     let mut w = Walk::default();
     let mut cursor: Option<String> = None;
     let mut waited = Duration::ZERO;
@@ -457,7 +477,7 @@ async fn walk(
         }
     }
     w.ms = ms(waited);
-    w.gateway_cpu_ms = ticks_ms(cpu0, gw.cpu_ticks());
+    w.gateway_cpu_ms = ns_ms(cpu0, cpu_ns(gw));
     Ok(w)
 }
 
@@ -524,7 +544,9 @@ async fn catalog_run(
 
     let mut walks = Vec::new();
     let until = Instant::now() + Duration::from_secs_f64(sp.cell_s);
-    while walks.len() < CACHED_WALKS && (walks.is_empty() || Instant::now() < until) {
+    while walks.len() < MIN_CACHED_WALKS
+        || (walks.len() < MAX_CACHED_WALKS && Instant::now() < until)
+    {
         let w = walk(&gw, &mut conn, &sid, None).await?;
         if w.backend_tools != expect {
             return Err(format!(
@@ -537,8 +559,8 @@ async fn catalog_run(
     run.cached_walks = walks.len();
     walks.sort_by(|a, b| a.ms.total_cmp(&b.ms));
     let mut cached = walks[walks.len() / 2].clone();
-    cached.gateway_cpu_ms = report::median(walks.iter().map(|w| w.gateway_cpu_ms).collect())
-        .unwrap_or(0.0);
+    cached.gateway_cpu_ms =
+        report::median(walks.iter().map(|w| w.gateway_cpu_ms).collect()).unwrap_or(0.0);
     run.cached = cached;
 
     let (status, _, first_page) = scenarios::mcp_once(&gw, crate::LIST_BODY).await?;
@@ -570,7 +592,11 @@ async fn catalog_run(
         )
         .await;
         progress(
-            &format!("round {} {scenario} C={} (cache)", round + 1, sp.list_concurrency),
+            &format!(
+                "round {} {scenario} C={} (cache)",
+                round + 1,
+                sp.list_concurrency
+            ),
             &o,
         );
         results
@@ -589,7 +615,9 @@ fn finish(gw: &mut GatewayProc, what: &str, results: &mut Results) -> Result<(),
     if !gw.alive() {
         return Err(format!("the {what} died\n--- its log ---\n{}", gw.logs()));
     }
-    results.gateway_log_problems.extend(log_problems(&gw.logs()));
+    results
+        .gateway_log_problems
+        .extend(log_problems(&gw.logs()));
     let status = gw.stop();
     results.gateway_exit.push(format!("{what}: {status:?}"));
     Ok(())
@@ -609,7 +637,9 @@ fn scope_set(k: usize, backends: usize) -> String {
 /// `list_page_cache_total` hit and miss counters from the metrics listener.
 async fn page_cache(port: u16) -> Option<(u64, u64)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .await
         .ok()?;
@@ -678,7 +708,11 @@ async fn scopes_run(
     // Sessions first (each token validated once), so the RSS delta is the listings'.
     let mut open = Vec::with_capacity(sp.scopes);
     for k in 0..sp.scopes {
-        let token = issuer.token(&audience, &format!("scale-user-{k}"), &scope_set(k, sp.backends))?;
+        let token = issuer.token(
+            &audience,
+            &format!("scale-user-{k}"),
+            &scope_set(k, sp.backends),
+        )?;
         let header = format!("Bearer {token}");
         let mut conn = Conn::connect(gw.addr)
             .await
@@ -701,7 +735,7 @@ async fn scopes_run(
     let mut listings = Vec::with_capacity(open.len());
     for pass in 0..2 {
         let cache0 = page_cache(metrics_port).await;
-        let cpu0 = gw.cpu_ticks();
+        let cpu0 = cpu_ns(&gw);
         let t0 = Instant::now();
         for (conn, sid, header) in open.iter_mut() {
             match walk(&gw, conn, sid, Some(("Authorization", header.as_str()))).await {
@@ -711,7 +745,7 @@ async fn scopes_run(
             }
         }
         let wall = ms(t0.elapsed());
-        let cpu = ticks_ms(cpu0, gw.cpu_ticks());
+        let cpu = ns_ms(cpu0, cpu_ns(&gw));
         let cache = diff(cache0, page_cache(metrics_port).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss = gw.rss_kib().unwrap_or(0);
@@ -733,8 +767,10 @@ async fn scopes_run(
         run.tools_max = listings.iter().map(|w| w.backend_tools).max().unwrap_or(0);
         run.bytes_per_set = listings.iter().map(|w| w.bytes as f64).sum::<f64>() / n;
         run.pages_per_set = listings.iter().map(|w| w.pages as f64).sum::<f64>() / n;
-        let mut shapes: Vec<(u64, usize)> =
-            listings.iter().map(|w| (w.backend_tools, w.bytes)).collect();
+        let mut shapes: Vec<(u64, usize)> = listings
+            .iter()
+            .map(|w| (w.backend_tools, w.bytes))
+            .collect();
         shapes.sort_unstable();
         shapes.dedup();
         run.distinct_listings = shapes.len();
@@ -753,12 +789,13 @@ async fn sessions_run(
     results: &mut Results,
 ) -> Result<SessionsRun, String> {
     let echo = vec![("echo".to_string(), be.addr(ECHO))];
-    let mut gw = GatewayProc::spawn(|port| {
-        yaml(port, &echo, Some(crate::PAGE_SIZE), "", AUTH_NONE, "")
-    })?;
-    gw.wait_until(Duration::from_secs(30), Duration::from_millis(10), |s, b| {
-        s == 200 && scenarios::readyz_tools(b) == 10
-    })
+    let mut gw =
+        GatewayProc::spawn(|port| yaml(port, &echo, Some(crate::PAGE_SIZE), "", AUTH_NONE, ""))?;
+    gw.wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        |s, b| s == 200 && scenarios::readyz_tools(b) == 10,
+    )
     .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut run = SessionsRun {
@@ -768,7 +805,7 @@ async fn sessions_run(
     };
     let workers = 8usize;
     let deadline = Instant::now() + SESSIONS_TIMEOUT;
-    let cpu0 = gw.cpu_ticks();
+    let cpu0 = cpu_ns(&gw);
     let t0 = Instant::now();
     let mut set = JoinSet::new();
     for w in 0..workers {
@@ -811,11 +848,15 @@ async fn sessions_run(
                     note(&mut run.errors, &mut run.error_samples, e);
                 }
             }
-            Err(e) => note(&mut run.errors, &mut run.error_samples, format!("task: {e}")),
+            Err(e) => note(
+                &mut run.errors,
+                &mut run.error_samples,
+                format!("task: {e}"),
+            ),
         }
     }
     run.create_s = t0.elapsed().as_secs_f64();
-    let cpu = ticks_ms(cpu0, gw.cpu_ticks());
+    let cpu = ns_ms(cpu0, cpu_ns(&gw));
     tokio::time::sleep(Duration::from_secs(1)).await;
     run.rss_after_kib = gw.rss_kib().unwrap_or(0);
     if run.sessions > 0 {
@@ -861,7 +902,8 @@ async fn bodies_run(
     if largest + ENVELOPE > DEFAULT_MAX_BODY {
         let mib = (largest + ENVELOPE).div_ceil(1024 * 1024);
         let budget = (mib * (sp.body_concurrency + 1)).max(64);
-        server_extra = format!("  max_body_bytes: {mib}MiB\n  limits:\n    body_budget: {budget}MiB\n");
+        server_extra =
+            format!("  max_body_bytes: {mib}MiB\n  limits:\n    body_budget: {budget}MiB\n");
         out.max_body_bytes = Some(mib * 1024 * 1024);
         eprintln!(
             "  bodies: the default server.max_body_bytes (4 MiB) refuses {}; this gateway sets max_body_bytes {mib}MiB and body_budget {budget}MiB",
@@ -870,11 +912,20 @@ async fn bodies_run(
     }
     let echo = vec![("echo".to_string(), be.addr(ECHO))];
     let mut gw = GatewayProc::spawn(|port| {
-        yaml(port, &echo, Some(crate::PAGE_SIZE), &server_extra, AUTH_NONE, "")
+        yaml(
+            port,
+            &echo,
+            Some(crate::PAGE_SIZE),
+            &server_extra,
+            AUTH_NONE,
+            "",
+        )
     })?;
-    gw.wait_until(Duration::from_secs(30), Duration::from_millis(10), |s, b| {
-        s == 200 && scenarios::readyz_tools(b) == 10
-    })
+    gw.wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        |s, b| s == 200 && scenarios::readyz_tools(b) == 10,
+    )
     .await?;
     let mut prepared = Vec::new();
     for &n in &sp.bodies {
@@ -946,7 +997,11 @@ async fn bodies_run(
                 )
                 .await;
                 progress(
-                    &format!("round {} {scenario} C={} {system}", round + 1, sp.body_concurrency),
+                    &format!(
+                        "round {} {scenario} C={} {system}",
+                        round + 1,
+                        sp.body_concurrency
+                    ),
                     &o,
                 );
                 results
@@ -1116,8 +1171,12 @@ pub fn print_scale(results: &Results) {
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &s.catalog {
             let rps = report::median(r.cells.iter().map(|c| c.rps).collect());
-            let cpu =
-                report::median(r.cells.iter().filter_map(|c| c.gateway_cpu_us_per_req).collect());
+            let cpu = report::median(
+                r.cells
+                    .iter()
+                    .filter_map(|c| c.gateway_cpu_us_per_req)
+                    .collect(),
+            );
             println!(
                 "| {}{} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} | {:.1} ({:.1}) | {:.1} ({:.1}) | {} | {} |",
                 r.page_size,
