@@ -85,6 +85,11 @@ const REFRESH_FIRST: usize = 2;
 /// `catalog.page_size` of the 10- and 1,000-tool gateways: large enough that the whole
 /// catalog (backend tools plus the gateway's builtin tools) is one page.
 const PAGE_SIZE: usize = 2_000;
+/// The default `server.limits.max_connections` (docs/configuration.md).
+const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
+/// Client connections the SSE gateway allows beyond its streams (the driver's session
+/// connections and `/readyz` polls).
+const SSE_SPARE_CONNECTIONS: usize = 64;
 /// The 100-backend refresh scenario.
 const REFRESH_BACKENDS: usize = 100;
 const REFRESH_TOOLS: usize = 50;
@@ -612,14 +617,6 @@ async fn sse_gateway_phase(
     results: &mut Results,
 ) -> Result<(), String> {
     let echo = vec![("echo".to_string(), be.addr(ECHO))];
-    let mut gw = GatewayProc::spawn(|port| gateway_yaml(port, &echo, PAGE_SIZE))?;
-    gw.wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(10),
-        |s, b| s == 200 && scenarios::readyz_tools(b) == 10,
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let streams = plan
         .streams
         .min(procfs::nofile().saturating_sub(512) as usize);
@@ -629,11 +626,37 @@ async fn sse_gateway_phase(
             plan.streams
         );
     }
+    // Every stream holds a client connection: past the default cap the gateway would refuse
+    // the rest with 503, so this gateway's cap is raised (and the run says so).
+    let max_connections = (streams + SSE_SPARE_CONNECTIONS > DEFAULT_MAX_CONNECTIONS)
+        .then_some(streams + SSE_SPARE_CONNECTIONS);
+    let mut gw = GatewayProc::spawn(|port| {
+        let y = gateway_yaml(port, &echo, PAGE_SIZE);
+        match max_connections {
+            Some(n) => y.replacen(
+                "  grace_period: 1s\n",
+                &format!("  grace_period: 1s\n  limits:\n    max_connections: {n}\n"),
+                1,
+            ),
+            None => y,
+        }
+    })?;
+    gw.wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        |s, b| s == 200 && scenarios::readyz_tools(b) == 10,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     eprintln!(
-        "fresh gateway pid {}: opening {streams} sessions, then one idle SSE stream each…",
-        gw.pid
+        "fresh gateway pid {}: opening {streams} sessions, then one idle SSE stream each{}…",
+        gw.pid,
+        max_connections.map_or_else(String::new, |n| format!(
+            " (server.limits.max_connections raised to {n}: the default {DEFAULT_MAX_CONNECTIONS} refuses {streams} streams)"
+        ))
     );
-    let sse = scenarios::sse_phase(&gw, streams).await;
+    let mut sse = scenarios::sse_phase(&gw, streams).await;
+    sse.max_connections = max_connections;
     eprintln!(
         "SSE: {} sessions (+{:.2} KiB each), {} streams open in {:.1} s (+{:.2} KiB each), idle CPU {:.2} %, errors {}",
         sse.sessions, sse.per_session_kib, sse.streams_open, sse.open_s, sse.per_stream_kib, sse.idle_cpu_pct, sse.errors
@@ -994,6 +1017,9 @@ fn print_summary(plan: &Plan, results: &Results, targets: &[report::Target]) {
             s.idle_cpu_pct,
             s.errors
         );
+        if let Some(n) = s.max_connections {
+            println!("\n(this gateway: `server.limits.max_connections: {n}`; the default {DEFAULT_MAX_CONNECTIONS} would refuse the streams past it)");
+        }
     }
     println!("\n#### Catalog refresh: {REFRESH_BACKENDS} backends × {REFRESH_TOOLS} tools\n");
     println!("| round | listening ms | /readyz ready ms | tools (readyz) | tools/list complete ms | short lists after ready | gateway CPU to complete ms | RSS MiB | first full tools/list (cold) ms | listed | bytes |");

@@ -1252,6 +1252,9 @@ pub fn print_scale(results: &Results) {
             r.idle_cpu_pct,
             r.errors
         );
+        if let Some(n) = r.max_connections {
+            println!("\n(`server.limits.max_connections: {n}` on that gateway)");
+        }
     }
     if !s.bodies.is_empty() {
         let c = s.plan.as_ref().map_or(0, |p| p.body_concurrency);
