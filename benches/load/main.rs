@@ -11,7 +11,8 @@
 //!   latency, gateway CPU per call (utime+stime from /proc / requests);
 //! - `tools/list` from the cache with 10 and 1,000 tools; `initialize` round trips;
 //! - gateway RSS idle, under load (peak), after load, with N idle sessions and N idle SSE
-//!   streams (per-session and per-stream cost);
+//!   streams (per-session and per-stream cost; past the default 4,096 client connections
+//!   that gateway's `server.limits.max_connections` is raised, and the report says so);
 //! - a catalog refresh across 100 backends of 50 tools: spawn → ready with 5,000 tools;
 //! - the native MCP path (issue 17 §2): a minimal MCP echo server (streamable HTTP, JSON
 //!   replies, one `echo` tool) called directly and through the gateway as a `kind: mcp`
@@ -24,7 +25,7 @@
 //!   `Authorization: Bearer <one locally signed token>` and with `X-Dev-Mode: <bypass token>`
 //!   in alternating order.
 //!
-//! - how the cost grows (issue 17 §4, module `scale`, about 2½ minutes of the run): a
+//! - how the cost grows (issue 17 §4, module `scale`, about 2 minutes of the run): a
 //!   catalog of 10,000 tools over 100 backends (spawn → complete `tools/list`, CPU, RSS, cold and cached listings with one
 //!   page and with the default page size), 100 distinct scope sets (page-cache memory),
 //!   100,000 idle sessions (memory), the 10,000 idle SSE streams of the `sse` phase, and
