@@ -34,7 +34,7 @@
 //!   `LOAD_SCALE_SESSIONS`, `LOAD_SCALE_BODIES=1000,16000,…`, `LOAD_SCALE_BODY_C`,
 //!   `LOAD_SCALE_CELL_SECONDS`, `LOAD_SCALE_PARTS=catalog,scopes,sessions,sse,bodies`.
 //!
-//! Environment: `LOAD_QUICK=1` (a ~30 s smoke run), `LOAD_OUT=<file>` (JSON results; default
+//! Environment: `LOAD_QUICK=1` (a ~1 minute smoke run), `LOAD_OUT=<file>` (JSON results; default
 //! `$CARGO_TARGET_DIR/load-results.json`); overrides for investigations: `LOAD_ROUNDS`,
 //! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_CONCURRENCY=1,8` (their
 //! concurrencies), `LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh,scale` (default all),
