@@ -228,6 +228,8 @@ pub struct Walk {
     pub ms: f64,
     /// Gateway CPU during the walk, ms.
     pub gateway_cpu_ms: f64,
+    /// FNV-1a over the listed tool names in order (tells listings apart).
+    pub names_hash: u64,
 }
 
 /// The scale catalog behind one gateway.
@@ -294,7 +296,7 @@ pub struct ScopeRun {
     pub bytes_per_set: f64,
     /// Pages per scope set, mean.
     pub pages_per_set: f64,
-    /// Distinct listings (by size and tool count; equal sets would collide).
+    /// Distinct listings (by the tool names listed).
     pub distinct_listings: usize,
     /// First pass: wall ms, gateway CPU ms.
     pub first_pass_ms: f64,
@@ -432,6 +434,17 @@ fn ticks_ms(a: Option<u64>, b: Option<u64>) -> f64 {
     }
 }
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a of `bytes` (and a separator) continued from `h`.
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes.iter().chain(b"\n") {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// Walks every page of `tools/list` on `conn` (session `sid`, optional credential).
 async fn walk(
     gw: &GatewayProc,
@@ -441,7 +454,10 @@ async fn walk(
 ) -> Result<Walk, String> {
     let host = gw.host();
     let cpu0 = cpu_ns(gw);
-    let mut w = Walk::default();
+    let mut w = Walk {
+        names_hash: FNV_OFFSET,
+        ..Walk::default()
+    };
     let mut cursor: Option<String> = None;
     let mut waited = Duration::ZERO;
     while w.pages < MAX_PAGES {
@@ -470,6 +486,14 @@ async fn walk(
             return Err(format!("tools/list HTTP {}: {page}", resp.status));
         }
         w.tools += scenarios::all_tools(&page);
+        for name in page["result"]["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str())
+        {
+            w.names_hash = fnv(w.names_hash, name.as_bytes());
+        }
         w.backend_tools += scenarios::backend_tools(&page);
         cursor = page["result"]["nextCursor"].as_str().map(str::to_string);
         if cursor.is_none() {
@@ -767,13 +791,10 @@ async fn scopes_run(
         run.tools_max = listings.iter().map(|w| w.backend_tools).max().unwrap_or(0);
         run.bytes_per_set = listings.iter().map(|w| w.bytes as f64).sum::<f64>() / n;
         run.pages_per_set = listings.iter().map(|w| w.pages as f64).sum::<f64>() / n;
-        let mut shapes: Vec<(u64, usize)> = listings
-            .iter()
-            .map(|w| (w.backend_tools, w.bytes))
-            .collect();
-        shapes.sort_unstable();
-        shapes.dedup();
-        run.distinct_listings = shapes.len();
+        let mut hashes: Vec<u64> = listings.iter().map(|w| w.names_hash).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        run.distinct_listings = hashes.len();
         run.per_set_kib = run.rss_after_kib.saturating_sub(run.rss_before_kib) as f64 / n;
     }
     drop(open);
@@ -1203,11 +1224,12 @@ pub fn print_scale(results: &Results) {
             c.map_or_else(|| "—".into(), |(h, m)| format!("{h} hits / {m} misses"))
         };
         println!("\n##### Scope sets: the page cache (default page size, `auth.mode: oauth`)\n");
-        println!("| scope sets | tools each | KB listed each | pages each | RSS before MiB | after MiB | KiB per set | pass 1 ms (gw CPU) | page cache pass 1 | pass 2 ms (gw CPU) | page cache pass 2 | errors |");
-        println!("|---:|---|---:|---:|---:|---:|---:|---|---|---|---|---:|");
+        println!("| scope sets | distinct listings | tools each | KB listed each | pages each | RSS before MiB | after MiB | KiB per set | pass 1 ms (gw CPU) | page cache pass 1 | pass 2 ms (gw CPU) | page cache pass 2 | errors |");
+        println!("|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|---|---:|");
         println!(
-            "| {} | {}–{} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} ({:.0}) | {} | {:.0} ({:.0}) | {} | {} |",
+            "| {} | {} | {}–{} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} ({:.0}) | {} | {:.0} ({:.0}) | {} | {} |",
             r.scope_sets,
+            r.distinct_listings,
             r.tools_min,
             r.tools_max,
             r.bytes_per_set / 1000.0,
