@@ -201,7 +201,7 @@ impl WorkerOut {
 }
 
 /// MCP request headers (the session is added when known).
-fn mcp_post(
+pub fn mcp_post(
     host: &str,
     session: Option<&str>,
     credential: Option<(&str, &str)>,
@@ -245,7 +245,7 @@ pub async fn open_session(conn: &mut Conn, host: &str) -> Result<String, String>
 }
 
 /// [`open_session`] with a credential header on both requests.
-async fn open_session_with(
+pub async fn open_session_with(
     conn: &mut Conn,
     host: &str,
     credential: Option<(&str, &str)>,

@@ -11,7 +11,8 @@
 //!   latency, gateway CPU per call (utime+stime from /proc / requests);
 //! - `tools/list` from the cache with 10 and 1,000 tools; `initialize` round trips;
 //! - gateway RSS idle, under load (peak), after load, with N idle sessions and N idle SSE
-//!   streams (per-session and per-stream cost);
+//!   streams (per-session and per-stream cost; past the default 4,096 client connections
+//!   that gateway's `server.limits.max_connections` is raised, and the report says so);
 //! - a catalog refresh across 100 backends of 50 tools: spawn → ready with 5,000 tools;
 //! - the native MCP path (issue 17 §2): a minimal MCP echo server (streamable HTTP, JSON
 //!   replies, one `echo` tool) called directly and through the gateway as a `kind: mcp`
@@ -24,10 +25,19 @@
 //!   `Authorization: Bearer <one locally signed token>` and with `X-Dev-Mode: <bypass token>`
 //!   in alternating order.
 //!
-//! Environment: `LOAD_QUICK=1` (a ~30 s smoke run), `LOAD_OUT=<file>` (JSON results; default
+//! - how the cost grows (issue 17 §4, module `scale`, about 2 minutes of the run): a
+//!   catalog of 10,000 tools over 100 backends (spawn → complete `tools/list`, CPU, RSS, cold and cached listings with one
+//!   page and with the default page size), 100 distinct scope sets (page-cache memory),
+//!   100,000 idle sessions (memory), the 10,000 idle SSE streams of the `sse` phase, and
+//!   `tools/call` bodies of 1 KB to 4 MB (per-call CPU and throughput, direct vs gateway).
+//!   Its sizes: `LOAD_SCALE_TOOLS`, `LOAD_SCALE_BACKENDS`, `LOAD_SCALE_SCOPES`,
+//!   `LOAD_SCALE_SESSIONS`, `LOAD_SCALE_BODIES=1000,16000,…`, `LOAD_SCALE_BODY_C`,
+//!   `LOAD_SCALE_CELL_SECONDS`, `LOAD_SCALE_PARTS=catalog,scopes,sessions,sse,bodies`.
+//!
+//! Environment: `LOAD_QUICK=1` (a ~1 minute smoke run), `LOAD_OUT=<file>` (JSON results; default
 //! `$CARGO_TARGET_DIR/load-results.json`); overrides for investigations: `LOAD_ROUNDS`,
 //! `LOAD_STREAMS`, `LOAD_CELL_SECONDS` (tools/call cells), `LOAD_CONCURRENCY=1,8` (their
-//! concurrencies), `LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh`,
+//! concurrencies), `LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh,scale` (default all),
 //! `LOAD_GATEWAY_BIN` (run another build of the gateway, e.g. one with symbols for perf),
 //! `LOAD_STOP_GRACE_S` (SIGTERM → SIGKILL delay, default 5).
 //! Every process it starts is stopped by PID, also on panic (drop guards).
@@ -49,6 +59,7 @@ mod observe;
 mod process;
 mod procfs;
 mod report;
+mod scale;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -75,11 +86,19 @@ const REFRESH_FIRST: usize = 2;
 /// `catalog.page_size` of the 10- and 1,000-tool gateways: large enough that the whole
 /// catalog (backend tools plus the gateway's builtin tools) is one page.
 const PAGE_SIZE: usize = 2_000;
+/// The default `server.limits.max_connections` (docs/configuration.md).
+const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
+/// Client connections the SSE gateway allows beyond its streams (the driver's session
+/// connections and `/readyz` polls).
+const SSE_SPARE_CONNECTIONS: usize = 64;
 /// The 100-backend refresh scenario.
 const REFRESH_BACKENDS: usize = 100;
 const REFRESH_TOOLS: usize = 50;
 /// The native MCP echo server's listener (after the refresh backends).
 const NATIVE: usize = REFRESH_FIRST + REFRESH_BACKENDS;
+/// The first listener of the scale catalog (after the native server; only when the `scale`
+/// phase runs).
+const SCALE_FIRST: usize = NATIVE + 1;
 
 /// How big the run is.
 #[derive(Debug, Clone, Serialize)]
@@ -96,8 +115,11 @@ struct Plan {
     init_cell_s: f64,
     streams: usize,
     refresh_rounds: usize,
-    /// Phases to run (`LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh`; default all).
+    /// Phases to run (`LOAD_PHASES=calls,native,jwt,observe,sse,big,refresh,scale`; default
+    /// all).
     phases: Vec<String>,
+    /// Sizes of the `scale` phase.
+    scale: scale::ScalePlan,
 }
 
 impl Plan {
@@ -118,6 +140,7 @@ impl Plan {
                 streams: 1_000,
                 refresh_rounds: 1,
                 phases: Vec::new(),
+                scale: scale::ScalePlan::from_env(quick),
             }
         } else {
             Plan {
@@ -134,6 +157,7 @@ impl Plan {
                 streams: 10_000,
                 refresh_rounds: 3,
                 phases: Vec::new(),
+                scale: scale::ScalePlan::from_env(quick),
             }
         };
         let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
@@ -266,6 +290,8 @@ struct Results {
     jwt_pairs: Vec<report::Pair>,
     /// Gateway vs direct on the native MCP echo server.
     native_pairs: Vec<report::Pair>,
+    /// The `scale` phase (issue 17 §4).
+    scale: Option<scale::ScaleOutcome>,
     gateway_exit: Vec<String>,
     gateway_log_problems: Vec<String>,
 }
@@ -592,14 +618,6 @@ async fn sse_gateway_phase(
     results: &mut Results,
 ) -> Result<(), String> {
     let echo = vec![("echo".to_string(), be.addr(ECHO))];
-    let mut gw = GatewayProc::spawn(|port| gateway_yaml(port, &echo, PAGE_SIZE))?;
-    gw.wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(10),
-        |s, b| s == 200 && scenarios::readyz_tools(b) == 10,
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let streams = plan
         .streams
         .min(procfs::nofile().saturating_sub(512) as usize);
@@ -609,11 +627,37 @@ async fn sse_gateway_phase(
             plan.streams
         );
     }
+    // Every stream holds a client connection: past the default cap the gateway would refuse
+    // the rest with 503, so this gateway's cap is raised (and the run says so).
+    let max_connections = (streams + SSE_SPARE_CONNECTIONS > DEFAULT_MAX_CONNECTIONS)
+        .then_some(streams + SSE_SPARE_CONNECTIONS);
+    let mut gw = GatewayProc::spawn(|port| {
+        let y = gateway_yaml(port, &echo, PAGE_SIZE);
+        match max_connections {
+            Some(n) => y.replacen(
+                "  grace_period: 1s\n",
+                &format!("  grace_period: 1s\n  limits:\n    max_connections: {n}\n"),
+                1,
+            ),
+            None => y,
+        }
+    })?;
+    gw.wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        |s, b| s == 200 && scenarios::readyz_tools(b) == 10,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     eprintln!(
-        "fresh gateway pid {}: opening {streams} sessions, then one idle SSE stream each…",
-        gw.pid
+        "fresh gateway pid {}: opening {streams} sessions, then one idle SSE stream each{}…",
+        gw.pid,
+        max_connections.map_or_else(String::new, |n| format!(
+            " (server.limits.max_connections raised to {n}: the default {DEFAULT_MAX_CONNECTIONS} refuses {streams} streams)"
+        ))
     );
-    let sse = scenarios::sse_phase(&gw, streams).await;
+    let mut sse = scenarios::sse_phase(&gw, streams).await;
+    sse.max_connections = max_connections;
     eprintln!(
         "SSE: {} sessions (+{:.2} KiB each), {} streams open in {:.1} s (+{:.2} KiB each), idle CPU {:.2} %, errors {}",
         sse.sessions, sse.per_session_kib, sse.streams_open, sse.open_s, sse.per_stream_kib, sse.idle_cpu_pct, sse.errors
@@ -974,6 +1018,9 @@ fn print_summary(plan: &Plan, results: &Results, targets: &[report::Target]) {
             s.idle_cpu_pct,
             s.errors
         );
+        if let Some(n) = s.max_connections {
+            println!("\n(this gateway: `server.limits.max_connections: {n}`; the default {DEFAULT_MAX_CONNECTIONS} would refuse the streams past it)");
+        }
     }
     println!("\n#### Catalog refresh: {REFRESH_BACKENDS} backends × {REFRESH_TOOLS} tools\n");
     println!("| round | listening ms | /readyz ready ms | tools (readyz) | tools/list complete ms | short lists after ready | gateway CPU to complete ms | RSS MiB | first full tools/list (cold) ms | listed | bytes |");
@@ -998,6 +1045,7 @@ fn print_summary(plan: &Plan, results: &Results, targets: &[report::Target]) {
     }
     print_jwt(results);
     observe::print_observe(results);
+    scale::print_scale(results);
     report::print_targets(targets);
     if !results.gateway_log_problems.is_empty() {
         println!("\n#### Gateway log lines worth a look\n");
@@ -1041,6 +1089,9 @@ async fn run(plan: &Plan) -> Result<(), String> {
         tools: 1,
         kind: Kind::Mcp,
     });
+    if plan.runs("scale") {
+        specs.extend(plan.scale.listeners());
+    }
     let be = EchoBackend::start(&specs).map_err(|e| format!("echo backend: {e}"))?;
     let mut results = Results::default();
 
@@ -1070,6 +1121,9 @@ async fn run(plan: &Plan) -> Result<(), String> {
     }
     if plan.runs("refresh") {
         refresh_phase(plan, &be, &mut results).await?;
+    }
+    if plan.runs("scale") {
+        scale::scale_phase(plan, &plan.scale, &be, SCALE_FIRST, &mut results).await?;
     }
     let background_after = background_busy().await;
 

@@ -65,6 +65,27 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     stat_cpu(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// CPU time of a whole process in nanoseconds: the sum over its live threads of the time on
+/// a CPU from `/proc/<pid>/task/<tid>/schedstat` (the scheduler's clock, not rounded to
+/// ticks; for one-off measurements of a few milliseconds). Threads that ended are not
+/// counted; the gateway's worker threads live as long as it does.
+pub fn cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .take(4096)
+    {
+        let text = fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        total += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
+}
+
 /// CPU time of one thread of this process, in ticks.
 pub fn thread_cpu_ticks(tid: i32) -> Option<u64> {
     stat_cpu(&fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?)

@@ -216,6 +216,9 @@ pub struct SseOutcome {
     pub open_s: f64,
     /// Gateway CPU while holding the streams idle, % of one core.
     pub idle_cpu_pct: f64,
+    /// `server.limits.max_connections` when the harness raised it above the default for
+    /// the streams.
+    pub max_connections: Option<usize>,
 }
 
 /// Creates `n` sessions over 8 connections; returns their ids.
