@@ -1,17 +1,32 @@
 //! The session's notification stream (GET with `Accept: text/event-stream`): a priming
 //! event, the events missed since `Last-Event-ID`, then live events and keep-alive comments
 //! until the client leaves, the session ends or the gateway shuts down.
+//!
+//! On HTTP/1 the stream is written by [`IdleStream`], a small task that takes the connection
+//! over from Pingora's session once the head and the preamble are out
+//! ([`crate::edge::takeover`]): an idle stream then holds its channel, its timer and its
+//! connection, not a whole HTTP request's futures. Over HTTP/2 the request writes it.
 
-use std::time::Duration;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use cortex_filters::sse;
+use http::Method;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
+use crate::audit::AuditSink;
 use crate::auth::Principal;
-use crate::http::{add_cors, Answer};
-use crate::record::Stage;
+use crate::drain::{Drain, InFlight};
+use crate::edge::{After, Taken};
+use crate::http::{add_cors, header, Answer};
+use crate::metrics::Metrics;
+use crate::record::{clean, Facts, RequestRecord, Stage, MAX_IDENT};
 use crate::state::{AppState, Policy};
 
 use super::envelope::{self, Need};
@@ -65,10 +80,27 @@ pub async fn open(
         add_cors(&mut h, origin)?;
     }
     let keepalive = policy.config.sessions.keepalive_interval;
-    session.set_write_timeout(Some(keepalive.max(Duration::from_secs(5)) * 2));
+    let write_timeout = keepalive.max(Duration::from_secs(5)) * 2;
+    session.set_write_timeout(Some(write_timeout));
     session.write_response_header(Box::new(h), false).await?;
     for event in handle.preamble.drain(..) {
         session.write_response_body(Some(event), false).await?;
+    }
+    if let Some(conn) = ctx.conn.clone() {
+        if !session.as_downstream().is_http2() {
+            let idle = IdleStream {
+                rx: handle.rx,
+                keepalive,
+                write_timeout,
+                drain: state.shared.drain.clone(),
+                _in_flight: ctx.in_flight.take(),
+                record: OpenRecord::take(state, session, ctx, principal),
+            };
+            conn.take_over(Box::new(move |taken| -> BoxFuture<'static, After> {
+                Box::pin(idle.run(taken))
+            }));
+            return Ok(());
+        }
     }
     let mut tick = tokio::time::interval(keepalive);
     tick.tick().await;
@@ -94,4 +126,182 @@ pub async fn open(
     }
     session.write_response_body(None, true).await?;
     Ok(())
+}
+
+/// An HTTP/1 notification stream after its preamble, on a connection taken over from
+/// Pingora's session ([`crate::edge::takeover`]). It writes the chunked body itself.
+struct IdleStream {
+    rx: mpsc::Receiver<Bytes>,
+    keepalive: Duration,
+    write_timeout: Duration,
+    drain: Arc<Drain>,
+    /// The stream counts as in flight until it ends (the drain closes it).
+    _in_flight: Option<InFlight>,
+    /// The request's record, closed when the stream ends (as the logging phase would).
+    record: Option<Box<OpenRecord>>,
+}
+
+/// The last chunk of a chunked body.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+impl IdleStream {
+    /// Writes events and keep-alive comments until the client leaves (the connection
+    /// closes), the session's channel closes or the gateway shuts down (the answer is
+    /// completed and the connection serves the next request).
+    async fn run(mut self, mut taken: Taken) -> After {
+        let mut tick = tokio::time::interval(self.keepalive);
+        tick.tick().await;
+        let mut probe = [0u8; 1];
+        let ended = loop {
+            tokio::select! {
+                event = self.rx.recv() => match event {
+                    Some(ev) => {
+                        if let Err(e) = self.write_event(&mut taken, &ev).await {
+                            break Err(e);
+                        }
+                    }
+                    None => break Ok(()),
+                },
+                _ = tick.tick() => {
+                    if *taken.shutdown.borrow() {
+                        break Ok(());
+                    }
+                    if let Err(e) = self.write_event(&mut taken, sse::KEEPALIVE).await {
+                        break Err(e);
+                    }
+                }
+                // The client's close (or reset) ends the stream; nothing more is sent. Bytes
+                // it sends instead start its next request: kept for after the stream, and
+                // the connection is no longer read (as Pingora's session does).
+                read = taken.io.read(&mut probe), if taken.pending.is_empty() => match read {
+                    Ok(0) | Err(_) => {
+                        close_record(self.record.take(), None);
+                        return After::Close;
+                    }
+                    Ok(n) => taken.pending.extend_from_slice(&probe[..n.min(probe.len())]),
+                },
+                // Graceful shutdown: the stream ends cleanly now (the client reconnects to
+                // another instance with `Last-Event-ID`), so the drain need not wait for it.
+                _ = self.drain.stopped() => break Ok(()),
+            }
+        };
+        let ended = match ended {
+            Ok(()) => write_all(&mut taken, LAST_CHUNK, self.write_timeout).await,
+            Err(e) => Err(e),
+        };
+        match ended {
+            Ok(()) => {
+                close_record(self.record.take(), None);
+                After::Complete(taken)
+            }
+            Err(e) => {
+                close_record(self.record.take(), Some(e.to_string()));
+                After::Close
+            }
+        }
+    }
+
+    /// Writes `data` as one chunk of the body (one write, then a flush).
+    async fn write_event(&mut self, taken: &mut Taken, data: &[u8]) -> io::Result<()> {
+        let mut chunk = Vec::with_capacity(data.len() + 12);
+        chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        chunk.extend_from_slice(data);
+        chunk.extend_from_slice(b"\r\n");
+        write_all(taken, &chunk, self.write_timeout).await?;
+        if let Some(r) = self.record.as_mut() {
+            r.sent += data.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Writes and flushes `bytes` within `timeout`.
+async fn write_all(taken: &mut Taken, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    let io = &mut taken.io;
+    match tokio::time::timeout(timeout, async {
+        io.write_all(bytes).await?;
+        io.flush().await
+    })
+    .await
+    {
+        Ok(written) => written,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client did not read the stream within the write timeout",
+        )),
+    }
+}
+
+/// A stream's record, kept open until the stream ends, with what the logging phase would
+/// have closed it with.
+struct OpenRecord {
+    record: RequestRecord,
+    started: Instant,
+    origin: Option<String>,
+    /// Body bytes sent (events and comments, without the chunk framing).
+    sent: u64,
+    audit: AuditSink,
+    metrics: Arc<Metrics>,
+}
+
+impl OpenRecord {
+    /// Takes the request's record out of `ctx`, when anything consumes records (the logging
+    /// phase then finds it inactive and leaves it to the stream).
+    fn take(
+        state: &AppState,
+        session: &Session,
+        ctx: &mut super::request::RequestCtx,
+        principal: &Principal,
+    ) -> Option<Box<OpenRecord>> {
+        let shared = &state.shared;
+        if !ctx.record.is_active() || !(shared.audit.is_enabled() || shared.metrics.is_enabled())
+        {
+            return None;
+        }
+        let mut record = std::mem::take(&mut ctx.record);
+        record.set_principal(principal.clone());
+        Some(Box::new(OpenRecord {
+            record,
+            started: ctx.started,
+            origin: ctx
+                .cors_origin
+                .clone()
+                .or_else(|| header(session, "origin").map(|v| clean(v, MAX_IDENT))),
+            sent: session.body_bytes_sent() as u64,
+            audit: shared.audit.clone(),
+            metrics: shared.metrics.clone(),
+        }))
+    }
+}
+
+/// Closes a stream's record and hands it to the metrics and the audit trail.
+fn close_record(open: Option<Box<OpenRecord>>, error: Option<String>) {
+    let Some(open) = open else {
+        return;
+    };
+    let OpenRecord {
+        mut record,
+        started,
+        origin,
+        sent,
+        audit,
+        metrics,
+    } = *open;
+    let facts = Facts {
+        ts_ms: crate::clock::now_ms(),
+        latency: started.elapsed(),
+        http_method: Method::GET,
+        http_status: 200,
+        response_size: sent,
+        origin,
+        backends_filter: None,
+        tool_mode: None,
+        error,
+    };
+    if let Some(closed) = record.close(facts) {
+        metrics.observe(&closed);
+        if audit.is_enabled() {
+            audit.submit(closed);
+        }
+    }
 }

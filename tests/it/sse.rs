@@ -5,6 +5,7 @@ use crate::common;
 
 use std::time::Duration;
 
+use common::raw::{self, RawConn};
 use common::{tool, BackendSpec, Gateway, McpClient, TestBackend, TestConfig};
 use serde_json::json;
 
@@ -227,4 +228,50 @@ async fn prompts_list_changed() {
         .wait_for_method("notifications/prompts/list_changed", CHANGE_WAIT)
         .await
         .expect("prompts list_changed");
+}
+
+/// A stream on a raw HTTP/1.1 connection is a chunked answer; when it ends (here because a
+/// second stream of the session replaces it, `max_streams_per_session: 1`) its last chunk
+/// completes the answer and the same connection serves the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_stream_leaves_its_connection_usable() {
+    let backend = TestBackend::start(BackendSpec::tools(&["a"], "mcp:l:read")).await;
+    let gateway = gateway_with(
+        &backend,
+        TestConfig::new()
+            .sessions("keepalive_interval: 1s")
+            .sessions("max_streams_per_session: 1"),
+    )
+    .await;
+    let client = session(&gateway).await;
+    let sid = client.session.clone().expect("a session id");
+    let mut conn = RawConn::connect(gateway.port()).await;
+    let get = format!(
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\nmcp-protocol-version: 2025-11-25\r\n\r\n"
+    );
+    assert!(conn.send(get.as_bytes()).await);
+    // Long enough for the priming event and a keep-alive comment.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut second = client.open_stream(&[]).await;
+    assert_eq!(second.status, 200);
+    let ended = conn
+        .response(Duration::from_secs(10))
+        .await
+        .expect("the first stream ends with its last chunk");
+    assert_eq!(ended.status, 200);
+    let body = String::from_utf8_lossy(&ended.body).to_string();
+    assert!(body.starts_with("id: "), "priming event first: {body:?}");
+    assert!(body.contains(": keepalive"), "keep-alive comments: {body:?}");
+    // The same connection serves a request after the stream.
+    let ping = json!({"jsonrpc":"2.0","id":7,"method":"ping"}).to_string();
+    let extra = format!("mcp-session-id: {sid}\r\nmcp-protocol-version: 2025-11-25\r\n");
+    assert!(conn.send(&raw::post("/mcp", &extra, &ping)).await);
+    let pong = conn
+        .response(Duration::from_secs(10))
+        .await
+        .expect("an answer on the connection the stream used");
+    assert_eq!(pong.status, 200, "{pong:?}");
+    assert_eq!(pong.json()["id"], 7, "{pong:?}");
+    // The second stream is still live.
+    assert!(second.next_event(Duration::from_secs(5)).await.is_some());
 }
