@@ -27,7 +27,7 @@ use crate::edge::{After, Taken};
 use crate::http::{add_cors, header, Answer};
 use crate::metrics::Metrics;
 use crate::record::{clean, Facts, RequestRecord, Stage, MAX_IDENT};
-use crate::state::{AppState, Policy};
+use crate::state::{AppState, Policy, Shared};
 
 use super::envelope::{self, Need};
 use super::request::{Refusal, RequestCtx, RequestFacts, Stop};
@@ -88,13 +88,13 @@ pub async fn open(
     }
     if let Some(conn) = ctx.conn.clone() {
         if !session.as_downstream().is_http2() {
+            let record = OpenRecord::take(&state.shared, session, ctx, principal);
             let idle = IdleStream {
                 rx: handle.rx,
                 keepalive,
-                write_timeout,
                 drain: state.shared.drain.clone(),
                 _in_flight: ctx.in_flight.take(),
-                record: OpenRecord::take(state, session, ctx, principal),
+                body: ChunkedBody::new(write_timeout, record),
             };
             conn.take_over(Box::new(move |taken| -> BoxFuture<'static, After> {
                 Box::pin(idle.run(taken))
@@ -129,20 +129,15 @@ pub async fn open(
 }
 
 /// An HTTP/1 notification stream after its preamble, on a connection taken over from
-/// Pingora's session ([`crate::edge::takeover`]). It writes the chunked body itself.
+/// Pingora's session ([`crate::edge::takeover`]).
 struct IdleStream {
     rx: mpsc::Receiver<Bytes>,
     keepalive: Duration,
-    write_timeout: Duration,
     drain: Arc<Drain>,
     /// The stream counts as in flight until it ends (the drain closes it).
     _in_flight: Option<InFlight>,
-    /// The request's record, closed when the stream ends (as the logging phase would).
-    record: Option<Box<OpenRecord>>,
+    body: ChunkedBody,
 }
-
-/// The last chunk of a chunked body.
-const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 impl IdleStream {
     /// Writes events and keep-alive comments until the client leaves (the connection
@@ -156,7 +151,7 @@ impl IdleStream {
             tokio::select! {
                 event = self.rx.recv() => match event {
                     Some(ev) => {
-                        if let Err(e) = self.write_event(&mut taken, &ev).await {
+                        if let Err(e) = self.body.send(&mut taken, &ev).await {
                             break Err(e);
                         }
                     }
@@ -166,29 +161,89 @@ impl IdleStream {
                     if *taken.shutdown.borrow() {
                         break Ok(());
                     }
-                    if let Err(e) = self.write_event(&mut taken, sse::KEEPALIVE).await {
+                    if let Err(e) = self.body.send(&mut taken, sse::KEEPALIVE).await {
                         break Err(e);
                     }
                 }
-                // The client's close (or reset) ends the stream; nothing more is sent. Bytes
-                // it sends instead start its next request: kept for after the stream, and
-                // the connection is no longer read (as Pingora's session does).
-                read = taken.io.read(&mut probe), if taken.pending.is_empty() => match read {
-                    Ok(0) | Err(_) => {
-                        close_record(self.record.take(), None);
-                        return After::Close;
+                // The client's close ends the stream; nothing more is sent.
+                read = taken.io.read(&mut probe), if taken.pending.is_empty() => {
+                    if !ChunkedBody::read_more(&mut taken, read, &probe) {
+                        return self.body.client_left();
                     }
-                    Ok(n) => taken.pending.extend_from_slice(&probe[..n.min(probe.len())]),
-                },
+                }
                 // Graceful shutdown: the stream ends cleanly now (the client reconnects to
                 // another instance with `Last-Event-ID`), so the drain need not wait for it.
                 _ = self.drain.stopped() => break Ok(()),
             }
         };
-        let ended = match ended {
-            Ok(()) => write_all(&mut taken, LAST_CHUNK, self.write_timeout).await,
-            Err(e) => Err(e),
-        };
+        self.body.end(taken, ended, &[]).await
+    }
+}
+
+/// The last chunk of a chunked body.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The body of a taken-over HTTP/1 stream: chunks written on the connection within the
+/// write timeout, counted for the request's record, which is closed when the body ends.
+pub(super) struct ChunkedBody {
+    write_timeout: Duration,
+    record: Option<Box<OpenRecord>>,
+}
+
+impl ChunkedBody {
+    /// A body whose writes each complete within `write_timeout`, for `record`.
+    pub(super) fn new(write_timeout: Duration, record: Option<Box<OpenRecord>>) -> ChunkedBody {
+        ChunkedBody {
+            write_timeout,
+            record,
+        }
+    }
+
+    /// Writes `data` as one chunk (one write, then a flush).
+    pub(super) async fn send(&mut self, taken: &mut Taken, data: &[u8]) -> io::Result<()> {
+        let mut chunk = Vec::with_capacity(data.len() + 12);
+        chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        chunk.extend_from_slice(data);
+        chunk.extend_from_slice(b"\r\n");
+        write_all(taken, &chunk, self.write_timeout).await?;
+        if let Some(r) = self.record.as_mut() {
+            r.sent += data.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// What a read of the connection during the stream means: `false` when the client left
+    /// (closed or reset). Bytes it sent instead start its next request: they are kept for
+    /// after the stream, and the connection is not read further (as Pingora's session
+    /// does), so a later close shows as a failed write.
+    pub(super) fn read_more(taken: &mut Taken, read: io::Result<usize>, probe: &[u8]) -> bool {
+        match read {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                taken
+                    .pending
+                    .extend_from_slice(&probe[..n.min(probe.len())]);
+                true
+            }
+        }
+    }
+
+    /// The client left: nothing more is written; the record is closed.
+    pub(super) fn client_left(mut self) -> After {
+        close_record(self.record.take(), None);
+        After::Close
+    }
+
+    /// Ends the body: after `last` (an event, or nothing) the last chunk, unless the stream
+    /// already failed (`ended`); closes the record.
+    pub(super) async fn end(mut self, mut taken: Taken, ended: io::Result<()>, last: &[u8]) -> After {
+        let mut ended = ended;
+        if ended.is_ok() && !last.is_empty() {
+            ended = self.send(&mut taken, last).await;
+        }
+        if ended.is_ok() {
+            ended = write_all(&mut taken, LAST_CHUNK, self.write_timeout).await;
+        }
         match ended {
             Ok(()) => {
                 close_record(self.record.take(), None);
@@ -199,19 +254,6 @@ impl IdleStream {
                 After::Close
             }
         }
-    }
-
-    /// Writes `data` as one chunk of the body (one write, then a flush).
-    async fn write_event(&mut self, taken: &mut Taken, data: &[u8]) -> io::Result<()> {
-        let mut chunk = Vec::with_capacity(data.len() + 12);
-        chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-        chunk.extend_from_slice(data);
-        chunk.extend_from_slice(b"\r\n");
-        write_all(taken, &chunk, self.write_timeout).await?;
-        if let Some(r) = self.record.as_mut() {
-            r.sent += data.len() as u64;
-        }
-        Ok(())
     }
 }
 
@@ -234,8 +276,9 @@ async fn write_all(taken: &mut Taken, bytes: &[u8], timeout: Duration) -> io::Re
 
 /// A stream's record, kept open until the stream ends, with what the logging phase would
 /// have closed it with.
-struct OpenRecord {
+pub(super) struct OpenRecord {
     record: RequestRecord,
+    method: Method,
     started: Instant,
     origin: Option<String>,
     /// Body bytes sent (events and comments, without the chunk framing).
@@ -247,13 +290,12 @@ struct OpenRecord {
 impl OpenRecord {
     /// Takes the request's record out of `ctx`, when anything consumes records (the logging
     /// phase then finds it inactive and leaves it to the stream).
-    fn take(
-        state: &AppState,
+    pub(super) fn take(
+        shared: &Shared,
         session: &Session,
         ctx: &mut super::request::RequestCtx,
         principal: &Principal,
     ) -> Option<Box<OpenRecord>> {
-        let shared = &state.shared;
         if !ctx.record.is_active() || !(shared.audit.is_enabled() || shared.metrics.is_enabled())
         {
             return None;
@@ -262,6 +304,7 @@ impl OpenRecord {
         record.set_principal(principal.clone());
         Some(Box::new(OpenRecord {
             record,
+            method: session.req_header().method.clone(),
             started: ctx.started,
             origin: ctx
                 .cors_origin
@@ -281,6 +324,7 @@ fn close_record(open: Option<Box<OpenRecord>>, error: Option<String>) {
     };
     let OpenRecord {
         mut record,
+        method,
         started,
         origin,
         sent,
@@ -290,7 +334,7 @@ fn close_record(open: Option<Box<OpenRecord>>, error: Option<String>) {
     let facts = Facts {
         ts_ms: crate::clock::now_ms(),
         latency: started.elapsed(),
-        http_method: Method::GET,
+        http_method: method,
         http_status: 200,
         response_size: sent,
         origin,
