@@ -18,7 +18,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::debug;
 
-use super::takeover::{After, Handoff, Taken};
+use super::takeover::{unbuffered, After, Handoff, Taken};
 use super::{Conn, Edge, EdgeCounters, EdgeStream, Slot};
 
 /// Pingora's default keep-alive for a new HTTP/1 connection (the gateway's request filter
@@ -157,9 +157,11 @@ where
     ) {
         loop {
             let Kept { handoff, settings } = kept;
+            let mut pending = handoff.pending;
+            let io = unbuffered(handoff.io, &mut pending);
             let taken = Taken {
-                io: handoff.io,
-                pending: handoff.pending,
+                io,
+                pending,
                 shutdown: shutdown.clone(),
             };
             let After::Complete(mut taken) = (handoff.takeover)(taken).await else {

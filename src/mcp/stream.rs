@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use cortex_filters::sse;
+use futures::future::BoxFuture;
 use http::Method;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -236,7 +236,12 @@ impl ChunkedBody {
 
     /// Ends the body: after `last` (an event, or nothing) the last chunk, unless the stream
     /// already failed (`ended`); closes the record.
-    pub(super) async fn end(mut self, mut taken: Taken, ended: io::Result<()>, last: &[u8]) -> After {
+    pub(super) async fn end(
+        mut self,
+        mut taken: Taken,
+        ended: io::Result<()>,
+        last: &[u8],
+    ) -> After {
         let mut ended = ended;
         if ended.is_ok() && !last.is_empty() {
             ended = self.send(&mut taken, last).await;
@@ -296,8 +301,7 @@ impl OpenRecord {
         ctx: &mut super::request::RequestCtx,
         principal: &Principal,
     ) -> Option<Box<OpenRecord>> {
-        if !ctx.record.is_active() || !(shared.audit.is_enabled() || shared.metrics.is_enabled())
-        {
+        if !ctx.record.is_active() || !(shared.audit.is_enabled() || shared.metrics.is_enabled()) {
             return None;
         }
         let mut record = std::mem::take(&mut ctx.record);

@@ -204,9 +204,11 @@ async fn open_streams_hold_their_slot_until_the_client_leaves() {
         "the streams hold every slot: a fourth connection is refused"
     );
     drop(held);
-    eventually(WAIT, "a ping is served again once the streams' clients left", || async {
-        pings(&gateway).await.then_some(())
-    })
+    eventually(
+        WAIT,
+        "a ping is served again once the streams' clients left",
+        || async { pings(&gateway).await.then_some(()) },
+    )
     .await;
 }
 

@@ -261,7 +261,10 @@ async fn an_ended_stream_leaves_its_connection_usable() {
     assert_eq!(ended.status, 200);
     let body = String::from_utf8_lossy(&ended.body).to_string();
     assert!(body.starts_with("id: "), "priming event first: {body:?}");
-    assert!(body.contains(": keepalive"), "keep-alive comments: {body:?}");
+    assert!(
+        body.contains(": keepalive"),
+        "keep-alive comments: {body:?}"
+    );
     // The same connection serves a request after the stream.
     let ping = json!({"jsonrpc":"2.0","id":7,"method":"ping"}).to_string();
     let extra = format!("mcp-session-id: {sid}\r\nmcp-protocol-version: 2025-11-25\r\n");
