@@ -247,6 +247,11 @@ impl ChunkedBody {
             ended = self.send(&mut taken, last).await;
         }
         if ended.is_ok() {
+            // As the audit trail's answer hook does for an answer written through Pingora:
+            // the record is in the spool before the answer's last bytes are written.
+            if let Some(open) = &self.record {
+                open.spool();
+            }
             ended = write_all(&mut taken, LAST_CHUNK, self.write_timeout).await;
         }
         match ended {
@@ -293,6 +298,32 @@ pub(super) struct OpenRecord {
 }
 
 impl OpenRecord {
+    /// The HTTP facts of the stream now.
+    fn facts(&self, error: Option<String>) -> Facts {
+        Facts {
+            ts_ms: crate::clock::now_ms(),
+            latency: self.started.elapsed(),
+            http_method: self.method.clone(),
+            http_status: 200,
+            response_size: self.sent,
+            origin: self.origin.clone(),
+            backends_filter: None,
+            tool_mode: None,
+            error,
+        }
+    }
+
+    /// Spools the record as it stands (when the audit trail spools).
+    fn spool(&self) {
+        if !self.audit.spools() {
+            return;
+        }
+        let sink = &self.audit;
+        self.record
+            .handle()
+            .spool_now(self.facts(None), |closed| sink.spool(closed));
+    }
+
     /// Takes the request's record out of `ctx`, when anything consumes records (the logging
     /// phase then finds it inactive and leaves it to the stream).
     pub(super) fn take(
@@ -323,33 +354,14 @@ impl OpenRecord {
 
 /// Closes a stream's record and hands it to the metrics and the audit trail.
 fn close_record(open: Option<Box<OpenRecord>>, error: Option<String>) {
-    let Some(open) = open else {
+    let Some(mut open) = open else {
         return;
     };
-    let OpenRecord {
-        mut record,
-        method,
-        started,
-        origin,
-        sent,
-        audit,
-        metrics,
-    } = *open;
-    let facts = Facts {
-        ts_ms: crate::clock::now_ms(),
-        latency: started.elapsed(),
-        http_method: method,
-        http_status: 200,
-        response_size: sent,
-        origin,
-        backends_filter: None,
-        tool_mode: None,
-        error,
-    };
-    if let Some(closed) = record.close(facts) {
-        metrics.observe(&closed);
-        if audit.is_enabled() {
-            audit.submit(closed);
+    let facts = open.facts(error);
+    if let Some(closed) = open.record.close(facts) {
+        open.metrics.observe(&closed);
+        if open.audit.is_enabled() {
+            open.audit.submit(closed);
         }
     }
 }

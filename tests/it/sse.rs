@@ -278,3 +278,49 @@ async fn an_ended_stream_leaves_its_connection_usable() {
     // The second stream is still live.
     assert!(second.next_event(Duration::from_secs(5)).await.is_some());
 }
+
+/// A stream's record reaches the audit trail when the stream ends (here the client leaves),
+/// with the stream's lifetime and the bytes it carried, not when its head is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streams_record_is_written_when_the_stream_ends() {
+    let backend = TestBackend::start(BackendSpec::tools(&["a"], "mcp:l:read")).await;
+    let gateway = gateway_with(
+        &backend,
+        TestConfig::new()
+            .sessions("keepalive_interval: 1s")
+            .top("audit:\n  secret: \"audit-test-secret-0123456789abcdef0123\""),
+    )
+    .await;
+    let client = session(&gateway).await;
+    let mut stream = client.open_stream(&[]).await;
+    assert_eq!(stream.status, 200);
+    stream
+        .next_event(Duration::from_secs(5))
+        .await
+        .expect("priming event");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let gets = |g: &Gateway| {
+        crate::audit_support::audit_lines(g)
+            .into_iter()
+            .filter(|l| l["http_method"] == "GET")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        gets(&gateway).is_empty(),
+        "no record while the stream is open"
+    );
+    drop(stream);
+    let line = common::eventually(Duration::from_secs(10), "the stream's record", || async {
+        gets(&gateway).into_iter().next()
+    })
+    .await;
+    assert_eq!(line["http_status"], 200, "{line}");
+    assert!(
+        line["latency_ms"].as_f64().unwrap_or(0.0) >= 1000.0,
+        "the stream's lifetime: {line}"
+    );
+    assert!(
+        line["response_size"].as_i64().unwrap_or(0) > 20,
+        "the priming event and a keep-alive: {line}"
+    );
+}
