@@ -3,21 +3,23 @@
 //!
 //! Pingora's own loop (`impl ServerApp for T: HttpServerApp`) is reproduced here, with the
 //! same defaults, because it is the one place that sees the boundary between two requests
-//! of a keep-alive connection, where the next header's deadline starts. HTTP/2 (over TLS
+//! of a keep-alive connection, where the next header's deadline starts, and where a request
+//! can hand its connection over to a small writer ([`super::takeover`]). HTTP/2 (over TLS
 //! with ALPN `h2`) is handed to Pingora's loop as it is, under the connection cap only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::{Shutdown, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::debug;
 
-use super::{Conn, Edge, EdgeCounters, EdgeStream};
+use super::takeover::{unbuffered, After, Handoff, Taken};
+use super::{Conn, Edge, EdgeCounters, EdgeStream, Slot};
 
 /// Pingora's default keep-alive for a new HTTP/1 connection (the gateway's request filter
 /// replaces it with `server.keepalive_timeout` where the connection is kept).
@@ -66,7 +68,7 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let Some(_slot) = self.edge.try_admit() else {
+        let Some(slot) = self.edge.try_admit() else {
             EdgeCounters::inc(&self.edge.counters.connections_refused);
             refuse(&self.edge, stream).await;
             return None;
@@ -92,8 +94,49 @@ where
         // Requests a client sends before reading the previous answer are served in order
         // (RFC 9112 §9.3.2), not dropped with the connection.
         session.set_pipelining_enabled(true);
-        let mut result = self.inner.process_new_http(session, shutdown).await;
-        while let Some((stream, settings)) = result.map(|r| r.consume()) {
+        let result = self.inner.process_new_http(session, shutdown).await;
+        if let Some(handoff) = self.serve_kept(&conn, shutdown, result).await {
+            // The rest of the connection's life is a small task's: this one (Pingora's, with
+            // its session futures) ends here.
+            let app = self.clone();
+            tokio::spawn(app.run_taken(handoff, conn, slot, shutdown.clone()));
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.inner.http_cleanup().await;
+    }
+}
+
+/// A taken-over connection and what Pingora would do with it after the answer.
+struct Kept {
+    handoff: Handoff,
+    /// The connection's settings for its next request; `None` when Pingora would have
+    /// closed it after this answer.
+    settings: Option<HttpPersistentSettings>,
+}
+
+impl<A> EdgeApp<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// Serves the requests of a kept-alive HTTP/1 connection after the one that gave
+    /// `result`, until the connection closes (`None`) or a request hands it over.
+    async fn serve_kept(
+        &self,
+        conn: &Arc<Conn>,
+        shutdown: &ShutdownWatch,
+        mut result: Option<ReusedHttpStream>,
+    ) -> Option<Kept> {
+        loop {
+            if conn.is_taken() {
+                // Dropping Pingora's stream parks the connection in `conn`.
+                let settings = result.and_then(|r| r.consume().1);
+                let handoff = conn.take_handoff()?;
+                return Some(Kept { handoff, settings });
+            }
+            let (stream, settings) = result?.consume();
             conn.expect_header();
             let mut session = ServerSession::new_http1(stream);
             if let Some(settings) = settings {
@@ -101,11 +144,60 @@ where
             }
             result = self.inner.process_new_http(session, shutdown).await;
         }
-        None
     }
 
-    async fn cleanup(&self) {
-        self.inner.http_cleanup().await;
+    /// Runs taken-over answers on a connection, and the requests after them, until it
+    /// closes. Holds the connection's slot under the cap.
+    async fn run_taken(
+        self: Arc<Self>,
+        mut kept: Kept,
+        conn: Arc<Conn>,
+        _slot: Slot,
+        shutdown: ShutdownWatch,
+    ) {
+        loop {
+            let Kept { handoff, settings } = kept;
+            let mut pending = handoff.pending;
+            let io = unbuffered(handoff.io, &mut pending);
+            let taken = Taken {
+                io,
+                pending,
+                shutdown: shutdown.clone(),
+            };
+            let After::Complete(mut taken) = (handoff.takeover)(taken).await else {
+                return;
+            };
+            let Some(settings) = settings else {
+                // Pingora would have closed the connection after this answer.
+                let _ = tokio::time::timeout(REFUSAL_WRITE, async {
+                    Shutdown::shutdown(&mut *taken.io).await;
+                })
+                .await;
+                return;
+            };
+            // Boxed: while an answer is taken over, this task holds only a pointer to the
+            // HTTP session's (much larger) futures.
+            match Box::pin(self.resume(&conn, &shutdown, taken, settings)).await {
+                Some(next) => kept = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Serves the next requests on a connection whose taken-over answer is complete.
+    async fn resume(
+        &self,
+        conn: &Arc<Conn>,
+        shutdown: &ShutdownWatch,
+        taken: Taken,
+        settings: HttpPersistentSettings,
+    ) -> Option<Kept> {
+        conn.expect_header();
+        let stream: Stream = Box::new(EdgeStream::resume(taken.io, conn.clone(), taken.pending));
+        let mut session = ServerSession::new_http1(stream);
+        settings.apply_to_session(&mut session);
+        let result = self.inner.process_new_http(session, shutdown).await;
+        self.serve_kept(conn, shutdown, result).await
     }
 }
 

@@ -15,7 +15,10 @@
 //!   counted, instead of an ERROR line per attacker connection);
 //! - a **body deadline**: the whole body within `body_timeout` of the header (`408`);
 //! - a **body budget**: request bodies being read or held by all requests together stay
-//!   under `body_budget` bytes (`503` with `Retry-After`) ([`body`]).
+//!   under `body_budget` bytes (`503` with `Retry-After`) ([`body`]);
+//! - a **takeover**: a long answer that only writes (an idle notification stream) leaves
+//!   Pingora's session once its head is written and runs in a small task of its own, still
+//!   under the connection cap ([`takeover`]).
 //!
 //! The counters ([`EdgeCounters`]) are plain atomics for the metrics endpoint to export.
 //! docs/security.md lists every limit with its default and configuration key.
@@ -24,6 +27,7 @@ pub mod app;
 pub mod body;
 pub mod fds;
 pub mod stream;
+pub mod takeover;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,6 +40,7 @@ use crate::config::LimitsConfig;
 pub use app::EdgeApp;
 pub use body::{read_body, BodyPermit, EdgeBodyRead};
 pub use stream::{Conn, EdgeStream};
+pub use takeover::{After, Taken, Takeover};
 
 /// The edge limits in force (from `server.limits`; the connection cap after [`fds`]).
 #[derive(Debug, Clone)]

@@ -8,11 +8,16 @@
 //! edge logs it at debug level and counts it. Once the gateway has the header it arms the
 //! body deadline ([`Conn::expect_body`]); after the body the connection reads freely (a
 //! notification stream only watches it for the client's close).
+//!
+//! Once a request hands its connection over ([`Conn::take_over`], see [`super::takeover`]),
+//! the wrapper swallows Pingora's writes and, when dropped, keeps the connection for the
+//! edge instead of closing it.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -27,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use tracing::debug;
 
+use super::takeover::{Handoff, Takeover};
 use super::{Edge, EdgeCounters};
 
 /// The largest request header the edge holds (Pingora's own limit is 1 MiB): a larger one
@@ -59,10 +65,30 @@ enum Phase {
 
 /// One downstream connection's reading state, shared by its [`EdgeStream`] and the
 /// requests served on it.
-#[derive(Debug)]
 pub struct Conn {
     edge: Arc<Edge>,
     phase: Mutex<Phase>,
+    /// A request handed the connection over ([`Conn::take_over`]): the wrapper swallows
+    /// Pingora's writes and keeps the connection when dropped. Read on every write, hence
+    /// an atomic of its own.
+    taken: AtomicBool,
+    /// The writer the connection is handed to, and the connection once Pingora let go.
+    handoff: Mutex<Parked>,
+}
+
+#[derive(Default)]
+struct Parked {
+    takeover: Option<Takeover>,
+    io: Option<(Stream, BytesMut)>,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("phase", &self.phase())
+            .field("taken", &self.is_taken())
+            .finish()
+    }
 }
 
 impl Conn {
@@ -77,6 +103,48 @@ impl Conn {
             phase: Mutex::new(Phase::Header {
                 first_byte: Some(Instant::now()),
             }),
+            taken: AtomicBool::new(false),
+            handoff: Mutex::new(Parked::default()),
+        }
+    }
+
+    /// Hands the connection to `takeover` once the current request is over as far as
+    /// Pingora knows: call it after the answer's head (and anything to be written through
+    /// Pingora) is written and flushed, and before returning from the request filter. What
+    /// Pingora writes afterwards (the end of the answer it believes complete) is dropped;
+    /// `takeover` writes the rest. HTTP/1 only (an HTTP/2 stream is not a connection).
+    pub fn take_over(&self, takeover: Takeover) {
+        self.parked().takeover = Some(takeover);
+        self.taken.store(true, Ordering::Release);
+    }
+
+    /// Whether a request handed the connection over.
+    pub fn is_taken(&self) -> bool {
+        self.taken.load(Ordering::Acquire)
+    }
+
+    fn parked(&self) -> std::sync::MutexGuard<'_, Parked> {
+        self.handoff.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the connection Pingora let go of (its wrapper was dropped).
+    fn park(&self, io: Stream, unread: BytesMut) {
+        self.parked().io = Some((io, unread));
+    }
+
+    /// The writer and the connection, once both are there (the taken flag is cleared).
+    pub(super) fn take_handoff(&self) -> Option<Handoff> {
+        let mut parked = self.parked();
+        self.taken.store(false, Ordering::Release);
+        let takeover = parked.takeover.take();
+        let io = parked.io.take();
+        match (takeover, io) {
+            (Some(takeover), Some((io, pending))) => Some(Handoff {
+                takeover,
+                io,
+                pending,
+            }),
+            _ => None,
         }
     }
 
@@ -168,6 +236,14 @@ impl EdgeStream {
             ready: BytesMut::new(),
             timer: None,
         }
+    }
+
+    /// Wraps `inner` again after a takeover ([`super::takeover`]); `pending` (bytes the
+    /// client sent past the previous request) is read first.
+    pub(super) fn resume(inner: Stream, conn: Arc<Conn>, pending: BytesMut) -> EdgeStream {
+        let mut stream = EdgeStream::new(inner, conn);
+        stream.ready = pending;
+        stream
     }
 
     /// The connection state of this stream.
@@ -331,15 +407,28 @@ impl AsyncWrite for EdgeStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.conn.is_taken() {
+            // Pingora ending an answer whose rest the takeover writes.
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        if this.conn.is_taken() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.conn.is_taken() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -347,7 +436,11 @@ impl AsyncWrite for EdgeStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.conn.is_taken() {
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -358,7 +451,26 @@ impl AsyncWrite for EdgeStream {
 #[async_trait]
 impl Shutdown for EdgeStream {
     async fn shutdown(&mut self) {
+        if self.conn.is_taken() {
+            return;
+        }
         Shutdown::shutdown(&mut *self.inner).await
+    }
+}
+
+impl Drop for EdgeStream {
+    fn drop(&mut self) {
+        if self.conn.is_taken() {
+            // The connection was handed over: keep it for the edge (an empty stand-in
+            // takes its place for the rest of the drop).
+            let io = std::mem::replace(
+                &mut self.inner,
+                Box::new(std::io::Cursor::new(Vec::<u8>::new())),
+            );
+            let mut unread = std::mem::take(&mut self.ready);
+            unread.unsplit(std::mem::take(&mut self.held));
+            self.conn.park(io, unread);
+        }
     }
 }
 
@@ -562,6 +674,40 @@ mod tests {
         assert!(conn.body_expired());
         assert_eq!(edge.counters.body_timeouts.load(Ordering::Relaxed), 1);
         drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_taken_over_connection_drops_pingoras_writes_and_is_kept_for_the_edge() {
+        let edge = edge(Duration::from_secs(5));
+        let (mut client, mut server) = pair(&edge).await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        read_all_now(&mut server).await;
+        let conn = server.conn().clone();
+        conn.body_done();
+        server.write_all(b"head;").await.expect("write");
+        server.flush().await.expect("flush");
+        conn.take_over(Box::new(|taken| {
+            Box::pin(async move { crate::edge::After::Complete(taken) })
+        }));
+        // What Pingora writes after the takeover (the last chunk) is dropped.
+        server.write_all(b"0\r\n\r\n").await.expect("write");
+        server.flush().await.expect("flush");
+        drop(server);
+        let handoff = conn.take_handoff().expect("the connection is kept");
+        assert!(!conn.is_taken(), "taking the handoff clears the flag");
+        let mut io = handoff.io;
+        io.write_all(b"rest").await.expect("write");
+        io.flush().await.expect("flush");
+        drop(io);
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+            .await
+            .expect("the connection closes")
+            .expect("read");
+        assert_eq!(got, b"head;rest");
     }
 
     #[test]

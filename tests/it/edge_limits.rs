@@ -170,6 +170,48 @@ async fn connections_over_the_cap_are_refused() {
     .await;
 }
 
+/// D1: an open notification stream holds its connection's slot under the cap for as long
+/// as it is open (once its head is written it is served by a small task of its own, not by
+/// the HTTP session), and gives the slot back when the client leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_hold_their_slot_until_the_client_leaves() {
+    let gateway = gateway_with("max_connections: 3", &[]).await;
+    let sid = {
+        let mut client = gateway.client();
+        client.initialize("2025-11-25").await;
+        client.session.clone().expect("a session id")
+        // The client and its kept-alive connection go here.
+    };
+    let get = format!(
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\nmcp-protocol-version: 2025-11-25\r\n\r\n"
+    );
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        if held.len() == 3 {
+            break;
+        }
+        let mut conn = RawConn::connect(gateway.port()).await;
+        conn.send(get.as_bytes()).await;
+        // A stream stays open; a refusal (a slot still held by a connection going away)
+        // closes at once and is replaced.
+        if !conn.closed_within(Duration::from_secs(1)).await {
+            held.push(conn);
+        }
+    }
+    assert_eq!(held.len(), 3, "three streams open");
+    assert!(
+        !pings(&gateway).await,
+        "the streams hold every slot: a fourth connection is refused"
+    );
+    drop(held);
+    eventually(
+        WAIT,
+        "a ping is served again once the streams' clients left",
+        || async { pings(&gateway).await.then_some(()) },
+    )
+    .await;
+}
+
 /// D1: the connection cap leaves `reserved_fds` descriptors for backends and the store,
 /// lowering the configured cap when the descriptor limit is too small for both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

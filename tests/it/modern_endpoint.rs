@@ -530,3 +530,48 @@ async fn listen_acknowledges_first_then_announces_only_visible_changes_asked_for
         41
     );
 }
+
+/// Over HTTP/1 a listen stream is written by its connection's own small task once it is
+/// acknowledged; it still ends with `notifications/cancelled` for the listen request when the
+/// gateway shuts down, and the process exits without waiting its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_ends_with_cancelled_when_the_gateway_shuts_down() {
+    let backend = TestBackend::start(BackendSpec {
+        tools: vec![tool("echo", "mcp:app:read")],
+        ..BackendSpec::default()
+    })
+    .await;
+    let gateway = Gateway::start(
+        &TestConfig::new()
+            .sessions("keepalive_interval: 1s")
+            .principal_scopes(&["mcp:app:read"])
+            .backend_with("app", &backend.url(), &["naming: none"])
+            .build()
+            .replace("grace_period: 0s", "grace_period: 60s"),
+    )
+    .await;
+    gateway.wait_ready().await;
+    let mut s = Setup { backend, gateway };
+    let mut stream = listen(&s, 9, json!({"toolsListChanged": true})).await;
+    let (_, ack) = stream
+        .next_message(Duration::from_secs(10))
+        .await
+        .expect("acknowledgement");
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    s.gateway.signal(libc::SIGTERM);
+    let (_, bye) = stream
+        .next_message(Duration::from_secs(15))
+        .await
+        .expect("notifications/cancelled ends the stream");
+    assert_eq!(bye["method"], "notifications/cancelled", "{bye}");
+    assert_eq!(bye["params"]["requestId"], 9, "{bye}");
+    let code = s
+        .gateway
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("the listen stream held the shutdown:\n{}", s.gateway.logs()));
+    assert_eq!(code, Some(0), "{}", s.gateway.logs());
+}

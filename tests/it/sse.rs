@@ -5,6 +5,7 @@ use crate::common;
 
 use std::time::Duration;
 
+use common::raw::{self, RawConn};
 use common::{tool, BackendSpec, Gateway, McpClient, TestBackend, TestConfig};
 use serde_json::json;
 
@@ -227,4 +228,99 @@ async fn prompts_list_changed() {
         .wait_for_method("notifications/prompts/list_changed", CHANGE_WAIT)
         .await
         .expect("prompts list_changed");
+}
+
+/// A stream on a raw HTTP/1.1 connection is a chunked answer; when it ends (here because a
+/// second stream of the session replaces it, `max_streams_per_session: 1`) its last chunk
+/// completes the answer and the same connection serves the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_stream_leaves_its_connection_usable() {
+    let backend = TestBackend::start(BackendSpec::tools(&["a"], "mcp:l:read")).await;
+    let gateway = gateway_with(
+        &backend,
+        TestConfig::new()
+            .sessions("keepalive_interval: 1s")
+            .sessions("max_streams_per_session: 1"),
+    )
+    .await;
+    let client = session(&gateway).await;
+    let sid = client.session.clone().expect("a session id");
+    let mut conn = RawConn::connect(gateway.port()).await;
+    let get = format!(
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\nmcp-protocol-version: 2025-11-25\r\n\r\n"
+    );
+    assert!(conn.send(get.as_bytes()).await);
+    // Long enough for the priming event and a keep-alive comment.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut second = client.open_stream(&[]).await;
+    assert_eq!(second.status, 200);
+    let ended = conn
+        .response(Duration::from_secs(10))
+        .await
+        .expect("the first stream ends with its last chunk");
+    assert_eq!(ended.status, 200);
+    let body = String::from_utf8_lossy(&ended.body).to_string();
+    assert!(body.starts_with("id: "), "priming event first: {body:?}");
+    assert!(
+        body.contains(": keepalive"),
+        "keep-alive comments: {body:?}"
+    );
+    // The same connection serves a request after the stream.
+    let ping = json!({"jsonrpc":"2.0","id":7,"method":"ping"}).to_string();
+    let extra = format!("mcp-session-id: {sid}\r\nmcp-protocol-version: 2025-11-25\r\n");
+    assert!(conn.send(&raw::post("/mcp", &extra, &ping)).await);
+    let pong = conn
+        .response(Duration::from_secs(10))
+        .await
+        .expect("an answer on the connection the stream used");
+    assert_eq!(pong.status, 200, "{pong:?}");
+    assert_eq!(pong.json()["id"], 7, "{pong:?}");
+    // The second stream is still live.
+    assert!(second.next_event(Duration::from_secs(5)).await.is_some());
+}
+
+/// A stream's record reaches the audit trail when the stream ends (here the client leaves),
+/// with the stream's lifetime and the bytes it carried, not when its head is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streams_record_is_written_when_the_stream_ends() {
+    let backend = TestBackend::start(BackendSpec::tools(&["a"], "mcp:l:read")).await;
+    let gateway = gateway_with(
+        &backend,
+        TestConfig::new()
+            .sessions("keepalive_interval: 1s")
+            .top("audit:\n  secret: \"audit-test-secret-0123456789abcdef0123\""),
+    )
+    .await;
+    let client = session(&gateway).await;
+    let mut stream = client.open_stream(&[]).await;
+    assert_eq!(stream.status, 200);
+    stream
+        .next_event(Duration::from_secs(5))
+        .await
+        .expect("priming event");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let gets = |g: &Gateway| {
+        crate::audit_support::audit_lines(g)
+            .into_iter()
+            .filter(|l| l["http_method"] == "GET")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        gets(&gateway).is_empty(),
+        "no record while the stream is open"
+    );
+    drop(stream);
+    let line = common::eventually(Duration::from_secs(10), "the stream's record", || async {
+        gets(&gateway).into_iter().next()
+    })
+    .await;
+    assert_eq!(line["http_status"], 200, "{line}");
+    assert!(
+        line["latency_ms"].as_f64().unwrap_or(0.0) >= 1000.0,
+        "the stream's lifetime: {line}"
+    );
+    assert!(
+        line["response_size"].as_i64().unwrap_or(0) > 20,
+        "the priming event and a keep-alive: {line}"
+    );
 }
