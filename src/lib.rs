@@ -24,6 +24,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod logging;
 pub mod mcp;
+pub mod memory;
 pub mod preflight;
 pub mod record;
 pub mod reload;

@@ -157,7 +157,11 @@ impl Refresher {
             }
         });
         self.expire_stale(now);
-        self.publish_if_changed();
+        if self.publish_if_changed() {
+            // The previous catalog and the discovery's intermediate trees are freed by
+            // now; hand that memory back (crate::memory).
+            crate::memory::release_freed_heap();
+        }
         // After publishing: a slow store delays the next tick, never the catalog.
         if let Some(integrity) = &self.integrity {
             integrity.save().await;
@@ -184,7 +188,9 @@ impl Refresher {
         }
     }
 
-    fn publish_if_changed(&self) {
+    /// Merges the snapshots and publishes the result if it differs from the catalog in
+    /// force (or none was published yet). Returns whether it published.
+    fn publish_if_changed(&self) -> bool {
         let snapshots: Vec<BackendSnapshot> = self
             .store
             .with_health(|h| h.iter().filter_map(|b| b.snapshot.clone()).collect());
@@ -192,7 +198,7 @@ impl Refresher {
         let current = self.store.current();
         let change = catalog::diff(&current.merged, &merged);
         if change.is_empty() && current.generation > 0 {
-            return;
+            return false;
         }
         for p in merged.problems() {
             warn!("catalog problem: {p:?}");
@@ -206,6 +212,7 @@ impl Refresher {
         if current.generation > 0 && !change.is_empty() {
             (self.listener)(&change);
         }
+        true
     }
 }
 
