@@ -14,7 +14,10 @@ use bytes::{Bytes, BytesMut};
 use cortex_filters::contract::TransportFailure;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession as ClientSession;
+use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as H1Session};
 use pingora::upstreams::peer::HttpPeer;
+use tokio::io::AsyncWriteExt;
 
 /// How long an idle pooled connection is kept (before typical backend keep-alive timeouts,
 /// so a reused connection is rarely a dead one).
@@ -297,22 +300,15 @@ impl HttpClient {
                 reason: format!("host {} does not resolve", target.host),
             })?;
         let failed = |e: Box<pingora::Error>| classify(&e, limits.timeout);
-        let (mut session, _reused) = self
+        let (session, _reused) = self
             .connector
             .get_http_session(&peer)
             .await
             .map_err(failed)?;
         let head = request_head(target, "POST", headers, body.len())?;
-        session
-            .write_request_header(Box::new(head))
-            .await
-            .map_err(failed)?;
+        let (mut session, written) = write_request(session, &peer, head, Some(body)).await;
         // A server may answer before it has read the whole body (413, 401...): its answer
         // matters more than the write error.
-        let written = match session.write_request_body(body, false).await {
-            Ok(_) => session.finish_request_body().await.map(|_| ()),
-            Err(e) => Err(e),
-        };
         if let Err(write_error) = written {
             if session.read_response_header().await.is_err() || session.response_header().is_none()
             {
@@ -407,7 +403,7 @@ pub struct OpenReply {
     pub content_type: Option<String>,
     /// `Mcp-Session-Id`.
     pub session_id: Option<String>,
-    session: pingora::protocols::http::client::HttpSession,
+    session: ClientSession,
     peer: HttpPeer,
     timeout: Duration,
 }
@@ -488,7 +484,7 @@ impl HttpClient {
                 reason: format!("host {} does not resolve", target.host),
             })?;
         let failed = |e: Box<pingora::Error>| classify(&e, timeout);
-        let (mut session, _reused) = self
+        let (session, _reused) = self
             .connector
             .get_http_session(&peer)
             .await
@@ -504,17 +500,8 @@ impl HttpClient {
                     reason: format!("invalid header {name}: {e}"),
                 })?;
         }
-        session
-            .write_request_header(Box::new(head))
-            .await
-            .map_err(failed)?;
-        if let Some(body) = body {
-            session
-                .write_request_body(body, false)
-                .await
-                .map_err(failed)?;
-        }
-        session.finish_request_body().await.map_err(failed)?;
+        let (mut session, written) = write_request(session, &peer, head, body).await;
+        written.map_err(failed)?;
         session.read_response_header().await.map_err(failed)?;
         while session
             .response_header()
@@ -536,6 +523,82 @@ impl HttpClient {
             timeout,
         })
     }
+}
+
+/// Writes the request head and its body. Over HTTP/1 both go out in one vectored write, so
+/// a small request is one segment and one system call (Pingora's own request writer flushes
+/// the head on its own, then writes the body: two of each); the session is then rebuilt on
+/// the same connection to read the reply, as the connector builds it. Other protocols use
+/// Pingora's writer. Returns the session (to read the reply even after a write error).
+async fn write_request(
+    session: ClientSession,
+    peer: &HttpPeer,
+    head: RequestHeader,
+    body: Option<Bytes>,
+) -> (ClientSession, pingora::Result<()>) {
+    match session {
+        ClientSession::H1(h1) => {
+            let Some(wire) = http_req_header_to_wire(&head) else {
+                return (
+                    ClientSession::H1(h1),
+                    pingora::Error::e_explain(
+                        pingora::ErrorType::InvalidHTTPHeader,
+                        "the request line holds a forbidden byte",
+                    ),
+                );
+            };
+            let mut stream = h1.into_inner();
+            let body = body.unwrap_or_default();
+            let written = match write_all_two(&mut stream, &wire, &body).await {
+                Ok(()) => stream.flush().await,
+                Err(e) => Err(e),
+            };
+            let session = ClientSession::H1(H1Session::new_with_options(stream, peer));
+            let written = written.map_err(|e| {
+                pingora::Error::because(pingora::ErrorType::WriteError, "writing the request", e)
+            });
+            (session, written)
+        }
+        mut other => {
+            let written = write_with_pingora(&mut other, head, body).await;
+            (other, written)
+        }
+    }
+}
+
+async fn write_with_pingora(
+    session: &mut ClientSession,
+    head: RequestHeader,
+    body: Option<Bytes>,
+) -> pingora::Result<()> {
+    session.write_request_header(Box::new(head)).await?;
+    if let Some(body) = body {
+        session.write_request_body(body, false).await?;
+    }
+    session.finish_request_body().await
+}
+
+/// Writes `first` then `second` with as few (vectored) writes as the socket allows.
+async fn write_all_two(
+    stream: &mut pingora::protocols::Stream,
+    mut first: &[u8],
+    mut second: &[u8],
+) -> std::io::Result<()> {
+    while !first.is_empty() || !second.is_empty() {
+        let n = if first.is_empty() {
+            stream.write(second).await?
+        } else {
+            let parts = [std::io::IoSlice::new(first), std::io::IoSlice::new(second)];
+            stream.write_vectored(&parts).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_first = n.min(first.len());
+        first = &first[from_first..];
+        second = &second[n - from_first..];
+    }
+    Ok(())
 }
 
 fn header_text(h: &pingora::http::ResponseHeader, name: &str) -> Option<String> {
