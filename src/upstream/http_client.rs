@@ -8,15 +8,16 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::RwLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use cortex_filters::contract::TransportFailure;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession as ClientSession;
+use pingora::protocols::Stream;
 use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as H1Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer as _};
 use tokio::io::AsyncWriteExt;
 
 /// How long an idle pooled connection is kept (before typical backend keep-alive timeouts,
@@ -230,9 +231,84 @@ pub struct Limits {
     pub max_reply: usize,
 }
 
-/// The shared outbound client: one Pingora connector, so every call shares its pool.
+/// The shared outbound client: one Pingora connector (connections, TLS), so every call
+/// shares its pool of idle connections.
 pub struct HttpClient {
     connector: Connector,
+    idle: IdlePool,
+}
+
+/// The most idle HTTP/1 connections kept per peer.
+const MAX_IDLE_PER_PEER: usize = 128;
+
+/// Idle keep-alive HTTP/1 connections, per peer (Pingora's reuse hash), most recently used
+/// last.
+///
+/// Kept here rather than in Pingora's pool: a connection given back to Pingora's pool is
+/// watched by a task spawned for it, and a call that asks for it before that task has let
+/// go of it (the next call of a sequential caller, a few microseconds later, often on the
+/// other worker thread) finds it still held, drops it and opens a new connection (one call
+/// in three at one caller). Here a connection is back the moment its reply is read. A
+/// connection the server closed while idle is found closed when taken and dropped then;
+/// at most [`MAX_IDLE_PER_PEER`] per peer, none older than [`POOL_IDLE`].
+#[derive(Default)]
+struct IdlePool {
+    peers: std::sync::Mutex<std::collections::HashMap<u64, Vec<(Instant, Stream)>>>,
+}
+
+impl IdlePool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Vec<(Instant, Stream)>>> {
+        self.peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection to `key` that is still open, if any.
+    fn take(&self, key: u64) -> Option<Stream> {
+        loop {
+            let (since, stream) = {
+                let mut peers = self.lock();
+                let idle = peers.get_mut(&key)?;
+                let last = idle.pop();
+                if idle.is_empty() {
+                    peers.remove(&key);
+                }
+                last?
+            };
+            if since.elapsed() >= POOL_IDLE {
+                // The rest idled longer still.
+                self.lock().remove(&key);
+                return None;
+            }
+            if let Some(stream) = still_open(stream) {
+                return Some(stream);
+            }
+        }
+    }
+
+    /// Keeps `stream` for the next request to `key`.
+    fn put(&self, key: u64, stream: Stream) {
+        let now = Instant::now();
+        let mut peers = self.lock();
+        let idle = peers.entry(key).or_default();
+        idle.retain(|(since, _)| now.duration_since(*since) < POOL_IDLE);
+        if idle.len() >= MAX_IDLE_PER_PEER {
+            idle.remove(0);
+        }
+        idle.push((now, stream));
+    }
+}
+
+/// `stream` when it is still usable: nothing to read (a server never speaks first on an
+/// idle HTTP/1 connection) and not closed.
+fn still_open(mut stream: Stream) -> Option<Stream> {
+    use futures::FutureExt;
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    match tokio::task::unconstrained(stream.read(&mut byte)).now_or_never() {
+        None => Some(stream),
+        Some(_) => None,
+    }
 }
 
 impl Default for HttpClient {
@@ -246,6 +322,7 @@ impl HttpClient {
     pub fn new() -> Self {
         HttpClient {
             connector: Connector::new(None),
+            idle: IdlePool::default(),
         }
     }
 
@@ -262,6 +339,35 @@ impl HttpClient {
         options.cert_key_file = client_cert_key;
         HttpClient {
             connector: Connector::new(Some(options)),
+            idle: IdlePool::default(),
+        }
+    }
+
+    /// A session to `peer`: an idle pooled HTTP/1 connection when one is open, else one
+    /// from the connector (a new connection, or HTTP/2).
+    async fn session(&self, peer: &HttpPeer) -> pingora::Result<ClientSession> {
+        if let Some(stream) = self.idle.take(peer.reuse_hash()) {
+            return Ok(ClientSession::H1(H1Session::new_with_options(stream, peer)));
+        }
+        let (session, _reused) = self.connector.get_http_session(peer).await?;
+        Ok(session)
+    }
+
+    /// Gives a session whose reply was read whole back for reuse (an HTTP/1 connection the
+    /// server keeps alive goes to [`IdlePool`]; HTTP/2 to the connector).
+    async fn release(&self, session: ClientSession, peer: &HttpPeer) {
+        match session {
+            ClientSession::H1(mut h1) => {
+                h1.respect_keepalive();
+                if let Some(stream) = h1.reuse().await {
+                    self.idle.put(peer.reuse_hash(), stream);
+                }
+            }
+            other => {
+                self.connector
+                    .release_http_session(other, peer, Some(POOL_IDLE))
+                    .await
+            }
         }
     }
 
@@ -300,11 +406,7 @@ impl HttpClient {
                 reason: format!("host {} does not resolve", target.host),
             })?;
         let failed = |e: Box<pingora::Error>| classify(&e, limits.timeout);
-        let (session, _reused) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(failed)?;
+        let session = self.session(&peer).await.map_err(failed)?;
         let head = request_head(target, "POST", headers, body.len())?;
         let (mut session, written) = write_request(session, &peer, head, Some(body)).await;
         // A server may answer before it has read the whole body (413, 401...): its answer
@@ -354,9 +456,7 @@ impl HttpClient {
             }
             buf.extend_from_slice(&chunk);
         }
-        self.connector
-            .release_http_session(session, &peer, Some(POOL_IDLE))
-            .await;
+        self.release(session, &peer).await;
         Ok(RawReply {
             status,
             content_type,
@@ -442,9 +542,7 @@ impl HttpClient {
         max: usize,
     ) -> Result<Bytes, TransportFailure> {
         let body = reply.body(max).await?;
-        self.connector
-            .release_http_session(reply.session, &reply.peer, Some(POOL_IDLE))
-            .await;
+        self.release(reply.session, &reply.peer).await;
         Ok(body)
     }
 
@@ -484,11 +582,7 @@ impl HttpClient {
                 reason: format!("host {} does not resolve", target.host),
             })?;
         let failed = |e: Box<pingora::Error>| classify(&e, timeout);
-        let (session, _reused) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(failed)?;
+        let session = self.session(&peer).await.map_err(failed)?;
         let len = body.as_ref().map_or(0, Bytes::len);
         let mut head = request_head(target, method, &[], len)?;
         if body.is_none() {
@@ -655,6 +749,36 @@ mod tests {
         let t = Target::from_url("http://127.0.0.1:9", "").unwrap();
         assert_eq!(t.path, "/");
         assert_eq!(t.url(), "http://127.0.0.1:9/");
+    }
+
+    /// A connected pair on 127.0.0.1: the client side as a Pingora stream, and the server's.
+    async fn pair() -> (Stream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let l4: pingora::protocols::l4::stream::Stream = client.into();
+        (Box::new(l4), server)
+    }
+
+    #[tokio::test]
+    async fn idle_connections_come_back_newest_first_and_closed_ones_are_dropped() {
+        let pool = IdlePool::default();
+        let (a, _a_server) = pair().await;
+        let (b, b_server) = pair().await;
+        let (a_id, b_id) = (a.id(), b.id());
+        pool.put(7, a);
+        pool.put(7, b);
+        assert!(pool.take(8).is_none(), "another peer's connections are not shared");
+        let newest = pool.take(7).expect("an open idle connection");
+        assert_eq!(newest.id(), b_id);
+        pool.put(7, newest);
+        // The server closes the newest one while it idles: it is skipped and dropped.
+        drop(b_server);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let next = pool.take(7).expect("the older connection is still open");
+        assert_eq!(next.id(), a_id);
+        assert!(pool.take(7).is_none());
     }
 
     #[test]
