@@ -26,8 +26,9 @@ pub struct Answer {
     /// Body.
     pub body: Bytes,
     /// More body after `body`, written as it is: a cached list page shared with the cache,
-    /// after the answer's own head (empty for every other answer).
-    pub tail: Bytes,
+    /// after the answer's own head (`None` for every other answer; boxed, so that the
+    /// refusals carrying an answer stay small).
+    pub tail: Option<Box<Bytes>>,
 }
 
 impl Answer {
@@ -38,21 +39,21 @@ impl Answer {
             content_type: Some("application/json"),
             headers: Vec::new(),
             body: body.into(),
-            tail: Bytes::new(),
+            tail: None,
         }
     }
 
     /// A JSON answer written as `head` then `tail` (no copy of `tail` into one buffer).
     pub fn json_parts(status: u16, head: impl Into<Bytes>, tail: Bytes) -> Self {
         Answer {
-            tail,
+            tail: Some(Box::new(tail)),
             ..Answer::json(status, head)
         }
     }
 
     /// The body's length.
     pub fn body_len(&self) -> usize {
-        self.body.len() + self.tail.len()
+        self.body.len() + self.tail.as_ref().map_or(0, |t| t.len())
     }
 
     /// An empty answer (202, 204, 405…).
@@ -62,7 +63,7 @@ impl Answer {
             content_type: None,
             headers: Vec::new(),
             body: Bytes::new(),
-            tail: Bytes::new(),
+            tail: None,
         }
     }
 
@@ -96,12 +97,14 @@ pub async fn write_answer(
     session.write_response_header(Box::new(h), empty).await?;
     // The head is buffered with the response header; a large tail then goes to the socket
     // as it is.
-    let tail = !answer.tail.is_empty();
+    let tail = answer.tail.map(|t| *t).filter(|t| !t.is_empty());
     if !answer.body.is_empty() {
-        session.write_response_body(Some(answer.body), !tail).await?;
+        session
+            .write_response_body(Some(answer.body), tail.is_none())
+            .await?;
     }
-    if tail {
-        session.write_response_body(Some(answer.tail), true).await?;
+    if let Some(tail) = tail {
+        session.write_response_body(Some(tail), true).await?;
     }
     Ok(())
 }

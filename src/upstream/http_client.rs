@@ -15,8 +15,8 @@ use cortex_filters::contract::TransportFailure;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession as ClientSession;
-use pingora::protocols::Stream;
 use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as H1Session};
+use pingora::protocols::Stream;
 use pingora::upstreams::peer::{HttpPeer, Peer as _};
 use tokio::io::AsyncWriteExt;
 
@@ -257,7 +257,9 @@ struct IdlePool {
 }
 
 impl IdlePool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Vec<(Instant, Stream)>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Vec<(Instant, Stream)>>> {
         self.peers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -769,7 +771,10 @@ mod tests {
         let (a_id, b_id) = (a.id(), b.id());
         pool.put(7, a);
         pool.put(7, b);
-        assert!(pool.take(8).is_none(), "another peer's connections are not shared");
+        assert!(
+            pool.take(8).is_none(),
+            "another peer's connections are not shared"
+        );
         let newest = pool.take(7).expect("an open idle connection");
         assert_eq!(newest.id(), b_id);
         pool.put(7, newest);
