@@ -15,7 +15,6 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use futures::executor::block_on;
 use serde_json::json;
@@ -122,7 +121,8 @@ fn message(body: &[u8]) -> Option<Message> {
 fn list_once(cx: &CallContext<'_>, msg: &Message) -> usize {
     let mut rec = RequestRecord::default();
     match block_on(dispatch::dispatch(cx, msg.clone(), &mut rec)) {
-        Dispatched::Answer(b) | Dispatched::List { body: b, .. } => b.len(),
+        Dispatched::Answer(b) => b.len(),
+        Dispatched::List { body, .. } => body.len(),
         _ => 0,
     }
 }
@@ -194,20 +194,20 @@ fn bench_catalog_cache(c: &mut Criterion) {
                     let vis = catalog::visible(&current.merged, EntryKind::Tool, &p.grants);
                     let (range, next) = catalog::page(&vis, |t| t.exposed.as_str(), None, 1_000)?;
                     let entries = u32::try_from(range.len()).unwrap_or(u32::MAX);
-                    Ok(ListPage {
-                        bytes: Bytes::from(catalog::list_result(
+                    Ok(ListPage::new(entries, |out| {
+                        catalog::list_result_into(
+                            out,
                             "tools",
                             vis[range].iter().map(|t| &t.entry),
                             next.as_deref(),
-                        )),
-                        entries,
-                    })
+                        )
+                    }))
                 },
             )
         };
-        let page_len = view().map_or(0, |b| b.bytes.len());
+        let page_len = view().map_or(0, |b| b.len());
         g.bench_function(BenchmarkId::new("CatalogStore::view/hit", n), |b| {
-            b.iter(|| view().map(|b| b.bytes.len()))
+            b.iter(|| view().map(|b| b.len()))
         });
         assert_eq!(
             build_count.get(),
@@ -344,7 +344,7 @@ fn alloc_report() {
     });
     if let Some(list) = message(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#) {
         r.measure(
-            "tools/list cached, 1,000 tools (view hit + success_raw copy)",
+            "tools/list cached, 1,000 tools (view hit + answer head)",
             1_000,
             || list_once(&cx, &list),
         );

@@ -172,6 +172,7 @@ paste the MCP URL.</p>\
             ("referrer-policy", "no-referrer".into()),
         ],
         body: Bytes::from(page),
+        tail: None,
     }
 }
 

@@ -25,6 +25,10 @@ pub struct Answer {
     pub headers: Vec<(&'static str, String)>,
     /// Body.
     pub body: Bytes,
+    /// More body after `body`, written as it is: a cached list page shared with the cache,
+    /// after the answer's own head (`None` for every other answer; boxed, so that the
+    /// refusals carrying an answer stay small).
+    pub tail: Option<Box<Bytes>>,
 }
 
 impl Answer {
@@ -35,7 +39,21 @@ impl Answer {
             content_type: Some("application/json"),
             headers: Vec::new(),
             body: body.into(),
+            tail: None,
         }
+    }
+
+    /// A JSON answer written as `head` then `tail` (no copy of `tail` into one buffer).
+    pub fn json_parts(status: u16, head: impl Into<Bytes>, tail: Bytes) -> Self {
+        Answer {
+            tail: Some(Box::new(tail)),
+            ..Answer::json(status, head)
+        }
+    }
+
+    /// The body's length.
+    pub fn body_len(&self) -> usize {
+        self.body.len() + self.tail.as_ref().map_or(0, |t| t.len())
     }
 
     /// An empty answer (202, 204, 405…).
@@ -45,6 +63,7 @@ impl Answer {
             content_type: None,
             headers: Vec::new(),
             body: Bytes::new(),
+            tail: None,
         }
     }
 
@@ -65,7 +84,8 @@ pub async fn write_answer(
     if let Some(ct) = answer.content_type {
         h.insert_header("content-type", ct)?;
     }
-    h.insert_header("content-length", answer.body.len().to_string())?;
+    let body_len = answer.body_len();
+    h.insert_header("content-length", body_len.to_string())?;
     h.insert_header("cache-control", "no-store")?;
     for (name, value) in answer.headers {
         h.append_header(name, value)?;
@@ -73,10 +93,18 @@ pub async fn write_answer(
     if let Some(origin) = cors_origin {
         add_cors(&mut h, origin)?;
     }
-    let empty = answer.body.is_empty();
+    let empty = body_len == 0;
     session.write_response_header(Box::new(h), empty).await?;
-    if !empty {
-        session.write_response_body(Some(answer.body), true).await?;
+    // The head is buffered with the response header; a large tail then goes to the socket
+    // as it is.
+    let tail = answer.tail.map(|t| *t).filter(|t| !t.is_empty());
+    if !answer.body.is_empty() {
+        session
+            .write_response_body(Some(answer.body), tail.is_none())
+            .await?;
+    }
+    if let Some(tail) = tail {
+        session.write_response_body(Some(tail), true).await?;
     }
     Ok(())
 }

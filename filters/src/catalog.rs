@@ -997,22 +997,33 @@ pub fn list_result<'a>(
     next_cursor: Option<&str>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
+    list_result_into(&mut out, key, entries, next_cursor);
+    out
+}
+
+/// [`list_result`] appended to `out` (a page cached with the end of its answer envelope is
+/// serialized once, in place).
+pub fn list_result_into<'a>(
+    out: &mut Vec<u8>,
+    key: &str,
+    entries: impl Iterator<Item = &'a Value>,
+    next_cursor: Option<&str>,
+) {
     out.push(b'{');
-    write_json(&mut out, key);
+    write_json(out, key);
     out.extend_from_slice(b":[");
     for (i, entry) in entries.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_json(&mut out, entry);
+        write_json(out, entry);
     }
     out.push(b']');
     if let Some(c) = next_cursor {
         out.extend_from_slice(b",\"nextCursor\":");
-        write_json(&mut out, c);
+        write_json(out, c);
     }
     out.push(b'}');
-    out
 }
 
 #[cfg(test)]

@@ -274,9 +274,31 @@ pub fn success<T: Serialize + ?Sized>(id: &Id, result: &T) -> Vec<u8> {
 /// Serializes a success answer around an already-serialized result (e.g. a cached tools/list).
 pub fn success_raw(id: &Id, result_json: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(result_json.len() + 48);
+    success_head_into(&mut out, id);
+    out.extend_from_slice(result_json);
+    out.push(b'}');
+    out
+}
+
+/// The start of a success answer, up to its result: `{"jsonrpc":"2.0","id":…,"result":`.
+/// Followed by a [`success_end`] it is exactly [`success_raw`]: a result serialized once
+/// (a cached list page) is answered as these few bytes plus the shared end, never copied.
+pub fn success_head(id: &Id) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    success_head_into(&mut out, id);
+    out
+}
+
+fn success_head_into(out: &mut Vec<u8>, id: &Id) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    write_json(&mut out, id);
+    write_json(out, id);
     out.extend_from_slice(b",\"result\":");
+}
+
+/// The end of a success answer after [`success_head`]: the serialized result and the
+/// envelope's closing brace.
+pub fn success_end(result_json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(result_json.len() + 1);
     out.extend_from_slice(result_json);
     out.push(b'}');
     out
@@ -398,6 +420,11 @@ mod tests {
             e,
             json!({"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"nope \"q\"","data":{"m":1}}})
         );
+        for id in [json!(3), json!("a\"b"), json!(-1)] {
+            let page = b"{\"tools\":[]}";
+            let whole = [success_head(&id), success_end(page)].concat();
+            assert_eq!(whole, success_raw(&id, page));
+        }
         let r: Value = serde_json::from_slice(&success_raw(&json!(3), b"{\"tools\":[]}")).unwrap();
         assert_eq!(r["result"]["tools"], json!([]));
         let n: Value =

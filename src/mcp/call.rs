@@ -72,14 +72,45 @@ impl CallContext<'_> {
     }
 }
 
+/// The answer to a list request: the envelope's head with the request's id, then the
+/// cached page with the envelope's end, shared with the page cache. Written as the two
+/// pieces; joined only where a whole message is needed (a batch, a modern answer).
+#[derive(Debug, Clone)]
+pub struct ListAnswer {
+    /// `{"jsonrpc":"2.0","id":…,"result":`
+    pub head: Vec<u8>,
+    /// The `result` object and `}`.
+    pub end: bytes::Bytes,
+}
+
+impl ListAnswer {
+    /// The answer's length in bytes.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.end.len()
+    }
+
+    /// Whether the answer is empty (never).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole answer as one message (a copy).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(&self.end);
+        out
+    }
+}
+
 /// What to answer one message with.
 pub enum Dispatched {
     /// This JSON-RPC message.
     Answer(Vec<u8>),
     /// A list page holding `entries` entries.
     List {
-        /// The JSON-RPC response.
-        body: Vec<u8>,
+        /// The JSON-RPC response, in two pieces.
+        body: ListAnswer,
         /// Entries on the page (recorded).
         entries: u32,
     },

@@ -15,7 +15,6 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use cortex_filters::catalog::{self, BadCursor, EntryKind};
 use cortex_filters::jsonrpc::{self, Id, RpcError};
 use cortex_filters::search::one_sentence;
@@ -25,7 +24,7 @@ use crate::builtins::{resources::architecture_entry, Listing};
 use crate::config::ToolMode;
 use crate::upstream::{CatalogStore, ListKind, ListPage};
 
-use super::call::{CallContext, Dispatched};
+use super::call::{CallContext, Dispatched, ListAnswer};
 
 /// Longest description in search mode, in characters (Cortex: 120).
 pub const SEARCH_DESCRIPTION_CHARS: usize = 120;
@@ -162,22 +161,25 @@ fn page_bytes(
     }
     let (range, next) = catalog::page(&all, |(k, _)| k.as_str(), cursor, page_size)?;
     let entries = u32::try_from(range.len()).unwrap_or(u32::MAX);
-    let bytes = catalog::list_result(
-        key,
-        all[range].iter().map(|(_, v)| v.as_ref()),
-        next.as_deref(),
-    );
-    Ok(ListPage {
-        bytes: Bytes::from(bytes),
-        entries,
-    })
+    Ok(ListPage::new(entries, |out| {
+        catalog::list_result_into(
+            out,
+            key,
+            all[range].iter().map(|(_, v)| v.as_ref()),
+            next.as_deref(),
+        )
+    }))
 }
 
-/// The answer to a list request from a built (or cached) page.
+/// The answer to a list request from a built (or cached) page: the request's own envelope
+/// head, then the page's shared bytes.
 fn answer(id: &Id, built: Result<ListPage, BadCursor>) -> Dispatched {
     match built {
         Ok(page) => Dispatched::List {
-            body: jsonrpc::success_raw(id, &page.bytes),
+            body: ListAnswer {
+                head: jsonrpc::success_head(id),
+                end: page.answer_end(),
+            },
             entries: page.entries,
         },
         Err(e) => Dispatched::Answer(
@@ -344,6 +346,21 @@ mod tests {
     }
 
     #[test]
+    fn answers_splice_the_cached_page_unchanged() {
+        let backend = vec![("x", Cow::Owned(json!({"n": "x"})))];
+        let page = page_bytes("tools", &[], backend, None, 10).unwrap();
+        for id in [json!(7), json!("req-\"1\"")] {
+            let Dispatched::List { body, entries } = answer(&id, Ok(page.clone())) else {
+                panic!("not a list answer");
+            };
+            assert_eq!(entries, 1);
+            assert_eq!(body.to_vec(), jsonrpc::success_raw(&id, &page.result()));
+            // The page's bytes are shared with the cache, not copied.
+            assert_eq!(body.end.as_ptr(), page.answer_end().as_ptr());
+        }
+    }
+
+    #[test]
     fn pages_put_own_entries_first_and_cursor_through() {
         let a = json!({"n": "own"});
         let backend = vec![
@@ -351,13 +368,13 @@ mod tests {
             ("y", Cow::Owned(json!({"n": "y"}))),
         ];
         let first = page_bytes("tools", &[&a], backend.clone(), None, 2).unwrap();
-        let v: Value = serde_json::from_slice(&first.bytes).unwrap();
+        let v: Value = serde_json::from_slice(&first.result()).unwrap();
         assert_eq!(v["tools"], json!([{"n": "own"}, {"n": "x"}]));
         let next = v["nextCursor"].as_str().unwrap().to_string();
         let second: Value = serde_json::from_slice(
             &page_bytes("tools", &[&a], backend, Some(&next), 2)
                 .unwrap()
-                .bytes,
+                .result(),
         )
         .unwrap();
         assert_eq!(second["tools"], json!([{"n": "y"}]));

@@ -192,7 +192,7 @@ pub async fn post(
                 Dispatched::Answer(body) => body,
                 Dispatched::List { body, entries } => {
                     ctx.record.listed(entries, body.len());
-                    body
+                    body.to_vec()
                 }
                 // A native backend's streamed call: progress and logs relayed as the
                 // request asks, the upstream's requests to the client turned into

@@ -280,9 +280,10 @@ async fn post(
                 Answer::json(200, body)
             }
             Dispatched::List { body, entries } => {
-                ctx.record.answered(&body);
+                // The head holds the outcome (`…,"result":`).
+                ctx.record.answered(&body.head);
                 ctx.record.listed(entries, body.len());
-                Answer::json(200, body)
+                Answer::json_parts(200, body.head, body.end)
             }
             Dispatched::Initialized { body, session_id } => {
                 ctx.record.session_issued(&session_id);
@@ -367,7 +368,8 @@ async fn batch(
     let mut parts: Vec<Vec<u8>> = Vec::new();
     for m in messages {
         match dispatch::dispatch(cx, m, &mut scratch).await {
-            Dispatched::Answer(b) | Dispatched::List { body: b, .. } => parts.push(b),
+            Dispatched::Answer(b) => parts.push(b),
+            Dispatched::List { body, .. } => parts.push(body.to_vec()),
             Dispatched::Stream { id, replies, .. } => {
                 // A batch answers with one array: only the outcome of a streamed call.
                 let outcome = crate::upstream::Replies::Stream(replies).outcome().await;

@@ -98,12 +98,53 @@ struct ViewKey {
 
 /// One serialized list page and how many entries it holds (so the audit trail can record
 /// the count without keeping or re-parsing the page).
+///
+/// The page is kept with the `}` that closes the JSON-RPC answer around it: an answer from
+/// the cache is then the request's own short head (`{"jsonrpc":"2.0","id":…,"result":`)
+/// followed by these shared bytes, written as they are (no copy, no re-serialization).
 #[derive(Debug, Clone)]
 pub struct ListPage {
-    /// The serialized `result` object.
-    pub bytes: Bytes,
+    /// The serialized `result` object, then `}`.
+    end: Bytes,
     /// Entries on the page.
     pub entries: u32,
+}
+
+impl ListPage {
+    /// A page of `entries` entries whose `result` object `write` serializes.
+    pub fn new(entries: u32, write: impl FnOnce(&mut Vec<u8>)) -> ListPage {
+        let mut out = Vec::with_capacity(1024);
+        write(&mut out);
+        out.push(b'}');
+        // Cached pages are large and many: keep no spare capacity (a realloc once, when
+        // the page is built).
+        out.shrink_to_fit();
+        ListPage {
+            end: Bytes::from(out),
+            entries,
+        }
+    }
+
+    /// The serialized `result` object (shares the page's bytes).
+    pub fn result(&self) -> Bytes {
+        self.end.slice(..self.end.len().saturating_sub(1))
+    }
+
+    /// What every answer from this page ends with: the `result` object and the envelope's
+    /// closing brace (shares the page's bytes).
+    pub fn answer_end(&self) -> Bytes {
+        self.end.clone()
+    }
+
+    /// Bytes held by the page.
+    pub fn len(&self) -> usize {
+        self.end.len()
+    }
+
+    /// Whether the page holds no bytes (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.end.is_empty()
+    }
 }
 
 /// The live catalog shared by the proxy and the refresher.
@@ -132,7 +173,7 @@ impl CatalogStore {
             views: moka::sync::Cache::builder()
                 .max_capacity(64 * 1024 * 1024)
                 .weigher(|k: &ViewKey, v: &ListPage| {
-                    (v.bytes.len() + k.scope_key.len() + 64).min(u32::MAX as usize) as u32
+                    (v.len() + k.scope_key.len() + 64).min(u32::MAX as usize) as u32
                 })
                 .build(),
             due: tokio::sync::Notify::new(),

@@ -8,13 +8,17 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::RwLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use cortex_filters::contract::TransportFailure;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::protocols::http::client::HttpSession as ClientSession;
+use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as H1Session};
+use pingora::protocols::Stream;
+use pingora::upstreams::peer::{HttpPeer, Peer as _};
+use tokio::io::AsyncWriteExt;
 
 /// How long an idle pooled connection is kept (before typical backend keep-alive timeouts,
 /// so a reused connection is rarely a dead one).
@@ -227,9 +231,86 @@ pub struct Limits {
     pub max_reply: usize,
 }
 
-/// The shared outbound client: one Pingora connector, so every call shares its pool.
+/// The shared outbound client: one Pingora connector (connections, TLS), so every call
+/// shares its pool of idle connections.
 pub struct HttpClient {
     connector: Connector,
+    idle: IdlePool,
+}
+
+/// The most idle HTTP/1 connections kept per peer.
+const MAX_IDLE_PER_PEER: usize = 128;
+
+/// Idle keep-alive HTTP/1 connections, per peer (Pingora's reuse hash), most recently used
+/// last.
+///
+/// Kept here rather than in Pingora's pool: a connection given back to Pingora's pool is
+/// watched by a task spawned for it, and a call that asks for it before that task has let
+/// go of it (the next call of a sequential caller, a few microseconds later, often on the
+/// other worker thread) finds it still held, drops it and opens a new connection (one call
+/// in three at one caller). Here a connection is back the moment its reply is read. A
+/// connection the server closed while idle is found closed when taken and dropped then;
+/// at most [`MAX_IDLE_PER_PEER`] per peer, none older than [`POOL_IDLE`].
+#[derive(Default)]
+struct IdlePool {
+    peers: std::sync::Mutex<std::collections::HashMap<u64, Vec<(Instant, Stream)>>>,
+}
+
+impl IdlePool {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Vec<(Instant, Stream)>>> {
+        self.peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection to `key` that is still open, if any.
+    fn take(&self, key: u64) -> Option<Stream> {
+        loop {
+            let (since, stream) = {
+                let mut peers = self.lock();
+                let idle = peers.get_mut(&key)?;
+                let last = idle.pop();
+                if idle.is_empty() {
+                    peers.remove(&key);
+                }
+                last?
+            };
+            if since.elapsed() >= POOL_IDLE {
+                // The rest idled longer still.
+                self.lock().remove(&key);
+                return None;
+            }
+            if let Some(stream) = still_open(stream) {
+                return Some(stream);
+            }
+        }
+    }
+
+    /// Keeps `stream` for the next request to `key`.
+    fn put(&self, key: u64, stream: Stream) {
+        let now = Instant::now();
+        let mut peers = self.lock();
+        let idle = peers.entry(key).or_default();
+        idle.retain(|(since, _)| now.duration_since(*since) < POOL_IDLE);
+        if idle.len() >= MAX_IDLE_PER_PEER {
+            idle.remove(0);
+        }
+        idle.push((now, stream));
+    }
+}
+
+/// `stream` when it is still usable: nothing to read (a server never speaks first on an
+/// idle HTTP/1 connection) and not closed.
+fn still_open(mut stream: Stream) -> Option<Stream> {
+    use futures::FutureExt;
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    match tokio::task::unconstrained(stream.read(&mut byte)).now_or_never() {
+        None => Some(stream),
+        Some(_) => None,
+    }
 }
 
 impl Default for HttpClient {
@@ -243,6 +324,7 @@ impl HttpClient {
     pub fn new() -> Self {
         HttpClient {
             connector: Connector::new(None),
+            idle: IdlePool::default(),
         }
     }
 
@@ -259,6 +341,35 @@ impl HttpClient {
         options.cert_key_file = client_cert_key;
         HttpClient {
             connector: Connector::new(Some(options)),
+            idle: IdlePool::default(),
+        }
+    }
+
+    /// A session to `peer`: an idle pooled HTTP/1 connection when one is open, else one
+    /// from the connector (a new connection, or HTTP/2).
+    async fn session(&self, peer: &HttpPeer) -> pingora::Result<ClientSession> {
+        if let Some(stream) = self.idle.take(peer.reuse_hash()) {
+            return Ok(ClientSession::H1(H1Session::new_with_options(stream, peer)));
+        }
+        let (session, _reused) = self.connector.get_http_session(peer).await?;
+        Ok(session)
+    }
+
+    /// Gives a session whose reply was read whole back for reuse (an HTTP/1 connection the
+    /// server keeps alive goes to [`IdlePool`]; HTTP/2 to the connector).
+    async fn release(&self, session: ClientSession, peer: &HttpPeer) {
+        match session {
+            ClientSession::H1(mut h1) => {
+                h1.respect_keepalive();
+                if let Some(stream) = h1.reuse().await {
+                    self.idle.put(peer.reuse_hash(), stream);
+                }
+            }
+            other => {
+                self.connector
+                    .release_http_session(other, peer, Some(POOL_IDLE))
+                    .await
+            }
         }
     }
 
@@ -297,22 +408,11 @@ impl HttpClient {
                 reason: format!("host {} does not resolve", target.host),
             })?;
         let failed = |e: Box<pingora::Error>| classify(&e, limits.timeout);
-        let (mut session, _reused) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(failed)?;
+        let session = self.session(&peer).await.map_err(failed)?;
         let head = request_head(target, "POST", headers, body.len())?;
-        session
-            .write_request_header(Box::new(head))
-            .await
-            .map_err(failed)?;
+        let (mut session, written) = write_request(session, &peer, head, Some(body)).await;
         // A server may answer before it has read the whole body (413, 401...): its answer
         // matters more than the write error.
-        let written = match session.write_request_body(body, false).await {
-            Ok(_) => session.finish_request_body().await.map(|_| ()),
-            Err(e) => Err(e),
-        };
         if let Err(write_error) = written {
             if session.read_response_header().await.is_err() || session.response_header().is_none()
             {
@@ -358,9 +458,7 @@ impl HttpClient {
             }
             buf.extend_from_slice(&chunk);
         }
-        self.connector
-            .release_http_session(session, &peer, Some(POOL_IDLE))
-            .await;
+        self.release(session, &peer).await;
         Ok(RawReply {
             status,
             content_type,
@@ -407,7 +505,7 @@ pub struct OpenReply {
     pub content_type: Option<String>,
     /// `Mcp-Session-Id`.
     pub session_id: Option<String>,
-    session: pingora::protocols::http::client::HttpSession,
+    session: ClientSession,
     peer: HttpPeer,
     timeout: Duration,
 }
@@ -446,9 +544,7 @@ impl HttpClient {
         max: usize,
     ) -> Result<Bytes, TransportFailure> {
         let body = reply.body(max).await?;
-        self.connector
-            .release_http_session(reply.session, &reply.peer, Some(POOL_IDLE))
-            .await;
+        self.release(reply.session, &reply.peer).await;
         Ok(body)
     }
 
@@ -488,11 +584,7 @@ impl HttpClient {
                 reason: format!("host {} does not resolve", target.host),
             })?;
         let failed = |e: Box<pingora::Error>| classify(&e, timeout);
-        let (mut session, _reused) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(failed)?;
+        let session = self.session(&peer).await.map_err(failed)?;
         let len = body.as_ref().map_or(0, Bytes::len);
         let mut head = request_head(target, method, &[], len)?;
         if body.is_none() {
@@ -504,17 +596,8 @@ impl HttpClient {
                     reason: format!("invalid header {name}: {e}"),
                 })?;
         }
-        session
-            .write_request_header(Box::new(head))
-            .await
-            .map_err(failed)?;
-        if let Some(body) = body {
-            session
-                .write_request_body(body, false)
-                .await
-                .map_err(failed)?;
-        }
-        session.finish_request_body().await.map_err(failed)?;
+        let (mut session, written) = write_request(session, &peer, head, body).await;
+        written.map_err(failed)?;
         session.read_response_header().await.map_err(failed)?;
         while session
             .response_header()
@@ -536,6 +619,82 @@ impl HttpClient {
             timeout,
         })
     }
+}
+
+/// Writes the request head and its body. Over HTTP/1 both go out in one vectored write, so
+/// a small request is one segment and one system call (Pingora's own request writer flushes
+/// the head on its own, then writes the body: two of each); the session is then rebuilt on
+/// the same connection to read the reply, as the connector builds it. Other protocols use
+/// Pingora's writer. Returns the session (to read the reply even after a write error).
+async fn write_request(
+    session: ClientSession,
+    peer: &HttpPeer,
+    head: RequestHeader,
+    body: Option<Bytes>,
+) -> (ClientSession, pingora::Result<()>) {
+    match session {
+        ClientSession::H1(h1) => {
+            let Some(wire) = http_req_header_to_wire(&head) else {
+                return (
+                    ClientSession::H1(h1),
+                    pingora::Error::e_explain(
+                        pingora::ErrorType::InvalidHTTPHeader,
+                        "the request line holds a forbidden byte",
+                    ),
+                );
+            };
+            let mut stream = h1.into_inner();
+            let body = body.unwrap_or_default();
+            let written = match write_all_two(&mut stream, &wire, &body).await {
+                Ok(()) => stream.flush().await,
+                Err(e) => Err(e),
+            };
+            let session = ClientSession::H1(H1Session::new_with_options(stream, peer));
+            let written = written.map_err(|e| {
+                pingora::Error::because(pingora::ErrorType::WriteError, "writing the request", e)
+            });
+            (session, written)
+        }
+        mut other => {
+            let written = write_with_pingora(&mut other, head, body).await;
+            (other, written)
+        }
+    }
+}
+
+async fn write_with_pingora(
+    session: &mut ClientSession,
+    head: RequestHeader,
+    body: Option<Bytes>,
+) -> pingora::Result<()> {
+    session.write_request_header(Box::new(head)).await?;
+    if let Some(body) = body {
+        session.write_request_body(body, false).await?;
+    }
+    session.finish_request_body().await
+}
+
+/// Writes `first` then `second` with as few (vectored) writes as the socket allows.
+async fn write_all_two(
+    stream: &mut pingora::protocols::Stream,
+    mut first: &[u8],
+    mut second: &[u8],
+) -> std::io::Result<()> {
+    while !first.is_empty() || !second.is_empty() {
+        let n = if first.is_empty() {
+            stream.write(second).await?
+        } else {
+            let parts = [std::io::IoSlice::new(first), std::io::IoSlice::new(second)];
+            stream.write_vectored(&parts).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_first = n.min(first.len());
+        first = &first[from_first..];
+        second = &second[n - from_first..];
+    }
+    Ok(())
 }
 
 fn header_text(h: &pingora::http::ResponseHeader, name: &str) -> Option<String> {
@@ -592,6 +751,39 @@ mod tests {
         let t = Target::from_url("http://127.0.0.1:9", "").unwrap();
         assert_eq!(t.path, "/");
         assert_eq!(t.url(), "http://127.0.0.1:9/");
+    }
+
+    /// A connected pair on 127.0.0.1: the client side as a Pingora stream, and the server's.
+    async fn pair() -> (Stream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let l4: pingora::protocols::l4::stream::Stream = client.into();
+        (Box::new(l4), server)
+    }
+
+    #[tokio::test]
+    async fn idle_connections_come_back_newest_first_and_closed_ones_are_dropped() {
+        let pool = IdlePool::default();
+        let (a, _a_server) = pair().await;
+        let (b, b_server) = pair().await;
+        let (a_id, b_id) = (a.id(), b.id());
+        pool.put(7, a);
+        pool.put(7, b);
+        assert!(
+            pool.take(8).is_none(),
+            "another peer's connections are not shared"
+        );
+        let newest = pool.take(7).expect("an open idle connection");
+        assert_eq!(newest.id(), b_id);
+        pool.put(7, newest);
+        // The server closes the newest one while it idles: it is skipped and dropped.
+        drop(b_server);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let next = pool.take(7).expect("the older connection is still open");
+        assert_eq!(next.id(), a_id);
+        assert!(pool.take(7).is_none());
     }
 
     #[test]

@@ -97,6 +97,7 @@ fn page(status: u16, title: &str, body_html: &str) -> Answer {
             ("referrer-policy", "no-referrer".into()),
         ],
         body: Bytes::from(html),
+        tail: None,
     }
 }
 
