@@ -25,7 +25,7 @@ areas = [
     ("kernel", [r"\[k\]"]),
     ("audit: hashing (HMAC-SHA-256)", [r"sha2::", r"sha256", r"hmac::", r"digest::"]),
     ("audit: SQLite", [r"sqlite3", r"rusqlite", r"pager", r"btree", r"wal[A-Z]", r"pcache", r"vdbe", r"balance_nonroot", r"yy_reduce"]),
-    ("malloc/free", [r"malloc", r"free\b", r"_int_free", r"_int_malloc", r"realloc", r"cfree", r"tcache", r"arena", r"consolidate", r"unlink_chunk", r"je_", r"mi_"]),
+    ("malloc/free", [r"malloc", r"free\b", r"_int_free", r"_int_malloc", r"realloc", r"cfree", r"tcache", r"arena", r"consolidate", r"unlink_chunk", r"rjem", r"sdallocx", r"mi_"]),
     ("memcpy/memset/memmove", [r"memcpy", r"memset", r"memmove"]),
     ("JSON (serde_json)", [r"serde_json", r"serde::"]),
     ("HTTP (Pingora, http, httparse, hyper)", [r"pingora", r"httparse", r"http::", r"hyper", r"h2::"]),

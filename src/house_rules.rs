@@ -16,6 +16,7 @@ const FLOORS: &[(&str, u8)] = &[
     // Plain helpers and data: they name no other module.
     ("http", 0),
     ("clock", 0),
+    ("memory", 1),
     ("config", 0),
     ("logging", 0),
     ("demo_backend", 0),
