@@ -349,7 +349,8 @@ impl ProxyHttp for Gateway {
             "request"
         );
         let shared = &self.state.shared;
-        if !ctx.record.is_active() || !(shared.audit.is_enabled() || shared.metrics.is_enabled()) {
+        if !ctx.record.is_active() || !crate::state::records_wanted(&shared.audit, &shared.metrics)
+        {
             return;
         }
         let is_list = ctx.record.is_method("tools/list");
@@ -374,10 +375,7 @@ impl ProxyHttp for Gateway {
             error: e.map(|e| e.to_string()),
         };
         if let Some(record) = ctx.record.close(facts) {
-            shared.metrics.observe(&record);
-            if shared.audit.is_enabled() {
-                shared.audit.submit(record);
-            }
+            crate::state::hand_on(&shared.audit, &shared.metrics, record);
         }
     }
 }

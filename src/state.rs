@@ -76,6 +76,22 @@ pub enum StateError {
     Integrity(#[from] crate::integrity::IntegrityError),
 }
 
+/// Whether anything consumes request records (the audit trail or the metrics): when not,
+/// the request path leaves its record unclosed.
+pub fn records_wanted(audit: &AuditSink, metrics: &Metrics) -> bool {
+    audit.is_enabled() || metrics.is_enabled()
+}
+
+/// Hands a closed request record to its consumers: the metrics observe it, then the audit
+/// trail takes it (the one place that order and the "audit enabled" check live; the logging
+/// phase and a taken-over stream both end here).
+pub fn hand_on(audit: &AuditSink, metrics: &Metrics, closed: crate::record::ClosedRecord) {
+    metrics.observe(&closed);
+    if audit.is_enabled() {
+        audit.submit(closed);
+    }
+}
+
 /// What lives as long as the process.
 pub struct Shared {
     /// Canonical URI of the MCP endpoint (the token audience).

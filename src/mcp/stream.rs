@@ -332,7 +332,8 @@ impl OpenRecord {
         ctx: &mut super::request::RequestCtx,
         principal: &Principal,
     ) -> Option<Box<OpenRecord>> {
-        if !ctx.record.is_active() || !(shared.audit.is_enabled() || shared.metrics.is_enabled()) {
+        if !ctx.record.is_active() || !crate::state::records_wanted(&shared.audit, &shared.metrics)
+        {
             return None;
         }
         let mut record = std::mem::take(&mut ctx.record);
@@ -359,9 +360,6 @@ fn close_record(open: Option<Box<OpenRecord>>, error: Option<String>) {
     };
     let facts = open.facts(error);
     if let Some(closed) = open.record.close(facts) {
-        open.metrics.observe(&closed);
-        if open.audit.is_enabled() {
-            open.audit.submit(closed);
-        }
+        crate::state::hand_on(&open.audit, &open.metrics, closed);
     }
 }
